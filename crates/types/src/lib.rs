@@ -1,0 +1,25 @@
+//! Wire types of the Gantry API: every request and response body, typed IDs, the
+//! error body, list envelopes and `filter[...]` parsing, and validation of what
+//! clients send.
+//!
+//! **Architecture invariant:** this crate does no IO (no network, files, database or
+//! clock). It is shared by the server, the store, the client and the CLI, so that one
+//! definition of each object exists. Field names and JSON shapes follow the upstream
+//! API (`shared/spec/create-job.txt`, `shared/spec/API.md` §3-§4) exactly; Gantry's
+//! additions are marked as such in their docs.
+
+pub mod account;
+pub mod api_key;
+pub mod error;
+pub mod ids;
+pub mod job;
+pub mod list;
+pub mod num;
+pub mod permissions;
+pub mod region;
+pub mod time;
+pub mod validate;
+
+pub use error::{ErrorBody, ErrorDetail, FieldError};
+pub use ids::{AccountId, ApiKeyId, JobId};
+pub use time::Timestamp;
