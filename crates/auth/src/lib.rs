@@ -20,9 +20,7 @@ mod secret_box;
 mod signing;
 mod timestamp;
 
-pub use canonical::{
-    JsonStyle, body_hash_candidates, canonical_json, canonical_query, query_candidates,
-};
+pub use canonical::{JsonStyle, body_hash_candidates, canonical_json, canonical_query, query_candidates};
 pub use ip::{ip_allowed, parse_allow_list};
 pub use keys::{generate_key_pair, new_nonce};
 pub use nonce::{NonceCache, NonceError, nonce_is_well_formed};
@@ -31,8 +29,7 @@ pub use signing::{SignedRequest, canonical_string, sign, sign_request, verify_an
 pub use timestamp::{TimestampError, check_timestamp};
 
 /// SHA-256 of the empty string: the `bodySha256` part for requests without a body (API.md §5.2).
-pub const EMPTY_BODY_SHA256: &str =
-    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+pub const EMPTY_BODY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// How far `X-Time` may be from the server clock, either way (±5 minutes, API.md §5.4).
 pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;

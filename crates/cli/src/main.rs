@@ -1,1 +1,79 @@
-fn main() {}
+//! `gantry`: the one binary. Parses the command line and calls into the library
+//! crates; no business logic lives here.
+
+mod admin;
+mod bench;
+mod dev;
+mod jobs;
+mod keys;
+mod output;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// Gantry: an open GPU compute platform speaking the upstream jobs API.
+#[derive(Parser)]
+#[command(name = "gantry", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything on one machine: the control plane on SQLite in ./.gantry, with
+    /// local credentials printed as exports.
+    Dev(dev::DevArgs),
+    /// Run the control plane.
+    Server(serve::ServerArgs),
+    /// Operator commands that work on the data dir directly (also while the server runs).
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+    /// Submit, list, inspect and cancel jobs.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Show who the configured key belongs to.
+    Me(output::JsonFlag),
+    /// Print the OpenAPI document of the API.
+    Openapi,
+    /// Benchmarks (print figures and a ratio against a same-run reference).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Dev(args) => dev::run(args).await,
+            Command::Server(args) => serve::run(args).await,
+            Command::Admin(cmd) => admin::run(cmd).await,
+            Command::Jobs(cmd) => jobs::run(cmd).await,
+            Command::Keys(cmd) => keys::run(cmd).await,
+            Command::Me(flag) => keys::me(flag).await,
+            Command::Openapi => {
+                println!("{}", gantry_server::api::openapi().to_pretty_json()?);
+                Ok(())
+            }
+            Command::Bench(cmd) => bench::run(cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,237 @@
-//! placeholder
+//! A signed client for the Gantry API (and the upstream API it mirrors).
+//!
+//! Used by the CLI and by the integration tests, so the tests exercise exactly what
+//! users run. Every request is signed with a fresh nonce and timestamp; retries are
+//! left to callers, and must re-sign (nonces are single-use).
+
+use std::time::Duration;
+
+use gantry_types::account::User;
+use gantry_types::api_key::{ApiKey, CreateApiKeyRequest};
+use gantry_types::job::{CancelJobRequest, Job};
+use gantry_types::list::ListResponse;
+use gantry_types::{ApiKeyId, ErrorBody, JobId};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+
+/// Where and as whom to connect.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    /// e.g. `http://127.0.0.1:8080` (no trailing `/v1`).
+    pub base_url: String,
+    /// `pk_...`.
+    pub public_key: String,
+    /// `sk_...`.
+    pub secret_key: String,
+}
+
+/// Environment variable prefixes honoured, in order: Gantry's own, then the two
+/// families upstream clients use.
+pub const ENV_PREFIXES: [&str; 3] = ["GANTRY", "DISPERSED", "ZER"];
+
+impl Credentials {
+    /// Reads `<PREFIX>_PUBLIC_KEY`, `<PREFIX>_SECRET_KEY` and `<PREFIX>_API_BASE_URL`
+    /// for the prefixes in [`ENV_PREFIXES`]; the first set variable of each wins.
+    pub fn from_env() -> Result<Self, ClientError> {
+        let get = |suffix: &str| {
+            ENV_PREFIXES.iter().find_map(|p| std::env::var(format!("{p}_{suffix}")).ok().filter(|v| !v.is_empty()))
+        };
+        let missing = |what: &str| {
+            ClientError::MissingCredentials(format!(
+                "{what} is not set: export GANTRY_{what} (or DISPERSED_{what}); `gantry admin create-key` prints a key"
+            ))
+        };
+        Ok(Self {
+            public_key: get("PUBLIC_KEY").ok_or_else(|| missing("PUBLIC_KEY"))?,
+            secret_key: get("SECRET_KEY").ok_or_else(|| missing("SECRET_KEY"))?,
+            base_url: get("API_BASE_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into()),
+        })
+    }
+}
+
+/// What can go wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error body.
+    #[error("{status}: {}", describe(body))]
+    Api {
+        /// HTTP status.
+        status: StatusCode,
+        /// The error body.
+        body: ErrorBody,
+    },
+    /// The request did not complete.
+    #[error("cannot reach the Gantry API")]
+    Http(#[source] reqwest::Error),
+    /// The server answered something that is not what this client understands.
+    #[error("unexpected response ({status}): {detail}")]
+    Decode {
+        /// HTTP status.
+        status: StatusCode,
+        /// What was wrong.
+        detail: String,
+    },
+    /// No credentials configured.
+    #[error("{0}")]
+    MissingCredentials(String),
+}
+
+fn describe(body: &ErrorBody) -> String {
+    let mut out = format!("{} ({})", body.error.message, body.error.code);
+    for d in &body.error.details {
+        out.push_str(&format!("\n  {}: {}", d.field, d.message));
+    }
+    out
+}
+
+impl ClientError {
+    /// The HTTP status, when the server answered.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Api { status, .. } | Self::Decode { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A signed API client. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    creds: Credentials,
+}
+
+/// A raw response, for callers that inspect statuses themselves (tests, tools).
+#[derive(Clone, Debug)]
+pub struct RawResponse {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Body parsed as JSON (`Null` when empty or not JSON).
+    pub body: serde_json::Value,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl Client {
+    /// A client for these credentials.
+    pub fn new(creds: Credentials) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build()
+            .expect("reqwest client builds");
+        Self { http, creds }
+    }
+
+    /// The credentials in use.
+    pub fn credentials(&self) -> &Credentials {
+        &self.creds
+    }
+
+    /// Signs and sends one request; returns the status and JSON body whatever the status.
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<RawResponse, ClientError> {
+        let signed = gantry_auth::sign_request(
+            &self.creds.public_key,
+            &self.creds.secret_key,
+            method.as_str(),
+            path,
+            query,
+            body,
+            now_ms(),
+        );
+        let mut url = format!("{}{}", self.creds.base_url.trim_end_matches('/'), path);
+        if !signed.query.is_empty() {
+            url.push('?');
+            url.push_str(&signed.query);
+        }
+        let mut req = self
+            .http
+            .request(method, url)
+            .header("X-API-Key", &signed.api_key)
+            .header("X-Time", &signed.time)
+            .header("X-Nonce", &signed.nonce)
+            .header("X-Signature", &signed.signature)
+            .header("Accept", "application/json");
+        if let Some(bytes) = signed.body {
+            req = req.header("Content-Type", "application/json").body(bytes);
+        }
+        let resp = req.send().await.map_err(ClientError::Http)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(ClientError::Http)?;
+        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        Ok(RawResponse { status, body })
+    }
+
+    /// Signs and sends; decodes a success body as `T`, an error body as [`ClientError::Api`].
+    pub async fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, ClientError> {
+        let raw = self.send_raw(method, path, query, body).await?;
+        if !raw.status.is_success() {
+            return Err(match serde_json::from_value::<ErrorBody>(raw.body.clone()) {
+                Ok(body) => ClientError::Api { status: raw.status, body },
+                Err(_) => ClientError::Decode { status: raw.status, detail: raw.body.to_string() },
+            });
+        }
+        serde_json::from_value(raw.body).map_err(|e| ClientError::Decode { status: raw.status, detail: e.to_string() })
+    }
+
+    /// `POST /v1/jobs` with a create-job body (upstream shape).
+    pub async fn create_job(&self, body: &serde_json::Value) -> Result<Job, ClientError> {
+        self.send(Method::POST, "/v1/jobs", &[], Some(body)).await
+    }
+
+    /// `GET /v1/jobs` with paging/filter pairs (`("filter[status]", "PENDING")`).
+    pub async fn list_jobs(&self, query: &[(String, String)]) -> Result<ListResponse<Job>, ClientError> {
+        self.send(Method::GET, "/v1/jobs", query, None).await
+    }
+
+    /// `GET /v1/jobs/{uuid}`.
+    pub async fn get_job(&self, id: JobId) -> Result<Job, ClientError> {
+        self.send(Method::GET, &format!("/v1/jobs/{id}"), &[], None).await
+    }
+
+    /// `PUT /v1/jobs/{uuid}/cancel`.
+    pub async fn cancel_job(&self, id: JobId, reason: &str) -> Result<Job, ClientError> {
+        let body = serde_json::to_value(CancelJobRequest { reason: Some(reason.to_string()) }).expect("serializes");
+        self.send(Method::PUT, &format!("/v1/jobs/{id}/cancel"), &[], Some(&body)).await
+    }
+
+    /// `POST /v1/api-keys`.
+    pub async fn create_api_key(&self, req: &CreateApiKeyRequest) -> Result<ApiKey, ClientError> {
+        let body = serde_json::to_value(req).expect("serializes");
+        self.send(Method::POST, "/v1/api-keys", &[], Some(&body)).await
+    }
+
+    /// `GET /v1/api-keys`.
+    pub async fn list_api_keys(&self, query: &[(String, String)]) -> Result<ListResponse<ApiKey>, ClientError> {
+        self.send(Method::GET, "/v1/api-keys", query, None).await
+    }
+
+    /// `DELETE /v1/api-keys/{uuid}`.
+    pub async fn revoke_api_key(&self, id: ApiKeyId) -> Result<ApiKey, ClientError> {
+        self.send(Method::DELETE, &format!("/v1/api-keys/{id}"), &[], None).await
+    }
+
+    /// `GET /v1/users/me`.
+    pub async fn me(&self) -> Result<User, ClientError> {
+        self.send(Method::GET, "/v1/users/me", &[], None).await
+    }
+}
+
+/// Builds query pairs from `(&str, &str)` tuples.
+pub fn query(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}

@@ -429,10 +429,7 @@ impl JobSpec {
 impl DockerParameters {
     /// Applies `f` to every registry secret (the image's and each volume's), e.g. to
     /// encrypt, decrypt or redact them in one place.
-    pub fn map_secrets<E>(
-        &mut self,
-        mut f: impl FnMut(&str) -> Result<String, E>,
-    ) -> Result<(), E> {
+    pub fn map_secrets<E>(&mut self, mut f: impl FnMut(&str) -> Result<String, E>) -> Result<(), E> {
         if let Some(s) = &self.secret {
             self.secret = Some(f(s)?);
         }

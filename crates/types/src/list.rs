@@ -118,18 +118,13 @@ pub fn parse_paging(pairs: &[(String, String)]) -> Result<Paging, Vec<FieldError
             },
             "limit" => match v.parse::<u32>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => p.limit = n,
-                _ => errors.push(FieldError::new(
-                    "limit",
-                    format!("must be an integer from 1 to {MAX_LIMIT}, got {v:?}"),
-                )),
+                _ => errors
+                    .push(FieldError::new("limit", format!("must be an integer from 1 to {MAX_LIMIT}, got {v:?}"))),
             },
             "sort" => match v.as_str() {
                 "created_at" => p.newest_first = false,
                 "-created_at" => p.newest_first = true,
-                _ => errors.push(FieldError::new(
-                    "sort",
-                    format!("must be created_at or -created_at, got {v:?}"),
-                )),
+                _ => errors.push(FieldError::new("sort", format!("must be created_at or -created_at, got {v:?}"))),
             },
             _ => {}
         }
@@ -148,10 +143,7 @@ fn filters<'a>(
         if known.contains(&name) {
             Some((name, v.as_str()))
         } else {
-            errors.push(FieldError::new(
-                k.clone(),
-                format!("unknown filter; known filters: {}", known.join(", ")),
-            ));
+            errors.push(FieldError::new(k.clone(), format!("unknown filter; known filters: {}", known.join(", "))));
             None
         }
     })
@@ -168,10 +160,7 @@ fn list<T>(
     for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         match parse(item) {
             Some(v) => out.push(v),
-            None => errors.push(FieldError::new(
-                format!("filter[{key}]"),
-                format!("{item:?} is not {expected}"),
-            )),
+            None => errors.push(FieldError::new(format!("filter[{key}]"), format!("{item:?} is not {expected}"))),
         }
     }
     out
@@ -230,14 +219,22 @@ fn boolean(key: &str, v: &str, errors: &mut Vec<FieldError>) -> Option<bool> {
 /// Parses the `GET /v1/jobs` filters.
 pub fn parse_job_filter(pairs: &[(String, String)]) -> Result<JobFilter, Vec<FieldError>> {
     const KNOWN: &[&str] = &[
-        "uuid", "status", "task", "cpu_count", "gpu_count", "created_at", "min_ram_gb",
-        "min_storage_gb", "min_vram_gb", "source_recipe_uuid", "recipe_uuid",
+        "uuid",
+        "status",
+        "task",
+        "cpu_count",
+        "gpu_count",
+        "created_at",
+        "min_ram_gb",
+        "min_storage_gb",
+        "min_vram_gb",
+        "source_recipe_uuid",
+        "recipe_uuid",
     ];
     let mut errors = Vec::new();
     let mut f = JobFilter::default();
-    let items: Vec<(String, String)> = filters(pairs, KNOWN, &mut errors)
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let items: Vec<(String, String)> =
+        filters(pairs, KNOWN, &mut errors).map(|(k, v)| (k.to_string(), v.to_string())).collect();
     for (key, value) in &items {
         let (key, value, e) = (key.as_str(), value.as_str(), &mut errors);
         match key {
@@ -261,9 +258,8 @@ pub fn parse_api_key_filter(pairs: &[(String, String)]) -> Result<ApiKeyFilter, 
     const KNOWN: &[&str] = &["is_revoked", "created_at", "expires_at", "account_uuid", "account"];
     let mut errors = Vec::new();
     let mut f = ApiKeyFilter::default();
-    let items: Vec<(String, String)> = filters(pairs, KNOWN, &mut errors)
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let items: Vec<(String, String)> =
+        filters(pairs, KNOWN, &mut errors).map(|(k, v)| (k.to_string(), v.to_string())).collect();
     for (key, value) in &items {
         let (key, value, e) = (key.as_str(), value.as_str(), &mut errors);
         match key {

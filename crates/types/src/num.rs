@@ -13,9 +13,9 @@ pub fn opt_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error>
     let v = Option::<serde_json::Number>::deserialize(d)?;
     match v {
         None => Ok(None),
-        Some(n) => number_to_i64(&n)
-            .map(Some)
-            .ok_or_else(|| serde::de::Error::custom(format!("expected an integer, got {n}"))),
+        Some(n) => {
+            number_to_i64(&n).map(Some).ok_or_else(|| serde::de::Error::custom(format!("expected an integer, got {n}")))
+        }
     }
 }
 
@@ -24,11 +24,7 @@ pub fn opt_int_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<i64>>,
     let v = Option::<Vec<serde_json::Number>>::deserialize(d)?;
     v.map(|list| {
         list.iter()
-            .map(|n| {
-                number_to_i64(n).ok_or_else(|| {
-                    serde::de::Error::custom(format!("expected an integer, got {n}"))
-                })
-            })
+            .map(|n| number_to_i64(n).ok_or_else(|| serde::de::Error::custom(format!("expected an integer, got {n}"))))
             .collect()
     })
     .transpose()

@@ -58,20 +58,38 @@ impl Preset {
         let own = |list: &[&str]| list.iter().map(|p| format!("{p}.own")).collect::<Vec<_>>();
         match self {
             Self::Consumer => own(&[
-                "jobs.create", "jobs.read", "jobs.update", "job_runs.read", "job_recipes.create",
-                "job_recipes.read", "job_recipes.update", "job_recipes.delete", "api_keys.create",
-                "api_keys.read", "api_keys.update", "api_keys.delete", "accounts.read",
-                "consumer_profiles.read", "consumer_profiles.update", "compute.read",
-                "compute.create", "gpu_registry.read",
+                "jobs.create",
+                "jobs.read",
+                "jobs.update",
+                "job_runs.read",
+                "job_recipes.create",
+                "job_recipes.read",
+                "job_recipes.update",
+                "job_recipes.delete",
+                "api_keys.create",
+                "api_keys.read",
+                "api_keys.update",
+                "api_keys.delete",
+                "accounts.read",
+                "consumer_profiles.read",
+                "consumer_profiles.update",
+                "compute.read",
+                "compute.create",
+                "gpu_registry.read",
             ]),
             Self::Node => own(&[
-                "nodes.create", "nodes.read", "nodes.update", "job_runs.read", "job_runs.update",
-                "api_keys.read", "accounts.read", "gpu_registry.read",
+                "nodes.create",
+                "nodes.read",
+                "nodes.update",
+                "job_runs.read",
+                "job_runs.update",
+                "api_keys.read",
+                "accounts.read",
+                "gpu_registry.read",
             ]),
-            Self::Admin => RESOURCES
-                .iter()
-                .flat_map(|(r, actions)| actions.iter().map(move |a| format!("{r}.{a}.all")))
-                .collect(),
+            Self::Admin => {
+                RESOURCES.iter().flat_map(|(r, actions)| actions.iter().map(move |a| format!("{r}.{a}.all"))).collect()
+            }
         }
     }
 }
@@ -79,8 +97,7 @@ impl Preset {
 /// Checks a permission string's form and that it names a known resource and action.
 pub fn check_permission(text: &str) -> Result<(), String> {
     let mut parts = text.split('.');
-    let (Some(resource), Some(action), Some(scope), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(resource), Some(action), Some(scope), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(format!("{text:?} is not of the form resource.action.scope (e.g. jobs.read.own)"));
     };

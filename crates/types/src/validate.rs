@@ -6,8 +6,7 @@ use std::collections::BTreeSet;
 
 use crate::error::FieldError;
 use crate::job::{
-    CreateJobRequest, DockerParameters, DockerParametersInput, JobParameters, JobSpec, JobTask,
-    Volume, VolumeInput,
+    CreateJobRequest, DockerParameters, DockerParametersInput, JobParameters, JobSpec, JobTask, Volume, VolumeInput,
 };
 use crate::num::MAX_SAFE_INTEGER;
 use crate::region::is_region_code;
@@ -29,9 +28,7 @@ pub const MAX_REGION_CODES: usize = 36;
 
 /// Deserializes a JSON value into `T`, naming the offending field on failure
 /// (`parameters.parameters.ports[1]: expected an integer ...`).
-pub fn from_json<T: serde::de::DeserializeOwned>(
-    value: serde_json::Value,
-) -> Result<T, FieldError> {
+pub fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, FieldError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." { "body".to_string() } else { path };
@@ -207,10 +204,8 @@ pub fn validate_create_job(req: CreateJobRequest) -> Result<JobSpec, Vec<FieldEr
         max_timeout_run_ms,
         title,
         task: task.unwrap_or(JobTask::Batch),
-        parameters: parameters.unwrap_or(JobParameters {
-            kind: "docker".into(),
-            parameters: DockerParameters::default(),
-        }),
+        parameters: parameters
+            .unwrap_or(JobParameters { kind: "docker".into(), parameters: DockerParameters::default() }),
     };
     if e.0.is_empty() { Ok(spec) } else { Err(e.0) }
 }
@@ -247,9 +242,9 @@ fn docker_parameters(e: &mut Errors, d: DockerParametersInput) -> JobParameters 
             }
         }
     }
-    let volumes = d.volumes.map(|vols| {
-        vols.into_iter().enumerate().map(|(i, v)| volume(e, &format!("{P}.volumes[{i}]"), v)).collect()
-    });
+    let volumes = d
+        .volumes
+        .map(|vols| vols.into_iter().enumerate().map(|(i, v)| volume(e, &format!("{P}.volumes[{i}]"), v)).collect());
     JobParameters {
         kind: "docker".into(),
         parameters: DockerParameters {

@@ -141,10 +141,7 @@ mod tests {
     #[test]
     fn spec_vector_sorts_recursively_and_keeps_array_order() {
         let value = json!({"z": 1, "a": {"d": 4, "b": 2}, "list": [{"y": true, "x": false}]});
-        assert_eq!(
-            canonical_json(&value, OURS),
-            r#"{"a":{"b":2,"d":4},"list":[{"x":false,"y":true}],"z":1}"#
-        );
+        assert_eq!(canonical_json(&value, OURS), r#"{"a":{"b":2,"d":4},"list":[{"x":false,"y":true}],"z":1}"#);
     }
 
     /// Builds an object whose map iterates in insertion order when serde_json's
@@ -165,10 +162,7 @@ mod tests {
         let expected_raw = r#""q\" b\\ n\n r\r t\t b\b f\f nul\u0000 us\u001f del"#.to_owned() + "\u{7f}\"";
         assert_eq!(canonical_json(&value, RAW_PY), expected_raw);
         assert_eq!(serde_json::to_string(&value).unwrap(), expected_raw);
-        assert_eq!(
-            canonical_json(&value, OURS),
-            r#""q\" b\\ n\n r\r t\t b\b f\f nul\u0000 us\u001f del\u007f""#
-        );
+        assert_eq!(canonical_json(&value, OURS), r#""q\" b\\ n\n r\r t\t b\b f\f nul\u0000 us\u001f del\u007f""#);
     }
 
     #[test]
@@ -176,10 +170,7 @@ mod tests {
         // Expected strings produced by Python 3.11:
         // json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         let value = json!({"name": "é 日本 😀", "日": "x"});
-        assert_eq!(
-            canonical_json(&value, OURS),
-            r#"{"name":"\u00e9 \u65e5\u672c \ud83d\ude00","\u65e5":"x"}"#
-        );
+        assert_eq!(canonical_json(&value, OURS), r#"{"name":"\u00e9 \u65e5\u672c \ud83d\ude00","\u65e5":"x"}"#);
         assert_eq!(canonical_json(&value, RAW_PY), r#"{"name":"é 日本 😀","日":"x"}"#);
     }
 

@@ -11,5 +11,6 @@ mod number;
 mod query;
 
 pub use body::body_hash_candidates;
+pub(crate) use body::sha256_hex;
 pub use json::{JsonStyle, canonical_json};
 pub use query::{canonical_query, query_candidates};

@@ -1,0 +1,102 @@
+//! Per-key IP allow-lists (`allowed_ips`, API.md §5.4): parsing the configured entries and
+//! matching a peer address against them.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// Parses an allow-list: each entry an IPv4/IPv6 address (meaning /32 or /128) or a CIDR.
+///
+/// Host bits in a CIDR are ignored (`10.1.2.3/8` means `10.0.0.0/8`), and IPv4-mapped IPv6
+/// entries (`::ffff:10.0.0.0/104`) become their IPv4 equivalent, because [`ip_allowed`]
+/// matches mapped peers as IPv4. Returns the index and a message for the first bad entry,
+/// e.g. `not an IP address or CIDR: "x"`.
+pub fn parse_allow_list(entries: &[String]) -> Result<Vec<IpNet>, (usize, String)> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            let text = entry.trim();
+            let net = text
+                .parse::<IpNet>()
+                .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| (index, format!("not an IP address or CIDR: {entry:?}")))?;
+            Ok(unmap_net(net.trunc()))
+        })
+        .collect()
+}
+
+/// Whether `ip` may use a key with this allow-list. An empty list admits everyone.
+/// IPv4-mapped IPv6 peers (`::ffff:a.b.c.d`, as seen on dual-stack sockets) are matched as IPv4.
+pub fn ip_allowed(list: &[IpNet], ip: IpAddr) -> bool {
+    if list.is_empty() {
+        return true;
+    }
+    let ip = ip.to_canonical();
+    list.iter().any(|net| net.contains(&ip))
+}
+
+fn unmap_net(net: IpNet) -> IpNet {
+    if let IpNet::V6(v6) = net
+        && v6.prefix_len() >= 96
+        && let Some(v4) = v6.addr().to_ipv4_mapped()
+        && let Ok(mapped) = IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96)
+    {
+        return mapped;
+    }
+    net
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(entries: &[&str]) -> Vec<IpNet> {
+        parse_allow_list(&entries.iter().map(|e| (*e).to_owned()).collect::<Vec<_>>()).unwrap()
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn empty_list_admits_everyone() {
+        assert!(ip_allowed(&[], ip("203.0.113.9")));
+        assert!(ip_allowed(&[], ip("2001:db8::1")));
+    }
+
+    #[test]
+    fn addresses_and_cidrs() {
+        let nets = list(&["10.0.0.0/8", "192.0.2.7", "2001:db8::/32", " ::1 "]);
+        assert!(ip_allowed(&nets, ip("10.200.3.4")));
+        assert!(ip_allowed(&nets, ip("192.0.2.7")));
+        assert!(!ip_allowed(&nets, ip("192.0.2.8")));
+        assert!(ip_allowed(&nets, ip("2001:db8:ffff::1")));
+        assert!(ip_allowed(&nets, ip("::1")));
+        assert!(!ip_allowed(&nets, ip("2001:db9::1")));
+    }
+
+    #[test]
+    fn mapped_ipv6_peers_match_ipv4_entries() {
+        let nets = list(&["10.0.0.0/8"]);
+        assert!(ip_allowed(&nets, ip("::ffff:10.1.2.3")));
+        assert!(!ip_allowed(&nets, ip("::ffff:11.1.2.3")));
+        let mapped_entry = list(&["::ffff:192.0.2.0/120"]);
+        assert_eq!(mapped_entry, list(&["192.0.2.0/24"]));
+        assert!(ip_allowed(&mapped_entry, ip("192.0.2.55")));
+        assert!(ip_allowed(&mapped_entry, ip("::ffff:192.0.2.55")));
+    }
+
+    #[test]
+    fn host_bits_are_ignored() {
+        assert_eq!(list(&["10.1.2.3/8"]), list(&["10.0.0.0/8"]));
+    }
+
+    #[test]
+    fn first_bad_entry_is_reported() {
+        let entries: Vec<String> = ["10.0.0.1", "x", "also bad"].iter().map(|e| (*e).to_owned()).collect();
+        assert_eq!(parse_allow_list(&entries), Err((1, "not an IP address or CIDR: \"x\"".to_owned())));
+        let entries = vec!["10.0.0.0/33".to_owned()];
+        assert_eq!(parse_allow_list(&entries).unwrap_err().0, 0);
+    }
+}

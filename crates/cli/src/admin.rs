@@ -1,0 +1,119 @@
+//! `gantry admin ...`: operator commands that open the store directly, so they work
+//! before any key exists and while the server runs (SQLite allows a second process;
+//! PostgreSQL is shared anyway).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use gantry_server::app::api_keys::{KeySpec, create_account, create_in};
+use gantry_types::AccountId;
+use gantry_types::permissions::Preset;
+
+/// Operator commands.
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Create an API key (and a new account unless --account names one).
+    CreateKey(CreateKeyArgs),
+}
+
+/// Where the store is.
+#[derive(Args, Clone)]
+pub struct StoreArgs {
+    /// The server's data directory (holds the server key, and the SQLite database).
+    #[arg(long, env = "GANTRY_DATA_DIR", default_value = ".gantry")]
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL, when the server uses PostgreSQL.
+    #[arg(long, env = "GANTRY_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+/// `gantry admin create-key`.
+#[derive(Args)]
+pub struct CreateKeyArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Name of the key (and of the new account).
+    #[arg(long)]
+    name: String,
+    /// consumer, node or admin.
+    #[arg(long, value_parser = ["consumer", "node", "admin"])]
+    preset: String,
+    /// Add the key to this existing account instead of creating one.
+    #[arg(long)]
+    account: Option<AccountId>,
+    /// Email of the new account.
+    #[arg(long)]
+    email: Option<String>,
+    /// Print one JSON object (public_key, secret_key, account_uuid, ...).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs an admin command.
+pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
+    match cmd {
+        AdminCommand::CreateKey(args) => create_key(args).await,
+    }
+}
+
+/// Opens the store and the secret box of a data dir.
+pub async fn open(
+    store: &StoreArgs,
+) -> anyhow::Result<(std::sync::Arc<dyn gantry_store::Store>, gantry_auth::SecretBox)> {
+    let server_key = std::env::var("GANTRY_SERVER_KEY").ok().filter(|k| !k.is_empty());
+    let key = gantry_server::keyfile::load_or_create(&store.data_dir, server_key.as_deref())?;
+    let db = gantry_store::open(&store.data_dir, store.database_url.as_deref())
+        .await
+        .with_context(|| format!("cannot open the store in {}", store.data_dir.display()))?;
+    Ok((db, gantry_auth::SecretBox::new(key)))
+}
+
+/// Creates an account (unless given) and a key; returns the key with its secret.
+pub async fn create_key_in(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    name: &str,
+    preset: Preset,
+    account: Option<AccountId>,
+    email: Option<String>,
+) -> anyhow::Result<gantry_types::api_key::ApiKey> {
+    let (store, secrets) =
+        open(&StoreArgs { data_dir: data_dir.to_path_buf(), database_url: database_url.map(str::to_string) }).await?;
+    let account = match account {
+        Some(id) => {
+            store.account_fetch(id).await?.with_context(|| format!("no account {id}; omit --account to create one"))?;
+            id
+        }
+        None => create_account(store.as_ref(), name, email).await.map_err(api_error)?.uuid,
+    };
+    let spec =
+        KeySpec { name: name.to_string(), permissions: preset.permissions(), allowed_ips: vec![], expires_at_ms: None };
+    create_in(store.as_ref(), &secrets, account, spec).await.map_err(api_error)
+}
+
+fn api_error(e: gantry_server::error::ApiError) -> anyhow::Error {
+    anyhow::anyhow!("{e:?}")
+}
+
+async fn create_key(args: CreateKeyArgs) -> anyhow::Result<()> {
+    let preset = Preset::parse(&args.preset).context("--preset must be consumer, node or admin")?;
+    let key = create_key_in(
+        &args.store.data_dir,
+        args.store.database_url.as_deref(),
+        &args.name,
+        preset,
+        args.account,
+        args.email,
+    )
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&key)?);
+    } else {
+        println!("Created {} key {:?} in account {}", args.preset, key.name, key.account_uuid);
+        println!("The secret is shown only now. For the CLI:\n");
+        println!("export GANTRY_PUBLIC_KEY={}", key.public_key);
+        println!("export GANTRY_SECRET_KEY={}", key.secret_key.unwrap_or_default());
+    }
+    Ok(())
+}

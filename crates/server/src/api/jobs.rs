@@ -1,0 +1,114 @@
+//! `/v1/jobs` handlers: extract, authorize, call `app::jobs`, convert.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use gantry_types::job::{CancelJobRequest, CreateJobRequest, Job};
+use gantry_types::list::{ListResponse, parse_job_filter, parse_paging};
+use gantry_types::validate::validate_create_job;
+use gantry_types::{ErrorBody, JobId};
+use serde::de::IgnoredAny;
+
+use super::path_id;
+use crate::app;
+use crate::error::ApiError;
+use crate::signed::Signed;
+use crate::state::AppState;
+
+/// Create a job.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = CreateJobRequest,
+    responses(
+        (status = 201, description = "Job created, PENDING", body = Job),
+        (status = 400, description = "Invalid body; every bad field is named", body = ErrorBody),
+        (status = 401, description = "Missing or bad signature", body = ErrorBody),
+        (status = 403, description = "Key lacks jobs.create", body = ErrorBody),
+    ))]
+pub(super) async fn create_job(
+    State(state): State<Arc<AppState>>,
+    req: Signed<CreateJobRequest>,
+) -> Result<(StatusCode, Json<Job>), ApiError> {
+    let account = req.caller.require("jobs", "create")?.unwrap_or(req.caller.account());
+    let spec = validate_create_job(req.body)?;
+    let job = app::jobs::create(&state, account, spec).await?;
+    Ok((StatusCode::CREATED, Json(job)))
+}
+
+/// List jobs, newest first by default.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
+    params(
+        ("page" = Option<u64>, Query, description = "1-based page, default 1"),
+        ("limit" = Option<u32>, Query, description = "1-50, default 20"),
+        ("sort" = Option<String>, Query, description = "created_at or -created_at (default)"),
+        ("filter[uuid]" = Option<String>, Query, description = "comma list of job uuids"),
+        ("filter[status]" = Option<String>, Query, description = "comma list, e.g. PENDING,RUNNING"),
+        ("filter[task]" = Option<String>, Query, description = "BATCH or PERSISTENT"),
+        ("filter[cpu_count]" = Option<String>, Query, description = "value or range min,max"),
+        ("filter[gpu_count]" = Option<String>, Query, description = "value or range min,max"),
+        ("filter[created_at]" = Option<String>, Query, description = "range of RFC 3339 dates from,to"),
+        ("filter[min_ram_gb]" = Option<String>, Query, description = "value or range min,max"),
+        ("filter[min_storage_gb]" = Option<String>, Query, description = "value or range min,max"),
+        ("filter[min_vram_gb]" = Option<String>, Query, description = "value or range min,max"),
+        ("filter[source_recipe_uuid]" = Option<String>, Query, description = "comma list (alias filter[recipe_uuid])"),
+    ),
+    responses(
+        (status = 200, description = "One page of jobs", body = ListResponse<Job>),
+        (status = 400, description = "Bad paging or filter", body = ErrorBody),
+        (status = 401, description = "Missing or bad signature", body = ErrorBody),
+    ))]
+pub(super) async fn list_jobs(
+    State(state): State<Arc<AppState>>,
+    req: Signed<IgnoredAny>,
+) -> Result<Json<ListResponse<Job>>, ApiError> {
+    let scope = req.caller.require("jobs", "read")?;
+    let paging = parse_paging(&req.query);
+    let filter = parse_job_filter(&req.query);
+    let (paging, filter) = match (paging, filter) {
+        (Ok(p), Ok(f)) => (p, f),
+        (p, f) => {
+            let errors = p.err().into_iter().chain(f.err()).flatten().collect();
+            return Err(ApiError::Validation(errors));
+        }
+    };
+    let page = app::jobs::list(&state, scope, &filter, paging).await?;
+    Ok(Json(ListResponse { data: page.items, page: paging.page, limit: paging.limit, total: page.total }))
+}
+
+/// Get one job.
+#[utoipa::path(get, path = "/v1/jobs/{uuid}", tag = "jobs",
+    params(("uuid" = String, Path, description = "Job uuid")),
+    responses(
+        (status = 200, description = "The job", body = Job),
+        (status = 404, description = "No such job in your account", body = ErrorBody),
+        (status = 401, description = "Missing or bad signature", body = ErrorBody),
+    ))]
+pub(super) async fn get_job(
+    State(state): State<Arc<AppState>>,
+    Path(uuid): Path<String>,
+    req: Signed<IgnoredAny>,
+) -> Result<Json<Job>, ApiError> {
+    let scope = req.caller.require("jobs", "read")?;
+    let id: JobId = path_id("uuid", &uuid)?;
+    Ok(Json(app::jobs::fetch(&state, scope, id).await?))
+}
+
+/// Cancel a job. Idempotent: a PENDING job ends CANCELLED at once, a running one
+/// goes CANCELLING until its containers stop, a finished one is returned unchanged.
+#[utoipa::path(put, path = "/v1/jobs/{uuid}/cancel", tag = "jobs", request_body = CancelJobRequest,
+    params(("uuid" = String, Path, description = "Job uuid")),
+    responses(
+        (status = 200, description = "The job after the cancel request", body = Job),
+        (status = 404, description = "No such job in your account", body = ErrorBody),
+        (status = 401, description = "Missing or bad signature", body = ErrorBody),
+    ))]
+pub(super) async fn cancel_job(
+    State(state): State<Arc<AppState>>,
+    Path(uuid): Path<String>,
+    req: Signed<Option<CancelJobRequest>>,
+) -> Result<Json<Job>, ApiError> {
+    let scope = req.caller.require("jobs", "update")?;
+    let id: JobId = path_id("uuid", &uuid)?;
+    let reason = req.body.and_then(|b| b.reason);
+    Ok(Json(app::jobs::cancel(&state, scope, id, reason).await?))
+}

@@ -1,0 +1,77 @@
+//! Jobs: create, read, list, cancel.
+//!
+//! Registry secrets are encrypted before the job reaches the store and redacted in
+//! every response: a stored job holds ciphertext, a returned job holds
+//! [`REDACTED`] where a secret is set (so clients can tell that one is).
+
+use gantry_store::{JobTransition, Page};
+use gantry_types::job::{Job, JobSpec, JobStatus};
+use gantry_types::list::{JobFilter, Paging};
+use gantry_types::{AccountId, JobId};
+
+use crate::error::ApiError;
+use crate::state::{AppState, now_ms};
+
+/// What a secret reads as in responses.
+pub const REDACTED: &str = "********";
+
+/// Reason recorded when a cancel request gives none.
+pub const DEFAULT_CANCEL_REASON: &str = "Cancelled by user";
+
+/// Creates a PENDING job for `account`; returns it as the client sees it.
+pub async fn create(state: &AppState, account: AccountId, spec: JobSpec) -> Result<Job, ApiError> {
+    let mut job = spec.into_job(JobId::new(), account, now_ms());
+    job.parameters.parameters.map_secrets(|s| Ok::<_, ApiError>(state.secrets.encrypt(s)))?;
+    state.store.job_create(&job).await?;
+    Ok(redact(job))
+}
+
+/// Fetches a job in scope; another account's job is "not found".
+pub async fn fetch(state: &AppState, scope: Option<AccountId>, id: JobId) -> Result<Job, ApiError> {
+    let job = state.store.job_fetch(scope, id).await?.ok_or_else(|| ApiError::not_found("job", id))?;
+    Ok(redact(job))
+}
+
+/// Lists jobs in scope.
+pub async fn list(
+    state: &AppState,
+    scope: Option<AccountId>,
+    filter: &JobFilter,
+    paging: Paging,
+) -> Result<Page<Job>, ApiError> {
+    let mut page = state.store.job_list(scope, filter, paging).await?;
+    page.items = page.items.into_iter().map(redact).collect();
+    Ok(page)
+}
+
+/// Cancels a job. Idempotent: PENDING ends CANCELLED at once; ASSIGNED/RUNNING
+/// become CANCELLING until the node confirms its containers stopped; a job already
+/// cancelling or terminal is returned unchanged.
+pub async fn cancel(
+    state: &AppState,
+    scope: Option<AccountId>,
+    id: JobId,
+    reason: Option<String>,
+) -> Result<Job, ApiError> {
+    let reason = reason.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| DEFAULT_CANCEL_REASON.into());
+    // Compare-and-set loop: the job may change status between the read and the
+    // write (e.g. get assigned); retry with what it became.
+    loop {
+        let job = state.store.job_fetch(scope, id).await?.ok_or_else(|| ApiError::not_found("job", id))?;
+        let to = match job.status {
+            JobStatus::Pending => JobStatus::Cancelled,
+            JobStatus::Assigned | JobStatus::Running => JobStatus::Cancelling,
+            _ => return Ok(redact(job)),
+        };
+        let transition = JobTransition { from: vec![job.status], to, reason: Some(reason.clone()), now_ms: now_ms() };
+        if let Some(after) = state.store.job_transition(scope, id, &transition).await? {
+            return Ok(redact(after));
+        }
+    }
+}
+
+/// The job as clients may see it: secrets replaced by [`REDACTED`].
+pub fn redact(mut job: Job) -> Job {
+    let _ = job.parameters.parameters.map_secrets(|_| Ok::<_, ()>(REDACTED.to_string()));
+    job
+}

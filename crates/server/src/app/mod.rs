@@ -1,0 +1,6 @@
+//! The application layer: business rules between the HTTP handlers and the store.
+//! Nothing here knows HTTP; functions take the caller's account scope and typed
+//! inputs and return wire types or [`crate::error::ApiError`].
+
+pub mod api_keys;
+pub mod jobs;

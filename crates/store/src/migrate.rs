@@ -1,0 +1,173 @@
+//! Schema migrations: a tiny migrator, the same design for both backends.
+//!
+//! Why not `sqlx::migrate!`: the SQLite backend uses rusqlite, not sqlx, and the
+//! whole job is twenty lines per backend. The design:
+//!
+//! * Migrations are SQL files under `migrations/<backend>/NNNN_name.sql`, append-only
+//!   and embedded in the binary with `include_str!` (listed in [`SQLITE`] and
+//!   [`POSTGRES`]), so a server never depends on files next to it.
+//! * Applied versions are recorded in `gantry_migrations(version, name, applied_at_ms)`.
+//! * Each pending migration is applied in **its own transaction** together with its
+//!   row in `gantry_migrations`, so a crash leaves the schema at a clean version.
+//! * Two processes starting at once (two servers on one PostgreSQL, or the admin CLI
+//!   next to the server on one SQLite file) serialize: PostgreSQL takes
+//!   `pg_advisory_xact_lock`, SQLite starts the transaction with `BEGIN IMMEDIATE`
+//!   (the write lock). Inside the lock the applied set is read again, so the loser
+//!   of the race finds the work done and skips it.
+//! * A database that has a version this binary does not know (it was migrated by a
+//!   newer Gantry) is refused: running old code on a newer schema could corrupt it.
+
+use std::collections::BTreeSet;
+
+use crate::{StoreError, StoreResult};
+
+/// One embedded migration.
+#[derive(Clone, Copy, Debug)]
+pub struct Migration {
+    /// Version, from the file name's number; strictly increasing.
+    pub version: i64,
+    /// The file name's rest (`init`), for the record.
+    pub name: &'static str,
+    /// The SQL, possibly several statements.
+    pub sql: &'static str,
+}
+
+/// SQLite migrations, oldest first.
+pub const SQLITE: &[Migration] =
+    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") }];
+
+/// PostgreSQL migrations, oldest first (same versions as [`SQLITE`]).
+pub const POSTGRES: &[Migration] =
+    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/postgres/0001_init.sql") }];
+
+/// The bookkeeping table; this DDL is valid in both dialects.
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS gantry_migrations (\
+     version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at_ms BIGINT NOT NULL)";
+
+/// Key of the PostgreSQL advisory lock held while migrating ("gantry" in ASCII).
+const PG_LOCK_KEY: i64 = 0x6761_6e74_7279;
+
+/// The error for a database migrated by a newer binary.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the database has schema migration {found}, but this binary knows migrations up to {newest}; \
+     it was used by a newer Gantry. Refusing to start: run that version (or newer), or restore a backup"
+)]
+pub struct SchemaTooNew {
+    /// The unknown version found in the database.
+    pub found: i64,
+    /// The newest version this binary has.
+    pub newest: i64,
+}
+
+/// Checks the applied versions against `known`; `Err` on a downgrade.
+fn check_not_newer(known: &[Migration], applied: &BTreeSet<i64>) -> StoreResult<()> {
+    let known_versions: BTreeSet<i64> = known.iter().map(|m| m.version).collect();
+    match applied.iter().find(|v| !known_versions.contains(v)) {
+        None => Ok(()),
+        Some(&found) => Err(StoreError::Database {
+            // `during` is what a log line shows first, so it says what happened.
+            during: "schema check (database is newer than this binary; downgrade refused)",
+            source: Box::new(SchemaTooNew { found, newest: known_versions.last().copied().unwrap_or(0) }),
+        }),
+    }
+}
+
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Brings a SQLite database up to date (blocking; call off the async runtime).
+pub fn run_sqlite(conn: &mut rusqlite::Connection) -> StoreResult<()> {
+    let db = |e: rusqlite::Error| StoreError::Database { during: "migrate", source: Box::new(e) };
+    for migration in SQLITE {
+        // IMMEDIATE takes the write lock now, so a second process waits here (up to
+        // busy_timeout) instead of failing half-way with SQLITE_BUSY.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db)?;
+        tx.execute_batch(CREATE_TABLE).map_err(db)?;
+        let applied = {
+            let mut stmt = tx.prepare("SELECT version FROM gantry_migrations").map_err(db)?;
+            let rows = stmt.query_map([], |r| r.get::<_, i64>(0)).map_err(db)?;
+            rows.collect::<Result<BTreeSet<i64>, _>>().map_err(db)?
+        };
+        check_not_newer(SQLITE, &applied)?;
+        if !applied.contains(&migration.version) {
+            tx.execute_batch(migration.sql).map_err(db)?;
+            tx.execute(
+                "INSERT INTO gantry_migrations (version, name, applied_at_ms) VALUES (?1, ?2, ?3)",
+                rusqlite::params![migration.version, migration.name, now_ms()],
+            )
+            .map_err(db)?;
+            tracing::info!(version = migration.version, name = migration.name, "applied SQLite migration");
+        }
+        tx.commit().map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Brings a PostgreSQL database up to date.
+pub async fn run_postgres(pool: &sqlx::PgPool) -> StoreResult<()> {
+    let db = |e: sqlx::Error| StoreError::Database { during: "migrate", source: Box::new(e) };
+    for migration in POSTGRES {
+        let mut tx = pool.begin().await.map_err(db)?;
+        // Released by COMMIT/ROLLBACK; a second server blocks here until we finish.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(PG_LOCK_KEY).execute(&mut *tx).await.map_err(db)?;
+        sqlx::raw_sql(CREATE_TABLE).execute(&mut *tx).await.map_err(db)?;
+        let applied: BTreeSet<i64> = sqlx::query_scalar("SELECT version FROM gantry_migrations")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?
+            .into_iter()
+            .collect();
+        check_not_newer(POSTGRES, &applied)?;
+        if !applied.contains(&migration.version) {
+            // raw_sql: the simple-query protocol, which runs several statements.
+            sqlx::raw_sql(migration.sql).execute(&mut *tx).await.map_err(db)?;
+            sqlx::query("INSERT INTO gantry_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)")
+                .bind(migration.version)
+                .bind(migration.name)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            tracing::info!(version = migration.version, name = migration.name, "applied PostgreSQL migration");
+        }
+        tx.commit().await.map_err(db)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_increase_and_backends_agree() {
+        for list in [SQLITE, POSTGRES] {
+            assert!(list.windows(2).all(|w| w[0].version < w[1].version));
+        }
+        let versions = |l: &[Migration]| l.iter().map(|m| (m.version, m.name)).collect::<Vec<_>>();
+        assert_eq!(versions(SQLITE), versions(POSTGRES));
+    }
+
+    #[test]
+    fn a_newer_database_is_refused_with_a_clear_message() {
+        assert!(check_not_newer(SQLITE, &BTreeSet::from([1])).is_ok());
+        let err = check_not_newer(SQLITE, &BTreeSet::from([1, 99])).unwrap_err();
+        let StoreError::Database { during, source } = err else { panic!("{err:?}") };
+        assert!(during.contains("downgrade refused"));
+        assert!(source.to_string().contains("migration 99"), "{source}");
+    }
+
+    #[test]
+    fn sqlite_migrates_once_and_refuses_downgrade() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        run_sqlite(&mut conn).unwrap();
+        run_sqlite(&mut conn).unwrap(); // idempotent
+        let n: i64 = conn.query_row("SELECT COUNT(*) FROM gantry_migrations", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, SQLITE.len() as i64);
+        conn.execute("INSERT INTO gantry_migrations VALUES (9999, 'future', 0)", []).unwrap();
+        assert!(run_sqlite(&mut conn).is_err());
+    }
+}

@@ -1,0 +1,437 @@
+//! SQL text and row mapping shared by both backends.
+//!
+//! The schema is deliberately the same in SQLite and PostgreSQL (TEXT uuids, epoch-ms
+//! integers), so the list queries (the only dynamic SQL) are built here once, and the
+//! backends differ only in the placeholder spelling (`?N` vs `$N`) and in how they
+//! bind a [`SqlValue`]. Rows are read by each backend into the plain structs below
+//! ([`JobRow`], [`ApiKeyRow`]), which turn them into records in one place.
+//!
+//! Injection safety: every piece of SQL text built here is either a string literal of
+//! this file or a placeholder number; values are always bound, never formatted in.
+//! That is the audit the backends rely on when they pass this text to
+//! `sqlx::AssertSqlSafe`.
+
+use gantry_types::{
+    AccountId, ApiKeyId, JobId, Timestamp,
+    job::{Job, JobStatus},
+    list::{ApiKeyFilter, JobFilter, Paging, Range},
+};
+
+use crate::{AccountRecord, ApiKeyRecord, StoreError, StoreResult};
+
+/// Columns a job is read from (see [`JobRow`]).
+pub(crate) const JOB_COLUMNS: &str = "spec, status, status_reason, updated_at_ms, started_at_ms, completed_at_ms";
+
+/// Columns an API key is read from (see [`ApiKeyRow`]).
+pub(crate) const API_KEY_COLUMNS: &str = "uuid, account_uuid, name, public_key, secret_encrypted, \
+     permissions, allowed_ips, expires_at_ms, is_revoked, created_at_ms, updated_at_ms, \
+     last_used_at_ms, deleted_at_ms";
+
+/// Columns of an account.
+pub(crate) const ACCOUNT_COLUMNS: &str = "uuid, name, email, created_at_ms";
+
+/// How a backend spells the Nth (1-based) placeholder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Placeholders {
+    /// `?1`: SQLite. (SQLite would also take `$1`, but as a *named* parameter whose
+    /// index depends on order of appearance; `?N` is positional by definition.)
+    Question,
+    /// `$1`: PostgreSQL.
+    Dollar,
+}
+
+impl Placeholders {
+    fn nth(self, n: usize) -> String {
+        match self {
+            Self::Question => format!("?{n}"),
+            Self::Dollar => format!("${n}"),
+        }
+    }
+}
+
+/// A value bound to a placeholder.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum SqlValue {
+    /// TEXT.
+    Text(String),
+    /// INTEGER / BIGINT.
+    Int(i64),
+    /// REAL / DOUBLE PRECISION.
+    Real(f64),
+    /// INTEGER 0/1 in SQLite, BOOLEAN in PostgreSQL.
+    Bool(bool),
+}
+
+/// A page query: `select` returns the page, `count` the total over all pages. Both
+/// share the WHERE clause; `select` has two more parameters (LIMIT, OFFSET) at the end.
+#[derive(Debug)]
+pub(crate) struct ListQuery {
+    /// `SELECT <columns> ... ORDER BY ... LIMIT .. OFFSET ..`.
+    pub select: String,
+    /// `SELECT COUNT(*) ...` with the same WHERE.
+    pub count: String,
+    /// Parameters of `select`; `count` uses the first [`Self::count_params`] of them.
+    pub params: Vec<SqlValue>,
+    count_len: usize,
+}
+
+impl ListQuery {
+    /// The parameters of `count` (the WHERE clause's).
+    pub fn count_params(&self) -> &[SqlValue] {
+        &self.params[..self.count_len]
+    }
+}
+
+/// Accumulates `AND`-ed conditions and their parameters.
+struct Conditions {
+    style: Placeholders,
+    clauses: Vec<String>,
+    params: Vec<SqlValue>,
+}
+
+impl Conditions {
+    fn new(style: Placeholders) -> Self {
+        Self { style, clauses: Vec::new(), params: Vec::new() }
+    }
+
+    /// Adds a parameter, returns its placeholder.
+    fn bind(&mut self, value: SqlValue) -> String {
+        self.params.push(value);
+        self.style.nth(self.params.len())
+    }
+
+    /// `column = value`.
+    fn eq(&mut self, column: &'static str, value: SqlValue) {
+        let p = self.bind(value);
+        self.clauses.push(format!("{column} = {p}"));
+    }
+
+    /// `column IN (...)`; an empty list means "no constraint", as in the API.
+    fn any_of(&mut self, column: &'static str, values: impl IntoIterator<Item = SqlValue>) {
+        let placeholders: Vec<String> = values.into_iter().map(|v| self.bind(v)).collect();
+        if !placeholders.is_empty() {
+            self.clauses.push(format!("{column} IN ({})", placeholders.join(", ")));
+        }
+    }
+
+    /// Inclusive range with open ends.
+    fn range<T: Copy>(&mut self, column: &'static str, range: Option<Range<T>>, value: impl Fn(T) -> SqlValue) {
+        let Some(range) = range else { return };
+        if let Some(min) = range.min {
+            let p = self.bind(value(min));
+            self.clauses.push(format!("{column} >= {p}"));
+        }
+        if let Some(max) = range.max {
+            let p = self.bind(value(max));
+            self.clauses.push(format!("{column} <= {p}"));
+        }
+    }
+
+    /// Assembles the SELECT and COUNT around the conditions.
+    fn finish(mut self, table: &'static str, columns: &'static str, paging: Paging) -> ListQuery {
+        let where_sql =
+            if self.clauses.is_empty() { String::new() } else { format!(" WHERE {}", self.clauses.join(" AND ")) };
+        let count = format!("SELECT COUNT(*) FROM {table}{where_sql}");
+        let count_len = self.params.len();
+        // uuid breaks ties between rows created in the same millisecond, so paging
+        // never skips or repeats a row.
+        let dir = if paging.newest_first { "DESC" } else { "ASC" };
+        // LIMIT/OFFSET are parameters, not literals, so each filter shape is one
+        // cached prepared statement whatever page is asked for.
+        let limit = self.bind(SqlValue::Int(i64::from(paging.limit)));
+        let offset = self.bind(SqlValue::Int(i64::try_from(paging.offset()).unwrap_or(i64::MAX)));
+        let select = format!(
+            "SELECT {columns} FROM {table}{where_sql} \
+             ORDER BY created_at_ms {dir}, uuid {dir} LIMIT {limit} OFFSET {offset}"
+        );
+        ListQuery { select, count, params: self.params, count_len }
+    }
+}
+
+/// The `job_list` query: `account` scopes, `filter` narrows.
+pub(crate) fn job_list(
+    style: Placeholders,
+    account: Option<AccountId>,
+    filter: &JobFilter,
+    paging: Paging,
+) -> ListQuery {
+    let mut c = Conditions::new(style);
+    if let Some(account) = account {
+        c.eq("account_uuid", SqlValue::Text(account.to_string()));
+    }
+    c.any_of("uuid", filter.uuids.iter().map(|id| SqlValue::Text(id.to_string())));
+    c.any_of("status", filter.statuses.iter().map(|s| SqlValue::Text(s.as_str().into())));
+    c.any_of("task", filter.tasks.iter().map(|t| SqlValue::Text(t.as_str().into())));
+    c.range("cpu_count", filter.cpu_count, SqlValue::Int);
+    c.range("gpu_count", filter.gpu_count, SqlValue::Int);
+    c.range("created_at_ms", filter.created_at, SqlValue::Int);
+    c.range("min_ram_gb", filter.min_ram_gb, SqlValue::Real);
+    c.range("min_storage_gb", filter.min_storage_gb, SqlValue::Real);
+    c.range("min_vram_gb", filter.min_vram_gb, SqlValue::Real);
+    c.any_of("source_recipe_uuid", filter.source_recipe_uuids.iter().map(|r| SqlValue::Text(r.clone())));
+    c.finish("jobs", JOB_COLUMNS, paging)
+}
+
+/// The `api_key_list` query. Both the caller's scope and `filter.account_uuid` apply
+/// (an operator may filter by account; anyone else is scoped to their own, and a
+/// filter naming another account then matches nothing).
+pub(crate) fn api_key_list(
+    style: Placeholders,
+    account: Option<AccountId>,
+    filter: &ApiKeyFilter,
+    paging: Paging,
+) -> ListQuery {
+    let mut c = Conditions::new(style);
+    if let Some(account) = account {
+        c.eq("account_uuid", SqlValue::Text(account.to_string()));
+    }
+    if let Some(account) = filter.account_uuid {
+        c.eq("account_uuid", SqlValue::Text(account.to_string()));
+    }
+    if let Some(revoked) = filter.is_revoked {
+        c.eq("is_revoked", SqlValue::Bool(revoked));
+    }
+    c.range("created_at_ms", filter.created_at, SqlValue::Int);
+    // A key without expiry has NULL here and so never matches an expiry range.
+    c.range("expires_at_ms", filter.expires_at, SqlValue::Int);
+    c.finish("api_keys", API_KEY_COLUMNS, paging)
+}
+
+/// The columns of a new job row, computed before the write so that serialization
+/// happens on the caller's thread, not on the (single) SQLite writer thread.
+#[derive(Clone, Debug)]
+pub(crate) struct NewJobRow {
+    pub uuid: String,
+    pub account_uuid: String,
+    pub status: &'static str,
+    pub task: &'static str,
+    pub cpu_count: i64,
+    pub gpu_count: i64,
+    pub min_ram_gb: f64,
+    pub min_storage_gb: f64,
+    pub min_vram_gb: f64,
+    pub source_recipe_uuid: Option<String>,
+    pub status_reason: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub started_at_ms: Option<i64>,
+    pub completed_at_ms: Option<i64>,
+    pub spec: String,
+}
+
+impl NewJobRow {
+    /// Splits `job` into columns plus its JSON.
+    pub fn new(job: &Job) -> StoreResult<Self> {
+        let spec = serde_json::to_string(job)
+            .map_err(|e| StoreError::Database { during: "job encoding", source: Box::new(e) })?;
+        Ok(Self {
+            uuid: job.uuid.to_string(),
+            account_uuid: job.account_uuid.to_string(),
+            status: job.status.as_str(),
+            task: job.task.as_str(),
+            cpu_count: job.cpu_count,
+            gpu_count: job.gpu_count,
+            min_ram_gb: job.min_ram_gb,
+            min_storage_gb: job.min_storage_gb,
+            min_vram_gb: job.min_vram_gb,
+            source_recipe_uuid: job.source_recipe_uuid.clone(),
+            status_reason: job.status_reason.clone(),
+            created_at_ms: job.created_at.0,
+            updated_at_ms: job.updated_at.0,
+            started_at_ms: job.started_at.map(|t| t.0),
+            completed_at_ms: job.completed_at.map(|t| t.0),
+            spec,
+        })
+    }
+}
+
+/// A job as read ([`JOB_COLUMNS`], in that order).
+#[derive(Debug)]
+pub(crate) struct JobRow {
+    pub spec: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub updated_at_ms: i64,
+    pub started_at_ms: Option<i64>,
+    pub completed_at_ms: Option<i64>,
+}
+
+impl JobRow {
+    /// The stored JSON with the mutable fields taken from their columns.
+    pub fn into_job(self) -> StoreResult<Job> {
+        let corrupt = |detail: String| StoreError::Corrupt { table: "jobs", detail };
+        let mut job: Job = serde_json::from_str(&self.spec).map_err(|e| corrupt(format!("spec is not a job: {e}")))?;
+        job.status = JobStatus::parse(&self.status)
+            .ok_or_else(|| corrupt(format!("unknown status {:?} for job {}", self.status, job.uuid)))?;
+        job.status_reason = self.status_reason;
+        job.updated_at = Timestamp(self.updated_at_ms);
+        job.started_at = self.started_at_ms.map(Timestamp);
+        job.completed_at = self.completed_at_ms.map(Timestamp);
+        Ok(job)
+    }
+}
+
+/// An API key as read ([`API_KEY_COLUMNS`], in that order).
+#[derive(Debug)]
+pub(crate) struct ApiKeyRow {
+    pub uuid: String,
+    pub account_uuid: String,
+    pub name: String,
+    pub public_key: String,
+    pub secret_encrypted: String,
+    pub permissions: String,
+    pub allowed_ips: String,
+    pub expires_at_ms: Option<i64>,
+    pub is_revoked: bool,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub last_used_at_ms: Option<i64>,
+    pub deleted_at_ms: Option<i64>,
+}
+
+impl ApiKeyRow {
+    /// Parses the uuids and JSON lists.
+    pub fn into_record(self) -> StoreResult<ApiKeyRecord> {
+        let corrupt = |detail: String| StoreError::Corrupt { table: "api_keys", detail };
+        let list = |what: &str, text: &str| -> StoreResult<Vec<String>> {
+            serde_json::from_str(text)
+                .map_err(|e| corrupt(format!("{what} of key {} is not a JSON string list: {e}", self.uuid)))
+        };
+        Ok(ApiKeyRecord {
+            uuid: ApiKeyId(parse_uuid(&self.uuid).map_err(corrupt)?),
+            account_uuid: AccountId(parse_uuid(&self.account_uuid).map_err(corrupt)?),
+            permissions: list("permissions", &self.permissions)?,
+            allowed_ips: list("allowed_ips", &self.allowed_ips)?,
+            name: self.name,
+            public_key: self.public_key,
+            secret_encrypted: self.secret_encrypted,
+            expires_at_ms: self.expires_at_ms,
+            is_revoked: self.is_revoked,
+            created_at_ms: self.created_at_ms,
+            updated_at_ms: self.updated_at_ms,
+            last_used_at_ms: self.last_used_at_ms,
+            deleted_at_ms: self.deleted_at_ms,
+        })
+    }
+}
+
+/// An API key's list columns, encoded for insertion.
+pub(crate) fn json_list(list: &[String]) -> String {
+    // Serializing a list of strings cannot fail.
+    serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
+}
+
+/// An account as read ([`ACCOUNT_COLUMNS`]).
+pub(crate) fn account_record(
+    uuid: &str,
+    name: String,
+    email: Option<String>,
+    created_at_ms: i64,
+) -> StoreResult<AccountRecord> {
+    let uuid = parse_uuid(uuid).map_err(|detail| StoreError::Corrupt { table: "accounts", detail })?;
+    Ok(AccountRecord { uuid: AccountId(uuid), name, email, created_at_ms })
+}
+
+fn parse_uuid(text: &str) -> Result<uuid::Uuid, String> {
+    uuid::Uuid::parse_str(text).map_err(|e| format!("bad uuid {text:?}: {e}"))
+}
+
+/// A constraint the database refused a write for, as each backend detects it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Violation {
+    /// The row's primary key exists.
+    PrimaryKey,
+    /// Another UNIQUE column clashes (`api_keys.public_key`).
+    Unique,
+    /// A foreign key points at nothing.
+    ForeignKey,
+}
+
+/// What a write is about, to word a [`Violation`] the same way in both backends.
+pub(crate) struct Subject {
+    /// The row itself (`job 0190...`), for a primary-key clash.
+    pub row: String,
+    /// The other unique key, if any (`API key with public key pk_...`).
+    pub unique: Option<String>,
+    /// What the row references (`account 0190...`).
+    pub reference: Option<String>,
+}
+
+impl Subject {
+    /// A job insert.
+    pub fn job(id: JobId, account: AccountId) -> Self {
+        Self { row: format!("job {id}"), unique: None, reference: Some(format!("account {account}")) }
+    }
+
+    /// An API key insert.
+    pub fn api_key(key: &ApiKeyRecord) -> Self {
+        Self {
+            row: format!("API key {}", key.uuid),
+            unique: Some(format!("API key with public key {}", key.public_key)),
+            reference: Some(format!("account {}", key.account_uuid)),
+        }
+    }
+
+    /// An account insert.
+    pub fn account(id: AccountId) -> Self {
+        Self { row: format!("account {id}"), unique: None, reference: None }
+    }
+
+    /// The store error for `violation`.
+    pub fn error(self, violation: Violation) -> StoreError {
+        match violation {
+            Violation::PrimaryKey => StoreError::Conflict { what: self.row },
+            Violation::Unique => StoreError::Conflict { what: self.unique.unwrap_or(self.row) },
+            Violation::ForeignKey => {
+                StoreError::MissingReference { what: self.reference.unwrap_or_else(|| "a referenced row".into()) }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_filter_has_no_where_and_pages_by_parameter() {
+        let q = job_list(Placeholders::Dollar, None, &JobFilter::default(), Paging::default());
+        assert_eq!(q.count, "SELECT COUNT(*) FROM jobs");
+        assert!(q.select.ends_with("ORDER BY created_at_ms DESC, uuid DESC LIMIT $1 OFFSET $2"));
+        assert_eq!(q.params, [SqlValue::Int(20), SqlValue::Int(0)]);
+        assert!(q.count_params().is_empty());
+    }
+
+    #[test]
+    fn filters_become_numbered_conditions() {
+        let account = AccountId::new();
+        let filter = JobFilter {
+            statuses: vec![JobStatus::Pending, JobStatus::Running],
+            cpu_count: Some(Range { min: Some(2), max: None }),
+            min_ram_gb: Some(Range { min: None, max: Some(0.5) }),
+            ..JobFilter::default()
+        };
+        let paging = Paging { page: 3, limit: 10, newest_first: false };
+        let q = job_list(Placeholders::Question, Some(account), &filter, paging);
+        assert_eq!(
+            q.count,
+            "SELECT COUNT(*) FROM jobs WHERE account_uuid = ?1 AND status IN (?2, ?3) \
+             AND cpu_count >= ?4 AND min_ram_gb <= ?5"
+        );
+        assert!(q.select.ends_with("ORDER BY created_at_ms ASC, uuid ASC LIMIT ?6 OFFSET ?7"));
+        assert_eq!(q.count_params().len(), 5);
+        assert_eq!(q.params[4], SqlValue::Real(0.5));
+        assert_eq!(q.params[5..], [SqlValue::Int(10), SqlValue::Int(20)]);
+    }
+
+    #[test]
+    fn api_key_scope_and_filter_both_apply() {
+        let (a, b) = (AccountId::new(), AccountId::new());
+        let filter = ApiKeyFilter { account_uuid: Some(b), is_revoked: Some(false), ..Default::default() };
+        let q = api_key_list(Placeholders::Dollar, Some(a), &filter, Paging::default());
+        assert_eq!(
+            q.count,
+            "SELECT COUNT(*) FROM api_keys WHERE account_uuid = $1 AND account_uuid = $2 AND is_revoked = $3"
+        );
+    }
+}
