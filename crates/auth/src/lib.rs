@@ -20,7 +20,7 @@ mod secret_box;
 mod signing;
 mod timestamp;
 
-pub use canonical::{JsonStyle, body_hash_candidates, canonical_json, canonical_query, query_candidates};
+pub use canonical::{JsonStyle, body_hash_candidates, canonical_json, canonical_query, query_candidates, sha256_hex};
 pub use ip::{ip_allowed, parse_allow_list};
 pub use keys::{generate_key_pair, new_nonce};
 pub use nonce::{NonceCache, NonceError, nonce_is_well_formed};

@@ -11,6 +11,11 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 
+// The request path allocates many small objects (JSON values, headers); mimalloc
+// serves them markedly faster than glibc's malloc under two busy threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Gantry: an open GPU compute platform speaking the upstream jobs API.
 #[derive(Parser)]
 #[command(name = "gantry", version, about, propagate_version = true)]

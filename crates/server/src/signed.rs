@@ -17,7 +17,7 @@ use axum::extract::{ConnectInfo, FromRequest, Request};
 use axum::http::{HeaderMap, header};
 use gantry_auth::{
     TimestampError, body_hash_candidates, canonical_string, check_timestamp, nonce_is_well_formed, query_candidates,
-    verify_any,
+    sha256_hex, verify_any,
 };
 use gantry_types::AccountId;
 use gantry_types::permissions::{Scope, scope_for};
@@ -108,19 +108,13 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<AppState>> for Signed<T> {
         let bytes = axum::body::to_bytes(body, state.max_body_bytes)
             .await
             .map_err(|_| ApiError::PayloadTooLarge { limit: state.max_body_bytes })?;
-        let value: Option<serde_json::Value> = if bytes.is_empty() {
-            None
-        } else {
+        if !bytes.is_empty() {
             let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
             let essence = content_type.split(';').next().unwrap_or("").trim();
             if !essence.eq_ignore_ascii_case("application/json") {
                 return Err(ApiError::UnsupportedMediaType { got: content_type.to_string() });
             }
-            Some(serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest {
-                code: "malformed_json",
-                message: format!("request body is not valid JSON: {e}"),
-            })?)
-        };
+        }
 
         let key = state
             .keys
@@ -135,21 +129,29 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<AppState>> for Signed<T> {
         }
 
         let raw_query = parts.uri.query().unwrap_or("");
-        let path = parts.uri.path();
-        let method = parts.method.as_str();
         let queries = query_candidates(raw_query);
-        let bodies = body_hash_candidates(value.as_ref());
-        let canonicals: Vec<String> = queries
-            .iter()
-            .flat_map(|q| bodies.iter().map(move |b| (q, b)))
-            .map(|(q, b)| canonical_string(public_key, time, nonce, method, path, q, b))
-            .collect();
-        if !verify_any(&key.secret, canonicals.iter().map(String::as_str), signature) {
-            return Err(unauthorized(
-                "invalid_signature",
-                "signature does not match: X-Signature must be hex HMAC-SHA256(secret key, \
-                 \"publicKey|X-Time|X-Nonce|METHOD|path|sortedQuery|sha256(canonical JSON body)\")",
-            ));
+        let verify = |body_hashes: &[String]| {
+            let canonicals: Vec<String> = queries
+                .iter()
+                .flat_map(|q| body_hashes.iter().map(move |b| (q, b)))
+                .map(|(q, b)| canonical_string(public_key, time, nonce, parts.method.as_str(), parts.uri.path(), q, b))
+                .collect();
+            verify_any(&key.secret, canonicals.iter().map(String::as_str), signature)
+        };
+        // Fast path: clients that send exactly the bytes they hashed (ours, and the
+        // official Python example) verify against the received bytes, with no
+        // re-serialization. Otherwise rebuild every canonical rendering from the parsed
+        // body. Either way the signature covers the body we act on.
+        let exact = [if bytes.is_empty() { gantry_auth::EMPTY_BODY_SHA256.to_string() } else { sha256_hex(&bytes) }];
+        if !verify(&exact) {
+            let value = if bytes.is_empty() { None } else { Some(parse_json::<serde_json::Value>(&bytes)?) };
+            if !verify(&body_hash_candidates(value.as_ref())) {
+                return Err(unauthorized(
+                    "invalid_signature",
+                    "signature does not match: X-Signature must be hex HMAC-SHA256(secret key, \
+                     \"publicKey|X-Time|X-Nonce|METHOD|path|sortedQuery|sha256(canonical JSON body)\")",
+                ));
+            }
         }
         match state.nonces.check_and_insert(public_key, nonce, ts, now) {
             Ok(()) => {}
@@ -171,13 +173,36 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<AppState>> for Signed<T> {
             code: "malformed_query",
             message: format!("query string is malformed: {e}"),
         })?;
-        let body = gantry_types::validate::from_json(value.unwrap_or(serde_json::Value::Null)).map_err(|mut e| {
-            if e.message.starts_with("invalid type: null") {
-                e.message = "a JSON body is required".into();
+        let body = if bytes.is_empty() { parse_json(b"null") } else { parse_json(&bytes) }.map_err(|e| match e {
+            ApiError::Validation(mut details) if details[0].message.starts_with("invalid type: null") => {
+                details[0].message = "a JSON body is required".into();
+                ApiError::Validation(details)
             }
-            ApiError::Validation(vec![e])
+            other => other,
         })?;
         Ok(Signed { caller: Caller { key }, query, body })
+    }
+}
+
+/// Parses a JSON body into `T`: syntax errors are `malformed_json`, shape errors name
+/// the offending field (`parameters.parameters.ports[1]`).
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let malformed = |e: serde_json::Error| ApiError::BadRequest {
+        code: "malformed_json",
+        message: format!("request body is not valid JSON: {e}"),
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(v) => de.end().map(|()| v).map_err(malformed),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                return Err(malformed(inner));
+            }
+            let field = if path == "." { "body".to_string() } else { path };
+            Err(ApiError::field(field, inner.to_string()))
+        }
     }
 }
 

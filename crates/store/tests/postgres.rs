@@ -14,16 +14,15 @@
 //! GANTRY_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:55432/postgres cargo test -p gantry-store
 //! ```
 
-use std::io::Write;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use gantry_store::postgres::PgStore;
 use gantry_store::testsuite::StoreFixture;
+use gantry_store::testsuite::scratch_pg::{admin_url, create_database, drop_database};
 use gantry_store::{Store, StoreError};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::{Connection, PgConnection};
 
-const URL_VAR: &str = "GANTRY_TEST_DATABASE_URL";
 /// Per-test pool size: many tests run at once against one server (default
 /// `max_connections` 100).
 const POOL: u32 = 4;
@@ -35,54 +34,10 @@ struct PgFixture {
     store: Option<Arc<PgStore>>,
 }
 
-/// The admin URL, or `None` (after a one-time notice) when the suite is skipped.
-fn admin_url() -> Option<String> {
-    match std::env::var(URL_VAR) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but {URL_VAR} is not: CI must run the PostgreSQL store suite (see tests/postgres.rs)")
-        }
-        _ => {
-            static NOTICE: Once = Once::new();
-            NOTICE.call_once(|| {
-                // Straight to stderr: libtest captures println! of passing tests.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "NOTE: PostgreSQL store suite skipped: set {URL_VAR}=postgres://user@host:port/db \
-                     (any database; each test creates its own). See crates/store/tests/postgres.rs."
-                );
-            });
-            None
-        }
-    }
-}
-
-/// `url` with its database path replaced by `database`.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[authority_start..].find('/').map_or(base.len(), |i| authority_start + i);
-    let mut out = format!("{}/{database}", &base[..path_start]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
-
-async fn admin(url: &str, sql: String) {
-    let mut conn = PgConnection::connect(url).await.expect("connect to the admin database");
-    sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await.expect("admin statement");
-    conn.close().await.ok();
-}
-
 impl PgFixture {
     async fn new() -> Option<Self> {
         let admin_url = admin_url()?;
-        // The name is ours (hex), so formatting it into DDL is safe.
-        let database = format!("gantry_t_{}", uuid::Uuid::new_v4().simple());
-        admin(&admin_url, format!("CREATE DATABASE {database}")).await;
-        let url = with_database(&admin_url, &database);
+        let (database, url) = create_database(&admin_url).await;
         let store = PgStore::connect_with_max_connections(&url, POOL).await.expect("connect");
         Some(Self { admin_url, database, url, store: Some(Arc::new(store)) })
     }
@@ -107,7 +62,7 @@ impl StoreFixture for PgFixture {
         if let Some(store) = self.store.take() {
             store.close().await;
         }
-        admin(&self.admin_url, format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database)).await;
+        drop_database(&self.admin_url, &self.database).await;
     }
 }
 
@@ -131,9 +86,7 @@ async fn a_newer_schema_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn servers_starting_together_migrate_once() {
     let Some(admin_url) = admin_url() else { return };
-    let database = format!("gantry_t_{}", uuid::Uuid::new_v4().simple());
-    admin(&admin_url, format!("CREATE DATABASE {database}")).await;
-    let url = with_database(&admin_url, &database);
+    let (database, url) = create_database(&admin_url).await;
     let starts: Vec<_> = (0..4)
         .map(|_| {
             let url = url.clone();
@@ -147,12 +100,5 @@ async fn servers_starting_together_migrate_once() {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM gantry_migrations").fetch_one(&mut conn).await.unwrap();
     assert_eq!(n, gantry_store::migrate::POSTGRES.len() as i64);
     conn.close().await.unwrap();
-    admin(&admin_url, format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")).await;
-}
-
-#[test]
-fn database_urls_are_rewritten() {
-    assert_eq!(with_database("postgres://u@h:1/postgres", "x"), "postgres://u@h:1/x");
-    assert_eq!(with_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
-    assert_eq!(with_database("postgres://u@h/db?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+    drop_database(&admin_url, &database).await;
 }

@@ -31,6 +31,14 @@ impl TestContext {
         Self::start_with(|_| {}).await
     }
 
+    /// Starts a server on a fresh PostgreSQL database (from `GANTRY_TEST_DATABASE_URL`);
+    /// `None` when PostgreSQL tests are skipped here (never under CI).
+    pub async fn start_postgres() -> Option<Self> {
+        let admin_url = gantry_store::testsuite::scratch_pg::admin_url()?;
+        let (_, url) = gantry_store::testsuite::scratch_pg::create_database(&admin_url).await;
+        Some(Self::start_with(|c| c.database_url = Some(url)).await)
+    }
+
     /// Starts a server after letting `tweak` adjust its configuration.
     pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");

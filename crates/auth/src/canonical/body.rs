@@ -41,7 +41,7 @@ pub fn body_hash_candidates(body: Option<&Value>) -> Vec<String> {
 }
 
 /// Lower-case hex SHA-256, the digest format used throughout the canonical string.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 

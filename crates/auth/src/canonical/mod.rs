@@ -10,7 +10,6 @@ mod json;
 mod number;
 mod query;
 
-pub use body::body_hash_candidates;
-pub(crate) use body::sha256_hex;
+pub use body::{body_hash_candidates, sha256_hex};
 pub use json::{JsonStyle, canonical_json};
 pub use query::{canonical_query, query_candidates};

@@ -32,6 +32,7 @@ use crate::{AccountRecord, ApiKeyRecord, Store, StoreError};
 
 mod api_keys;
 mod jobs;
+pub mod scratch_pg;
 
 pub use self::api_keys::*;
 pub use self::jobs::*;
