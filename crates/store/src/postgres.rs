@@ -14,7 +14,6 @@
 //! needs no database. SQLSTATE 23505 (unique violation) becomes `Conflict`, 23503
 //! (foreign key violation) `MissingReference`.
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -288,11 +287,7 @@ impl Store for PgStore {
 
     async fn api_key_touch(&self, uses: &[(ApiKeyId, i64)]) -> StoreResult<()> {
         // Only the latest use per key matters; one statement updates them all.
-        let mut latest: BTreeMap<ApiKeyId, i64> = BTreeMap::new();
-        for &(id, at) in uses {
-            let e = latest.entry(id).or_insert(at);
-            *e = (*e).max(at);
-        }
+        let latest = crate::sql::latest_use_per_key(uses);
         if latest.is_empty() {
             return Ok(());
         }

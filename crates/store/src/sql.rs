@@ -19,6 +19,18 @@ use gantry_types::{
 
 use crate::{AccountRecord, ApiKeyRecord, StoreError, StoreResult};
 
+/// The latest use of each key among `uses`: `api_key_touch` writes one row per key.
+pub(crate) fn latest_use_per_key(
+    uses: &[(gantry_types::ApiKeyId, i64)],
+) -> std::collections::BTreeMap<gantry_types::ApiKeyId, i64> {
+    let mut latest = std::collections::BTreeMap::new();
+    for &(id, at) in uses {
+        let e = latest.entry(id).or_insert(at);
+        *e = i64::max(*e, at);
+    }
+    latest
+}
+
 /// Columns a job is read from (see [`JobRow`]).
 pub(crate) const JOB_COLUMNS: &str = "spec, status, status_reason, updated_at_ms, started_at_ms, completed_at_ms";
 

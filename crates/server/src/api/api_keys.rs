@@ -6,11 +6,11 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use gantry_types::api_key::{ApiKey, CreateApiKeyRequest};
-use gantry_types::list::{ListResponse, parse_api_key_filter, parse_paging};
+use gantry_types::list::{ListResponse, parse_api_key_filter};
 use gantry_types::{ApiKeyId, ErrorBody};
 use serde::de::IgnoredAny;
 
-use super::path_id;
+use super::{envelope, list_params, path_id};
 use crate::app;
 use crate::error::ApiError;
 use crate::signed::Signed;
@@ -54,12 +54,9 @@ pub(super) async fn list_api_keys(
     req: Signed<IgnoredAny>,
 ) -> Result<Json<ListResponse<ApiKey>>, ApiError> {
     let scope = req.caller.require("api_keys", "read")?;
-    let (paging, filter) = match (parse_paging(&req.query), parse_api_key_filter(&req.query)) {
-        (Ok(p), Ok(f)) => (p, f),
-        (p, f) => return Err(ApiError::Validation(p.err().into_iter().chain(f.err()).flatten().collect())),
-    };
+    let (paging, filter) = list_params(&req.query, parse_api_key_filter)?;
     let page = app::api_keys::list(&state, scope, filter, paging).await?;
-    Ok(Json(ListResponse { data: page.items, page: paging.page, limit: paging.limit, total: page.total }))
+    Ok(envelope(page, paging))
 }
 
 /// Revoke an API key (idempotent). The key stops working at once on this server

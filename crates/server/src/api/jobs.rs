@@ -6,12 +6,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use gantry_types::job::{CancelJobRequest, CreateJobRequest, Job};
-use gantry_types::list::{ListResponse, parse_job_filter, parse_paging};
+use gantry_types::list::{ListResponse, parse_job_filter};
 use gantry_types::validate::validate_create_job;
 use gantry_types::{ErrorBody, JobId};
 use serde::de::IgnoredAny;
 
-use super::path_id;
+use super::{envelope, list_params, path_id};
 use crate::app;
 use crate::error::ApiError;
 use crate::signed::Signed;
@@ -62,17 +62,9 @@ pub(super) async fn list_jobs(
     req: Signed<IgnoredAny>,
 ) -> Result<Json<ListResponse<Job>>, ApiError> {
     let scope = req.caller.require("jobs", "read")?;
-    let paging = parse_paging(&req.query);
-    let filter = parse_job_filter(&req.query);
-    let (paging, filter) = match (paging, filter) {
-        (Ok(p), Ok(f)) => (p, f),
-        (p, f) => {
-            let errors = p.err().into_iter().chain(f.err()).flatten().collect();
-            return Err(ApiError::Validation(errors));
-        }
-    };
+    let (paging, filter) = list_params(&req.query, parse_job_filter)?;
     let page = app::jobs::list(&state, scope, &filter, paging).await?;
-    Ok(Json(ListResponse { data: page.items, page: paging.page, limit: paging.limit, total: page.total }))
+    Ok(envelope(page, paging))
 }
 
 /// Get one job.

@@ -129,6 +129,31 @@ async fn method_not_allowed() -> impl IntoResponse {
     (StatusCode::METHOD_NOT_ALLOWED, Json(body))
 }
 
+/// Parses `page`/`limit`/`sort` and an endpoint's `filter[...]` set, reporting the
+/// errors of both in one 400.
+fn list_params<F>(
+    query: &[(String, String)],
+    parse_filter: impl FnOnce(&[(String, String)]) -> Result<F, Vec<gantry_types::FieldError>>,
+) -> Result<(gantry_types::list::Paging, F), ApiError> {
+    match (gantry_types::list::parse_paging(query), parse_filter(query)) {
+        (Ok(p), Ok(f)) => Ok((p, f)),
+        (p, f) => Err(ApiError::Validation(p.err().into_iter().chain(f.err()).flatten().collect())),
+    }
+}
+
+/// The upstream list envelope for one page.
+fn envelope<T>(
+    page: gantry_store::Page<T>,
+    paging: gantry_types::list::Paging,
+) -> Json<gantry_types::list::ListResponse<T>> {
+    Json(gantry_types::list::ListResponse {
+        data: page.items,
+        page: paging.page,
+        limit: paging.limit,
+        total: page.total,
+    })
+}
+
 /// Parses a path UUID, naming the parameter on failure.
 fn path_id<T: std::str::FromStr>(name: &str, text: &str) -> Result<T, ApiError> {
     text.parse().map_err(|_| ApiError::field(name, format!("not a UUID: {text:?}")))

@@ -18,7 +18,6 @@ mod readers;
 mod rows;
 mod writer;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -216,11 +215,7 @@ impl Store for SqliteStore {
 
     async fn api_key_touch(&self, uses: &[(ApiKeyId, i64)]) -> StoreResult<()> {
         // Only the latest use per key matters.
-        let mut latest: BTreeMap<ApiKeyId, i64> = BTreeMap::new();
-        for &(id, at) in uses {
-            let e = latest.entry(id).or_insert(at);
-            *e = (*e).max(at);
-        }
+        let latest = crate::sql::latest_use_per_key(uses);
         if latest.is_empty() {
             return Ok(());
         }
