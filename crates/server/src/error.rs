@@ -2,10 +2,11 @@
 //! type; handlers convert into [`ApiError`], whose `IntoResponse` picks the status
 //! and writes the upstream-shaped body `{"error":{"code","message","details"}}`.
 //!
-//! Status codes: 400 bad input (with the fields named), 401 missing/bad/expired/
+//! Status codes: 400 bad input (with the fields named; also a body that is not
+//! `application/json`, as the foundation issue asks, with code `unsupported_media_type`), 401 missing/bad/expired/
 //! replayed signature or unknown/revoked/expired key, 403 the key lacks a permission
 //! or is used from a disallowed IP, 404 not found *or another account's* (existence
-//! is never revealed), 413 body too large, 415 body not JSON, 500 a bug (logged
+//! is never revealed), 413 body too large, 500 a bug (logged
 //! with its cause chain, never shown), 503 the store is unavailable.
 
 use axum::http::StatusCode;
@@ -27,7 +28,7 @@ pub enum ApiError {
     BadRequest { code: &'static str, message: String },
     /// 413.
     PayloadTooLarge { limit: usize },
-    /// 415.
+    /// 400 with code `unsupported_media_type`: a body sent as something other than JSON.
     UnsupportedMediaType { got: String },
     /// 500/503 from the store.
     Store(gantry_store::StoreError),
@@ -91,7 +92,7 @@ impl IntoResponse for ApiError {
                 vec![],
             ),
             Self::UnsupportedMediaType { got } => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                StatusCode::BAD_REQUEST,
                 "unsupported_media_type",
                 format!("request bodies must be JSON with Content-Type: application/json (got {got:?})"),
                 vec![],
