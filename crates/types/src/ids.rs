@@ -55,4 +55,10 @@ typed_uuid!(
     ApiKeyId,
     /// A job.
     JobId,
+    /// One execution of a job on one node.
+    JobRunId,
+    /// A node (a machine running `gantry agent`).
+    NodeId,
+    /// A GPU model in the GPU registry.
+    GpuModelId,
 );

@@ -21,5 +21,5 @@ pub mod time;
 pub mod validate;
 
 pub use error::{ErrorBody, ErrorDetail, FieldError};
-pub use ids::{AccountId, ApiKeyId, JobId};
+pub use ids::{AccountId, ApiKeyId, GpuModelId, JobId, JobRunId, NodeId};
 pub use time::Timestamp;
