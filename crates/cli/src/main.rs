@@ -2,8 +2,10 @@
 //! crates; no business logic lives here.
 
 mod admin;
+mod agent;
 mod bench;
 mod dev;
+mod gpus;
 mod jobs;
 mod keys;
 mod output;
@@ -31,6 +33,8 @@ enum Command {
     Dev(dev::DevArgs),
     /// Run the control plane.
     Server(serve::ServerArgs),
+    /// Run a node agent (today: simulated nodes with --simulate N).
+    Agent(agent::AgentArgs),
     /// Operator commands that work on the data dir directly (also while the server runs).
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -40,6 +44,8 @@ enum Command {
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// List the GPU registry: the models (and names) jobs may ask for.
+    Gpus(output::JsonFlag),
     /// Show who the configured key belongs to.
     Me(output::JsonFlag),
     /// Print the OpenAPI document of the API.
@@ -63,10 +69,12 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Dev(args) => dev::run(args).await,
             Command::Server(args) => serve::run(args).await,
+            Command::Agent(args) => agent::run(args).await,
             Command::Admin(cmd) => admin::run(cmd).await,
             Command::Jobs(cmd) => jobs::run(cmd).await,
             Command::Keys(cmd) => keys::run(cmd).await,
             Command::Me(flag) => keys::me(flag).await,
+            Command::Gpus(flag) => gpus::run(flag).await,
             Command::Openapi => {
                 println!("{}", gantry_server::api::openapi().to_pretty_json()?);
                 Ok(())

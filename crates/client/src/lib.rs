@@ -225,6 +225,25 @@ impl Client {
         self.send(Method::DELETE, &format!("/v1/api-keys/{id}"), &[], None).await
     }
 
+    /// `POST /v1/nodes/register` (node agents).
+    pub async fn register_node(
+        &self,
+        req: &gantry_types::node::RegisterNodeRequest,
+    ) -> Result<gantry_types::protocol::Registration, ClientError> {
+        let body = serde_json::to_value(req).expect("serializes");
+        self.send(Method::POST, "/v1/nodes/register", &[], Some(&body)).await
+    }
+
+    /// `POST /v1/nodes/{uuid}/sync` (node agents): heartbeat, report, long-poll.
+    pub async fn sync_node(
+        &self,
+        node: gantry_types::NodeId,
+        req: &gantry_types::protocol::SyncRequest,
+    ) -> Result<gantry_types::protocol::DesiredState, ClientError> {
+        let body = serde_json::to_value(req).expect("serializes");
+        self.send(Method::POST, &format!("/v1/nodes/{node}/sync"), &[], Some(&body)).await
+    }
+
     /// `GET /v1/users/me`.
     pub async fn me(&self) -> Result<User, ClientError> {
         self.send(Method::GET, "/v1/users/me", &[], None).await

@@ -20,6 +20,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Most nonces remembered for replay protection (bounded memory).
     pub nonce_capacity: usize,
+    /// Timing of the background reconcilers (scheduler, lifecycle).
+    pub timing: crate::background::Timing,
 }
 
 impl ServerConfig {
@@ -32,6 +34,7 @@ impl ServerConfig {
             server_key: None,
             max_body_bytes: 1024 * 1024,
             nonce_capacity: 4_000_000,
+            timing: Default::default(),
         }
     }
 }

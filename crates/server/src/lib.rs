@@ -8,10 +8,12 @@
 
 pub mod api;
 pub mod app;
+pub mod background;
 pub mod config;
 pub mod error;
 pub mod key_cache;
 pub mod keyfile;
+pub mod signals;
 pub mod signed;
 pub mod state;
 pub mod usage;
@@ -56,11 +58,14 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let key = keyfile::load_or_create(&config.data_dir, config.server_key.as_deref())?;
     let store = gantry_store::open(&config.data_dir, config.database_url.as_deref()).await?;
     let state = Arc::new(AppState::new(store, gantry_auth::SecretBox::new(key), &config));
+    app::gpu_registry::seed(&state).await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let local_addr = listener.local_addr()?;
     let app = api::router(state.clone());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let usage_task = usage::spawn_flusher(state.clone());
+    let gpu_refresher = app::gpu_registry::spawn_refresher(state.clone());
+    let reconcilers = background::spawn(state.clone());
     let served = state.clone();
     let task = tokio::spawn(async move {
         let state = served;
@@ -70,6 +75,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             })
             .await?;
         usage_task.abort();
+        gpu_refresher.abort();
+        for task in reconcilers {
+            task.abort();
+        }
         state.usage.flush(state.store.as_ref()).await;
         Ok(())
     });

@@ -1,5 +1,5 @@
 //! State shared by every request: the store, the secret box, replay protection,
-//! the API key cache and usage tracking.
+//! the API key cache, usage tracking, and the wake-ups between reconcilers.
 
 use std::sync::Arc;
 
@@ -24,6 +24,22 @@ pub struct AppState {
     pub usage: UsageTracker,
     /// Largest body accepted.
     pub max_body_bytes: usize,
+    /// The GPU registry in memory (seeded at start, refreshed; see `app::gpu_registry`).
+    pub gpus: crate::app::gpu_registry::GpuCatalogue,
+    /// Which GPU models are on online nodes (`filter[only_available]`). Until the nodes
+    /// feature supplies the real answer this is `NoNodesYet`: no nodes, none available.
+    pub gpu_availability: Arc<dyn crate::app::gpu_registry::GpuAvailability>,
+    /// Wake-ups: node desired-state versions, scheduler passes.
+    pub signals: crate::signals::Signals,
+    /// Why each (displayed) PENDING job is not placed yet, from the last scheduler pass.
+    pub pending_reasons: std::sync::RwLock<std::collections::HashMap<gantry_types::JobId, String>>,
+    /// Reconciler timing.
+    pub timing: crate::background::Timing,
+    /// Recent placements per account (fair share across scheduler passes).
+    pub recent_placements: crate::background::scheduler::RecentPlacements,
+    /// When this server started: nodes get one loss-detection period of grace after a
+    /// restart to re-attach before silence counts against them.
+    pub started: std::time::Instant,
 }
 
 impl AppState {
@@ -36,6 +52,13 @@ impl AppState {
             keys: KeyCache::default(),
             usage: UsageTracker::default(),
             max_body_bytes: config.max_body_bytes,
+            gpus: Default::default(),
+            gpu_availability: Arc::new(crate::app::gpu_registry::NoNodesYet),
+            signals: crate::signals::Signals::new(now_ms() as u64),
+            pending_reasons: Default::default(),
+            timing: config.timing,
+            recent_placements: Default::default(),
+            started: std::time::Instant::now(),
         }
     }
 }

@@ -33,12 +33,18 @@ pub struct Migration {
 }
 
 /// SQLite migrations, oldest first.
-pub const SQLITE: &[Migration] =
-    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") }];
+pub const SQLITE: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") },
+    Migration { version: 2, name: "gpu_registry", sql: include_str!("../migrations/sqlite/0002_gpu_registry.sql") },
+    Migration { version: 3, name: "nodes_runs", sql: include_str!("../migrations/sqlite/0003_nodes_runs.sql") },
+];
 
 /// PostgreSQL migrations, oldest first (same versions as [`SQLITE`]).
-pub const POSTGRES: &[Migration] =
-    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/postgres/0001_init.sql") }];
+pub const POSTGRES: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: include_str!("../migrations/postgres/0001_init.sql") },
+    Migration { version: 2, name: "gpu_registry", sql: include_str!("../migrations/postgres/0002_gpu_registry.sql") },
+    Migration { version: 3, name: "nodes_runs", sql: include_str!("../migrations/postgres/0003_nodes_runs.sql") },
+];
 
 /// The bookkeeping table; this DDL is valid in both dialects.
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS gantry_migrations (\

@@ -14,6 +14,9 @@
 //! needs no database. SQLSTATE 23505 (unique violation) becomes `Conflict`, 23503
 //! (foreign key violation) `MissingReference`.
 
+mod cluster;
+mod gpu_models;
+
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -23,9 +26,14 @@ use gantry_types::{
     job::{Job, JobStatus},
     list::{ApiKeyFilter, JobFilter, Paging},
 };
+use gantry_types::{
+    JobRunId, NodeId,
+    node::{HardwareSample, NodeStatus},
+};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, PgPool, Postgres, Row};
 
+use crate::cluster::{JobPlacement, NodeRecord, RunFilter, RunRecord, RunUpdate};
 use crate::sql::{
     self, API_KEY_COLUMNS, ApiKeyRow, JOB_COLUMNS, JobRow, ListQuery, NewJobRow, Placeholders, SqlValue, Subject,
     Violation,
@@ -138,6 +146,7 @@ fn job_row(row: &PgRow) -> StoreResult<Job> {
             updated_at_ms: row.try_get(3)?,
             started_at_ms: row.try_get(4)?,
             completed_at_ms: row.try_get(5)?,
+            image_size_bytes: row.try_get(6)?,
         })
     };
     get().map_err(db("reading a job row"))?.into_job()
@@ -383,5 +392,109 @@ impl Store for PgStore {
             .map_err(db("job transition"))?;
         self.wrote();
         row.as_ref().map(job_row).transpose()
+    }
+
+    // --- Nodes and job runs ---
+    async fn node_upsert(&self, node: &NodeRecord) -> StoreResult<()> {
+        cluster::node_upsert(self, node).await
+    }
+
+    async fn node_fetch(&self, account: Option<AccountId>, id: NodeId) -> StoreResult<Option<NodeRecord>> {
+        cluster::node_fetch(self, account, id).await
+    }
+
+    async fn node_list(
+        &self,
+        account: Option<AccountId>,
+        statuses: &[NodeStatus],
+        paging: Paging,
+    ) -> StoreResult<Page<NodeRecord>> {
+        cluster::node_list(self, account, statuses, paging).await
+    }
+
+    async fn node_list_all(&self) -> StoreResult<Vec<NodeRecord>> {
+        cluster::node_list_all(self).await
+    }
+
+    async fn node_heartbeat(
+        &self,
+        id: NodeId,
+        lease_epoch: i64,
+        now_ms: i64,
+        sample: Option<&HardwareSample>,
+    ) -> StoreResult<bool> {
+        cluster::node_heartbeat(self, id, lease_epoch, now_ms, sample).await
+    }
+
+    async fn node_set_draining(
+        &self,
+        account: Option<AccountId>,
+        id: NodeId,
+        draining: bool,
+        now_ms: i64,
+    ) -> StoreResult<Option<NodeRecord>> {
+        cluster::node_set_draining(self, account, id, draining, now_ms).await
+    }
+
+    async fn node_mark_lost(&self, id: NodeId, seen_before_ms: i64, now_ms: i64) -> StoreResult<bool> {
+        cluster::node_mark_lost(self, id, seen_before_ms, now_ms).await
+    }
+
+    async fn run_place(&self, placements: &[JobPlacement]) -> StoreResult<Vec<JobId>> {
+        cluster::run_place(self, placements).await
+    }
+
+    async fn run_fetch(&self, account: Option<AccountId>, id: JobRunId) -> StoreResult<Option<RunRecord>> {
+        cluster::run_fetch(self, account, id).await
+    }
+
+    async fn run_list(
+        &self,
+        account: Option<AccountId>,
+        filter: &RunFilter,
+        paging: Paging,
+    ) -> StoreResult<Page<RunRecord>> {
+        cluster::run_list(self, account, filter, paging).await
+    }
+
+    async fn run_list_active(&self) -> StoreResult<Vec<RunRecord>> {
+        cluster::run_list_active(self).await
+    }
+
+    async fn run_list_for_job(&self, job: JobId) -> StoreResult<Vec<RunRecord>> {
+        cluster::run_list_for_job(self, job).await
+    }
+
+    async fn run_update(&self, id: JobRunId, update: &RunUpdate) -> StoreResult<Option<RunRecord>> {
+        cluster::run_update(self, id, update).await
+    }
+
+    async fn run_logs_append(&self, id: JobRunId, chunk: &str, max_bytes: usize) -> StoreResult<()> {
+        cluster::run_logs_append(self, id, chunk, max_bytes).await
+    }
+
+    async fn run_logs_fetch(&self, account: Option<AccountId>, id: JobRunId) -> StoreResult<Option<String>> {
+        cluster::run_logs_fetch(self, account, id).await
+    }
+
+    async fn job_list_pending(&self, limit: u32) -> StoreResult<Vec<Job>> {
+        cluster::job_list_pending(self, limit).await
+    }
+
+    // --- GPU registry ---
+    async fn gpu_model_upsert_seed(&self, models: &[gantry_types::gpu::GpuModel]) -> StoreResult<u64> {
+        gpu_models::upsert_seed(self, models).await
+    }
+
+    async fn gpu_model_create(&self, model: &gantry_types::gpu::GpuModel) -> StoreResult<()> {
+        gpu_models::create(self, model).await
+    }
+
+    async fn gpu_model_list(&self) -> StoreResult<Vec<gantry_types::gpu::GpuModel>> {
+        gpu_models::list(self).await
+    }
+
+    async fn gpu_model_fetch(&self, id: gantry_types::GpuModelId) -> StoreResult<Option<gantry_types::gpu::GpuModel>> {
+        gpu_models::fetch(self, id).await
     }
 }

@@ -19,6 +19,9 @@ use gantry_types::{
 
 use crate::{AccountRecord, ApiKeyRecord, StoreError, StoreResult};
 
+mod cluster;
+pub(crate) use self::cluster::*;
+
 /// The latest use of each key among `uses`: `api_key_touch` writes one row per key.
 pub(crate) fn latest_use_per_key(
     uses: &[(gantry_types::ApiKeyId, i64)],
@@ -32,7 +35,8 @@ pub(crate) fn latest_use_per_key(
 }
 
 /// Columns a job is read from (see [`JobRow`]).
-pub(crate) const JOB_COLUMNS: &str = "spec, status, status_reason, updated_at_ms, started_at_ms, completed_at_ms";
+pub(crate) const JOB_COLUMNS: &str =
+    "spec, status, status_reason, updated_at_ms, started_at_ms, completed_at_ms, image_size_bytes";
 
 /// Columns an API key is read from (see [`ApiKeyRow`]).
 pub(crate) const API_KEY_COLUMNS: &str = "uuid, account_uuid, name, public_key, secret_encrypted, \
@@ -266,6 +270,8 @@ pub(crate) struct JobRow {
     pub updated_at_ms: i64,
     pub started_at_ms: Option<i64>,
     pub completed_at_ms: Option<i64>,
+    /// NULL until a node reports it (then it overrides the JSON's value).
+    pub image_size_bytes: Option<i64>,
 }
 
 impl JobRow {
@@ -279,6 +285,9 @@ impl JobRow {
         job.updated_at = Timestamp(self.updated_at_ms);
         job.started_at = self.started_at_ms.map(Timestamp);
         job.completed_at = self.completed_at_ms.map(Timestamp);
+        if self.image_size_bytes.is_some() {
+            job.image_size_bytes = self.image_size_bytes;
+        }
         Ok(job)
     }
 }

@@ -23,6 +23,62 @@ pub struct TestContext {
     pub dir: tempfile::TempDir,
     /// `http://127.0.0.1:PORT`.
     pub base_url: String,
+    database_url: Option<String>,
+}
+
+/// Test timing for the reconcilers.
+pub fn fast(config: &mut ServerConfig) {
+    config.timing = gantry_server::background::Timing {
+        schedule_every: Duration::from_millis(50),
+        lifecycle_every: Duration::from_millis(20),
+        node_lost_after: Duration::from_millis(1500),
+    };
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Simulated nodes running in this process.
+pub struct SimNodes {
+    /// The node-preset client they use.
+    pub client: Client,
+    stop: tokio::sync::watch::Sender<bool>,
+    agents: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl SimNodes {
+    /// Starts `count` agents with the fake runtime.
+    pub async fn start(client: Client, count: usize, spec: &str) -> Self {
+        let description = gantry_agent::inventory::parse_fake_spec(spec).expect("node spec");
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let agents = (0..count)
+            .map(|i| {
+                let config = gantry_agent::AgentConfig {
+                    name: format!("sim-{i}"),
+                    description: description.clone(),
+                    hostname: Some(format!("sim-{i}.test")),
+                    sync_wait_ms: 300,
+                };
+                let runtime = std::sync::Arc::new(gantry_agent::fake::FakeRuntime::default());
+                tokio::spawn(gantry_agent::Agent::new(client.clone(), runtime, config).run(rx.clone()))
+            })
+            .collect();
+        Self { client, stop, agents }
+    }
+
+    /// Kills agent `i` abruptly (as kill -9 would): it stops syncing mid-flight.
+    pub fn kill(&self, i: usize) {
+        self.agents[i].abort();
+    }
+
+    /// Stops every agent cleanly.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for a in self.agents {
+            let _ = a.await;
+        }
+    }
 }
 
 impl TestContext {
@@ -39,14 +95,22 @@ impl TestContext {
         Some(Self::start_with(|c| c.database_url = Some(url)).await)
     }
 
+    /// Starts a server with its reconcilers on test timing: passes every 20-50 ms and
+    /// nodes declared lost after 1.5 s of silence.
+    pub async fn start_fast() -> Self {
+        Self::start_with(fast).await
+    }
+
     /// Starts a server after letting `tweak` adjust its configuration.
     pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = ServerConfig::new(dir.path(), "127.0.0.1:0".parse().expect("addr"));
         tweak(&mut config);
+        let config_url = config.database_url.clone();
         let server = gantry_server::start(config).await.expect("server starts");
         let base_url = format!("http://{}", server.local_addr);
-        Self { server: Some(server), dir, base_url }
+        let database_url = config_url;
+        Self { server: Some(server), dir, base_url, database_url }
     }
 
     /// The server's state (store, secret box).
@@ -72,6 +136,49 @@ impl TestContext {
     /// A client for given credentials against this server.
     pub fn client(&self, public_key: String, secret_key: String) -> Client {
         Client::new(Credentials { base_url: self.base_url.clone(), public_key, secret_key })
+    }
+
+    /// Starts `count` simulated nodes (the fake runtime) owned by a fresh node-preset
+    /// account, each offering what `spec` says (see `gantry_agent::inventory`).
+    pub async fn sim_nodes(&self, count: usize, spec: &str) -> SimNodes {
+        let client = self.new_account(Preset::Node).await;
+        SimNodes::start(client, count, spec).await
+    }
+
+    /// Inserts a job straight into the store, bypassing API validation: lifecycle tests
+    /// use timeouts far below the API's minimums (which are minutes) to run in seconds.
+    pub async fn insert_job(&self, account: AccountId, body: serde_json::Value) -> gantry_types::job::Job {
+        let mut req: gantry_types::job::CreateJobRequest = serde_json::from_value(body).expect("job body");
+        let (assign, start) = (req.max_timeout_assign_ms.take(), req.max_timeout_start_ms.take());
+        let run = req.max_timeout_run_ms;
+        if run.is_some() {
+            req.max_timeout_run_ms = Some(gantry_types::validate::MIN_TIMEOUT_RUN_MS);
+        }
+        let mut spec = gantry_types::validate::validate_create_job(req).expect("valid apart from timeouts");
+        if let Some(ms) = assign {
+            spec.max_timeout_assign_ms = ms;
+        }
+        if let Some(ms) = start {
+            spec.max_timeout_start_ms = ms;
+        }
+        spec.max_timeout_run_ms = run;
+        let job = spec.into_job(gantry_types::JobId::new(), account, chrono_now());
+        self.state().store.job_create(&job).await.expect("insert job");
+        self.state().signals.wake_scheduler();
+        job
+    }
+
+    /// Restarts the server on the same data dir and port (a crash-free restart; agents
+    /// reconnect by themselves).
+    pub async fn restart(&mut self) {
+        let server = self.server.take().expect("running");
+        let addr = server.local_addr;
+        let database_url = server.state.store.backend().eq("postgres").then(|| self.database_url.clone()).flatten();
+        server.shutdown().await.expect("clean shutdown");
+        let mut config = ServerConfig::new(self.dir.path(), addr);
+        fast(&mut config);
+        config.database_url = database_url;
+        self.server = Some(gantry_server::start(config).await.expect("server restarts"));
     }
 
     /// Stops the server gracefully.

@@ -11,11 +11,15 @@
 pub mod account;
 pub mod api_key;
 pub mod error;
+pub mod gpu;
 pub mod ids;
 pub mod job;
+pub mod job_run;
 pub mod list;
+pub mod node;
 pub mod num;
 pub mod permissions;
+pub mod protocol;
 pub mod region;
 pub mod time;
 pub mod validate;

@@ -133,7 +133,7 @@ pub fn parse_paging(pairs: &[(String, String)]) -> Result<Paging, Vec<FieldError
 }
 
 /// Iterates `filter[name]` pairs as (name, value), recording unknown names.
-fn filters<'a>(
+pub(crate) fn filters<'a>(
     pairs: &'a [(String, String)],
     known: &'a [&str],
     errors: &'a mut Vec<FieldError>,
@@ -149,7 +149,7 @@ fn filters<'a>(
     })
 }
 
-fn list<T>(
+pub(crate) fn list<T>(
     key: &str,
     value: &str,
     errors: &mut Vec<FieldError>,
@@ -166,7 +166,7 @@ fn list<T>(
     out
 }
 
-fn range<T: Copy>(
+pub(crate) fn range<T: Copy>(
     key: &str,
     value: &str,
     errors: &mut Vec<FieldError>,
@@ -199,13 +199,13 @@ fn range<T: Copy>(
 fn int(s: &str) -> Option<i64> {
     s.parse().ok()
 }
-fn number(s: &str) -> Option<f64> {
+pub(crate) fn number(s: &str) -> Option<f64> {
     s.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 fn time(s: &str) -> Option<i64> {
     Timestamp::parse(s).map(|t| t.0)
 }
-fn boolean(key: &str, v: &str, errors: &mut Vec<FieldError>) -> Option<bool> {
+pub(crate) fn boolean(key: &str, v: &str, errors: &mut Vec<FieldError>) -> Option<bool> {
     match v {
         "true" | "1" => Some(true),
         "false" | "0" => Some(false),

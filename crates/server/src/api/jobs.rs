@@ -30,7 +30,15 @@ pub(super) async fn create_job(
     req: Signed<CreateJobRequest>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
     let account = req.caller.require("jobs", "create")?.unwrap_or(req.caller.account());
-    let spec = validate_create_job(req.body)?;
+    let gpu = (req.body.gpu_name.clone(), req.body.gpu_registry_uuid.clone());
+    let spec = match validate_create_job(req.body) {
+        Ok(spec) => spec,
+        // One 400 names every bad field: the GPU registry's verdict joins the others.
+        Err(mut errors) => {
+            errors.extend(app::gpu_registry::job_gpu_errors(&state, gpu.0.as_deref(), gpu.1.as_deref()).await?);
+            return Err(errors.into());
+        }
+    };
     let job = app::jobs::create(&state, account, spec).await?;
     Ok((StatusCode::CREATED, Json(job)))
 }

@@ -6,7 +6,10 @@
 //! answers 401 without a signature.
 
 mod api_keys;
+mod gpu_registry;
+mod job_runs;
 mod jobs;
+mod nodes;
 mod users;
 
 use std::sync::Arc;
@@ -36,7 +39,11 @@ use crate::state::AppState;
     tags(
         (name = "jobs", description = "Submit, list, inspect and cancel jobs"),
         (name = "api-keys", description = "Create, list and revoke API keys"),
-        (name = "users", description = "Who is calling")
+        (name = "gpu-registry", description = "GPU models that jobs' gpu_name and gpu_registry_uuid match against"),
+        (name = "users", description = "Who is calling"),
+        (name = "job-runs", description = "Executions of jobs on nodes, with logs"),
+        (name = "nodes", description = "Machines that run jobs; drain and undrain"),
+        (name = "node-protocol", description = "What gantry agent speaks: register, then sync")
     )
 )]
 struct ApiDoc;
@@ -68,6 +75,16 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(api_keys::create_api_key, api_keys::list_api_keys))
         .routes(routes!(api_keys::revoke_api_key))
         .routes(routes!(users::me))
+        .routes(routes!(gpu_registry::list_gpu_models, gpu_registry::create_gpu_model))
+        .routes(routes!(gpu_registry::get_gpu_model))
+        .routes(routes!(job_runs::list_job_runs))
+        .routes(routes!(job_runs::get_job_run))
+        .routes(routes!(nodes::list_nodes))
+        .routes(routes!(nodes::get_node))
+        .routes(routes!(nodes::drain_node))
+        .routes(routes!(nodes::undrain_node))
+        .routes(routes!(nodes::register_node))
+        .routes(routes!(nodes::sync_node))
 }
 
 /// The OpenAPI document of the signed API, as committed in `openapi/api.json`.

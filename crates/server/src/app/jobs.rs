@@ -20,16 +20,19 @@ pub const DEFAULT_CANCEL_REASON: &str = "Cancelled by user";
 
 /// Creates a PENDING job for `account`; returns it as the client sees it.
 pub async fn create(state: &AppState, account: AccountId, spec: JobSpec) -> Result<Job, ApiError> {
+    // An unknown GPU is a 400 now, not a job PENDING forever (the registry is in memory).
+    crate::app::gpu_registry::check_job(state, &spec).await?;
     let mut job = spec.into_job(JobId::new(), account, now_ms());
     job.parameters.parameters.map_secrets(|s| Ok::<_, ApiError>(state.secrets.encrypt(s)))?;
     state.store.job_create(&job).await?;
-    Ok(redact(job))
+    state.signals.wake_scheduler();
+    Ok(with_reason(state, redact(job)))
 }
 
 /// Fetches a job in scope; another account's job is "not found".
 pub async fn fetch(state: &AppState, scope: Option<AccountId>, id: JobId) -> Result<Job, ApiError> {
     let job = state.store.job_fetch(scope, id).await?.ok_or_else(|| ApiError::not_found("job", id))?;
-    Ok(redact(job))
+    Ok(with_reason(state, redact(job)))
 }
 
 /// Lists jobs in scope.
@@ -40,7 +43,7 @@ pub async fn list(
     paging: Paging,
 ) -> Result<Page<Job>, ApiError> {
     let mut page = state.store.job_list(scope, filter, paging).await?;
-    page.items = page.items.into_iter().map(redact).collect();
+    page.items = page.items.into_iter().map(|j| with_reason(state, redact(j))).collect();
     Ok(page)
 }
 
@@ -65,9 +68,24 @@ pub async fn cancel(
         };
         let transition = JobTransition { from: vec![job.status], to, reason: Some(reason.clone()), now_ms: now_ms() };
         if let Some(after) = state.store.job_transition(scope, id, &transition).await? {
+            if to == JobStatus::Cancelling {
+                // Tell the nodes holding its runs to stop them.
+                for run in state.store.run_list_for_job(id).await? {
+                    state.signals.bump(run.run.node_uuid);
+                }
+            }
             return Ok(redact(after));
         }
     }
+}
+
+/// A PENDING job without a stored reason shows why the scheduler could not place it
+/// at its last pass (derived, so it is never stale for long and never written).
+fn with_reason(state: &AppState, mut job: Job) -> Job {
+    if job.status == JobStatus::Pending && job.status_reason.is_none() {
+        job.status_reason = state.pending_reasons.read().expect("reasons poisoned").get(&job.uuid).cloned();
+    }
+    job
 }
 
 /// The job as clients may see it: secrets replaced by [`REDACTED`].

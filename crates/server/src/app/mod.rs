@@ -3,4 +3,7 @@
 //! inputs and return wire types or [`crate::error::ApiError`].
 
 pub mod api_keys;
+pub mod gpu_registry;
 pub mod jobs;
+pub mod nodes;
+pub mod runs;

@@ -14,6 +14,8 @@
 //! * Constraint violations are told apart by SQLite's extended result codes
 //!   ([`rows`]) and become `Conflict` / `MissingReference`.
 
+mod cluster;
+mod gpu_models;
 mod readers;
 mod rows;
 mod writer;
@@ -28,11 +30,16 @@ use gantry_types::{
     job::{Job, JobStatus},
     list::{ApiKeyFilter, JobFilter, Paging},
 };
+use gantry_types::{
+    JobRunId, NodeId,
+    node::{HardwareSample, NodeStatus},
+};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use self::readers::Readers;
 use self::rows::{db, write_error};
 use self::writer::Writer;
+use crate::cluster::{JobPlacement, NodeRecord, RunFilter, RunRecord, RunUpdate};
 use crate::sql::{self, JOB_COLUMNS, JobRow, NewJobRow, Placeholders, Subject};
 use crate::{AccountRecord, ApiKeyRecord, JobTransition, Page, Store, StoreError, StoreResult, WriteStats, migrate};
 
@@ -338,5 +345,109 @@ impl Store for SqliteStore {
                 row.map(JobRow::into_job).transpose()
             })
             .await
+    }
+
+    // --- Nodes and job runs ---
+    async fn node_upsert(&self, node: &NodeRecord) -> StoreResult<()> {
+        cluster::node_upsert(self, node).await
+    }
+
+    async fn node_fetch(&self, account: Option<AccountId>, id: NodeId) -> StoreResult<Option<NodeRecord>> {
+        cluster::node_fetch(self, account, id).await
+    }
+
+    async fn node_list(
+        &self,
+        account: Option<AccountId>,
+        statuses: &[NodeStatus],
+        paging: Paging,
+    ) -> StoreResult<Page<NodeRecord>> {
+        cluster::node_list(self, account, statuses, paging).await
+    }
+
+    async fn node_list_all(&self) -> StoreResult<Vec<NodeRecord>> {
+        cluster::node_list_all(self).await
+    }
+
+    async fn node_heartbeat(
+        &self,
+        id: NodeId,
+        lease_epoch: i64,
+        now_ms: i64,
+        sample: Option<&HardwareSample>,
+    ) -> StoreResult<bool> {
+        cluster::node_heartbeat(self, id, lease_epoch, now_ms, sample).await
+    }
+
+    async fn node_set_draining(
+        &self,
+        account: Option<AccountId>,
+        id: NodeId,
+        draining: bool,
+        now_ms: i64,
+    ) -> StoreResult<Option<NodeRecord>> {
+        cluster::node_set_draining(self, account, id, draining, now_ms).await
+    }
+
+    async fn node_mark_lost(&self, id: NodeId, seen_before_ms: i64, now_ms: i64) -> StoreResult<bool> {
+        cluster::node_mark_lost(self, id, seen_before_ms, now_ms).await
+    }
+
+    async fn run_place(&self, placements: &[JobPlacement]) -> StoreResult<Vec<JobId>> {
+        cluster::run_place(self, placements).await
+    }
+
+    async fn run_fetch(&self, account: Option<AccountId>, id: JobRunId) -> StoreResult<Option<RunRecord>> {
+        cluster::run_fetch(self, account, id).await
+    }
+
+    async fn run_list(
+        &self,
+        account: Option<AccountId>,
+        filter: &RunFilter,
+        paging: Paging,
+    ) -> StoreResult<Page<RunRecord>> {
+        cluster::run_list(self, account, filter, paging).await
+    }
+
+    async fn run_list_active(&self) -> StoreResult<Vec<RunRecord>> {
+        cluster::run_list_active(self).await
+    }
+
+    async fn run_list_for_job(&self, job: JobId) -> StoreResult<Vec<RunRecord>> {
+        cluster::run_list_for_job(self, job).await
+    }
+
+    async fn run_update(&self, id: JobRunId, update: &RunUpdate) -> StoreResult<Option<RunRecord>> {
+        cluster::run_update(self, id, update).await
+    }
+
+    async fn run_logs_append(&self, id: JobRunId, chunk: &str, max_bytes: usize) -> StoreResult<()> {
+        cluster::run_logs_append(self, id, chunk, max_bytes).await
+    }
+
+    async fn run_logs_fetch(&self, account: Option<AccountId>, id: JobRunId) -> StoreResult<Option<String>> {
+        cluster::run_logs_fetch(self, account, id).await
+    }
+
+    async fn job_list_pending(&self, limit: u32) -> StoreResult<Vec<Job>> {
+        cluster::job_list_pending(self, limit).await
+    }
+
+    // --- GPU registry ---
+    async fn gpu_model_upsert_seed(&self, models: &[gantry_types::gpu::GpuModel]) -> StoreResult<u64> {
+        gpu_models::upsert_seed(self, models).await
+    }
+
+    async fn gpu_model_create(&self, model: &gantry_types::gpu::GpuModel) -> StoreResult<()> {
+        gpu_models::create(self, model).await
+    }
+
+    async fn gpu_model_list(&self) -> StoreResult<Vec<gantry_types::gpu::GpuModel>> {
+        gpu_models::list(self).await
+    }
+
+    async fn gpu_model_fetch(&self, id: gantry_types::GpuModelId) -> StoreResult<Option<gantry_types::gpu::GpuModel>> {
+        gpu_models::fetch(self, id).await
     }
 }

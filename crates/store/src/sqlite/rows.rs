@@ -28,6 +28,7 @@ pub(super) fn job_row(row: &Row<'_>) -> rusqlite::Result<JobRow> {
         updated_at_ms: row.get(3)?,
         started_at_ms: row.get(4)?,
         completed_at_ms: row.get(5)?,
+        image_size_bytes: row.get(6)?,
     })
 }
 

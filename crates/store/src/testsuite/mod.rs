@@ -31,10 +31,14 @@ use gantry_types::{
 use crate::{AccountRecord, ApiKeyRecord, Store, StoreError};
 
 mod api_keys;
+mod cluster;
+mod gpu_models;
 mod jobs;
 pub mod scratch_pg;
 
 pub use self::api_keys::*;
+pub use self::cluster::*;
+pub use self::gpu_models::*;
 pub use self::jobs::*;
 
 /// A backend under test: owns the store and whatever it needs (a temp dir, a
@@ -72,10 +76,34 @@ macro_rules! store_test_suite {
             job_list_account_scoping,
             job_transition_compare_and_set,
             job_transition_out_of_scope_is_none,
+            node_upsert_fetch_roundtrip,
+            node_upsert_keeps_created_at_and_draining,
+            node_fetch_other_account_is_none,
+            node_list_filters_paging_and_scoping,
+            node_heartbeat_needs_epoch_and_online,
+            node_mark_lost_compare_and_set,
+            node_set_draining_is_scoped,
+            run_place_assigns_pending_jobs_only,
+            run_place_error_places_nothing,
+            run_fetch_list_filters_and_scoping,
+            run_list_active_and_for_job,
+            run_update_compare_and_set,
+            run_update_records_image_size,
+            run_logs_keep_the_newest_bytes,
+            job_list_pending_order_and_limit,
+            job_transition_retry_and_end,
+            gpu_model_seed_is_idempotent,
+            gpu_model_seed_never_overwrites,
+            gpu_model_seed_concurrent,
+            gpu_model_create_fetch_list,
+            gpu_model_duplicate_conflicts,
         );
         $crate::store_test_suite!(@fixture $fixture;
             job_create_concurrent,
             data_survives_reopen,
+            run_place_batch_of_1000,
+            cluster_survives_reopen,
+            gpu_models_survive_reopen,
         );
     };
     (@store $fixture:expr; $($name:ident),* $(,)?) => {$(

@@ -1,0 +1,241 @@
+//! The agent's reconcile loop.
+//!
+//! ```text
+//! register ─▶ loop { observe runtime ─▶ sync (heartbeat + report + long-poll desired)
+//!                    ─▶ start desired-but-absent, stop undesired-or-STOP, remove reported finals }
+//! ```
+//!
+//! A report is considered delivered only once a sync carrying it succeeded, so a
+//! lost response just means the same observation is sent again (the control plane
+//! applies reports idempotently). While the control plane is unreachable the agent
+//! keeps its containers running and retries with backoff. A `fenced` answer (the node
+//! was declared lost meanwhile) stops every container and registers again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gantry_client::{Client, ClientError};
+use gantry_types::job_run::JobRunStatus;
+use gantry_types::node::RegisterNodeRequest;
+use gantry_types::protocol::{DesiredAction, DesiredState, ObservedRun, SyncRequest};
+use gantry_types::{JobRunId, NodeId};
+use tokio::sync::watch;
+
+use crate::inventory::NodeDescription;
+use crate::runtime::{ContainerRuntime, ContainerState, Observed};
+
+/// How an agent runs.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Display name of the node.
+    pub name: String,
+    /// Hardware, region, labels.
+    pub description: NodeDescription,
+    /// Address clients reach published ports on.
+    pub hostname: Option<String>,
+    /// Long-poll wait per sync, ms: also the heartbeat period when nothing happens.
+    pub sync_wait_ms: u64,
+}
+
+/// One node's agent.
+pub struct Agent<R: ContainerRuntime> {
+    client: Client,
+    runtime: Arc<R>,
+    config: AgentConfig,
+    node: Option<NodeId>,
+}
+
+/// Maps what the runtime observed to what the control plane records.
+fn report(o: &Observed) -> ObservedRun {
+    let (status, exit_code, reason) = match &o.state {
+        ContainerState::Preparing => (JobRunStatus::Preparing, None, None),
+        ContainerState::Running => (JobRunStatus::Running, None, None),
+        ContainerState::Exited { code: 0 } => (JobRunStatus::Completed, Some(0), None),
+        ContainerState::Exited { code } => {
+            (JobRunStatus::Failed, Some(*code), Some(format!("container exited with code {code}")))
+        }
+        ContainerState::Failed { reason } => (JobRunStatus::Failed, None, Some(reason.clone())),
+        ContainerState::Stopped => (JobRunStatus::Cancelled, None, Some("container stopped on request".into())),
+    };
+    ObservedRun {
+        run_uuid: o.run,
+        status,
+        exit_code,
+        reason,
+        node_urls: None,
+        logs: (!o.new_logs.is_empty()).then(|| o.new_logs.clone()),
+        image_size_bytes: None,
+    }
+}
+
+impl<R: ContainerRuntime> Agent<R> {
+    /// An agent that will register as a new node.
+    pub fn new(client: Client, runtime: Arc<R>, config: AgentConfig) -> Self {
+        Self { client, runtime, config, node: None }
+    }
+
+    /// The node's uuid, once registered.
+    pub fn node(&self) -> Option<NodeId> {
+        self.node
+    }
+
+    async fn register(&mut self) -> Result<i64, ClientError> {
+        let req = RegisterNodeRequest {
+            node_uuid: self.node,
+            name: Some(self.config.name.clone()),
+            region_code: self.config.description.region.clone(),
+            labels: self.config.description.labels.clone(),
+            hostname: self.config.hostname.clone(),
+            inventory: Some(self.config.description.inventory.clone()),
+        };
+        let reg = self.client.register_node(&req).await?;
+        self.node = Some(reg.node.uuid);
+        tracing::debug!(node = %reg.node.uuid, epoch = reg.lease_epoch, "registered");
+        Ok(reg.lease_epoch)
+    }
+
+    /// Runs until `stop` turns true. Never returns early on errors: it retries.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(100);
+        let mut epoch = None;
+        let mut version: Option<u64> = None;
+        // Observations not yet acknowledged by a successful sync, newest per run.
+        let mut unsent: HashMap<JobRunId, ObservedRun> = HashMap::new();
+        // The last status each run's report was delivered with.
+        let mut delivered: HashMap<JobRunId, JobRunStatus> = HashMap::new();
+        while !*stop.borrow() {
+            let lease = match epoch {
+                Some(e) => e,
+                None => match self.register().await {
+                    Ok(e) => {
+                        epoch = Some(e);
+                        version = None;
+                        backoff = Duration::from_millis(100);
+                        e
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot register; retrying");
+                        tokio::select! { _ = tokio::time::sleep(backoff) => {}, _ = stop.changed() => {} }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                },
+            };
+            let observed = match self.runtime.list().await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(error = %e, "runtime unavailable; syncing without observations");
+                    Vec::new()
+                }
+            };
+            for o in &observed {
+                let r = report(o);
+                let merged = match unsent.remove(&o.run) {
+                    // Keep output that was not delivered yet.
+                    Some(mut prev) => {
+                        let logs = [prev.logs.take(), r.logs.clone()].into_iter().flatten().collect::<String>();
+                        ObservedRun { logs: (!logs.is_empty()).then_some(logs), ..r }
+                    }
+                    None => r,
+                };
+                if merged.logs.is_some() || delivered.get(&o.run) != Some(&merged.status) {
+                    unsent.insert(o.run, merged);
+                }
+            }
+            let node = self.node.expect("registered");
+            // With something to report, sync without waiting; otherwise long-poll for
+            // new desired state, abandoning the wait when a container changes so the
+            // change is reported at once. (A reporting sync is never abandoned, so a
+            // busy node cannot starve its own heartbeats.)
+            let long_poll = unsent.is_empty() && version.is_some();
+            let req = SyncRequest {
+                lease_epoch: lease,
+                sample: None,
+                runs: unsent.values().cloned().collect(),
+                desired_version: version,
+                wait_ms: Some(if long_poll { self.config.sync_wait_ms } else { 0 }),
+            };
+            let result = if long_poll {
+                tokio::select! {
+                    r = self.client.sync_node(node, &req) => Some(r),
+                    _ = self.runtime.changed() => None,
+                    _ = stop.changed() => None,
+                }
+            } else {
+                Some(self.client.sync_node(node, &req).await)
+            };
+            let desired = match result {
+                None => continue,
+                Some(Ok(d)) => d,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "sync failed; containers keep running, retrying");
+                    tokio::select! { _ = tokio::time::sleep(backoff) => {}, _ = stop.changed() => {} }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(100);
+            for r in &req.runs {
+                delivered.insert(r.run_uuid, r.status);
+                if unsent.get(&r.run_uuid) == Some(r) {
+                    unsent.remove(&r.run_uuid);
+                }
+            }
+            if desired.fenced {
+                tracing::warn!(%node, "this node was declared lost; stopping its runs and registering again");
+                for o in &observed {
+                    let _ = self.runtime.stop(o.run).await;
+                    let _ = self.runtime.remove(o.run).await;
+                }
+                unsent.clear();
+                delivered.clear();
+                epoch = None;
+                continue;
+            }
+            version = Some(desired.version);
+            self.converge(&desired, &observed, &mut delivered).await;
+        }
+    }
+
+    /// Starts, stops and removes containers until they match `desired`.
+    async fn converge(
+        &self,
+        desired: &DesiredState,
+        observed: &[Observed],
+        delivered: &mut HashMap<JobRunId, JobRunStatus>,
+    ) {
+        let reported_final = |run: &JobRunId, delivered: &HashMap<JobRunId, JobRunStatus>| {
+            delivered.get(run).is_some_and(|s| s.is_terminal())
+        };
+        let have: HashMap<JobRunId, &ContainerState> = observed.iter().map(|o| (o.run, &o.state)).collect();
+        let wanted: HashMap<JobRunId, DesiredAction> = desired.runs.iter().map(|d| (d.run_uuid, d.action)).collect();
+        for d in &desired.runs {
+            match (d.action, have.get(&d.run_uuid)) {
+                (DesiredAction::Run, None) if !reported_final(&d.run_uuid, delivered) => {
+                    if let Err(e) = self.runtime.start(d.run_uuid, &d.spec).await {
+                        tracing::warn!(run = %d.run_uuid, error = %e, "cannot start; will retry");
+                    }
+                }
+                (DesiredAction::Stop, Some(state)) if !state.is_final() => {
+                    let _ = self.runtime.stop(d.run_uuid).await;
+                }
+                _ => {}
+            }
+        }
+        for (run, state) in have {
+            let final_and_reported = state.is_final() && reported_final(&run, delivered);
+            match wanted.get(&run) {
+                // Not desired at all: an orphan (or a run the control plane already ended).
+                None if !state.is_final() => {
+                    let _ = self.runtime.stop(run).await;
+                }
+                None if final_and_reported => {
+                    let _ = self.runtime.remove(run).await;
+                    delivered.remove(&run);
+                }
+                _ => {}
+            }
+        }
+    }
+}

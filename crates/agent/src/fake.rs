@@ -1,0 +1,133 @@
+//! The fake runtime behind simulated nodes: first-class code with a contract, used by
+//! the tests, the benchmarks and demos that want no Docker.
+//!
+//! Contract: a started run is RUNNING at once and exits after `GANTRY_SIM_DURATION_MS`
+//! (from the job's env; default 100) with exit code `GANTRY_SIM_EXIT_CODE` (default
+//! 0). `GANTRY_SIM_PREPARE_MS` (default 0) keeps it PREPARING first, to exercise start
+//! timeouts. For gang jobs, `GANTRY_SIM_FAIL_RANK=R` makes only the run with
+//! `GANTRY_NODE_RANK=R` exit with code 1 after `GANTRY_SIM_FAIL_AFTER_MS` (default 50),
+//! while the others keep their normal duration. A stop request ends a run as `Stopped`
+//! at once. It prints one log line when it starts and one when it exits.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gantry_types::JobRunId;
+use gantry_types::protocol::RunSpec;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::runtime::{ContainerRuntime, ContainerState, Observed, RuntimeError};
+
+struct FakeContainer {
+    state: ContainerState,
+    logs: String,
+    ready_at: Instant,
+    exits_at: Instant,
+    exit_code: i32,
+}
+
+/// In-memory containers with timed exits.
+#[derive(Clone, Default)]
+pub struct FakeRuntime {
+    containers: Arc<Mutex<HashMap<JobRunId, FakeContainer>>>,
+    changed: Arc<Notify>,
+}
+
+fn env_ms(spec: &RunSpec, key: &str, default: u64) -> u64 {
+    spec.env.get(key).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+impl FakeRuntime {
+    /// Advances containers whose time has come.
+    fn tick(&self, now: Instant) -> bool {
+        let mut changed = false;
+        for c in self.containers.lock().expect("fake runtime poisoned").values_mut() {
+            if c.state == ContainerState::Preparing && now >= c.ready_at {
+                c.state = ContainerState::Running;
+                changed = true;
+            }
+            if c.state == ContainerState::Running && now >= c.exits_at {
+                c.state = ContainerState::Exited { code: c.exit_code };
+                c.logs.push_str(&format!("simulated run exited with code {}\n", c.exit_code));
+                changed = true;
+            }
+        }
+        changed
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for FakeRuntime {
+    async fn start(&self, run: JobRunId, spec: &RunSpec) -> Result<(), RuntimeError> {
+        let now = Instant::now();
+        let prepare = Duration::from_millis(env_ms(spec, "GANTRY_SIM_PREPARE_MS", 0));
+        let mut duration = Duration::from_millis(env_ms(spec, "GANTRY_SIM_DURATION_MS", 100));
+        let mut exit_code = spec.env.get("GANTRY_SIM_EXIT_CODE").and_then(|v| v.parse().ok()).unwrap_or(0);
+        if spec.env.contains_key("GANTRY_SIM_FAIL_RANK")
+            && spec.env.get("GANTRY_SIM_FAIL_RANK") == spec.env.get("GANTRY_NODE_RANK")
+        {
+            duration = Duration::from_millis(env_ms(spec, "GANTRY_SIM_FAIL_AFTER_MS", 50));
+            exit_code = 1;
+        }
+        {
+            let mut containers = self.containers.lock().expect("fake runtime poisoned");
+            if containers.contains_key(&run) {
+                return Ok(());
+            }
+            containers.insert(
+                run,
+                FakeContainer {
+                    state: if prepare.is_zero() { ContainerState::Running } else { ContainerState::Preparing },
+                    logs: format!("simulated run of {}:{} started\n", spec.image, spec.tag),
+                    ready_at: now + prepare,
+                    exits_at: now + prepare + duration,
+                    exit_code,
+                },
+            );
+        }
+        // Wake the agent when this container becomes ready and when it exits.
+        let me = self.clone();
+        tokio::spawn(async move {
+            for at in [now + prepare, now + prepare + duration] {
+                tokio::time::sleep_until(at).await;
+                if me.tick(Instant::now()) {
+                    me.changed.notify_one();
+                }
+            }
+        });
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    async fn stop(&self, run: JobRunId) -> Result<(), RuntimeError> {
+        if let Some(c) = self.containers.lock().expect("fake runtime poisoned").get_mut(&run)
+            && !c.state.is_final()
+        {
+            c.state = ContainerState::Stopped;
+            c.logs.push_str("simulated run stopped\n");
+        }
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    async fn remove(&self, run: JobRunId) -> Result<(), RuntimeError> {
+        self.containers.lock().expect("fake runtime poisoned").remove(&run);
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<Observed>, RuntimeError> {
+        self.tick(Instant::now());
+        let mut containers = self.containers.lock().expect("fake runtime poisoned");
+        Ok(containers
+            .iter_mut()
+            .map(|(run, c)| Observed { run: *run, state: c.state.clone(), new_logs: std::mem::take(&mut c.logs) })
+            .collect())
+    }
+
+    async fn changed(&self) {
+        self.changed.notified().await
+    }
+}

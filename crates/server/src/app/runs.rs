@@ -1,0 +1,174 @@
+//! Job runs and the lifecycle rules that follow from them.
+//!
+//! A job's status follows its runs: PENDING → ASSIGNED → RUNNING → COMPLETED /
+//! FAILED / CANCELLED, with CANCELLING while containers stop. Every rule is applied
+//! by [`settle_job`], which looks at the job and its latest attempt's runs and makes
+//! the one transition they call for; it is idempotent, so any event (a report, a
+//! timeout, a lost node) may call it, and calling it twice changes nothing.
+
+use gantry_store::{JobTransition, Page, RunFilter, RunRecord, RunUpdate};
+use gantry_types::job::{Job, JobStatus, JobTask};
+use gantry_types::job_run::{JobRun, JobRunStatus};
+use gantry_types::list::Paging;
+use gantry_types::protocol::ObservedRun;
+use gantry_types::{AccountId, JobId, JobRunId, NodeId};
+
+use crate::error::ApiError;
+use crate::state::{AppState, now_ms};
+
+/// Statuses of a run that still holds node capacity.
+pub const ACTIVE: [JobRunStatus; 3] = [JobRunStatus::Assigned, JobRunStatus::Preparing, JobRunStatus::Running];
+
+/// Most log bytes kept per run (newest kept).
+pub const MAX_LOG_BYTES: usize = 1024 * 1024;
+
+/// Lists runs in scope (without logs).
+pub async fn list(
+    state: &AppState,
+    scope: Option<AccountId>,
+    filter: &RunFilter,
+    paging: Paging,
+) -> Result<Page<JobRun>, ApiError> {
+    let page = state.store.run_list(scope, filter, paging).await?;
+    Ok(Page { items: page.items.into_iter().map(|r| r.run).collect(), total: page.total })
+}
+
+/// One run in scope, with its logs.
+pub async fn fetch(state: &AppState, scope: Option<AccountId>, id: JobRunId) -> Result<JobRun, ApiError> {
+    let mut run = state.store.run_fetch(scope, id).await?.ok_or_else(|| ApiError::not_found("job run", id))?.run;
+    run.logs = Some(state.store.run_logs_fetch(scope, id).await?.unwrap_or_default());
+    Ok(run)
+}
+
+/// Applies what a node reported about one of its runs. Reports are idempotent: a
+/// repeated or stale one (the run already moved on) changes nothing.
+pub async fn observe(state: &AppState, node: NodeId, report: &ObservedRun) -> Result<(), ApiError> {
+    let Some(current) = state.store.run_fetch(None, report.run_uuid).await? else { return Ok(()) };
+    if current.run.node_uuid != node {
+        return Ok(()); // not this node's run: ignore rather than trust it
+    }
+    if let Some(logs) = report.logs.as_deref().filter(|l| !l.is_empty()) {
+        state.store.run_logs_append(report.run_uuid, logs, MAX_LOG_BYTES).await?;
+    }
+    if current.run.status.is_terminal() || current.run.status == report.status {
+        return Ok(());
+    }
+    let now = now_ms();
+    let from = match report.status {
+        JobRunStatus::Assigned => return Ok(()),
+        JobRunStatus::Preparing => vec![JobRunStatus::Assigned],
+        JobRunStatus::Running => vec![JobRunStatus::Assigned, JobRunStatus::Preparing],
+        _ => ACTIVE.to_vec(),
+    };
+    let update = RunUpdate {
+        from,
+        to: report.status,
+        reason: report.reason.clone(),
+        now_ms: now,
+        exit_code: report.exit_code,
+        node_urls: report.node_urls.clone(),
+        image_size_bytes: report.image_size_bytes,
+    };
+    if state.store.run_update(report.run_uuid, &update).await?.is_none() {
+        return Ok(());
+    }
+    if report.status == JobRunStatus::Running {
+        let t = JobTransition { from: vec![JobStatus::Assigned], to: JobStatus::Running, reason: None, now_ms: now };
+        state.store.job_transition(None, current.run.job_uuid, &t).await?;
+    }
+    if report.status.is_terminal() {
+        settle_job(state, current.run.job_uuid).await?;
+    }
+    Ok(())
+}
+
+/// Ends an active run from the control plane's side (timeout, lost node) and settles
+/// its job. A run that already ended is left alone.
+pub async fn fail_run(state: &AppState, run: &RunRecord, reason: String) -> Result<(), ApiError> {
+    let update = RunUpdate {
+        from: ACTIVE.to_vec(),
+        to: JobRunStatus::Failed,
+        reason: Some(reason),
+        now_ms: now_ms(),
+        exit_code: None,
+        node_urls: None,
+        image_size_bytes: None,
+    };
+    if state.store.run_update(run.run.uuid, &update).await?.is_some() {
+        state.signals.bump(run.run.node_uuid);
+        settle_job(state, run.run.job_uuid).await?;
+    }
+    Ok(())
+}
+
+/// The runs of the job's latest attempt.
+pub fn latest_attempt(runs: &[RunRecord]) -> Vec<&RunRecord> {
+    let last = runs.iter().map(|r| r.run.attempt).max();
+    runs.iter().filter(|r| Some(r.run.attempt) == last).collect()
+}
+
+/// Makes the job's status agree with its runs (see the module doc).
+pub async fn settle_job(state: &AppState, job_id: JobId) -> Result<(), ApiError> {
+    let Some(job) = state.store.job_fetch(None, job_id).await? else { return Ok(()) };
+    if job.status.is_terminal() || job.status == JobStatus::Pending {
+        return Ok(());
+    }
+    let runs = state.store.run_list_for_job(job_id).await?;
+    let current = latest_attempt(&runs);
+    let active = current.iter().any(|r| !r.run.status.is_terminal());
+    let now = now_ms();
+    let transition = |to, reason: Option<String>| JobTransition { from: vec![job.status], to, reason, now_ms: now };
+    let decided = if job.status == JobStatus::Cancelling {
+        (!active).then(|| transition(JobStatus::Cancelled, job.status_reason.clone()))
+    } else if active {
+        // A gang member failed: the others are told to stop (see desired state) and
+        // the job settles once they have.
+        None
+    } else {
+        // The run that failed explains the attempt better than the gang members that
+        // were stopped because of it.
+        let failed = current
+            .iter()
+            .find(|r| r.run.status == JobRunStatus::Failed)
+            .or_else(|| current.iter().find(|r| r.run.status != JobRunStatus::Completed));
+        match (failed, job.task) {
+            (None, JobTask::Batch) => Some(transition(JobStatus::Completed, None)),
+            (failure, _) => {
+                let why = match failure {
+                    Some(r) => r.run.status_reason.clone().unwrap_or_else(|| format!("run {}", r.run.status.as_str())),
+                    None => "the container of a PERSISTENT job exited".to_string(),
+                };
+                Some(retry_or_fail(&job, &runs, why, transition))
+            }
+        }
+    };
+    if let Some(t) = decided
+        && state.store.job_transition(None, job_id, &t).await?.is_some()
+    {
+        state.signals.wake_scheduler();
+    }
+    Ok(())
+}
+
+/// A failed attempt consumes one retry; with none left the job fails.
+fn retry_or_fail(
+    job: &Job,
+    runs: &[RunRecord],
+    why: String,
+    transition: impl Fn(JobStatus, Option<String>) -> JobTransition,
+) -> JobTransition {
+    let attempts_used = runs.iter().map(|r| r.run.attempt).max().map_or(0, |a| i64::from(a) + 1);
+    if attempts_used <= job.max_retry_count {
+        let reason = format!("retrying ({} of {} retries) after: {why}", attempts_used, job.max_retry_count);
+        transition(JobStatus::Pending, Some(reason))
+    } else if job.max_retry_count > 0 {
+        transition(JobStatus::Failed, Some(format!("{why} (no retries left of {})", job.max_retry_count)))
+    } else {
+        transition(JobStatus::Failed, Some(why))
+    }
+}
+
+/// Runs of a job, oldest first, as a filter for the list endpoint.
+pub fn filter_for_job(job: JobId) -> RunFilter {
+    RunFilter { job_uuids: vec![job], statuses: vec![], node_uuids: vec![] }
+}

@@ -1,0 +1,53 @@
+//! In-memory wake-ups between the parts of the control plane: which node's desired
+//! state changed (agents long-poll on it) and when the scheduler should run again.
+//!
+//! These carry no data that matters for correctness: every reconciler rereads the
+//! store when woken, and also runs on a timer, so a lost wake-up only costs latency.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use gantry_types::NodeId;
+use tokio::sync::{Notify, watch};
+
+/// Wake-ups shared by the API handlers and the background reconcilers.
+pub struct Signals {
+    nodes: Mutex<HashMap<NodeId, watch::Sender<u64>>>,
+    /// Versions start at the server's start time, so an agent holding a version from
+    /// before a restart never matches by accident.
+    base: u64,
+    /// Wakes the scheduler (a job arrived, capacity was freed, a node came).
+    pub schedule: Notify,
+}
+
+impl Signals {
+    /// Fresh signals; `base` should differ per server start (epoch ms works).
+    pub fn new(base: u64) -> Self {
+        Self { nodes: Mutex::new(HashMap::new()), base, schedule: Notify::new() }
+    }
+
+    fn sender(&self, node: NodeId) -> watch::Sender<u64> {
+        self.nodes.lock().expect("signals poisoned").entry(node).or_insert_with(|| watch::channel(self.base).0).clone()
+    }
+
+    /// The node's current desired-state version.
+    pub fn version(&self, node: NodeId) -> u64 {
+        *self.sender(node).borrow()
+    }
+
+    /// Marks the node's desired state as changed, waking its long-polls.
+    pub fn bump(&self, node: NodeId) {
+        self.sender(node).send_modify(|v| *v += 1);
+    }
+
+    /// Waits until the node's version differs from `known` or `wait` passes.
+    pub async fn wait_change(&self, node: NodeId, known: u64, wait: std::time::Duration) {
+        let mut rx = self.sender(node).subscribe();
+        let _ = tokio::time::timeout(wait, rx.wait_for(|v| *v != known)).await;
+    }
+
+    /// Asks the scheduler for a pass.
+    pub fn wake_scheduler(&self) {
+        self.schedule.notify_one();
+    }
+}

@@ -1,0 +1,453 @@
+//! SQL text and row mapping of nodes and job runs (tables of migration 0003), shared by
+//! both backends like the rest of [`crate::sql`].
+//!
+//! Each row struct is both what a backend writes (built from a record on the caller's
+//! thread, so JSON encoding never runs on the SQLite writer thread) and what it reads
+//! back (turned into a record in one place).
+
+use std::collections::BTreeMap;
+
+use gantry_types::{
+    AccountId, GpuModelId, JobId, JobRunId, NodeId, Timestamp,
+    job::ContainerAccessToken,
+    job_run::{JobRun, JobRunStatus, NodeUrl},
+    list::Paging,
+    node::{HardwareSample, NodeInventory, NodeStatus},
+};
+
+use super::{Conditions, ListQuery, Placeholders, SqlValue, Subject, parse_uuid};
+use crate::cluster::{JobPlacement, NodeRecord, RunFilter, RunRecord};
+use crate::{StoreError, StoreResult};
+
+/// Columns of a node, in [`NodeRow`]'s order (read and insert).
+pub(crate) const NODE_COLUMNS: &str = "uuid, account_uuid, name, region_code, labels, hostname, inventory, \
+     gpu_models, status, is_draining, lease_epoch, last_seen_at_ms, latest_sample, created_at_ms, updated_at_ms";
+
+/// Columns of a run, in [`RunRow`]'s order (read and insert).
+pub(crate) const RUN_COLUMNS: &str = "uuid, job_uuid, account_uuid, node_uuid, status, status_reason, attempt, \
+     rank, gang_size, lease_epoch, cpu, ram_gb, storage_gb, gpu_indices, node_urls, container_access_tokens, \
+     exit_code, started_at_ms, ended_at_ms, duration_ms, hourly_rate_usd, created_at_ms, updated_at_ms, job_snapshot";
+
+/// The runs that still hold node capacity, as a literal condition: SQLite uses the
+/// partial index `job_runs_active` only for a query repeating its condition verbatim.
+pub(crate) const ACTIVE_RUNS: &str = "status IN ('ASSIGNED', 'PREPARING', 'RUNNING')";
+
+/// The order of `run_list_for_job` (a gang's runs share `created_at`).
+pub(crate) const RUNS_OF_A_JOB_ORDER: &str = "created_at_ms, attempt, rank, uuid";
+
+/// A JSON encoding's result as a store result (encoding these types cannot fail in
+/// practice: every map has string keys).
+fn encoded(during: &'static str, result: serde_json::Result<String>) -> StoreResult<String> {
+    result.map_err(|e| StoreError::Database { during, source: Box::new(e) })
+}
+
+/// A JSON column's decoding result; failure means a corrupt row.
+fn decoded<T>(table: &'static str, what: &str, owner: &str, result: serde_json::Result<T>) -> StoreResult<T> {
+    result.map_err(|e| StoreError::Corrupt { table, detail: format!("{what} of {owner} does not decode: {e}") })
+}
+
+fn to_u32(table: &'static str, what: &str, owner: &str, value: i64) -> StoreResult<u32> {
+    u32::try_from(value)
+        .map_err(|_| StoreError::Corrupt { table, detail: format!("{what} of {owner} is out of range: {value}") })
+}
+
+/// A node's columns ([`NODE_COLUMNS`], in that order).
+#[derive(Clone, Debug)]
+pub(crate) struct NodeRow {
+    pub uuid: String,
+    pub account_uuid: String,
+    pub name: String,
+    pub region_code: Option<String>,
+    pub labels: String,
+    pub hostname: Option<String>,
+    pub inventory: String,
+    pub gpu_models: String,
+    pub status: String,
+    pub is_draining: bool,
+    pub lease_epoch: i64,
+    pub last_seen_at_ms: i64,
+    pub latest_sample: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+impl NodeRow {
+    /// The columns of `node`, JSON encoded.
+    pub fn new(node: &NodeRecord) -> StoreResult<Self> {
+        Ok(Self {
+            uuid: node.uuid.to_string(),
+            account_uuid: node.account_uuid.to_string(),
+            name: node.name.clone(),
+            region_code: node.region_code.clone(),
+            labels: encoded("node encoding", serde_json::to_string(&node.labels))?,
+            hostname: node.hostname.clone(),
+            inventory: encoded("node encoding", serde_json::to_string(&node.inventory))?,
+            gpu_models: encoded("node encoding", serde_json::to_string(&node.gpu_models))?,
+            status: node.status.as_str().to_owned(),
+            is_draining: node.is_draining,
+            lease_epoch: node.lease_epoch,
+            last_seen_at_ms: node.last_seen_at_ms,
+            latest_sample: node.latest_sample.as_ref().map(sample_json).transpose()?,
+            created_at_ms: node.created_at_ms,
+            updated_at_ms: node.updated_at_ms,
+        })
+    }
+
+    /// Parses the uuids, status and JSON columns.
+    pub fn into_record(self) -> StoreResult<NodeRecord> {
+        const T: &str = "nodes";
+        let corrupt = |detail: String| StoreError::Corrupt { table: T, detail };
+        let owner = format!("node {}", self.uuid);
+        let status = NodeStatus::parse(&self.status)
+            .ok_or_else(|| corrupt(format!("unknown status {:?} of {owner}", self.status)))?;
+        let labels: BTreeMap<String, String> = decoded(T, "labels", &owner, serde_json::from_str(&self.labels))?;
+        let inventory: NodeInventory = decoded(T, "inventory", &owner, serde_json::from_str(&self.inventory))?;
+        let gpu_models: Vec<Option<GpuModelId>> =
+            decoded(T, "gpu_models", &owner, serde_json::from_str(&self.gpu_models))?;
+        let latest_sample: Option<HardwareSample> = self
+            .latest_sample
+            .as_deref()
+            .map(|s| decoded(T, "latest_sample", &owner, serde_json::from_str(s)))
+            .transpose()?;
+        Ok(NodeRecord {
+            uuid: NodeId(parse_uuid(&self.uuid).map_err(corrupt)?),
+            account_uuid: AccountId(parse_uuid(&self.account_uuid).map_err(corrupt)?),
+            name: self.name,
+            region_code: self.region_code,
+            labels,
+            hostname: self.hostname,
+            inventory,
+            gpu_models,
+            status,
+            is_draining: self.is_draining,
+            lease_epoch: self.lease_epoch,
+            last_seen_at_ms: self.last_seen_at_ms,
+            latest_sample,
+            created_at_ms: self.created_at_ms,
+            updated_at_ms: self.updated_at_ms,
+        })
+    }
+}
+
+/// A hardware sample as stored (`nodes.latest_sample`).
+pub(crate) fn sample_json(sample: &HardwareSample) -> StoreResult<String> {
+    encoded("hardware sample encoding", serde_json::to_string(sample))
+}
+
+/// Published ports as stored (`job_runs.node_urls`).
+pub(crate) fn node_urls_json(urls: &[NodeUrl]) -> StoreResult<String> {
+    encoded("node urls encoding", serde_json::to_string(urls))
+}
+
+/// A run's columns ([`RUN_COLUMNS`], in that order).
+#[derive(Clone, Debug)]
+pub(crate) struct RunRow {
+    pub uuid: String,
+    pub job_uuid: String,
+    pub account_uuid: String,
+    pub node_uuid: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub attempt: i64,
+    pub rank: i64,
+    pub gang_size: i64,
+    pub lease_epoch: i64,
+    pub cpu: i64,
+    pub ram_gb: f64,
+    pub storage_gb: f64,
+    pub gpu_indices: String,
+    pub node_urls: String,
+    pub container_access_tokens: String,
+    pub exit_code: Option<i64>,
+    pub started_at_ms: Option<i64>,
+    pub ended_at_ms: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub hourly_rate_usd: Option<f64>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub job_snapshot: String,
+}
+
+impl RunRow {
+    /// The columns of `record`, JSON encoded (`run.logs` is not part of the row).
+    pub fn new(record: &RunRecord) -> StoreResult<Self> {
+        let r = &record.run;
+        let during = "job run encoding";
+        Ok(Self {
+            uuid: r.uuid.to_string(),
+            job_uuid: r.job_uuid.to_string(),
+            account_uuid: r.account_uuid.to_string(),
+            node_uuid: r.node_uuid.to_string(),
+            status: r.status.as_str().to_owned(),
+            status_reason: r.status_reason.clone(),
+            attempt: i64::from(r.attempt),
+            rank: i64::from(r.rank),
+            gang_size: i64::from(r.gang_size),
+            lease_epoch: r.lease_epoch,
+            cpu: i64::from(record.cpu),
+            ram_gb: record.ram_gb,
+            storage_gb: record.storage_gb,
+            gpu_indices: encoded(during, serde_json::to_string(&r.gpu_indices))?,
+            node_urls: node_urls_json(&r.node_urls)?,
+            container_access_tokens: encoded(during, serde_json::to_string(&r.container_access_tokens))?,
+            exit_code: r.exit_code.map(i64::from),
+            started_at_ms: r.started_at_ms,
+            ended_at_ms: r.ended_at_ms,
+            duration_ms: r.duration_ms,
+            hourly_rate_usd: r.hourly_rate_usd,
+            created_at_ms: r.created_at.0,
+            updated_at_ms: r.updated_at.0,
+            job_snapshot: encoded(during, serde_json::to_string(&r.job_snapshot))?,
+        })
+    }
+
+    /// Parses the uuids, status, numbers and JSON columns.
+    pub fn into_record(self) -> StoreResult<RunRecord> {
+        const T: &str = "job_runs";
+        let corrupt = |detail: String| StoreError::Corrupt { table: T, detail };
+        let owner = format!("job run {}", self.uuid);
+        let status = JobRunStatus::parse(&self.status)
+            .ok_or_else(|| corrupt(format!("unknown status {:?} of {owner}", self.status)))?;
+        let exit_code = self
+            .exit_code
+            .map(|c| i32::try_from(c).map_err(|_| corrupt(format!("exit_code of {owner} is out of range: {c}"))))
+            .transpose()?;
+        let gpu_indices: Vec<u32> = decoded(T, "gpu_indices", &owner, serde_json::from_str(&self.gpu_indices))?;
+        let node_urls: Vec<NodeUrl> = decoded(T, "node_urls", &owner, serde_json::from_str(&self.node_urls))?;
+        let container_access_tokens: Vec<ContainerAccessToken> =
+            decoded(T, "container_access_tokens", &owner, serde_json::from_str(&self.container_access_tokens))?;
+        let job_snapshot: serde_json::Value =
+            decoded(T, "job_snapshot", &owner, serde_json::from_str(&self.job_snapshot))?;
+        let run = JobRun {
+            object: "job_run".into(),
+            uuid: JobRunId(parse_uuid(&self.uuid).map_err(corrupt)?),
+            job_uuid: JobId(parse_uuid(&self.job_uuid).map_err(corrupt)?),
+            job_snapshot,
+            node_uuid: NodeId(parse_uuid(&self.node_uuid).map_err(corrupt)?),
+            status,
+            status_reason: self.status_reason,
+            started_at_ms: self.started_at_ms,
+            ended_at_ms: self.ended_at_ms,
+            duration_ms: self.duration_ms,
+            exit_code,
+            node_urls,
+            container_access_tokens,
+            hourly_rate_usd: self.hourly_rate_usd,
+            attempt: to_u32(T, "attempt", &owner, self.attempt)?,
+            rank: to_u32(T, "rank", &owner, self.rank)?,
+            gang_size: to_u32(T, "gang_size", &owner, self.gang_size)?,
+            gpu_indices,
+            lease_epoch: self.lease_epoch,
+            account_uuid: AccountId(parse_uuid(&self.account_uuid).map_err(corrupt)?),
+            logs: None,
+            created_at: Timestamp(self.created_at_ms),
+            updated_at: Timestamp(self.updated_at_ms),
+        };
+        Ok(RunRecord {
+            cpu: to_u32(T, "cpu", &owner, self.cpu)?,
+            ram_gb: self.ram_gb,
+            storage_gb: self.storage_gb,
+            run,
+        })
+    }
+}
+
+/// The `node_list` query: `account` scopes, `statuses` narrows (empty = all).
+pub(crate) fn node_list(
+    style: Placeholders,
+    account: Option<AccountId>,
+    statuses: &[NodeStatus],
+    paging: Paging,
+) -> ListQuery {
+    let mut c = Conditions::new(style);
+    if let Some(account) = account {
+        c.eq("account_uuid", SqlValue::Text(account.to_string()));
+    }
+    c.any_of("status", statuses.iter().map(|s| SqlValue::Text(s.as_str().into())));
+    c.finish("nodes", NODE_COLUMNS, paging)
+}
+
+/// The `run_list` query: `account` scopes, `filter` narrows.
+pub(crate) fn run_list(
+    style: Placeholders,
+    account: Option<AccountId>,
+    filter: &RunFilter,
+    paging: Paging,
+) -> ListQuery {
+    let mut c = Conditions::new(style);
+    if let Some(account) = account {
+        c.eq("account_uuid", SqlValue::Text(account.to_string()));
+    }
+    c.any_of("job_uuid", filter.job_uuids.iter().map(|id| SqlValue::Text(id.to_string())));
+    c.any_of("status", filter.statuses.iter().map(|s| SqlValue::Text(s.as_str().into())));
+    c.any_of("node_uuid", filter.node_uuids.iter().map(|id| SqlValue::Text(id.to_string())));
+    c.finish("job_runs", RUN_COLUMNS, paging)
+}
+
+/// `(p1, p2, ..., pn)` in the backend's spelling.
+fn values(style: Placeholders, n: usize) -> String {
+    let list: Vec<String> = (1..=n).map(|i| style.nth(i)).collect();
+    format!("({})", list.join(", "))
+}
+
+/// `node_upsert`: parameters are [`NODE_COLUMNS`] in order. A new uuid is inserted;
+/// an existing one of the same account gets the registration fields (created_at and
+/// is_draining stay, latest_sample only when given); one of another account is left
+/// alone (the statement changes no row, which the backend reports as a conflict).
+pub(crate) fn node_upsert_sql(style: Placeholders) -> String {
+    format!(
+        "INSERT INTO nodes ({NODE_COLUMNS}) VALUES {} \
+         ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, region_code = excluded.region_code, \
+         labels = excluded.labels, hostname = excluded.hostname, inventory = excluded.inventory, \
+         gpu_models = excluded.gpu_models, status = excluded.status, lease_epoch = excluded.lease_epoch, \
+         last_seen_at_ms = excluded.last_seen_at_ms, \
+         latest_sample = COALESCE(excluded.latest_sample, nodes.latest_sample), \
+         updated_at_ms = excluded.updated_at_ms \
+         WHERE nodes.account_uuid = excluded.account_uuid",
+        values(style, 15)
+    )
+}
+
+/// The fast path of `run_logs_append` (parameters: run, chunk, max bytes): inserts
+/// the first chunk, or appends in place while the result fits. No row changes when
+/// it would not fit; the backend then trims with [`append_log`].
+pub(crate) fn log_append_sql(style: Placeholders) -> String {
+    let (run, chunk, max) = (style.nth(1), style.nth(2), style.nth(3));
+    format!(
+        "INSERT INTO job_run_logs (run_uuid, logs) VALUES ({run}, {chunk}) \
+         ON CONFLICT (run_uuid) DO UPDATE SET logs = job_run_logs.logs || excluded.logs \
+         WHERE octet_length(job_run_logs.logs) + octet_length(excluded.logs) <= {max}"
+    )
+}
+
+/// Sets a run's logs (parameters: run, logs), inserting the row if needed.
+pub(crate) fn log_replace_sql(style: Placeholders) -> String {
+    format!(
+        "INSERT INTO job_run_logs (run_uuid, logs) VALUES {} \
+         ON CONFLICT (run_uuid) DO UPDATE SET logs = excluded.logs",
+        values(style, 2)
+    )
+}
+
+/// A placement's job and its runs' rows, encoded before the write.
+#[derive(Debug)]
+pub(crate) struct PlacementRows {
+    pub job: JobId,
+    pub job_uuid: String,
+    pub now_ms: i64,
+    pub runs: Vec<RunRow>,
+}
+
+/// Encodes `placements` for `run_place`, keeping only the first placement of each
+/// job (a later one would find the job ASSIGNED already and be skipped; dropping it
+/// up front makes that hold for the PostgreSQL batch statement too).
+pub(crate) fn placement_rows(placements: &[JobPlacement]) -> StoreResult<Vec<PlacementRows>> {
+    let mut seen = std::collections::HashSet::with_capacity(placements.len());
+    placements
+        .iter()
+        .filter(|p| seen.insert(p.job))
+        .map(|p| {
+            Ok(PlacementRows {
+                job: p.job,
+                job_uuid: p.job.to_string(),
+                now_ms: p.now_ms,
+                runs: p.runs.iter().map(RunRow::new).collect::<StoreResult<_>>()?,
+            })
+        })
+        .collect()
+}
+
+/// `existing` followed by `chunk`, cut to the newest `max_bytes` bytes: the cut moves
+/// forward to the next character boundary, so the result is valid UTF-8 and at most
+/// `max_bytes` long.
+pub(crate) fn append_log(existing: &str, chunk: &str, max_bytes: usize) -> String {
+    let total = existing.len() + chunk.len();
+    let drop = total.saturating_sub(max_bytes);
+    if drop >= existing.len() {
+        let start = chunk.ceil_char_boundary(drop - existing.len());
+        return chunk[start..].to_owned();
+    }
+    // `existing.len()` is a boundary, so the cut stays inside `existing`.
+    let start = existing.ceil_char_boundary(drop);
+    let mut out = String::with_capacity(total - start);
+    out.push_str(&existing[start..]);
+    out.push_str(chunk);
+    out
+}
+
+impl Subject {
+    /// A node upsert.
+    pub fn node(id: NodeId, account: AccountId) -> Self {
+        Self {
+            row: format!("node {id} (registered by another account)"),
+            unique: None,
+            reference: Some(format!("account {account}")),
+        }
+    }
+
+    /// A run insert of a placement: its job exists (it was just updated), so a
+    /// missing reference is the node.
+    pub fn run(run: &RunRow) -> Self {
+        Self { row: format!("job run {}", run.uuid), unique: None, reference: Some(format!("node {}", run.node_uuid)) }
+    }
+
+    /// The run inserts of a whole batch of placements (one statement on PostgreSQL).
+    pub fn placed_runs() -> Self {
+        Self {
+            row: "a job run of the placements (duplicate uuid)".into(),
+            unique: None,
+            reference: Some("a node of the placements' runs".into()),
+        }
+    }
+
+    /// A log append.
+    pub fn run_logs(id: JobRunId) -> Self {
+        Self { row: format!("logs of job run {id}"), unique: None, reference: Some(format!("job run {id}")) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_keep_the_newest_bytes_at_a_char_boundary() {
+        assert_eq!(append_log("abc", "def", 10), "abcdef");
+        assert_eq!(append_log("abc", "def", 6), "abcdef");
+        assert_eq!(append_log("abc", "def", 4), "cdef");
+        assert_eq!(append_log("abc", "def", 2), "ef");
+        assert_eq!(append_log("abc", "def", 0), "");
+        assert_eq!(append_log("", "", 0), "");
+        // é is 2 bytes, € is 3: a cut inside one drops the whole character.
+        assert_eq!(append_log("aé", "b", 3), "éb");
+        assert_eq!(append_log("aé", "b", 2), "b");
+        assert_eq!(append_log("x", "€y", 4), "€y");
+        assert_eq!(append_log("x", "€y", 3), "y");
+        assert_eq!(append_log("x", "€y", 2), "y");
+        assert_eq!(append_log("€", "", 2), "");
+    }
+
+    #[test]
+    fn active_runs_are_the_non_terminal_ones() {
+        let listed: Vec<&str> = JobRunStatus::ALL.iter().filter(|s| !s.is_terminal()).map(|s| s.as_str()).collect();
+        assert_eq!(ACTIVE_RUNS, format!("status IN ('{}')", listed.join("', '")));
+    }
+
+    #[test]
+    fn run_filters_become_conditions() {
+        let (job, node) = (JobId::new(), NodeId::new());
+        let filter = RunFilter {
+            job_uuids: vec![job],
+            statuses: vec![JobRunStatus::Running, JobRunStatus::Failed],
+            node_uuids: vec![node],
+        };
+        let q = run_list(Placeholders::Dollar, Some(AccountId::new()), &filter, Paging::default());
+        assert_eq!(
+            q.count,
+            "SELECT COUNT(*) FROM job_runs WHERE account_uuid = $1 AND job_uuid IN ($2) \
+             AND status IN ($3, $4) AND node_uuid IN ($5)"
+        );
+        let q = node_list(Placeholders::Question, None, &[], Paging::default());
+        assert_eq!(q.count, "SELECT COUNT(*) FROM nodes");
+    }
+}
