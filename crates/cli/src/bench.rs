@@ -26,6 +26,10 @@ use tokio::io::AsyncBufReadExt;
 pub enum BenchCommand {
     /// Durable create-job throughput and latency against a same-run no-op ceiling.
     Submit(SubmitArgs),
+    /// End to end: submit → assigned through simulated nodes; placements/s and latency.
+    Schedule(crate::bench_cluster::ScheduleArgs),
+    /// Node loss: kill a share of simulated nodes; time to detection and re-placement.
+    NodeLoss(crate::bench_cluster::NodeLossArgs),
 }
 
 /// `gantry bench submit`.
@@ -55,17 +59,23 @@ pub struct SubmitArgs {
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Submit(args) => submit(args).await,
+        BenchCommand::Schedule(args) => crate::bench_cluster::schedule(args).await,
+        BenchCommand::NodeLoss(args) => crate::bench_cluster::node_loss(args).await,
     }
 }
 
-struct Target {
-    url: String,
-    public_key: String,
-    secret_key: String,
-    _server: Option<(tokio::process::Child, tempfile::TempDir)>,
+/// The server a benchmark runs against, and a consumer key for it.
+pub(crate) struct Target {
+    pub(crate) url: String,
+    pub(crate) public_key: String,
+    pub(crate) secret_key: String,
+    /// The server process and its data dir, when the benchmark started its own.
+    pub(crate) server: Option<(tokio::process::Child, tempfile::TempDir)>,
 }
 
-async fn start_server() -> anyhow::Result<Target> {
+/// Starts a fresh `gantry server` (this binary) on a temp data dir, as a separate
+/// process, with a consumer key.
+pub(crate) async fn start_server() -> anyhow::Result<Target> {
     let dir = tempfile::tempdir()?;
     let key = crate::admin::create_key_in(dir.path(), None, "bench", Preset::Consumer, None, None).await?;
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
@@ -87,7 +97,7 @@ async fn start_server() -> anyhow::Result<Target> {
         url,
         public_key: key.public_key,
         secret_key: key.secret_key.context("secret")?,
-        _server: Some((child, dir)),
+        server: Some((child, dir)),
     })
 }
 
@@ -223,7 +233,7 @@ async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
                 .secret_key
                 .clone()
                 .context("--secret-key (or GANTRY_SECRET_KEY) is required with --url")?,
-            _server: None,
+            server: None,
         },
         None => start_server().await?,
     };

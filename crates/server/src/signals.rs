@@ -10,6 +10,25 @@ use std::sync::Mutex;
 use gantry_types::NodeId;
 use tokio::sync::{Notify, watch};
 
+/// The last desired runs built per node, valid while the node's version is unchanged.
+#[derive(Default)]
+pub struct DesiredCache {
+    entries: Mutex<HashMap<NodeId, (u64, Vec<gantry_types::protocol::DesiredRun>)>>,
+}
+
+impl DesiredCache {
+    /// The cached runs if they were built at `version`.
+    pub fn get(&self, node: NodeId, version: u64) -> Option<Vec<gantry_types::protocol::DesiredRun>> {
+        let entries = self.entries.lock().expect("desired cache poisoned");
+        entries.get(&node).filter(|(v, _)| *v == version).map(|(_, runs)| runs.clone())
+    }
+
+    /// Stores what was built at `version`.
+    pub fn put(&self, node: NodeId, version: u64, runs: Vec<gantry_types::protocol::DesiredRun>) {
+        self.entries.lock().expect("desired cache poisoned").insert(node, (version, runs));
+    }
+}
+
 /// Wake-ups shared by the API handlers and the background reconcilers.
 pub struct Signals {
     nodes: Mutex<HashMap<NodeId, watch::Sender<u64>>>,

@@ -31,6 +31,8 @@ pub struct AppState {
     pub gpu_availability: Arc<dyn crate::app::gpu_registry::GpuAvailability>,
     /// Wake-ups: node desired-state versions, scheduler passes.
     pub signals: crate::signals::Signals,
+    /// Desired runs per node, valid for one version.
+    pub desired_cache: crate::signals::DesiredCache,
     /// Why each (displayed) PENDING job is not placed yet, from the last scheduler pass.
     pub pending_reasons: std::sync::RwLock<std::collections::HashMap<gantry_types::JobId, String>>,
     /// Reconciler timing.
@@ -55,6 +57,7 @@ impl AppState {
             gpus: Default::default(),
             gpu_availability: Arc::new(crate::app::gpu_registry::NoNodesYet),
             signals: crate::signals::Signals::new(now_ms() as u64),
+            desired_cache: Default::default(),
             pending_reasons: Default::default(),
             timing: config.timing,
             recent_placements: Default::default(),

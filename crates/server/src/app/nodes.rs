@@ -201,13 +201,24 @@ pub async fn sync(
     {
         state.signals.wait_change(id, known, Duration::from_millis(wait)).await;
     }
+    // The desired runs change only with the node's version (every change that affects
+    // them bumps it), so a node syncing without news gets the cached list instead of a
+    // rebuild that reads each of its runs' jobs.
     let version = state.signals.version(id);
+    let runs = match state.desired_cache.get(id, version) {
+        Some(runs) => runs,
+        None => {
+            let runs = desired_runs(state, &node).await?;
+            state.desired_cache.put(id, version, runs.clone());
+            runs
+        }
+    };
     Ok(DesiredState {
         node_uuid: id,
         lease_epoch: node.lease_epoch,
         fenced: false,
         version,
-        runs: desired_runs(state, &node).await?,
+        runs,
         sync_interval_ms: SYNC_INTERVAL_MS,
     })
 }

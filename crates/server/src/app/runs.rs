@@ -72,6 +72,7 @@ pub async fn observe(state: &AppState, node: NodeId, report: &ObservedRun) -> Re
     if state.store.run_update(report.run_uuid, &update).await?.is_none() {
         return Ok(());
     }
+    state.signals.bump(node);
     if report.status == JobRunStatus::Running {
         let t = JobTransition { from: vec![JobStatus::Assigned], to: JobStatus::Running, reason: None, now_ms: now };
         state.store.job_transition(None, current.run.job_uuid, &t).await?;
@@ -146,6 +147,12 @@ pub async fn settle_job(state: &AppState, job_id: JobId) -> Result<(), ApiError>
         && state.store.job_transition(None, job_id, &t).await?.is_some()
     {
         state.signals.wake_scheduler();
+    }
+    // A run of this job ended: the desired state of every node holding one of its runs
+    // may have changed (a gang sibling must stop; a settled job's runs are no longer
+    // wanted). Bumped after the writes, so no node caches the state from before them.
+    for node in runs.iter().map(|r| r.run.node_uuid).collect::<std::collections::HashSet<_>>() {
+        state.signals.bump(node);
     }
     Ok(())
 }

@@ -1,0 +1,305 @@
+//! Cluster benchmarks with simulated nodes against a real server process:
+//!
+//! - `gantry bench schedule`: K simulated nodes, N jobs submitted by 64 clients; every
+//!   job's submit → assigned latency is measured by the server's own clocks (the run's
+//!   `created_at` minus the job's), placements/s over the whole run, a check that no
+//!   node holds more runs than it has cores (zero over-commit), and the ratio of the
+//!   placement rate to the submit rate of the same run.
+//! - `gantry bench node-loss`: K nodes each holding a run, a share of them killed at
+//!   once; time to detection (node marked LOST) and to re-placement (the retry's run
+//!   created), p50/p99.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use gantry_client::{Client, Credentials, query};
+use gantry_types::job_run::JobRun;
+use gantry_types::list::ListResponse;
+use gantry_types::node::{Node, NodeStatus};
+use gantry_types::permissions::Preset;
+use serde_json::json;
+
+use crate::bench::{Target, start_server};
+
+/// `gantry bench schedule`.
+#[derive(Args)]
+pub struct ScheduleArgs {
+    /// Simulated nodes.
+    #[arg(long, default_value_t = 200)]
+    nodes: usize,
+    /// Cores per node (each job takes one).
+    #[arg(long, default_value_t = 64)]
+    cores: u32,
+    /// Jobs to submit.
+    #[arg(long, default_value_t = 10_000)]
+    jobs: usize,
+}
+
+/// `gantry bench node-loss`.
+#[derive(Args)]
+pub struct NodeLossArgs {
+    /// Simulated nodes.
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// Percentage of nodes killed at once.
+    #[arg(long, default_value_t = 10)]
+    kill_percent: usize,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+struct Cluster {
+    /// Keeps the server process (and its data dir) alive for the cluster's lifetime.
+    _target: Target,
+    consumer: Client,
+    node_client: Client,
+    stop: tokio::sync::watch::Sender<bool>,
+    agents: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts a server and `nodes` simulated agents, and waits until all registered.
+async fn cluster(nodes: usize, spec: &str) -> anyhow::Result<Cluster> {
+    let target = start_server().await?;
+    let dir = target.server.as_ref().map(|(_, d)| d.path().to_path_buf()).context("own server")?;
+    let key = crate::admin::create_key_in(&dir, None, "bench nodes", Preset::Node, None, None).await?;
+    let creds = |pk: String, sk: String| Credentials { base_url: target.url.clone(), public_key: pk, secret_key: sk };
+    let node_client = Client::new(creds(key.public_key, key.secret_key.context("secret")?));
+    let consumer = Client::new(creds(target.public_key.clone(), target.secret_key.clone()));
+    let description = gantry_agent::inventory::parse_fake_spec(spec).map_err(anyhow::Error::msg)?;
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let agents = (0..nodes)
+        .map(|i| {
+            let config = gantry_agent::AgentConfig {
+                name: format!("bench-{i}"),
+                description: description.clone(),
+                hostname: Some("127.0.0.1".into()),
+                sync_wait_ms: 1000,
+            };
+            let runtime = Arc::new(gantry_agent::fake::FakeRuntime::default());
+            tokio::spawn(gantry_agent::Agent::new(node_client.clone(), runtime, config).run(rx.clone()))
+        })
+        .collect();
+    let c = Cluster { _target: target, consumer, node_client, stop, agents };
+    let started = Instant::now();
+    loop {
+        let online = c.node_list_total("ONLINE").await?;
+        if online >= nodes as u64 {
+            break;
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "only {online} of {nodes} nodes registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("bench: {nodes} simulated nodes online after {:.1} s", started.elapsed().as_secs_f64());
+    Ok(c)
+}
+
+impl Cluster {
+    async fn node_list_total(&self, status: &str) -> anyhow::Result<u64> {
+        let q = query(&[("filter[status]", status), ("limit", "1")]);
+        let l: ListResponse<Node> = self.node_client.send(reqwest::Method::GET, "/v1/nodes", &q, None).await?;
+        Ok(l.total)
+    }
+
+    async fn all<T: serde::de::DeserializeOwned>(
+        &self,
+        client: &Client,
+        path: &str,
+        filter: &[(&str, &str)],
+    ) -> anyhow::Result<Vec<T>> {
+        let mut out = Vec::new();
+        for page in 1.. {
+            let mut q = query(filter);
+            q.extend(query(&[("limit", "50"), ("page", &page.to_string()), ("sort", "created_at")]));
+            let l: ListResponse<T> = client.send(reqwest::Method::GET, path, &q, None).await?;
+            let n = l.data.len();
+            out.extend(l.data);
+            if n < 50 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for a in self.agents {
+            a.abort();
+        }
+    }
+}
+
+fn cpu_job(title: &str) -> serde_json::Value {
+    json!({"title": title, "task": "PERSISTENT", "cpu_count": 1,
+           "parameters": {"type": "docker", "parameters": {"image": "bench", "env": {"GANTRY_SIM_DURATION_MS": "3600000"}}}})
+}
+
+/// Submits `count` jobs with 64 concurrent clients; returns the submit rate.
+async fn submit_all(client: &Client, count: usize) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (client, next) = (client.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= count {
+                        return Ok::<_, anyhow::Error>(());
+                    }
+                    client.create_job(&cpu_job(&format!("bench-{i}"))).await?;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+/// `gantry bench schedule`.
+pub async fn schedule(args: ScheduleArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.jobs as u64 <= args.nodes as u64 * u64::from(args.cores),
+        "more jobs than cores: raise --nodes or --cores"
+    );
+    let c = cluster(args.nodes, &format!("cpus={}", args.cores)).await?;
+    eprintln!("bench: submitting {} jobs with 64 clients ...", args.jobs);
+    let submit_rate = submit_all(&c.consumer, args.jobs).await?;
+    let started = Instant::now();
+    loop {
+        let l = c.consumer.list_jobs(&query(&[("filter[status]", "PENDING"), ("limit", "1")])).await?;
+        if l.total == 0 {
+            break;
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(300), "{} jobs still pending after 300 s", l.total);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let runs: Vec<JobRun> = c.all(&c.consumer, "/v1/job-runs", &[]).await?;
+    anyhow::ensure!(runs.len() == args.jobs, "{} runs for {} jobs", runs.len(), args.jobs);
+    let mut latencies: Vec<i64> = runs
+        .iter()
+        .map(|r| {
+            let created =
+                r.job_snapshot["created_at"].as_str().and_then(gantry_types::Timestamp::parse).map_or(0, |t| t.0);
+            r.created_at.0 - created
+        })
+        .collect();
+    latencies.sort_unstable();
+    let first = runs
+        .iter()
+        .filter_map(|r| r.job_snapshot["created_at"].as_str().and_then(gantry_types::Timestamp::parse))
+        .map(|t| t.0)
+        .min()
+        .unwrap_or(0);
+    let last = runs.iter().map(|r| r.created_at.0).max().unwrap_or(0);
+    let rate = runs.len() as f64 / ((last - first).max(1) as f64 / 1000.0);
+    let mut per_node: HashMap<gantry_types::NodeId, u32> = HashMap::new();
+    for r in &runs {
+        *per_node.entry(r.node_uuid).or_default() += 1;
+    }
+    let overcommitted = per_node.values().filter(|n| **n > args.cores).count();
+    println!(
+        "placements: {} jobs on {} nodes in {:.2} s = {:.0} placements/s (durable, via simulated agents)",
+        runs.len(),
+        per_node.len(),
+        (last - first) as f64 / 1000.0,
+        rate
+    );
+    println!(
+        "submit -> assigned: p50 {} ms  p99 {} ms  max {} ms",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(0)
+    );
+    println!(
+        "over-committed nodes: {overcommitted}   submit rate in the same run: {submit_rate:.0} jobs/s   ratio placements/submits: {:.2}",
+        rate / submit_rate.max(1.0)
+    );
+    c.shutdown().await;
+    Ok(())
+}
+
+/// `gantry bench node-loss`.
+pub async fn node_loss(args: NodeLossArgs) -> anyhow::Result<()> {
+    let c = cluster(args.nodes, "cpus=1").await?;
+    // One run per node, with retries, so each killed node's run is re-placed.
+    let half = args.nodes - args.nodes * args.kill_percent / 100;
+    let jobs = half.min(args.nodes);
+    eprintln!("bench: placing {jobs} long runs (one per node, leaving room for retries) ...");
+    let mut body = cpu_job("survivor");
+    body["max_retry_count"] = json!(3);
+    for i in 0..jobs {
+        body["title"] = json!(format!("survivor-{i}"));
+        c.consumer.create_job(&body).await?;
+    }
+    loop {
+        let l = c.consumer.list_jobs(&query(&[("filter[status]", "RUNNING"), ("limit", "1")])).await?;
+        if l.total as usize >= jobs {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Kill agents whose nodes hold runs: abort them, as kill -9 would.
+    let nodes: Vec<Node> = c.all(&c.node_client, "/v1/nodes", &[]).await?;
+    let runs_before: Vec<JobRun> = c.all(&c.consumer, "/v1/job-runs", &[("filter[status]", "RUNNING")]).await?;
+    let busy_nodes: std::collections::HashSet<_> = runs_before.iter().map(|r| r.node_uuid).collect();
+    let victims: Vec<(usize, gantry_types::NodeId)> = nodes
+        .iter()
+        .filter(|n| busy_nodes.contains(&n.uuid))
+        .filter_map(|n| n.name.strip_prefix("bench-").and_then(|i| i.parse().ok()).map(|i| (i, n.uuid)))
+        .take(args.nodes * args.kill_percent / 100)
+        .collect();
+    let killed_at = now_ms();
+    for (i, _) in &victims {
+        c.agents[*i].abort();
+    }
+    eprintln!("bench: killed {} nodes holding runs; waiting for detection and re-placement ...", victims.len());
+    let victim_ids: std::collections::HashSet<_> = victims.iter().map(|v| v.1).collect();
+    let started = Instant::now();
+    let (detect, replace) = loop {
+        let lost: Vec<Node> = c.all(&c.node_client, "/v1/nodes", &[("filter[status]", "LOST")]).await?;
+        let runs: Vec<JobRun> = c.all(&c.consumer, "/v1/job-runs", &[]).await?;
+        let retries: Vec<&JobRun> = runs.iter().filter(|r| r.attempt > 0).collect();
+        if lost.len() >= victims.len() && retries.len() >= victims.len() {
+            let mut d: Vec<i64> = lost
+                .iter()
+                .filter(|n| victim_ids.contains(&n.uuid) && n.status == NodeStatus::Lost)
+                .map(|n| n.updated_at.0 - killed_at)
+                .collect();
+            let mut r: Vec<i64> = retries.iter().map(|r| r.created_at.0 - killed_at).collect();
+            d.sort_unstable();
+            r.sort_unstable();
+            break (d, r);
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "not all losses handled after 120 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("node loss: {} of {} nodes killed", victims.len(), args.nodes);
+    println!(
+        "detection:    p50 {} ms  p99 {} ms  (loss threshold {} ms)",
+        percentile(&detect, 0.5),
+        percentile(&detect, 0.99),
+        gantry_server::background::Timing::default().node_lost_after.as_millis()
+    );
+    println!(
+        "re-placement: p50 {} ms  p99 {} ms  (ratio p99 re-placement / p99 detection: {:.2})",
+        percentile(&replace, 0.5),
+        percentile(&replace, 0.99),
+        percentile(&replace, 0.99) as f64 / percentile(&detect, 0.99).max(1) as f64
+    );
+    c.shutdown().await;
+    Ok(())
+}
