@@ -71,16 +71,28 @@ struct Cluster {
 
 /// Starts a server and `nodes` simulated agents, and waits until all registered.
 async fn cluster(nodes: usize, spec: &str) -> anyhow::Result<Cluster> {
+    let mut c = cluster_without_nodes().await?;
+    c.start_agents(nodes, spec).await?;
+    Ok(c)
+}
+
+/// Starts a server with a consumer and a node key, and no nodes yet.
+async fn cluster_without_nodes() -> anyhow::Result<Cluster> {
     let target = start_server().await?;
     let dir = target.server.as_ref().map(|(_, d)| d.path().to_path_buf()).context("own server")?;
     let key = crate::admin::create_key_in(&dir, None, "bench nodes", Preset::Node, None, None).await?;
     let creds = |pk: String, sk: String| Credentials { base_url: target.url.clone(), public_key: pk, secret_key: sk };
     let node_client = Client::new(creds(key.public_key, key.secret_key.context("secret")?));
     let consumer = Client::new(creds(target.public_key.clone(), target.secret_key.clone()));
-    let description = gantry_agent::inventory::parse_fake_spec(spec).map_err(anyhow::Error::msg)?;
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let agents = (0..nodes)
-        .map(|i| {
+    let (stop, _) = tokio::sync::watch::channel(false);
+    Ok(Cluster { _target: target, consumer, node_client, stop, agents: Vec::new() })
+}
+
+impl Cluster {
+    /// Starts `nodes` simulated agents offering `spec` and waits until all are online.
+    async fn start_agents(&mut self, nodes: usize, spec: &str) -> anyhow::Result<()> {
+        let description = gantry_agent::inventory::parse_fake_spec(spec).map_err(anyhow::Error::msg)?;
+        for i in 0..nodes {
             let config = gantry_agent::AgentConfig {
                 name: format!("bench-{i}"),
                 description: description.clone(),
@@ -88,24 +100,22 @@ async fn cluster(nodes: usize, spec: &str) -> anyhow::Result<Cluster> {
                 sync_wait_ms: 1000,
             };
             let runtime = Arc::new(gantry_agent::fake::FakeRuntime::default());
-            tokio::spawn(gantry_agent::Agent::new(node_client.clone(), runtime, config).run(rx.clone()))
-        })
-        .collect();
-    let c = Cluster { _target: target, consumer, node_client, stop, agents };
-    let started = Instant::now();
-    loop {
-        let online = c.node_list_total("ONLINE").await?;
-        if online >= nodes as u64 {
-            break;
+            let agent = gantry_agent::Agent::new(self.node_client.clone(), runtime, config);
+            self.agents.push(tokio::spawn(agent.run(self.stop.subscribe())));
         }
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "only {online} of {nodes} nodes registered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        loop {
+            let online = self.node_list_total("ONLINE").await?;
+            if online >= nodes as u64 {
+                break;
+            }
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "only {online} of {nodes} nodes registered");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eprintln!("bench: {nodes} simulated nodes online after {:.1} s", started.elapsed().as_secs_f64());
+        Ok(())
     }
-    eprintln!("bench: {nodes} simulated nodes online after {:.1} s", started.elapsed().as_secs_f64());
-    Ok(c)
-}
 
-impl Cluster {
     async fn node_list_total(&self, status: &str) -> anyhow::Result<u64> {
         let q = query(&[("filter[status]", status), ("limit", "1")]);
         let l: ListResponse<Node> = self.node_client.send(reqwest::Method::GET, "/v1/nodes", &q, None).await?;
@@ -169,63 +179,80 @@ async fn submit_all(client: &Client, count: usize) -> anyhow::Result<f64> {
     Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Latency percentiles (ms) of submit → assigned, by the server's clocks, and the span
+/// from the first submit to the last placement.
+fn placement_figures(runs: &[JobRun]) -> (Vec<i64>, i64, i64) {
+    let created =
+        |r: &JobRun| r.job_snapshot["created_at"].as_str().and_then(gantry_types::Timestamp::parse).map_or(0, |t| t.0);
+    let mut latencies: Vec<i64> = runs.iter().map(|r| r.created_at.0 - created(r)).collect();
+    latencies.sort_unstable();
+    let first_run = runs.iter().map(|r| r.created_at.0).min().unwrap_or(0);
+    let last_run = runs.iter().map(|r| r.created_at.0).max().unwrap_or(0);
+    (latencies, first_run, last_run)
+}
+
+async fn wait_none_pending(client: &Client) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let l = client.list_jobs(&query(&[("filter[status]", "PENDING"), ("limit", "1")])).await?;
+        if l.total == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(300), "{} jobs still pending after 300 s", l.total);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `gantry bench schedule`.
 pub async fn schedule(args: ScheduleArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.jobs as u64 <= args.nodes as u64 * u64::from(args.cores),
         "more jobs than cores: raise --nodes or --cores"
     );
-    let c = cluster(args.nodes, &format!("cpus={}", args.cores)).await?;
-    eprintln!("bench: submitting {} jobs with 64 clients ...", args.jobs);
-    let submit_rate = submit_all(&c.consumer, args.jobs).await?;
-    let started = Instant::now();
-    loop {
-        let l = c.consumer.list_jobs(&query(&[("filter[status]", "PENDING"), ("limit", "1")])).await?;
-        if l.total == 0 {
-            break;
-        }
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(300), "{} jobs still pending after 300 s", l.total);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Phase 1, throughput: a queue of jobs meets capacity all at once (the nodes start
+    // after the jobs are in); placements/s from the first placement to the last.
+    let mut c = cluster_without_nodes().await?;
+    let burst = args.jobs - (args.jobs / 5).max(1);
+    eprintln!("bench: throughput: queueing {burst} jobs, then starting {} nodes ...", args.nodes);
+    submit_all(&c.consumer, burst).await?;
+    c.start_agents(args.nodes, &format!("cpus={}", args.cores)).await?;
+    wait_none_pending(&c.consumer).await?;
+    let burst_runs: Vec<JobRun> = c.all(&c.consumer, "/v1/job-runs", &[]).await?;
+    let (_, first, last) = placement_figures(&burst_runs);
+    let rate = burst_runs.len() as f64 / ((last - first).max(1) as f64 / 1000.0);
+
+    // Phase 2, steady state: jobs placed as they arrive; submit -> assigned latency.
+    let steady = args.jobs - burst;
+    eprintln!("bench: steady state: submitting {steady} jobs with 64 clients while nodes take them ...");
+    let submit_rate = submit_all(&c.consumer, steady).await?;
+    wait_none_pending(&c.consumer).await?;
     let runs: Vec<JobRun> = c.all(&c.consumer, "/v1/job-runs", &[]).await?;
     anyhow::ensure!(runs.len() == args.jobs, "{} runs for {} jobs", runs.len(), args.jobs);
-    let mut latencies: Vec<i64> = runs
-        .iter()
-        .map(|r| {
-            let created =
-                r.job_snapshot["created_at"].as_str().and_then(gantry_types::Timestamp::parse).map_or(0, |t| t.0);
-            r.created_at.0 - created
-        })
-        .collect();
-    latencies.sort_unstable();
-    let first = runs
-        .iter()
-        .filter_map(|r| r.job_snapshot["created_at"].as_str().and_then(gantry_types::Timestamp::parse))
-        .map(|t| t.0)
-        .min()
-        .unwrap_or(0);
-    let last = runs.iter().map(|r| r.created_at.0).max().unwrap_or(0);
-    let rate = runs.len() as f64 / ((last - first).max(1) as f64 / 1000.0);
+    let burst_ids: std::collections::HashSet<_> = burst_runs.iter().map(|r| r.uuid).collect();
+    let steady_runs: Vec<JobRun> = runs.iter().filter(|r| !burst_ids.contains(&r.uuid)).cloned().collect();
+    let (latencies, _, _) = placement_figures(&steady_runs);
+
     let mut per_node: HashMap<gantry_types::NodeId, u32> = HashMap::new();
     for r in &runs {
         *per_node.entry(r.node_uuid).or_default() += 1;
     }
     let overcommitted = per_node.values().filter(|n| **n > args.cores).count();
     println!(
-        "placements: {} jobs on {} nodes in {:.2} s = {:.0} placements/s (durable, via simulated agents)",
-        runs.len(),
-        per_node.len(),
+        "throughput: {} queued jobs placed in {:.2} s = {:.0} placements/s (durable, {} simulated nodes)",
+        burst_runs.len(),
         (last - first) as f64 / 1000.0,
-        rate
+        rate,
+        args.nodes
     );
     println!(
-        "submit -> assigned: p50 {} ms  p99 {} ms  max {} ms",
+        "steady state: {steady} jobs at {submit_rate:.0} submits/s; submit -> assigned p50 {} ms, p99 {} ms, max {} ms",
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(0)
     );
     println!(
-        "over-committed nodes: {overcommitted}   submit rate in the same run: {submit_rate:.0} jobs/s   ratio placements/submits: {:.2}",
+        "over-committed nodes: {overcommitted} of {}   ratio placements/s to submits/s in this run: {:.2}",
+        per_node.len(),
         rate / submit_rate.max(1.0)
     );
     c.shutdown().await;

@@ -501,3 +501,20 @@ fn the_observer_sees_every_decision_in_order_and_changes_nothing() {
     assert_eq!(log.1, 3);
     assert_eq!(log.0, [(job_id(1), true), (job_id(3), true), (job_id(2), false)]);
 }
+
+#[test]
+fn cpu_only_jobs_fill_every_node_not_just_the_best_fitting_one() {
+    let nodes: Vec<NodeView> = (1..=3).map(|i| NodeView { free_cpu: 2, gpus: vec![], ..node(i, 0) }).collect();
+    let jobs: Vec<JobRequest> = (0..6).map(|n| JobRequest { cpu: 1, gpu_count: 0, ..job(n) }).collect();
+    let p = plan(&nodes, &jobs);
+    assert_eq!(p.placements.len(), 6, "{p:?}");
+}
+
+#[test]
+fn a_queue_spreads_over_many_partly_full_nodes() {
+    // 200 nodes of 64 cores, some already full: 8,000 one-core jobs all fit.
+    let nodes: Vec<NodeView> = (1..=200).map(|i| node(i, if i <= 31 { 0 } else { 64 })).collect();
+    let jobs: Vec<JobRequest> = (0..8000).map(|n| JobRequest { cpu: 1, gpu_count: 0, ..job(n) }).collect();
+    let p = plan(&nodes, &jobs);
+    assert_eq!(p.placements.len(), 8000, "unplaced {}", p.unplaced.len());
+}

@@ -37,12 +37,28 @@ pub struct Signals {
     base: u64,
     /// Wakes the scheduler (a job arrived, capacity was freed, a node came).
     pub schedule: Notify,
+    /// When each node last reached this server (epoch ms), noted as a sync arrives,
+    /// before its heartbeat write commits: under write load a committed heartbeat can
+    /// trail the real one, and silence must be judged by the real one.
+    contact: Mutex<HashMap<NodeId, i64>>,
 }
 
 impl Signals {
     /// Fresh signals; `base` should differ per server start (epoch ms works).
     pub fn new(base: u64) -> Self {
-        Self { nodes: Mutex::new(HashMap::new()), base, schedule: Notify::new() }
+        Self { nodes: Mutex::new(HashMap::new()), base, schedule: Notify::new(), contact: Mutex::new(HashMap::new()) }
+    }
+
+    /// Notes that `node` reached this server at `now_ms`.
+    pub fn contact(&self, node: NodeId, now_ms: i64) {
+        let mut contact = self.contact.lock().expect("signals poisoned");
+        let at = contact.entry(node).or_insert(now_ms);
+        *at = (*at).max(now_ms);
+    }
+
+    /// When `node` last reached this server, if it did since the server started.
+    pub fn last_contact(&self, node: NodeId) -> Option<i64> {
+        self.contact.lock().expect("signals poisoned").get(&node).copied()
     }
 
     fn sender(&self, node: NodeId) -> watch::Sender<u64> {

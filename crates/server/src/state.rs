@@ -26,9 +26,6 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The GPU registry in memory (seeded at start, refreshed; see `app::gpu_registry`).
     pub gpus: crate::app::gpu_registry::GpuCatalogue,
-    /// Which GPU models are on online nodes (`filter[only_available]`). Until the nodes
-    /// feature supplies the real answer this is `NoNodesYet`: no nodes, none available.
-    pub gpu_availability: Arc<dyn crate::app::gpu_registry::GpuAvailability>,
     /// Wake-ups: node desired-state versions, scheduler passes.
     pub signals: crate::signals::Signals,
     /// Desired runs per node, valid for one version.
@@ -55,7 +52,6 @@ impl AppState {
             usage: UsageTracker::default(),
             max_body_bytes: config.max_body_bytes,
             gpus: Default::default(),
-            gpu_availability: Arc::new(crate::app::gpu_registry::NoNodesYet),
             signals: crate::signals::Signals::new(now_ms() as u64),
             desired_cache: Default::default(),
             pending_reasons: Default::default(),

@@ -111,6 +111,16 @@ async fn filters_by_vram_name_alias_vendor_and_availability() {
     let available = list(&client, &[("filter[only_available]", "true")]).await;
     assert_eq!((available.total, available.data.len()), (0, 0));
     assert_eq!(list(&client, &[("filter[only_available]", "false")]).await.total, CATALOGUE.len() as u64);
+    // A node with RTX 4090s comes online: that model (and only it) is available.
+    let nodes = ctx.sim_nodes(1, "2xNVIDIA GeForce RTX 4090:24").await;
+    let available =
+        gantry_test_harness::wait_for("the node's GPUs to count", std::time::Duration::from_secs(10), || async {
+            let l = list(&client, &[("filter[only_available]", "true")]).await;
+            (l.total > 0).then_some(l)
+        })
+        .await;
+    assert_eq!(names(&available), ["NVIDIA GeForce RTX 4090"]);
+    nodes.stop().await;
 
     let q = query(&[("filter[min_vram_gb]", "lots"), ("filter[only_available]", "maybe"), ("filter[colour]", "x")]);
     let err = client.send::<Value>(Method::GET, "/v1/gpu-registry", &q, None).await.unwrap_err();

@@ -53,7 +53,7 @@ pub(super) async fn list_nodes(
         }
     }
     let page = state.store.node_list(scope, &statuses, paging).await?;
-    let active = state.store.run_list_active().await?;
+    let active = app::nodes::active_runs_on(&state, page.items.iter().map(|n| n.uuid).collect()).await?;
     let data = page.items.into_iter().map(|n| app::nodes::view(n, &active)).collect();
     Ok(Json(ListResponse { data, page: paging.page, limit: paging.limit, total: page.total }))
 }
@@ -74,7 +74,7 @@ pub(super) async fn get_node(
     let scope = req.caller.require("nodes", "read")?;
     let id = path_id("uuid", &uuid)?;
     let node = state.store.node_fetch(scope, id).await?.ok_or_else(|| ApiError::not_found("node", id))?;
-    let active = state.store.run_list_active().await?;
+    let active = app::nodes::active_runs_on(&state, vec![id]).await?;
     Ok(Json(app::nodes::view(node, &active)))
 }
 

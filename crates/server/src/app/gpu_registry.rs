@@ -15,12 +15,9 @@
 //!   [`MISS_REFRESH_MIN_INTERVAL`], so a client sending unknown names cannot turn each
 //!   request into a database read).
 //! * **Availability.** `filter[only_available]` asks which models are on at least one
-//!   online node; [`GpuAvailability`] answers. Until the nodes feature supplies the
-//!   real implementation, [`NoNodesYet`] says "none" (there are no nodes).
+//!   online node; [`online_models`] reads the nodes to answer.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -148,23 +145,14 @@ impl GpuCatalogue {
     }
 }
 
-/// A boxed future (keeps [`GpuAvailability`] object-safe without a macro crate).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Which GPU models are on at least one online node (`filter[only_available]`).
-pub trait GpuAvailability: Send + Sync {
-    /// The uuids of the models present on online nodes now.
-    fn online_models<'a>(&'a self, state: &'a AppState) -> BoxFuture<'a, StoreResult<HashSet<GpuModelId>>>;
-}
-
-/// The honest answer while Gantry has no nodes: nothing is available. The nodes
-/// feature replaces it (in `AppState`) with one that reads the online nodes.
-pub struct NoNodesYet;
-
-impl GpuAvailability for NoNodesYet {
-    fn online_models<'a>(&'a self, _state: &'a AppState) -> BoxFuture<'a, StoreResult<HashSet<GpuModelId>>> {
-        Box::pin(async { Ok(HashSet::new()) })
-    }
+/// The registry models present on online nodes now (`filter[only_available]`).
+pub async fn online_models(state: &AppState) -> StoreResult<HashSet<GpuModelId>> {
+    let nodes = state.store.node_list_all().await?;
+    Ok(nodes
+        .iter()
+        .filter(|n| n.status == gantry_types::node::NodeStatus::Online)
+        .flat_map(|n| n.gpu_models.iter().flatten().copied())
+        .collect())
 }
 
 /// Writes the seeded catalogue's missing entries and loads the registry into memory.
@@ -243,7 +231,7 @@ pub async fn check_job(state: &AppState, spec: &JobSpec) -> Result<(), ApiError>
 /// One page of the registry, filtered, in `paging`'s order.
 pub async fn list(state: &AppState, filter: &GpuModelFilter, paging: Paging) -> Result<Page<GpuModel>, ApiError> {
     let snapshot = state.gpus.snapshot();
-    let available = if filter.only_available { Some(state.gpu_availability.online_models(state).await?) } else { None };
+    let available = if filter.only_available { Some(online_models(state).await?) } else { None };
     let matching: Vec<&GpuModel> = snapshot
         .models()
         .iter()

@@ -90,8 +90,19 @@ pub async fn register(
     state.store.node_upsert(&record).await?;
     state.signals.bump(record.uuid);
     state.signals.wake_scheduler();
-    let active = state.store.run_list_active().await?;
+    let active = active_runs_on(state, vec![record.uuid]).await?;
     Ok(Registration { lease_epoch, node: view(record, &active) })
+}
+
+/// The active runs on `nodes` (what a node view needs), read with one filtered query
+/// rather than every active run of the cluster.
+pub async fn active_runs_on(state: &AppState, nodes: Vec<NodeId>) -> Result<Vec<RunRecord>, ApiError> {
+    if nodes.is_empty() {
+        return Ok(vec![]);
+    }
+    let filter = RunFilter { job_uuids: vec![], statuses: ACTIVE.to_vec(), node_uuids: nodes };
+    let paging = gantry_types::list::Paging { page: 1, limit: u32::MAX, newest_first: false };
+    Ok(state.store.run_list(None, &filter, paging).await?.items)
 }
 
 /// The node object; `active` are the active runs (to mark GPUs in use and free capacity).
@@ -165,7 +176,7 @@ pub async fn set_draining(
         .await?
         .ok_or_else(|| ApiError::not_found("node", id))?;
     state.signals.wake_scheduler();
-    let active = state.store.run_list_active().await?;
+    let active = active_runs_on(state, vec![node.uuid]).await?;
     Ok(view(node, &active))
 }
 
@@ -177,6 +188,9 @@ pub async fn sync(
     req: SyncRequest,
 ) -> Result<DesiredState, ApiError> {
     let node = state.store.node_fetch(account, id).await?.ok_or_else(|| ApiError::not_found("node", id))?;
+    if node.status == NodeStatus::Online && node.lease_epoch == req.lease_epoch {
+        state.signals.contact(id, now_ms());
+    }
     let fenced = |node: &NodeRecord| DesiredState {
         node_uuid: node.uuid,
         lease_epoch: node.lease_epoch,
@@ -226,9 +240,7 @@ pub async fn sync(
 /// The runs a node should hold: its active runs, each to RUN, or to STOP when its
 /// job is being cancelled, was ended by the control plane, or a gang sibling failed.
 async fn desired_runs(state: &AppState, node: &NodeRecord) -> Result<Vec<DesiredRun>, ApiError> {
-    let filter = RunFilter { job_uuids: vec![], statuses: ACTIVE.to_vec(), node_uuids: vec![node.uuid] };
-    let paging = gantry_types::list::Paging { page: 1, limit: u32::MAX, newest_first: false };
-    let mine = state.store.run_list(None, &filter, paging).await?.items;
+    let mine = active_runs_on(state, vec![node.uuid]).await?;
     let mut jobs: HashMap<gantry_types::JobId, Option<Job>> = HashMap::new();
     let mut out = Vec::with_capacity(mine.len());
     for r in mine {

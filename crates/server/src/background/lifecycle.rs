@@ -45,15 +45,15 @@ pub async fn activate(state: &AppState) -> Result<(), ApiError> {
     let nodes = state.store.node_list_all().await?;
     let mut active = state.store.run_list_active().await?;
     let grace_over = state.started.elapsed() >= state.timing.node_lost_after;
-    let silent =
-        nodes.iter().filter(|n| grace_over && n.status == NodeStatus::Online && n.last_seen_at_ms < lost_before);
+    let last_heard =
+        |n: &gantry_store::NodeRecord| n.last_seen_at_ms.max(state.signals.last_contact(n.uuid).unwrap_or(0));
+    let silent = nodes.iter().filter(|n| grace_over && n.status == NodeStatus::Online && last_heard(n) < lost_before);
     for node in silent {
         if state.store.node_mark_lost(node.uuid, lost_before, now).await? {
-            tracing::warn!(node = %node.uuid, "node lost: no heartbeat for {}", human(now - node.last_seen_at_ms));
+            tracing::warn!(node = %node.uuid, "node lost: no heartbeat for {}", human(now - last_heard(node)));
             state.signals.bump(node.uuid);
             for run in active.iter().filter(|r| r.run.node_uuid == node.uuid) {
-                let why =
-                    format!("node lost: {} sent no heartbeat for {}", node.name, human(now - node.last_seen_at_ms));
+                let why = format!("node lost: {} sent no heartbeat for {}", node.name, human(now - last_heard(node)));
                 fail_run(state, run, why).await?;
             }
         }

@@ -100,13 +100,16 @@ pub fn request(state: &AppState, job: &Job, avoid_nodes: Vec<NodeId>, account_us
 
 /// One pass; returns how many jobs it placed.
 pub async fn pass(state: &AppState) -> Result<usize, ApiError> {
+    let started = std::time::Instant::now();
     let pending = state.store.job_list_pending(PASS_LIMIT).await?;
     if pending.is_empty() {
         state.pending_reasons.write().expect("reasons poisoned").clear();
         return Ok(0);
     }
+    let t_pending = started.elapsed();
     let nodes = state.store.node_list_all().await?;
     let active = state.store.run_list_active().await?;
+    let t_snapshot = started.elapsed();
     let views = node_views(&nodes, &active);
     // A job back in PENDING after a failed attempt (its updated_at moved) gets its
     // next attempt number and prefers other nodes than the ones it failed on.
@@ -131,6 +134,7 @@ pub async fn pass(state: &AppState) -> Result<usize, ApiError> {
         })
         .collect();
     let planned = plan(&views, &requests);
+    let t_plan = started.elapsed();
 
     let now = now_ms();
     let jobs: HashMap<JobId, &Job> = pending.iter().map(|j| (j.uuid, j)).collect();
@@ -181,6 +185,22 @@ pub async fn pass(state: &AppState) -> Result<usize, ApiError> {
         })
         .collect();
     let placed = if placements.is_empty() { vec![] } else { state.store.run_place(&placements).await? };
+    let t_write = started.elapsed();
+    if t_write > std::time::Duration::from_millis(1000) {
+        tracing::warn!(
+            pending = pending.len(),
+            placed = placed.len(),
+            schedulable = views.iter().filter(|v| v.schedulable).count(),
+            free_cpu = views.iter().filter(|v| v.schedulable).map(|v| v.free_cpu).sum::<u32>(),
+            planned = planned.placements.len(),
+            active = active.len(),
+            read_pending_ms = t_pending.as_millis() as u64,
+            read_cluster_ms = (t_snapshot - t_pending).as_millis() as u64,
+            plan_ms = (t_plan - t_snapshot).as_millis() as u64,
+            write_ms = (t_write - t_plan).as_millis() as u64,
+            "slow scheduler pass"
+        );
+    }
     for p in placements.iter().filter(|p| placed.contains(&p.job)) {
         state.recent_placements.record(jobs[&p.job].account_uuid, now);
         for r in &p.runs {
