@@ -100,6 +100,8 @@ impl<R: ContainerRuntime> Agent<R> {
         let mut backoff = Duration::from_millis(100);
         let mut epoch = None;
         let mut version: Option<u64> = None;
+        // The specs of the runs the node was last told to hold (for its hardware sample).
+        let mut held: Vec<gantry_types::protocol::RunSpec> = Vec::new();
         // Observations not yet acknowledged by a successful sync, newest per run.
         let mut unsent: HashMap<JobRunId, ObservedRun> = HashMap::new();
         // The last status each run's report was delivered with.
@@ -151,7 +153,7 @@ impl<R: ContainerRuntime> Agent<R> {
             let long_poll = unsent.is_empty() && version.is_some();
             let req = SyncRequest {
                 lease_epoch: lease,
-                sample: None,
+                sample: Some(self.sample(&held)),
                 runs: unsent.values().cloned().collect(),
                 desired_version: version,
                 wait_ms: Some(if long_poll { self.config.sync_wait_ms } else { 0 }),
@@ -194,7 +196,32 @@ impl<R: ContainerRuntime> Agent<R> {
                 continue;
             }
             version = Some(desired.version);
+            held = desired.runs.iter().filter(|d| d.action == DesiredAction::Run).map(|d| d.spec.clone()).collect();
             self.converge(&desired, &observed, &mut delivered).await;
+        }
+    }
+
+    /// What the node has left, as its heartbeat reports it: the inventory minus what the
+    /// runs it holds reserve (their GPUs fully loaded and out of free VRAM). A real
+    /// runtime will measure instead; the reservations are what the fake one knows.
+    fn sample(&self, held: &[gantry_types::protocol::RunSpec]) -> gantry_types::node::HardwareSample {
+        let inv = &self.config.description.inventory;
+        let cores = inv.cores().max(1);
+        let used_cpu: u32 = held.iter().map(|r| r.cpu).sum();
+        let busy = |index: u32| held.iter().any(|r| r.gpu_indices.contains(&index));
+        gantry_types::node::HardwareSample {
+            cpu_load: (100.0 * f64::from(used_cpu.min(cores)) / f64::from(cores)).round(),
+            ram_free_gb: (inv.ram_gb - held.iter().map(|r| r.ram_gb).sum::<f64>()).max(0.0),
+            storage_free_gb: inv.storage_gb,
+            gpus: inv
+                .gpus
+                .iter()
+                .map(|g| gantry_types::node::GpuSample {
+                    index: g.index,
+                    load: if busy(g.index) { 100.0 } else { 0.0 },
+                    vram_free_gb: if busy(g.index) { 0.0 } else { g.vram_gb },
+                })
+                .collect(),
         }
     }
 

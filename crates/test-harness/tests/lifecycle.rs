@@ -237,10 +237,17 @@ async fn drained_nodes_get_no_new_runs() {
     let list = wait_for("the node to register", WAIT, || async {
         let l: gantry_types::list::ListResponse<gantry_types::node::Node> =
             nodes.client.send(reqwest::Method::GET, "/v1/nodes", &[], None).await.ok()?;
-        (!l.data.is_empty()).then_some(l)
+        // Registered, and a heartbeat has carried its first hardware sample.
+        l.data.first().is_some_and(|n| n.latest_hardware_event.is_some()).then_some(l)
     })
     .await;
     let node = &list.data[0];
+    // The node object in the upstream shape, with the agent's latest hardware event.
+    let event = node.latest_hardware_event.as_ref().expect("a heartbeat carried a sample");
+    assert_eq!(event.object, "node_hardware_event");
+    assert_eq!(event.metadata["gpu"]["gpus"][0]["vram"]["total"], json!(24.0));
+    assert_eq!(event.metadata["ram"]["total"], json!(64.0));
+    assert_eq!((node.cpus[0].num_cores, node.gpus[0].vram_gb_max, node.ram_total), (16, 24.0, 64.0));
     let drained: gantry_types::node::Node =
         nodes.client.send(reqwest::Method::PUT, &format!("/v1/nodes/{}/drain", node.uuid), &[], None).await.unwrap();
     assert!(drained.is_draining);

@@ -136,6 +136,64 @@ pub struct GpuSample {
     pub vram_free_gb: f64,
 }
 
+/// The upstream `node_hardware_event` object: a node's latest measurements, in the
+/// nested shape upstream consoles read (`metadata.cpu.average`, `metadata.gpu.gpus[]`,
+/// `metadata.ram`, `metadata.storage.hard_drives[]`). Built from the last
+/// [`HardwareSample`] the agent sent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NodeHardwareEvent {
+    /// Always `node_hardware_event`.
+    pub object: String,
+    /// When it was measured (the heartbeat that carried it), epoch ms.
+    pub timestamp_ms: i64,
+    /// Same instant, RFC 3339.
+    pub created_at: Timestamp,
+    /// Same instant, RFC 3339.
+    pub updated_at: Timestamp,
+    /// The node it describes.
+    pub node: NodeId,
+    /// The measurements.
+    pub metadata: serde_json::Value,
+}
+
+impl NodeHardwareEvent {
+    /// The upstream-shaped event for `sample`, measured at `at_ms` on a node with `inventory`.
+    pub fn from_sample(node: NodeId, inventory: &NodeInventory, sample: &HardwareSample, at_ms: i64) -> Self {
+        let gpus: Vec<serde_json::Value> = inventory
+            .gpus
+            .iter()
+            .map(|g| {
+                let s = sample.gpus.iter().find(|x| x.index == g.index);
+                serde_json::json!({
+                    "name": g.name,
+                    "load": s.map_or(0.0, |x| x.load),
+                    "vram": {"free": s.map_or(g.vram_gb, |x| x.vram_free_gb), "total": g.vram_gb},
+                })
+            })
+            .collect();
+        let gpu_average = if gpus.is_empty() {
+            0.0
+        } else {
+            sample.gpus.iter().map(|g| g.load).sum::<f64>() / inventory.gpus.len() as f64
+        };
+        let metadata = serde_json::json!({
+            "cpu": {"average": sample.cpu_load, "cores": []},
+            "gpu": {"gpus": gpus, "average": gpu_average},
+            "ram": {"free": sample.ram_free_gb, "total": inventory.ram_gb},
+            "storage": {"hard_drives": [{"name": "jobs", "model": "", "free_capacity": sample.storage_free_gb,
+                                         "total_capacity": inventory.storage_gb}]},
+        });
+        Self {
+            object: "node_hardware_event".into(),
+            timestamp_ms: at_ms,
+            created_at: Timestamp(at_ms),
+            updated_at: Timestamp(at_ms),
+            node,
+            metadata,
+        }
+    }
+}
+
 /// A GPU in the node object (upstream fields plus Gantry's).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NodeGpu {
@@ -218,8 +276,8 @@ pub struct Node {
     pub ram_total: f64,
     /// Last heartbeat.
     pub last_seen_at: Option<Timestamp>,
-    /// The latest hardware sample.
-    pub latest_hardware_event: Option<HardwareSample>,
+    /// The latest hardware event (upstream shape), from the last heartbeat's sample.
+    pub latest_hardware_event: Option<NodeHardwareEvent>,
     /// Fencing epoch: bumped when a lost node registers again.
     pub lease_epoch: i64,
     /// Owner.

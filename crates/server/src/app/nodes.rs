@@ -155,7 +155,9 @@ pub fn view(n: NodeRecord, active: &[RunRecord]) -> Node {
         }],
         ram_total: n.inventory.ram_gb,
         last_seen_at: Some(Timestamp(n.last_seen_at_ms)),
-        latest_hardware_event: sample,
+        latest_hardware_event: sample.as_ref().map(|smp| {
+            gantry_types::node::NodeHardwareEvent::from_sample(n.uuid, &n.inventory, smp, n.last_seen_at_ms)
+        }),
         lease_epoch: n.lease_epoch,
         account_uuid: n.account_uuid,
         created_at: Timestamp(n.created_at_ms),
