@@ -32,6 +32,7 @@ pub fn fast(config: &mut ServerConfig) {
         schedule_every: Duration::from_millis(50),
         lifecycle_every: Duration::from_millis(20),
         node_lost_after: Duration::from_millis(1500),
+        assign_sweep_min_age: Duration::ZERO,
     };
 }
 

@@ -82,8 +82,18 @@ pub async fn activate(state: &AppState) -> Result<(), ApiError> {
         }
     }
 
-    // Assignment timeouts.
-    for job in state.store.job_list_pending(crate::background::scheduler::PASS_LIMIT).await? {
+    // Assignment timeouts, among the PENDING jobs old enough to have passed one.
+    let old_enough = gantry_types::list::JobFilter {
+        statuses: vec![JobStatus::Pending],
+        created_at: Some(gantry_types::list::Range {
+            min: None,
+            max: Some(now - state.timing.assign_sweep_min_age.as_millis() as i64),
+        }),
+        ..Default::default()
+    };
+    let oldest_first =
+        gantry_types::list::Paging { page: 1, limit: crate::background::scheduler::PASS_LIMIT, newest_first: false };
+    for job in state.store.job_list(None, &old_enough, oldest_first).await?.items {
         if job.timeout_assign_at_ms < now {
             let why = state.pending_reasons.read().expect("reasons poisoned").get(&job.uuid).cloned();
             let reason = format!(

@@ -23,6 +23,10 @@ pub struct Timing {
     pub lifecycle_every: Duration,
     /// A node silent this long is declared lost.
     pub node_lost_after: Duration,
+    /// Only PENDING jobs at least this old can have passed their assignment deadline
+    /// (the API's minimum `max_timeout_assign_ms`), so the sweep reads only those.
+    /// Tests that insert jobs with shorter deadlines set it to zero.
+    pub assign_sweep_min_age: Duration,
 }
 
 impl Default for Timing {
@@ -31,6 +35,7 @@ impl Default for Timing {
             schedule_every: Duration::from_millis(500),
             lifecycle_every: Duration::from_millis(500),
             node_lost_after: Duration::from_secs(5),
+            assign_sweep_min_age: Duration::from_millis(gantry_types::validate::MIN_TIMEOUT_ASSIGN_MS as u64),
         }
     }
 }

@@ -35,6 +35,9 @@ pub async fn run(state: Arc<AppState>) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = ?e, "scheduler pass failed"),
         }
+        // A pass that placed nothing is not repeated for every job that arrives: under a
+        // burst of submissions that would re-read the whole queue per request.
+        tokio::time::sleep(state.timing.schedule_every / 5).await;
         let _ = tokio::time::timeout(state.timing.schedule_every, state.signals.schedule.notified()).await;
     }
 }
@@ -101,14 +104,18 @@ pub fn request(state: &AppState, job: &Job, avoid_nodes: Vec<NodeId>, account_us
 /// One pass; returns how many jobs it placed.
 pub async fn pass(state: &AppState) -> Result<usize, ApiError> {
     let started = std::time::Instant::now();
-    let pending = state.store.job_list_pending(PASS_LIMIT).await?;
+    let nodes = state.store.node_list_all().await?;
+    // With no node to place on, only the reasons of the oldest jobs need refreshing;
+    // reading the whole queue would be wasted work.
+    let schedulable = nodes.iter().any(|n| n.status == NodeStatus::Online && !n.is_draining);
+    let limit = if schedulable { PASS_LIMIT } else { EXPLAIN_LIMIT as u32 };
+    let pending = state.store.job_list_pending(limit).await?;
     if pending.is_empty() {
         state.pending_reasons.write().expect("reasons poisoned").clear();
         return Ok(0);
     }
     let t_pending = started.elapsed();
-    let nodes = state.store.node_list_all().await?;
-    let active = state.store.run_list_active().await?;
+    let active = if schedulable { state.store.run_list_active().await? } else { Vec::new() };
     let t_snapshot = started.elapsed();
     let views = node_views(&nodes, &active);
     // A job back in PENDING after a failed attempt (its updated_at moved) gets its
