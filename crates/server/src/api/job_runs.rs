@@ -10,7 +10,7 @@ use gantry_types::job_run::{JobRun, JobRunStatus};
 use gantry_types::list::{ListResponse, parse_paging};
 use serde::de::IgnoredAny;
 
-use super::path_id;
+use super::{envelope, path_id};
 use crate::app;
 use crate::error::ApiError;
 use crate::signed::Signed;
@@ -66,7 +66,7 @@ pub(super) async fn list_job_runs(
         }
     }
     let page = app::runs::list(&state, scope, &filter, paging).await?;
-    Ok(Json(ListResponse { data: page.items, page: paging.page, limit: paging.limit, total: page.total }))
+    Ok(envelope(page, paging))
 }
 
 /// Get one job run, with its logs.

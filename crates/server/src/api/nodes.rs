@@ -11,7 +11,7 @@ use gantry_types::node::{Node, NodeStatus, RegisterNodeRequest};
 use gantry_types::protocol::{DesiredState, Registration, SyncRequest};
 use serde::de::IgnoredAny;
 
-use super::path_id;
+use super::{envelope, path_id};
 use crate::app;
 use crate::error::ApiError;
 use crate::signed::Signed;
@@ -54,8 +54,8 @@ pub(super) async fn list_nodes(
     }
     let page = state.store.node_list(scope, &statuses, paging).await?;
     let active = app::nodes::active_runs_on(&state, page.items.iter().map(|n| n.uuid).collect()).await?;
-    let data = page.items.into_iter().map(|n| app::nodes::view(n, &active)).collect();
-    Ok(Json(ListResponse { data, page: paging.page, limit: paging.limit, total: page.total }))
+    let items = page.items.into_iter().map(|n| app::nodes::view(n, &active)).collect();
+    Ok(envelope(gantry_store::Page { items, total: page.total }, paging))
 }
 
 /// Get one node.

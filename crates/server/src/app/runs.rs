@@ -174,8 +174,3 @@ fn retry_or_fail(
         transition(JobStatus::Failed, Some(why))
     }
 }
-
-/// Runs of a job, oldest first, as a filter for the list endpoint.
-pub fn filter_for_job(job: JobId) -> RunFilter {
-    RunFilter { job_uuids: vec![job], statuses: vec![], node_uuids: vec![] }
-}

@@ -44,6 +44,7 @@ pub async fn activate(state: &AppState) -> Result<(), ApiError> {
     // restart, silence is the server's fault, not the nodes': wait one period.
     let nodes = state.store.node_list_all().await?;
     let mut active = state.store.run_list_active().await?;
+    let mut lost = std::collections::HashSet::new();
     let grace_over = state.started.elapsed() >= state.timing.node_lost_after;
     let last_heard =
         |n: &gantry_store::NodeRecord| n.last_seen_at_ms.max(state.signals.last_contact(n.uuid).unwrap_or(0));
@@ -52,6 +53,7 @@ pub async fn activate(state: &AppState) -> Result<(), ApiError> {
         if state.store.node_mark_lost(node.uuid, lost_before, now).await? {
             tracing::warn!(node = %node.uuid, "node lost: no heartbeat for {}", human(now - last_heard(node)));
             state.signals.bump(node.uuid);
+            lost.insert(node.uuid);
             for run in active.iter().filter(|r| r.run.node_uuid == node.uuid) {
                 let why = format!("node lost: {} sent no heartbeat for {}", node.name, human(now - last_heard(node)));
                 fail_run(state, run, why).await?;
@@ -59,8 +61,9 @@ pub async fn activate(state: &AppState) -> Result<(), ApiError> {
         }
     }
 
-    // Start and run timeouts.
-    active = state.store.run_list_active().await?;
+    // Start and run timeouts. The runs of lost nodes have just failed; runs placed
+    // since the read above are too new to have timed out, so no second read is needed.
+    active.retain(|r| !lost.contains(&r.run.node_uuid));
     for run in &active {
         let snapshot = &run.run.job_snapshot;
         let start_limit = snapshot["max_timeout_start_ms"].as_i64().unwrap_or(i64::MAX);
