@@ -23,6 +23,7 @@ use gantry_types::{JobRunId, NodeId};
 use tokio::sync::watch;
 
 use crate::inventory::NodeDescription;
+use crate::state::{AgentState, StateFile};
 use crate::runtime::{ContainerRuntime, ContainerState, Observed};
 
 /// How an agent runs.
@@ -36,6 +37,9 @@ pub struct AgentConfig {
     pub hostname: Option<String>,
     /// Long-poll wait per sync, ms: also the heartbeat period when nothing happens.
     pub sync_wait_ms: u64,
+    /// Where the agent remembers its node and log cursors across restarts (none for
+    /// simulated nodes, which are new nodes on every start).
+    pub state: Option<(StateFile, AgentState)>,
 }
 
 /// One node's agent.
@@ -49,7 +53,7 @@ pub struct Agent<R: ContainerRuntime> {
 /// Maps what the runtime observed to what the control plane records.
 fn report(o: &Observed) -> ObservedRun {
     let (status, exit_code, reason) = match &o.state {
-        ContainerState::Preparing => (JobRunStatus::Preparing, None, None),
+        ContainerState::Preparing => (JobRunStatus::Preparing, None, o.progress.clone()),
         ContainerState::Running => (JobRunStatus::Running, None, None),
         ContainerState::Exited { code: 0 } => (JobRunStatus::Completed, Some(0), None),
         ContainerState::Exited { code } => {
@@ -63,16 +67,22 @@ fn report(o: &Observed) -> ObservedRun {
         status,
         exit_code,
         reason,
-        node_urls: None,
+        node_urls: (!o.node_urls.is_empty()).then(|| o.node_urls.clone()),
         logs: (!o.new_logs.is_empty()).then(|| o.new_logs.clone()),
-        image_size_bytes: None,
+        image_size_bytes: o.image_size_bytes,
     }
+}
+
+/// A report without its output: what must be resent when it changes.
+fn without_logs(r: &ObservedRun) -> ObservedRun {
+    ObservedRun { logs: None, ..r.clone() }
 }
 
 impl<R: ContainerRuntime> Agent<R> {
     /// An agent that will register as a new node.
     pub fn new(client: Client, runtime: Arc<R>, config: AgentConfig) -> Self {
-        Self { client, runtime, config, node: None }
+        let node = config.state.as_ref().and_then(|(_, s)| s.node_uuid);
+        Self { client, runtime, config, node }
     }
 
     /// The node's uuid, once registered.
@@ -89,10 +99,33 @@ impl<R: ContainerRuntime> Agent<R> {
             hostname: self.config.hostname.clone(),
             inventory: Some(self.config.description.inventory.clone()),
         };
-        let reg = self.client.register_node(&req).await?;
+        let reg = match self.client.register_node(&req).await {
+            // The control plane does not know the remembered node (its database was
+            // reset, or this state directory came from elsewhere): become a new node.
+            Err(e) if self.node.is_some() && e.status() == Some(gantry_client::StatusCode::NOT_FOUND) => {
+                tracing::warn!(node = ?self.node, "the control plane does not know this node; registering as a new one");
+                self.node = None;
+                self.client.register_node(&RegisterNodeRequest { node_uuid: None, ..req }).await?
+            }
+            other => other?,
+        };
         self.node = Some(reg.node.uuid);
+        self.save_state(|s| s.node_uuid = Some(reg.node.uuid));
         tracing::debug!(node = %reg.node.uuid, epoch = reg.lease_epoch, "registered");
         Ok(reg.lease_epoch)
+    }
+
+    /// Updates and writes the persisted state, if the agent has one.
+    fn save_state(&mut self, f: impl FnOnce(&mut AgentState)) {
+        if let Some((file, state)) = self.config.state.as_mut() {
+            let before = state.clone();
+            f(state);
+            if *state != before
+                && let Err(e) = file.save(state)
+            {
+                tracing::warn!(error = %e, "cannot write the agent state file");
+            }
+        }
     }
 
     /// Runs until `stop` turns true. Never returns early on errors: it retries.
@@ -104,8 +137,10 @@ impl<R: ContainerRuntime> Agent<R> {
         let mut held: Vec<gantry_types::protocol::RunSpec> = Vec::new();
         // Observations not yet acknowledged by a successful sync, newest per run.
         let mut unsent: HashMap<JobRunId, ObservedRun> = HashMap::new();
-        // The last status each run's report was delivered with.
-        let mut delivered: HashMap<JobRunId, JobRunStatus> = HashMap::new();
+        // The last report delivered per run (without output).
+        let mut delivered: HashMap<JobRunId, ObservedRun> = HashMap::new();
+        // Output position of the newest observation per run, acknowledged on delivery.
+        let mut cursors: HashMap<JobRunId, String> = HashMap::new();
         while !*stop.borrow() {
             let lease = match epoch {
                 Some(e) => e,
@@ -132,6 +167,9 @@ impl<R: ContainerRuntime> Agent<R> {
                 }
             };
             for o in &observed {
+                if let Some(c) = &o.log_cursor {
+                    cursors.insert(o.run, c.clone());
+                }
                 let r = report(o);
                 let merged = match unsent.remove(&o.run) {
                     // Keep output that was not delivered yet.
@@ -141,7 +179,7 @@ impl<R: ContainerRuntime> Agent<R> {
                     }
                     None => r,
                 };
-                if merged.logs.is_some() || delivered.get(&o.run) != Some(&merged.status) {
+                if merged.logs.is_some() || delivered.get(&o.run) != Some(&without_logs(&merged)) {
                     unsent.insert(o.run, merged);
                 }
             }
@@ -179,11 +217,18 @@ impl<R: ContainerRuntime> Agent<R> {
             };
             backoff = Duration::from_millis(100);
             for r in &req.runs {
-                delivered.insert(r.run_uuid, r.status);
+                delivered.insert(r.run_uuid, without_logs(r));
                 if unsent.get(&r.run_uuid) == Some(r) {
                     unsent.remove(&r.run_uuid);
                 }
             }
+            // Output sent is output acknowledged: remember how far, for a restart.
+            let acked: HashMap<JobRunId, String> = cursors
+                .iter()
+                .filter(|(run, _)| !unsent.contains_key(run))
+                .map(|(run, c)| (*run, c.clone()))
+                .collect();
+            self.save_state(|s| s.log_cursors = acked);
             if desired.fenced {
                 tracing::warn!(%node, "this node was declared lost; stopping its runs and registering again");
                 for o in &observed {
@@ -192,12 +237,14 @@ impl<R: ContainerRuntime> Agent<R> {
                 }
                 unsent.clear();
                 delivered.clear();
+                cursors.clear();
                 epoch = None;
                 continue;
             }
             version = Some(desired.version);
             held = desired.runs.iter().filter(|d| d.action == DesiredAction::Run).map(|d| d.spec.clone()).collect();
             self.converge(&desired, &observed, &mut delivered).await;
+            cursors.retain(|run, _| delivered.contains_key(run) || observed.iter().any(|o| o.run == *run));
         }
     }
 
@@ -230,17 +277,17 @@ impl<R: ContainerRuntime> Agent<R> {
         &self,
         desired: &DesiredState,
         observed: &[Observed],
-        delivered: &mut HashMap<JobRunId, JobRunStatus>,
+        delivered: &mut HashMap<JobRunId, ObservedRun>,
     ) {
-        let reported_final = |run: &JobRunId, delivered: &HashMap<JobRunId, JobRunStatus>| {
-            delivered.get(run).is_some_and(|s| s.is_terminal())
+        let reported_final = |run: &JobRunId, delivered: &HashMap<JobRunId, ObservedRun>| {
+            delivered.get(run).is_some_and(|r| r.status.is_terminal())
         };
         let have: HashMap<JobRunId, &ContainerState> = observed.iter().map(|o| (o.run, &o.state)).collect();
         let wanted: HashMap<JobRunId, DesiredAction> = desired.runs.iter().map(|d| (d.run_uuid, d.action)).collect();
         for d in &desired.runs {
             match (d.action, have.get(&d.run_uuid)) {
                 (DesiredAction::Run, None) if !reported_final(&d.run_uuid, delivered) => {
-                    if let Err(e) = self.runtime.start(d.run_uuid, &d.spec).await {
+                    if let Err(e) = self.runtime.start(d.run_uuid, &d.spec, desired.lease_epoch).await {
                         tracing::warn!(run = %d.run_uuid, error = %e, "cannot start; will retry");
                     }
                 }

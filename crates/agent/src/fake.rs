@@ -61,7 +61,7 @@ impl FakeRuntime {
 
 #[async_trait]
 impl ContainerRuntime for FakeRuntime {
-    async fn start(&self, run: JobRunId, spec: &RunSpec) -> Result<(), RuntimeError> {
+    async fn start(&self, run: JobRunId, spec: &RunSpec, _epoch: i64) -> Result<(), RuntimeError> {
         let now = Instant::now();
         let prepare = Duration::from_millis(env_ms(spec, "GANTRY_SIM_PREPARE_MS", 0));
         let mut duration = Duration::from_millis(env_ms(spec, "GANTRY_SIM_DURATION_MS", 100));
@@ -123,7 +123,7 @@ impl ContainerRuntime for FakeRuntime {
         let mut containers = self.containers.lock().expect("fake runtime poisoned");
         Ok(containers
             .iter_mut()
-            .map(|(run, c)| Observed { run: *run, state: c.state.clone(), new_logs: std::mem::take(&mut c.logs) })
+            .map(|(run, c)| Observed::new(*run, c.state.clone(), std::mem::take(&mut c.logs)))
             .collect())
     }
 

@@ -8,8 +8,11 @@
 //! run, with a key of the `node` preset.
 
 pub mod agent;
+pub mod docker;
 pub mod fake;
 pub mod inventory;
+pub mod proxy;
 pub mod runtime;
+pub mod state;
 
 pub use agent::{Agent, AgentConfig};

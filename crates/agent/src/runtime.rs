@@ -1,6 +1,6 @@
 //! The container runtime seen by the agent: start, stop, list. Implementations: the
-//! fake one behind simulated nodes ([`crate::fake::FakeRuntime`]); the Docker one
-//! (bollard) arrives with the Docker agent.
+//! Docker one ([`crate::docker::DockerRuntime`]) and the fake one behind simulated
+//! nodes ([`crate::fake::FakeRuntime`]).
 
 use async_trait::async_trait;
 use gantry_types::JobRunId;
@@ -43,6 +43,22 @@ pub struct Observed {
     pub state: ContainerState,
     /// Output produced since the last [`ContainerRuntime::list`].
     pub new_logs: String,
+    /// Position in the container's output that `new_logs` reaches (the runtime's
+    /// own format), persisted once delivered so a restarted agent resumes there.
+    pub log_cursor: Option<String>,
+    /// What preparation is doing ("pulling ...: 12.0 MB of 80.0 MB").
+    pub progress: Option<String>,
+    /// Published ports, once reachable.
+    pub node_urls: Vec<gantry_types::job_run::NodeUrl>,
+    /// Size of the run's image, once present.
+    pub image_size_bytes: Option<i64>,
+}
+
+impl Observed {
+    /// An observation with nothing but a state and output.
+    pub fn new(run: JobRunId, state: ContainerState, new_logs: String) -> Self {
+        Self { run, state, new_logs, log_cursor: None, progress: None, node_urls: vec![], image_size_bytes: None }
+    }
 }
 
 /// Errors of a runtime.
@@ -57,8 +73,9 @@ pub enum RuntimeError {
 /// one that is gone is not an error, so the agent can simply reconcile.
 #[async_trait]
 pub trait ContainerRuntime: Send + Sync + 'static {
-    /// Starts the container of `run` (pull, create, start); progress shows in `list`.
-    async fn start(&self, run: JobRunId, spec: &RunSpec) -> Result<(), RuntimeError>;
+    /// Starts the container of `run`, granted under lease `epoch` (pull, create,
+    /// start); progress shows in `list`.
+    async fn start(&self, run: JobRunId, spec: &RunSpec, epoch: i64) -> Result<(), RuntimeError>;
     /// Stops the container of `run` (SIGTERM, grace, SIGKILL); it then lists as `Stopped`.
     async fn stop(&self, run: JobRunId) -> Result<(), RuntimeError>;
     /// Forgets a finished run whose outcome the control plane has recorded.

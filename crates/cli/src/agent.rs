@@ -36,6 +36,7 @@ pub struct AgentArgs {
     /// Long-poll wait per sync (the idle heartbeat period), ms.
     #[arg(long, default_value_t = 1000)]
     sync_wait_ms: u64,
+    state: None,
 }
 
 /// Runs the agent(s) until Ctrl-C / SIGTERM.
@@ -61,6 +62,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 description: description.clone(),
                 hostname: Some("127.0.0.1".into()),
                 sync_wait_ms: args.sync_wait_ms,
+                state: None,
             };
             let agent = Agent::new(client.clone(), Arc::new(FakeRuntime::default()), config);
             tokio::spawn(agent.run(stop_rx.clone()))

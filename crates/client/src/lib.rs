@@ -10,8 +10,10 @@ use gantry_types::account::User;
 use gantry_types::api_key::{ApiKey, CreateApiKeyRequest};
 use gantry_types::job::{CancelJobRequest, Job};
 use gantry_types::list::ListResponse;
-use gantry_types::{ApiKeyId, ErrorBody, JobId};
-use reqwest::{Method, StatusCode};
+use gantry_types::job_run::JobRun;
+use gantry_types::{ApiKeyId, ErrorBody, JobId, JobRunId};
+use reqwest::Method;
+pub use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
 /// Where and as whom to connect.
@@ -130,14 +132,14 @@ impl Client {
         &self.creds
     }
 
-    /// Signs and sends one request; returns the status and JSON body whatever the status.
-    pub async fn send_raw(
+    /// A signed request, ready to send.
+    fn signed(
         &self,
         method: Method,
         path: &str,
         query: &[(String, String)],
         body: Option<&serde_json::Value>,
-    ) -> Result<RawResponse, ClientError> {
+    ) -> reqwest::RequestBuilder {
         let signed = gantry_auth::sign_request(
             &self.creds.public_key,
             &self.creds.secret_key,
@@ -163,11 +165,63 @@ impl Client {
         if let Some(bytes) = signed.body {
             req = req.header("Content-Type", "application/json").body(bytes);
         }
-        let resp = req.send().await.map_err(ClientError::Http)?;
+        req
+    }
+
+    /// Signs and sends one request; returns the status and JSON body whatever the status.
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<RawResponse, ClientError> {
+        let resp = self.signed(method, path, query, body).send().await.map_err(ClientError::Http)?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(ClientError::Http)?;
         let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         Ok(RawResponse { status, body })
+    }
+
+    /// `GET /v1/job-runs/{uuid}/logs`: the run's output as a streaming response; with
+    /// `follow` it stays open, sending output as it arrives, until the run ends. Read
+    /// it with [`reqwest::Response::chunk`].
+    pub async fn run_logs(&self, id: JobRunId, follow: bool) -> Result<reqwest::Response, ClientError> {
+        let query = if follow { vec![("follow".to_string(), "true".to_string())] } else { vec![] };
+        let resp = self
+            .signed(Method::GET, &format!("/v1/job-runs/{id}/logs"), &query, None)
+            // A followed run may go on for days: no overall deadline.
+            .timeout(Duration::from_secs(365 * 24 * 3600))
+            .send()
+            .await
+            .map_err(ClientError::Http)?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let bytes = resp.bytes().await.map_err(ClientError::Http)?;
+        Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => ClientError::Api { status, body },
+            Err(_) => ClientError::Decode { status, detail: String::from_utf8_lossy(&bytes).into_owned() },
+        })
+    }
+
+    /// `GET /v1/job-runs` with paging/filter pairs.
+    pub async fn list_job_runs(&self, query: &[(String, String)]) -> Result<ListResponse<JobRun>, ClientError> {
+        self.send(Method::GET, "/v1/job-runs", query, None).await
+    }
+
+    /// The runs of one job, oldest attempt first, by rank.
+    pub async fn runs_of_job(&self, job: JobId) -> Result<Vec<JobRun>, ClientError> {
+        let query = vec![("filter[job_uuid]".to_string(), job.to_string()), ("limit".to_string(), "50".to_string())];
+        let mut runs = self.list_job_runs(&query).await?.data;
+        runs.sort_by_key(|r| (r.attempt, r.rank));
+        Ok(runs)
+    }
+
+    /// `GET /v1/job-runs/{uuid}`, with logs.
+    pub async fn get_job_run(&self, id: JobRunId) -> Result<JobRun, ClientError> {
+        self.send(Method::GET, &format!("/v1/job-runs/{id}"), &[], None).await
     }
 
     /// Signs and sends; decodes a success body as `T`, an error body as [`ClientError::Api`].

@@ -5,10 +5,10 @@
 //! store when woken, and also runs on a timer, so a lost wake-up only costs latency.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use gantry_types::NodeId;
-use tokio::sync::{Notify, watch};
+use gantry_types::{JobRunId, NodeId};
+use tokio::sync::{Notify, broadcast, watch};
 
 /// The last desired runs built per node, valid while the node's version is unchanged.
 #[derive(Default)]
@@ -41,12 +41,21 @@ pub struct Signals {
     /// before its heartbeat write commits: under write load a committed heartbeat can
     /// trail the real one, and silence must be judged by the real one.
     contact: Mutex<HashMap<NodeId, i64>>,
+    /// New output per run, for `GET /v1/job-runs/{uuid}/logs?follow=true`; a channel
+    /// exists only while someone follows the run.
+    logs: Mutex<HashMap<JobRunId, broadcast::Sender<Arc<str>>>>,
 }
 
 impl Signals {
     /// Fresh signals; `base` should differ per server start (epoch ms works).
     pub fn new(base: u64) -> Self {
-        Self { nodes: Mutex::new(HashMap::new()), base, schedule: Notify::new(), contact: Mutex::new(HashMap::new()) }
+        Self {
+            nodes: Mutex::new(HashMap::new()),
+            base,
+            schedule: Notify::new(),
+            contact: Mutex::new(HashMap::new()),
+            logs: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Notes that `node` reached this server at `now_ms`.
@@ -79,6 +88,23 @@ impl Signals {
     pub async fn wait_change(&self, node: NodeId, known: u64, wait: std::time::Duration) {
         let mut rx = self.sender(node).subscribe();
         let _ = tokio::time::timeout(wait, rx.wait_for(|v| *v != known)).await;
+    }
+
+    /// Follows the output of `run` arriving at this server from now on.
+    pub fn follow_logs(&self, run: JobRunId) -> broadcast::Receiver<Arc<str>> {
+        let mut logs = self.logs.lock().expect("signals poisoned");
+        logs.entry(run).or_insert_with(|| broadcast::channel(1024).0).subscribe()
+    }
+
+    /// Hands new output of `run` to its followers, if any (forgetting the channel
+    /// once nobody follows).
+    pub fn publish_logs(&self, run: JobRunId, chunk: &str) {
+        let mut logs = self.logs.lock().expect("signals poisoned");
+        if let Some(tx) = logs.get(&run)
+            && tx.send(Arc::from(chunk)).is_err()
+        {
+            logs.remove(&run);
+        }
     }
 
     /// Asks the scheduler for a pass.

@@ -5,6 +5,8 @@
 //! Tests talk to the server only through `gantry-client`, the crate users run, so
 //! what passes here is what users get.
 
+pub mod docker;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,6 +62,7 @@ impl SimNodes {
                     description: description.clone(),
                     hostname: Some(format!("sim-{i}.test")),
                     sync_wait_ms: 300,
+                    state: None,
                 };
                 let runtime = std::sync::Arc::new(gantry_agent::fake::FakeRuntime::default());
                 tokio::spawn(gantry_agent::Agent::new(client.clone(), runtime, config).run(rx.clone()))
@@ -137,6 +140,13 @@ impl TestContext {
     /// A client for given credentials against this server.
     pub fn client(&self, public_key: String, secret_key: String) -> Client {
         Client::new(Credentials { base_url: self.base_url.clone(), public_key, secret_key })
+    }
+
+    /// Starts a node agent on the local Docker Engine, owned by a fresh node-preset
+    /// account, offering what `spec` says (see `gantry_agent::inventory`).
+    pub async fn docker_node(&self, spec: &str) -> docker::DockerNode {
+        let client = self.new_account(Preset::Node).await;
+        docker::DockerNode::start(client, spec).await
     }
 
     /// Starts `count` simulated nodes (the fake runtime) owned by a fresh node-preset

@@ -108,6 +108,10 @@ pub struct RunSpec {
     pub ram_gb: f64,
     /// BATCH run timeout, ms (enforced by the control plane too).
     pub max_timeout_run_ms: Option<i64>,
+    /// How long preparing (pulls included) may take, ms: the agent gives up on a pull
+    /// that has not finished by then and says so, rather than leaving the run hanging.
+    #[serde(default)]
+    pub max_timeout_start_ms: Option<i64>,
 }
 
 /// One run the node should hold.

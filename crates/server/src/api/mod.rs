@@ -79,6 +79,7 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(gpu_registry::get_gpu_model))
         .routes(routes!(job_runs::list_job_runs))
         .routes(routes!(job_runs::get_job_run))
+        .routes(routes!(job_runs::get_job_run_logs))
         .routes(routes!(nodes::list_nodes))
         .routes(routes!(nodes::get_node))
         .routes(routes!(nodes::drain_node))

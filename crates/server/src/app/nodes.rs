@@ -338,5 +338,6 @@ fn run_spec(
         cpu: run.cpu,
         ram_gb: run.ram_gb,
         max_timeout_run_ms: job.max_timeout_run_ms,
+        max_timeout_start_ms: Some(job.max_timeout_start_ms),
     })
 }

@@ -49,9 +49,13 @@ pub async fn observe(state: &AppState, node: NodeId, report: &ObservedRun) -> Re
     }
     if let Some(logs) = report.logs.as_deref().filter(|l| !l.is_empty()) {
         state.store.run_logs_append(report.run_uuid, logs, MAX_LOG_BYTES).await?;
+        state.signals.publish_logs(report.run_uuid, logs);
     }
-    if current.run.status.is_terminal() || current.run.status == report.status {
+    if current.run.status.is_terminal() {
         return Ok(());
+    }
+    if current.run.status == report.status {
+        return observe_details(state, &current, report).await;
     }
     let now = now_ms();
     let from = match report.status {
@@ -80,6 +84,27 @@ pub async fn observe(state: &AppState, node: NodeId, report: &ObservedRun) -> Re
     if report.status.is_terminal() {
         settle_job(state, current.run.job_uuid).await?;
     }
+    Ok(())
+}
+
+/// Same status, new details: pull progress while PREPARING (in `status_reason`), or
+/// ports published again on other external ports after an agent restart.
+async fn observe_details(state: &AppState, current: &RunRecord, report: &ObservedRun) -> Result<(), ApiError> {
+    let reason_moved = report.status == JobRunStatus::Preparing && report.reason != current.run.status_reason;
+    let urls_moved = report.node_urls.as_ref().is_some_and(|u| *u != current.run.node_urls);
+    if !reason_moved && !urls_moved {
+        return Ok(());
+    }
+    let update = RunUpdate {
+        from: vec![report.status],
+        to: report.status,
+        reason: if reason_moved { report.reason.clone() } else { current.run.status_reason.clone() },
+        now_ms: now_ms(),
+        exit_code: None,
+        node_urls: report.node_urls.clone(),
+        image_size_bytes: report.image_size_bytes,
+    };
+    state.store.run_update(report.run_uuid, &update).await?;
     Ok(())
 }
 

@@ -1,0 +1,626 @@
+//! The Docker runtime: runs each desired run as one container on the local Docker
+//! Engine (bollard over the Unix socket).
+//!
+//! ```text
+//! start(run) ─▶ driver task: pull (shared, with progress) ─▶ bind ports ─▶ create
+//!               ─▶ copy volumes ─▶ start ─▶ proxies ─▶ follow logs + wait ─▶ final state
+//! ```
+//!
+//! Each run has one driver task; the reconcile loop only ever asks (`start`, `stop`,
+//! `remove`, `list`) and never waits on Docker, so a slow pull or a 10-second stop
+//! grace does not hold up heartbeats or other runs.
+//!
+//! The daemon is the memory that survives the agent: containers carry labels (run,
+//! owning node, lease epoch, published ports), so a restarted agent lists them,
+//! adopts the live ones (logs resume from the acknowledged cursor, ports are
+//! published again on the same external ports) and reports the ones that ended
+//! meanwhile; it never creates a second container for a run, because container
+//! names are per run and the daemon refuses duplicates. Runs the control plane no
+//! longer wants (including containers of an old lease epoch) are stopped and removed
+//! by the agent's reconcile loop, which is the orphan sweep.
+//!
+//! Bollard sends no API version (crates.md), so the daemon answers in its own
+//! version: only fields of API 1.41 are used and every response field is optional.
+
+pub mod image;
+pub mod logs;
+pub mod pull;
+pub mod spec;
+pub mod volumes;
+mod ports;
+mod puller;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
+    StopContainerOptions,
+};
+use futures_util::StreamExt;
+use gantry_types::JobRunId;
+use gantry_types::job_run::NodeUrl;
+use gantry_types::protocol::RunSpec;
+use tokio::sync::{Notify, watch};
+
+use self::logs::LogBuffer;
+use self::pull::{PullHub, RegistryAuth};
+use self::spec::{CreateContext, GpuMode, LABEL_OWNER, LABEL_PORT_PREFIX, LABEL_RUN};
+use crate::runtime::{ContainerRuntime, ContainerState, Observed, RuntimeError};
+
+/// Label marking the throw-away source container of a volume copy.
+const LABEL_VOLUME_SOURCE: &str = "gantry.volume-source";
+/// Label holding the run's allow-list, so adopted ports keep admitting the same peers.
+const LABEL_ALLOWED_IPS: &str = "gantry.allowed-ips";
+
+/// How the Docker runtime behaves on this node.
+#[derive(Clone, Debug)]
+pub struct DockerConfig {
+    /// Owner label value: the node's uuid (or any string unique per agent on a daemon).
+    pub owner: String,
+    /// Host name or address put in `node_urls`.
+    pub advertise_host: String,
+    /// Address the port proxies listen on.
+    pub bind_ip: IpAddr,
+    /// SIGTERM-to-SIGKILL grace when stopping a container.
+    pub stop_grace: Duration,
+    /// Whether GPUs are real (device requests) or pretended.
+    pub gpus: GpuMode,
+    /// Most undelivered output kept per run, bytes.
+    pub max_pending_log_bytes: usize,
+    /// Log cursors the control plane acknowledged before a restart, per run.
+    pub log_cursors: HashMap<JobRunId, String>,
+}
+
+impl DockerConfig {
+    /// Defaults for `owner`: proxies on every address, 10 s grace, 4 MiB pending logs.
+    pub fn new(owner: impl Into<String>, advertise_host: impl Into<String>) -> Self {
+        Self {
+            owner: owner.into(),
+            advertise_host: advertise_host.into(),
+            bind_ip: IpAddr::from([0, 0, 0, 0]),
+            stop_grace: Duration::from_secs(10),
+            gpus: GpuMode::Fake,
+            max_pending_log_bytes: 4 * 1024 * 1024,
+            log_cursors: HashMap::new(),
+        }
+    }
+}
+
+/// Why a run is being stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StopCause {
+    /// The control plane no longer wants it (cancel, run timeout, orphan).
+    Requested,
+}
+
+struct Entry {
+    state: ContainerState,
+    /// Preparation progress, for the run's `status_reason`.
+    progress: Option<String>,
+    node_urls: Vec<NodeUrl>,
+    image_size: Option<i64>,
+    logs: LogBuffer,
+    stop: watch::Sender<Option<StopCause>>,
+    proxies: Vec<crate::proxy::PortProxy>,
+    /// When the driver learnt of the run (benchmarks read it).
+    accepted_at: Instant,
+}
+
+impl Entry {
+    fn new(state: ContainerState) -> Self {
+        Self {
+            state,
+            progress: None,
+            node_urls: vec![],
+            image_size: None,
+            logs: LogBuffer::default(),
+            stop: watch::channel(None).0,
+            proxies: vec![],
+            accepted_at: Instant::now(),
+        }
+    }
+}
+
+struct Inner {
+    docker: Docker,
+    config: DockerConfig,
+    runs: Mutex<HashMap<JobRunId, Entry>>,
+    pulls: PullHub<puller::DockerPuller>,
+    changed: Notify,
+    adopted: AtomicBool,
+    adopting: tokio::sync::Mutex<()>,
+}
+
+/// Runs containers on the local Docker Engine.
+#[derive(Clone)]
+pub struct DockerRuntime {
+    inner: Arc<Inner>,
+}
+
+/// A failure of one step, said for people.
+type StepResult<T> = Result<T, String>;
+
+fn unavailable(e: DockerError) -> RuntimeError {
+    RuntimeError::Unavailable(e.to_string())
+}
+
+impl DockerRuntime {
+    /// Connects to the local daemon (`DOCKER_HOST` or the default socket). Fails only
+    /// when no client can be built; a daemon that is down is retried on use.
+    pub fn connect(config: DockerConfig) -> Result<Self, RuntimeError> {
+        let docker = Docker::connect_with_local_defaults().map_err(unavailable)?;
+        Ok(Self::with_docker(docker, config))
+    }
+
+    /// A runtime over an existing client.
+    pub fn with_docker(docker: Docker, config: DockerConfig) -> Self {
+        let pulls = PullHub::new(Arc::new(puller::DockerPuller { docker: docker.clone() }));
+        Self {
+            inner: Arc::new(Inner {
+                docker,
+                config,
+                runs: Mutex::new(HashMap::new()),
+                pulls,
+                changed: Notify::new(),
+                adopted: AtomicBool::new(false),
+                adopting: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// The Docker client.
+    pub fn docker(&self) -> &Docker {
+        &self.inner.docker
+    }
+
+    /// When the runtime was asked to start `run` (for the agent benchmark).
+    pub fn accepted_at(&self, run: JobRunId) -> Option<Instant> {
+        self.inner.runs.lock().expect("runs poisoned").get(&run).map(|e| e.accepted_at)
+    }
+
+    /// Adopts this agent's containers left by a previous process, once. Until it
+    /// succeeded nothing is started, so a run is never started twice.
+    async fn ensure_adopted(&self) -> Result<(), RuntimeError> {
+        if self.inner.adopted.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _guard = self.inner.adopting.lock().await;
+        if self.inner.adopted.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.adopt().await?;
+        self.inner.adopted.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn adopt(&self) -> Result<(), RuntimeError> {
+        let docker = &self.inner.docker;
+        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_OWNER}={}", self.inner.config.owner)])]);
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let found = docker.list_containers(Some(options)).await.map_err(unavailable)?;
+        for summary in found {
+            let Some(id) = summary.id.clone() else { continue };
+            let labels = summary.labels.clone().unwrap_or_default();
+            let run = labels.get(LABEL_RUN).and_then(|r| r.parse::<JobRunId>().ok());
+            let Some(run) = run.filter(|_| !labels.contains_key(LABEL_VOLUME_SOURCE)) else {
+                // A volume source or something unreadable: never needed after a restart.
+                let _ = docker.remove_container(&id, Some(RemoveContainerOptions { force: true, ..Default::default() })).await;
+                continue;
+            };
+            let inspect = docker.inspect_container(&id, None::<InspectContainerOptions>).await.map_err(unavailable)?;
+            let state = inspect.state.unwrap_or_default();
+            let running = state.running.unwrap_or(false);
+            let started = state.started_at.as_deref().is_some_and(|s| !s.starts_with("0001-"));
+            if !running && !started {
+                // Created but never started: the run will be created afresh.
+                let _ = docker.remove_container(&id, Some(RemoveContainerOptions { force: true, ..Default::default() })).await;
+                continue;
+            }
+            tracing::info!(%run, container = %id, running, "adopting a container from before the restart");
+            let mut entry = Entry::new(ContainerState::Running);
+            if let Some(cursor) = self.inner.config.log_cursors.get(&run) {
+                entry.logs.push(Some(cursor), "", usize::MAX);
+            }
+            self.inner.runs.lock().expect("runs poisoned").insert(run, entry);
+            let published: Vec<(u16, Option<u16>)> = labels
+                .iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix(LABEL_PORT_PREFIX)?.parse().ok()?, v.parse().ok())))
+                .collect();
+            let allowed: Vec<String> = labels
+                .get(LABEL_ALLOWED_IPS)
+                .map(|s| s.split(',').filter(|p| !p.is_empty()).map(str::to_string).collect())
+                .unwrap_or_default();
+            let me = self.clone();
+            tokio::spawn(async move {
+                let listeners = match ports::bind(me.inner.config.bind_ip, &published) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(%run, error = %e, "cannot publish the ports of an adopted container");
+                        vec![]
+                    }
+                };
+                if let Err(e) = me.publish(run, &id, listeners, &allowed).await {
+                    tracing::warn!(%run, error = %e, "cannot publish the ports of an adopted container");
+                }
+                me.supervise(run, id).await;
+            });
+        }
+        Ok(())
+    }
+
+    fn update(&self, run: JobRunId, f: impl FnOnce(&mut Entry)) {
+        if let Some(entry) = self.inner.runs.lock().expect("runs poisoned").get_mut(&run) {
+            f(entry);
+        }
+        self.inner.changed.notify_one();
+    }
+
+    fn finish(&self, run: JobRunId, state: ContainerState) {
+        tracing::debug!(%run, ?state, "run finished");
+        self.update(run, |e| {
+            e.state = state;
+            e.progress = None;
+            e.proxies.clear();
+        });
+    }
+
+    fn stop_requested(&self, run: JobRunId) -> watch::Receiver<Option<StopCause>> {
+        let runs = self.inner.runs.lock().expect("runs poisoned");
+        runs.get(&run).map(|e| e.stop.subscribe()).unwrap_or_else(|| watch::channel(Some(StopCause::Requested)).1)
+    }
+
+    /// Drives a new run from nothing to its end.
+    async fn drive(self, run: JobRunId, spec: RunSpec, epoch: i64) {
+        let mut stop = self.stop_requested(run);
+        let start_timeout = spec.max_timeout_start_ms.filter(|ms| *ms > 0).map(|ms| Duration::from_millis(ms as u64));
+        let prepare = self.prepare(run, &spec, epoch);
+        let prepared = tokio::select! {
+            r = async {
+                match start_timeout {
+                    Some(limit) => tokio::time::timeout(limit, prepare).await.unwrap_or_else(|_| Err(format!(
+                        "preparing did not finish within the start timeout of {} s (image pull too slow or registry not answering)",
+                        limit.as_secs()
+                    ))),
+                    None => prepare.await,
+                }
+            } => r,
+            _ = until_stopped(&mut stop) => Err(String::new()),
+        };
+        match prepared {
+            Ok(container) => self.supervise(run, container).await,
+            Err(reason) => {
+                // The container may exist half-made; it is of no use now.
+                let name = spec::container_name(run);
+                let remove = RemoveContainerOptions { force: true, ..Default::default() };
+                let _ = self.inner.docker.remove_container(&name, Some(remove)).await;
+                let stopped = stop.borrow().is_some();
+                self.finish(run, if stopped { ContainerState::Stopped } else { ContainerState::Failed { reason } });
+            }
+        }
+    }
+
+    /// Pulls, creates, fills and starts the container; returns its id.
+    async fn prepare(&self, run: JobRunId, spec: &RunSpec, epoch: i64) -> StepResult<String> {
+        let docker = &self.inner.docker;
+        let image = spec::image_reference(&spec.image, &spec.tag, spec.registry_host.as_deref());
+        let auth = registry_auth(spec.registry_host.as_deref(), spec.registry_user.as_deref(), spec.registry_secret.as_deref());
+        self.ensure_image(run, &image, auth.as_ref(), spec.registry_host.as_deref()).await?;
+        let size = docker.inspect_image(&image).await.ok().and_then(|i| i.size);
+        self.update(run, |e| e.image_size = size);
+        let mut volume_images = Vec::with_capacity(spec.volumes.len());
+        for v in &spec.volumes {
+            let reference = spec::image_reference(&v.image, v.tag.as_deref().unwrap_or("latest"), v.registry.as_deref());
+            let auth = registry_auth(v.registry.as_deref(), v.user.as_deref(), v.secret.as_deref());
+            self.ensure_image(run, &reference, auth.as_ref(), v.registry.as_deref()).await?;
+            volume_images.push((reference, v.mount.clone()));
+        }
+        let wanted: Vec<(u16, Option<u16>)> = spec.ports.iter().map(|p| (*p, None)).collect();
+        let listeners = ports::bind(self.inner.config.bind_ip, &wanted).map_err(|e| format!("cannot publish ports: {e}"))?;
+        let published: Vec<(u16, u16)> = listeners.iter().map(|l| (l.container_port, l.external_port)).collect();
+        let ctx = CreateContext {
+            run,
+            owner: &self.inner.config.owner,
+            epoch,
+            image: &image,
+            published: &published,
+            gpus: self.inner.config.gpus,
+        };
+        let mut body = spec::create_body(spec, &ctx);
+        if !spec.allowed_ips.is_empty()
+            && let Some(labels) = body.labels.as_mut()
+        {
+            labels.insert(LABEL_ALLOWED_IPS.into(), spec.allowed_ips.join(","));
+        }
+        let name = spec::container_name(run);
+        let options = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
+        let id = match docker.create_container(Some(options), body).await {
+            Ok(created) => created.id,
+            Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => {
+                return Err(format!("a container named {name} already exists; refusing to start the run twice"));
+            }
+            Err(e) => return Err(format!("cannot create the container: {e}")),
+        };
+        for (i, (reference, mount)) in volume_images.iter().enumerate() {
+            let labels = HashMap::from([
+                (LABEL_OWNER.to_string(), self.inner.config.owner.clone()),
+                (LABEL_RUN.to_string(), run.to_string()),
+                (LABEL_VOLUME_SOURCE.to_string(), "true".to_string()),
+            ]);
+            volumes::copy_image_tree(docker, &id, &format!("{name}-volume-{i}"), reference, mount, labels).await?;
+        }
+        docker.start_container(&id, None).await.map_err(|e| format!("cannot start the container: {e}"))?;
+        self.update(run, |e| {
+            e.state = ContainerState::Running;
+            e.progress = None;
+        });
+        self.publish(run, &id, listeners, &spec.allowed_ips).await?;
+        Ok(id)
+    }
+
+    /// Makes `image` present: pulled when credentials are given (so the registry
+    /// checks them every time: a private image cached on the node is never handed
+    /// to someone without the right secret) or when it is absent.
+    async fn ensure_image(
+        &self,
+        run: JobRunId,
+        image: &str,
+        auth: Option<&RegistryAuth>,
+        host: Option<&str>,
+    ) -> StepResult<()> {
+        if auth.is_none() && self.inner.docker.inspect_image(image).await.is_ok() {
+            return Ok(());
+        }
+        let rx = self.inner.pulls.pull(image, auth);
+        let mut last_report = Instant::now() - Duration::from_secs(1);
+        pull::finish(rx, |done, total| {
+            // Progress reaches the control plane at most twice a second.
+            if last_report.elapsed() >= Duration::from_millis(500) {
+                last_report = Instant::now();
+                let line = format!("pulling {image}: {} of {}", pull::human_bytes(done), pull::human_bytes(total));
+                self.update(run, |e| e.progress = Some(line));
+            }
+        })
+        .await
+        .map_err(|message| pull::explain_pull_error(image, host, &message))
+    }
+
+    /// Starts the proxies for the pre-bound `listeners` towards the container.
+    async fn publish(
+        &self,
+        run: JobRunId,
+        container: &str,
+        listeners: Vec<ports::Listener>,
+        allowed_ips: &[String],
+    ) -> StepResult<()> {
+        if listeners.is_empty() {
+            return Ok(());
+        }
+        let inspect = self
+            .inner
+            .docker
+            .inspect_container(container, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| format!("cannot inspect the container: {e}"))?;
+        let ip = inspect
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|n| n.values().find_map(|e| e.ip_address.clone().filter(|ip| !ip.is_empty())))
+            .and_then(|ip| ip.parse::<IpAddr>().ok())
+            .ok_or("the container has no address on the bridge network")?;
+        let (proxies, urls) = ports::serve(listeners, ip, allowed_ips, &self.inner.config.advertise_host)?;
+        self.update(run, |e| {
+            e.proxies = proxies;
+            e.node_urls = urls;
+        });
+        Ok(())
+    }
+
+    /// Follows a started container until it ends, stopping it when asked.
+    async fn supervise(&self, run: JobRunId, container: String) {
+        let mut stop = self.stop_requested(run);
+        let follower = tokio::spawn(self.clone().follow_logs(run, container.clone()));
+        let mut stopping = false;
+        let exit = loop {
+            tokio::select! {
+                code = self.wait_exit(&container) => break code,
+                _ = until_stopped(&mut stop), if !stopping => {
+                    stopping = true;
+                    let grace = self.inner.config.stop_grace.as_secs().max(1) as i32;
+                    let options = StopContainerOptions { t: Some(grace), ..Default::default() };
+                    if let Err(e) = self.inner.docker.stop_container(&container, Some(options)).await {
+                        tracing::warn!(%run, error = %e, "stop failed; waiting for the container anyway");
+                    }
+                }
+            }
+        };
+        // Every line is shipped before the exit is: wait for the follower to drain.
+        let _ = tokio::time::timeout(Duration::from_secs(10), follower).await;
+        let state = match exit {
+            Err(reason) => ContainerState::Failed { reason },
+            Ok(_) if stopping => ContainerState::Stopped,
+            Ok(code) => ContainerState::Exited { code },
+        };
+        self.finish(run, state);
+    }
+
+    /// The container's exit code once it is not running; survives the daemon going
+    /// away meanwhile (it asks again until the daemon answers).
+    async fn wait_exit(&self, container: &str) -> StepResult<i32> {
+        let docker = &self.inner.docker;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let mut wait = docker.wait_container(container, None);
+            // The stream's outcome is not trusted (bollard turns a non-zero exit into
+            // an error); inspect says what happened.
+            let _ = wait.next().await;
+            match docker.inspect_container(container, None::<InspectContainerOptions>).await {
+                Ok(inspect) => {
+                    let state = inspect.state.unwrap_or_default();
+                    if !state.running.unwrap_or(false) {
+                        if state.oom_killed == Some(true) {
+                            return Err("the container ran out of memory (its RAM limit) and was killed".into());
+                        }
+                        return Ok(state.exit_code.unwrap_or(-1) as i32);
+                    }
+                }
+                Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => {
+                    return Err("the container disappeared (removed outside Gantry)".into());
+                }
+                Err(e) => tracing::warn!(error = %e, "Docker unavailable; the container keeps running, retrying"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Ships the container's output into the run's buffer until it ends.
+    async fn follow_logs(self, run: JobRunId, container: String) {
+        let docker = &self.inner.docker;
+        let max = self.inner.config.max_pending_log_bytes;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let cursor = self.inner.runs.lock().expect("runs poisoned").get(&run).and_then(|e| e.logs.cursor().map(str::to_string));
+            let options = LogsOptions {
+                follow: true,
+                stdout: true,
+                stderr: true,
+                timestamps: true,
+                since: cursor.as_deref().and_then(logs::epoch_seconds).unwrap_or(0) as i32,
+                tail: "all".into(),
+                ..Default::default()
+            };
+            let mut stream = docker.logs(&container, Some(options));
+            let mut broken = false;
+            let mut partial = String::new();
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(out) => {
+                        partial.push_str(&String::from_utf8_lossy(&out.into_bytes()));
+                        let mut lines: Vec<(Option<String>, String)> = Vec::new();
+                        while let Some(end) = partial.find('\n') {
+                            let line: String = partial.drain(..=end).collect();
+                            let (ts, text) = logs::split_timestamp(&line);
+                            lines.push((ts.map(str::to_string), text.to_string()));
+                        }
+                        self.update(run, |e| {
+                            for (ts, text) in lines {
+                                let fresh = match (ts.as_deref(), e.logs.cursor()) {
+                                    (Some(ts), Some(cursor)) => logs::is_after(ts, cursor),
+                                    _ => true,
+                                };
+                                if fresh {
+                                    e.logs.push(ts.as_deref(), &text, max);
+                                }
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::debug!(%run, error = %e, "log stream broke");
+                        broken = true;
+                        break;
+                    }
+                }
+            }
+            if !partial.is_empty() {
+                let (ts, text) = logs::split_timestamp(&partial);
+                let (ts, text) = (ts.map(str::to_string), text.to_string());
+                self.update(run, |e| e.logs.push(ts.as_deref(), &text, max));
+            }
+            // A stream ends when the container stops, or when the daemon went away.
+            match docker.inspect_container(&container, None::<InspectContainerOptions>).await {
+                Ok(i) if !i.state.as_ref().and_then(|s| s.running).unwrap_or(false) && !broken => return,
+                Ok(_) => {}
+                Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => return,
+                Err(_) => {}
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Resolves once a stop was asked for (holding no borrow across awaits).
+async fn until_stopped(rx: &mut watch::Receiver<Option<StopCause>>) {
+    if rx.wait_for(Option::is_some).await.is_err() {
+        // The run's entry is gone: nobody can ask any more.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Credentials when the job gave a user or a secret.
+fn registry_auth(host: Option<&str>, user: Option<&str>, secret: Option<&str>) -> Option<RegistryAuth> {
+    let user = user.filter(|u| !u.is_empty());
+    let secret = secret.filter(|s| !s.is_empty());
+    (user.is_some() || secret.is_some()).then(|| RegistryAuth {
+        host: host.map(str::to_string),
+        user: user.unwrap_or_default().to_string(),
+        secret: secret.unwrap_or_default().to_string(),
+    })
+}
+
+#[async_trait]
+impl ContainerRuntime for DockerRuntime {
+    async fn start(&self, run: JobRunId, spec: &RunSpec, epoch: i64) -> Result<(), RuntimeError> {
+        self.ensure_adopted().await?;
+        {
+            let mut runs = self.inner.runs.lock().expect("runs poisoned");
+            if runs.contains_key(&run) {
+                return Ok(());
+            }
+            runs.insert(run, Entry::new(ContainerState::Preparing));
+        }
+        self.inner.changed.notify_one();
+        tokio::spawn(self.clone().drive(run, spec.clone(), epoch));
+        Ok(())
+    }
+
+    async fn stop(&self, run: JobRunId) -> Result<(), RuntimeError> {
+        if let Some(e) = self.inner.runs.lock().expect("runs poisoned").get(&run) {
+            e.stop.send_replace(Some(StopCause::Requested));
+        }
+        Ok(())
+    }
+
+    async fn remove(&self, run: JobRunId) -> Result<(), RuntimeError> {
+        let entry = self.inner.runs.lock().expect("runs poisoned").remove(&run);
+        drop(entry); // closes its proxies
+        let remove = RemoveContainerOptions { force: true, ..Default::default() };
+        match self.inner.docker.remove_container(&spec::container_name(run), Some(remove)).await {
+            Ok(()) | Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<Observed>, RuntimeError> {
+        if let Err(e) = self.ensure_adopted().await {
+            tracing::debug!(error = %e, "cannot adopt containers yet");
+        }
+        let mut runs = self.inner.runs.lock().expect("runs poisoned");
+        Ok(runs
+            .iter_mut()
+            .map(|(run, e)| {
+                let (new_logs, log_cursor) = e.logs.take();
+                Observed {
+                    run: *run,
+                    state: e.state.clone(),
+                    new_logs,
+                    log_cursor,
+                    progress: e.progress.clone(),
+                    node_urls: e.node_urls.clone(),
+                    image_size_bytes: e.image_size,
+                }
+            })
+            .collect())
+    }
+
+    async fn changed(&self) {
+        self.inner.changed.notified().await
+    }
+}
