@@ -38,6 +38,33 @@ pub async fn test_image() -> String {
     reference
 }
 
+/// Builds `repo:tag` holding just `files` (path, content): a volume's file tree.
+pub async fn file_image(repo: &str, tag: &str, files: &[(&str, &str)]) -> String {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, content) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(content.len() as u64);
+        tar.append_data(&mut h, path, content.as_bytes()).expect("tar entry");
+    }
+    let rootfs = tar.into_inner().expect("tar");
+    image::import(&docker(), repo, tag, rootfs, &[]).await.expect("import the file image");
+    format!("{repo}:{tag}")
+}
+
+/// A TCP server that accepts connections and never answers: a registry that hangs.
+pub async fn silent_server() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let host = listener.local_addr().expect("addr").to_string();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (host, task)
+}
+
 /// A loopback `docker-registry` requiring a user and password (htpasswd, bcrypt).
 pub struct Registry {
     /// `127.0.0.1:PORT`.
@@ -168,6 +195,7 @@ impl DockerNode {
         let mut config = DockerConfig::new(owner, "127.0.0.1");
         config.bind_ip = [127, 0, 0, 1].into();
         config.stop_grace = Duration::from_secs(2);
+        config.rescan_every = Duration::from_millis(500);
         config.log_cursors = state.log_cursors;
         DockerRuntime::connect(config).expect("docker client")
     }

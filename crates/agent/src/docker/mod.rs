@@ -76,6 +76,10 @@ pub struct DockerConfig {
     pub max_pending_log_bytes: usize,
     /// Log cursors the control plane acknowledged before a restart, per run.
     pub log_cursors: HashMap<JobRunId, String>,
+    /// How often the daemon is searched for containers of this owner the runtime
+    /// does not track (left by an earlier agent process, or made by hand), which are
+    /// then adopted and, when no run wants them, swept.
+    pub rescan_every: Duration,
 }
 
 impl DockerConfig {
@@ -89,6 +93,7 @@ impl DockerConfig {
             gpus: GpuMode::Fake,
             max_pending_log_bytes: 4 * 1024 * 1024,
             log_cursors: HashMap::new(),
+            rescan_every: Duration::from_secs(30),
         }
     }
 }
@@ -136,6 +141,7 @@ struct Inner {
     changed: Notify,
     adopted: AtomicBool,
     adopting: tokio::sync::Mutex<()>,
+    last_scan: Mutex<Instant>,
 }
 
 /// Runs containers on the local Docker Engine.
@@ -171,6 +177,7 @@ impl DockerRuntime {
                 changed: Notify::new(),
                 adopted: AtomicBool::new(false),
                 adopting: tokio::sync::Mutex::new(()),
+                last_scan: Mutex::new(Instant::now()),
             }),
         }
     }
@@ -209,8 +216,11 @@ impl DockerRuntime {
             let Some(id) = summary.id.clone() else { continue };
             let labels = summary.labels.clone().unwrap_or_default();
             let run = labels.get(LABEL_RUN).and_then(|r| r.parse::<JobRunId>().ok());
+            if run.is_some_and(|r| self.inner.runs.lock().expect("runs poisoned").contains_key(&r)) {
+                continue; // tracked already (its volume sources included)
+            }
             let Some(run) = run.filter(|_| !labels.contains_key(LABEL_VOLUME_SOURCE)) else {
-                // A volume source or something unreadable: never needed after a restart.
+                // An untracked volume source, or unreadable: of no use to anyone.
                 let _ = docker.remove_container(&id, Some(RemoveContainerOptions { force: true, ..Default::default() })).await;
                 continue;
             };
@@ -356,11 +366,12 @@ impl DockerRuntime {
             volumes::copy_image_tree(docker, &id, &format!("{name}-volume-{i}"), reference, mount, labels).await?;
         }
         docker.start_container(&id, None).await.map_err(|e| format!("cannot start the container: {e}"))?;
+        // RUNNING is reported with the ports already reachable.
+        self.publish(run, &id, listeners, &spec.allowed_ips).await?;
         self.update(run, |e| {
             e.state = ContainerState::Running;
             e.progress = None;
         });
-        self.publish(run, &id, listeners, &spec.allowed_ips).await?;
         Ok(id)
     }
 
@@ -589,18 +600,35 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn remove(&self, run: JobRunId) -> Result<(), RuntimeError> {
-        let entry = self.inner.runs.lock().expect("runs poisoned").remove(&run);
-        drop(entry); // closes its proxies
+        // The container goes first: while the entry exists a rescan cannot mistake
+        // the container for an untracked one and adopt it again.
         let remove = RemoveContainerOptions { force: true, ..Default::default() };
         match self.inner.docker.remove_container(&spec::container_name(run), Some(remove)).await {
-            Ok(()) | Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
-            Err(e) => Err(unavailable(e)),
+            Ok(()) | Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(e) => return Err(unavailable(e)),
         }
+        let entry = self.inner.runs.lock().expect("runs poisoned").remove(&run);
+        drop(entry); // closes its proxies
+        Ok(())
     }
 
     async fn list(&self) -> Result<Vec<Observed>, RuntimeError> {
         if let Err(e) = self.ensure_adopted().await {
             tracing::debug!(error = %e, "cannot adopt containers yet");
+        }
+        let rescan = {
+            let mut last = self.inner.last_scan.lock().expect("scan time poisoned");
+            let due = last.elapsed() >= self.inner.config.rescan_every;
+            if due {
+                *last = Instant::now();
+            }
+            due
+        };
+        if rescan {
+            let _guard = self.inner.adopting.lock().await;
+            if let Err(e) = self.adopt().await {
+                tracing::debug!(error = %e, "cannot look for untracked containers");
+            }
         }
         let mut runs = self.inner.runs.lock().expect("runs poisoned");
         Ok(runs
