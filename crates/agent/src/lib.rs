@@ -9,7 +9,9 @@
 
 pub mod agent;
 pub mod fake;
+pub mod host;
 pub mod inventory;
+pub mod proxy;
 pub mod runtime;
 
 pub use agent::{Agent, AgentConfig};
