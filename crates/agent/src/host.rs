@@ -35,7 +35,7 @@ mod gpu;
 mod print;
 
 pub use gpu::{FakeGpus, GpuProbe, NvmlProbe, reserved_gpu_sample};
-pub use print::{inventory_json, print_inventory};
+pub use print::{inventory_json, inventory_report, print_inventory};
 
 /// What the agent's configuration says about the node (the CLI's `--fake-gpus`, `--region`,
 /// `--label KEY=VALUE` and the Docker data root).
@@ -129,7 +129,7 @@ impl HostProbe {
         };
         let mut notes: Vec<String> = gpus.note().into_iter().collect();
         let mut system = sysinfo::System::new().ok();
-        let disks = sysinfo::Disks::new_with_refreshed_list().ok();
+        let mut disks = sysinfo::Disks::new_with_refreshed_list_specifics(sysinfo::DiskRefreshKind::nothing()).ok();
         let (cpu_name, cores, ram_gb) = match system.as_mut() {
             Some(s) => {
                 s.refresh_cpu_all();
@@ -142,7 +142,7 @@ impl HostProbe {
                 ("unknown CPU".into(), 0, 0.0)
             }
         };
-        let disk_free_gb = match disks.as_ref().and_then(|d| free_space(&disk_path, d)) {
+        let disk_free_gb = match disks.as_mut().and_then(|d| free_space(&disk_path, d)) {
             Some(free) => gb(free),
             None => {
                 notes.push(format!("cannot find the file system of {}; reporting no disk", disk_path.display()));
@@ -171,9 +171,10 @@ impl HostProbe {
 
     /// Measures load and free capacity now. CPU load is averaged since the previous call (or
     /// since discovery). GPUs come from the GPU probe: NVML measures; fake GPUs report the
-    /// reservations of `held` (the runs the node was last told to hold).
+    /// reservations of `held` (the runs the node was last told to hold). It blocks for a few
+    /// milliseconds (/proc reads, one statvfs, two NVML calls per GPU).
     pub fn sample(&self, held: &[RunSpec]) -> HardwareSample {
-        let (cpu_load, ram_free_gb) = match self.system.lock().expect("sysinfo lock").as_mut() {
+        let (cpu_load, ram_free_gb) = match self.system.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             Some(s) => {
                 s.refresh_cpu_usage();
                 s.refresh_memory();
@@ -181,11 +182,8 @@ impl HostProbe {
             }
             None => (0.0, 0.0),
         };
-        let storage_free_gb = match self.disks.lock().expect("disks lock").as_mut() {
-            Some(d) => {
-                d.refresh_specifics(false, sysinfo::DiskRefreshKind::nothing().with_storage());
-                free_space(&self.disk_path, d).map_or(0.0, gb)
-            }
+        let storage_free_gb = match self.disks.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            Some(d) => free_space(&self.disk_path, d).map_or(0.0, gb),
             None => 0.0,
         };
         HardwareSample { cpu_load, ram_free_gb, storage_free_gb, gpus: self.gpus.sample(held) }
@@ -197,20 +195,24 @@ fn default_disk_path() -> PathBuf {
     if docker.is_dir() { docker.to_path_buf() } else { PathBuf::from("/") }
 }
 
-/// Available bytes on the file system holding `path`: the mount point that is the longest
-/// prefix of it.
-fn free_space(path: &Path, disks: &sysinfo::Disks) -> Option<u64> {
-    mount_for(path, disks.iter().map(|d| (d.mount_point(), d.available_space())))
+/// Available bytes on the file system holding `path`, refreshing only that file system (a
+/// Docker host lists many mounts; one statvfs per heartbeat is enough).
+fn free_space(path: &Path, disks: &mut sysinfo::Disks) -> Option<u64> {
+    let index = mount_index(path, disks.iter().map(|d| d.mount_point()))?;
+    let disk = &mut disks[index];
+    disk.refresh_specifics(sysinfo::DiskRefreshKind::nothing().with_storage());
+    Some(disk.available_space())
 }
 
-/// The value of the deepest mount point containing `path` (prefix by whole components, so
-/// `/var/lib` does not contain `/var/library`).
-pub(crate) fn mount_for<'a, T>(path: &Path, mounts: impl IntoIterator<Item = (&'a Path, T)>) -> Option<T> {
+/// Which of `mounts` holds `path`: the deepest mount point that is a prefix of it by whole
+/// components (so `/var/lib` does not hold `/var/library`).
+pub(crate) fn mount_index<'a>(path: &Path, mounts: impl IntoIterator<Item = &'a Path>) -> Option<usize> {
     mounts
         .into_iter()
-        .filter(|(mount, _)| path.starts_with(mount))
-        .max_by_key(|(mount, _)| mount.components().count())
-        .map(|(_, value)| value)
+        .enumerate()
+        .filter(|(_, mount)| path.starts_with(mount))
+        .max_by_key(|(_, mount)| mount.components().count())
+        .map(|(index, _)| index)
 }
 
 /// Bytes to GB (2^30), rounded to 0.1.

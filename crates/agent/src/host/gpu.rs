@@ -84,7 +84,7 @@ impl NvmlProbe {
         let nvml = match init {
             Ok(nvml) => nvml,
             Err(e) => {
-                tracing::info!(error = %e, "NVML unavailable; this node offers no GPUs");
+                tracing::debug!(error = %e, "NVML unavailable; this node offers no GPUs");
                 return Self { nvml: None, gpus: Vec::new(), note: Some(no_driver_note(&e.to_string())) };
             }
         };

@@ -43,3 +43,17 @@ pub fn inventory_json(desc: &NodeDescription, notes: &[String]) -> serde_json::V
         "notes": notes,
     })
 }
+
+/// Discovers the host with `options` and prints it: what `gantry agent --print-inventory
+/// [--json]` shows. The error is a configuration error (see [`super::HostProbe::discover`]).
+pub fn inventory_report(options: &super::HostOptions, json: bool) -> Result<String, String> {
+    let probe = super::HostProbe::discover(options)?;
+    Ok(if json {
+        let mut text = serde_json::to_string_pretty(&inventory_json(probe.description(), probe.notes()))
+            .expect("inventory serialises");
+        text.push('\n');
+        text
+    } else {
+        print_inventory(probe.description(), probe.notes())
+    })
+}

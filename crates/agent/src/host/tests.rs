@@ -129,12 +129,12 @@ fn bad_configuration_is_an_error_naming_it() {
 
 #[test]
 fn disk_is_the_deepest_mount_containing_the_path() {
-    let mounts = [(Path::new("/"), 1), (Path::new("/var"), 2), (Path::new("/var/lib/docker"), 3)];
-    assert_eq!(mount_for(Path::new("/var/lib/docker/overlay2"), mounts), Some(3));
-    assert_eq!(mount_for(Path::new("/var/lib/docker"), mounts), Some(3));
-    assert_eq!(mount_for(Path::new("/var/library"), mounts), Some(2));
-    assert_eq!(mount_for(Path::new("/home"), mounts), Some(1));
-    assert_eq!(mount_for(Path::new("/home"), [(Path::new("/var"), 2)]), None);
+    let mounts = [Path::new("/"), Path::new("/var"), Path::new("/var/lib/docker")];
+    assert_eq!(mount_index(Path::new("/var/lib/docker/overlay2"), mounts), Some(2));
+    assert_eq!(mount_index(Path::new("/var/lib/docker"), mounts), Some(2));
+    assert_eq!(mount_index(Path::new("/var/library"), mounts), Some(1));
+    assert_eq!(mount_index(Path::new("/home"), mounts), Some(0));
+    assert_eq!(mount_index(Path::new("/home"), [Path::new("/var")]), None);
     assert_eq!(gb(24 << 30), 24.0);
     assert_eq!(gb(25_757_220_864), 24.0); // an RTX 4090's NVML total
 }
@@ -172,4 +172,20 @@ fn printed_inventory_shows_what_was_found() {
     assert_eq!(json["notes"][0], notes[0].as_str());
     let bare = print_inventory(&describe(&facts(), Vec::new(), None, &HostOptions::default()), &[]);
     assert!(bare.contains("Region:  (none)") && bare.contains("GPUs:    0") && !bare.contains("INDEX"), "{bare}");
+}
+
+#[test]
+fn report_prints_the_discovered_host() {
+    let options = HostOptions {
+        fake_gpus: Some("1xNVIDIA H100:80".into()),
+        region: Some("eu-west-1".into()),
+        disk_path: Some("/".into()),
+        ..Default::default()
+    };
+    let table = inventory_report(&options, false).unwrap();
+    assert!(table.contains("NVIDIA H100") && table.contains("80.0 GB") && table.contains("eu-west-1"), "{table}");
+    let json: serde_json::Value = serde_json::from_str(&inventory_report(&options, true).unwrap()).unwrap();
+    assert_eq!(json["inventory"]["gpus"][0]["name"], "NVIDIA H100");
+    assert!(json["inventory"]["ram_gb"].as_f64().unwrap() > 0.0);
+    assert!(inventory_report(&HostOptions { fake_gpus: Some("x".into()), ..Default::default() }, false).is_err());
 }
