@@ -19,11 +19,17 @@ pub struct AgentArgs {
     #[arg(long, env = "GANTRY_API_BASE_URL", default_value = "http://127.0.0.1:8080")]
     server: String,
     /// Public key of a `node` preset key.
-    #[arg(long, env = "GANTRY_PUBLIC_KEY")]
-    public_key: String,
+    #[arg(long, env = "GANTRY_PUBLIC_KEY", required_unless_present = "print_inventory")]
+    public_key: Option<String>,
     /// Secret key of that key.
-    #[arg(long, env = "GANTRY_SECRET_KEY")]
-    secret_key: String,
+    #[arg(long, env = "GANTRY_SECRET_KEY", required_unless_present = "print_inventory")]
+    secret_key: Option<String>,
+    /// Print what this machine offers (GPUs from NVML or --fake-gpus, CPUs, RAM, free disk) and exit.
+    #[arg(long)]
+    print_inventory: bool,
+    /// With --print-inventory: print JSON instead of a table.
+    #[arg(long, requires = "print_inventory")]
+    json: bool,
     /// Run N simulated nodes in this process (fake runtime, no Docker).
     #[arg(long, value_name = "N")]
     simulate: Option<usize>,
@@ -40,6 +46,14 @@ pub struct AgentArgs {
 
 /// Runs the agent(s) until Ctrl-C / SIGTERM.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    if args.print_inventory {
+        let options = gantry_agent::host::HostOptions {
+            fake_gpus: (!args.fake_gpus.is_empty()).then(|| args.fake_gpus.clone()),
+            ..Default::default()
+        };
+        print!("{}", gantry_agent::host::inventory_report(&options, args.json).map_err(anyhow::Error::msg)?);
+        return Ok(());
+    }
     let Some(count) = args.simulate else {
         anyhow::bail!(
             "running real containers needs the Docker runtime, which this build does not have yet; \
@@ -49,8 +63,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let description = parse_fake_spec(&args.fake_gpus).map_err(|e| anyhow::anyhow!("--fake-gpus: {e}"))?;
     let client = Client::new(Credentials {
         base_url: args.server.clone(),
-        public_key: args.public_key.clone(),
-        secret_key: args.secret_key.clone(),
+        public_key: args.public_key.clone().unwrap_or_default(),
+        secret_key: args.secret_key.clone().unwrap_or_default(),
     });
     client.me().await.context("cannot reach the control plane with this key")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
