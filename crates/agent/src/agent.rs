@@ -23,11 +23,11 @@ use gantry_types::{JobRunId, NodeId};
 use tokio::sync::watch;
 
 use crate::inventory::NodeDescription;
-use crate::state::{AgentState, StateFile};
 use crate::runtime::{ContainerRuntime, ContainerState, Observed};
+use crate::state::{AgentState, StateFile};
 
 /// How an agent runs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AgentConfig {
     /// Display name of the node.
     pub name: String,
@@ -40,6 +40,9 @@ pub struct AgentConfig {
     /// Where the agent remembers its node and log cursors across restarts (none for
     /// simulated nodes, which are new nodes on every start).
     pub state: Option<(StateFile, AgentState)>,
+    /// Measures the host for heartbeats (real nodes); without one the sample is
+    /// computed from what the held runs reserve (simulated nodes).
+    pub probe: Option<Arc<crate::host::HostProbe>>,
 }
 
 /// One node's agent.
@@ -223,11 +226,8 @@ impl<R: ContainerRuntime> Agent<R> {
                 }
             }
             // Output sent is output acknowledged: remember how far, for a restart.
-            let acked: HashMap<JobRunId, String> = cursors
-                .iter()
-                .filter(|(run, _)| !unsent.contains_key(run))
-                .map(|(run, c)| (*run, c.clone()))
-                .collect();
+            let acked: HashMap<JobRunId, String> =
+                cursors.iter().filter(|(run, _)| !unsent.contains_key(run)).map(|(run, c)| (*run, c.clone())).collect();
             self.save_state(|s| s.log_cursors = acked);
             if desired.fenced {
                 tracing::warn!(%node, "this node was declared lost; stopping its runs and registering again");
@@ -248,10 +248,13 @@ impl<R: ContainerRuntime> Agent<R> {
         }
     }
 
-    /// What the node has left, as its heartbeat reports it: the inventory minus what the
-    /// runs it holds reserve (their GPUs fully loaded and out of free VRAM). A real
-    /// runtime will measure instead; the reservations are what the fake one knows.
+    /// What the node has left, as its heartbeat reports it: measured by the host probe
+    /// on real nodes; on simulated ones, the inventory minus what the runs it holds
+    /// reserve (their GPUs fully loaded and out of free VRAM).
     fn sample(&self, held: &[gantry_types::protocol::RunSpec]) -> gantry_types::node::HardwareSample {
+        if let Some(probe) = &self.config.probe {
+            return probe.sample(held);
+        }
         let inv = &self.config.description.inventory;
         let cores = inv.cores().max(1);
         let used_cpu: u32 = held.iter().map(|r| r.cpu).sum();

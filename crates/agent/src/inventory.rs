@@ -4,7 +4,8 @@
 //! `"2xNVIDIA RTX 4090:24,region=eu-west-1,cpus=16,ram=64,disk=500"`: comma-separated
 //! items; `NxNAME:VRAM_GB` adds N GPUs (repeatable), `region=`, `cpus=`, `ram=` (GB),
 //! `disk=` (GB) and `label.KEY=VALUE` set the rest. Defaults: 16 cores, 64 GB RAM,
-//! 500 GB disk, no GPUs, no region.
+//! 500 GB disk, no GPUs, no region. On a real node the agent measures the host instead and
+//! the spec only overrides what it names ([`parse_fake_items`], used by [`crate::host`]).
 
 use std::collections::BTreeMap;
 
@@ -21,22 +22,52 @@ pub struct NodeDescription {
     pub labels: BTreeMap<String, String>,
 }
 
-/// Parses a fake node spec; the error names the bad item.
+/// What a fake spec sets: only what it names, so a real host can fill in the rest
+/// (see [`crate::host`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FakeSpec {
+    /// The `NxNAME:VRAM_GB` items, numbered from 0.
+    pub gpus: Vec<InventoryGpu>,
+    /// `cpus=`.
+    pub cpus: Option<u32>,
+    /// `ram=` (GB).
+    pub ram_gb: Option<f64>,
+    /// `disk=` (GB).
+    pub disk_gb: Option<f64>,
+    /// `region=`.
+    pub region: Option<String>,
+    /// `label.KEY=VALUE` items.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Parses a fake node spec; the error names the bad item. Unset facts take the defaults of
+/// a simulated node (16 cores, 64 GB RAM, 500 GB disk).
 pub fn parse_fake_spec(spec: &str) -> Result<NodeDescription, String> {
-    let mut cpus = 16u32;
-    let mut inventory = NodeInventory { ram_gb: 64.0, storage_gb: 500.0, ..Default::default() };
-    let mut region = None;
-    let mut labels = BTreeMap::new();
+    let fake = parse_fake_items(spec)?;
+    let inventory = NodeInventory {
+        cpus: vec![NodeCpu { name: "Simulated CPU".into(), num_cores: fake.cpus.unwrap_or(16) }],
+        ram_gb: fake.ram_gb.unwrap_or(64.0),
+        storage_gb: fake.disk_gb.unwrap_or(500.0),
+        gpus: fake.gpus,
+    };
+    Ok(NodeDescription { inventory, region: fake.region, labels: fake.labels })
+}
+
+/// Parses a fake node spec into what it sets explicitly; the error names the bad item.
+pub fn parse_fake_items(spec: &str) -> Result<FakeSpec, String> {
+    let mut fake = FakeSpec::default();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let number = |v: &str| v.parse::<f64>().map_err(|_| format!("{item:?}: {v:?} is not a number"));
         if let Some((key, value)) = item.split_once('=') {
             match key {
-                "region" => region = Some(value.to_string()),
-                "cpus" => cpus = value.parse().map_err(|_| format!("{item:?}: cpus must be a whole number"))?,
-                "ram" => inventory.ram_gb = number(value)?,
-                "disk" => inventory.storage_gb = number(value)?,
+                "region" => fake.region = Some(value.to_string()),
+                "cpus" => {
+                    fake.cpus = Some(value.parse().map_err(|_| format!("{item:?}: cpus must be a whole number"))?)
+                }
+                "ram" => fake.ram_gb = Some(number(value)?),
+                "disk" => fake.disk_gb = Some(number(value)?),
                 _ if key.starts_with("label.") => {
-                    labels.insert(key["label.".len()..].to_string(), value.to_string());
+                    fake.labels.insert(key["label.".len()..].to_string(), value.to_string());
                 }
                 _ => return Err(format!("{item:?}: unknown key {key:?} (region, cpus, ram, disk, label.NAME)")),
             }
@@ -53,8 +84,8 @@ pub fn parse_fake_spec(spec: &str) -> Result<NodeDescription, String> {
         };
         let vram_gb = number(vram)?;
         for _ in 0..count {
-            let index = inventory.gpus.len() as u32;
-            inventory.gpus.push(InventoryGpu {
+            let index = fake.gpus.len() as u32;
+            fake.gpus.push(InventoryGpu {
                 index,
                 uuid: format!("GPU-fake-{index:02}-{:08x}", fnv(name) ^ index),
                 name: name.to_string(),
@@ -62,8 +93,7 @@ pub fn parse_fake_spec(spec: &str) -> Result<NodeDescription, String> {
             });
         }
     }
-    inventory.cpus = vec![NodeCpu { name: "Simulated CPU".into(), num_cores: cpus }];
-    Ok(NodeDescription { inventory, region, labels })
+    Ok(fake)
 }
 
 /// A small stable hash so fake GPU uuids look distinct per model.
@@ -89,5 +119,17 @@ mod tests {
         assert!(parse_fake_spec("").unwrap().inventory.gpus.is_empty());
         assert!(parse_fake_spec("4090").is_err());
         assert!(parse_fake_spec("colour=red").is_err());
+    }
+
+    #[test]
+    fn items_record_only_what_the_spec_sets() {
+        let f = parse_fake_items("1xA100:80,ram=128").unwrap();
+        assert_eq!(f.gpus.len(), 1);
+        assert_eq!(f.ram_gb, Some(128.0));
+        assert_eq!((f.cpus, f.disk_gb, f.region.as_deref()), (None, None, None));
+        assert_eq!(parse_fake_items("").unwrap(), FakeSpec::default());
+        // The simulated-node defaults fill what the spec leaves out.
+        let d = parse_fake_spec("ram=128").unwrap();
+        assert_eq!((d.inventory.cores(), d.inventory.ram_gb, d.inventory.storage_gb), (16, 128.0, 500.0));
     }
 }

@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod docker;
 pub mod fake;
+pub mod host;
 pub mod inventory;
 pub mod proxy;
 pub mod runtime;

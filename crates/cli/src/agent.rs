@@ -1,14 +1,28 @@
-//! `gantry agent`: run a node agent. Today that means simulated nodes (`--simulate N`):
-//! N in-process nodes, each registering as its own node and speaking the real
-//! protocol, running jobs in the fake runtime (see `gantry_agent::fake` for the
-//! contract). Real containers on Docker arrive with the Docker runtime.
+//! `gantry agent`: run a node agent.
+//!
+//! By default it runs the node's jobs as containers on the local Docker Engine,
+//! describing the machine from the host (NVML GPUs, CPUs, RAM, free disk) and
+//! remembering its node and log cursors in `--state-dir`, so a restarted agent
+//! re-attaches to the same node and adopts its running containers. Stopping the
+//! agent leaves containers running for the next start to adopt.
+//!
+//! `--simulate N` runs N in-process simulated nodes on the fake runtime instead (see
+//! `gantry_agent::fake` for their contract), and `--print-inventory` only prints
+//! what the machine offers.
 
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use gantry_agent::docker::spec::GpuMode;
+use gantry_agent::docker::{DockerConfig, DockerRuntime};
 use gantry_agent::fake::FakeRuntime;
+use gantry_agent::host::{HostOptions, HostProbe, parse_label};
 use gantry_agent::inventory::parse_fake_spec;
+use gantry_agent::state::StateFile;
 use gantry_agent::{Agent, AgentConfig};
 use gantry_client::{Client, Credentials};
 
@@ -19,60 +33,236 @@ pub struct AgentArgs {
     #[arg(long, env = "GANTRY_API_BASE_URL", default_value = "http://127.0.0.1:8080")]
     server: String,
     /// Public key of a `node` preset key.
-    #[arg(long, env = "GANTRY_PUBLIC_KEY")]
-    public_key: String,
+    #[arg(long, env = "GANTRY_PUBLIC_KEY", required_unless_present = "print_inventory")]
+    public_key: Option<String>,
     /// Secret key of that key.
-    #[arg(long, env = "GANTRY_SECRET_KEY")]
-    secret_key: String,
+    #[arg(long, env = "GANTRY_SECRET_KEY", required_unless_present = "print_inventory")]
+    secret_key: Option<String>,
+    /// Print what this machine offers (GPUs from NVML or --fake-gpus, CPUs, RAM, free disk) and exit.
+    #[arg(long)]
+    print_inventory: bool,
+    /// With --print-inventory: print JSON instead of a table.
+    #[arg(long, requires = "print_inventory")]
+    json: bool,
     /// Run N simulated nodes in this process (fake runtime, no Docker).
     #[arg(long, value_name = "N")]
     simulate: Option<usize>,
-    /// What each node offers, e.g. "2xNVIDIA RTX 4090:24,region=eu-west-1,cpus=16,ram=64".
-    #[arg(long, value_name = "SPEC", default_value = "")]
-    fake_gpus: String,
-    /// Name prefix of the nodes.
-    #[arg(long, default_value = "sim")]
-    name: String,
+    /// Pretend the GPUs (and whatever else the spec sets), e.g. "2xNVIDIA RTX 4090:24,cpus=16,ram=64".
+    #[arg(long, value_name = "SPEC")]
+    fake_gpus: Option<String>,
+    /// Region code of the node (e.g. eu-west-1).
+    #[arg(long)]
+    region: Option<String>,
+    /// A label KEY=VALUE for placement (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// Where free disk is measured (default: /var/lib/docker if it exists, else /).
+    #[arg(long)]
+    disk_path: Option<PathBuf>,
+    /// Node name (default: the host name; simulated nodes add -0, -1, ...).
+    #[arg(long)]
+    name: Option<String>,
+    /// Where the agent remembers its node, container label and log cursors.
+    #[arg(long, env = "GANTRY_AGENT_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Host name or address users reach published ports on (default: this machine's
+    /// address on the route to the control plane).
+    #[arg(long)]
+    advertise_host: Option<String>,
+    /// Address the port proxies listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Seconds between SIGTERM and SIGKILL when a container is stopped.
+    #[arg(long, default_value_t = 10)]
+    stop_grace_secs: u64,
     /// Long-poll wait per sync (the idle heartbeat period), ms.
     #[arg(long, default_value_t = 1000)]
     sync_wait_ms: u64,
-    state: None,
+}
+
+impl AgentArgs {
+    /// The agent `gantry dev` runs: Docker, state under the dev data directory,
+    /// ports published on loopback.
+    pub fn for_dev(server: String, public_key: String, secret_key: String, state_dir: PathBuf) -> Self {
+        Self {
+            server,
+            public_key: Some(public_key),
+            secret_key: Some(secret_key),
+            print_inventory: false,
+            json: false,
+            simulate: None,
+            fake_gpus: None,
+            region: None,
+            labels: vec![],
+            disk_path: None,
+            name: Some("dev-node".into()),
+            state_dir: Some(state_dir),
+            advertise_host: Some("127.0.0.1".into()),
+            bind: IpAddr::from([127, 0, 0, 1]),
+            stop_grace_secs: 10,
+            sync_wait_ms: 1000,
+        }
+    }
+
+    fn host_options(&self) -> HostOptions {
+        HostOptions {
+            fake_gpus: self.fake_gpus.clone().filter(|s| !s.is_empty()),
+            region: self.region.clone(),
+            labels: self.labels.iter().cloned().collect(),
+            disk_path: self.disk_path.clone(),
+        }
+    }
+
+    /// A client with the agent's key.
+    pub fn client(&self) -> Client {
+        Client::new(Credentials {
+            base_url: self.server.clone(),
+            public_key: self.public_key.clone().unwrap_or_default(),
+            secret_key: self.secret_key.clone().unwrap_or_default(),
+        })
+    }
 }
 
 /// Runs the agent(s) until Ctrl-C / SIGTERM.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let Some(count) = args.simulate else {
-        anyhow::bail!(
-            "running real containers needs the Docker runtime, which this build does not have yet; \
-             use --simulate N to run simulated nodes"
+    if args.print_inventory {
+        print!(
+            "{}",
+            gantry_agent::host::inventory_report(&args.host_options(), args.json).map_err(anyhow::Error::msg)?
         );
-    };
-    let description = parse_fake_spec(&args.fake_gpus).map_err(|e| anyhow::anyhow!("--fake-gpus: {e}"))?;
-    let client = Client::new(Credentials {
-        base_url: args.server.clone(),
-        public_key: args.public_key.clone(),
-        secret_key: args.secret_key.clone(),
-    });
-    client.me().await.context("cannot reach the control plane with this key")?;
+        return Ok(());
+    }
+    let client = args.client();
+    client.me().await.with_context(|| format!("cannot reach the control plane at {} with this key", args.server))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let tasks: Vec<_> = (0..count)
-        .map(|i| {
-            let config = AgentConfig {
-                name: format!("{}-{i}", args.name),
-                description: description.clone(),
-                hostname: Some("127.0.0.1".into()),
-                sync_wait_ms: args.sync_wait_ms,
-                state: None,
-            };
-            let agent = Agent::new(client.clone(), Arc::new(FakeRuntime::default()), config);
-            tokio::spawn(agent.run(stop_rx.clone()))
-        })
-        .collect();
-    println!("gantry agent: {count} simulated node(s) syncing with {}", args.server);
+    let tasks = match args.simulate {
+        Some(count) => simulated(&args, client, count, stop_rx)?,
+        None => vec![docker_agent(&args, client, stop_rx).await?],
+    };
     crate::serve::shutdown_signal().await;
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;
     }
     Ok(())
+}
+
+fn simulated(
+    args: &AgentArgs,
+    client: Client,
+    count: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut description =
+        parse_fake_spec(args.fake_gpus.as_deref().unwrap_or("")).map_err(|e| anyhow::anyhow!("--fake-gpus: {e}"))?;
+    if args.region.is_some() {
+        description.region = args.region.clone();
+    }
+    description.labels.extend(args.labels.iter().cloned());
+    let name = args.name.clone().unwrap_or_else(|| "sim".into());
+    let tasks = (0..count)
+        .map(|i| {
+            let config = AgentConfig {
+                name: format!("{name}-{i}"),
+                description: description.clone(),
+                hostname: Some("127.0.0.1".into()),
+                sync_wait_ms: args.sync_wait_ms,
+                state: None,
+                probe: None,
+            };
+            let agent = Agent::new(client.clone(), Arc::new(FakeRuntime::default()), config);
+            tokio::spawn(agent.run(stop.clone()))
+        })
+        .collect();
+    println!("gantry agent: {count} simulated node(s) syncing with {}", args.server);
+    Ok(tasks)
+}
+
+/// Starts the Docker agent; it runs until `stop` turns true.
+pub async fn docker_agent(
+    args: &AgentArgs,
+    client: Client,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
+    let file = StateFile::in_dir(&state_dir);
+    let mut state = file.load_or_create().with_context(|| format!("agent state in {}", state_dir.display()))?;
+    if state.server_url.as_deref() != Some(args.server.as_str()) {
+        if state.node_uuid.is_some() {
+            println!("note: {} belonged to another control plane; registering as a new node", state_dir.display());
+        }
+        state.node_uuid = None;
+        state.log_cursors.clear();
+        state.server_url = Some(args.server.clone());
+        file.save(&state).with_context(|| format!("cannot write {}", state_dir.display()))?;
+    }
+    let probe = HostProbe::discover(&args.host_options()).map_err(anyhow::Error::msg)?;
+    for note in probe.notes() {
+        println!("note: {note}");
+    }
+    let real_gpus = args.fake_gpus.is_none() && !probe.description().inventory.gpus.is_empty();
+    let advertise = match &args.advertise_host {
+        Some(h) => h.clone(),
+        None => route_address(&args.server).unwrap_or_else(|| "127.0.0.1".into()),
+    };
+    let mut config = DockerConfig::new(state.agent_id.clone(), advertise.clone());
+    config.bind_ip = args.bind;
+    config.stop_grace = Duration::from_secs(args.stop_grace_secs);
+    config.gpus = if real_gpus { GpuMode::Nvidia } else { GpuMode::Fake };
+    config.log_cursors = state.log_cursors.clone();
+    let runtime = DockerRuntime::connect(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let version = runtime.docker().version().await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot reach the Docker Engine ({e}); is it running, and may this user use its socket \
+             (the docker group)? Or use --simulate N for simulated nodes"
+        )
+    })?;
+    let name = args.name.clone().unwrap_or_else(host_name);
+    let gpus = probe.description().inventory.gpus.len();
+    let description = probe.description().clone();
+    let agent_config = AgentConfig {
+        name: name.clone(),
+        description,
+        hostname: Some(advertise.clone()),
+        sync_wait_ms: args.sync_wait_ms,
+        state: Some((file, state)),
+        probe: Some(Arc::new(probe)),
+    };
+    let agent = Agent::new(client, Arc::new(runtime), agent_config);
+    println!(
+        "gantry agent: node {name:?} ({gpus} GPU(s){}) on Docker {} syncing with {}; ports published on {advertise}",
+        if real_gpus || gpus == 0 { "" } else { ", pretended" },
+        version.version.unwrap_or_default(),
+        args.server
+    );
+    Ok(tokio::spawn(agent.run(stop)))
+}
+
+/// `$GANTRY_AGENT_STATE_DIR`, else `/var/lib/gantry-agent` for root, else
+/// `~/.local/state/gantry-agent`.
+fn default_state_dir() -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    match (std::env::var("USER").as_deref(), home) {
+        (Ok("root"), _) | (_, None) => PathBuf::from("/var/lib/gantry-agent"),
+        (_, Some(home)) => home.join(".local/state/gantry-agent"),
+    }
+}
+
+/// This machine's address on the route to the control plane (no packet is sent:
+/// connecting a UDP socket only picks the route).
+fn route_address(server: &str) -> Option<String> {
+    let authority = server.split("://").nth(1).unwrap_or(server).split('/').next()?;
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&authority).ok()?.next()?;
+    let bind: std::net::SocketAddr = if addr.is_ipv4() { "0.0.0.0:0".parse().ok()? } else { "[::]:0".parse().ok()? };
+    let socket = std::net::UdpSocket::bind(bind).ok()?;
+    socket.connect(addr).ok()?;
+    Some(socket.local_addr().ok()?.ip().to_string())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "node".into())
 }

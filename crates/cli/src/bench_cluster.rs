@@ -99,6 +99,7 @@ impl Cluster {
                 hostname: Some("127.0.0.1".into()),
                 sync_wait_ms: 1000,
                 state: None,
+                probe: None,
             };
             let runtime = Arc::new(gantry_agent::fake::FakeRuntime::default());
             let agent = gantry_agent::Agent::new(self.node_client.clone(), runtime, config);

@@ -1,18 +1,33 @@
 //! `gantry dev`: the whole platform on one machine, for trying Gantry out.
 //!
-//! Today that is the control plane on the embedded SQLite default in `./.gantry`,
-//! plus a consumer key for the CLI, kept in `.gantry/dev-credentials.json` (mode 0600)
-//! so a restart prints the same exports. Node agents join here as later issues land.
+//! One command brings up the control plane on the embedded SQLite default in
+//! `./.gantry`, a consumer key for the CLI and a node key (kept in
+//! `.gantry/dev-credentials.json`, mode 0600, so a restart prints the same exports),
+//! a node agent on the local Docker Engine, and then proves the path end to end: it
+//! builds a demo image from what the machine has (a static busybox; no registry is
+//! needed), runs a hello-world job through the API, prints its logs, and keeps serving.
+//!
+//! Without Docker or without a static busybox the control plane still comes up, and
+//! it says what is missing and what to do.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use gantry_client::{Client, Credentials};
+use gantry_types::job_run::JobRunStatus;
 use gantry_types::permissions::Preset;
 use serde::{Deserialize, Serialize};
 
 use crate::serve::{ServerArgs, shutdown_signal};
+
+/// The demo image `gantry dev` builds and runs.
+const DEMO_IMAGE: &str = "gantry/hello";
+const DEMO_SCRIPT: &str = "echo \"Hello from Gantry! Job $GANTRY_JOB_UUID ran as run $GANTRY_RUN_UUID \
+(rank $GANTRY_NODE_RANK of $GANTRY_NODE_COUNT) in a container on this machine.\"; \
+echo \"GPUs visible to it: ${NVIDIA_VISIBLE_DEVICES:-none}\"";
 
 /// `gantry dev`.
 #[derive(Args)]
@@ -23,6 +38,12 @@ pub struct DevArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Start no node agent (the control plane alone).
+    #[arg(long)]
+    no_agent: bool,
+    /// Skip the hello-world job.
+    #[arg(long)]
+    no_demo: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -30,6 +51,11 @@ struct DevCredentials {
     public_key: String,
     secret_key: String,
     account_uuid: String,
+    /// The dev node's key (files from before nodes existed lack it).
+    #[serde(default)]
+    node_public_key: Option<String>,
+    #[serde(default)]
+    node_secret_key: Option<String>,
 }
 
 const CREDENTIALS_FILE: &str = "dev-credentials.json";
@@ -48,28 +74,111 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot start the server on {} (is another one running?)", args.listen))?;
     let url = format!("http://{}", server.local_addr);
     println!("Gantry is up: control plane at {url}, data in {}", args.data_dir.display());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut agent = None;
+    if !args.no_agent {
+        let node_args = crate::agent::AgentArgs::for_dev(
+            url.clone(),
+            creds.node_public_key.clone().unwrap_or_default(),
+            creds.node_secret_key.clone().unwrap_or_default(),
+            args.data_dir.join("agent"),
+        );
+        match crate::agent::docker_agent(&node_args, node_args.client(), stop_rx).await {
+            Ok(task) => agent = Some(task),
+            Err(e) => println!(
+                "\nNo node agent: {e:#}\nThe control plane keeps serving; `gantry agent --simulate 1` adds a simulated node."
+            ),
+        }
+    }
+    let consumer = Client::new(Credentials {
+        base_url: url.clone(),
+        public_key: creds.public_key.clone(),
+        secret_key: creds.secret_key.clone(),
+    });
+    if agent.is_some() && !args.no_demo {
+        if let Err(e) = demo(&consumer).await {
+            println!("\nThe hello-world job did not run: {e:#}");
+        }
+    }
     println!("\nPaste these into another shell to use the CLI:\n");
     println!("export GANTRY_API_BASE_URL={url}");
     println!("export GANTRY_PUBLIC_KEY={}", creds.public_key);
     println!("export GANTRY_SECRET_KEY={}", creds.secret_key);
-    println!("\nThen try: gantry jobs create --image busybox && gantry jobs list");
-    println!("Ctrl-C stops the platform; state stays in {}.", args.data_dir.display());
+    println!("\nThen try: gantry jobs create --image {DEMO_IMAGE} --tag latest --cpus 1 --gpus 0 --follow");
+    println!(
+        "Ctrl-C stops the platform (job containers keep running and are adopted on the next start); state stays in {}.",
+        args.data_dir.display()
+    );
     shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    if let Some(task) = agent {
+        let _ = task.await;
+    }
     server.shutdown().await
 }
 
-/// Loads the dev key, creating an account and key on first run.
-async fn credentials(data_dir: &std::path::Path) -> anyhow::Result<DevCredentials> {
-    let path = data_dir.join(CREDENTIALS_FILE);
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        return serde_json::from_str(&text).with_context(|| format!("{} is corrupt; delete it", path.display()));
+/// Builds the demo image, runs it as a job through the API and prints its logs.
+async fn demo(client: &Client) -> anyhow::Result<()> {
+    let docker = bollard::Docker::connect_with_local_defaults()?;
+    if docker.inspect_image(&format!("{DEMO_IMAGE}:latest")).await.is_err() {
+        println!(
+            "\nBuilding the demo image {DEMO_IMAGE}:latest from this machine's static busybox (no registry needed)..."
+        );
+        gantry_agent::docker::image::build_busybox_image(&docker, DEMO_IMAGE, "latest", DEMO_SCRIPT)
+            .await
+            .map_err(anyhow::Error::msg)?;
     }
-    let key = crate::admin::create_key_in(data_dir, None, "dev", Preset::Consumer, None, None).await?;
-    let creds = DevCredentials {
-        public_key: key.public_key,
-        secret_key: key.secret_key.context("new key has a secret")?,
-        account_uuid: key.account_uuid.to_string(),
+    let body = serde_json::json!({
+        "title": "hello from gantry dev", "task": "BATCH", "max_timeout_run_ms": 600000,
+        "cpu_count": 1, "gpu_count": 0,
+        "parameters": {"type": "docker", "parameters": {"image": DEMO_IMAGE, "tag": "latest", "ports": []}}
+    });
+    let job = client.create_job(&body).await.context("submitting the hello-world job")?;
+    println!("\nSubmitted the hello-world job {}; its logs:", job.uuid);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let run = loop {
+        if let Some(run) = client.runs_of_job(job.uuid).await?.into_iter().next() {
+            break run;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "the job was not placed within a minute");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let mut stream = client.run_logs(run.uuid, true).await?;
+    while let Some(chunk) = stream.chunk().await? {
+        for line in String::from_utf8_lossy(&chunk).lines() {
+            println!("  | {line}");
+        }
+    }
+    let run = client.get_job_run(run.uuid).await?;
+    match run.status {
+        JobRunStatus::Completed => println!("It completed (exit code 0): the whole path works."),
+        other => println!("It ended {}: {}", other.as_str(), run.status_reason.unwrap_or_default()),
+    }
+    Ok(())
+}
+
+/// Loads the dev keys, creating an account, a consumer key and a node key on first run.
+async fn credentials(data_dir: &Path) -> anyhow::Result<DevCredentials> {
+    let path = data_dir.join(CREDENTIALS_FILE);
+    let mut creds = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).with_context(|| format!("{} is corrupt; delete it", path.display()))?,
+        Err(_) => {
+            let key = crate::admin::create_key_in(data_dir, None, "dev", Preset::Consumer, None, None).await?;
+            DevCredentials {
+                public_key: key.public_key,
+                secret_key: key.secret_key.context("new key has a secret")?,
+                account_uuid: key.account_uuid.to_string(),
+                node_public_key: None,
+                node_secret_key: None,
+            }
+        }
+    };
+    if creds.node_public_key.is_none() {
+        let account = creds.account_uuid.parse().context("dev account uuid")?;
+        let key = crate::admin::create_key_in(data_dir, None, "dev-node", Preset::Node, Some(account), None).await?;
+        creds.node_public_key = Some(key.public_key);
+        creds.node_secret_key = key.secret_key;
+    }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

@@ -24,6 +24,15 @@ pub enum JobsCommand {
         #[command(flatten)]
         out: JsonFlag,
     },
+    /// Print a job's container output; with --follow, stream it until the job ends
+    /// (following retries onto their new runs).
+    Logs {
+        /// Job uuid.
+        uuid: JobId,
+        /// Keep streaming new output until the job ends.
+        #[arg(short, long)]
+        follow: bool,
+    },
     /// Cancel a job (idempotent).
     Cancel {
         /// Job uuid.
@@ -72,6 +81,9 @@ pub struct CreateArgs {
     /// Container port to publish (repeatable).
     #[arg(long = "port")]
     ports: Vec<u16>,
+    /// After submitting, stream the job's output until it ends.
+    #[arg(long, conflicts_with = "json")]
+    follow: bool,
     #[command(flatten)]
     out: JsonFlag,
 }
@@ -100,17 +112,20 @@ pub async fn run(cmd: JobsCommand) -> anyhow::Result<()> {
     let client = Client::new(Credentials::from_env()?);
     match cmd {
         JobsCommand::Create(args) => {
-            let json_out = args.out.json;
+            let (json_out, follow) = (args.out.json, args.follow);
             let body = create_body(args)?;
             let job = client.create_job(&body).await?;
             if json_out {
-                output::json(&job)
-            } else {
-                println!("Submitted job {} ({})", job.uuid, job.status.as_str());
-                output::job_details(&job);
-                Ok(())
+                return output::json(&job);
             }
+            println!("Submitted job {} ({})", job.uuid, job.status.as_str());
+            if follow {
+                return logs(&client, job.uuid, true).await;
+            }
+            output::job_details(&job);
+            Ok(())
         }
+        JobsCommand::Logs { uuid, follow } => logs(&client, uuid, follow).await,
         JobsCommand::List(args) => {
             let mut query =
                 vec![("limit".to_string(), args.limit.to_string()), ("page".to_string(), args.page.to_string())];
@@ -146,6 +161,52 @@ pub async fn run(cmd: JobsCommand) -> anyhow::Result<()> {
                 Ok(())
             }
         }
+    }
+}
+
+/// Prints the output of the job's latest run; when following, streams it and moves
+/// on to the next attempt's run when the job is retried, until the job ends.
+async fn logs(client: &Client, job: JobId, follow: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut done = std::collections::HashSet::new();
+    let mut waiting_said = false;
+    // A run's job settles a moment after the run ends: no "waiting" note in between.
+    let mut last_stream_end = std::time::Instant::now();
+    loop {
+        let runs = client.runs_of_job(job).await?;
+        let latest = runs.iter().map(|r| r.attempt).max();
+        let next = runs.iter().find(|r| Some(r.attempt) == latest && r.rank == 0 && !done.contains(&r.uuid));
+        if let Some(run) = next {
+            if runs.iter().any(|r| Some(r.attempt) == latest && r.rank > 0) {
+                eprintln!("(gang job: showing rank 0; `gantry jobs get {job}` lists the other runs)");
+            }
+            let mut stream = client.run_logs(run.uuid, follow).await?;
+            let mut out = std::io::stdout().lock();
+            while let Some(chunk) = stream.chunk().await? {
+                out.write_all(&chunk)?;
+                out.flush()?;
+            }
+            done.insert(run.uuid);
+            waiting_said = false;
+            last_stream_end = std::time::Instant::now();
+        }
+        if !follow {
+            if runs.is_empty() {
+                eprintln!("job {job} has no run yet: it has not been placed on a node");
+            }
+            return Ok(());
+        }
+        let status = client.get_job(job).await?;
+        if status.status.is_terminal() {
+            let reason = status.status_reason.map(|r| format!(": {r}")).unwrap_or_default();
+            eprintln!("job {job} {}{reason}", status.status.as_str());
+            return Ok(());
+        }
+        if !waiting_said && last_stream_end.elapsed() > std::time::Duration::from_secs(2) {
+            eprintln!("job {job} is {}: waiting for its next run...", status.status.as_str());
+            waiting_said = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
 

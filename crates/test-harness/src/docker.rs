@@ -209,6 +209,7 @@ impl DockerNode {
             hostname: Some("127.0.0.1".into()),
             sync_wait_ms: 500,
             state: Some((file, state)),
+            probe: None,
         };
         let agent = Agent::new(self.client.clone(), self.runtime.clone(), config);
         let (stop, rx) = tokio::sync::watch::channel(false);

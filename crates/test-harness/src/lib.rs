@@ -63,6 +63,7 @@ impl SimNodes {
                     hostname: Some(format!("sim-{i}.test")),
                     sync_wait_ms: 300,
                     state: None,
+                    probe: None,
                 };
                 let runtime = std::sync::Arc::new(gantry_agent::fake::FakeRuntime::default());
                 tokio::spawn(gantry_agent::Agent::new(client.clone(), runtime, config).run(rx.clone()))

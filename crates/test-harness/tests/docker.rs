@@ -94,8 +94,10 @@ async fn a_clean_exit_completes_and_logs_stay_after_the_container_is_gone() {
     assert_eq!(run.logs.as_deref(), Some("line 1\nline 2\nline 3\n"));
     assert!(run.started_at_ms.is_some() && run.ended_at_ms.is_some());
     // The container is removed once its outcome is recorded; the logs stay.
-    wait_for("the container to be removed", Duration::from_secs(20), || async { node.containers().is_empty().then_some(()) })
-        .await;
+    wait_for("the container to be removed", Duration::from_secs(20), || async {
+        node.containers().is_empty().then_some(())
+    })
+    .await;
     let mut resp = client.run_logs(run.uuid, false).await.unwrap();
     let mut text = Vec::new();
     while let Some(chunk) = resp.chunk().await.unwrap() {
@@ -121,9 +123,18 @@ async fn private_images_pull_with_good_credentials_and_fail_clearly_otherwise() 
     let _node = ctx.docker_node(NODE).await;
     let client = ctx.new_account(Preset::Consumer).await;
 
-    let good = client.create_job(&job("echo pulled privately", private(&registry, &repo, &registry.user, &registry.password))).await.unwrap();
-    let bad = client.create_job(&job("echo never", private(&registry, &repo, &registry.user, "wrong-password"))).await.unwrap();
-    let missing = client.create_job(&job("echo never", private(&registry, "nobody/nothing", &registry.user, &registry.password))).await.unwrap();
+    let good = client
+        .create_job(&job("echo pulled privately", private(&registry, &repo, &registry.user, &registry.password)))
+        .await
+        .unwrap();
+    let bad = client
+        .create_job(&job("echo never", private(&registry, &repo, &registry.user, "wrong-password")))
+        .await
+        .unwrap();
+    let missing = client
+        .create_job(&job("echo never", private(&registry, "nobody/nothing", &registry.user, &registry.password)))
+        .await
+        .unwrap();
     let unreachable_host = format!("127.0.0.1:{}", gantry_test_harness::docker::free_port());
     let unreachable = client
         .create_job(&job("echo never", json!({"image": "t/busybox", "tag": "1", "host": unreachable_host})))
@@ -165,7 +176,8 @@ async fn a_hanging_registry_fails_the_run_within_its_start_timeout_and_preparing
     let reason = run.status_reason.unwrap_or_default();
     assert!(reason.contains("start timeout"), "{reason}");
 
-    let cancelled = client.create_job(&job("echo never", json!({"image": "hang/img2", "tag": "1", "host": host}))).await.unwrap();
+    let cancelled =
+        client.create_job(&job("echo never", json!({"image": "hang/img2", "tag": "1", "host": host}))).await.unwrap();
     run_until(&client, cancelled.uuid, "PREPARING", |r| r.status == JobRunStatus::Preparing).await;
     client.cancel_job(cancelled.uuid, "changed my mind").await.unwrap();
     let run = final_run(&client, cancelled.uuid).await;
@@ -183,9 +195,11 @@ async fn cancel_stops_a_running_container_with_sigterm_then_sigkill() {
         .create_job(&job("trap 'echo got TERM; exit 0' TERM; echo started; while true; do sleep 0.1; done", json!({})))
         .await
         .unwrap();
-    let stubborn = client.create_job(&job("trap '' TERM; echo started; while true; do sleep 0.1; done", json!({}))).await.unwrap();
+    let stubborn =
+        client.create_job(&job("trap '' TERM; echo started; while true; do sleep 0.1; done", json!({}))).await.unwrap();
     for job in [polite.uuid, stubborn.uuid] {
-        run_until(&client, job, "the container to print", |r| r.logs.as_deref().unwrap_or("").contains("started")).await;
+        run_until(&client, job, "the container to print", |r| r.logs.as_deref().unwrap_or("").contains("started"))
+            .await;
         client.cancel_job(job, "stop it").await.unwrap();
     }
     let cancelled_at = std::time::Instant::now();
@@ -197,8 +211,10 @@ async fn cancel_stops_a_running_container_with_sigterm_then_sigkill() {
     // The node's grace period is 2 s: a process ignoring SIGTERM is killed after it.
     assert!(cancelled_at.elapsed() >= Duration::from_millis(1500), "killed only after the grace period");
     job_until(&client, stubborn.uuid, JobStatus::Cancelled).await;
-    wait_for("the containers to be removed", Duration::from_secs(20), || async { node.containers().is_empty().then_some(()) })
-        .await;
+    wait_for("the containers to be removed", Duration::from_secs(20), || async {
+        node.containers().is_empty().then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -226,7 +242,8 @@ async fn volumes_bring_the_file_tree_of_a_private_image() {
     test_image().await;
     let registry = Registry::start().await;
     let tag = uuid::Uuid::new_v4().simple().to_string();
-    let local = gantry_test_harness::docker::file_image("gantry-test/model", &tag, &[("weights/w.txt", "w=42\n")]).await;
+    let local =
+        gantry_test_harness::docker::file_image("gantry-test/model", &tag, &[("weights/w.txt", "w=42\n")]).await;
     registry.push(&local, "models/w", "1").await;
     let ctx = TestContext::start_fast().await;
     let _node = ctx.docker_node(NODE).await;
@@ -316,7 +333,9 @@ async fn logs_follow_streams_output_until_the_run_ends() {
     let mut resp = client.run_logs(run.uuid, true).await.unwrap();
     let mut text = String::new();
     let mut chunks = 0;
-    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(30), resp.chunk()).await.expect("stream moves").unwrap() {
+    while let Some(chunk) =
+        tokio::time::timeout(Duration::from_secs(30), resp.chunk()).await.expect("stream moves").unwrap()
+    {
         text.push_str(&String::from_utf8_lossy(&chunk));
         chunks += 1;
     }

@@ -82,7 +82,8 @@ pub async fn import(docker: &Docker, repo: &str, tag: &str, rootfs: Vec<u8>, cha
     Ok(())
 }
 
-/// Builds `repo:tag` from the machine's static busybox, running `sh -c "$script"`.
+/// Builds `repo:tag` from the machine's static busybox. It runs the `SCRIPT`
+/// environment variable with `sh` when set, else `default_script`.
 /// The error says what to install when there is no static busybox.
 pub async fn build_busybox_image(docker: &Docker, repo: &str, tag: &str, default_script: &str) -> Result<(), String> {
     let busybox = find_static_busybox().ok_or_else(|| {
@@ -92,10 +93,11 @@ pub async fn build_busybox_image(docker: &Docker, repo: &str, tag: &str, default
         )
     })?;
     let rootfs = busybox_rootfs(&busybox).map_err(|e| format!("cannot pack {}: {e}", busybox.display()))?;
-    let script = serde_json::to_string(default_script).expect("strings serialize");
-    let env = format!("ENV SCRIPT={script}");
-    let cmd = r#"CMD ["/bin/sh", "-c", "eval \"$SCRIPT\""]"#;
-    import(docker, repo, tag, rootfs, &["ENV PATH=/bin", &env, cmd]).await
+    // Exec-form CMD: nothing is substituted at build time, so the script sees the
+    // container's environment when it runs.
+    let command = format!("if [ -n \"$SCRIPT\" ]; then eval \"$SCRIPT\"; else {default_script}; fi");
+    let cmd = format!("CMD {}", serde_json::json!(["/bin/sh", "-c", command]));
+    import(docker, repo, tag, rootfs, &["ENV PATH=/bin", &cmd]).await
 }
 
 #[cfg(test)]

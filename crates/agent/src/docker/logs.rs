@@ -36,7 +36,10 @@ impl LogBuffer {
     pub fn take(&mut self) -> (String, Option<String>) {
         let mut out = String::new();
         if self.dropped > 0 {
-            out.push_str(&format!("[gantry: {} bytes of output dropped while they could not be delivered]\n", self.dropped));
+            out.push_str(&format!(
+                "[gantry: {} bytes of output dropped while they could not be delivered]\n",
+                self.dropped
+            ));
             self.dropped = 0;
         }
         out.push_str(&std::mem::take(&mut self.text));

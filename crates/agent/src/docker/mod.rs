@@ -24,11 +24,11 @@
 
 pub mod image;
 pub mod logs;
+mod ports;
 pub mod pull;
+mod puller;
 pub mod spec;
 pub mod volumes;
-mod ports;
-mod puller;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -209,7 +209,8 @@ impl DockerRuntime {
 
     async fn adopt(&self) -> Result<(), RuntimeError> {
         let docker = &self.inner.docker;
-        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_OWNER}={}", self.inner.config.owner)])]);
+        let filters =
+            HashMap::from([("label".to_string(), vec![format!("{LABEL_OWNER}={}", self.inner.config.owner)])]);
         let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
         let found = docker.list_containers(Some(options)).await.map_err(unavailable)?;
         for summary in found {
@@ -221,7 +222,9 @@ impl DockerRuntime {
             }
             let Some(run) = run.filter(|_| !labels.contains_key(LABEL_VOLUME_SOURCE)) else {
                 // An untracked volume source, or unreadable: of no use to anyone.
-                let _ = docker.remove_container(&id, Some(RemoveContainerOptions { force: true, ..Default::default() })).await;
+                let _ = docker
+                    .remove_container(&id, Some(RemoveContainerOptions { force: true, ..Default::default() }))
+                    .await;
                 continue;
             };
             let inspect = docker.inspect_container(&id, None::<InspectContainerOptions>).await.map_err(unavailable)?;
@@ -230,7 +233,9 @@ impl DockerRuntime {
             let started = state.started_at.as_deref().is_some_and(|s| !s.starts_with("0001-"));
             if !running && !started {
                 // Created but never started: the run will be created afresh.
-                let _ = docker.remove_container(&id, Some(RemoveContainerOptions { force: true, ..Default::default() })).await;
+                let _ = docker
+                    .remove_container(&id, Some(RemoveContainerOptions { force: true, ..Default::default() }))
+                    .await;
                 continue;
             }
             tracing::info!(%run, container = %id, running, "adopting a container from before the restart");
@@ -320,19 +325,25 @@ impl DockerRuntime {
     async fn prepare(&self, run: JobRunId, spec: &RunSpec, epoch: i64) -> StepResult<String> {
         let docker = &self.inner.docker;
         let image = spec::image_reference(&spec.image, &spec.tag, spec.registry_host.as_deref());
-        let auth = registry_auth(spec.registry_host.as_deref(), spec.registry_user.as_deref(), spec.registry_secret.as_deref());
+        let auth = registry_auth(
+            spec.registry_host.as_deref(),
+            spec.registry_user.as_deref(),
+            spec.registry_secret.as_deref(),
+        );
         self.ensure_image(run, &image, auth.as_ref(), spec.registry_host.as_deref()).await?;
         let size = docker.inspect_image(&image).await.ok().and_then(|i| i.size);
         self.update(run, |e| e.image_size = size);
         let mut volume_images = Vec::with_capacity(spec.volumes.len());
         for v in &spec.volumes {
-            let reference = spec::image_reference(&v.image, v.tag.as_deref().unwrap_or("latest"), v.registry.as_deref());
+            let reference =
+                spec::image_reference(&v.image, v.tag.as_deref().unwrap_or("latest"), v.registry.as_deref());
             let auth = registry_auth(v.registry.as_deref(), v.user.as_deref(), v.secret.as_deref());
             self.ensure_image(run, &reference, auth.as_ref(), v.registry.as_deref()).await?;
             volume_images.push((reference, v.mount.clone()));
         }
         let wanted: Vec<(u16, Option<u16>)> = spec.ports.iter().map(|p| (*p, None)).collect();
-        let listeners = ports::bind(self.inner.config.bind_ip, &wanted).map_err(|e| format!("cannot publish ports: {e}"))?;
+        let listeners =
+            ports::bind(self.inner.config.bind_ip, &wanted).map_err(|e| format!("cannot publish ports: {e}"))?;
         let published: Vec<(u16, u16)> = listeners.iter().map(|l| (l.container_port, l.external_port)).collect();
         let ctx = CreateContext {
             run,
@@ -497,7 +508,13 @@ impl DockerRuntime {
         let max = self.inner.config.max_pending_log_bytes;
         let mut backoff = Duration::from_millis(100);
         loop {
-            let cursor = self.inner.runs.lock().expect("runs poisoned").get(&run).and_then(|e| e.logs.cursor().map(str::to_string));
+            let cursor = self
+                .inner
+                .runs
+                .lock()
+                .expect("runs poisoned")
+                .get(&run)
+                .and_then(|e| e.logs.cursor().map(str::to_string));
             let options = LogsOptions {
                 follow: true,
                 stdout: true,

@@ -45,7 +45,9 @@ pub fn serve(
     let mut urls = Vec::with_capacity(listeners.len());
     for l in listeners {
         let socket = tokio::net::TcpListener::from_std(l.socket).map_err(|e| format!("cannot serve a port: {e}"))?;
-        proxies.push(PortProxy::serve(socket, SocketAddr::new(target, l.container_port), allow.clone()));
+        let proxy = PortProxy::serve(socket, SocketAddr::new(target, l.container_port), allow.clone())
+            .map_err(|e| format!("cannot serve a port: {e}"))?;
+        proxies.push(proxy);
         urls.push(NodeUrl {
             description: if l.container_port == 22 { "ssh".into() } else { l.container_port.to_string() },
             hostname: advertise_host.to_string(),

@@ -123,15 +123,26 @@ pub fn explain_pull_error(reference: &str, host: Option<&str>, message: &str) ->
         .iter()
         .any(|m| lower.contains(m))
     {
-        format!("image pull failed: registry {registry} rejected the credentials for {reference} (check user and secret): {message}")
+        format!(
+            "image pull failed: registry {registry} rejected the credentials for {reference} (check user and secret): {message}"
+        )
     } else if ["manifest unknown", "not found", "does not exist", "no such image", "name unknown"]
         .iter()
         .any(|m| lower.contains(m))
     {
         format!("image pull failed: image {reference} not found in registry {registry}: {message}")
-    } else if ["connection refused", "no such host", "dial tcp", "i/o timeout", "timeout", "network is unreachable", "eof", "tls"]
-        .iter()
-        .any(|m| lower.contains(m))
+    } else if [
+        "connection refused",
+        "no such host",
+        "dial tcp",
+        "i/o timeout",
+        "timeout",
+        "network is unreachable",
+        "eof",
+        "tls",
+    ]
+    .iter()
+    .any(|m| lower.contains(m))
     {
         format!("image pull failed: registry {registry} unreachable: {message}")
     } else {
@@ -228,9 +239,14 @@ mod tests {
     #[test]
     fn pull_errors_say_which_failure() {
         let r = "127.0.0.1:5000/t/img:1";
-        assert!(explain_pull_error(r, None, "unauthorized: authentication required").contains("rejected the credentials"));
+        assert!(
+            explain_pull_error(r, None, "unauthorized: authentication required").contains("rejected the credentials")
+        );
         assert!(explain_pull_error(r, None, "manifest for x not found: manifest unknown").contains("not found"));
-        assert!(explain_pull_error(r, None, "Get \"http://127.0.0.1:1/v2/\": dial tcp: connection refused").contains("unreachable"));
+        assert!(
+            explain_pull_error(r, None, "Get \"http://127.0.0.1:1/v2/\": dial tcp: connection refused")
+                .contains("unreachable")
+        );
         assert!(explain_pull_error(r, None, "something else").contains("image pull failed for"));
         assert_eq!(registry_of(r), "127.0.0.1:5000");
         assert_eq!(registry_of("library/busybox:1"), "docker.io");

@@ -20,7 +20,11 @@ pub struct DockerPuller {
 impl Puller for DockerPuller {
     async fn pull(&self, reference: &str, auth: Option<&RegistryAuth>, progress: Progress) -> Result<(), String> {
         let (image, tag) = split_reference(reference);
-        let options = CreateImageOptions { from_image: Some(image.to_string()), tag: tag.map(str::to_string), ..Default::default() };
+        let options = CreateImageOptions {
+            from_image: Some(image.to_string()),
+            tag: tag.map(str::to_string),
+            ..Default::default()
+        };
         let credentials = auth.map(|a| DockerCredentials {
             username: Some(a.user.clone()),
             password: Some(a.secret.clone()),

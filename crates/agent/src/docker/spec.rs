@@ -216,7 +216,10 @@ mod tests {
         assert_eq!(image_reference("busybox", "", None), "busybox:latest");
         assert_eq!(image_reference("team/img", "v1", None), "team/img:v1");
         assert_eq!(image_reference("team/img", "v1", Some("127.0.0.1:5000")), "127.0.0.1:5000/team/img:v1");
-        assert_eq!(image_reference("127.0.0.1:5000/team/img", "v1", Some("127.0.0.1:5000")), "127.0.0.1:5000/team/img:v1");
+        assert_eq!(
+            image_reference("127.0.0.1:5000/team/img", "v1", Some("127.0.0.1:5000")),
+            "127.0.0.1:5000/team/img:v1"
+        );
         assert_eq!(image_reference("127.0.0.1:5000/img", "latest", None), "127.0.0.1:5000/img:latest");
         assert_eq!(image_reference("img:3", "latest", None), "img:3");
         assert_eq!(image_reference("img@sha256:abc", "latest", None), "img@sha256:abc");

@@ -115,7 +115,9 @@ pub(super) async fn get_job_run_logs(
         match (k.as_str(), v.as_str()) {
             ("follow", "true" | "1") => follow = true,
             ("follow", "false" | "0") => follow = false,
-            ("follow", other) => return Err(ApiError::field("follow", format!("must be true or false, got {other:?}"))),
+            ("follow", other) => {
+                return Err(ApiError::field("follow", format!("must be true or false, got {other:?}")));
+            }
             _ => {}
         }
     }
