@@ -1,69 +1,16 @@
 //! Black-box tests of the `gantry` binary: the operator commands tooling relies on,
 //! the CLI against a live server, graceful SIGTERM, and durability under kill -9.
 
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gantry_client::{Client, Credentials};
 use gantry_test_harness::{batch_job, wait_for};
 use serde_json::Value;
-use tokio::io::AsyncBufReadExt;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-const GANTRY: &str = env!("CARGO_BIN_EXE_gantry");
+mod common;
 
-/// Starts `gantry server` on a free port; returns the child and its base URL.
-async fn start_server(data_dir: &Path) -> (Child, String) {
-    let mut child = Command::new(GANTRY)
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("gantry server starts");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let line = lines.next_line().await.unwrap().expect("server exited before listening");
-            if let Some(url) = line.strip_prefix("gantry server listening on ") {
-                return url.to_string();
-            }
-        }
-    })
-    .await
-    .expect("server listens within 30 s");
-    // Keep draining stdout so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let health = format!("{url}/healthz");
-    wait_for("healthz", Duration::from_secs(10), || async {
-        reqwest::get(&health).await.ok().filter(|r| r.status().is_success())
-    })
-    .await;
-    (child, url)
-}
-
-/// `gantry admin create-key ... --json`, as tooling calls it.
-async fn create_key(data_dir: &Path, preset: &str) -> Value {
-    let out = Command::new(GANTRY)
-        .args(["admin", "create-key", "--name", "tooling", "--preset", preset, "--json", "--data-dir"])
-        .arg(data_dir)
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "create-key failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("create-key prints one JSON object")
-}
-
-fn client(url: &str, key: &Value) -> Client {
-    Client::new(Credentials {
-        base_url: url.to_string(),
-        public_key: key["public_key"].as_str().unwrap().into(),
-        secret_key: key["secret_key"].as_str().unwrap().into(),
-    })
-}
+use common::{GANTRY, client, create_key, start_server};
 
 #[tokio::test]
 async fn admin_create_key_works_while_the_server_runs_and_the_cli_drives_jobs() {
