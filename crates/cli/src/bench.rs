@@ -30,6 +30,8 @@ pub enum BenchCommand {
     Schedule(crate::bench_cluster::ScheduleArgs),
     /// Node loss: kill a share of simulated nodes; time to detection and re-placement.
     NodeLoss(crate::bench_cluster::NodeLossArgs),
+    /// Docker agent overhead: assignment → container process running, vs a bare `docker run`.
+    Agent(crate::bench_agent::AgentBenchArgs),
 }
 
 /// `gantry bench submit`.
@@ -61,6 +63,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Submit(args) => submit(args).await,
         BenchCommand::Schedule(args) => crate::bench_cluster::schedule(args).await,
         BenchCommand::NodeLoss(args) => crate::bench_cluster::node_loss(args).await,
+        BenchCommand::Agent(args) => crate::bench_agent::agent(args).await,
     }
 }
 

@@ -4,6 +4,7 @@
 mod admin;
 mod agent;
 mod bench;
+mod bench_agent;
 mod bench_cluster;
 mod dev;
 mod gpus;

@@ -114,8 +114,8 @@ struct Entry {
     logs: LogBuffer,
     stop: watch::Sender<Option<StopCause>>,
     proxies: Vec<crate::proxy::PortProxy>,
-    /// When the driver learnt of the run (benchmarks read it).
-    accepted_at: Instant,
+    /// When the runtime was asked to start the run (benchmarks read it).
+    accepted_at: std::time::SystemTime,
 }
 
 impl Entry {
@@ -128,7 +128,7 @@ impl Entry {
             logs: LogBuffer::default(),
             stop: watch::channel(None).0,
             proxies: vec![],
-            accepted_at: Instant::now(),
+            accepted_at: std::time::SystemTime::now(),
         }
     }
 }
@@ -187,8 +187,14 @@ impl DockerRuntime {
         &self.inner.docker
     }
 
-    /// When the runtime was asked to start `run` (for the agent benchmark).
-    pub fn accepted_at(&self, run: JobRunId) -> Option<Instant> {
+    /// What the run's container is doing, if the runtime holds the run.
+    pub fn state(&self, run: JobRunId) -> Option<ContainerState> {
+        self.inner.runs.lock().expect("runs poisoned").get(&run).map(|e| e.state.clone())
+    }
+
+    /// When the runtime was asked to start `run`, i.e. when the assignment reached
+    /// the agent (the agent benchmark reads it).
+    pub fn accepted_at(&self, run: JobRunId) -> Option<std::time::SystemTime> {
         self.inner.runs.lock().expect("runs poisoned").get(&run).map(|e| e.accepted_at)
     }
 
@@ -330,8 +336,7 @@ impl DockerRuntime {
             spec.registry_user.as_deref(),
             spec.registry_secret.as_deref(),
         );
-        self.ensure_image(run, &image, auth.as_ref(), spec.registry_host.as_deref()).await?;
-        let size = docker.inspect_image(&image).await.ok().and_then(|i| i.size);
+        let size = self.ensure_image(run, &image, auth.as_ref(), spec.registry_host.as_deref()).await?;
         self.update(run, |e| e.image_size = size);
         let mut volume_images = Vec::with_capacity(spec.volumes.len());
         for v in &spec.volumes {
@@ -395,9 +400,12 @@ impl DockerRuntime {
         image: &str,
         auth: Option<&RegistryAuth>,
         host: Option<&str>,
-    ) -> StepResult<()> {
-        if auth.is_none() && self.inner.docker.inspect_image(image).await.is_ok() {
-            return Ok(());
+    ) -> StepResult<Option<i64>> {
+        // The common case (cached, public) costs one inspect, which also gives the size.
+        if auth.is_none()
+            && let Ok(found) = self.inner.docker.inspect_image(image).await
+        {
+            return Ok(found.size);
         }
         let rx = self.inner.pulls.pull(image, auth);
         let mut last_report = Instant::now() - Duration::from_secs(1);
@@ -410,7 +418,8 @@ impl DockerRuntime {
             }
         })
         .await
-        .map_err(|message| pull::explain_pull_error(image, host, &message))
+        .map_err(|message| pull::explain_pull_error(image, host, &message))?;
+        Ok(self.inner.docker.inspect_image(image).await.ok().and_then(|i| i.size))
     }
 
     /// Starts the proxies for the pre-bound `listeners` towards the container.
