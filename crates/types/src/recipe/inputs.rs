@@ -207,10 +207,10 @@ pub fn validate_input_schema(items: Vec<RecipeInputRequest>) -> Result<Vec<Recip
                 errors.push(FieldError::new(f(&format!("options[{j}].value")), m));
             }
         }
-        if let Some(d) = &item.default_value {
-            if let Err(m) = check_value(kind, &options, d) {
-                errors.push(FieldError::new(f("default_value"), m));
-            }
+        if let Some(d) = &item.default_value
+            && let Err(m) = check_value(kind, &options, d)
+        {
+            errors.push(FieldError::new(f("default_value"), m));
         }
         out.push(RecipeInput {
             key,
