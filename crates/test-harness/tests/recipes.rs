@@ -431,3 +431,37 @@ async fn a_cooked_job_is_scheduled_on_a_simulated_node_and_completes() {
     assert!(user.get_recipe(seed(HELLO_GPU_UUID)).await.unwrap().last_used_at.is_some());
     nodes.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_patches_of_different_fields_all_land() {
+    let ctx = TestContext::start().await;
+    let user = ctx.new_account(Preset::Consumer).await;
+    let recipe = create(&user, "racy", "PRIVATE").await;
+    let patches = [
+        json!({"name": "renamed"}),
+        json!({"description": "new description"}),
+        json!({"quickstart_md": "new quickstart"}),
+        json!({"thumbnail_url": "https://example.com/t.png"}),
+        json!({"visibility": "PUBLIC"}),
+        json!({"input_schema": [{"key": "n", "type": "integer"}]}),
+    ];
+    let tasks: Vec<_> = patches
+        .into_iter()
+        .map(|p| {
+            let user = user.clone();
+            tokio::spawn(async move { user.update_recipe(recipe.uuid, &p).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().expect("each patch succeeds");
+    }
+    let after = user.get_recipe(recipe.uuid).await.unwrap();
+    assert_eq!(after.name, "renamed");
+    assert_eq!(after.description.as_deref(), Some("new description"));
+    assert_eq!(after.quickstart_md.as_deref(), Some("new quickstart"));
+    assert_eq!(after.thumbnail_url.as_deref(), Some("https://example.com/t.png"));
+    assert_eq!(after.visibility, RecipeVisibility::Public);
+    assert_eq!(after.input_schema.len(), 1);
+    assert_eq!(after.payload, recipe.payload, "no patch touched the payload");
+    assert!(after.updated_at > recipe.updated_at);
+}
