@@ -11,6 +11,7 @@ mod gpus;
 mod jobs;
 mod keys;
 mod output;
+mod recipes;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +44,9 @@ enum Command {
     /// Submit, list, inspect and cancel jobs.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// List and inspect job recipes, and cook one into a job.
+    #[command(subcommand)]
+    Recipes(recipes::RecipesCommand),
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -74,6 +78,7 @@ fn main() -> std::process::ExitCode {
             Command::Agent(args) => agent::run(args).await,
             Command::Admin(cmd) => admin::run(cmd).await,
             Command::Jobs(cmd) => jobs::run(cmd).await,
+            Command::Recipes(cmd) => recipes::run(cmd).await,
             Command::Keys(cmd) => keys::run(cmd).await,
             Command::Me(flag) => keys::me(flag).await,
             Command::Gpus(flag) => gpus::run(flag).await,

@@ -106,3 +106,42 @@ async fn kill_9_during_concurrent_submits_loses_no_acknowledged_job() {
         client.get_job(*id).await.unwrap_or_else(|e| panic!("acknowledged job {id} lost: {e}"));
     }
 }
+
+#[tokio::test]
+async fn the_cli_lists_shows_and_cooks_recipes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url) = start_server(dir.path()).await;
+    let key = create_key(dir.path(), "consumer").await;
+    let cli = |args: &[&str]| {
+        let mut cmd = Command::new(GANTRY);
+        cmd.args(args)
+            .env("GANTRY_API_BASE_URL", &url)
+            .env("GANTRY_PUBLIC_KEY", key["public_key"].as_str().unwrap())
+            .env("GANTRY_SECRET_KEY", key["secret_key"].as_str().unwrap());
+        cmd
+    };
+    let dev_box = gantry_types::recipe::catalogue::DEV_BOX_UUID;
+    let hello = gantry_types::recipe::catalogue::HELLO_GPU_UUID;
+    let out = cli(&["recipes", "list", "--official"]).output().await.unwrap();
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains(dev_box) && table.contains("SSH dev box") && table.contains("sshkey*"), "{table}");
+    let out = cli(&["recipes", "get", dev_box, "--json"]).output().await.unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["uuid"], dev_box);
+    let out = cli(&["recipes", "get", dev_box]).output().await.unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("--input sshkey=..."), "{text}");
+
+    // A missing required input: which one, and how to give it.
+    let out = cli(&["recipes", "cook", dev_box]).output().await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("inputs.sshkey") && err.contains("--input KEY=VALUE"), "{err}");
+
+    let out = cli(&["recipes", "cook", hello, "--input", "message=hey", "--env", "X=1", "--title", "mine", "--json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let job: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((job["title"].as_str(), job["source_recipe_uuid"].as_str()), (Some("mine"), Some(hello)));
+    assert_eq!(job["parameters"]["parameters"]["env"], serde_json::json!({"MESSAGE": "hey", "X": "1"}));
+}

@@ -11,7 +11,8 @@ use gantry_types::api_key::{ApiKey, CreateApiKeyRequest};
 use gantry_types::job::{CancelJobRequest, Job};
 use gantry_types::job_run::JobRun;
 use gantry_types::list::ListResponse;
-use gantry_types::{ApiKeyId, ErrorBody, JobId, JobRunId};
+use gantry_types::recipe::JobRecipe;
+use gantry_types::{ApiKeyId, ErrorBody, JobId, JobRunId, RecipeId};
 use reqwest::Method;
 pub use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
@@ -296,6 +297,42 @@ impl Client {
     ) -> Result<gantry_types::protocol::DesiredState, ClientError> {
         let body = serde_json::to_value(req).expect("serializes");
         self.send(Method::POST, &format!("/v1/nodes/{node}/sync"), &[], Some(&body)).await
+    }
+
+    /// `GET /v1/job-recipes` with paging/filter pairs (`("filter[is_official]", "true")`).
+    pub async fn list_recipes(&self, query: &[(String, String)]) -> Result<ListResponse<JobRecipe>, ClientError> {
+        self.send(Method::GET, "/v1/job-recipes", query, None).await
+    }
+
+    /// `GET /v1/job-recipes/{uuid}`.
+    pub async fn get_recipe(&self, id: RecipeId) -> Result<JobRecipe, ClientError> {
+        self.send(Method::GET, &format!("/v1/job-recipes/{id}"), &[], None).await
+    }
+
+    /// `POST /v1/job-recipes` (`name`, `payload`, optional `visibility`, `input_schema`, ...).
+    pub async fn create_recipe(&self, body: &serde_json::Value) -> Result<JobRecipe, ClientError> {
+        self.send(Method::POST, "/v1/job-recipes", &[], Some(body)).await
+    }
+
+    /// `PATCH /v1/job-recipes/{uuid}`: the fields sent replace.
+    pub async fn update_recipe(&self, id: RecipeId, body: &serde_json::Value) -> Result<JobRecipe, ClientError> {
+        self.send(Method::PATCH, &format!("/v1/job-recipes/{id}"), &[], Some(body)).await
+    }
+
+    /// `DELETE /v1/job-recipes/{uuid}`: returns the recipe as it was.
+    pub async fn delete_recipe(&self, id: RecipeId) -> Result<JobRecipe, ClientError> {
+        self.send(Method::DELETE, &format!("/v1/job-recipes/{id}"), &[], None).await
+    }
+
+    /// `POST /v1/job-recipes/{uuid}/fork` (optional body `{name, visibility}`).
+    pub async fn fork_recipe(&self, id: RecipeId, body: Option<&serde_json::Value>) -> Result<JobRecipe, ClientError> {
+        self.send(Method::POST, &format!("/v1/job-recipes/{id}/fork"), &[], body).await
+    }
+
+    /// `POST /v1/job-recipes/{uuid}/cook`: overrides of the template plus `inputs`;
+    /// `{}` cooks it as is. Returns the job created.
+    pub async fn cook_recipe(&self, id: RecipeId, body: &serde_json::Value) -> Result<Job, ClientError> {
+        self.send(Method::POST, &format!("/v1/job-recipes/{id}/cook"), &[], Some(body)).await
     }
 
     /// `GET /v1/users/me`.

@@ -59,6 +59,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let store = gantry_store::open(&config.data_dir, config.database_url.as_deref()).await?;
     let state = Arc::new(AppState::new(store, gantry_auth::SecretBox::new(key), &config));
     app::gpu_registry::seed(&state).await?;
+    app::recipes::seed(&state).await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let local_addr = listener.local_addr()?;
     let app = api::router(state.clone());

@@ -31,11 +31,13 @@ pub mod cluster;
 mod gpu_models;
 pub mod migrate;
 pub mod postgres;
+mod recipes;
 mod sql;
 pub mod sqlite;
 pub mod testsuite;
 
 pub use cluster::{JobPlacement, NodeRecord, RunFilter, RunRecord, RunUpdate};
+pub use recipes::{RecipeRecord, RecipeViewer};
 
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]
@@ -300,6 +302,46 @@ pub trait Store: Send + Sync + 'static {
     async fn gpu_model_list(&self) -> StoreResult<Vec<gantry_types::gpu::GpuModel>>;
     /// One model.
     async fn gpu_model_fetch(&self, id: gantry_types::GpuModelId) -> StoreResult<Option<gantry_types::gpu::GpuModel>>;
+
+    // --- Job recipes (migration 0004, `recipes.rs`) ---
+    // Reads take a `RecipeViewer` instead of an account scope: besides their own,
+    // accounts see others' PUBLIC and official recipes unless ARCHIVED; a recipe the
+    // viewer may not see is reported as absent. Writes take the usual owner scope
+    // (`None` = an operator), and a seeded recipe (no owner) is an operator's only.
+    /// Inserts the seeded recipes whose uuid is missing; an existing row (an
+    /// operator's edit of a seed) is never overwritten, and servers seeding at once
+    /// are safe. Returns the rows inserted.
+    async fn recipe_upsert_seed(&self, recipes: &[RecipeRecord]) -> StoreResult<u64>;
+    /// Creates a recipe; `Conflict` on a duplicate uuid, `MissingReference` when its
+    /// owner account does not exist.
+    async fn recipe_create(&self, recipe: &RecipeRecord) -> StoreResult<()>;
+    /// One recipe, if `viewer` may see it.
+    async fn recipe_fetch(&self, viewer: RecipeViewer, id: gantry_types::RecipeId)
+    -> StoreResult<Option<RecipeRecord>>;
+    /// The recipes `viewer` may see matching `filter`, by (created_at, uuid), newest
+    /// first unless `paging` says otherwise.
+    async fn recipe_list(
+        &self,
+        viewer: RecipeViewer,
+        filter: &gantry_types::recipe::RecipeFilter,
+        paging: Paging,
+    ) -> StoreResult<Page<RecipeRecord>>;
+    /// Replaces name, visibility, is_official, updated_at and the body (description,
+    /// payload, input_schema, quickstart_md, thumbnail_url) with `recipe`'s, if the row
+    /// (in owner scope) still has `expected_updated_at_ms` (compare-and-set: a
+    /// concurrent update makes this return `false`; re-read and retry). Never changes
+    /// uuid, owner, fork source, created_at or last_used_at.
+    async fn recipe_update(
+        &self,
+        owner: Option<AccountId>,
+        recipe: &RecipeRecord,
+        expected_updated_at_ms: i64,
+    ) -> StoreResult<bool>;
+    /// Deletes a recipe in owner scope; whether it existed there. Its forks and the
+    /// jobs cooked from it stay.
+    async fn recipe_delete(&self, owner: Option<AccountId>, id: gantry_types::RecipeId) -> StoreResult<bool>;
+    /// Moves last_used_at forward to `now_ms` (never back; updated_at does not move).
+    async fn recipe_touch(&self, id: gantry_types::RecipeId, now_ms: i64) -> StoreResult<()>;
 }
 
 /// Opens the store a deployment configured: PostgreSQL when `database_url` is given

@@ -37,6 +37,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") },
     Migration { version: 2, name: "gpu_registry", sql: include_str!("../migrations/sqlite/0002_gpu_registry.sql") },
     Migration { version: 3, name: "nodes_runs", sql: include_str!("../migrations/sqlite/0003_nodes_runs.sql") },
+    Migration { version: 4, name: "recipes", sql: include_str!("../migrations/sqlite/0004_recipes.sql") },
 ];
 
 /// PostgreSQL migrations, oldest first (same versions as [`SQLITE`]).
@@ -44,6 +45,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../migrations/postgres/0001_init.sql") },
     Migration { version: 2, name: "gpu_registry", sql: include_str!("../migrations/postgres/0002_gpu_registry.sql") },
     Migration { version: 3, name: "nodes_runs", sql: include_str!("../migrations/postgres/0003_nodes_runs.sql") },
+    Migration { version: 4, name: "recipes", sql: include_str!("../migrations/postgres/0004_recipes.sql") },
 ];
 
 /// The bookkeeping table; this DDL is valid in both dialects.

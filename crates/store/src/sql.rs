@@ -20,7 +20,9 @@ use gantry_types::{
 use crate::{AccountRecord, ApiKeyRecord, StoreError, StoreResult};
 
 mod cluster;
+mod recipes;
 pub(crate) use self::cluster::*;
+pub(crate) use self::recipes::recipe_list;
 
 /// The latest use of each key among `uses`: `api_key_touch` writes one row per key.
 pub(crate) fn latest_use_per_key(
@@ -57,7 +59,8 @@ pub(crate) enum Placeholders {
 }
 
 impl Placeholders {
-    fn nth(self, n: usize) -> String {
+    /// The Nth (1-based) placeholder.
+    pub(crate) fn nth(self, n: usize) -> String {
         match self {
             Self::Question => format!("?{n}"),
             Self::Dollar => format!("${n}"),

@@ -43,3 +43,30 @@ async fn jobs_and_keys_round_trip_on_postgres() {
     assert_eq!(alice.list_jobs(&[]).await.unwrap_err().status(), Some(StatusCode::UNAUTHORIZED));
     ctx.shutdown().await;
 }
+
+#[tokio::test]
+async fn recipes_seed_cook_and_stay_private_on_postgres() {
+    let Some(ctx) = TestContext::start_postgres().await else { return };
+    let (alice, bob) = (ctx.new_account(Preset::Consumer).await, ctx.new_account(Preset::Consumer).await);
+    let official = alice.list_recipes(&query(&[("filter[is_official]", "true")])).await.unwrap();
+    assert_eq!(official.total, 3);
+    let hello: gantry_types::RecipeId = gantry_types::recipe::catalogue::HELLO_GPU_UUID.parse().unwrap();
+    let job = alice.cook_recipe(hello, &json!({"title": "on postgres"})).await.unwrap();
+    assert_eq!(
+        (job.title.as_str(), job.source_recipe_uuid.as_deref()),
+        ("on postgres", Some(gantry_types::recipe::catalogue::HELLO_GPU_UUID))
+    );
+
+    let mut body = batch_job("template");
+    body["parameters"]["parameters"]["secret"] = json!("pg-recipe-secret");
+    let mine = alice.create_recipe(&json!({"name": "mine", "payload": body})).await.unwrap();
+    assert_eq!(mine.payload.parameters.parameters.secret.as_deref(), Some("********"));
+    assert_eq!(bob.get_recipe(mine.uuid).await.unwrap_err().status(), Some(StatusCode::NOT_FOUND));
+    alice.update_recipe(mine.uuid, &json!({"visibility": "PUBLIC"})).await.unwrap();
+    assert!(!bob.get_recipe(mine.uuid).await.unwrap().is_owner);
+    let cooked = bob.cook_recipe(mine.uuid, &json!({})).await.unwrap();
+    let stored = ctx.state().store.job_fetch(None, cooked.uuid).await.unwrap().unwrap();
+    let sealed = stored.parameters.parameters.secret.unwrap();
+    assert_eq!(ctx.state().secrets.decrypt(&sealed).unwrap(), "pg-recipe-secret");
+    ctx.shutdown().await;
+}

@@ -61,4 +61,6 @@ typed_uuid!(
     NodeId,
     /// A GPU model in the GPU registry.
     GpuModelId,
+    /// A job recipe (a job template others may cook).
+    RecipeId,
 );

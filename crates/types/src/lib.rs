@@ -20,10 +20,11 @@ pub mod node;
 pub mod num;
 pub mod permissions;
 pub mod protocol;
+pub mod recipe;
 pub mod region;
 pub mod time;
 pub mod validate;
 
 pub use error::{ErrorBody, ErrorDetail, FieldError};
-pub use ids::{AccountId, ApiKeyId, GpuModelId, JobId, JobRunId, NodeId};
+pub use ids::{AccountId, ApiKeyId, GpuModelId, JobId, JobRunId, NodeId, RecipeId};
 pub use time::Timestamp;

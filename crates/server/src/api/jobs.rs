@@ -7,7 +7,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use gantry_types::job::{CancelJobRequest, CreateJobRequest, Job};
 use gantry_types::list::{ListResponse, parse_job_filter};
-use gantry_types::validate::validate_create_job;
 use gantry_types::{ErrorBody, JobId};
 use serde::de::IgnoredAny;
 
@@ -30,16 +29,7 @@ pub(super) async fn create_job(
     req: Signed<CreateJobRequest>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
     let account = req.caller.require("jobs", "create")?.unwrap_or(req.caller.account());
-    let gpu = (req.body.gpu_name.clone(), req.body.gpu_registry_uuid.clone());
-    let spec = match validate_create_job(req.body) {
-        Ok(spec) => spec,
-        // One 400 names every bad field: the GPU registry's verdict joins the others.
-        Err(mut errors) => {
-            errors.extend(app::gpu_registry::job_gpu_errors(&state, gpu.0.as_deref(), gpu.1.as_deref()).await?);
-            return Err(errors.into());
-        }
-    };
-    let job = app::jobs::create(&state, account, spec).await?;
+    let job = app::jobs::submit(&state, account, req.body, None).await?;
     Ok((StatusCode::CREATED, Json(job)))
 }
 

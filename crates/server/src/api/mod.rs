@@ -10,6 +10,7 @@ mod gpu_registry;
 mod job_runs;
 mod jobs;
 mod nodes;
+mod recipes;
 mod users;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ use crate::state::AppState;
     tags(
         (name = "jobs", description = "Submit, list, inspect and cancel jobs"),
         (name = "api-keys", description = "Create, list and revoke API keys"),
+        (name = "job-recipes", description = "Job templates: list, create, fork, and cook into jobs"),
         (name = "gpu-registry", description = "GPU models that jobs' gpu_name and gpu_registry_uuid match against"),
         (name = "users", description = "Who is calling"),
         (name = "job-runs", description = "Executions of jobs on nodes, with logs"),
@@ -74,6 +76,10 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(jobs::cancel_job))
         .routes(routes!(api_keys::create_api_key, api_keys::list_api_keys))
         .routes(routes!(api_keys::revoke_api_key))
+        .routes(routes!(recipes::list_recipes, recipes::create_recipe))
+        .routes(routes!(recipes::get_recipe, recipes::update_recipe, recipes::delete_recipe))
+        .routes(routes!(recipes::fork_recipe))
+        .routes(routes!(recipes::cook_recipe))
         .routes(routes!(users::me))
         .routes(routes!(gpu_registry::list_gpu_models, gpu_registry::create_gpu_model))
         .routes(routes!(gpu_registry::get_gpu_model))

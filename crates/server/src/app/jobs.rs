@@ -5,9 +5,10 @@
 //! [`REDACTED`] where a secret is set (so clients can tell that one is).
 
 use gantry_store::{JobTransition, Page};
-use gantry_types::job::{Job, JobSpec, JobStatus};
+use gantry_types::job::{CreateJobRequest, Job, JobSpec, JobStatus};
 use gantry_types::list::{JobFilter, Paging};
-use gantry_types::{AccountId, JobId};
+use gantry_types::validate::validate_create_job;
+use gantry_types::{AccountId, JobId, RecipeId};
 
 use crate::error::ApiError;
 use crate::state::{AppState, now_ms};
@@ -18,11 +19,47 @@ pub const REDACTED: &str = "********";
 /// Reason recorded when a cancel request gives none.
 pub const DEFAULT_CANCEL_REASON: &str = "Cancelled by user";
 
-/// Creates a PENDING job for `account`; returns it as the client sees it.
-pub async fn create(state: &AppState, account: AccountId, spec: JobSpec) -> Result<Job, ApiError> {
+/// `POST /v1/jobs` and cooking a recipe: checks a create-job body (every bad field,
+/// the GPU registry's verdict included, in one 400) and creates the job. The one
+/// path by which a job body becomes a job, so a cooked job is held to exactly the
+/// rules of a submitted one.
+pub async fn submit(
+    state: &AppState,
+    account: AccountId,
+    req: CreateJobRequest,
+    source_recipe: Option<RecipeId>,
+) -> Result<Job, ApiError> {
+    let spec = check(state, req).await?;
+    create(state, account, spec, source_recipe).await
+}
+
+/// Checks a create-job body as `POST /v1/jobs` does; recipes' payloads are checked
+/// with it too.
+pub async fn check(state: &AppState, req: CreateJobRequest) -> Result<JobSpec, ApiError> {
+    let gpu = (req.gpu_name.clone(), req.gpu_registry_uuid.clone());
+    match validate_create_job(req) {
+        Ok(spec) => Ok(spec),
+        Err(mut errors) => {
+            let gpu_errors =
+                crate::app::gpu_registry::job_gpu_errors(state, gpu.0.as_deref(), gpu.1.as_deref()).await?;
+            errors.extend(gpu_errors);
+            Err(errors.into())
+        }
+    }
+}
+
+/// Creates a PENDING job for `account` from a checked spec; returns it as the
+/// client sees it.
+pub async fn create(
+    state: &AppState,
+    account: AccountId,
+    spec: JobSpec,
+    source_recipe: Option<RecipeId>,
+) -> Result<Job, ApiError> {
     // An unknown GPU is a 400 now, not a job PENDING forever (the registry is in memory).
     crate::app::gpu_registry::check_job(state, &spec).await?;
     let mut job = spec.into_job(JobId::new(), account, now_ms());
+    job.source_recipe_uuid = source_recipe.map(|r| r.to_string());
     job.parameters.parameters.map_secrets(|s| Ok::<_, ApiError>(state.secrets.encrypt(s)))?;
     state.store.job_create(&job).await?;
     state.signals.wake_scheduler();

@@ -6,4 +6,5 @@ pub mod api_keys;
 pub mod gpu_registry;
 pub mod jobs;
 pub mod nodes;
+pub mod recipes;
 pub mod runs;

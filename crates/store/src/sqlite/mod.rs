@@ -17,6 +17,7 @@
 mod cluster;
 mod gpu_models;
 mod readers;
+mod recipes;
 mod rows;
 mod writer;
 
@@ -449,5 +450,48 @@ impl Store for SqliteStore {
 
     async fn gpu_model_fetch(&self, id: gantry_types::GpuModelId) -> StoreResult<Option<gantry_types::gpu::GpuModel>> {
         gpu_models::fetch(self, id).await
+    }
+
+    // --- Job recipes ---
+    async fn recipe_upsert_seed(&self, recipes: &[crate::RecipeRecord]) -> StoreResult<u64> {
+        recipes::upsert_seed(self, recipes).await
+    }
+
+    async fn recipe_create(&self, recipe: &crate::RecipeRecord) -> StoreResult<()> {
+        recipes::create(self, recipe).await
+    }
+
+    async fn recipe_fetch(
+        &self,
+        viewer: crate::RecipeViewer,
+        id: gantry_types::RecipeId,
+    ) -> StoreResult<Option<crate::RecipeRecord>> {
+        recipes::fetch(self, viewer, id).await
+    }
+
+    async fn recipe_list(
+        &self,
+        viewer: crate::RecipeViewer,
+        filter: &gantry_types::recipe::RecipeFilter,
+        paging: Paging,
+    ) -> StoreResult<Page<crate::RecipeRecord>> {
+        recipes::list(self, viewer, filter, paging).await
+    }
+
+    async fn recipe_update(
+        &self,
+        owner: Option<AccountId>,
+        recipe: &crate::RecipeRecord,
+        expected_updated_at_ms: i64,
+    ) -> StoreResult<bool> {
+        recipes::update(self, owner, recipe, expected_updated_at_ms).await
+    }
+
+    async fn recipe_delete(&self, owner: Option<AccountId>, id: gantry_types::RecipeId) -> StoreResult<bool> {
+        recipes::delete(self, owner, id).await
+    }
+
+    async fn recipe_touch(&self, id: gantry_types::RecipeId, now_ms: i64) -> StoreResult<()> {
+        recipes::touch(self, id, now_ms).await
     }
 }

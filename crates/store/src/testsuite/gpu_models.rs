@@ -62,7 +62,7 @@ pub async fn gpu_model_seed_concurrent(store: &dyn Store) {
 }
 
 /// Polls the futures together (the suite has no `futures` dependency).
-async fn join_all<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+pub(super) async fn join_all<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
     let mut pinned: Vec<_> = futures.map(Box::pin).collect();
     let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {

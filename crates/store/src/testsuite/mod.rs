@@ -34,12 +34,14 @@ mod api_keys;
 mod cluster;
 mod gpu_models;
 mod jobs;
+mod recipes;
 pub mod scratch_pg;
 
 pub use self::api_keys::*;
 pub use self::cluster::*;
 pub use self::gpu_models::*;
 pub use self::jobs::*;
+pub use self::recipes::*;
 
 /// A backend under test: owns the store and whatever it needs (a temp dir, a
 /// throwaway database).
@@ -97,6 +99,13 @@ macro_rules! store_test_suite {
             gpu_model_seed_concurrent,
             gpu_model_create_fetch_list,
             gpu_model_duplicate_conflicts,
+            recipe_create_fetch_roundtrip,
+            recipe_visibility_in_fetch_and_list,
+            recipe_list_filters_and_paging,
+            recipe_update_compare_and_set,
+            recipe_delete_is_scoped,
+            recipe_touch_only_moves_forward,
+            recipe_seed_is_idempotent,
         );
         $crate::store_test_suite!(@fixture $fixture;
             job_create_concurrent,
@@ -104,6 +113,7 @@ macro_rules! store_test_suite {
             run_place_batch_of_1000,
             cluster_survives_reopen,
             gpu_models_survive_reopen,
+            recipes_survive_reopen,
         );
     };
     (@store $fixture:expr; $($name:ident),* $(,)?) => {$(
