@@ -31,12 +31,14 @@ use gantry_types::{
 use crate::{AccountRecord, ApiKeyRecord, Store, StoreError};
 
 mod api_keys;
+mod billing;
 mod cluster;
 mod gpu_models;
 mod jobs;
 pub mod scratch_pg;
 
 pub use self::api_keys::*;
+pub use self::billing::*;
 pub use self::cluster::*;
 pub use self::gpu_models::*;
 pub use self::jobs::*;
@@ -97,6 +99,10 @@ macro_rules! store_test_suite {
             gpu_model_seed_concurrent,
             gpu_model_create_fetch_list,
             gpu_model_duplicate_conflicts,
+            consumer_profile_ensure_update_and_scope,
+            ledger_post_balances_and_is_idempotent,
+            run_list_unbilled_and_node_earnings,
+            credit_purchase_settles_once,
         );
         $crate::store_test_suite!(@fixture $fixture;
             job_create_concurrent,
@@ -104,6 +110,8 @@ macro_rules! store_test_suite {
             run_place_batch_of_1000,
             cluster_survives_reopen,
             gpu_models_survive_reopen,
+            ledger_concurrent_charges,
+            billing_survives_reopen,
         );
     };
     (@store $fixture:expr; $($name:ident),* $(,)?) => {$(
