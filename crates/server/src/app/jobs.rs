@@ -22,6 +22,8 @@ pub const DEFAULT_CANCEL_REASON: &str = "Cancelled by user";
 pub async fn create(state: &AppState, account: AccountId, spec: JobSpec) -> Result<Job, ApiError> {
     // An unknown GPU is a 400 now, not a job PENDING forever (the registry is in memory).
     crate::app::gpu_registry::check_job(state, &spec).await?;
+    // An inactive consumer, or one who cannot pay an hour (billing enforced), stops here.
+    crate::app::ledger::admit(state, account, &spec).await?;
     let mut job = spec.into_job(JobId::new(), account, now_ms());
     job.parameters.parameters.map_secrets(|s| Ok::<_, ApiError>(state.secrets.encrypt(s)))?;
     state.store.job_create(&job).await?;
