@@ -135,7 +135,8 @@ async fn runs_are_charged_to_the_millisecond_owners_earn_and_the_ledger_sums_to_
 
     // Every entry of every account and the platform sums to zero.
     let everything = all_lines(&admin).await;
-    assert!(everything.len() >= 1 + 3 * jobs.len(), "{}", everything.len());
+    // The credit (consumer, platform) and each charge (consumer, owner, platform).
+    assert_eq!(everything.len(), 2 + 3 * jobs.len());
     assert_eq!(everything.iter().map(|l| l.amount_micros).sum::<i64>(), 0);
     assert!(everything.iter().any(|l| l.account_uuid == gantry_store::PLATFORM_ACCOUNT));
     nodes.stop().await;

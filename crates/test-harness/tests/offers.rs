@@ -84,15 +84,15 @@ async fn offers_follow_live_capacity_with_prices_and_filters() {
 
     // Filters.
     let ids = |o: Vec<ComputeOffer>| o.into_iter().map(|o| o.offer_id).collect::<Vec<_>>();
-    assert_eq!(ids(offers(&user, &[("filter[gpu_name]", "rtx 4090")]).await), [pair.offer_id.clone()]);
+    assert_eq!(ids(offers(&user, &[("filter[gpu_name]", "rtx 4090")]).await), [pair.offer_id.as_str()]);
     let uuid = cheap.hardware_summary.gpu_registry_uuid.unwrap().to_string();
-    assert_eq!(ids(offers(&user, &[("filter[gpu_registry_uuid]", &uuid)]).await), [cheap.offer_id.clone()]);
-    assert_eq!(ids(offers(&user, &[("filter[gpu_count]", "2")]).await), [pair.offer_id.clone()]);
-    assert_eq!(ids(offers(&user, &[("filter[min_vram_gb]", "30")]).await), [cheap.offer_id.clone()]);
-    assert_eq!(ids(offers(&user, &[("filter[cpu_count]", "12")]).await), [pair.offer_id.clone()]);
-    assert_eq!(ids(offers(&user, &[("filter[min_ram_gb]", "48")]).await), [pair.offer_id.clone()]);
-    assert_eq!(ids(offers(&user, &[("filter[min_storage_gb]", "300")]).await), [pair.offer_id.clone()]);
-    assert_eq!(ids(offers(&user, &[("filter[allowed_region_codes]", "us-east-1")]).await), [cheap.offer_id.clone()]);
+    assert_eq!(ids(offers(&user, &[("filter[gpu_registry_uuid]", &uuid)]).await), [cheap.offer_id.as_str()]);
+    assert_eq!(ids(offers(&user, &[("filter[gpu_count]", "2")]).await), [pair.offer_id.as_str()]);
+    assert_eq!(ids(offers(&user, &[("filter[min_vram_gb]", "30")]).await), [cheap.offer_id.as_str()]);
+    assert_eq!(ids(offers(&user, &[("filter[cpu_count]", "12")]).await), [pair.offer_id.as_str()]);
+    assert_eq!(ids(offers(&user, &[("filter[min_ram_gb]", "48")]).await), [pair.offer_id.as_str()]);
+    assert_eq!(ids(offers(&user, &[("filter[min_storage_gb]", "300")]).await), [pair.offer_id.as_str()]);
+    assert_eq!(ids(offers(&user, &[("filter[allowed_region_codes]", "us-east-1")]).await), [cheap.offer_id.as_str()]);
     assert!(offers(&user, &[("filter[allowed_region_codes]", "ap-south-1")]).await.is_empty());
     for (k, v) in [
         ("filter[gpu_name]", "Voodoo 2"),
