@@ -36,6 +36,8 @@ pub struct AppState {
     pub timing: crate::background::Timing,
     /// Recent placements per account (fair share across scheduler passes).
     pub recent_placements: crate::background::scheduler::RecentPlacements,
+    /// Consumer profiles recently used (job submission reads them).
+    pub profiles: crate::app::profiles::ProfileCache,
     /// Prices, shares, enforcement.
     pub billing: crate::config::BillingConfig,
     /// How credit purchases are paid.
@@ -61,6 +63,7 @@ impl AppState {
             pending_reasons: Default::default(),
             timing: config.timing,
             recent_placements: Default::default(),
+            profiles: Default::default(),
             billing: config.billing.clone(),
             payments: std::sync::Arc::new(crate::app::payments::ManualProvider),
             started: std::time::Instant::now(),

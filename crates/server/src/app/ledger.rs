@@ -124,7 +124,7 @@ pub async fn node_earnings(state: &AppState, node: NodeId, owner: AccountId) -> 
 /// for them, refuse (402) a job whose cheapest matching offer's hour the available
 /// balance cannot pay.
 pub async fn admit(state: &AppState, account: AccountId, spec: &gantry_types::job::JobSpec) -> Result<(), ApiError> {
-    let profile = crate::app::profiles::ensure(state, account).await?;
+    let profile = crate::app::profiles::cached(state, account).await?;
     if !profile.is_active {
         return Err(ApiError::Forbidden {
             code: "consumer_profile_inactive",

@@ -14,6 +14,43 @@ use gantry_types::{AccountId, Timestamp};
 use crate::error::ApiError;
 use crate::state::{AppState, now_ms};
 
+/// Profiles recently read or written, so job submission (the hot path) does not
+/// write or read the store for each job. An entry lives [`ProfileCache::TTL`]; a change
+/// made through this server replaces it at once, one made through another server
+/// sharing the database is seen within the TTL (like API keys' cache).
+#[derive(Default)]
+pub struct ProfileCache {
+    entries: std::sync::RwLock<std::collections::HashMap<AccountId, (std::time::Instant, ConsumerProfile)>>,
+}
+
+impl ProfileCache {
+    /// How long an entry is trusted.
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+    fn get(&self, account: AccountId) -> Option<ConsumerProfile> {
+        let entries = self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.get(&account).filter(|(at, _)| at.elapsed() < Self::TTL).map(|(_, p)| p.clone())
+    }
+
+    fn put(&self, profile: &ConsumerProfile) {
+        let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() > 100_000 {
+            entries.retain(|_, (at, _)| at.elapsed() < Self::TTL);
+        }
+        entries.insert(profile.account_uuid, (std::time::Instant::now(), profile.clone()));
+    }
+}
+
+/// The account's profile (from the cache when fresh), created if it has none.
+pub async fn cached(state: &AppState, account: AccountId) -> Result<ConsumerProfile, ApiError> {
+    if let Some(p) = state.profiles.get(account) {
+        return Ok(p);
+    }
+    let p = ensure(state, account).await?;
+    state.profiles.put(&p);
+    Ok(p)
+}
+
 /// The account's profile, created (active, billed) if it has none.
 pub async fn ensure(state: &AppState, account: AccountId) -> Result<ConsumerProfile, ApiError> {
     let now = now_ms();
@@ -81,11 +118,13 @@ pub async fn update(
             }
         });
     }
-    state
+    let after = state
         .store
         .consumer_profile_update(scope, id, &patch, now_ms())
         .await?
-        .ok_or_else(|| ApiError::not_found("consumer profile", id))
+        .ok_or_else(|| ApiError::not_found("consumer profile", id))?;
+    state.profiles.put(&after);
+    Ok(after)
 }
 
 /// The regions a job may run in: its own list ∩ its consumer's allowlist (an empty
