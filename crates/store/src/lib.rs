@@ -349,8 +349,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Page<gantry_types::billing::LedgerTransaction>>;
     /// What `owner` earned from run charges on `node`: (micro-USD, entries).
     async fn ledger_node_earnings(&self, node: NodeId, owner: AccountId) -> StoreResult<(i64, u64)>;
-    /// Runs that ran (started_at set), ended at or after `ended_since_ms`, and have no
-    /// charge posted yet, oldest end first, at most `limit`.
+    /// Runs that ran (started_at set) at a quoted rate (hourly_rate_usd set; runs from
+    /// before billing have none), ended at or after `ended_since_ms`, and have no charge
+    /// posted yet, oldest end first, at most `limit`.
     async fn run_list_unbilled(&self, ended_since_ms: i64, limit: u32) -> StoreResult<Vec<RunRecord>>;
     /// Creates a purchase; `Conflict` on a duplicate uuid or checkout session id.
     async fn credit_purchase_create(&self, purchase: &CreditPurchaseRecord) -> StoreResult<()>;

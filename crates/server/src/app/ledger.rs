@@ -26,7 +26,11 @@ pub fn run_rate(run: &RunRecord) -> i64 {
 
 /// Posts the charge of an ended run (idempotent). Returns whether this call posted it.
 pub async fn charge_run(state: &AppState, run: &RunRecord) -> Result<bool, ApiError> {
-    let (Some(started), Some(ended)) = (run.run.started_at_ms, run.run.ended_at_ms) else { return Ok(false) };
+    // A run placed before billing existed has no quoted rate: nothing to charge.
+    let (Some(started), Some(ended), Some(_)) = (run.run.started_at_ms, run.run.ended_at_ms, run.run.hourly_rate_usd)
+    else {
+        return Ok(false);
+    };
     let Some(node) = state.store.node_fetch(None, run.run.node_uuid).await? else {
         return Err(ApiError::Internal(format!("run {} is on unknown node {}", run.run.uuid, run.run.node_uuid)));
     };

@@ -89,7 +89,7 @@ async fn stop_accounts_at_zero(state: &AppState, now: i64) -> Result<(), ApiErro
         );
         for job in jobs {
             let after = crate::app::jobs::cancel(state, None, job, Some(reason.clone())).await?;
-            tracing::info!(%account, job = %after.uuid, "stopped a job: balance reached zero");
+            tracing::debug!(%account, job = %after.uuid, "stopping a job: balance reached zero");
         }
     }
     Ok(())

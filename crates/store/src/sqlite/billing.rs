@@ -332,6 +332,7 @@ pub(super) async fn run_list_unbilled(store: &SqliteStore, since_ms: i64, limit:
         .read(move |conn| {
             let sql = format!(
                 "SELECT {RUN_COLUMNS} FROM job_runs WHERE ended_at_ms >= ?1 AND started_at_ms IS NOT NULL \
+                 AND hourly_rate_usd IS NOT NULL \
                  AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.idempotency_key = 'run:' || job_runs.uuid) \
                  ORDER BY ended_at_ms, uuid LIMIT ?2"
             );

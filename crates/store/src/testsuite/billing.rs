@@ -118,19 +118,25 @@ pub async fn run_list_unbilled_and_node_earnings(store: &dyn Store) {
     let (consumer, owner) = (new_account(store, "Consumer").await, new_account(store, "Owner").await);
     let node = new_node(store, owner, T0, 0).await;
     let mut runs = Vec::new();
-    for i in 0..3 {
+    for i in 0..4 {
         let job = new_job(store, consumer, T0 + 1 + i, 0).await;
-        let run = run_record(&job, &node, 0, 0, T0 + 10);
+        let mut run = run_record(&job, &node, 0, 0, T0 + 10);
+        if i == 3 {
+            run.run.hourly_rate_usd = None; // placed before billing existed
+        }
         assert!(place(store, job.uuid, std::slice::from_ref(&run), T0 + 10).await);
         runs.push(run.run.uuid);
     }
-    // Run 0 ran and ended; run 1 ended without running (not billable); run 2 runs.
+    // Run 0 ran and ended; run 1 ended without running (not billable); run 2 runs;
+    // run 3 ran and ended but has no quoted rate (not billable).
     let running = status_change(&[JobRunStatus::Assigned], JobRunStatus::Running, T0 + 1000);
-    store.run_update(runs[0], &running).await.unwrap().unwrap();
-    store.run_update(runs[2], &running).await.unwrap().unwrap();
+    for i in [0, 2, 3] {
+        store.run_update(runs[i], &running).await.unwrap().unwrap();
+    }
     let end = status_change(&[JobRunStatus::Running, JobRunStatus::Assigned], JobRunStatus::Completed, T0 + 4600);
     let ended = store.run_update(runs[0], &end).await.unwrap().unwrap();
     store.run_update(runs[1], &end).await.unwrap().unwrap();
+    store.run_update(runs[3], &end).await.unwrap().unwrap();
     assert_eq!(ended.run.duration_ms, Some(3600));
 
     let unbilled = store.run_list_unbilled(0, 100).await.unwrap();
