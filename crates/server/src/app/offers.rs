@@ -175,10 +175,11 @@ fn offer(state: &AppState, s: &Shape, node_count: u32, quoted_at: Timestamp) -> 
     }
 }
 
-/// The cheapest hourly price a job of this shape would pay on a matching live offer:
-/// its own reservation priced at each matching offer's GPU model. With no matching
-/// offer, the price at the job's named model (or the default GPU price), so a job
-/// waiting for capacity is still judged against what it will cost.
+/// The cheapest hourly price a job of this shape would pay on matching live offers:
+/// its own reservation priced at each matching offer's GPU model, times its gang size
+/// (a gang pays on each of its nodes). With no matching offer, the price at the job's
+/// named model (or the default GPU price), so a job waiting for capacity is still
+/// judged against what it will cost.
 pub async fn cheapest_quote(
     state: &AppState,
     spec: &gantry_types::job::JobSpec,
@@ -210,5 +211,5 @@ pub async fn cheapest_quote(
         .map(|o| hourly(state, r, o.hardware_summary.gpu_registry_uuid))
         .min()
         .unwrap_or_else(|| hourly(state, r, named));
-    Ok(quote)
+    Ok(quote.saturating_mul(spec.max_node_count.max(1)))
 }

@@ -15,10 +15,9 @@ use gantry_scheduler::{GpuView, JobRequest, NodeView, plan};
 use gantry_store::{JobPlacement, NodeRecord, RunRecord};
 use gantry_types::job::{ContainerAccessToken, Job};
 use gantry_types::job_run::{JobRun, JobRunStatus};
+use gantry_types::money::micros_to_usd;
 use gantry_types::node::NodeStatus;
 use gantry_types::{JobId, JobRunId, NodeId, Timestamp};
-
-use gantry_types::money::micros_to_usd;
 
 use crate::app::jobs::redact;
 use crate::error::ApiError;
