@@ -277,3 +277,38 @@ async fn with_enforcement_running_jobs_stop_when_the_balance_reaches_zero() {
     assert_eq!(err.status(), Some(reqwest::StatusCode::PAYMENT_REQUIRED));
     nodes.stop().await;
 }
+
+#[tokio::test]
+async fn the_billing_sweep_charges_a_run_that_ended_without_its_charge() {
+    let ctx = TestContext::start_with(priced).await;
+    let nodes = ctx.sim_nodes(1, "1xNVIDIA RTX 4090:24,cpus=8,ram=32").await;
+    let user = ctx.new_account(Preset::Consumer).await;
+    let me = user.me().await.unwrap().uuid;
+    let long = user.create_job(&job("crash in between", 600_000)).await.unwrap();
+    wait_status(&user, long.uuid, JobStatus::Running).await;
+    let run = runs_of(&user, long.uuid).await.remove(0);
+    // The run ends in the store without going through the code that charges it, as
+    // after a crash between the two writes.
+    let end = gantry_store::RunUpdate {
+        from: vec![JobRunStatus::Running],
+        to: JobRunStatus::Failed,
+        reason: Some("ended behind billing's back".into()),
+        now_ms: run.started_at_ms.unwrap() + 1234,
+        exit_code: None,
+        node_urls: None,
+        image_size_bytes: None,
+    };
+    let ended = ctx.state().store.run_update(run.uuid, &end).await.unwrap().unwrap();
+    assert_eq!(ended.run.duration_ms, Some(1234));
+    let line = wait_for("the sweep to charge the run", WAIT, || async {
+        all_lines(&user).await.into_iter().find(|l| l.job_run_uuid == Some(run.uuid))
+    })
+    .await;
+    assert_eq!(line.amount_micros, -charge_for(46_800_000, 1234));
+    assert_eq!(user.balance(me).await.unwrap().posted_balance_micros, line.amount_micros);
+    // Charging again (another sweep, another server) posts nothing more.
+    let rec = ctx.state().store.run_fetch(None, run.uuid).await.unwrap().unwrap();
+    assert!(!gantry_server::app::ledger::charge_run(ctx.state(), &rec).await.unwrap());
+    assert_eq!(all_lines(&user).await.iter().filter(|l| l.job_run_uuid == Some(run.uuid)).count(), 1);
+    nodes.stop().await;
+}
