@@ -79,7 +79,24 @@ async fn node_list(client: &Client) -> Vec<Node> {
 
 #[tokio::test]
 async fn runs_are_charged_to_the_millisecond_owners_earn_and_the_ledger_sums_to_zero() {
-    let ctx = TestContext::start_with(priced).await;
+    metering(TestContext::start_with(priced).await).await;
+}
+
+#[tokio::test]
+async fn metering_on_postgres() {
+    let Some(admin_url) = gantry_store::testsuite::scratch_pg::admin_url() else { return };
+    let (_, url) = gantry_store::testsuite::scratch_pg::create_database(&admin_url).await;
+    metering(
+        TestContext::start_with(|c| {
+            priced(c);
+            c.database_url = Some(url);
+        })
+        .await,
+    )
+    .await;
+}
+
+async fn metering(ctx: TestContext) {
     let nodes = ctx.sim_nodes(2, "2xNVIDIA RTX 4090:24,region=eu-west-1,cpus=8,ram=32").await;
     let user = ctx.new_account(Preset::Consumer).await;
     let me = user.me().await.unwrap().uuid;
