@@ -15,6 +15,25 @@ use gantry_types::permissions::Preset;
 pub enum AdminCommand {
     /// Create an API key (and a new account unless --account names one).
     CreateKey(CreateKeyArgs),
+    /// Grant credit (USD) to an account; the platform is the counterparty in the ledger.
+    Credit(CreditArgs),
+}
+
+/// `gantry admin credit`.
+#[derive(Args)]
+pub struct CreditArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The account to credit.
+    account: AccountId,
+    /// USD, e.g. 25 or 0.50 (at most 6 decimals, greater than 0).
+    amount: String,
+    /// A note kept on the ledger line.
+    #[arg(long)]
+    memo: Option<String>,
+    /// Print the account's balance as JSON afterwards.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Where the store is.
@@ -54,6 +73,7 @@ pub struct CreateKeyArgs {
 pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
     match cmd {
         AdminCommand::CreateKey(args) => create_key(args).await,
+        AdminCommand::Credit(args) => credit(args).await,
     }
 }
 
@@ -90,6 +110,34 @@ pub async fn create_key_in(
     let spec =
         KeySpec { name: name.to_string(), permissions: preset.permissions(), allowed_ips: vec![], expires_at_ms: None };
     create_in(store.as_ref(), &secrets, account, spec).await.map_err(api_error)
+}
+
+async fn credit(args: CreditArgs) -> anyhow::Result<()> {
+    let micros = gantry_types::money::parse_usd(&args.amount, false)
+        .map_err(|e| anyhow::anyhow!("AMOUNT {e}"))
+        .and_then(|m| if m > 0 { Ok(m) } else { Err(anyhow::anyhow!("AMOUNT must be greater than 0")) })?;
+    let (store, _) = open(&args.store).await?;
+    let memo = args.memo.or_else(|| Some("credit granted by an operator".into()));
+    gantry_server::app::ledger::credit(store.as_ref(), args.account, micros, memo, None).await.map_err(api_error)?;
+    let posted = store.ledger_balance(args.account).await?;
+    if args.json {
+        let out = serde_json::json!({
+            "account_uuid": args.account,
+            "credited_micros": micros,
+            "posted_balance_micros": posted,
+            "posted_balance": gantry_types::money::micros_to_usd(posted),
+            "currency": gantry_types::money::CURRENCY,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "Credited {} USD to account {}; its posted balance is now {} USD",
+            gantry_types::money::format_usd(micros),
+            args.account,
+            gantry_types::money::format_usd(posted)
+        );
+    }
+    Ok(())
 }
 
 fn api_error(e: gantry_server::error::ApiError) -> anyhow::Error {

@@ -105,7 +105,10 @@ pub async fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
         println!("{figures}");
     } else {
         eprintln!();
-        println!("container start, image cached, {} starts per path (assignment/command → process running):", args.runs);
+        println!(
+            "container start, image cached, {} starts per path (assignment/command → process running):",
+            args.runs
+        );
         println!("  gantry agent       p50 {a50:7.1} ms   p90 {a90:7.1} ms");
         println!("  bare `docker run`  p50 {c50:7.1} ms   p90 {c90:7.1} ms   (reference)");
         println!("  Engine API floor   p50 {p50:7.1} ms   p90 {p90:7.1} ms   (create + start, no client)");

@@ -68,8 +68,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         listen: args.listen,
         database_url: None,
         max_body_bytes: 1024 * 1024,
+        billing_enforce: false,
+        price_gpu: vec![],
+        price_gpu_default: "0.50".into(),
+        price_cpu_core: "0.01".into(),
+        price_ram_gb: "0.002".into(),
+        operator_share: "0.8".into(),
     };
-    let server = gantry_server::start(server_args.config())
+    let server = gantry_server::start(server_args.config()?)
         .await
         .with_context(|| format!("cannot start the server on {} (is another one running?)", args.listen))?;
     let url = format!("http://{}", server.local_addr);
@@ -95,10 +101,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         public_key: creds.public_key.clone(),
         secret_key: creds.secret_key.clone(),
     });
-    if agent.is_some() && !args.no_demo {
-        if let Err(e) = demo(&consumer).await {
-            println!("\nThe hello-world job did not run: {e:#}");
-        }
+    if agent.is_some()
+        && !args.no_demo
+        && let Err(e) = demo(&consumer).await
+    {
+        println!("\nThe hello-world job did not run: {e:#}");
     }
     println!("\nPaste these into another shell to use the CLI:\n");
     println!("export GANTRY_API_BASE_URL={url}");

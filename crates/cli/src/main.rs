@@ -6,6 +6,7 @@ mod agent;
 mod bench;
 mod bench_agent;
 mod bench_cluster;
+mod billing;
 mod dev;
 mod gpus;
 mod jobs;
@@ -54,6 +55,10 @@ enum Command {
     Gpus(output::JsonFlag),
     /// Show who the configured key belongs to.
     Me(output::JsonFlag),
+    /// List compute offers: live capacity by hardware and region, with hourly prices.
+    Offers(billing::OffersArgs),
+    /// Show the configured key's account balance and latest ledger lines.
+    Balance(output::JsonFlag),
     /// Print the OpenAPI document of the API.
     Openapi,
     /// Benchmarks (print figures and a ratio against a same-run reference).
@@ -82,6 +87,8 @@ fn main() -> std::process::ExitCode {
             Command::Keys(cmd) => keys::run(cmd).await,
             Command::Me(flag) => keys::me(flag).await,
             Command::Gpus(flag) => gpus::run(flag).await,
+            Command::Offers(args) => billing::offers(args).await,
+            Command::Balance(flag) => billing::balance(flag).await,
             Command::Openapi => {
                 println!("{}", gantry_server::api::openapi().to_pretty_json()?);
                 Ok(())

@@ -145,3 +145,46 @@ async fn the_cli_lists_shows_and_cooks_recipes() {
     assert_eq!((job["title"].as_str(), job["source_recipe_uuid"].as_str()), (Some("mine"), Some(hello)));
     assert_eq!(job["parameters"]["parameters"]["env"], serde_json::json!({"MESSAGE": "hey", "X": "1"}));
 }
+
+#[tokio::test]
+async fn admin_credit_works_while_the_server_runs_and_the_cli_shows_the_balance() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url) = start_server(dir.path()).await;
+    let key = create_key(dir.path(), "consumer").await;
+    let account = key["account_uuid"].as_str().unwrap();
+    let admin = |args: &[&str]| {
+        let mut cmd = Command::new(GANTRY);
+        cmd.args(["admin", "credit", "--data-dir"]).arg(dir.path()).args(args);
+        cmd
+    };
+    let out = admin(&[account, "12.5", "--json"]).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let granted: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(granted["posted_balance_micros"], 12_500_000);
+    for bad in ["-3", "abc", "0"] {
+        let out = admin(&[account, bad]).output().await.unwrap();
+        assert!(!out.status.success(), "{bad} accepted");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("AMOUNT"), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = admin(&["019aaaaa-0000-7000-8000-000000000000", "1"]).output().await.unwrap();
+    assert!(!out.status.success(), "an unknown account cannot be credited");
+
+    let cli = |args: &[&str]| {
+        let mut cmd = Command::new(GANTRY);
+        cmd.args(args)
+            .env("GANTRY_API_BASE_URL", &url)
+            .env("GANTRY_PUBLIC_KEY", key["public_key"].as_str().unwrap())
+            .env("GANTRY_SECRET_KEY", key["secret_key"].as_str().unwrap());
+        cmd
+    };
+    let out = cli(&["balance", "--json"]).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let balance: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((balance["available_balance"].as_f64(), balance["currency"].as_str()), (Some(12.5), Some("USD")));
+    let out = cli(&["balance"]).output().await.unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("available 12.500000 USD") && text.contains("CREDIT"), "{text}");
+    let out = cli(&["offers", "--json"]).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["total"], 0, "no nodes, no offers");
+}

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use gantry_types::account::User;
 use gantry_types::api_key::{ApiKey, CreateApiKeyRequest};
+use gantry_types::billing::{
+    Balance, ComputeOffer, ConsumerProfile, CreditPurchase, CreditPurchaseCreated, LedgerTransaction,
+};
 use gantry_types::job::{CancelJobRequest, Job};
 use gantry_types::job_run::JobRun;
 use gantry_types::list::ListResponse;
@@ -338,6 +341,71 @@ impl Client {
     /// `GET /v1/users/me`.
     pub async fn me(&self) -> Result<User, ClientError> {
         self.send(Method::GET, "/v1/users/me", &[], None).await
+    }
+
+    /// `GET /v1/nodes/{uuid}`.
+    pub async fn get_node(&self, id: gantry_types::NodeId) -> Result<gantry_types::node::Node, ClientError> {
+        self.send(Method::GET, &format!("/v1/nodes/{id}"), &[], None).await
+    }
+
+    /// `GET /v1/consumer-profiles`.
+    pub async fn list_consumer_profiles(
+        &self,
+        query: &[(String, String)],
+    ) -> Result<ListResponse<ConsumerProfile>, ClientError> {
+        self.send(Method::GET, "/v1/consumer-profiles", query, None).await
+    }
+
+    /// `PATCH /v1/consumer-profiles/{uuid}` with any of its three fields.
+    pub async fn update_consumer_profile(
+        &self,
+        id: uuid::Uuid,
+        body: &serde_json::Value,
+    ) -> Result<ConsumerProfile, ClientError> {
+        self.send(Method::PATCH, &format!("/v1/consumer-profiles/{id}"), &[], Some(body)).await
+    }
+
+    /// `GET /v1/compute/offers` with filter pairs (`("filter[gpu_name]", "RTX 4090")`).
+    pub async fn list_offers(&self, query: &[(String, String)]) -> Result<ListResponse<ComputeOffer>, ClientError> {
+        self.send(Method::GET, "/v1/compute/offers", query, None).await
+    }
+
+    /// `GET /v1/accounts/{uuid}/balance`.
+    pub async fn balance(&self, account: gantry_types::AccountId) -> Result<Balance, ClientError> {
+        self.send(Method::GET, &format!("/v1/accounts/{account}/balance"), &[], None).await
+    }
+
+    /// `GET /v1/compute/ledger/transactions`.
+    pub async fn list_ledger_transactions(
+        &self,
+        query: &[(String, String)],
+    ) -> Result<ListResponse<LedgerTransaction>, ClientError> {
+        self.send(Method::GET, "/v1/compute/ledger/transactions", query, None).await
+    }
+
+    /// `POST /v1/compute/ledger/credit-purchases`.
+    pub async fn create_credit_purchase(&self, body: &serde_json::Value) -> Result<CreditPurchaseCreated, ClientError> {
+        self.send(Method::POST, "/v1/compute/ledger/credit-purchases", &[], Some(body)).await
+    }
+
+    /// `GET /v1/compute/ledger/credit-purchases`.
+    pub async fn list_credit_purchases(
+        &self,
+        query: &[(String, String)],
+    ) -> Result<ListResponse<CreditPurchase>, ClientError> {
+        self.send(Method::GET, "/v1/compute/ledger/credit-purchases", query, None).await
+    }
+
+    /// `GET /v1/compute/ledger/credit-purchases/reconcile?checkout_session_id=...`.
+    pub async fn reconcile_credit_purchase(&self, checkout_session_id: &str) -> Result<CreditPurchase, ClientError> {
+        let q = query(&[("checkout_session_id", checkout_session_id)]);
+        self.send(Method::GET, "/v1/compute/ledger/credit-purchases/reconcile", &q, None).await
+    }
+
+    /// `PUT /v1/compute/ledger/credit-purchases/{uuid}/settle` (operators): `paid` or `expired`.
+    pub async fn settle_credit_purchase(&self, id: uuid::Uuid, outcome: &str) -> Result<CreditPurchase, ClientError> {
+        let body = serde_json::json!({ "outcome": outcome });
+        self.send(Method::PUT, &format!("/v1/compute/ledger/credit-purchases/{id}/settle"), &[], Some(&body)).await
     }
 }
 

@@ -22,6 +22,46 @@ pub struct ServerConfig {
     pub nonce_capacity: usize,
     /// Timing of the background reconcilers (scheduler, lifecycle).
     pub timing: crate::background::Timing,
+    /// Prices, the operators' share and whether balances are enforced.
+    pub billing: BillingConfig,
+}
+
+/// Billing: what compute costs and who gets what. Amounts are micro-USD per hour.
+///
+/// Metering and ledger charges always happen; `enforce` only decides whether a
+/// consumer without money is refused (402) and stopped at zero. It is off by
+/// default because a lab running Gantry for itself does not bill itself.
+#[derive(Clone, Debug)]
+pub struct BillingConfig {
+    /// Refuse and stop jobs of billed consumers whose balance cannot pay.
+    pub enforce: bool,
+    /// Price per GPU per hour, by GPU model name as the registry knows it (any name or
+    /// alias the registry resolves).
+    pub gpu_prices: Vec<(String, i64)>,
+    /// Price per GPU per hour for a model not in `gpu_prices`.
+    pub default_gpu_price: i64,
+    /// Price per CPU core per hour.
+    pub cpu_core_price: i64,
+    /// Price per GB of RAM per hour.
+    pub ram_gb_price: i64,
+    /// The node owner's share of a run's charge, parts per million (800000 = 80%);
+    /// the platform keeps the rest.
+    pub operator_share_ppm: i64,
+}
+
+impl Default for BillingConfig {
+    /// Prices observed upstream for the two GPUs it publishes (API.md §6.1), a middle
+    /// price for other GPUs, and small CPU and RAM prices.
+    fn default() -> Self {
+        Self {
+            enforce: false,
+            gpu_prices: vec![("NVIDIA RTX 4090".into(), 350_000), ("NVIDIA RTX 5090".into(), 690_000)],
+            default_gpu_price: 500_000,
+            cpu_core_price: 10_000,
+            ram_gb_price: 2_000,
+            operator_share_ppm: 800_000,
+        }
+    }
 }
 
 impl ServerConfig {
@@ -35,6 +75,7 @@ impl ServerConfig {
             max_body_bytes: 1024 * 1024,
             nonce_capacity: 4_000_000,
             timing: Default::default(),
+            billing: Default::default(),
         }
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! Status codes: 400 bad input (with the fields named; also a body that is not
 //! `application/json`, as the foundation issue asks, with code `unsupported_media_type`), 401 missing/bad/expired/
-//! replayed signature or unknown/revoked/expired key, 403 the key lacks a permission
+//! replayed signature or unknown/revoked/expired key, 402 the balance cannot pay (billing
+//! enforced), 403 the key lacks a permission
 //! or is used from a disallowed IP, 404 not found *or another account's* (existence
 //! is never revealed), 413 body too large, 500 a bug (logged
 //! with its cause chain, never shown), 503 the store is unavailable.
@@ -26,6 +27,8 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     /// 400 without field details (e.g. malformed JSON).
     BadRequest { code: &'static str, message: String },
+    /// 402: the account's balance cannot pay for what was asked (billing enforced).
+    PaymentRequired { message: String },
     /// 413.
     PayloadTooLarge { limit: usize },
     /// 400 with code `unsupported_media_type`: a body sent as something other than JSON.
@@ -85,6 +88,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::BAD_REQUEST, "validation_failed", message, details)
             }
             Self::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message, vec![]),
+            Self::PaymentRequired { message } => (StatusCode::PAYMENT_REQUIRED, "payment_required", message, vec![]),
             Self::PayloadTooLarge { limit } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

@@ -60,6 +60,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let state = Arc::new(AppState::new(store, gantry_auth::SecretBox::new(key), &config));
     app::gpu_registry::seed(&state).await?;
     app::recipes::seed(&state).await?;
+    // A price for a name the registry does not know would silently never apply.
+    for (name, _) in &state.billing.gpu_prices {
+        if state.gpus.resolve(name).is_none() {
+            tracing::warn!(%name, "--price-gpu names no GPU model in the registry; its GPUs get the default price");
+        }
+    }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let local_addr = listener.local_addr()?;
     let app = api::router(state.clone());

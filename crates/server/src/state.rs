@@ -36,6 +36,12 @@ pub struct AppState {
     pub timing: crate::background::Timing,
     /// Recent placements per account (fair share across scheduler passes).
     pub recent_placements: crate::background::scheduler::RecentPlacements,
+    /// Consumer profiles recently used (job submission reads them).
+    pub profiles: crate::app::profiles::ProfileCache,
+    /// Prices, shares, enforcement.
+    pub billing: crate::config::BillingConfig,
+    /// How credit purchases are paid.
+    pub payments: std::sync::Arc<dyn crate::app::payments::PaymentProvider>,
     /// When this server started: nodes get one loss-detection period of grace after a
     /// restart to re-attach before silence counts against them.
     pub started: std::time::Instant,
@@ -57,6 +63,9 @@ impl AppState {
             pending_reasons: Default::default(),
             timing: config.timing,
             recent_placements: Default::default(),
+            profiles: Default::default(),
+            billing: config.billing.clone(),
+            payments: std::sync::Arc::new(crate::app::payments::ManualProvider),
             started: std::time::Instant::now(),
         }
     }

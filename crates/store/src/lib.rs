@@ -27,6 +27,7 @@ use gantry_types::{
     node::{HardwareSample, NodeStatus},
 };
 
+pub mod billing;
 pub mod cluster;
 mod gpu_models;
 pub mod migrate;
@@ -36,6 +37,7 @@ mod sql;
 pub mod sqlite;
 pub mod testsuite;
 
+pub use billing::{CreditPurchaseRecord, LedgerPosting, LedgerSide, PLATFORM_ACCOUNT, PurchaseKey};
 pub use cluster::{JobPlacement, NodeRecord, RunFilter, RunRecord, RunUpdate};
 pub use recipes::{RecipeRecord, RecipeViewer};
 
@@ -342,6 +344,89 @@ pub trait Store: Send + Sync + 'static {
     async fn recipe_delete(&self, owner: Option<AccountId>, id: gantry_types::RecipeId) -> StoreResult<bool>;
     /// Moves last_used_at forward to `now_ms` (never back; updated_at does not move).
     async fn recipe_touch(&self, id: gantry_types::RecipeId, now_ms: i64) -> StoreResult<()>;
+
+    // --- Billing (migration 0005): consumer profiles, the ledger, credit purchases ---
+    //
+    // Money is integer micro-USD. Ledger postings are balanced by construction (see
+    // `billing::LedgerPosting`), so the sum over all entries is always zero.
+
+    /// Inserts `profile` unless its account already has one; returns the account's
+    /// profile either way (concurrent callers all get the same one).
+    /// `MissingReference` if the account does not exist.
+    async fn consumer_profile_ensure(
+        &self,
+        profile: &gantry_types::billing::ConsumerProfile,
+    ) -> StoreResult<gantry_types::billing::ConsumerProfile>;
+    /// Lists profiles in scope matching `filter`, by (created_at, uuid).
+    async fn consumer_profile_list(
+        &self,
+        account: Option<AccountId>,
+        filter: &gantry_types::billing::ConsumerProfileFilter,
+        paging: Paging,
+    ) -> StoreResult<Page<gantry_types::billing::ConsumerProfile>>;
+    /// Every profile, unpaged (the scheduler's region allowlists).
+    async fn consumer_profile_list_all(&self) -> StoreResult<Vec<gantry_types::billing::ConsumerProfile>>;
+    /// Applies the fields present in `patch`; the profile after, or `None` when it does
+    /// not exist in scope.
+    async fn consumer_profile_update(
+        &self,
+        account: Option<AccountId>,
+        id: uuid::Uuid,
+        patch: &gantry_types::billing::UpdateConsumerProfileRequest,
+        now_ms: i64,
+    ) -> StoreResult<Option<gantry_types::billing::ConsumerProfile>>;
+    /// Posts a transaction and all its entries atomically. `Ok(false)` when its
+    /// idempotency key was already posted (nothing changes: the charge happened once).
+    /// `MissingReference` when an entry names an unknown account (nothing is posted).
+    async fn ledger_post(&self, posting: &LedgerPosting) -> StoreResult<bool>;
+    /// The sum of an account's entries, micro-USD (0 for an account without any).
+    async fn ledger_balance(&self, account: AccountId) -> StoreResult<i64>;
+    /// Every account's balance that has entries (the platform's included).
+    async fn ledger_balances(&self) -> StoreResult<Vec<(AccountId, i64)>>;
+    /// Entries in scope, by (created_at, uuid), newest first unless `paging` says otherwise.
+    async fn ledger_list(
+        &self,
+        account: Option<AccountId>,
+        paging: Paging,
+    ) -> StoreResult<Page<gantry_types::billing::LedgerTransaction>>;
+    /// What `owner` earned from run charges on `node`: (micro-USD, entries).
+    async fn ledger_node_earnings(&self, node: NodeId, owner: AccountId) -> StoreResult<(i64, u64)>;
+    /// Runs that ran (started_at set) at a quoted rate (hourly_rate_usd set; runs from
+    /// before billing have none), ended at or after `ended_since_ms`, and have no charge
+    /// posted yet, oldest end first, at most `limit`.
+    async fn run_list_unbilled(&self, ended_since_ms: i64, limit: u32) -> StoreResult<Vec<RunRecord>>;
+    /// Creates a purchase; `Conflict` on a duplicate uuid or checkout session id.
+    async fn credit_purchase_create(&self, purchase: &CreditPurchaseRecord) -> StoreResult<()>;
+    /// Purchases in scope (statuses empty = all), by (created_at, uuid).
+    async fn credit_purchase_list(
+        &self,
+        account: Option<AccountId>,
+        statuses: &[gantry_types::billing::CreditPurchaseStatus],
+        paging: Paging,
+    ) -> StoreResult<Page<CreditPurchaseRecord>>;
+    /// One purchase in scope.
+    async fn credit_purchase_fetch(
+        &self,
+        account: Option<AccountId>,
+        key: &PurchaseKey,
+    ) -> StoreResult<Option<CreditPurchaseRecord>>;
+    /// Records the provider's state word (manual provider: what an operator decided).
+    async fn credit_purchase_set_provider_state(
+        &self,
+        id: uuid::Uuid,
+        provider_state: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<CreditPurchaseRecord>>;
+    /// Moves a PENDING purchase to `to` (compare-and-set) and, in the same
+    /// transaction, posts `credit` when given. `None` when it is not PENDING (someone
+    /// settled it first: nothing is posted) or does not exist.
+    async fn credit_purchase_settle(
+        &self,
+        id: uuid::Uuid,
+        to: gantry_types::billing::CreditPurchaseStatus,
+        now_ms: i64,
+        credit: Option<&LedgerPosting>,
+    ) -> StoreResult<Option<CreditPurchaseRecord>>;
 }
 
 /// Opens the store a deployment configured: PostgreSQL when `database_url` is given

@@ -14,6 +14,11 @@
 //!   `pg_advisory_xact_lock`, SQLite starts the transaction with `BEGIN IMMEDIATE`
 //!   (the write lock). Inside the lock the applied set is read again, so the loser
 //!   of the race finds the work done and skips it.
+//! * Versions increase but need not be contiguous: each known version missing from
+//!   `gantry_migrations` is applied, in order, so a version added later with a lower
+//!   number (branches developed side by side) is still applied to a database that
+//!   already has higher ones. Each migration must therefore stand on the earlier
+//!   numbers only, never on a higher one.
 //! * A database that has a version this binary does not know (it was migrated by a
 //!   newer Gantry) is refused: running old code on a newer schema could corrupt it.
 
@@ -38,6 +43,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 2, name: "gpu_registry", sql: include_str!("../migrations/sqlite/0002_gpu_registry.sql") },
     Migration { version: 3, name: "nodes_runs", sql: include_str!("../migrations/sqlite/0003_nodes_runs.sql") },
     Migration { version: 4, name: "recipes", sql: include_str!("../migrations/sqlite/0004_recipes.sql") },
+    Migration { version: 5, name: "billing", sql: include_str!("../migrations/sqlite/0005_billing.sql") },
 ];
 
 /// PostgreSQL migrations, oldest first (same versions as [`SQLITE`]).
@@ -46,6 +52,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 2, name: "gpu_registry", sql: include_str!("../migrations/postgres/0002_gpu_registry.sql") },
     Migration { version: 3, name: "nodes_runs", sql: include_str!("../migrations/postgres/0003_nodes_runs.sql") },
     Migration { version: 4, name: "recipes", sql: include_str!("../migrations/postgres/0004_recipes.sql") },
+    Migration { version: 5, name: "billing", sql: include_str!("../migrations/postgres/0005_billing.sql") },
 ];
 
 /// The bookkeeping table; this DDL is valid in both dialects.
@@ -88,8 +95,12 @@ fn now_ms() -> i64 {
 
 /// Brings a SQLite database up to date (blocking; call off the async runtime).
 pub fn run_sqlite(conn: &mut rusqlite::Connection) -> StoreResult<()> {
+    run_sqlite_list(conn, SQLITE)
+}
+
+fn run_sqlite_list(conn: &mut rusqlite::Connection, known: &[Migration]) -> StoreResult<()> {
     let db = |e: rusqlite::Error| StoreError::Database { during: "migrate", source: Box::new(e) };
-    for migration in SQLITE {
+    for migration in known {
         // IMMEDIATE takes the write lock now, so a second process waits here (up to
         // busy_timeout) instead of failing half-way with SQLITE_BUSY.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db)?;
@@ -99,7 +110,7 @@ pub fn run_sqlite(conn: &mut rusqlite::Connection) -> StoreResult<()> {
             let rows = stmt.query_map([], |r| r.get::<_, i64>(0)).map_err(db)?;
             rows.collect::<Result<BTreeSet<i64>, _>>().map_err(db)?
         };
-        check_not_newer(SQLITE, &applied)?;
+        check_not_newer(known, &applied)?;
         if !applied.contains(&migration.version) {
             tx.execute_batch(migration.sql).map_err(db)?;
             tx.execute(
@@ -157,6 +168,29 @@ mod tests {
         }
         let versions = |l: &[Migration]| l.iter().map(|m| (m.version, m.name)).collect::<Vec<_>>();
         assert_eq!(versions(SQLITE), versions(POSTGRES));
+    }
+
+    #[test]
+    fn a_gap_in_versions_is_accepted_and_filled_later() {
+        // This branch ships 1, 2, 3, 5; a later release adds 4. A database migrated
+        // to 5 must accept the gap, then get 4 applied on the next start.
+        let m = |version, sql| Migration { version, name: "t", sql };
+        let with_gap = [m(1, "CREATE TABLE a (x INTEGER)"), m(3, "CREATE TABLE c (x INTEGER)")];
+        let filled = [with_gap[0], m(2, "CREATE TABLE b (x INTEGER)"), with_gap[1]];
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        run_sqlite_list(&mut conn, &with_gap).unwrap();
+        run_sqlite_list(&mut conn, &filled).unwrap();
+        let versions: Vec<i64> = conn
+            .prepare("SELECT version FROM gantry_migrations ORDER BY version")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(versions, [1, 2, 3]);
+        conn.execute("INSERT INTO b VALUES (1)", []).unwrap();
+        // The real lists have the gap too, and agree.
+        assert!(SQLITE.windows(2).all(|w| w[0].version < w[1].version));
     }
 
     #[test]

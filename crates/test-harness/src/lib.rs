@@ -35,6 +35,7 @@ pub fn fast(config: &mut ServerConfig) {
         lifecycle_every: Duration::from_millis(20),
         node_lost_after: Duration::from_millis(1500),
         assign_sweep_min_age: Duration::ZERO,
+        billing_every: Duration::from_millis(50),
     };
 }
 

@@ -10,12 +10,14 @@
 
 pub mod account;
 pub mod api_key;
+pub mod billing;
 pub mod error;
 pub mod gpu;
 pub mod ids;
 pub mod job;
 pub mod job_run;
 pub mod list;
+pub mod money;
 pub mod node;
 pub mod num;
 pub mod permissions;

@@ -282,6 +282,10 @@ pub struct Node {
     pub lease_epoch: i64,
     /// Owner.
     pub account_uuid: AccountId,
+    /// Gantry addition: what the node's billed run time earned its owner; shown to
+    /// the owner only (absent for anyone else).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earnings: Option<crate::billing::NodeEarnings>,
     /// Registered.
     pub created_at: Timestamp,
     /// Last change.

@@ -104,7 +104,7 @@ pub fn create_body(spec: &RunSpec, ctx: &CreateContext<'_>) -> ContainerCreateBo
     };
     let host_config = HostConfig {
         nano_cpus: (spec.cpu > 0).then(|| i64::from(spec.cpu) * 1_000_000_000),
-        memory: (spec.ram_gb > 0.0).then(|| (spec.ram_gb * 1024.0 * 1024.0 * 1024.0) as i64),
+        memory: (spec.ram_gb > 0.0).then_some((spec.ram_gb * 1024.0 * 1024.0 * 1024.0) as i64),
         device_requests,
         privileged: Some(false),
         network_mode: Some("bridge".into()),

@@ -6,10 +6,12 @@
 //! answers 401 without a signature.
 
 mod api_keys;
+mod compute;
 mod gpu_registry;
 mod job_runs;
 mod jobs;
 mod nodes;
+mod profiles;
 mod recipes;
 mod users;
 
@@ -45,7 +47,8 @@ use crate::state::AppState;
         (name = "users", description = "Who is calling"),
         (name = "job-runs", description = "Executions of jobs on nodes, with logs"),
         (name = "nodes", description = "Machines that run jobs; drain and undrain"),
-        (name = "node-protocol", description = "What gantry agent speaks: register, then sync")
+        (name = "node-protocol", description = "What gantry agent speaks: register, then sync"),
+        (name = "billing", description = "Consumer profiles, compute offers, balances, the ledger and credit purchases")
     )
 )]
 struct ApiDoc;
@@ -92,6 +95,14 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(nodes::undrain_node))
         .routes(routes!(nodes::register_node))
         .routes(routes!(nodes::sync_node))
+        .routes(routes!(profiles::list_consumer_profiles))
+        .routes(routes!(profiles::update_consumer_profile))
+        .routes(routes!(compute::list_offers))
+        .routes(routes!(compute::get_balance))
+        .routes(routes!(compute::list_ledger_transactions))
+        .routes(routes!(compute::create_credit_purchase, compute::list_credit_purchases))
+        .routes(routes!(compute::reconcile_credit_purchase))
+        .routes(routes!(compute::settle_credit_purchase))
 }
 
 /// The OpenAPI document of the signed API, as committed in `openapi/api.json`.

@@ -75,7 +75,13 @@ pub(super) async fn get_node(
     let id = path_id("uuid", &uuid)?;
     let node = state.store.node_fetch(scope, id).await?.ok_or_else(|| ApiError::not_found("node", id))?;
     let active = app::nodes::active_runs_on(&state, vec![id]).await?;
-    Ok(Json(app::nodes::view(node, &active)))
+    let owner = node.account_uuid;
+    let mut view = app::nodes::view(node, &active);
+    // Earnings are the owner's business: an operator looking at someone's node does not see them.
+    if owner == req.caller.account() {
+        view.earnings = Some(app::ledger::node_earnings(&state, id, owner).await?);
+    }
+    Ok(Json(view))
 }
 
 /// Drain a node: it gets no new runs; running ones finish.

@@ -58,6 +58,8 @@ pub async fn create(
 ) -> Result<Job, ApiError> {
     // An unknown GPU is a 400 now, not a job PENDING forever (the registry is in memory).
     crate::app::gpu_registry::check_job(state, &spec).await?;
+    // An inactive consumer, or one who cannot pay an hour (billing enforced), stops here.
+    crate::app::ledger::admit(state, account, &spec).await?;
     let mut job = spec.into_job(JobId::new(), account, now_ms());
     job.source_recipe_uuid = source_recipe.map(|r| r.to_string());
     job.parameters.parameters.map_secrets(|s| Ok::<_, ApiError>(state.secrets.encrypt(s)))?;

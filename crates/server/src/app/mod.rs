@@ -5,6 +5,11 @@
 pub mod api_keys;
 pub mod gpu_registry;
 pub mod jobs;
+pub mod ledger;
 pub mod nodes;
+pub mod offers;
+pub mod payments;
+pub mod pricing;
+pub mod profiles;
 pub mod recipes;
 pub mod runs;

@@ -160,6 +160,7 @@ pub fn view(n: NodeRecord, active: &[RunRecord]) -> Node {
         }),
         lease_epoch: n.lease_epoch,
         account_uuid: n.account_uuid,
+        earnings: None,
         created_at: Timestamp(n.created_at_ms),
         updated_at: Timestamp(n.updated_at_ms),
     }

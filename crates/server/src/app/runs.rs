@@ -30,12 +30,25 @@ pub async fn list(
     paging: Paging,
 ) -> Result<Page<JobRun>, ApiError> {
     let page = state.store.run_list(scope, filter, paging).await?;
-    Ok(Page { items: page.items.into_iter().map(|r| r.run).collect(), total: page.total })
+    let now = now_ms();
+    Ok(Page { items: page.items.into_iter().map(|r| metered(r.run, now)).collect(), total: page.total })
+}
+
+/// A RUNNING run's `duration_ms` is its billable time so far (the store holds the
+/// final value only once it ends), so clients totalling cost see it grow.
+pub fn metered(mut run: JobRun, now: i64) -> JobRun {
+    if run.status == JobRunStatus::Running
+        && let Some(started) = run.started_at_ms
+    {
+        run.duration_ms = Some((now - started).max(0));
+    }
+    run
 }
 
 /// One run in scope, with its logs.
 pub async fn fetch(state: &AppState, scope: Option<AccountId>, id: JobRunId) -> Result<JobRun, ApiError> {
-    let mut run = state.store.run_fetch(scope, id).await?.ok_or_else(|| ApiError::not_found("job run", id))?.run;
+    let run = state.store.run_fetch(scope, id).await?.ok_or_else(|| ApiError::not_found("job run", id))?.run;
+    let mut run = metered(run, now_ms());
     run.logs = Some(state.store.run_logs_fetch(scope, id).await?.unwrap_or_default());
     Ok(run)
 }
@@ -73,9 +86,10 @@ pub async fn observe(state: &AppState, node: NodeId, report: &ObservedRun) -> Re
         node_urls: report.node_urls.clone(),
         image_size_bytes: report.image_size_bytes,
     };
-    if state.store.run_update(report.run_uuid, &update).await?.is_none() {
+    let Some(after) = state.store.run_update(report.run_uuid, &update).await? else {
         return Ok(());
-    }
+    };
+    crate::app::ledger::charge_ended(state, &after).await;
     state.signals.bump(node);
     if report.status == JobRunStatus::Running {
         let t = JobTransition { from: vec![JobStatus::Assigned], to: JobStatus::Running, reason: None, now_ms: now };
@@ -120,7 +134,8 @@ pub async fn fail_run(state: &AppState, run: &RunRecord, reason: String) -> Resu
         node_urls: None,
         image_size_bytes: None,
     };
-    if state.store.run_update(run.run.uuid, &update).await?.is_some() {
+    if let Some(after) = state.store.run_update(run.run.uuid, &update).await? {
+        crate::app::ledger::charge_ended(state, &after).await;
         state.signals.bump(run.run.node_uuid);
         settle_job(state, run.run.job_uuid).await?;
     }

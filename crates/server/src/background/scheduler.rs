@@ -15,6 +15,7 @@ use gantry_scheduler::{GpuView, JobRequest, NodeView, plan};
 use gantry_store::{JobPlacement, NodeRecord, RunRecord};
 use gantry_types::job::{ContainerAccessToken, Job};
 use gantry_types::job_run::{JobRun, JobRunStatus};
+use gantry_types::money::micros_to_usd;
 use gantry_types::node::NodeStatus;
 use gantry_types::{JobId, JobRunId, NodeId, Timestamp};
 
@@ -77,8 +78,15 @@ pub fn node_views(nodes: &[NodeRecord], active: &[RunRecord]) -> Vec<NodeView> {
         .collect()
 }
 
-/// What the planner needs of a job.
-pub fn request(state: &AppState, job: &Job, avoid_nodes: Vec<NodeId>, account_usage: u32) -> JobRequest {
+/// What the planner needs of a job. `profile_regions` is its consumer's allowlist:
+/// the job may run only in the intersection with its own `allowed_region_codes`.
+pub fn request(
+    state: &AppState,
+    job: &Job,
+    profile_regions: &[String],
+    avoid_nodes: Vec<NodeId>,
+    account_usage: u32,
+) -> JobRequest {
     let gpu_models = match (&job.gpu_registry_uuid, &job.gpu_name) {
         (Some(uuid), _) => Some(uuid.parse().map(|id| vec![id]).unwrap_or_default()),
         (None, Some(name)) => Some(state.gpus.resolve(name).map(|id| vec![id]).unwrap_or_default()),
@@ -94,7 +102,7 @@ pub fn request(state: &AppState, job: &Job, avoid_nodes: Vec<NodeId>, account_us
         gpu_count: u32::try_from(job.gpu_count).unwrap_or(u32::MAX),
         gpu_models,
         min_vram_gb: job.min_vram_gb,
-        regions: (!job.allowed_region_codes.is_empty()).then(|| job.allowed_region_codes.clone()),
+        regions: crate::app::profiles::effective_regions(&job.allowed_region_codes, profile_regions),
         node_count: u32::try_from(job.max_node_count).unwrap_or(u32::MAX),
         avoid_nodes,
         account_usage,
@@ -133,11 +141,22 @@ pub async fn pass(state: &AppState) -> Result<usize, ApiError> {
     for r in &active {
         *running.entry(r.run.account_uuid).or_default() += 1;
     }
+    // Consumer profiles' region allowlists (only restricted ones matter).
+    let allowlists: HashMap<gantry_types::AccountId, Vec<String>> = state
+        .store
+        .consumer_profile_list_all()
+        .await?
+        .into_iter()
+        .filter(|p| !p.allowed_region_codes.is_empty())
+        .map(|p| (p.account_uuid, p.allowed_region_codes))
+        .collect();
+    let allowlist = |a: &gantry_types::AccountId| allowlists.get(a).map(Vec::as_slice).unwrap_or(&[]);
     let requests: Vec<JobRequest> = pending
         .iter()
         .map(|j| {
             let avoid = history.get(&j.uuid).map(|h| h.1.clone()).unwrap_or_default();
-            request(state, j, avoid, running.get(&j.account_uuid).copied().unwrap_or(0))
+            let usage = running.get(&j.account_uuid).copied().unwrap_or(0);
+            request(state, j, allowlist(&j.account_uuid), avoid, usage)
         })
         .collect();
     let planned = plan(&views, &requests);
@@ -145,7 +164,7 @@ pub async fn pass(state: &AppState) -> Result<usize, ApiError> {
 
     let now = now_ms();
     let jobs: HashMap<JobId, &Job> = pending.iter().map(|j| (j.uuid, j)).collect();
-    let epochs: HashMap<NodeId, i64> = nodes.iter().map(|n| (n.uuid, n.lease_epoch)).collect();
+    let by_id: HashMap<NodeId, &NodeRecord> = nodes.iter().map(|n| (n.uuid, n)).collect();
     let placements: Vec<JobPlacement> = planned
         .placements
         .iter()
@@ -172,12 +191,12 @@ pub async fn pass(state: &AppState) -> Result<usize, ApiError> {
                         exit_code: None,
                         node_urls: vec![],
                         container_access_tokens: vec![ContainerAccessToken { token: access_token() }],
-                        hourly_rate_usd: None,
+                        hourly_rate_usd: Some(micros_to_usd(rate_on(state, job, by_id.get(&a.node).copied(), a))),
                         attempt,
                         rank: rank as u32,
                         gang_size: p.nodes.len() as u32,
                         gpu_indices: a.gpu_indices.clone(),
-                        lease_epoch: epochs.get(&a.node).copied().unwrap_or(0),
+                        lease_epoch: by_id.get(&a.node).map_or(0, |n| n.lease_epoch),
                         account_uuid: job.account_uuid,
                         logs: None,
                         created_at: Timestamp(now),
@@ -220,7 +239,14 @@ pub async fn pass(state: &AppState) -> Result<usize, ApiError> {
     let mut reasons = HashMap::new();
     for id in planned.unplaced.iter().take(EXPLAIN_LIMIT) {
         if let Some(req) = requests.iter().find(|r| r.id == *id) {
-            reasons.insert(*id, gantry_scheduler::explain(&views, req, &names));
+            let mut reason = gantry_scheduler::explain(&views, req, &names);
+            if let Some(job) = jobs.get(id)
+                && let Some(note) =
+                    crate::app::profiles::region_note(&job.allowed_region_codes, allowlist(&job.account_uuid))
+            {
+                reason = format!("{reason}; {note}");
+            }
+            reasons.insert(*id, reason);
         }
     }
     *state.pending_reasons.write().expect("reasons poisoned") = reasons;
@@ -255,6 +281,22 @@ impl RecentPlacements {
         }
         counts
     }
+}
+
+/// The hourly rate quoted for a run placed on `node` with `assignment`'s GPUs:
+/// the job's reservation at the price of the assigned GPUs' model.
+fn rate_on(
+    state: &AppState,
+    job: &Job,
+    node: Option<&NodeRecord>,
+    assignment: &gantry_scheduler::NodeAssignment,
+) -> i64 {
+    let model = node.and_then(|n| {
+        let first = assignment.gpu_indices.first()?;
+        let position = n.inventory.gpus.iter().position(|g| g.index == *first)?;
+        n.gpu_models.get(position).copied().flatten()
+    });
+    crate::app::pricing::hourly(state, crate::app::pricing::reservation(job), model)
 }
 
 /// A fresh per-run token for `CONTAINER_ACCESS_TOKEN` (32 random bytes, hex).

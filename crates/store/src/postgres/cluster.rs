@@ -47,7 +47,7 @@ fn node_row(row: &PgRow) -> StoreResult<NodeRecord> {
     get().map_err(db("reading a node row"))?.into_record()
 }
 
-fn run_row(row: &PgRow) -> StoreResult<RunRecord> {
+pub(super) fn run_row(row: &PgRow) -> StoreResult<RunRecord> {
     let get = || -> Result<RunRow, sqlx::Error> {
         Ok(RunRow {
             uuid: row.try_get(0)?,

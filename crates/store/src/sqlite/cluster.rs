@@ -42,7 +42,7 @@ fn node_row(row: &Row<'_>) -> rusqlite::Result<NodeRow> {
 }
 
 /// Reads [`RUN_COLUMNS`].
-fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
+pub(super) fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
         uuid: row.get(0)?,
         job_uuid: row.get(1)?,

@@ -14,6 +14,7 @@
 //! * Constraint violations are told apart by SQLite's extended result codes
 //!   ([`rows`]) and become `Conflict` / `MissingReference`.
 
+mod billing;
 mod cluster;
 mod gpu_models;
 mod readers;
@@ -493,5 +494,104 @@ impl Store for SqliteStore {
 
     async fn recipe_touch(&self, id: gantry_types::RecipeId, now_ms: i64) -> StoreResult<()> {
         recipes::touch(self, id, now_ms).await
+    }
+
+    // --- Billing ---
+    async fn consumer_profile_ensure(
+        &self,
+        profile: &gantry_types::billing::ConsumerProfile,
+    ) -> StoreResult<gantry_types::billing::ConsumerProfile> {
+        billing::profile_ensure(self, profile).await
+    }
+
+    async fn consumer_profile_list(
+        &self,
+        account: Option<AccountId>,
+        filter: &gantry_types::billing::ConsumerProfileFilter,
+        paging: Paging,
+    ) -> StoreResult<Page<gantry_types::billing::ConsumerProfile>> {
+        billing::profile_list(self, account, filter, paging).await
+    }
+
+    async fn consumer_profile_list_all(&self) -> StoreResult<Vec<gantry_types::billing::ConsumerProfile>> {
+        billing::profile_list_all(self).await
+    }
+
+    async fn consumer_profile_update(
+        &self,
+        account: Option<AccountId>,
+        id: uuid::Uuid,
+        patch: &gantry_types::billing::UpdateConsumerProfileRequest,
+        now_ms: i64,
+    ) -> StoreResult<Option<gantry_types::billing::ConsumerProfile>> {
+        billing::profile_update(self, account, id, patch, now_ms).await
+    }
+
+    async fn ledger_post(&self, posting: &crate::LedgerPosting) -> StoreResult<bool> {
+        billing::ledger_post(self, posting).await
+    }
+
+    async fn ledger_balance(&self, account: AccountId) -> StoreResult<i64> {
+        billing::ledger_balance(self, account).await
+    }
+
+    async fn ledger_balances(&self) -> StoreResult<Vec<(AccountId, i64)>> {
+        billing::ledger_balances(self).await
+    }
+
+    async fn ledger_list(
+        &self,
+        account: Option<AccountId>,
+        paging: Paging,
+    ) -> StoreResult<Page<gantry_types::billing::LedgerTransaction>> {
+        billing::ledger_list(self, account, paging).await
+    }
+
+    async fn ledger_node_earnings(&self, node: NodeId, owner: AccountId) -> StoreResult<(i64, u64)> {
+        billing::ledger_node_earnings(self, node, owner).await
+    }
+
+    async fn run_list_unbilled(&self, ended_since_ms: i64, limit: u32) -> StoreResult<Vec<RunRecord>> {
+        billing::run_list_unbilled(self, ended_since_ms, limit).await
+    }
+
+    async fn credit_purchase_create(&self, purchase: &crate::CreditPurchaseRecord) -> StoreResult<()> {
+        billing::purchase_create(self, purchase).await
+    }
+
+    async fn credit_purchase_list(
+        &self,
+        account: Option<AccountId>,
+        statuses: &[gantry_types::billing::CreditPurchaseStatus],
+        paging: Paging,
+    ) -> StoreResult<Page<crate::CreditPurchaseRecord>> {
+        billing::purchase_list(self, account, statuses, paging).await
+    }
+
+    async fn credit_purchase_fetch(
+        &self,
+        account: Option<AccountId>,
+        key: &crate::PurchaseKey,
+    ) -> StoreResult<Option<crate::CreditPurchaseRecord>> {
+        billing::purchase_fetch(self, account, key).await
+    }
+
+    async fn credit_purchase_set_provider_state(
+        &self,
+        id: uuid::Uuid,
+        provider_state: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<crate::CreditPurchaseRecord>> {
+        billing::purchase_set_provider_state(self, id, provider_state, now_ms).await
+    }
+
+    async fn credit_purchase_settle(
+        &self,
+        id: uuid::Uuid,
+        to: gantry_types::billing::CreditPurchaseStatus,
+        now_ms: i64,
+        credit: Option<&crate::LedgerPosting>,
+    ) -> StoreResult<Option<crate::CreditPurchaseRecord>> {
+        billing::purchase_settle(self, id, to, now_ms, credit).await
     }
 }

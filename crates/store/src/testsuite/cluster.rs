@@ -118,27 +118,27 @@ pub fn run_record(job: &Job, node: &NodeRecord, attempt: u32, rank: u32, created
 }
 
 /// Registers `node_record(account, created_at_ms, variant)`.
-async fn new_node(store: &dyn Store, account: AccountId, created_at_ms: i64, variant: usize) -> NodeRecord {
+pub(super) async fn new_node(store: &dyn Store, account: AccountId, created_at_ms: i64, variant: usize) -> NodeRecord {
     let node = node_record(account, created_at_ms, variant);
     store.node_upsert(&node).await.expect("node upsert");
     node
 }
 
 /// Creates `job(account, created_at_ms, variant)` (PENDING).
-async fn new_job(store: &dyn Store, account: AccountId, created_at_ms: i64, variant: usize) -> Job {
+pub(super) async fn new_job(store: &dyn Store, account: AccountId, created_at_ms: i64, variant: usize) -> Job {
     let job = job(account, created_at_ms, variant);
     store.job_create(&job).await.expect("job create");
     job
 }
 
 /// Places one job with `runs`; returns whether it was placed.
-async fn place(store: &dyn Store, job: JobId, runs: &[RunRecord], now_ms: i64) -> bool {
+pub(super) async fn place(store: &dyn Store, job: JobId, runs: &[RunRecord], now_ms: i64) -> bool {
     let placement = JobPlacement { job, runs: runs.to_vec(), now_ms };
     let placed = store.run_place(&[placement]).await.expect("run place");
     placed == [job]
 }
 
-fn status_change(from: &[JobRunStatus], to: JobRunStatus, now_ms: i64) -> RunUpdate {
+pub(super) fn status_change(from: &[JobRunStatus], to: JobRunStatus, now_ms: i64) -> RunUpdate {
     RunUpdate {
         from: from.to_vec(),
         to,

@@ -31,6 +31,7 @@ use gantry_types::{
 use crate::{AccountRecord, ApiKeyRecord, Store, StoreError};
 
 mod api_keys;
+mod billing;
 mod cluster;
 mod gpu_models;
 mod jobs;
@@ -38,6 +39,7 @@ mod recipes;
 pub mod scratch_pg;
 
 pub use self::api_keys::*;
+pub use self::billing::*;
 pub use self::cluster::*;
 pub use self::gpu_models::*;
 pub use self::jobs::*;
@@ -106,6 +108,10 @@ macro_rules! store_test_suite {
             recipe_delete_is_scoped,
             recipe_touch_only_moves_forward,
             recipe_seed_is_idempotent,
+            consumer_profile_ensure_update_and_scope,
+            ledger_post_balances_and_is_idempotent,
+            run_list_unbilled_and_node_earnings,
+            credit_purchase_settles_once,
         );
         $crate::store_test_suite!(@fixture $fixture;
             job_create_concurrent,
@@ -114,6 +120,8 @@ macro_rules! store_test_suite {
             cluster_survives_reopen,
             gpu_models_survive_reopen,
             recipes_survive_reopen,
+            ledger_concurrent_charges,
+            billing_survives_reopen,
         );
     };
     (@store $fixture:expr; $($name:ident),* $(,)?) => {$(
