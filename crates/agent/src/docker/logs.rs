@@ -23,7 +23,9 @@ impl LogBuffer {
             self.cursor = Some(ts.to_string());
         }
         if self.text.len() > max {
-            let mut cut = self.text.len() - max;
+            // Drop whole lines where possible, so no line is left cut in half.
+            let over = self.text.len() - max;
+            let mut cut = self.text.as_bytes()[over..].iter().position(|b| *b == b'\n').map_or(over, |i| over + i + 1);
             while !self.text.is_char_boundary(cut) {
                 cut += 1;
             }
@@ -91,10 +93,13 @@ mod tests {
         b.push(Some("2026-01-01T00:00:00.1Z"), "first line\n", 16);
         b.push(Some("2026-01-01T00:00:00.2Z"), "second line\n", 16);
         let (text, cursor) = b.take();
-        assert!(text.starts_with("[gantry: 7 bytes of output dropped"));
-        assert!(text.ends_with("line\nsecond line\n"));
+        assert!(text.starts_with("[gantry: 11 bytes of output dropped"), "{text}");
+        assert!(text.ends_with("dropped while they could not be delivered]\nsecond line\n"), "{text}");
         assert_eq!(cursor.as_deref(), Some("2026-01-01T00:00:00.2Z"));
         assert_eq!(b.take().0, "");
+        // A cut inside a multi-byte character moves to the next boundary.
+        b.push(None, "ééééé", 5);
+        assert!(b.take().0.ends_with("éé"));
     }
 
     #[test]
