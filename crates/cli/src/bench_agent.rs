@@ -5,8 +5,9 @@
 //! (the daemon's `State.StartedAt`), with the image cached. Reference, measured in
 //! the same run on the same daemon and image: a bare `docker run -d` (from the
 //! moment the command is launched to the same `StartedAt`), and the bare Engine API
-//! calls (create + start) as the floor no client can beat. Runs alternate between
-//! the three so machine noise hits them alike.
+//! calls (create + start) as the floor no client can beat. All three start the same
+//! container the same way (one CPU, as the bench job asks for one core), and runs
+//! alternate between them so machine noise hits them alike.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -152,7 +153,7 @@ async fn bare_docker_run(docker: &bollard::Docker) -> anyhow::Result<f64> {
     let name = format!("gantry-bench-cli-{}", uuid_suffix());
     let t0 = SystemTime::now();
     let out = tokio::process::Command::new("docker")
-        .args(["run", "-d", "--name", &name, "-e", "SCRIPT=sleep 1", &format!("{IMAGE}:1")])
+        .args(["run", "-d", "--cpus", "1", "--name", &name, "-e", "SCRIPT=sleep 1", &format!("{IMAGE}:1")])
         .output()
         .await
         .context("the docker CLI")?;
@@ -168,6 +169,7 @@ async fn bare_api(docker: &bollard::Docker) -> anyhow::Result<f64> {
     let body = bollard::models::ContainerCreateBody {
         image: Some(format!("{IMAGE}:1")),
         env: Some(vec!["SCRIPT=sleep 1".into()]),
+        host_config: Some(bollard::models::HostConfig { nano_cpus: Some(1_000_000_000), ..Default::default() }),
         ..Default::default()
     };
     let t0 = SystemTime::now();
