@@ -26,6 +26,9 @@ use crate::inventory::NodeDescription;
 use crate::runtime::{ContainerRuntime, ContainerState, Observed};
 use crate::state::{AgentState, StateFile};
 
+/// Shortest time between two syncs that carry nothing but container output.
+const LOG_BATCH: Duration = Duration::from_millis(200);
+
 /// How an agent runs.
 #[derive(Clone)]
 pub struct AgentConfig {
@@ -144,6 +147,7 @@ impl<R: ContainerRuntime> Agent<R> {
         let mut delivered: HashMap<JobRunId, ObservedRun> = HashMap::new();
         // Output position of the newest observation per run, acknowledged on delivery.
         let mut cursors: HashMap<JobRunId, String> = HashMap::new();
+        let mut last_sync = tokio::time::Instant::now() - LOG_BATCH;
         while !*stop.borrow() {
             let lease = match epoch {
                 Some(e) => e,
@@ -187,6 +191,19 @@ impl<R: ContainerRuntime> Agent<R> {
                 }
             }
             let node = self.node.expect("registered");
+            // Output alone is shipped in batches: a container printing without pause
+            // would otherwise drive one sync (and one store write) per round trip. A
+            // change of state is never held back.
+            let only_output =
+                !unsent.is_empty() && unsent.values().all(|r| delivered.get(&r.run_uuid) == Some(&without_logs(r)));
+            if only_output && last_sync.elapsed() < LOG_BATCH {
+                tokio::select! {
+                    _ = tokio::time::sleep(LOG_BATCH - last_sync.elapsed()) => {},
+                    _ = self.runtime.changed() => {},
+                    _ = stop.changed() => {},
+                }
+                continue;
+            }
             // With something to report, sync without waiting; otherwise long-poll for
             // new desired state, abandoning the wait when a container changes so the
             // change is reported at once. (A reporting sync is never abandoned, so a
@@ -208,6 +225,7 @@ impl<R: ContainerRuntime> Agent<R> {
             } else {
                 Some(self.client.sync_node(node, &req).await)
             };
+            last_sync = tokio::time::Instant::now();
             let desired = match result {
                 None => continue,
                 Some(Ok(d)) => d,

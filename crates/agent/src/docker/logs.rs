@@ -1,9 +1,11 @@
 //! Container output on its way to the control plane.
 //!
-//! The daemon is asked for logs with timestamps; each line's timestamp is the
+//! The daemon is asked for logs with timestamps; the newest timestamp seen is the
 //! cursor: after a restart the agent asks again from the last cursor the control
 //! plane acknowledged and skips lines at or before it, so output is neither lost nor
-//! shipped twice. Output waits in a bounded buffer while the control plane cannot be
+//! shipped twice. (stdout and stderr are stamped separately, so a line written within
+//! microseconds of the cursor on the other stream could be skipped on such a replay;
+//! within one stream nothing is skipped.) Output waits in a bounded buffer while the control plane cannot be
 //! reached; when it overflows the oldest output goes and a note says how much.
 
 /// Output not yet handed to the agent, newest kept.
@@ -19,7 +21,11 @@ impl LogBuffer {
     /// Appends one line (without its timestamp) stamped `ts`, keeping at most `max` bytes.
     pub fn push(&mut self, ts: Option<&str>, line: &str, max: usize) {
         self.text.push_str(line);
-        if let Some(ts) = ts {
+        // The cursor is the newest timestamp seen, not the last: stdout and stderr are
+        // stamped separately, so lines can arrive slightly out of order.
+        if let Some(ts) = ts
+            && self.cursor.as_deref().is_none_or(|c| is_after(ts, c))
+        {
             self.cursor = Some(ts.to_string());
         }
         if self.text.len() > max {
@@ -97,6 +103,9 @@ mod tests {
         assert!(text.ends_with("dropped while they could not be delivered]\nsecond line\n"), "{text}");
         assert_eq!(cursor.as_deref(), Some("2026-01-01T00:00:00.2Z"));
         assert_eq!(b.take().0, "");
+        // An earlier stamp (the other stream) is kept but does not move the cursor back.
+        b.push(Some("2026-01-01T00:00:00.15Z"), "late stderr\n", 64);
+        assert_eq!(b.take(), ("late stderr\n".to_string(), Some("2026-01-01T00:00:00.2Z".to_string())));
         // A cut inside a multi-byte character moves to the next boundary.
         b.push(None, "ééééé", 5);
         assert!(b.take().0.ends_with("éé"));

@@ -277,10 +277,16 @@ impl DockerRuntime {
     }
 
     fn update(&self, run: JobRunId, f: impl FnOnce(&mut Entry)) {
+        self.update_quietly(run, f);
+        self.inner.changed.notify_one();
+    }
+
+    /// Changes the run's entry without waking the agent (new output: the agent
+    /// collects it on its next pass, at least once a heartbeat).
+    fn update_quietly(&self, run: JobRunId, f: impl FnOnce(&mut Entry)) {
         if let Some(entry) = self.inner.runs.lock().expect("runs poisoned").get_mut(&run) {
             f(entry);
         }
-        self.inner.changed.notify_one();
     }
 
     fn finish(&self, run: JobRunId, state: ContainerState) {
@@ -516,6 +522,7 @@ impl DockerRuntime {
         let docker = &self.inner.docker;
         let max = self.inner.config.max_pending_log_bytes;
         let mut backoff = Duration::from_millis(100);
+        let mut last_wake = Instant::now() - Duration::from_secs(1);
         loop {
             let cursor = self
                 .inner
@@ -546,10 +553,14 @@ impl DockerRuntime {
                             let (ts, text) = logs::split_timestamp(&line);
                             lines.push((ts.map(str::to_string), text.to_string()));
                         }
-                        self.update(run, |e| {
+                        self.update_quietly(run, |e| {
                             for (ts, text) in lines {
-                                let fresh = match (ts.as_deref(), e.logs.cursor()) {
-                                    (Some(ts), Some(cursor)) => logs::is_after(ts, cursor),
+                                // Only a replay (after a restart or a broken stream)
+                                // repeats lines: within one stream every line is new,
+                                // even one stamped earlier than the line before it
+                                // (stdout and stderr are stamped separately).
+                                let fresh = match (ts.as_deref(), cursor.as_deref()) {
+                                    (Some(ts), Some(replayed_up_to)) => logs::is_after(ts, replayed_up_to),
                                     _ => true,
                                 };
                                 if fresh {
@@ -557,6 +568,10 @@ impl DockerRuntime {
                                 }
                             }
                         });
+                        if last_wake.elapsed() >= Duration::from_millis(200) {
+                            last_wake = Instant::now();
+                            self.inner.changed.notify_one();
+                        }
                     }
                     Err(e) => {
                         tracing::debug!(%run, error = %e, "log stream broke");
