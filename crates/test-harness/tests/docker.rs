@@ -28,6 +28,17 @@ fn job(script: &str, params: Value) -> Value {
     })
 }
 
+/// A server with test timing, except that a node is declared lost only after 5 s of
+/// silence: container operations on a loaded machine are slower than simulated ones,
+/// and these tests are about containers, not node loss.
+async fn start() -> TestContext {
+    TestContext::start_with(|config| {
+        gantry_test_harness::fast(config);
+        config.timing.node_lost_after = Duration::from_secs(5);
+    })
+    .await
+}
+
 async fn only_run(client: &Client, job: JobId) -> JobRun {
     wait_for("the job's run", Duration::from_secs(20), || async {
         client.runs_of_job(job).await.unwrap().into_iter().next()
@@ -59,7 +70,7 @@ async fn job_until(client: &Client, job: JobId, status: JobStatus) -> gantry_typ
 #[tokio::test]
 async fn env_token_and_exit_code_reach_the_container_and_come_back() {
     test_image().await;
-    let ctx = TestContext::start_fast().await;
+    let ctx = start().await;
     let _node = ctx.docker_node(NODE).await;
     let client = ctx.new_account(Preset::Consumer).await;
     let script = r#"echo "token=$CONTAINER_ACCESS_TOKEN"; echo "ssh=$SSH_PUBKEY"; echo "job=$GANTRY_JOB_UUID";
@@ -84,7 +95,7 @@ async fn env_token_and_exit_code_reach_the_container_and_come_back() {
 #[tokio::test]
 async fn a_clean_exit_completes_and_logs_stay_after_the_container_is_gone() {
     let image = test_image().await;
-    let ctx = TestContext::start_fast().await;
+    let ctx = start().await;
     let node = ctx.docker_node(NODE).await;
     let client = ctx.new_account(Preset::Consumer).await;
     let created = client.create_job(&job("for i in 1 2 3; do echo line $i; done", json!({}))).await.unwrap();
@@ -119,7 +130,7 @@ async fn private_images_pull_with_good_credentials_and_fail_clearly_otherwise() 
     let registry = Registry::start().await;
     let repo = format!("t{}/busybox", uuid::Uuid::new_v4().simple());
     registry.push(&image, &repo, "1").await;
-    let ctx = TestContext::start_fast().await;
+    let ctx = start().await;
     let _node = ctx.docker_node(NODE).await;
     let client = ctx.new_account(Preset::Consumer).await;
 
@@ -163,7 +174,7 @@ async fn private_images_pull_with_good_credentials_and_fail_clearly_otherwise() 
 async fn a_hanging_registry_fails_the_run_within_its_start_timeout_and_preparing_can_be_cancelled() {
     test_image().await;
     let (host, _server) = gantry_test_harness::docker::silent_server().await;
-    let ctx = TestContext::start_fast().await;
+    let ctx = start().await;
     let _node = ctx.docker_node(NODE).await;
     let client = ctx.new_account(Preset::Consumer).await;
     let account = client.me().await.unwrap().uuid;
@@ -188,7 +199,7 @@ async fn a_hanging_registry_fails_the_run_within_its_start_timeout_and_preparing
 #[tokio::test]
 async fn cancel_stops_a_running_container_with_sigterm_then_sigkill() {
     test_image().await;
-    let ctx = TestContext::start_fast().await;
+    let ctx = start().await;
     let node = ctx.docker_node(NODE).await;
     let client = ctx.new_account(Preset::Consumer).await;
     let polite = client
@@ -204,10 +215,10 @@ async fn cancel_stops_a_running_container_with_sigterm_then_sigkill() {
     }
     let cancelled_at = std::time::Instant::now();
     let run = final_run(&client, polite.uuid).await;
-    assert_eq!(run.status, JobRunStatus::Cancelled);
+    assert_eq!(run.status, JobRunStatus::Cancelled, "{run:?}");
     assert!(run.logs.unwrap_or_default().contains("got TERM"), "SIGTERM reaches the process first");
     let run = final_run(&client, stubborn.uuid).await;
-    assert_eq!(run.status, JobRunStatus::Cancelled);
+    assert_eq!(run.status, JobRunStatus::Cancelled, "{run:?}");
     // The node's grace period is 2 s: a process ignoring SIGTERM is killed after it.
     assert!(cancelled_at.elapsed() >= Duration::from_millis(1500), "killed only after the grace period");
     job_until(&client, stubborn.uuid, JobStatus::Cancelled).await;
@@ -220,7 +231,7 @@ async fn cancel_stops_a_running_container_with_sigterm_then_sigkill() {
 #[tokio::test]
 async fn the_run_timeout_stops_the_container() {
     test_image().await;
-    let ctx = TestContext::start_fast().await;
+    let ctx = start().await;
     let node = ctx.docker_node(NODE).await;
     let client = ctx.new_account(Preset::Consumer).await;
     let account = client.me().await.unwrap().uuid;
@@ -245,7 +256,7 @@ async fn volumes_bring_the_file_tree_of_a_private_image() {
     let local =
         gantry_test_harness::docker::file_image("gantry-test/model", &tag, &[("weights/w.txt", "w=42\n")]).await;
     registry.push(&local, "models/w", "1").await;
-    let ctx = TestContext::start_fast().await;
+    let ctx = start().await;
     let _node = ctx.docker_node(NODE).await;
     let client = ctx.new_account(Preset::Consumer).await;
     let volume = json!([{"image": "models/w", "tag": "1", "registry": registry.host, "user": registry.user,
@@ -262,7 +273,7 @@ async fn volumes_bring_the_file_tree_of_a_private_image() {
 #[tokio::test]
 async fn ports_are_published_behind_the_allow_list() {
     test_image().await;
-    let ctx = TestContext::start_fast().await;
+    let ctx = start().await;
     let _node = ctx.docker_node(NODE).await;
     let client = ctx.new_account(Preset::Consumer).await;
     let script = "mkdir -p /www && echo hello-port > /www/index.html && httpd -f -p 8080 -h /www";
@@ -305,7 +316,7 @@ async fn ports_are_published_behind_the_allow_list() {
 #[tokio::test]
 async fn containers_no_run_claims_are_swept() {
     let image = test_image().await;
-    let ctx = TestContext::start_fast().await;
+    let ctx = start().await;
     let node = ctx.docker_node(NODE).await;
     let orphan_run = gantry_types::JobRunId::new();
     let out = std::process::Command::new("docker")
@@ -324,7 +335,7 @@ async fn containers_no_run_claims_are_swept() {
 #[tokio::test]
 async fn logs_follow_streams_output_until_the_run_ends() {
     test_image().await;
-    let ctx = TestContext::start_fast().await;
+    let ctx = start().await;
     let _node = ctx.docker_node(NODE).await;
     let client = ctx.new_account(Preset::Consumer).await;
     let created =
