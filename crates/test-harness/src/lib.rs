@@ -181,17 +181,26 @@ impl TestContext {
         job
     }
 
-    /// Restarts the server on the same data dir and port (a crash-free restart; agents
-    /// reconnect by themselves).
-    pub async fn restart(&mut self) {
+    /// Takes the server away for `outage` (agents cannot reach it meanwhile), then
+    /// brings it back on the same data dir and port. The sleep is the outage itself,
+    /// not a wait for a condition.
+    pub async fn outage(&mut self, outage: Duration) {
         let server = self.server.take().expect("running");
         let addr = server.local_addr;
         let database_url = server.state.store.backend().eq("postgres").then(|| self.database_url.clone()).flatten();
+        let timing = server.state.timing;
         server.shutdown().await.expect("clean shutdown");
+        tokio::time::sleep(outage).await;
         let mut config = ServerConfig::new(self.dir.path(), addr);
-        fast(&mut config);
+        config.timing = timing;
         config.database_url = database_url;
         self.server = Some(gantry_server::start(config).await.expect("server restarts"));
+    }
+
+    /// Restarts the server on the same data dir and port with the same timing (a
+    /// crash-free restart; agents reconnect by themselves).
+    pub async fn restart(&mut self) {
+        self.outage(Duration::ZERO).await;
     }
 
     /// Stops the server gracefully.

@@ -356,3 +356,20 @@ async fn logs_follow_streams_output_until_the_run_ends() {
     let err = other.run_logs(run.uuid, true).await.unwrap_err();
     assert_eq!(err.status(), Some(gantry_client::StatusCode::NOT_FOUND));
 }
+
+#[tokio::test]
+async fn containers_keep_running_while_the_control_plane_is_away_and_report_when_it_is_back() {
+    test_image().await;
+    let mut ctx = start().await;
+    let _node = ctx.docker_node(NODE).await;
+    let client = ctx.new_account(Preset::Consumer).await;
+    let created = client.create_job(&job("echo start; sleep 2; echo end", json!({}))).await.unwrap();
+    run_until(&client, created.uuid, "RUNNING", |r| r.status == JobRunStatus::Running).await;
+    // The container ends while nobody can hear about it (the outage is shorter than
+    // the 5 s node-loss window, so the node is not declared lost).
+    ctx.outage(Duration::from_secs(3)).await;
+    let run = final_run(&client, created.uuid).await;
+    assert_eq!(run.status, JobRunStatus::Completed, "{run:?}");
+    assert_eq!(run.logs.as_deref(), Some("start\nend\n"), "output produced during the outage arrives, once");
+    job_until(&client, created.uuid, JobStatus::Completed).await;
+}
