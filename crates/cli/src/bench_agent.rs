@@ -55,7 +55,7 @@ pub async fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
         secret_key: node_key.secret_key.clone().context("secret")?,
     });
     let owner = format!("bench-{}", std::process::id());
-    let runtime = Arc::new(DockerRuntime::with_docker(docker.clone(), DockerConfig::new(owner.clone(), "127.0.0.1")));
+    let runtime = Arc::new(DockerRuntime::with_docker(docker.clone(), DockerConfig::new(owner, "127.0.0.1")));
     let config = AgentConfig {
         name: "bench-node".into(),
         description: parse_fake_spec("cpus=8,ram=16").map_err(anyhow::Error::msg)?,
@@ -84,12 +84,10 @@ pub async fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
     }
     let _ = stop.send(true);
     let _ = agent_task.await;
-    let cleanup = std::process::Command::new("docker")
-        .args(["ps", "-aq", "--filter", &format!("label=gantry.owner={owner}")])
-        .output()?;
-    let ids: Vec<String> = String::from_utf8_lossy(&cleanup.stdout).lines().map(str::to_string).collect();
-    if !ids.is_empty() {
-        let _ = std::process::Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+    for container in runtime.list_owned().await.unwrap_or_default() {
+        if let Some(id) = container.id {
+            remove(&docker, &id).await;
+        }
     }
     let (a50, c50, p50) = (percentile(&mut agent_ms, 0.5), percentile(&mut cli_ms, 0.5), percentile(&mut api_ms, 0.5));
     let (a90, c90, p90) = (percentile(&mut agent_ms, 0.9), percentile(&mut cli_ms, 0.9), percentile(&mut api_ms, 0.9));
@@ -189,8 +187,7 @@ async fn started_at(docker: &bollard::Docker, name: &str) -> Option<SystemTime> 
 }
 
 async fn remove(docker: &bollard::Docker, name: &str) {
-    let options = bollard::query_parameters::RemoveContainerOptions { force: true, ..Default::default() };
-    let _ = docker.remove_container(name, Some(options)).await;
+    let _ = gantry_agent::docker::force_remove(docker, name).await;
 }
 
 fn ms_between(from: SystemTime, to: SystemTime) -> f64 {

@@ -10,7 +10,7 @@ use tokio::process::Command;
 
 mod common;
 
-use common::{GANTRY, client, create_key, start_server};
+use common::{GANTRY, cli_as, client, create_key, start_server};
 
 #[tokio::test]
 async fn admin_create_key_works_while_the_server_runs_and_the_cli_drives_jobs() {
@@ -20,14 +20,7 @@ async fn admin_create_key_works_while_the_server_runs_and_the_cli_drives_jobs() 
     for field in ["public_key", "secret_key", "account_uuid"] {
         assert!(key[field].is_string(), "create-key output lacks {field}: {key}");
     }
-    let cli = |args: &[&str]| {
-        let mut cmd = Command::new(GANTRY);
-        cmd.args(args)
-            .env("DISPERSED_API_BASE_URL", &url)
-            .env("DISPERSED_PUBLIC_KEY", key["public_key"].as_str().unwrap())
-            .env("DISPERSED_SECRET_KEY", key["secret_key"].as_str().unwrap());
-        cmd
-    };
+    let cli = cli_as(&url, &key, "DISPERSED");
     let out =
         cli(&["jobs", "create", "--image", "busybox", "--title", "from the cli", "--json"]).output().await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -112,14 +105,7 @@ async fn the_cli_lists_shows_and_cooks_recipes() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, url) = start_server(dir.path()).await;
     let key = create_key(dir.path(), "consumer").await;
-    let cli = |args: &[&str]| {
-        let mut cmd = Command::new(GANTRY);
-        cmd.args(args)
-            .env("GANTRY_API_BASE_URL", &url)
-            .env("GANTRY_PUBLIC_KEY", key["public_key"].as_str().unwrap())
-            .env("GANTRY_SECRET_KEY", key["secret_key"].as_str().unwrap());
-        cmd
-    };
+    let cli = cli_as(&url, &key, "GANTRY");
     let dev_box = gantry_types::recipe::catalogue::DEV_BOX_UUID;
     let hello = gantry_types::recipe::catalogue::HELLO_GPU_UUID;
     let out = cli(&["recipes", "list", "--official"]).output().await.unwrap();
@@ -169,14 +155,7 @@ async fn admin_credit_works_while_the_server_runs_and_the_cli_shows_the_balance(
     let out = admin(&["019aaaaa-0000-7000-8000-000000000000", "1"]).output().await.unwrap();
     assert!(!out.status.success(), "an unknown account cannot be credited");
 
-    let cli = |args: &[&str]| {
-        let mut cmd = Command::new(GANTRY);
-        cmd.args(args)
-            .env("GANTRY_API_BASE_URL", &url)
-            .env("GANTRY_PUBLIC_KEY", key["public_key"].as_str().unwrap())
-            .env("GANTRY_SECRET_KEY", key["secret_key"].as_str().unwrap());
-        cmd
-    };
+    let cli = cli_as(&url, &key, "GANTRY");
     let out = cli(&["balance", "--json"]).output().await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let balance: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -213,13 +213,17 @@ impl DockerRuntime {
         Ok(())
     }
 
-    async fn adopt(&self) -> Result<(), RuntimeError> {
-        let docker = &self.inner.docker;
+    /// Every container carrying this agent's owner label, running or not.
+    pub async fn list_owned(&self) -> Result<Vec<bollard::models::ContainerSummary>, DockerError> {
         let filters =
             HashMap::from([("label".to_string(), vec![format!("{LABEL_OWNER}={}", self.inner.config.owner)])]);
         let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
-        let found = docker.list_containers(Some(options)).await.map_err(unavailable)?;
-        for summary in found {
+        self.inner.docker.list_containers(Some(options)).await
+    }
+
+    async fn adopt(&self) -> Result<(), RuntimeError> {
+        let docker = &self.inner.docker;
+        for summary in self.list_owned().await.map_err(unavailable)? {
             let Some(id) = summary.id.clone() else { continue };
             let labels = summary.labels.clone().unwrap_or_default();
             let run = labels.get(LABEL_RUN).and_then(|r| r.parse::<JobRunId>().ok());
@@ -228,9 +232,7 @@ impl DockerRuntime {
             }
             let Some(run) = run.filter(|_| !labels.contains_key(LABEL_VOLUME_SOURCE)) else {
                 // An untracked volume source, or unreadable: of no use to anyone.
-                let _ = docker
-                    .remove_container(&id, Some(RemoveContainerOptions { force: true, ..Default::default() }))
-                    .await;
+                let _ = force_remove(docker, &id).await;
                 continue;
             };
             let inspect = docker.inspect_container(&id, None::<InspectContainerOptions>).await.map_err(unavailable)?;
@@ -239,9 +241,7 @@ impl DockerRuntime {
             let started = state.started_at.as_deref().is_some_and(|s| !s.starts_with("0001-"));
             if !running && !started {
                 // Created but never started: the run will be created afresh.
-                let _ = docker
-                    .remove_container(&id, Some(RemoveContainerOptions { force: true, ..Default::default() }))
-                    .await;
+                let _ = force_remove(docker, &id).await;
                 continue;
             }
             tracing::info!(%run, container = %id, running, "adopting a container from before the restart");
@@ -325,8 +325,7 @@ impl DockerRuntime {
             Err(reason) => {
                 // The container may exist half-made; it is of no use now.
                 let name = spec::container_name(run);
-                let remove = RemoveContainerOptions { force: true, ..Default::default() };
-                let _ = self.inner.docker.remove_container(&name, Some(remove)).await;
+                let _ = force_remove(&self.inner.docker, &name).await;
                 let stopped = stop.borrow().is_some();
                 self.finish(run, if stopped { ContainerState::Stopped } else { ContainerState::Failed { reason } });
             }
@@ -598,6 +597,16 @@ impl DockerRuntime {
     }
 }
 
+/// Removes a container whatever its state (running ones are killed); one that is
+/// already gone counts as removed.
+pub async fn force_remove(docker: &Docker, container: &str) -> Result<(), DockerError> {
+    let options = RemoveContainerOptions { force: true, ..Default::default() };
+    match docker.remove_container(container, Some(options)).await {
+        Ok(()) | Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Resolves once a stop was asked for (holding no borrow across awaits).
 async fn until_stopped(rx: &mut watch::Receiver<Option<StopCause>>) {
     if rx.wait_for(Option::is_some).await.is_err() {
@@ -643,11 +652,7 @@ impl ContainerRuntime for DockerRuntime {
     async fn remove(&self, run: JobRunId) -> Result<(), RuntimeError> {
         // The container goes first: while the entry exists a rescan cannot mistake
         // the container for an untracked one and adopt it again.
-        let remove = RemoveContainerOptions { force: true, ..Default::default() };
-        match self.inner.docker.remove_container(&spec::container_name(run), Some(remove)).await {
-            Ok(()) | Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => {}
-            Err(e) => return Err(unavailable(e)),
-        }
+        force_remove(&self.inner.docker, &spec::container_name(run)).await.map_err(unavailable)?;
         let entry = self.inner.runs.lock().expect("runs poisoned").remove(&run);
         drop(entry); // closes its proxies
         Ok(())

@@ -10,7 +10,7 @@
 
 use bollard::Docker;
 use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions, UploadToContainerOptions};
+use bollard::query_parameters::{CreateContainerOptions, UploadToContainerOptions};
 use futures_util::TryStreamExt;
 
 /// A tar holding just the directories of `path` (so the upload has somewhere to go).
@@ -69,8 +69,7 @@ pub async fn copy_image_tree(
             .map_err(|e| fail("cannot copy its files", e))
     }
     .await;
-    let remove = RemoveContainerOptions { force: true, ..Default::default() };
-    if let Err(e) = docker.remove_container(&source, Some(remove)).await {
+    if let Err(e) = super::force_remove(docker, &source).await {
         tracing::warn!(error = %e, source = %source_name, "cannot remove a volume source container; the orphan sweep will");
     }
     result

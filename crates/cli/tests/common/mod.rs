@@ -63,3 +63,16 @@ pub fn client(url: &str, key: &Value) -> Client {
         secret_key: key["secret_key"].as_str().unwrap().into(),
     })
 }
+
+/// The CLI as a user runs it: `family` is the credentials' variable prefix
+/// (`GANTRY`, or `DISPERSED` as upstream clients set them).
+pub fn cli_as<'a>(url: &'a str, key: &'a Value, family: &'a str) -> impl Fn(&[&str]) -> Command + 'a {
+    move |args| {
+        let mut cmd = Command::new(GANTRY);
+        cmd.args(args)
+            .env(format!("{family}_API_BASE_URL"), url)
+            .env(format!("{family}_PUBLIC_KEY"), key["public_key"].as_str().unwrap())
+            .env(format!("{family}_SECRET_KEY"), key["secret_key"].as_str().unwrap());
+        cmd
+    }
+}
