@@ -13,14 +13,19 @@
 //! concurrent reconciler) is a no-op reported as `false`, inside the same database
 //! transaction as the entries, so no charge is lost or doubled.
 
+use async_trait::async_trait;
 use gantry_types::billing::{
-    ConsumerProfile, CreditPurchase, CreditPurchaseStatus, LedgerKind, LedgerTransaction, UpdateConsumerProfileRequest,
+    ConsumerProfile, ConsumerProfileFilter, CreditPurchase, CreditPurchaseStatus, LedgerKind, LedgerTransaction,
+    UpdateConsumerProfileRequest,
 };
+use gantry_types::list::Paging;
 use gantry_types::money::{CURRENCY, micros_to_usd};
 use gantry_types::{AccountId, JobRunId, NodeId, Timestamp};
 
+use crate::sql::row::IntoRecord;
+use crate::sql::row::{Columns, row};
 use crate::sql::{Subject, json_list};
-use crate::{StoreError, StoreResult};
+use crate::{Page, RunRecord, StoreError, StoreResult};
 
 /// The platform's own account (created by migration 0005; the nil uuid, which
 /// `AccountId::new` never produces).
@@ -156,17 +161,14 @@ pub enum PurchaseKey {
 
 // --- Rows ---
 
-/// Columns of a profile, in [`ProfileRow`]'s order.
-pub(crate) const PROFILE_COLUMNS: &str =
-    "uuid, account_uuid, is_active, is_compute_billing_enabled, allowed_region_codes, created_at_ms, updated_at_ms";
+/// Columns of a profile (see [`ProfileRow`]).
+pub(crate) const PROFILE_COLUMNS: &str = ProfileRow::LIST;
 
-/// Columns of an entry, in [`EntryRow`]'s order.
-pub(crate) const ENTRY_COLUMNS: &str =
-    "uuid, transaction_uuid, account_uuid, amount_micros, kind, run_uuid, node_uuid, memo, created_at_ms";
+/// Columns of an entry (see [`EntryRow`]).
+pub(crate) const ENTRY_COLUMNS: &str = EntryRow::LIST;
 
-/// Columns of a purchase, in [`PurchaseRow`]'s order.
-pub(crate) const PURCHASE_COLUMNS: &str = "uuid, account_uuid, profile_uuid, amount_micros, status, provider, \
-     checkout_session_id, provider_state, redirect_url, cancel_url, memo, completed_at_ms, created_at_ms, updated_at_ms";
+/// Columns of a purchase (see [`PurchaseRow`]).
+pub(crate) const PURCHASE_COLUMNS: &str = PurchaseRow::LIST;
 
 fn corrupt(table: &'static str) -> impl Fn(String) -> StoreError {
     move |detail| StoreError::Corrupt { table, detail }
@@ -176,15 +178,18 @@ fn parse<T: std::str::FromStr>(table: &'static str, what: &str, text: &str) -> S
     text.parse().map_err(|_| corrupt(table)(format!("bad {what} {text:?}")))
 }
 
-/// A profile row.
-pub(crate) struct ProfileRow {
-    pub uuid: String,
-    pub account_uuid: String,
-    pub is_active: bool,
-    pub is_compute_billing_enabled: bool,
-    pub allowed_region_codes: String,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
+row! {
+    /// A profile row.
+    #[derive(Debug)]
+    pub(crate) struct ProfileRow in "consumer_profiles" (read, write) {
+        uuid: String,
+        account_uuid: String,
+        is_active: bool,
+        is_compute_billing_enabled: bool,
+        allowed_region_codes: String,
+        created_at_ms: i64,
+        updated_at_ms: i64,
+    }
 }
 
 impl ProfileRow {
@@ -199,8 +204,12 @@ impl ProfileRow {
             updated_at_ms: p.updated_at.0,
         }
     }
+}
 
-    pub fn into_profile(self) -> StoreResult<ConsumerProfile> {
+impl IntoRecord for ProfileRow {
+    type Record = ConsumerProfile;
+
+    fn into_record(self) -> StoreResult<ConsumerProfile> {
         const T: &str = "consumer_profiles";
         Ok(ConsumerProfile {
             object: "consumer_profile".into(),
@@ -233,21 +242,26 @@ pub(crate) fn patched(mut p: ConsumerProfile, patch: &UpdateConsumerProfileReque
     p
 }
 
-/// An entry row.
-pub(crate) struct EntryRow {
-    pub uuid: String,
-    pub transaction_uuid: String,
-    pub account_uuid: String,
-    pub amount_micros: i64,
-    pub kind: String,
-    pub run_uuid: Option<String>,
-    pub node_uuid: Option<String>,
-    pub memo: Option<String>,
-    pub created_at_ms: i64,
+row! {
+    /// An entry row.
+    #[derive(Debug)]
+    pub(crate) struct EntryRow in "ledger_entries" (read, write) {
+        uuid: String,
+        transaction_uuid: String,
+        account_uuid: String,
+        amount_micros: i64,
+        kind: String,
+        run_uuid: Option<String>,
+        node_uuid: Option<String>,
+        memo: Option<String>,
+        created_at_ms: i64,
+    }
 }
 
-impl EntryRow {
-    pub fn into_transaction(self) -> StoreResult<LedgerTransaction> {
+impl IntoRecord for EntryRow {
+    type Record = LedgerTransaction;
+
+    fn into_record(self) -> StoreResult<LedgerTransaction> {
         const T: &str = "ledger_entries";
         Ok(LedgerTransaction {
             object: "compute_ledger_transaction".into(),
@@ -266,22 +280,25 @@ impl EntryRow {
     }
 }
 
-/// A purchase row.
-pub(crate) struct PurchaseRow {
-    pub uuid: String,
-    pub account_uuid: String,
-    pub profile_uuid: String,
-    pub amount_micros: i64,
-    pub status: String,
-    pub provider: String,
-    pub checkout_session_id: String,
-    pub provider_state: String,
-    pub redirect_url: Option<String>,
-    pub cancel_url: Option<String>,
-    pub memo: Option<String>,
-    pub completed_at_ms: Option<i64>,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
+row! {
+    /// A purchase row.
+    #[derive(Debug)]
+    pub(crate) struct PurchaseRow in "credit_purchases" (read, write) {
+        uuid: String,
+        account_uuid: String,
+        profile_uuid: String,
+        amount_micros: i64,
+        status: String,
+        provider: String,
+        checkout_session_id: String,
+        provider_state: String,
+        redirect_url: Option<String>,
+        cancel_url: Option<String>,
+        memo: Option<String>,
+        completed_at_ms: Option<i64>,
+        created_at_ms: i64,
+        updated_at_ms: i64,
+    }
 }
 
 impl PurchaseRow {
@@ -304,8 +321,12 @@ impl PurchaseRow {
             updated_at_ms: p.updated_at.0,
         }
     }
+}
 
-    pub fn into_record(self) -> StoreResult<CreditPurchaseRecord> {
+impl IntoRecord for PurchaseRow {
+    type Record = CreditPurchaseRecord;
+
+    fn into_record(self) -> StoreResult<CreditPurchaseRecord> {
         const T: &str = "credit_purchases";
         Ok(CreditPurchaseRecord {
             purchase: CreditPurchase {
@@ -361,4 +382,81 @@ pub(crate) fn purchase_subject(id: uuid::Uuid, account: AccountId) -> Subject {
         unique: Some("credit purchase with that checkout session".into()),
         reference: Some(format!("account {account}")),
     }
+}
+
+/// Billing in the store: consumer profiles, the ledger, credit purchases. Money is
+/// integer micro-USD. Ledger postings are balanced by construction (see
+/// [`LedgerPosting`]), so the sum over all entries is always zero.
+#[async_trait]
+pub trait BillingStore {
+    /// Inserts `profile` unless its account already has one; returns the account's
+    /// profile either way (concurrent callers all get the same one).
+    /// `MissingReference` if the account does not exist.
+    async fn consumer_profile_ensure(&self, profile: &ConsumerProfile) -> StoreResult<ConsumerProfile>;
+    /// Lists profiles in scope matching `filter`, by (created_at, uuid).
+    async fn consumer_profile_list(
+        &self,
+        account: Option<AccountId>,
+        filter: &ConsumerProfileFilter,
+        paging: Paging,
+    ) -> StoreResult<Page<ConsumerProfile>>;
+    /// Every profile, unpaged (the scheduler's region allowlists).
+    async fn consumer_profile_list_all(&self) -> StoreResult<Vec<ConsumerProfile>>;
+    /// Applies the fields present in `patch`; the profile after, or `None` when it does
+    /// not exist in scope.
+    async fn consumer_profile_update(
+        &self,
+        account: Option<AccountId>,
+        id: uuid::Uuid,
+        patch: &UpdateConsumerProfileRequest,
+        now_ms: i64,
+    ) -> StoreResult<Option<ConsumerProfile>>;
+    /// Posts a transaction and all its entries atomically. `Ok(false)` when its
+    /// idempotency key was already posted (nothing changes: the charge happened once).
+    /// `MissingReference` when an entry names an unknown account (nothing is posted).
+    async fn ledger_post(&self, posting: &LedgerPosting) -> StoreResult<bool>;
+    /// The sum of an account's entries, micro-USD (0 for an account without any).
+    async fn ledger_balance(&self, account: AccountId) -> StoreResult<i64>;
+    /// Every account's balance that has entries (the platform's included).
+    async fn ledger_balances(&self) -> StoreResult<Vec<(AccountId, i64)>>;
+    /// Entries in scope, by (created_at, uuid), newest first unless `paging` says otherwise.
+    async fn ledger_list(&self, account: Option<AccountId>, paging: Paging) -> StoreResult<Page<LedgerTransaction>>;
+    /// What `owner` earned from run charges on `node`: (micro-USD, entries).
+    async fn ledger_node_earnings(&self, node: NodeId, owner: AccountId) -> StoreResult<(i64, u64)>;
+    /// Runs that ran (started_at set) at a quoted rate (hourly_rate_usd set; runs from
+    /// before billing have none), ended at or after `ended_since_ms`, and have no charge
+    /// posted yet, oldest end first, at most `limit`.
+    async fn run_list_unbilled(&self, ended_since_ms: i64, limit: u32) -> StoreResult<Vec<RunRecord>>;
+    /// Creates a purchase; `Conflict` on a duplicate uuid or checkout session id.
+    async fn credit_purchase_create(&self, purchase: &CreditPurchaseRecord) -> StoreResult<()>;
+    /// Purchases in scope (statuses empty = all), by (created_at, uuid).
+    async fn credit_purchase_list(
+        &self,
+        account: Option<AccountId>,
+        statuses: &[CreditPurchaseStatus],
+        paging: Paging,
+    ) -> StoreResult<Page<CreditPurchaseRecord>>;
+    /// One purchase in scope.
+    async fn credit_purchase_fetch(
+        &self,
+        account: Option<AccountId>,
+        key: &PurchaseKey,
+    ) -> StoreResult<Option<CreditPurchaseRecord>>;
+    /// Records the provider's state word (manual provider: what an operator decided).
+    async fn credit_purchase_set_provider_state(
+        &self,
+        id: uuid::Uuid,
+        provider_state: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<CreditPurchaseRecord>>;
+    /// Moves a PENDING purchase to `to` (compare-and-set) and, in the same
+    /// transaction, posts `credit` when given. `None` when it is not PENDING (someone
+    /// settled it first: nothing is posted) or does not exist.
+    async fn credit_purchase_settle(
+        &self,
+        id: uuid::Uuid,
+        to: CreditPurchaseStatus,
+        now_ms: i64,
+        credit: Option<&LedgerPosting>,
+    ) -> StoreResult<Option<CreditPurchaseRecord>>;
 }

@@ -8,11 +8,15 @@
 
 use std::collections::BTreeMap;
 
+use async_trait::async_trait;
 use gantry_types::{
-    AccountId, GpuModelId, JobId, NodeId,
+    AccountId, GpuModelId, JobId, JobRunId, NodeId,
     job_run::{JobRun, JobRunStatus, NodeUrl},
+    list::Paging,
     node::{HardwareSample, NodeInventory, NodeStatus},
 };
+
+use crate::{Page, StoreResult};
 
 /// A node as stored.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,7 +56,7 @@ pub struct NodeRecord {
 /// A job run as stored: the wire object plus what it reserves on its node.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunRecord {
-    /// The run; `logs` is always `None` here (see `Store::run_logs_fetch`).
+    /// The run; `logs` is always `None` here (see `ClusterStore::run_logs_fetch`).
     pub run: JobRun,
     /// Cores reserved on the node.
     pub cpu: u32,
@@ -104,4 +108,83 @@ pub struct RunFilter {
     pub statuses: Vec<JobRunStatus>,
     /// Runs on these nodes.
     pub node_uuids: Vec<NodeId>,
+}
+
+/// Nodes and job runs in the store.
+#[async_trait]
+pub trait ClusterStore {
+    /// Inserts a node or, for an existing uuid of the same account, replaces its
+    /// registration fields (name, region, labels, hostname, inventory, gpu_models,
+    /// status, lease_epoch, last_seen, updated_at; latest_sample only when `Some`),
+    /// keeping created_at and is_draining. `MissingReference` if the account does not
+    /// exist; `Conflict` if the uuid belongs to another account (nothing changes).
+    async fn node_upsert(&self, node: &NodeRecord) -> StoreResult<()>;
+    /// Fetches a node in scope.
+    async fn node_fetch(&self, account: Option<AccountId>, id: NodeId) -> StoreResult<Option<NodeRecord>>;
+    /// Lists nodes in scope by (created_at, uuid), newest first unless `paging` says
+    /// otherwise; `statuses` narrows (empty = all).
+    async fn node_list(
+        &self,
+        account: Option<AccountId>,
+        statuses: &[NodeStatus],
+        paging: Paging,
+    ) -> StoreResult<Page<NodeRecord>>;
+    /// Every node, unpaged, oldest first (the scheduler's snapshot).
+    async fn node_list_all(&self) -> StoreResult<Vec<NodeRecord>>;
+    /// A heartbeat: moves last_seen_at_ms forward to `now_ms` (and replaces
+    /// latest_sample when `Some`) only if the node is ONLINE with `lease_epoch`;
+    /// returns whether it applied. Does not move updated_at. Group-committed on SQLite.
+    async fn node_heartbeat(
+        &self,
+        id: NodeId,
+        lease_epoch: i64,
+        now_ms: i64,
+        sample: Option<&HardwareSample>,
+    ) -> StoreResult<bool>;
+    /// Sets is_draining (updated_at moves only when it changes); the node after, or
+    /// `None` when it does not exist in scope.
+    async fn node_set_draining(
+        &self,
+        account: Option<AccountId>,
+        id: NodeId,
+        draining: bool,
+        now_ms: i64,
+    ) -> StoreResult<Option<NodeRecord>>;
+    /// Marks an ONLINE node LOST if its last_seen_at_ms < `seen_before_ms`
+    /// (compare-and-set, so a heartbeat racing in wins); returns whether it did.
+    async fn node_mark_lost(&self, id: NodeId, seen_before_ms: i64, now_ms: i64) -> StoreResult<bool>;
+
+    /// Places jobs, in ONE transaction per call (group-committed on SQLite): for each
+    /// placement whose job is still PENDING, sets the job ASSIGNED (status_reason
+    /// cleared, updated_at = `now_ms`) and inserts its runs; any other job is skipped
+    /// and gets no runs (so is a repeated job: the first placement wins). Returns the
+    /// jobs placed, in the order given. An error (a run on an unknown node:
+    /// `MissingReference`; a duplicate run uuid: `Conflict`) places nothing.
+    async fn run_place(&self, placements: &[JobPlacement]) -> StoreResult<Vec<JobId>>;
+    /// Fetches a run in scope (without logs).
+    async fn run_fetch(&self, account: Option<AccountId>, id: JobRunId) -> StoreResult<Option<RunRecord>>;
+    /// Lists runs in scope matching `filter`, by (created_at, uuid), newest first
+    /// unless `paging` says otherwise.
+    async fn run_list(
+        &self,
+        account: Option<AccountId>,
+        filter: &RunFilter,
+        paging: Paging,
+    ) -> StoreResult<Page<RunRecord>>;
+    /// Every non-terminal run (ASSIGNED, PREPARING, RUNNING), unpaged, oldest first.
+    async fn run_list_active(&self) -> StoreResult<Vec<RunRecord>>;
+    /// Every run of one job, oldest first: (created_at, attempt, rank, uuid).
+    async fn run_list_for_job(&self, job: JobId) -> StoreResult<Vec<RunRecord>>;
+    /// Applies `update` if the run is in one of `update.from` (compare-and-set): sets
+    /// started_at on the first move to RUNNING, ended_at and duration (ended -
+    /// started, when it started) when `to` is terminal, exit_code and node_urls when
+    /// `Some`, and the job's image_size_bytes when `Some`. The run after, or `None`
+    /// when it is absent or in another status.
+    async fn run_update(&self, id: JobRunId, update: &RunUpdate) -> StoreResult<Option<RunRecord>>;
+    /// Appends container output, keeping only the newest `max_bytes` bytes (cut at a
+    /// UTF-8 boundary). `MissingReference` for an unknown run.
+    async fn run_logs_append(&self, id: JobRunId, chunk: &str, max_bytes: usize) -> StoreResult<()>;
+    /// A run's logs (`Some("")` before any output), `None` when the run does not
+    /// exist in scope.
+    async fn run_logs_fetch(&self, account: Option<AccountId>, id: JobRunId) -> StoreResult<Option<String>>;
 }

@@ -1,28 +1,28 @@
-//! The GPU registry's rows, shared by both backends (the `gpu_models` table of
-//! migration 0002): columns, the row struct each backend reads into, and how a
-//! clash is worded.
+//! The GPU registry (the `gpu_models` table of migration 0002): its store trait, the
+//! row both backends read and write, and how a clash is worded.
 
+use async_trait::async_trait;
 use gantry_types::gpu::{GpuModel, OBJECT};
 use gantry_types::{GpuModelId, Timestamp};
 
+use crate::sql::row::IntoRecord;
+use crate::sql::row::row;
 use crate::sql::{Subject, json_list};
 use crate::{StoreError, StoreResult};
 
-/// Columns a model is read from and written to, in [`GpuModelRow`]'s order.
-pub(crate) const GPU_MODEL_COLUMNS: &str =
-    "uuid, name, vendor, vram_gb, aliases, is_official, created_at_ms, updated_at_ms";
-
-/// A model as stored ([`GPU_MODEL_COLUMNS`], in that order).
-#[derive(Clone, Debug)]
-pub(crate) struct GpuModelRow {
-    pub uuid: String,
-    pub name: String,
-    pub vendor: String,
-    pub vram_gb: f64,
-    pub aliases: String,
-    pub is_official: bool,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
+row! {
+    /// A model as stored.
+    #[derive(Clone, Debug)]
+    pub(crate) struct GpuModelRow in "gpu_models" (read, write) {
+        uuid: String,
+        name: String,
+        vendor: String,
+        vram_gb: f64,
+        aliases: String,
+        is_official: bool,
+        created_at_ms: i64,
+        updated_at_ms: i64,
+    }
 }
 
 impl GpuModelRow {
@@ -39,9 +39,13 @@ impl GpuModelRow {
             updated_at_ms: model.updated_at.0,
         }
     }
+}
+
+impl IntoRecord for GpuModelRow {
+    type Record = GpuModel;
 
     /// Parses the uuid and the alias list.
-    pub fn into_model(self) -> StoreResult<GpuModel> {
+    fn into_record(self) -> StoreResult<GpuModel> {
         let corrupt = |detail: String| StoreError::Corrupt { table: "gpu_models", detail };
         let uuid = self.uuid.parse::<GpuModelId>().map_err(|e| corrupt(format!("bad uuid {:?}: {e}", self.uuid)))?;
         let aliases = serde_json::from_str(&self.aliases)
@@ -67,4 +71,20 @@ pub(crate) fn subject(model: &GpuModel) -> Subject {
         unique: Some(format!("GPU model named {:?}", model.name)),
         reference: None,
     }
+}
+
+/// The GPU registry in the store.
+#[async_trait]
+pub trait GpuModelStore {
+    /// Inserts the models of the seeded catalogue that are missing. A row with the
+    /// same uuid or name is left as it is, so an operator's addition or change is
+    /// never overwritten; servers seeding at once are safe. Returns the rows inserted.
+    async fn gpu_model_upsert_seed(&self, models: &[GpuModel]) -> StoreResult<u64>;
+    /// Creates a model; `Conflict` on a duplicate uuid or name.
+    async fn gpu_model_create(&self, model: &GpuModel) -> StoreResult<()>;
+    /// Every model, ordered by (created_at, uuid). The registry is small: callers
+    /// keep it in memory and filter there.
+    async fn gpu_model_list(&self) -> StoreResult<Vec<GpuModel>>;
+    /// One model.
+    async fn gpu_model_fetch(&self, id: GpuModelId) -> StoreResult<Option<GpuModel>>;
 }

@@ -1,6 +1,6 @@
 //! Job recipes' rows, shared by both backends (the `job_recipes` table of migration
-//! 0004): the record callers pass, who is looking ([`RecipeViewer`]), the columns,
-//! the row struct each backend reads into, and the SQL text both backends run
+//! 0004): the record callers pass, who is looking ([`RecipeViewer`]), the store
+//! trait, the row both backends read and write, and the SQL text both backends run
 //! (placeholder spelling aside).
 //!
 //! Visibility is decided here, in SQL, for fetches and lists alike (the rule of
@@ -9,12 +9,19 @@
 //! reported as absent, so "another account's private recipe" and "no recipe" are
 //! indistinguishable above this crate.
 
-use gantry_types::recipe::{JobTemplate, RecipeInput, RecipeVisibility};
+use async_trait::async_trait;
+use gantry_types::list::Paging;
+use gantry_types::recipe::{JobTemplate, RecipeFilter, RecipeInput, RecipeVisibility};
 use gantry_types::{AccountId, RecipeId};
 use serde::{Deserialize, Serialize};
 
+use crate::sql::row::IntoRecord;
+use crate::sql::row::{Columns, row};
 use crate::sql::{Placeholders, Subject};
-use crate::{StoreError, StoreResult};
+use crate::{Page, StoreError, StoreResult};
+
+/// Columns a recipe is read from and written to (see [`RecipeRow`]).
+pub(crate) const RECIPE_COLUMNS: &str = RecipeRow::LIST;
 
 /// A recipe as stored (the payload's registry secrets encrypted).
 #[derive(Clone, Debug, PartialEq)]
@@ -58,10 +65,6 @@ pub struct RecipeViewer {
     pub sees_all: bool,
 }
 
-/// Columns a recipe is read from and written to, in [`RecipeRow`]'s order.
-pub(crate) const RECIPE_COLUMNS: &str = "uuid, account_uuid, name, visibility, is_official, \
-     forked_from_recipe_uuid, created_at_ms, updated_at_ms, last_used_at_ms, body";
-
 /// The JSON `body` column.
 #[derive(Serialize, Deserialize)]
 struct Body {
@@ -72,19 +75,21 @@ struct Body {
     thumbnail_url: Option<String>,
 }
 
-/// A recipe as stored ([`RECIPE_COLUMNS`], in that order).
-#[derive(Clone, Debug)]
-pub(crate) struct RecipeRow {
-    pub uuid: String,
-    pub account_uuid: Option<String>,
-    pub name: String,
-    pub visibility: String,
-    pub is_official: bool,
-    pub forked_from_recipe_uuid: Option<String>,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
-    pub last_used_at_ms: Option<i64>,
-    pub body: String,
+row! {
+    /// A recipe as stored (the body as JSON).
+    #[derive(Clone, Debug)]
+    pub(crate) struct RecipeRow in "job_recipes" (read, write) {
+        uuid: String,
+        account_uuid: Option<String>,
+        name: String,
+        visibility: String,
+        is_official: bool,
+        forked_from_recipe_uuid: Option<String>,
+        created_at_ms: i64,
+        updated_at_ms: i64,
+        last_used_at_ms: Option<i64>,
+        body: String,
+    }
 }
 
 impl RecipeRow {
@@ -112,9 +117,13 @@ impl RecipeRow {
             body,
         })
     }
+}
+
+impl IntoRecord for RecipeRow {
+    type Record = RecipeRecord;
 
     /// Parses the uuids, the visibility and the body.
-    pub fn into_record(self) -> StoreResult<RecipeRecord> {
+    fn into_record(self) -> StoreResult<RecipeRecord> {
         let corrupt = |detail: String| StoreError::Corrupt { table: "job_recipes", detail };
         let uuid: RecipeId = self.uuid.parse().map_err(|e| corrupt(format!("bad uuid {:?}: {e}", self.uuid)))?;
         let account_uuid = match &self.account_uuid {
@@ -157,14 +166,9 @@ pub(crate) fn subject(r: &RecipeRecord) -> Subject {
     }
 }
 
-/// `$1..$10` (or `?1..?10`) for the ten columns.
-fn values(style: Placeholders) -> String {
-    (1..=10).map(|n| style.nth(n)).collect::<Vec<_>>().join(", ")
-}
-
 /// Inserts one row; `on_conflict` is `""` or `" ON CONFLICT DO NOTHING"` (seeding).
 pub(crate) fn insert_sql(style: Placeholders, on_conflict: &str) -> String {
-    format!("INSERT INTO job_recipes ({RECIPE_COLUMNS}) VALUES ({}){on_conflict}", values(style))
+    crate::sql::row::insert_sql::<RecipeRow>(style, on_conflict)
 }
 
 /// The visibility rule on placeholder `p` (the viewer's account uuid).
@@ -217,4 +221,46 @@ pub(crate) fn touch_sql(style: Placeholders) -> String {
         "UPDATE job_recipes SET last_used_at_ms = {at} \
          WHERE uuid = {id} AND (last_used_at_ms IS NULL OR last_used_at_ms < {at})"
     )
+}
+
+/// Job recipes in the store. Reads take a [`RecipeViewer`] instead of an account
+/// scope: besides their own, accounts see others' PUBLIC and official recipes unless
+/// ARCHIVED; a recipe the viewer may not see is reported as absent. Writes take the
+/// usual owner scope (`None` = an operator), and a seeded recipe (no owner) is an
+/// operator's only.
+#[async_trait]
+pub trait RecipeStore {
+    /// Inserts the seeded recipes whose uuid is missing; an existing row (an
+    /// operator's edit of a seed) is never overwritten, and servers seeding at once
+    /// are safe. Returns the rows inserted.
+    async fn recipe_upsert_seed(&self, recipes: &[RecipeRecord]) -> StoreResult<u64>;
+    /// Creates a recipe; `Conflict` on a duplicate uuid, `MissingReference` when its
+    /// owner account does not exist.
+    async fn recipe_create(&self, recipe: &RecipeRecord) -> StoreResult<()>;
+    /// One recipe, if `viewer` may see it.
+    async fn recipe_fetch(&self, viewer: RecipeViewer, id: RecipeId) -> StoreResult<Option<RecipeRecord>>;
+    /// The recipes `viewer` may see matching `filter`, by (created_at, uuid), newest
+    /// first unless `paging` says otherwise.
+    async fn recipe_list(
+        &self,
+        viewer: RecipeViewer,
+        filter: &RecipeFilter,
+        paging: Paging,
+    ) -> StoreResult<Page<RecipeRecord>>;
+    /// Replaces name, visibility, is_official, updated_at and the body (description,
+    /// payload, input_schema, quickstart_md, thumbnail_url) with `recipe`'s, if the row
+    /// (in owner scope) still has `expected_updated_at_ms` (compare-and-set: a
+    /// concurrent update makes this return `false`; re-read and retry). Never changes
+    /// uuid, owner, fork source, created_at or last_used_at.
+    async fn recipe_update(
+        &self,
+        owner: Option<AccountId>,
+        recipe: &RecipeRecord,
+        expected_updated_at_ms: i64,
+    ) -> StoreResult<bool>;
+    /// Deletes a recipe in owner scope; whether it existed there. Its forks and the
+    /// jobs cooked from it stay.
+    async fn recipe_delete(&self, owner: Option<AccountId>, id: RecipeId) -> StoreResult<bool>;
+    /// Moves last_used_at forward to `now_ms` (never back; updated_at does not move).
+    async fn recipe_touch(&self, id: RecipeId, now_ms: i64) -> StoreResult<()>;
 }

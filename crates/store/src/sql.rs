@@ -3,8 +3,8 @@
 //! The schema is deliberately the same in SQLite and PostgreSQL (TEXT uuids, epoch-ms
 //! integers), so the list queries (the only dynamic SQL) are built here once, and the
 //! backends differ only in the placeholder spelling (`?N` vs `$N`) and in how they
-//! bind a [`SqlValue`]. Rows are read by each backend into the plain structs below
-//! ([`JobRow`], [`ApiKeyRow`]), which turn them into records in one place.
+//! bind a [`SqlValue`]. Rows are declared once per table ([`row`]) and
+//! read and written through that one declaration by both backends.
 //!
 //! Injection safety: every piece of SQL text built here is either a string literal of
 //! this file or a placeholder number; values are always bound, never formatted in.
@@ -12,15 +12,18 @@
 //! `sqlx::AssertSqlSafe`.
 
 use gantry_types::{
-    AccountId, ApiKeyId, JobId, Timestamp,
-    job::{Job, JobStatus},
+    AccountId, JobId,
     list::{ApiKeyFilter, JobFilter, Paging, Range},
 };
 
-use crate::{AccountRecord, ApiKeyRecord, StoreError, StoreResult};
+use self::row::Columns;
+use crate::api_keys::ApiKeyRow;
+use crate::jobs::JobRow;
+use crate::{ApiKeyRecord, StoreError};
 
 mod cluster;
 mod recipes;
+pub(crate) mod row;
 pub(crate) use self::cluster::*;
 pub(crate) use self::recipes::recipe_list;
 
@@ -37,16 +40,10 @@ pub(crate) fn latest_use_per_key(
 }
 
 /// Columns a job is read from (see [`JobRow`]).
-pub(crate) const JOB_COLUMNS: &str =
-    "spec, status, status_reason, updated_at_ms, started_at_ms, completed_at_ms, image_size_bytes";
+pub(crate) const JOB_COLUMNS: &str = JobRow::LIST;
 
 /// Columns an API key is read from (see [`ApiKeyRow`]).
-pub(crate) const API_KEY_COLUMNS: &str = "uuid, account_uuid, name, public_key, secret_encrypted, \
-     permissions, allowed_ips, expires_at_ms, is_revoked, created_at_ms, updated_at_ms, \
-     last_used_at_ms, deleted_at_ms";
-
-/// Columns of an account.
-pub(crate) const ACCOUNT_COLUMNS: &str = "uuid, name, email, created_at_ms";
+pub(crate) const API_KEY_COLUMNS: &str = ApiKeyRow::LIST;
 
 /// How a backend spells the Nth (1-based) placeholder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,147 +213,13 @@ pub(crate) fn api_key_list(
     c.finish("api_keys", API_KEY_COLUMNS, paging)
 }
 
-/// The columns of a new job row, computed before the write so that serialization
-/// happens on the caller's thread, not on the (single) SQLite writer thread.
-#[derive(Clone, Debug)]
-pub(crate) struct NewJobRow {
-    pub uuid: String,
-    pub account_uuid: String,
-    pub status: &'static str,
-    pub task: &'static str,
-    pub cpu_count: i64,
-    pub gpu_count: i64,
-    pub min_ram_gb: f64,
-    pub min_storage_gb: f64,
-    pub min_vram_gb: f64,
-    pub source_recipe_uuid: Option<String>,
-    pub status_reason: Option<String>,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
-    pub started_at_ms: Option<i64>,
-    pub completed_at_ms: Option<i64>,
-    pub spec: String,
-}
-
-impl NewJobRow {
-    /// Splits `job` into columns plus its JSON.
-    pub fn new(job: &Job) -> StoreResult<Self> {
-        let spec = serde_json::to_string(job)
-            .map_err(|e| StoreError::Database { during: "job encoding", source: Box::new(e) })?;
-        Ok(Self {
-            uuid: job.uuid.to_string(),
-            account_uuid: job.account_uuid.to_string(),
-            status: job.status.as_str(),
-            task: job.task.as_str(),
-            cpu_count: job.cpu_count,
-            gpu_count: job.gpu_count,
-            min_ram_gb: job.min_ram_gb,
-            min_storage_gb: job.min_storage_gb,
-            min_vram_gb: job.min_vram_gb,
-            source_recipe_uuid: job.source_recipe_uuid.clone(),
-            status_reason: job.status_reason.clone(),
-            created_at_ms: job.created_at.0,
-            updated_at_ms: job.updated_at.0,
-            started_at_ms: job.started_at.map(|t| t.0),
-            completed_at_ms: job.completed_at.map(|t| t.0),
-            spec,
-        })
-    }
-}
-
-/// A job as read ([`JOB_COLUMNS`], in that order).
-#[derive(Debug)]
-pub(crate) struct JobRow {
-    pub spec: String,
-    pub status: String,
-    pub status_reason: Option<String>,
-    pub updated_at_ms: i64,
-    pub started_at_ms: Option<i64>,
-    pub completed_at_ms: Option<i64>,
-    /// NULL until a node reports it (then it overrides the JSON's value).
-    pub image_size_bytes: Option<i64>,
-}
-
-impl JobRow {
-    /// The stored JSON with the mutable fields taken from their columns.
-    pub fn into_job(self) -> StoreResult<Job> {
-        let corrupt = |detail: String| StoreError::Corrupt { table: "jobs", detail };
-        let mut job: Job = serde_json::from_str(&self.spec).map_err(|e| corrupt(format!("spec is not a job: {e}")))?;
-        job.status = JobStatus::parse(&self.status)
-            .ok_or_else(|| corrupt(format!("unknown status {:?} for job {}", self.status, job.uuid)))?;
-        job.status_reason = self.status_reason;
-        job.updated_at = Timestamp(self.updated_at_ms);
-        job.started_at = self.started_at_ms.map(Timestamp);
-        job.completed_at = self.completed_at_ms.map(Timestamp);
-        if self.image_size_bytes.is_some() {
-            job.image_size_bytes = self.image_size_bytes;
-        }
-        Ok(job)
-    }
-}
-
-/// An API key as read ([`API_KEY_COLUMNS`], in that order).
-#[derive(Debug)]
-pub(crate) struct ApiKeyRow {
-    pub uuid: String,
-    pub account_uuid: String,
-    pub name: String,
-    pub public_key: String,
-    pub secret_encrypted: String,
-    pub permissions: String,
-    pub allowed_ips: String,
-    pub expires_at_ms: Option<i64>,
-    pub is_revoked: bool,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
-    pub last_used_at_ms: Option<i64>,
-    pub deleted_at_ms: Option<i64>,
-}
-
-impl ApiKeyRow {
-    /// Parses the uuids and JSON lists.
-    pub fn into_record(self) -> StoreResult<ApiKeyRecord> {
-        let corrupt = |detail: String| StoreError::Corrupt { table: "api_keys", detail };
-        let list = |what: &str, text: &str| -> StoreResult<Vec<String>> {
-            serde_json::from_str(text)
-                .map_err(|e| corrupt(format!("{what} of key {} is not a JSON string list: {e}", self.uuid)))
-        };
-        Ok(ApiKeyRecord {
-            uuid: ApiKeyId(parse_uuid(&self.uuid).map_err(corrupt)?),
-            account_uuid: AccountId(parse_uuid(&self.account_uuid).map_err(corrupt)?),
-            permissions: list("permissions", &self.permissions)?,
-            allowed_ips: list("allowed_ips", &self.allowed_ips)?,
-            name: self.name,
-            public_key: self.public_key,
-            secret_encrypted: self.secret_encrypted,
-            expires_at_ms: self.expires_at_ms,
-            is_revoked: self.is_revoked,
-            created_at_ms: self.created_at_ms,
-            updated_at_ms: self.updated_at_ms,
-            last_used_at_ms: self.last_used_at_ms,
-            deleted_at_ms: self.deleted_at_ms,
-        })
-    }
-}
-
 /// An API key's list columns, encoded for insertion.
 pub(crate) fn json_list(list: &[String]) -> String {
     // Serializing a list of strings cannot fail.
     serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
 }
 
-/// An account as read ([`ACCOUNT_COLUMNS`]).
-pub(crate) fn account_record(
-    uuid: &str,
-    name: String,
-    email: Option<String>,
-    created_at_ms: i64,
-) -> StoreResult<AccountRecord> {
-    let uuid = parse_uuid(uuid).map_err(|detail| StoreError::Corrupt { table: "accounts", detail })?;
-    Ok(AccountRecord { uuid: AccountId(uuid), name, email, created_at_ms })
-}
-
-fn parse_uuid(text: &str) -> Result<uuid::Uuid, String> {
+pub(crate) fn parse_uuid(text: &str) -> Result<uuid::Uuid, String> {
     uuid::Uuid::parse_str(text).map_err(|e| format!("bad uuid {text:?}: {e}"))
 }
 
@@ -415,6 +278,8 @@ impl Subject {
 
 #[cfg(test)]
 mod tests {
+    use gantry_types::job::JobStatus;
+
     use super::*;
 
     #[test]

@@ -5,433 +5,350 @@
 //! cost two round trips, not thousands.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
 
 use gantry_types::{
     AccountId, JobId, JobRunId, NodeId,
-    job::{Job, JobStatus},
+    job::JobStatus,
     job_run::JobRunStatus,
     list::Paging,
     node::{HardwareSample, NodeStatus},
 };
-use sqlx::postgres::PgRow;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::AssertSqlSafe;
 
-use super::{PgStore, db, job_row, write_error};
-use crate::cluster::{JobPlacement, NodeRecord, RunFilter, RunRecord, RunUpdate};
+use super::{PgStore, db, insert_static, record, write_error};
+use crate::cluster::{ClusterStore, JobPlacement, NodeRecord, RunFilter, RunRecord, RunUpdate};
 use crate::sql::{
-    self, ACTIVE_RUNS, JOB_COLUMNS, NODE_COLUMNS, NodeRow, Placeholders, RUN_COLUMNS, RUNS_OF_A_JOB_ORDER, RunRow,
-    Subject, Violation,
+    self, ACTIVE_RUNS, NODE_COLUMNS, NodeRow, Placeholders, RUN_COLUMNS, RUNS_OF_A_JOB_ORDER, RunRow, Subject,
+    Violation,
 };
 use crate::{Page, StoreResult};
 
-fn node_row(row: &PgRow) -> StoreResult<NodeRecord> {
-    let get = || -> Result<NodeRow, sqlx::Error> {
-        Ok(NodeRow {
-            uuid: row.try_get(0)?,
-            account_uuid: row.try_get(1)?,
-            name: row.try_get(2)?,
-            region_code: row.try_get(3)?,
-            labels: row.try_get(4)?,
-            hostname: row.try_get(5)?,
-            inventory: row.try_get(6)?,
-            gpu_models: row.try_get(7)?,
-            status: row.try_get(8)?,
-            is_draining: row.try_get(9)?,
-            lease_epoch: row.try_get(10)?,
-            last_seen_at_ms: row.try_get(11)?,
-            latest_sample: row.try_get(12)?,
-            created_at_ms: row.try_get(13)?,
-            updated_at_ms: row.try_get(14)?,
-        })
-    };
-    get().map_err(db("reading a node row"))?.into_record()
-}
+/// The node upsert (see [`sql::node_upsert_sql`]).
+static UPSERT_NODE: LazyLock<String> = LazyLock::new(|| sql::node_upsert_sql(Placeholders::Dollar));
 
-pub(super) fn run_row(row: &PgRow) -> StoreResult<RunRecord> {
-    let get = || -> Result<RunRow, sqlx::Error> {
-        Ok(RunRow {
-            uuid: row.try_get(0)?,
-            job_uuid: row.try_get(1)?,
-            account_uuid: row.try_get(2)?,
-            node_uuid: row.try_get(3)?,
-            status: row.try_get(4)?,
-            status_reason: row.try_get(5)?,
-            attempt: row.try_get(6)?,
-            rank: row.try_get(7)?,
-            gang_size: row.try_get(8)?,
-            lease_epoch: row.try_get(9)?,
-            cpu: row.try_get(10)?,
-            ram_gb: row.try_get(11)?,
-            storage_gb: row.try_get(12)?,
-            gpu_indices: row.try_get(13)?,
-            node_urls: row.try_get(14)?,
-            container_access_tokens: row.try_get(15)?,
-            exit_code: row.try_get(16)?,
-            started_at_ms: row.try_get(17)?,
-            ended_at_ms: row.try_get(18)?,
-            duration_ms: row.try_get(19)?,
-            hourly_rate_usd: row.try_get(20)?,
-            created_at_ms: row.try_get(21)?,
-            updated_at_ms: row.try_get(22)?,
-            job_snapshot: row.try_get(23)?,
-        })
-    };
-    get().map_err(db("reading a job run row"))?.into_record()
-}
-
-pub(super) async fn node_upsert(store: &PgStore, node: &NodeRecord) -> StoreResult<()> {
-    let r = NodeRow::new(node)?;
-    let subject = || Subject::node(node.uuid, node.account_uuid);
-    let done = sqlx::query(AssertSqlSafe(sql::node_upsert_sql(Placeholders::Dollar)))
-        .bind(r.uuid)
-        .bind(r.account_uuid)
-        .bind(r.name)
-        .bind(r.region_code)
-        .bind(r.labels)
-        .bind(r.hostname)
-        .bind(r.inventory)
-        .bind(r.gpu_models)
-        .bind(r.status)
-        .bind(r.is_draining)
-        .bind(r.lease_epoch)
-        .bind(r.last_seen_at_ms)
-        .bind(r.latest_sample)
-        .bind(r.created_at_ms)
-        .bind(r.updated_at_ms)
-        .execute(&store.pool)
-        .await
-        .map_err(write_error("node upsert", subject))?;
-    store.wrote();
-    // No row changed: the uuid is another account's node.
-    if done.rows_affected() == 0 {
-        return Err(subject().error(Violation::PrimaryKey));
+#[async_trait]
+impl ClusterStore for PgStore {
+    async fn node_upsert(&self, node: &NodeRecord) -> StoreResult<()> {
+        let r = NodeRow::new(node)?;
+        let subject = || Subject::node(node.uuid, node.account_uuid);
+        let done = insert_static(UPSERT_NODE.as_str(), r)
+            .execute(&self.pool)
+            .await
+            .map_err(write_error("node upsert", subject))?;
+        self.wrote();
+        // No row changed: the uuid is another account's node.
+        if done.rows_affected() == 0 {
+            return Err(subject().error(Violation::PrimaryKey));
+        }
+        Ok(())
     }
-    Ok(())
-}
 
-pub(super) async fn node_fetch(
-    store: &PgStore,
-    account: Option<AccountId>,
-    id: NodeId,
-) -> StoreResult<Option<NodeRecord>> {
-    let sql = format!("SELECT {NODE_COLUMNS} FROM nodes WHERE uuid = $1 AND ($2::text IS NULL OR account_uuid = $2)");
-    let row = sqlx::query(AssertSqlSafe(sql))
+    async fn node_fetch(&self, account: Option<AccountId>, id: NodeId) -> StoreResult<Option<NodeRecord>> {
+        let sql =
+            format!("SELECT {NODE_COLUMNS} FROM nodes WHERE uuid = $1 AND ($2::text IS NULL OR account_uuid = $2)");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(account.map(|a| a.to_string()))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("node fetch"))?;
+        row.as_ref().map(record::<NodeRow>).transpose()
+    }
+
+    async fn node_list(
+        &self,
+        account: Option<AccountId>,
+        statuses: &[NodeStatus],
+        paging: Paging,
+    ) -> StoreResult<Page<NodeRecord>> {
+        let query = sql::node_list(Placeholders::Dollar, account, statuses, paging);
+        self.list(query, "node list", record::<NodeRow>).await
+    }
+
+    async fn node_list_all(&self) -> StoreResult<Vec<NodeRecord>> {
+        let sql = format!("SELECT {NODE_COLUMNS} FROM nodes ORDER BY created_at_ms, uuid");
+        let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await.map_err(db("node list all"))?;
+        rows.iter().map(record::<NodeRow>).collect()
+    }
+
+    async fn node_heartbeat(
+        &self,
+        id: NodeId,
+        lease_epoch: i64,
+        now_ms: i64,
+        sample: Option<&HardwareSample>,
+    ) -> StoreResult<bool> {
+        let sample = sample.map(sql::sample_json).transpose()?;
+        // GREATEST: a heartbeat delayed behind a newer one never moves last_seen back.
+        let done = sqlx::query(
+            "UPDATE nodes SET last_seen_at_ms = GREATEST(last_seen_at_ms, $3), \
+             latest_sample = COALESCE($4, latest_sample) \
+             WHERE uuid = $1 AND lease_epoch = $2 AND status = $5",
+        )
         .bind(id.to_string())
-        .bind(account.map(|a| a.to_string()))
-        .fetch_optional(&store.pool)
-        .await
-        .map_err(db("node fetch"))?;
-    row.as_ref().map(node_row).transpose()
-}
-
-pub(super) async fn node_list(
-    store: &PgStore,
-    account: Option<AccountId>,
-    statuses: &[NodeStatus],
-    paging: Paging,
-) -> StoreResult<Page<NodeRecord>> {
-    let query = sql::node_list(Placeholders::Dollar, account, statuses, paging);
-    store.list(query, "node list", node_row).await
-}
-
-pub(super) async fn node_list_all(store: &PgStore) -> StoreResult<Vec<NodeRecord>> {
-    let sql = format!("SELECT {NODE_COLUMNS} FROM nodes ORDER BY created_at_ms, uuid");
-    let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&store.pool).await.map_err(db("node list all"))?;
-    rows.iter().map(node_row).collect()
-}
-
-pub(super) async fn node_heartbeat(
-    store: &PgStore,
-    id: NodeId,
-    lease_epoch: i64,
-    now_ms: i64,
-    sample: Option<&HardwareSample>,
-) -> StoreResult<bool> {
-    let sample = sample.map(sql::sample_json).transpose()?;
-    // GREATEST: a heartbeat delayed behind a newer one never moves last_seen back.
-    let done = sqlx::query(
-        "UPDATE nodes SET last_seen_at_ms = GREATEST(last_seen_at_ms, $3), \
-         latest_sample = COALESCE($4, latest_sample) \
-         WHERE uuid = $1 AND lease_epoch = $2 AND status = $5",
-    )
-    .bind(id.to_string())
-    .bind(lease_epoch)
-    .bind(now_ms)
-    .bind(sample)
-    .bind(NodeStatus::Online.as_str())
-    .execute(&store.pool)
-    .await
-    .map_err(db("node heartbeat"))?;
-    store.wrote();
-    Ok(done.rows_affected() == 1)
-}
-
-pub(super) async fn node_set_draining(
-    store: &PgStore,
-    account: Option<AccountId>,
-    id: NodeId,
-    draining: bool,
-    now_ms: i64,
-) -> StoreResult<Option<NodeRecord>> {
-    // Every SET expression sees the old row, so updated_at moves only on a change.
-    let sql = format!(
-        "UPDATE nodes SET is_draining = $3, \
-         updated_at_ms = CASE WHEN is_draining <> $3 THEN $4 ELSE updated_at_ms END \
-         WHERE uuid = $1 AND ($2::text IS NULL OR account_uuid = $2) RETURNING {NODE_COLUMNS}"
-    );
-    let row = sqlx::query(AssertSqlSafe(sql))
-        .bind(id.to_string())
-        .bind(account.map(|a| a.to_string()))
-        .bind(draining)
+        .bind(lease_epoch)
         .bind(now_ms)
-        .fetch_optional(&store.pool)
+        .bind(sample)
+        .bind(NodeStatus::Online.as_str())
+        .execute(&self.pool)
         .await
-        .map_err(db("node set draining"))?;
-    store.wrote();
-    row.as_ref().map(node_row).transpose()
-}
-
-pub(super) async fn node_mark_lost(store: &PgStore, id: NodeId, seen_before_ms: i64, now_ms: i64) -> StoreResult<bool> {
-    let done = sqlx::query(
-        "UPDATE nodes SET status = $4, updated_at_ms = $3 \
-         WHERE uuid = $1 AND status = $5 AND last_seen_at_ms < $2",
-    )
-    .bind(id.to_string())
-    .bind(seen_before_ms)
-    .bind(now_ms)
-    .bind(NodeStatus::Lost.as_str())
-    .bind(NodeStatus::Online.as_str())
-    .execute(&store.pool)
-    .await
-    .map_err(db("node mark lost"))?;
-    store.wrote();
-    Ok(done.rows_affected() == 1)
-}
-
-pub(super) async fn run_place(store: &PgStore, placements: &[JobPlacement]) -> StoreResult<Vec<JobId>> {
-    let placements = sql::placement_rows(placements)?;
-    if placements.is_empty() {
-        return Ok(Vec::new());
+        .map_err(db("node heartbeat"))?;
+        self.wrote();
+        Ok(done.rows_affected() == 1)
     }
-    let during = "run place";
-    let jobs: Vec<String> = placements.iter().map(|p| p.job_uuid.clone()).collect();
-    let times: Vec<i64> = placements.iter().map(|p| p.now_ms).collect();
-    let mut tx = store.pool.begin().await.map_err(db(during))?;
-    // Lock the PENDING ones in uuid order first, so two concurrent batches cannot
-    // deadlock; a job that changed meanwhile is re-checked and left out.
-    sqlx::query("SELECT uuid FROM jobs WHERE uuid = ANY($1) AND status = $2 ORDER BY uuid FOR UPDATE")
-        .bind(&jobs)
-        .bind(JobStatus::Pending.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(db(during))?;
-    let placed: HashSet<String> = sqlx::query_scalar(
-        "UPDATE jobs SET status = $3, status_reason = NULL, updated_at_ms = p.now_ms \
-         FROM UNNEST($1::text[], $2::bigint[]) AS p(uuid, now_ms) \
-         WHERE jobs.uuid = p.uuid AND jobs.status = $4 RETURNING jobs.uuid",
-    )
-    .bind(&jobs)
-    .bind(&times)
-    .bind(JobStatus::Assigned.as_str())
-    .bind(JobStatus::Pending.as_str())
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db(during))?
-    .into_iter()
-    .collect();
-    let placed: Vec<_> = placements.iter().filter(|p| placed.contains(&p.job_uuid)).collect();
-    let runs: Vec<&RunRow> = placed.iter().flat_map(|p| &p.runs).collect();
-    if !runs.is_empty() {
-        let text = |f: fn(&RunRow) -> &str| runs.iter().map(|r| f(r).to_owned()).collect::<Vec<String>>();
-        let opt_text = |f: fn(&RunRow) -> Option<&str>| {
-            runs.iter().map(|r| f(r).map(str::to_owned)).collect::<Vec<Option<String>>>()
-        };
-        let int = |f: fn(&RunRow) -> i64| runs.iter().map(|r| f(r)).collect::<Vec<i64>>();
-        let opt_int = |f: fn(&RunRow) -> Option<i64>| runs.iter().map(|r| f(r)).collect::<Vec<Option<i64>>>();
-        let real = |f: fn(&RunRow) -> f64| runs.iter().map(|r| f(r)).collect::<Vec<f64>>();
+
+    async fn node_set_draining(
+        &self,
+        account: Option<AccountId>,
+        id: NodeId,
+        draining: bool,
+        now_ms: i64,
+    ) -> StoreResult<Option<NodeRecord>> {
+        // Every SET expression sees the old row, so updated_at moves only on a change.
         let sql = format!(
-            "INSERT INTO job_runs ({RUN_COLUMNS}) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], \
-             $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], \
-             $11::bigint[], $12::float8[], $13::float8[], $14::text[], $15::text[], $16::text[], $17::bigint[], \
-             $18::bigint[], $19::bigint[], $20::bigint[], $21::float8[], $22::bigint[], $23::bigint[], $24::text[])"
+            "UPDATE nodes SET is_draining = $3, \
+             updated_at_ms = CASE WHEN is_draining <> $3 THEN $4 ELSE updated_at_ms END \
+             WHERE uuid = $1 AND ($2::text IS NULL OR account_uuid = $2) RETURNING {NODE_COLUMNS}"
         );
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(text(|r| &r.uuid))
-            .bind(text(|r| &r.job_uuid))
-            .bind(text(|r| &r.account_uuid))
-            .bind(text(|r| &r.node_uuid))
-            .bind(text(|r| &r.status))
-            .bind(opt_text(|r| r.status_reason.as_deref()))
-            .bind(int(|r| r.attempt))
-            .bind(int(|r| r.rank))
-            .bind(int(|r| r.gang_size))
-            .bind(int(|r| r.lease_epoch))
-            .bind(int(|r| r.cpu))
-            .bind(real(|r| r.ram_gb))
-            .bind(real(|r| r.storage_gb))
-            .bind(text(|r| &r.gpu_indices))
-            .bind(text(|r| &r.node_urls))
-            .bind(text(|r| &r.container_access_tokens))
-            .bind(opt_int(|r| r.exit_code))
-            .bind(opt_int(|r| r.started_at_ms))
-            .bind(opt_int(|r| r.ended_at_ms))
-            .bind(opt_int(|r| r.duration_ms))
-            .bind(runs.iter().map(|r| r.hourly_rate_usd).collect::<Vec<Option<f64>>>())
-            .bind(int(|r| r.created_at_ms))
-            .bind(int(|r| r.updated_at_ms))
-            .bind(text(|r| &r.job_snapshot))
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(account.map(|a| a.to_string()))
+            .bind(draining)
+            .bind(now_ms)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("node set draining"))?;
+        self.wrote();
+        row.as_ref().map(record::<NodeRow>).transpose()
+    }
+
+    async fn node_mark_lost(&self, id: NodeId, seen_before_ms: i64, now_ms: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE nodes SET status = $4, updated_at_ms = $3 \
+             WHERE uuid = $1 AND status = $5 AND last_seen_at_ms < $2",
+        )
+        .bind(id.to_string())
+        .bind(seen_before_ms)
+        .bind(now_ms)
+        .bind(NodeStatus::Lost.as_str())
+        .bind(NodeStatus::Online.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db("node mark lost"))?;
+        self.wrote();
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn run_place(&self, placements: &[JobPlacement]) -> StoreResult<Vec<JobId>> {
+        let placements = sql::placement_rows(placements)?;
+        if placements.is_empty() {
+            return Ok(Vec::new());
+        }
+        let during = "run place";
+        let jobs: Vec<String> = placements.iter().map(|p| p.job_uuid.clone()).collect();
+        let times: Vec<i64> = placements.iter().map(|p| p.now_ms).collect();
+        let mut tx = self.pool.begin().await.map_err(db(during))?;
+        // Lock the PENDING ones in uuid order first, so two concurrent batches cannot
+        // deadlock; a job that changed meanwhile is re-checked and left out.
+        sqlx::query("SELECT uuid FROM jobs WHERE uuid = ANY($1) AND status = $2 ORDER BY uuid FOR UPDATE")
+            .bind(&jobs)
+            .bind(JobStatus::Pending.as_str())
             .execute(&mut *tx)
             .await
-            .map_err(write_error(during, Subject::placed_runs))?;
+            .map_err(db(during))?;
+        let placed: HashSet<String> = sqlx::query_scalar(
+            "UPDATE jobs SET status = $3, status_reason = NULL, updated_at_ms = p.now_ms \
+             FROM UNNEST($1::text[], $2::bigint[]) AS p(uuid, now_ms) \
+             WHERE jobs.uuid = p.uuid AND jobs.status = $4 RETURNING jobs.uuid",
+        )
+        .bind(&jobs)
+        .bind(&times)
+        .bind(JobStatus::Assigned.as_str())
+        .bind(JobStatus::Pending.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db(during))?
+        .into_iter()
+        .collect();
+        let placed: Vec<_> = placements.iter().filter(|p| placed.contains(&p.job_uuid)).collect();
+        let runs: Vec<&RunRow> = placed.iter().flat_map(|p| &p.runs).collect();
+        if !runs.is_empty() {
+            let text = |f: fn(&RunRow) -> &str| runs.iter().map(|r| f(r).to_owned()).collect::<Vec<String>>();
+            let opt_text = |f: fn(&RunRow) -> Option<&str>| {
+                runs.iter().map(|r| f(r).map(str::to_owned)).collect::<Vec<Option<String>>>()
+            };
+            let int = |f: fn(&RunRow) -> i64| runs.iter().map(|r| f(r)).collect::<Vec<i64>>();
+            let opt_int = |f: fn(&RunRow) -> Option<i64>| runs.iter().map(|r| f(r)).collect::<Vec<Option<i64>>>();
+            let real = |f: fn(&RunRow) -> f64| runs.iter().map(|r| f(r)).collect::<Vec<f64>>();
+            let sql = format!(
+                "INSERT INTO job_runs ({RUN_COLUMNS}) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], \
+                 $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], \
+                 $11::bigint[], $12::float8[], $13::float8[], $14::text[], $15::text[], $16::text[], $17::bigint[], \
+                 $18::bigint[], $19::bigint[], $20::bigint[], $21::float8[], $22::bigint[], $23::bigint[], $24::text[])"
+            );
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(text(|r| &r.uuid))
+                .bind(text(|r| &r.job_uuid))
+                .bind(text(|r| &r.account_uuid))
+                .bind(text(|r| &r.node_uuid))
+                .bind(text(|r| &r.status))
+                .bind(opt_text(|r| r.status_reason.as_deref()))
+                .bind(int(|r| r.attempt))
+                .bind(int(|r| r.rank))
+                .bind(int(|r| r.gang_size))
+                .bind(int(|r| r.lease_epoch))
+                .bind(int(|r| r.cpu))
+                .bind(real(|r| r.ram_gb))
+                .bind(real(|r| r.storage_gb))
+                .bind(text(|r| &r.gpu_indices))
+                .bind(text(|r| &r.node_urls))
+                .bind(text(|r| &r.container_access_tokens))
+                .bind(opt_int(|r| r.exit_code))
+                .bind(opt_int(|r| r.started_at_ms))
+                .bind(opt_int(|r| r.ended_at_ms))
+                .bind(opt_int(|r| r.duration_ms))
+                .bind(runs.iter().map(|r| r.hourly_rate_usd).collect::<Vec<Option<f64>>>())
+                .bind(int(|r| r.created_at_ms))
+                .bind(int(|r| r.updated_at_ms))
+                .bind(text(|r| &r.job_snapshot))
+                .execute(&mut *tx)
+                .await
+                .map_err(write_error(during, Subject::placed_runs))?;
+        }
+        tx.commit().await.map_err(db(during))?;
+        self.wrote();
+        Ok(placed.iter().map(|p| p.job).collect())
     }
-    tx.commit().await.map_err(db(during))?;
-    store.wrote();
-    Ok(placed.iter().map(|p| p.job).collect())
-}
 
-pub(super) async fn run_fetch(
-    store: &PgStore,
-    account: Option<AccountId>,
-    id: JobRunId,
-) -> StoreResult<Option<RunRecord>> {
-    let sql = format!("SELECT {RUN_COLUMNS} FROM job_runs WHERE uuid = $1 AND ($2::text IS NULL OR account_uuid = $2)");
-    let row = sqlx::query(AssertSqlSafe(sql))
-        .bind(id.to_string())
-        .bind(account.map(|a| a.to_string()))
-        .fetch_optional(&store.pool)
-        .await
-        .map_err(db("job run fetch"))?;
-    row.as_ref().map(run_row).transpose()
-}
+    async fn run_fetch(&self, account: Option<AccountId>, id: JobRunId) -> StoreResult<Option<RunRecord>> {
+        let sql =
+            format!("SELECT {RUN_COLUMNS} FROM job_runs WHERE uuid = $1 AND ($2::text IS NULL OR account_uuid = $2)");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(account.map(|a| a.to_string()))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("job run fetch"))?;
+        row.as_ref().map(record::<RunRow>).transpose()
+    }
 
-pub(super) async fn run_list(
-    store: &PgStore,
-    account: Option<AccountId>,
-    filter: &RunFilter,
-    paging: Paging,
-) -> StoreResult<Page<RunRecord>> {
-    let query = sql::run_list(Placeholders::Dollar, account, filter, paging);
-    store.list(query, "job run list", run_row).await
-}
+    async fn run_list(
+        &self,
+        account: Option<AccountId>,
+        filter: &RunFilter,
+        paging: Paging,
+    ) -> StoreResult<Page<RunRecord>> {
+        let query = sql::run_list(Placeholders::Dollar, account, filter, paging);
+        self.list(query, "job run list", record::<RunRow>).await
+    }
 
-pub(super) async fn run_list_active(store: &PgStore) -> StoreResult<Vec<RunRecord>> {
-    let sql = format!("SELECT {RUN_COLUMNS} FROM job_runs WHERE {ACTIVE_RUNS} ORDER BY created_at_ms, uuid");
-    let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&store.pool).await.map_err(db("job run list active"))?;
-    rows.iter().map(run_row).collect()
-}
+    async fn run_list_active(&self) -> StoreResult<Vec<RunRecord>> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM job_runs WHERE {ACTIVE_RUNS} ORDER BY created_at_ms, uuid");
+        let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await.map_err(db("job run list active"))?;
+        rows.iter().map(record::<RunRow>).collect()
+    }
 
-pub(super) async fn run_list_for_job(store: &PgStore, job: JobId) -> StoreResult<Vec<RunRecord>> {
-    let sql = format!("SELECT {RUN_COLUMNS} FROM job_runs WHERE job_uuid = $1 ORDER BY {RUNS_OF_A_JOB_ORDER}");
-    let rows = sqlx::query(AssertSqlSafe(sql))
-        .bind(job.to_string())
-        .fetch_all(&store.pool)
-        .await
-        .map_err(db("job run list for job"))?;
-    rows.iter().map(run_row).collect()
-}
+    async fn run_list_for_job(&self, job: JobId) -> StoreResult<Vec<RunRecord>> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM job_runs WHERE job_uuid = $1 ORDER BY {RUNS_OF_A_JOB_ORDER}");
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(job.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("job run list for job"))?;
+        rows.iter().map(record::<RunRow>).collect()
+    }
 
-pub(super) async fn run_update(store: &PgStore, id: JobRunId, update: &RunUpdate) -> StoreResult<Option<RunRecord>> {
-    let node_urls = update.node_urls.as_deref().map(sql::node_urls_json).transpose()?;
-    let from: Vec<String> = update.from.iter().map(|s| s.as_str().to_owned()).collect();
-    // Compare-and-set in one statement; every SET expression sees the old row (so
-    // duration uses the started_at from before this update). The job's image size
-    // changes in the same statement, only when the run's update applied.
-    let sql = format!(
-        "WITH r AS (UPDATE job_runs SET status = $1, status_reason = $2, updated_at_ms = $3, \
-         started_at_ms = CASE WHEN $4 AND started_at_ms IS NULL THEN $3 ELSE started_at_ms END, \
-         ended_at_ms = CASE WHEN $5 THEN $3 ELSE ended_at_ms END, \
-         duration_ms = CASE WHEN $5 AND started_at_ms IS NOT NULL THEN $3 - started_at_ms ELSE duration_ms END, \
-         exit_code = COALESCE($6, exit_code), node_urls = COALESCE($7, node_urls) \
-         WHERE uuid = $8 AND status = ANY($9) RETURNING {RUN_COLUMNS}), \
-         j AS (UPDATE jobs SET image_size_bytes = $10 FROM r WHERE $10::bigint IS NOT NULL AND jobs.uuid = r.job_uuid) \
-         SELECT {RUN_COLUMNS} FROM r"
-    );
-    let row = sqlx::query(AssertSqlSafe(sql))
-        .bind(update.to.as_str())
-        .bind(&update.reason)
-        .bind(update.now_ms)
-        .bind(update.to == JobRunStatus::Running)
-        .bind(update.to.is_terminal())
-        .bind(update.exit_code.map(i64::from))
-        .bind(node_urls)
-        .bind(id.to_string())
-        .bind(from)
-        .bind(update.image_size_bytes)
-        .fetch_optional(&store.pool)
-        .await
-        .map_err(db("job run update"))?;
-    store.wrote();
-    row.as_ref().map(run_row).transpose()
-}
+    async fn run_update(&self, id: JobRunId, update: &RunUpdate) -> StoreResult<Option<RunRecord>> {
+        let node_urls = update.node_urls.as_deref().map(sql::node_urls_json).transpose()?;
+        let from: Vec<String> = update.from.iter().map(|s| s.as_str().to_owned()).collect();
+        // Compare-and-set in one statement; every SET expression sees the old row (so
+        // duration uses the started_at from before this update). The job's image size
+        // changes in the same statement, only when the run's update applied.
+        let sql = format!(
+            "WITH r AS (UPDATE job_runs SET status = $1, status_reason = $2, updated_at_ms = $3, \
+             started_at_ms = CASE WHEN $4 AND started_at_ms IS NULL THEN $3 ELSE started_at_ms END, \
+             ended_at_ms = CASE WHEN $5 THEN $3 ELSE ended_at_ms END, \
+             duration_ms = CASE WHEN $5 AND started_at_ms IS NOT NULL THEN $3 - started_at_ms ELSE duration_ms END, \
+             exit_code = COALESCE($6, exit_code), node_urls = COALESCE($7, node_urls) \
+             WHERE uuid = $8 AND status = ANY($9) RETURNING {RUN_COLUMNS}), \
+             j AS (UPDATE jobs SET image_size_bytes = $10 FROM r WHERE $10::bigint IS NOT NULL AND jobs.uuid = r.job_uuid) \
+             SELECT {RUN_COLUMNS} FROM r"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(update.to.as_str())
+            .bind(&update.reason)
+            .bind(update.now_ms)
+            .bind(update.to == JobRunStatus::Running)
+            .bind(update.to.is_terminal())
+            .bind(update.exit_code.map(i64::from))
+            .bind(node_urls)
+            .bind(id.to_string())
+            .bind(from)
+            .bind(update.image_size_bytes)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("job run update"))?;
+        self.wrote();
+        row.as_ref().map(record::<RunRow>).transpose()
+    }
 
-pub(super) async fn run_logs_append(store: &PgStore, id: JobRunId, chunk: &str, max_bytes: usize) -> StoreResult<()> {
-    let during = "job run logs append";
-    let run = id.to_string();
-    let missing = || Subject::run_logs(id);
-    if chunk.len() >= max_bytes {
-        // As long as the limit: the chunk's newest bytes replace everything.
-        let logs = sql::append_log("", chunk, max_bytes);
-        sqlx::query(AssertSqlSafe(sql::log_replace_sql(Placeholders::Dollar)))
+    async fn run_logs_append(&self, id: JobRunId, chunk: &str, max_bytes: usize) -> StoreResult<()> {
+        let during = "job run logs append";
+        let run = id.to_string();
+        let missing = || Subject::run_logs(id);
+        if chunk.len() >= max_bytes {
+            // As long as the limit: the chunk's newest bytes replace everything.
+            let logs = sql::append_log("", chunk, max_bytes);
+            sqlx::query(AssertSqlSafe(sql::log_replace_sql(Placeholders::Dollar)))
+                .bind(&run)
+                .bind(logs)
+                .execute(&self.pool)
+                .await
+                .map_err(write_error(during, missing))?;
+            self.wrote();
+            return Ok(());
+        }
+        let appended = sqlx::query(AssertSqlSafe(sql::log_append_sql(Placeholders::Dollar)))
             .bind(&run)
-            .bind(logs)
-            .execute(&store.pool)
+            .bind(chunk)
+            .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
+            .execute(&self.pool)
             .await
             .map_err(write_error(during, missing))?;
-        store.wrote();
-        return Ok(());
+        if appended.rows_affected() == 1 {
+            self.wrote();
+            return Ok(());
+        }
+        // Too long together (so the row exists): trim under a row lock.
+        let mut tx = self.pool.begin().await.map_err(db(during))?;
+        let existing: String = sqlx::query_scalar("SELECT logs FROM job_run_logs WHERE run_uuid = $1 FOR UPDATE")
+            .bind(&run)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db(during))?;
+        sqlx::query("UPDATE job_run_logs SET logs = $2 WHERE run_uuid = $1")
+            .bind(&run)
+            .bind(sql::append_log(&existing, chunk, max_bytes))
+            .execute(&mut *tx)
+            .await
+            .map_err(db(during))?;
+        tx.commit().await.map_err(db(during))?;
+        self.wrote();
+        Ok(())
     }
-    let appended = sqlx::query(AssertSqlSafe(sql::log_append_sql(Placeholders::Dollar)))
-        .bind(&run)
-        .bind(chunk)
-        .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
-        .execute(&store.pool)
+
+    async fn run_logs_fetch(&self, account: Option<AccountId>, id: JobRunId) -> StoreResult<Option<String>> {
+        sqlx::query_scalar(
+            "SELECT COALESCE(l.logs, '') FROM job_runs r LEFT JOIN job_run_logs l ON l.run_uuid = r.uuid \
+             WHERE r.uuid = $1 AND ($2::text IS NULL OR r.account_uuid = $2)",
+        )
+        .bind(id.to_string())
+        .bind(account.map(|a| a.to_string()))
+        .fetch_optional(&self.pool)
         .await
-        .map_err(write_error(during, missing))?;
-    if appended.rows_affected() == 1 {
-        store.wrote();
-        return Ok(());
+        .map_err(db("job run logs fetch"))
     }
-    // Too long together (so the row exists): trim under a row lock.
-    let mut tx = store.pool.begin().await.map_err(db(during))?;
-    let existing: String = sqlx::query_scalar("SELECT logs FROM job_run_logs WHERE run_uuid = $1 FOR UPDATE")
-        .bind(&run)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db(during))?;
-    sqlx::query("UPDATE job_run_logs SET logs = $2 WHERE run_uuid = $1")
-        .bind(&run)
-        .bind(sql::append_log(&existing, chunk, max_bytes))
-        .execute(&mut *tx)
-        .await
-        .map_err(db(during))?;
-    tx.commit().await.map_err(db(during))?;
-    store.wrote();
-    Ok(())
-}
-
-pub(super) async fn run_logs_fetch(
-    store: &PgStore,
-    account: Option<AccountId>,
-    id: JobRunId,
-) -> StoreResult<Option<String>> {
-    sqlx::query_scalar(
-        "SELECT COALESCE(l.logs, '') FROM job_runs r LEFT JOIN job_run_logs l ON l.run_uuid = r.uuid \
-         WHERE r.uuid = $1 AND ($2::text IS NULL OR r.account_uuid = $2)",
-    )
-    .bind(id.to_string())
-    .bind(account.map(|a| a.to_string()))
-    .fetch_optional(&store.pool)
-    .await
-    .map_err(db("job run logs fetch"))
-}
-
-pub(super) async fn job_list_pending(store: &PgStore, limit: u32) -> StoreResult<Vec<Job>> {
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE status = $1 ORDER BY created_at_ms, uuid LIMIT $2");
-    let rows = sqlx::query(AssertSqlSafe(sql))
-        .bind(JobStatus::Pending.as_str())
-        .bind(i64::from(limit))
-        .fetch_all(&store.pool)
-        .await
-        .map_err(db("job list pending"))?;
-    rows.iter().map(job_row).collect()
 }

@@ -15,18 +15,16 @@ use gantry_types::{
     node::{HardwareSample, NodeInventory, NodeStatus},
 };
 
+use super::row::{Columns, IntoRecord, row};
 use super::{Conditions, ListQuery, Placeholders, SqlValue, Subject, parse_uuid};
 use crate::cluster::{JobPlacement, NodeRecord, RunFilter, RunRecord};
 use crate::{StoreError, StoreResult};
 
-/// Columns of a node, in [`NodeRow`]'s order (read and insert).
-pub(crate) const NODE_COLUMNS: &str = "uuid, account_uuid, name, region_code, labels, hostname, inventory, \
-     gpu_models, status, is_draining, lease_epoch, last_seen_at_ms, latest_sample, created_at_ms, updated_at_ms";
+/// Columns of a node (see [`NodeRow`]).
+pub(crate) const NODE_COLUMNS: &str = NodeRow::LIST;
 
-/// Columns of a run, in [`RunRow`]'s order (read and insert).
-pub(crate) const RUN_COLUMNS: &str = "uuid, job_uuid, account_uuid, node_uuid, status, status_reason, attempt, \
-     rank, gang_size, lease_epoch, cpu, ram_gb, storage_gb, gpu_indices, node_urls, container_access_tokens, \
-     exit_code, started_at_ms, ended_at_ms, duration_ms, hourly_rate_usd, created_at_ms, updated_at_ms, job_snapshot";
+/// Columns of a run (see [`RunRow`]).
+pub(crate) const RUN_COLUMNS: &str = RunRow::LIST;
 
 /// The runs that still hold node capacity, as a literal condition: SQLite uses the
 /// partial index `job_runs_active` only for a query repeating its condition verbatim.
@@ -51,24 +49,26 @@ fn to_u32(table: &'static str, what: &str, owner: &str, value: i64) -> StoreResu
         .map_err(|_| StoreError::Corrupt { table, detail: format!("{what} of {owner} is out of range: {value}") })
 }
 
-/// A node's columns ([`NODE_COLUMNS`], in that order).
-#[derive(Clone, Debug)]
-pub(crate) struct NodeRow {
-    pub uuid: String,
-    pub account_uuid: String,
-    pub name: String,
-    pub region_code: Option<String>,
-    pub labels: String,
-    pub hostname: Option<String>,
-    pub inventory: String,
-    pub gpu_models: String,
-    pub status: String,
-    pub is_draining: bool,
-    pub lease_epoch: i64,
-    pub last_seen_at_ms: i64,
-    pub latest_sample: Option<String>,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
+row! {
+    /// A node's columns.
+    #[derive(Clone, Debug)]
+    pub(crate) struct NodeRow in "nodes" (read, write) {
+        uuid: String,
+        account_uuid: String,
+        name: String,
+        region_code: Option<String>,
+        labels: String,
+        hostname: Option<String>,
+        inventory: String,
+        gpu_models: String,
+        status: String,
+        is_draining: bool,
+        lease_epoch: i64,
+        last_seen_at_ms: i64,
+        latest_sample: Option<String>,
+        created_at_ms: i64,
+        updated_at_ms: i64,
+    }
 }
 
 impl NodeRow {
@@ -92,9 +92,13 @@ impl NodeRow {
             updated_at_ms: node.updated_at_ms,
         })
     }
+}
+
+impl IntoRecord for NodeRow {
+    type Record = NodeRecord;
 
     /// Parses the uuids, status and JSON columns.
-    pub fn into_record(self) -> StoreResult<NodeRecord> {
+    fn into_record(self) -> StoreResult<NodeRecord> {
         const T: &str = "nodes";
         let corrupt = |detail: String| StoreError::Corrupt { table: T, detail };
         let owner = format!("node {}", self.uuid);
@@ -139,33 +143,35 @@ pub(crate) fn node_urls_json(urls: &[NodeUrl]) -> StoreResult<String> {
     encoded("node urls encoding", serde_json::to_string(urls))
 }
 
-/// A run's columns ([`RUN_COLUMNS`], in that order).
-#[derive(Clone, Debug)]
-pub(crate) struct RunRow {
-    pub uuid: String,
-    pub job_uuid: String,
-    pub account_uuid: String,
-    pub node_uuid: String,
-    pub status: String,
-    pub status_reason: Option<String>,
-    pub attempt: i64,
-    pub rank: i64,
-    pub gang_size: i64,
-    pub lease_epoch: i64,
-    pub cpu: i64,
-    pub ram_gb: f64,
-    pub storage_gb: f64,
-    pub gpu_indices: String,
-    pub node_urls: String,
-    pub container_access_tokens: String,
-    pub exit_code: Option<i64>,
-    pub started_at_ms: Option<i64>,
-    pub ended_at_ms: Option<i64>,
-    pub duration_ms: Option<i64>,
-    pub hourly_rate_usd: Option<f64>,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
-    pub job_snapshot: String,
+row! {
+    /// A job run's columns (`logs` live in `job_run_logs`).
+    #[derive(Clone, Debug)]
+    pub(crate) struct RunRow in "job_runs" (read, write) {
+        uuid: String,
+        job_uuid: String,
+        account_uuid: String,
+        node_uuid: String,
+        status: String,
+        status_reason: Option<String>,
+        attempt: i64,
+        rank: i64,
+        gang_size: i64,
+        lease_epoch: i64,
+        cpu: i64,
+        ram_gb: f64,
+        storage_gb: f64,
+        gpu_indices: String,
+        node_urls: String,
+        container_access_tokens: String,
+        exit_code: Option<i64>,
+        started_at_ms: Option<i64>,
+        ended_at_ms: Option<i64>,
+        duration_ms: Option<i64>,
+        hourly_rate_usd: Option<f64>,
+        created_at_ms: i64,
+        updated_at_ms: i64,
+        job_snapshot: String,
+    }
 }
 
 impl RunRow {
@@ -200,9 +206,13 @@ impl RunRow {
             job_snapshot: encoded(during, serde_json::to_string(&r.job_snapshot))?,
         })
     }
+}
+
+impl IntoRecord for RunRow {
+    type Record = RunRecord;
 
     /// Parses the uuids, status, numbers and JSON columns.
-    pub fn into_record(self) -> StoreResult<RunRecord> {
+    fn into_record(self) -> StoreResult<RunRecord> {
         const T: &str = "job_runs";
         let corrupt = |detail: String| StoreError::Corrupt { table: T, detail };
         let owner = format!("job run {}", self.uuid);
@@ -290,13 +300,13 @@ fn values(style: Placeholders, n: usize) -> String {
     format!("({})", list.join(", "))
 }
 
-/// `node_upsert`: parameters are [`NODE_COLUMNS`] in order. A new uuid is inserted;
+/// `node_upsert`: parameters are [`NodeRow`]'s columns in order. A new uuid is inserted;
 /// an existing one of the same account gets the registration fields (created_at and
 /// is_draining stay, latest_sample only when given); one of another account is left
 /// alone (the statement changes no row, which the backend reports as a conflict).
 pub(crate) fn node_upsert_sql(style: Placeholders) -> String {
     format!(
-        "INSERT INTO nodes ({NODE_COLUMNS}) VALUES {} \
+        "{} \
          ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, region_code = excluded.region_code, \
          labels = excluded.labels, hostname = excluded.hostname, inventory = excluded.inventory, \
          gpu_models = excluded.gpu_models, status = excluded.status, lease_epoch = excluded.lease_epoch, \
@@ -304,7 +314,7 @@ pub(crate) fn node_upsert_sql(style: Placeholders) -> String {
          latest_sample = COALESCE(excluded.latest_sample, nodes.latest_sample), \
          updated_at_ms = excluded.updated_at_ms \
          WHERE nodes.account_uuid = excluded.account_uuid",
-        values(style, 15)
+        super::row::insert_sql::<NodeRow>(style, "")
     )
 }
 

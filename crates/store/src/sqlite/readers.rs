@@ -9,7 +9,7 @@
 //! write sneaks past the group-commit writer.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -46,7 +46,7 @@ impl Readers {
             let _permit = permit;
             let conn = pool.checkout()?;
             let result = read(&conn);
-            pool.idle.lock().unwrap_or_else(PoisonError::into_inner).push(conn);
+            crate::sync::lock(&pool.idle).push(conn);
             result
         })
         .await
@@ -54,7 +54,7 @@ impl Readers {
     }
 
     fn checkout(&self) -> StoreResult<Connection> {
-        if let Some(conn) = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop() {
+        if let Some(conn) = crate::sync::lock(&self.idle).pop() {
             return Ok(conn);
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
