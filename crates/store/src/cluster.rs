@@ -99,16 +99,8 @@ pub struct RunUpdate {
     pub image_size_bytes: Option<i64>,
 }
 
-/// Which runs a list returns; an empty list means "no constraint".
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct RunFilter {
-    /// Runs of these jobs.
-    pub job_uuids: Vec<JobId>,
-    /// Runs in these statuses.
-    pub statuses: Vec<JobRunStatus>,
-    /// Runs on these nodes.
-    pub node_uuids: Vec<NodeId>,
-}
+/// Which runs a list returns (the `GET /v1/job-runs` filters).
+pub type RunFilter = gantry_types::list::JobRunFilter;
 
 /// Nodes and job runs in the store.
 #[async_trait]

@@ -106,6 +106,24 @@ pub struct ApiKeyFilter {
     pub account_uuid: Option<crate::ids::AccountId>,
 }
 
+/// `GET /v1/nodes` filters.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeFilter {
+    /// `filter[status]` (empty = all).
+    pub statuses: Vec<crate::node::NodeStatus>,
+}
+
+/// `GET /v1/job-runs` filters; an empty list means "no constraint".
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobRunFilter {
+    /// `filter[job_uuid]`: runs of these jobs.
+    pub job_uuids: Vec<JobId>,
+    /// `filter[status]`: runs in these statuses.
+    pub statuses: Vec<crate::job_run::JobRunStatus>,
+    /// `filter[node_uuid]`: runs on these nodes.
+    pub node_uuids: Vec<crate::ids::NodeId>,
+}
+
 /// Parses `page`, `limit` and `sort`; other keys are left to the filters.
 pub fn parse_paging(pairs: &[(String, String)]) -> Result<Paging, Vec<FieldError>> {
     let mut p = Paging::default();
@@ -275,6 +293,38 @@ pub fn parse_api_key_filter(pairs: &[(String, String)]) -> Result<ApiKeyFilter, 
     if errors.is_empty() { Ok(f) } else { Err(errors) }
 }
 
+/// Parses the `GET /v1/nodes` filters.
+pub fn parse_node_filter(pairs: &[(String, String)]) -> Result<NodeFilter, Vec<FieldError>> {
+    const KNOWN: &[&str] = &["status"];
+    let mut errors = Vec::new();
+    let mut f = NodeFilter::default();
+    let items: Vec<(String, String)> =
+        filters(pairs, KNOWN, &mut errors).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    for (key, value) in &items {
+        let status = list(key, value, &mut errors, crate::node::NodeStatus::parse, "ONLINE or LOST");
+        f.statuses.extend(status);
+    }
+    if errors.is_empty() { Ok(f) } else { Err(errors) }
+}
+
+/// Parses the `GET /v1/job-runs` filters.
+pub fn parse_job_run_filter(pairs: &[(String, String)]) -> Result<JobRunFilter, Vec<FieldError>> {
+    const KNOWN: &[&str] = &["job_uuid", "status", "node_uuid"];
+    let mut errors = Vec::new();
+    let mut f = JobRunFilter::default();
+    let items: Vec<(String, String)> =
+        filters(pairs, KNOWN, &mut errors).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    for (key, value) in &items {
+        let (key, value, e) = (key.as_str(), value.as_str(), &mut errors);
+        match key {
+            "job_uuid" => f.job_uuids.extend(list(key, value, e, |s| s.parse::<JobId>().ok(), "a UUID")),
+            "node_uuid" => f.node_uuids.extend(list(key, value, e, |s| s.parse::<crate::ids::NodeId>().ok(), "a UUID")),
+            _ => f.statuses.extend(list(key, value, e, crate::job_run::JobRunStatus::parse, "a run status")),
+        }
+    }
+    if errors.is_empty() { Ok(f) } else { Err(errors) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,5 +371,42 @@ mod tests {
         .unwrap_err();
         let fields: Vec<_> = e.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["filter[colour]", "filter[status]", "filter[cpu_count]"]);
+    }
+
+    #[test]
+    fn node_and_run_filters() {
+        use crate::job_run::JobRunStatus;
+        use crate::node::NodeStatus;
+
+        let f = parse_node_filter(&q(&[("filter[status]", "ONLINE, LOST"), ("page", "2")])).unwrap();
+        assert_eq!(f.statuses, [NodeStatus::Online, NodeStatus::Lost]);
+        let e = parse_node_filter(&q(&[("filter[status]", "ASLEEP"), ("filter[name]", "x")])).unwrap_err();
+        let fields: Vec<_> = e.iter().map(|e| (e.field.as_str(), e.message.as_str())).collect();
+        assert_eq!(
+            fields,
+            [
+                ("filter[name]", "unknown filter; known filters: status"),
+                ("filter[status]", "\"ASLEEP\" is not ONLINE or LOST")
+            ]
+        );
+
+        let (job, node) = (JobId::new(), crate::ids::NodeId::new());
+        let f = parse_job_run_filter(&q(&[
+            ("filter[job_uuid]", &job.to_string()),
+            ("filter[node_uuid]", &node.to_string()),
+            ("filter[status]", "RUNNING,FAILED"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            f,
+            JobRunFilter {
+                job_uuids: vec![job],
+                statuses: vec![JobRunStatus::Running, JobRunStatus::Failed],
+                node_uuids: vec![node]
+            }
+        );
+        let e = parse_job_run_filter(&q(&[("filter[job_uuid]", "nope"), ("filter[status]", "DREAMING")])).unwrap_err();
+        let fields: Vec<_> = e.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["filter[job_uuid]", "filter[status]"]);
     }
 }

@@ -4,13 +4,12 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use gantry_store::RunFilter;
 use gantry_types::ErrorBody;
-use gantry_types::job_run::{JobRun, JobRunStatus};
-use gantry_types::list::{ListResponse, parse_paging};
+use gantry_types::job_run::JobRun;
+use gantry_types::list::{ListResponse, parse_job_run_filter};
 use serde::de::IgnoredAny;
 
-use super::{envelope, path_id};
+use super::{envelope, list_params, path_id};
 use crate::app;
 use crate::error::ApiError;
 use crate::signed::Signed;
@@ -36,35 +35,7 @@ pub(super) async fn list_job_runs(
     req: Signed<IgnoredAny>,
 ) -> Result<Json<ListResponse<JobRun>>, ApiError> {
     let scope = req.caller.require("job_runs", "read")?;
-    let paging = parse_paging(&req.query)?;
-    let mut filter = RunFilter { job_uuids: vec![], statuses: vec![], node_uuids: vec![] };
-    for (k, v) in &req.query {
-        let items = v.split(',').map(str::trim).filter(|s| !s.is_empty());
-        match k.as_str() {
-            "filter[job_uuid]" => {
-                for s in items {
-                    filter.job_uuids.push(path_id(k, s)?);
-                }
-            }
-            "filter[node_uuid]" => {
-                for s in items {
-                    filter.node_uuids.push(path_id(k, s)?);
-                }
-            }
-            "filter[status]" => {
-                for s in items {
-                    filter.statuses.push(
-                        JobRunStatus::parse(s)
-                            .ok_or_else(|| ApiError::field(k, format!("{s:?} is not a run status")))?,
-                    );
-                }
-            }
-            k if k.starts_with("filter[") => {
-                return Err(ApiError::field(k, "unknown filter; known filters: job_uuid, status, node_uuid"));
-            }
-            _ => {}
-        }
-    }
+    let (paging, filter) = list_params(&req.query, parse_job_run_filter)?;
     let page = app::runs::list(&state, scope, &filter, paging).await?;
     Ok(envelope(page, paging))
 }

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use gantry_types::ErrorBody;
-use gantry_types::list::{ListResponse, parse_paging};
-use gantry_types::node::{Node, NodeStatus, RegisterNodeRequest};
+use gantry_types::list::{ListResponse, parse_node_filter};
+use gantry_types::node::{Node, RegisterNodeRequest};
 use gantry_types::protocol::{DesiredState, Registration, SyncRequest};
 use serde::de::IgnoredAny;
 
-use super::{envelope, path_id};
+use super::{envelope, list_params, path_id};
 use crate::app;
 use crate::error::ApiError;
 use crate::signed::Signed;
@@ -34,25 +34,8 @@ pub(super) async fn list_nodes(
     req: Signed<IgnoredAny>,
 ) -> Result<Json<ListResponse<Node>>, ApiError> {
     let scope = req.caller.require("nodes", "read")?;
-    let paging = parse_paging(&req.query)?;
-    let mut statuses = Vec::new();
-    for (k, v) in &req.query {
-        match k.as_str() {
-            "filter[status]" => {
-                for s in v.split(',').filter(|s| !s.is_empty()) {
-                    statuses
-                        .push(NodeStatus::parse(s).ok_or_else(|| {
-                            ApiError::field("filter[status]", format!("{s:?} is not ONLINE or LOST"))
-                        })?);
-                }
-            }
-            k if k.starts_with("filter[") => {
-                return Err(ApiError::field(k, "unknown filter; known filters: status"));
-            }
-            _ => {}
-        }
-    }
-    let page = state.store.node_list(scope, &statuses, paging).await?;
+    let (paging, filter) = list_params(&req.query, parse_node_filter)?;
+    let page = state.store.node_list(scope, &filter.statuses, paging).await?;
     let active = app::nodes::active_runs_on(&state, page.items.iter().map(|n| n.uuid).collect()).await?;
     let items = page.items.into_iter().map(|n| app::nodes::view(n, &active)).collect();
     Ok(envelope(gantry_store::Page { items, total: page.total }, paging))
