@@ -359,7 +359,7 @@ impl Client {
     /// `PATCH /v1/consumer-profiles/{uuid}` with any of its three fields.
     pub async fn update_consumer_profile(
         &self,
-        id: uuid::Uuid,
+        id: gantry_types::ConsumerProfileId,
         body: &serde_json::Value,
     ) -> Result<ConsumerProfile, ClientError> {
         self.send(Method::PATCH, &format!("/v1/consumer-profiles/{id}"), &[], Some(body)).await
@@ -403,7 +403,11 @@ impl Client {
     }
 
     /// `PUT /v1/compute/ledger/credit-purchases/{uuid}/settle` (operators): `paid` or `expired`.
-    pub async fn settle_credit_purchase(&self, id: uuid::Uuid, outcome: &str) -> Result<CreditPurchase, ClientError> {
+    pub async fn settle_credit_purchase(
+        &self,
+        id: gantry_types::CreditPurchaseId,
+        outcome: &str,
+    ) -> Result<CreditPurchase, ClientError> {
         let body = serde_json::json!({ "outcome": outcome });
         self.send(Method::PUT, &format!("/v1/compute/ledger/credit-purchases/{id}/settle"), &[], Some(&body)).await
     }

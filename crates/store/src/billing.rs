@@ -20,7 +20,9 @@ use gantry_types::billing::{
 };
 use gantry_types::list::Paging;
 use gantry_types::money::{CURRENCY, micros_to_usd};
-use gantry_types::{AccountId, JobRunId, NodeId, Timestamp};
+use gantry_types::{
+    AccountId, ConsumerProfileId, CreditPurchaseId, JobRunId, LedgerEntryId, LedgerTransactionId, NodeId, Timestamp,
+};
 
 use crate::sql::row::IntoRecord;
 use crate::sql::row::{Columns, row};
@@ -40,7 +42,7 @@ pub fn run_charge_key(run: JobRunId) -> String {
 #[derive(Clone, Debug, PartialEq)]
 pub struct LedgerSide {
     /// The entry's ID.
-    pub uuid: uuid::Uuid,
+    pub uuid: LedgerEntryId,
     /// Whose balance moves.
     pub account: AccountId,
     /// Micro-USD; positive adds to the balance.
@@ -51,7 +53,7 @@ pub struct LedgerSide {
 #[derive(Clone, Debug, PartialEq)]
 pub struct LedgerPosting {
     /// The transaction's ID.
-    pub uuid: uuid::Uuid,
+    pub uuid: LedgerTransactionId,
     /// What it is.
     pub kind: LedgerKind,
     /// Unique when set: a second posting with the same key is refused (not an error).
@@ -73,14 +75,14 @@ impl LedgerPosting {
     pub fn new(kind: LedgerKind, sides: &[(AccountId, i64)], created_at_ms: i64) -> Self {
         let mut all: Vec<LedgerSide> = sides
             .iter()
-            .map(|&(account, amount_micros)| LedgerSide { uuid: uuid::Uuid::now_v7(), account, amount_micros })
+            .map(|&(account, amount_micros)| LedgerSide { uuid: LedgerEntryId::new(), account, amount_micros })
             .collect();
         let sum: i64 = sides.iter().map(|s| s.1).sum();
         if sum != 0 {
-            all.push(LedgerSide { uuid: uuid::Uuid::now_v7(), account: PLATFORM_ACCOUNT, amount_micros: -sum });
+            all.push(LedgerSide { uuid: LedgerEntryId::new(), account: PLATFORM_ACCOUNT, amount_micros: -sum });
         }
         Self {
-            uuid: uuid::Uuid::now_v7(),
+            uuid: LedgerTransactionId::new(),
             kind,
             idempotency_key: None,
             run_uuid: None,
@@ -154,7 +156,7 @@ pub struct CreditPurchaseRecord {
 #[derive(Clone, Debug, PartialEq)]
 pub enum PurchaseKey {
     /// By its uuid.
-    Uuid(uuid::Uuid),
+    Uuid(CreditPurchaseId),
     /// By the provider's checkout session id.
     Session(String),
 }
@@ -376,7 +378,7 @@ pub(crate) fn ledger_subject(posting: &LedgerPosting) -> Subject {
 }
 
 /// What a purchase insert is about.
-pub(crate) fn purchase_subject(id: uuid::Uuid, account: AccountId) -> Subject {
+pub(crate) fn purchase_subject(id: CreditPurchaseId, account: AccountId) -> Subject {
     Subject {
         row: format!("credit purchase {id}"),
         unique: Some("credit purchase with that checkout session".into()),
@@ -407,7 +409,7 @@ pub trait BillingStore {
     async fn consumer_profile_update(
         &self,
         account: Option<AccountId>,
-        id: uuid::Uuid,
+        id: ConsumerProfileId,
         patch: &UpdateConsumerProfileRequest,
         now_ms: i64,
     ) -> StoreResult<Option<ConsumerProfile>>;
@@ -445,7 +447,7 @@ pub trait BillingStore {
     /// Records the provider's state word (manual provider: what an operator decided).
     async fn credit_purchase_set_provider_state(
         &self,
-        id: uuid::Uuid,
+        id: CreditPurchaseId,
         provider_state: &str,
         now_ms: i64,
     ) -> StoreResult<Option<CreditPurchaseRecord>>;
@@ -454,7 +456,7 @@ pub trait BillingStore {
     /// settled it first: nothing is posted) or does not exist.
     async fn credit_purchase_settle(
         &self,
-        id: uuid::Uuid,
+        id: CreditPurchaseId,
         to: CreditPurchaseStatus,
         now_ms: i64,
         credit: Option<&LedgerPosting>,

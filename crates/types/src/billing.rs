@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::FieldError;
-use crate::ids::{AccountId, GpuModelId, JobRunId, NodeId};
+use crate::ids::{
+    AccountId, ConsumerProfileId, CreditPurchaseId, GpuModelId, JobRunId, LedgerEntryId, LedgerTransactionId, NodeId,
+};
 use crate::list::{boolean, filters, list};
 use crate::region::is_region_code;
 use crate::time::Timestamp;
@@ -19,7 +21,8 @@ pub struct ConsumerProfile {
     /// Always `consumer_profile`.
     pub object: String,
     /// The profile's ID.
-    pub uuid: uuid::Uuid,
+    #[schema(value_type = String, format = Uuid)]
+    pub uuid: ConsumerProfileId,
     /// The account it belongs to.
     pub account_uuid: AccountId,
     /// Inactive profiles cannot submit jobs.
@@ -68,7 +71,7 @@ pub fn check_region_codes(field: &str, codes: &[String], errors: &mut Vec<FieldE
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ConsumerProfileFilter {
     /// `filter[uuid]`.
-    pub uuids: Vec<uuid::Uuid>,
+    pub uuids: Vec<ConsumerProfileId>,
     /// `filter[account_uuid]`.
     pub account_uuids: Vec<AccountId>,
     /// `filter[is_compute_billing_enabled]`.
@@ -85,7 +88,7 @@ pub fn parse_consumer_profile_filter(pairs: &[(String, String)]) -> Result<Consu
     for (key, value) in &items {
         let (key, value, e) = (key.as_str(), value.as_str(), &mut errors);
         match key {
-            "uuid" => f.uuids.extend(list(key, value, e, |s| s.parse::<uuid::Uuid>().ok(), "a UUID")),
+            "uuid" => f.uuids.extend(list(key, value, e, |s| s.parse::<ConsumerProfileId>().ok(), "a UUID")),
             "account_uuid" => f.account_uuids.extend(list(key, value, e, |s| s.parse::<AccountId>().ok(), "a UUID")),
             _ => f.is_compute_billing_enabled = boolean(key, value, e),
         }
@@ -295,9 +298,11 @@ pub struct LedgerTransaction {
     /// Always `compute_ledger_transaction`.
     pub object: String,
     /// This entry's ID.
-    pub uuid: uuid::Uuid,
+    #[schema(value_type = String, format = Uuid)]
+    pub uuid: LedgerEntryId,
     /// The transaction this entry is one side of.
-    pub transaction_uuid: uuid::Uuid,
+    #[schema(value_type = String, format = Uuid)]
+    pub transaction_uuid: LedgerTransactionId,
     /// Whose ledger.
     pub account_uuid: AccountId,
     /// What happened.
@@ -409,7 +414,8 @@ pub struct CreditPurchase {
     /// Always `compute_ledger_credit_purchase`.
     pub object: String,
     /// ID.
-    pub uuid: uuid::Uuid,
+    #[schema(value_type = String, format = Uuid)]
+    pub uuid: CreditPurchaseId,
     /// USD.
     pub amount: f64,
     /// Exact, micro-USD (Gantry addition).
@@ -421,7 +427,8 @@ pub struct CreditPurchase {
     /// PENDING, COMPLETED, EXPIRED.
     pub status: CreditPurchaseStatus,
     /// The buyer's profile.
-    pub consumer_profile_uuid: uuid::Uuid,
+    #[schema(value_type = String, format = Uuid)]
+    pub consumer_profile_uuid: ConsumerProfileId,
     /// The buyer.
     pub consumer_account_uuid: AccountId,
     /// Upstream's; null.

@@ -63,4 +63,12 @@ typed_uuid!(
     GpuModelId,
     /// A job recipe (a job template others may cook).
     RecipeId,
+    /// A consumer profile (billing settings of one account).
+    ConsumerProfileId,
+    /// A ledger transaction (a balanced set of entries posted together).
+    LedgerTransactionId,
+    /// One entry (one account's side) of a ledger transaction.
+    LedgerEntryId,
+    /// A credit purchase.
+    CreditPurchaseId,
 );

@@ -28,5 +28,8 @@ pub mod time;
 pub mod validate;
 
 pub use error::{ErrorBody, ErrorDetail, FieldError};
-pub use ids::{AccountId, ApiKeyId, GpuModelId, JobId, JobRunId, NodeId, RecipeId};
+pub use ids::{
+    AccountId, ApiKeyId, ConsumerProfileId, CreditPurchaseId, GpuModelId, JobId, JobRunId, LedgerEntryId,
+    LedgerTransactionId, NodeId, RecipeId,
+};
 pub use time::Timestamp;

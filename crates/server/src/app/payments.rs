@@ -70,7 +70,7 @@ impl PaymentProvider for ManualProvider {
 
     async fn open_checkout(&self, purchase: &CreditPurchase, _: Option<&str>) -> Result<Checkout, ApiError> {
         Ok(Checkout {
-            session_id: format!("cs_manual_{}", purchase.uuid.simple()),
+            session_id: format!("cs_manual_{}", purchase.uuid.0.simple()),
             url: None,
             provider_state: "open".into(),
         })
@@ -108,7 +108,7 @@ pub async fn create(
     let now = now_ms();
     let mut purchase = CreditPurchase {
         object: "compute_ledger_credit_purchase".into(),
-        uuid: uuid::Uuid::now_v7(),
+        uuid: gantry_types::CreditPurchaseId::new(),
         amount: micros_to_usd(amount),
         amount_micros: amount,
         currency: CURRENCY.into(),
@@ -224,7 +224,7 @@ async fn settle_with_provider(state: &AppState, record: CreditPurchaseRecord) ->
 /// then reconciles it.
 pub async fn settle_manually(
     state: &AppState,
-    id: uuid::Uuid,
+    id: gantry_types::CreditPurchaseId,
     outcome: Option<&str>,
 ) -> Result<CreditPurchase, ApiError> {
     let word = match outcome {

@@ -56,7 +56,7 @@ pub async fn ensure(state: &AppState, account: AccountId) -> Result<ConsumerProf
     let now = now_ms();
     let fresh = ConsumerProfile {
         object: "consumer_profile".into(),
-        uuid: uuid::Uuid::now_v7(),
+        uuid: gantry_types::ConsumerProfileId::new(),
         account_uuid: account,
         is_active: true,
         is_compute_billing_enabled: true,
@@ -86,7 +86,7 @@ pub async fn update(
     state: &AppState,
     scope: Option<AccountId>,
     operator: bool,
-    id: uuid::Uuid,
+    id: gantry_types::ConsumerProfileId,
     patch: UpdateConsumerProfileRequest,
 ) -> Result<ConsumerProfile, ApiError> {
     let mut errors = Vec::new();

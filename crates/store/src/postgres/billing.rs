@@ -133,7 +133,7 @@ impl BillingStore for PgStore {
     async fn consumer_profile_update(
         &self,
         account: Option<AccountId>,
-        id: uuid::Uuid,
+        id: gantry_types::ConsumerProfileId,
         patch: &UpdateConsumerProfileRequest,
         now_ms: i64,
     ) -> StoreResult<Option<ConsumerProfile>> {
@@ -328,7 +328,7 @@ impl BillingStore for PgStore {
 
     async fn credit_purchase_set_provider_state(
         &self,
-        id: uuid::Uuid,
+        id: gantry_types::CreditPurchaseId,
         state: &str,
         now_ms: i64,
     ) -> StoreResult<Option<CreditPurchaseRecord>> {
@@ -348,7 +348,7 @@ impl BillingStore for PgStore {
 
     async fn credit_purchase_settle(
         &self,
-        id: uuid::Uuid,
+        id: gantry_types::CreditPurchaseId,
         to: CreditPurchaseStatus,
         now_ms: i64,
         credit: Option<&LedgerPosting>,

@@ -137,7 +137,7 @@ impl BillingStore for SqliteStore {
     async fn consumer_profile_update(
         &self,
         account: Option<AccountId>,
-        id: uuid::Uuid,
+        id: gantry_types::ConsumerProfileId,
         patch: &UpdateConsumerProfileRequest,
         now_ms: i64,
     ) -> StoreResult<Option<ConsumerProfile>> {
@@ -336,7 +336,7 @@ impl BillingStore for SqliteStore {
 
     async fn credit_purchase_set_provider_state(
         &self,
-        id: uuid::Uuid,
+        id: gantry_types::CreditPurchaseId,
         state: &str,
         now_ms: i64,
     ) -> StoreResult<Option<CreditPurchaseRecord>> {
@@ -355,7 +355,7 @@ impl BillingStore for SqliteStore {
 
     async fn credit_purchase_settle(
         &self,
-        id: uuid::Uuid,
+        id: gantry_types::CreditPurchaseId,
         to: CreditPurchaseStatus,
         now_ms: i64,
         credit: Option<&LedgerPosting>,

@@ -19,7 +19,7 @@ use crate::{CreditPurchaseRecord, LedgerPosting, PLATFORM_ACCOUNT, PurchaseKey, 
 fn profile(account: AccountId, at: i64) -> ConsumerProfile {
     ConsumerProfile {
         object: "consumer_profile".into(),
-        uuid: uuid::Uuid::now_v7(),
+        uuid: gantry_types::ConsumerProfileId::new(),
         account_uuid: account,
         is_active: true,
         is_compute_billing_enabled: true,
@@ -153,8 +153,13 @@ pub async fn run_list_unbilled_and_node_earnings(store: &dyn Store) {
     assert_eq!(ledger_sum(store).await, 0);
 }
 
-fn purchase(account: AccountId, profile: uuid::Uuid, micros: i64, at: i64) -> CreditPurchaseRecord {
-    let uuid = uuid::Uuid::now_v7();
+fn purchase(
+    account: AccountId,
+    profile: gantry_types::ConsumerProfileId,
+    micros: i64,
+    at: i64,
+) -> CreditPurchaseRecord {
+    let uuid = gantry_types::CreditPurchaseId::new();
     CreditPurchaseRecord {
         purchase: CreditPurchase {
             object: "compute_ledger_credit_purchase".into(),
@@ -162,7 +167,7 @@ fn purchase(account: AccountId, profile: uuid::Uuid, micros: i64, at: i64) -> Cr
             amount: micros as f64 / 1e6,
             amount_micros: micros,
             currency: "USD".into(),
-            checkout_session_id: format!("cs_manual_{}", uuid.simple()),
+            checkout_session_id: format!("cs_manual_{}", uuid.0.simple()),
             status: CreditPurchaseStatus::Pending,
             consumer_profile_uuid: profile,
             consumer_account_uuid: account,
