@@ -100,16 +100,28 @@ pub async fn create_key_in(
 ) -> anyhow::Result<gantry_types::api_key::ApiKey> {
     let (store, secrets) =
         open(&StoreArgs { data_dir: data_dir.to_path_buf(), database_url: database_url.map(str::to_string) }).await?;
+    create_key_with(store.as_ref(), &secrets, name, preset, account, email).await
+}
+
+/// [`create_key_in`] on an open store.
+pub async fn create_key_with(
+    store: &dyn gantry_store::Store,
+    secrets: &gantry_auth::SecretBox,
+    name: &str,
+    preset: Preset,
+    account: Option<AccountId>,
+    email: Option<String>,
+) -> anyhow::Result<gantry_types::api_key::ApiKey> {
     let account = match account {
         Some(id) => {
             store.account_fetch(id).await?.with_context(|| format!("no account {id}; omit --account to create one"))?;
             id
         }
-        None => create_account(store.as_ref(), name, email).await.map_err(api_error)?.uuid,
+        None => create_account(store, name, email).await.map_err(api_error)?.uuid,
     };
     let spec =
         KeySpec { name: name.to_string(), permissions: preset.permissions(), allowed_ips: vec![], expires_at_ms: None };
-    create_in(store.as_ref(), &secrets, account, spec).await.map_err(api_error)
+    create_in(store, secrets, account, spec).await.map_err(api_error)
 }
 
 async fn credit(args: CreditArgs) -> anyhow::Result<()> {

@@ -62,7 +62,10 @@ const CREDENTIALS_FILE: &str = "dev-credentials.json";
 
 /// Runs the dev platform until Ctrl-C.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    let creds = credentials(&args.data_dir).await?;
+    // One store for the keys and the server: opened (and logged) once.
+    let store_args = crate::admin::StoreArgs { data_dir: args.data_dir.clone(), database_url: None };
+    let (store, secrets) = crate::admin::open(&store_args).await?;
+    let creds = credentials(&args.data_dir, store.as_ref(), &secrets).await?;
     let server_args = ServerArgs {
         data_dir: args.data_dir.clone(),
         listen: args.listen,
@@ -75,7 +78,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         price_ram_gb: "0.002".into(),
         operator_share: "0.8".into(),
     };
-    let server = gantry_server::start(server_args.config()?)
+    let server = gantry_server::start_with_store(server_args.config()?, store)
         .await
         .with_context(|| format!("cannot start the server on {} (is another one running?)", args.listen))?;
     let url = format!("http://{}", server.local_addr);
@@ -165,12 +168,16 @@ async fn demo(client: &Client) -> anyhow::Result<()> {
 }
 
 /// Loads the dev keys, creating an account, a consumer key and a node key on first run.
-async fn credentials(data_dir: &Path) -> anyhow::Result<DevCredentials> {
+async fn credentials(
+    data_dir: &Path,
+    store: &dyn gantry_store::Store,
+    secrets: &gantry_auth::SecretBox,
+) -> anyhow::Result<DevCredentials> {
     let path = data_dir.join(CREDENTIALS_FILE);
     let mut creds = match std::fs::read_to_string(&path) {
         Ok(text) => serde_json::from_str(&text).with_context(|| format!("{} is corrupt; delete it", path.display()))?,
         Err(_) => {
-            let key = crate::admin::create_key_in(data_dir, None, "dev", Preset::Consumer, None, None).await?;
+            let key = crate::admin::create_key_with(store, secrets, "dev", Preset::Consumer, None, None).await?;
             DevCredentials {
                 public_key: key.public_key,
                 secret_key: key.secret_key.context("new key has a secret")?,
@@ -182,7 +189,7 @@ async fn credentials(data_dir: &Path) -> anyhow::Result<DevCredentials> {
     };
     if creds.node_public_key.is_none() {
         let account = creds.account_uuid.parse().context("dev account uuid")?;
-        let key = crate::admin::create_key_in(data_dir, None, "dev-node", Preset::Node, Some(account), None).await?;
+        let key = crate::admin::create_key_with(store, secrets, "dev-node", Preset::Node, Some(account), None).await?;
         creds.node_public_key = Some(key.public_key);
         creds.node_secret_key = key.secret_key;
     }

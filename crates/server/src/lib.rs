@@ -55,8 +55,18 @@ impl RunningServer {
 /// is ready: `/healthz` answers 200 from this point on.
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let key = keyfile::load_or_create(&config.data_dir, config.server_key.as_deref())?;
     let store = gantry_store::open(&config.data_dir, config.database_url.as_deref()).await?;
+    start_with_store(config, store).await
+}
+
+/// [`start`] on a store the caller already opened from `config` (`gantry dev` opens
+/// it once, for its keys and for the server).
+pub async fn start_with_store(
+    config: ServerConfig,
+    store: Arc<dyn gantry_store::Store>,
+) -> anyhow::Result<RunningServer> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let key = keyfile::load_or_create(&config.data_dir, config.server_key.as_deref())?;
     let state = Arc::new(AppState::new(store, gantry_auth::SecretBox::new(key), &config));
     app::gpu_registry::seed(&state).await?;
     app::recipes::seed(&state).await?;

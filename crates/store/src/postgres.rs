@@ -53,7 +53,10 @@ impl PgStore {
     pub async fn connect_with_max_connections(url: &str, max_connections: u32) -> StoreResult<Self> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Database { during: "parsing the database URL", source: Box::new(e) })?
-            .options([("synchronous_commit", "on")]);
+            // Notices (`relation ... already exists, skipping` from the idempotent
+            // migration bookkeeping on every start) are not news: only warnings and
+            // errors come back from the server.
+            .options([("synchronous_commit", "on"), ("client_min_messages", "warning")]);
         let pool =
             PgPoolOptions::new().max_connections(max_connections).connect_with(options).await.map_err(db("connect"))?;
         migrate::run_postgres(&pool).await?;
