@@ -17,7 +17,7 @@
 //! Adding a resource means: its records and trait, one file per backend, one suite
 //! module, and one line in [`Store`]'s list of supertraits.
 //!
-//! **Rows are defined once.** Each table's row struct is declared once ([`sql`]'s
+//! **Rows are defined once.** Each table's row struct is declared once (`sql::row`'s
 //! `row!`): its fields are its columns, and the column list, the reader (by
 //! column name) and the writers of both backends are derived from it.
 //!

@@ -1,6 +1,6 @@
 //! Rows defined once, read by column name, written in column order, by both backends.
 //!
-//! Each table's row struct is declared with [`row!`](crate::row): its fields *are* its
+//! Each table's row struct is declared with `row!`: its fields *are* its
 //! columns (same names, same order), so the column list of every SELECT, RETURNING and
 //! INSERT (`Columns::LIST`), the reader (`FromRow`) and the writers
 //! (`ToRow`) all come from that one declaration. A reader asks for each field by

@@ -30,6 +30,7 @@ use gantry_types::{
 
 use crate::{AccountRecord, ApiKeyRecord, Store, StoreError};
 
+mod accounts;
 mod api_keys;
 mod billing;
 mod cluster;
@@ -38,6 +39,7 @@ mod jobs;
 mod recipes;
 pub mod scratch_pg;
 
+pub use self::accounts::*;
 pub use self::api_keys::*;
 pub use self::billing::*;
 pub use self::cluster::*;
