@@ -1,6 +1,10 @@
 //! `gantry admin ...`: operator commands that open the store directly, so they work
 //! before any key exists and while the server runs (SQLite allows a second process;
 //! PostgreSQL is shared anyway).
+//!
+//! Errors are the application layer's own (`AppError`) or the store's, both
+//! `std::error::Error`s: `main` prints them as one sentence with their cause chain
+//! ("no account with uuid ..."), never as Rust debug output.
 
 use std::path::{Path, PathBuf};
 
@@ -105,11 +109,11 @@ pub async fn create_key_in(
             store.account_fetch(id).await?.with_context(|| format!("no account {id}; omit --account to create one"))?;
             id
         }
-        None => create_account(store.as_ref(), name, email).await.map_err(api_error)?.uuid,
+        None => create_account(store.as_ref(), name, email).await?.uuid,
     };
     let spec =
         KeySpec { name: name.to_string(), permissions: preset.permissions(), allowed_ips: vec![], expires_at_ms: None };
-    create_in(store.as_ref(), &secrets, account, spec).await.map_err(api_error)
+    Ok(create_in(store.as_ref(), &secrets, account, spec).await?)
 }
 
 async fn credit(args: CreditArgs) -> anyhow::Result<()> {
@@ -118,7 +122,7 @@ async fn credit(args: CreditArgs) -> anyhow::Result<()> {
         .and_then(|m| if m > 0 { Ok(m) } else { Err(anyhow::anyhow!("AMOUNT must be greater than 0")) })?;
     let (store, _) = open(&args.store).await?;
     let memo = args.memo.or_else(|| Some("credit granted by an operator".into()));
-    gantry_server::app::ledger::credit(store.as_ref(), args.account, micros, memo, None).await.map_err(api_error)?;
+    gantry_server::app::ledger::credit(store.as_ref(), args.account, micros, memo, None).await?;
     let posted = store.ledger_balance(args.account).await?;
     if args.json {
         let out = serde_json::json!({
@@ -138,10 +142,6 @@ async fn credit(args: CreditArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn api_error(e: gantry_server::error::ApiError) -> anyhow::Error {
-    anyhow::anyhow!("{e:?}")
 }
 
 async fn create_key(args: CreateKeyArgs) -> anyhow::Result<()> {

@@ -167,3 +167,24 @@ async fn admin_credit_works_while_the_server_runs_and_the_cli_shows_the_balance(
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["total"], 0, "no nodes, no offers");
 }
+
+#[tokio::test]
+async fn admin_commands_print_application_errors_as_sentences() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = "019aaaaa-0000-7000-8000-000000000000";
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(GANTRY);
+        cmd.args(["admin"]).args(args).arg("--data-dir").arg(dir.path());
+        cmd
+    };
+    // An unknown account is the application layer's NotFound: before, the CLI printed
+    // it as `NotFound { message: "..." }`.
+    let out = run(&["credit", missing, "1"]).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.trim(), format!("error: no account with uuid {missing}"), "{stderr}");
+    let out = run(&["create-key", "--name", "x", "--preset", "consumer", "--account", missing]).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.starts_with("error: no account ") && !stderr.contains('{'), "{stderr}");
+}

@@ -19,42 +19,13 @@ use gantry_auth::{
     TimestampError, body_hash_candidates, canonical_string, check_timestamp, nonce_is_well_formed, query_candidates,
     sha256_hex, verify_any,
 };
-use gantry_types::AccountId;
-use gantry_types::permissions::{Scope, scope_for};
 use serde::de::DeserializeOwned;
 
+use crate::app::caller::Caller;
+use crate::app::error::AppError;
 use crate::error::ApiError;
 use crate::key_cache::CachedKey;
 use crate::state::{AppState, now_ms};
-
-/// Who signed a request.
-#[derive(Clone, Debug)]
-pub struct Caller {
-    /// The key used.
-    pub key: Arc<CachedKey>,
-}
-
-impl Caller {
-    /// The key's account.
-    pub fn account(&self) -> AccountId {
-        self.key.record.account_uuid
-    }
-
-    /// The account filter a (resource, action) may use: `Some(own account)` for
-    /// `.own`, `None` (every account) for `.all`; 403 when the key lacks it.
-    pub fn require(&self, resource: &str, action: &str) -> Result<Option<AccountId>, ApiError> {
-        match scope_for(&self.key.record.permissions, resource, action) {
-            Some(Scope::All) => Ok(None),
-            Some(Scope::Own) => Ok(Some(self.account())),
-            None => Err(ApiError::Forbidden {
-                code: "missing_permission",
-                message: format!(
-                    "this API key lacks the permission {resource}.{action}.own; create a key with it (e.g. the consumer preset)"
-                ),
-            }),
-        }
-    }
-}
 
 /// A verified request: the caller, the decoded query pairs and the body as `T`.
 /// Use `T = serde::de::IgnoredAny` for requests without a body (a body, if sent, is
@@ -162,10 +133,11 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<AppState>> for Signed<T> {
         if let Some(ip) = peer
             && !gantry_auth::ip_allowed(&key.allowed_ips, ip)
         {
-            return Err(ApiError::Forbidden {
+            return Err(AppError::Forbidden {
                 code: "ip_not_allowed",
                 message: format!("this API key may not be used from {ip} (see its allowed_ips)"),
-            });
+            }
+            .into());
         }
         state.usage.record(key.record.uuid, now);
 
@@ -174,9 +146,11 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<AppState>> for Signed<T> {
             message: format!("query string is malformed: {e}"),
         })?;
         let body = if bytes.is_empty() { parse_json(b"null") } else { parse_json(&bytes) }.map_err(|e| match e {
-            ApiError::Validation(mut details) if details[0].message.starts_with("invalid type: null") => {
+            ApiError::App(AppError::Validation(mut details))
+                if details[0].message.starts_with("invalid type: null") =>
+            {
                 details[0].message = "a JSON body is required".into();
-                ApiError::Validation(details)
+                AppError::Validation(details).into()
             }
             other => other,
         })?;

@@ -23,7 +23,8 @@ use super::{envelope, list_params, path_id};
 use crate::app;
 use crate::app::recipes::RecipeCaller;
 use crate::error::ApiError;
-use crate::signed::{Caller, Signed};
+use crate::app::caller::Caller;
+use crate::signed::Signed;
 use crate::state::AppState;
 
 /// How `caller`'s key reaches recipes (`admin_action`: which action's `.all` scope

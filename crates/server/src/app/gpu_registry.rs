@@ -21,14 +21,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use gantry_store::{Page, Store, StoreError, StoreResult};
+use gantry_store::{Page, Store, StoreResult};
 use gantry_types::gpu::catalogue::seeded_models;
 use gantry_types::gpu::{GpuModel, GpuModelFilter, GpuModelSpec, RegistryClash, find_clashes, normalize_gpu_name};
 use gantry_types::job::JobSpec;
 use gantry_types::list::Paging;
 use gantry_types::{FieldError, GpuModelId};
 
-use crate::error::{ApiError, chain};
+use crate::app::error::{AppError, chain};
 use crate::state::{AppState, now_ms};
 
 /// How often each server reloads the registry (to see other servers' additions).
@@ -223,13 +223,13 @@ pub async fn job_gpu_errors(
 /// Refuses a job whose GPU requirement names no registered model (400), so it
 /// cannot wait forever for a GPU that does not exist. The job itself is stored as
 /// the client sent it; the scheduler resolves the name through the registry.
-pub async fn check_job(state: &AppState, spec: &JobSpec) -> Result<(), ApiError> {
+pub async fn check_job(state: &AppState, spec: &JobSpec) -> Result<(), AppError> {
     let errors = job_gpu_errors(state, spec.gpu_name.as_deref(), spec.gpu_registry_uuid.as_deref()).await?;
-    if errors.is_empty() { Ok(()) } else { Err(ApiError::Validation(errors)) }
+    if errors.is_empty() { Ok(()) } else { Err(AppError::Validation(errors)) }
 }
 
 /// One page of the registry, filtered, in `paging`'s order.
-pub async fn list(state: &AppState, filter: &GpuModelFilter, paging: Paging) -> Result<Page<GpuModel>, ApiError> {
+pub async fn list(state: &AppState, filter: &GpuModelFilter, paging: Paging) -> Result<Page<GpuModel>, AppError> {
     let snapshot = state.gpus.snapshot();
     let available = if filter.only_available { Some(online_models(state).await?) } else { None };
     let matching: Vec<&GpuModel> = snapshot
@@ -249,22 +249,22 @@ pub async fn list(state: &AppState, filter: &GpuModelFilter, paging: Paging) -> 
 }
 
 /// One model; 404 when no model has this uuid.
-pub async fn fetch(state: &AppState, id: GpuModelId) -> Result<GpuModel, ApiError> {
-    lookup(state, |c| c.snapshot().by_id(id).cloned()).await?.ok_or_else(|| ApiError::not_found("GPU model", id))
+pub async fn fetch(state: &AppState, id: GpuModelId) -> Result<GpuModel, AppError> {
+    lookup(state, |c| c.snapshot().by_id(id).cloned()).await?.ok_or_else(|| AppError::not_found("GPU model", id))
 }
 
 /// Adds an operator's model: 409 when its name already names a model, 400 naming
 /// each alias that does. Refreshes this server's registry at once.
-pub async fn create(state: &AppState, spec: GpuModelSpec) -> Result<GpuModel, ApiError> {
+pub async fn create(state: &AppState, spec: GpuModelSpec) -> Result<GpuModel, AppError> {
     // Check against the database's registry, not a possibly older snapshot.
     state.gpus.refresh(state.store.as_ref()).await?;
     match find_clashes(state.gpus.snapshot().models(), &spec) {
         Some(RegistryClash::Name { existing, existing_name }) => {
-            return Err(ApiError::Store(StoreError::Conflict {
+            return Err(AppError::Conflict {
                 what: format!("GPU model named {:?} (as {existing_name:?}, uuid {existing})", spec.name),
-            }));
+            });
         }
-        Some(RegistryClash::Aliases(errors)) => return Err(ApiError::Validation(errors)),
+        Some(RegistryClash::Aliases(errors)) => return Err(AppError::Validation(errors)),
         None => {}
     }
     let model = spec.into_model(GpuModelId::new(), now_ms());

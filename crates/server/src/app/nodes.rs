@@ -18,7 +18,7 @@ use gantry_types::protocol::{DesiredAction, DesiredRun, DesiredState, Registrati
 use gantry_types::{AccountId, FieldError, NodeId, Timestamp};
 
 use crate::app::runs::{self, ACTIVE};
-use crate::error::ApiError;
+use crate::app::error::AppError;
 use crate::state::{AppState, now_ms};
 
 /// How often an idle agent syncs (its heartbeat), ms; the loss detector allows
@@ -32,7 +32,7 @@ pub async fn register(
     state: &AppState,
     account: AccountId,
     req: RegisterNodeRequest,
-) -> Result<Registration, ApiError> {
+) -> Result<Registration, AppError> {
     let mut errors = Vec::new();
     let inventory = req.inventory.unwrap_or_default();
     if let Some(code) = &req.region_code
@@ -53,12 +53,12 @@ pub async fn register(
         errors.push(FieldError::new("inventory", "ram_gb and storage_gb must be >= 0"));
     }
     if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
+        return Err(AppError::Validation(errors));
     }
     let now = now_ms();
     let existing = match req.node_uuid {
         Some(id) => {
-            Some(state.store.node_fetch(Some(account), id).await?.ok_or_else(|| ApiError::not_found("node", id))?)
+            Some(state.store.node_fetch(Some(account), id).await?.ok_or_else(|| AppError::not_found("node", id))?)
         }
         None => None,
     };
@@ -96,7 +96,7 @@ pub async fn register(
 
 /// The active runs on `nodes` (what a node view needs), read with one filtered query
 /// rather than every active run of the cluster.
-pub async fn active_runs_on(state: &AppState, nodes: Vec<NodeId>) -> Result<Vec<RunRecord>, ApiError> {
+pub async fn active_runs_on(state: &AppState, nodes: Vec<NodeId>) -> Result<Vec<RunRecord>, AppError> {
     if nodes.is_empty() {
         return Ok(vec![]);
     }
@@ -172,12 +172,12 @@ pub async fn set_draining(
     scope: Option<AccountId>,
     id: NodeId,
     draining: bool,
-) -> Result<Node, ApiError> {
+) -> Result<Node, AppError> {
     let node = state
         .store
         .node_set_draining(scope, id, draining, now_ms())
         .await?
-        .ok_or_else(|| ApiError::not_found("node", id))?;
+        .ok_or_else(|| AppError::not_found("node", id))?;
     state.signals.wake_scheduler();
     let active = active_runs_on(state, vec![node.uuid]).await?;
     Ok(view(node, &active))
@@ -189,8 +189,8 @@ pub async fn sync(
     account: Option<AccountId>,
     id: NodeId,
     req: SyncRequest,
-) -> Result<DesiredState, ApiError> {
-    let node = state.store.node_fetch(account, id).await?.ok_or_else(|| ApiError::not_found("node", id))?;
+) -> Result<DesiredState, AppError> {
+    let node = state.store.node_fetch(account, id).await?.ok_or_else(|| AppError::not_found("node", id))?;
     if node.status == NodeStatus::Online && node.lease_epoch == req.lease_epoch {
         state.signals.contact(id, now_ms());
     }
@@ -242,7 +242,7 @@ pub async fn sync(
 
 /// The runs a node should hold: its active runs, each to RUN, or to STOP when its
 /// job is being cancelled, was ended by the control plane, or a gang sibling failed.
-async fn desired_runs(state: &AppState, node: &NodeRecord) -> Result<Vec<DesiredRun>, ApiError> {
+async fn desired_runs(state: &AppState, node: &NodeRecord) -> Result<Vec<DesiredRun>, AppError> {
     let mine = active_runs_on(state, vec![node.uuid]).await?;
     let mut jobs: HashMap<gantry_types::JobId, Option<Job>> = HashMap::new();
     let mut out = Vec::with_capacity(mine.len());
@@ -287,11 +287,11 @@ fn run_spec(
     run: &RunRecord,
     node: &NodeRecord,
     peer_hosts: &[String],
-) -> Result<RunSpec, ApiError> {
+) -> Result<RunSpec, AppError> {
     let mut params = job.parameters.parameters.clone();
     params
         .map_secrets(|s| state.secrets.decrypt(s))
-        .map_err(|e| ApiError::Internal(format!("cannot decrypt a registry secret of job {}: {e}", job.uuid)))?;
+        .map_err(|e| AppError::internal(format!("cannot decrypt a registry secret of job {}: {e}", job.uuid)))?;
     let gpu_uuids: Vec<String> = run
         .run
         .gpu_indices

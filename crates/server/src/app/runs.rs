@@ -13,7 +13,7 @@ use gantry_types::list::Paging;
 use gantry_types::protocol::ObservedRun;
 use gantry_types::{AccountId, JobId, JobRunId, NodeId};
 
-use crate::error::ApiError;
+use crate::app::error::AppError;
 use crate::state::{AppState, now_ms};
 
 /// Statuses of a run that still holds node capacity.
@@ -28,7 +28,7 @@ pub async fn list(
     scope: Option<AccountId>,
     filter: &RunFilter,
     paging: Paging,
-) -> Result<Page<JobRun>, ApiError> {
+) -> Result<Page<JobRun>, AppError> {
     let page = state.store.run_list(scope, filter, paging).await?;
     let now = now_ms();
     Ok(Page { items: page.items.into_iter().map(|r| metered(r.run, now)).collect(), total: page.total })
@@ -46,8 +46,8 @@ pub fn metered(mut run: JobRun, now: i64) -> JobRun {
 }
 
 /// One run in scope, with its logs.
-pub async fn fetch(state: &AppState, scope: Option<AccountId>, id: JobRunId) -> Result<JobRun, ApiError> {
-    let run = state.store.run_fetch(scope, id).await?.ok_or_else(|| ApiError::not_found("job run", id))?.run;
+pub async fn fetch(state: &AppState, scope: Option<AccountId>, id: JobRunId) -> Result<JobRun, AppError> {
+    let run = state.store.run_fetch(scope, id).await?.ok_or_else(|| AppError::not_found("job run", id))?.run;
     let mut run = metered(run, now_ms());
     run.logs = Some(state.store.run_logs_fetch(scope, id).await?.unwrap_or_default());
     Ok(run)
@@ -55,7 +55,7 @@ pub async fn fetch(state: &AppState, scope: Option<AccountId>, id: JobRunId) -> 
 
 /// Applies what a node reported about one of its runs. Reports are idempotent: a
 /// repeated or stale one (the run already moved on) changes nothing.
-pub async fn observe(state: &AppState, node: NodeId, report: &ObservedRun) -> Result<(), ApiError> {
+pub async fn observe(state: &AppState, node: NodeId, report: &ObservedRun) -> Result<(), AppError> {
     let Some(current) = state.store.run_fetch(None, report.run_uuid).await? else { return Ok(()) };
     if current.run.node_uuid != node {
         return Ok(()); // not this node's run: ignore rather than trust it
@@ -103,7 +103,7 @@ pub async fn observe(state: &AppState, node: NodeId, report: &ObservedRun) -> Re
 
 /// Same status, new details: pull progress while PREPARING (in `status_reason`), or
 /// ports published again on other external ports after an agent restart.
-async fn observe_details(state: &AppState, current: &RunRecord, report: &ObservedRun) -> Result<(), ApiError> {
+async fn observe_details(state: &AppState, current: &RunRecord, report: &ObservedRun) -> Result<(), AppError> {
     let reason_moved = report.status == JobRunStatus::Preparing && report.reason != current.run.status_reason;
     let urls_moved = report.node_urls.as_ref().is_some_and(|u| *u != current.run.node_urls);
     if !reason_moved && !urls_moved {
@@ -124,7 +124,7 @@ async fn observe_details(state: &AppState, current: &RunRecord, report: &Observe
 
 /// Ends an active run from the control plane's side (timeout, lost node) and settles
 /// its job. A run that already ended is left alone.
-pub async fn fail_run(state: &AppState, run: &RunRecord, reason: String) -> Result<(), ApiError> {
+pub async fn fail_run(state: &AppState, run: &RunRecord, reason: String) -> Result<(), AppError> {
     let update = RunUpdate {
         from: ACTIVE.to_vec(),
         to: JobRunStatus::Failed,
@@ -149,7 +149,7 @@ pub fn latest_attempt(runs: &[RunRecord]) -> Vec<&RunRecord> {
 }
 
 /// Makes the job's status agree with its runs (see the module doc).
-pub async fn settle_job(state: &AppState, job_id: JobId) -> Result<(), ApiError> {
+pub async fn settle_job(state: &AppState, job_id: JobId) -> Result<(), AppError> {
     let Some(job) = state.store.job_fetch(None, job_id).await? else { return Ok(()) };
     if job.status.is_terminal() || job.status == JobStatus::Pending {
         return Ok(());

@@ -18,7 +18,7 @@ use gantry_types::AccountId;
 use gantry_types::money::format_usd;
 
 use crate::app::ledger::{accrued, charge_run};
-use crate::error::ApiError;
+use crate::app::error::AppError;
 use crate::state::{AppState, now_ms};
 
 /// Most unbilled runs charged per activation.
@@ -42,7 +42,7 @@ pub async fn run(state: Arc<AppState>) {
 }
 
 /// One activation; returns where the next sweep starts.
-pub async fn activate(state: &AppState, since_ms: i64) -> Result<i64, ApiError> {
+pub async fn activate(state: &AppState, since_ms: i64) -> Result<i64, AppError> {
     let now = now_ms();
     let unbilled = state.store.run_list_unbilled(since_ms, SWEEP_LIMIT).await?;
     for run in &unbilled {
@@ -58,7 +58,7 @@ pub async fn activate(state: &AppState, since_ms: i64) -> Result<i64, ApiError> 
     Ok(next)
 }
 
-async fn stop_accounts_at_zero(state: &AppState, now: i64) -> Result<(), ApiError> {
+async fn stop_accounts_at_zero(state: &AppState, now: i64) -> Result<(), AppError> {
     let active = state.store.run_list_active().await?;
     if active.is_empty() {
         return Ok(());

@@ -16,7 +16,7 @@ use gantry_types::job_run::JobRunStatus;
 use gantry_types::node::NodeStatus;
 
 use crate::app::runs::{fail_run, settle_job};
-use crate::error::ApiError;
+use crate::app::error::AppError;
 use crate::state::{AppState, now_ms};
 
 /// Runs activations until aborted.
@@ -36,7 +36,7 @@ fn human(ms: i64) -> String {
 }
 
 /// One activation.
-pub async fn activate(state: &AppState) -> Result<(), ApiError> {
+pub async fn activate(state: &AppState) -> Result<(), AppError> {
     let now = now_ms();
     let lost_before = now - state.timing.node_lost_after.as_millis() as i64;
 

@@ -20,7 +20,7 @@ use gantry_types::node::NodeStatus;
 use gantry_types::{JobId, JobRunId, NodeId, Timestamp};
 
 use crate::app::jobs::redact;
-use crate::error::ApiError;
+use crate::app::error::AppError;
 use crate::state::{AppState, now_ms};
 
 /// Most pending jobs considered per pass (oldest first).
@@ -110,7 +110,7 @@ pub fn request(
 }
 
 /// One pass; returns how many jobs it placed.
-pub async fn pass(state: &AppState) -> Result<usize, ApiError> {
+pub async fn pass(state: &AppState) -> Result<usize, AppError> {
     let started = std::time::Instant::now();
     let nodes = state.store.node_list_all().await?;
     // With no node to place on, only the reasons of the oldest jobs need refreshing;
