@@ -61,8 +61,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     app::gpu_registry::seed(&state).await?;
     app::recipes::seed(&state).await?;
     // A price for a name the registry does not know would silently never apply.
-    for (name, _) in &state.billing.gpu_prices {
-        if state.gpus.resolve(name).is_none() {
+    for (name, _) in &state.billing.config.gpu_prices {
+        if state.caches.gpus.resolve(name).is_none() {
             tracing::warn!(%name, "--price-gpu names no GPU model in the registry; its GPUs get the default price");
         }
     }
@@ -70,9 +70,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let local_addr = listener.local_addr()?;
     let app = api::router(state.clone());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let usage_task = usage::spawn_flusher(state.clone());
-    let gpu_refresher = app::gpu_registry::spawn_refresher(state.clone());
-    let reconcilers = background::spawn(state.clone());
+    let loops = background::spawn(state.clone());
     let served = state.clone();
     let task = tokio::spawn(async move {
         let state = served;
@@ -81,12 +79,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
                 let _ = stop_rx.await;
             })
             .await?;
-        usage_task.abort();
-        gpu_refresher.abort();
-        for task in reconcilers {
-            task.abort();
-        }
-        state.usage.flush(state.store.as_ref()).await;
+        loops.stop();
+        state.auth.usage.flush(state.store.as_ref()).await;
         Ok(())
     });
     tracing::info!(%local_addr, backend = state.store.backend(), "gantry server ready");

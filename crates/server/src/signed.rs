@@ -76,9 +76,9 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<AppState>> for Signed<T> {
             ));
         }
 
-        let bytes = axum::body::to_bytes(body, state.max_body_bytes)
+        let bytes = axum::body::to_bytes(body, state.auth.max_body_bytes)
             .await
-            .map_err(|_| ApiError::PayloadTooLarge { limit: state.max_body_bytes })?;
+            .map_err(|_| ApiError::PayloadTooLarge { limit: state.auth.max_body_bytes })?;
         if !bytes.is_empty() {
             let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
             let essence = content_type.split(';').next().unwrap_or("").trim();
@@ -88,7 +88,7 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<AppState>> for Signed<T> {
         }
 
         let key = state
-            .keys
+            .auth.keys
             .get(public_key, || load_key(state, public_key))
             .await?
             .ok_or_else(|| unauthorized("unknown_api_key", "unknown API key: check X-API-Key"))?;
@@ -124,7 +124,7 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<AppState>> for Signed<T> {
                 ));
             }
         }
-        match state.nonces.check_and_insert(public_key, nonce, ts, now) {
+        match state.auth.nonces.check_and_insert(public_key, nonce, ts, now) {
             Ok(()) => {}
             Err(e @ gantry_auth::NonceError::Replayed) => return Err(unauthorized("replayed_nonce", e.to_string())),
             Err(e) => return Err(unauthorized("stale_timestamp", e.to_string())),
@@ -139,7 +139,7 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<AppState>> for Signed<T> {
             }
             .into());
         }
-        state.usage.record(key.record.uuid, now);
+        state.auth.usage.record(key.record.uuid, now);
 
         let query: Vec<(String, String)> = serde_urlencoded::from_str(raw_query).map_err(|e| ApiError::BadRequest {
             code: "malformed_query",

@@ -188,7 +188,7 @@ impl TestContext {
         let server = self.server.take().expect("running");
         let addr = server.local_addr;
         let database_url = server.state.store.backend().eq("postgres").then(|| self.database_url.clone()).flatten();
-        let timing = server.state.timing;
+        let timing = server.state.scheduling.timing;
         server.shutdown().await.expect("clean shutdown");
         tokio::time::sleep(outage).await;
         let mut config = ServerConfig::new(self.dir.path(), addr);

@@ -145,7 +145,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
          # TYPE gantry_nonce_cache_entries gauge\ngantry_nonce_cache_entries {}\n",
         w.commits,
         w.writes,
-        state.nonces.len()
+        state.auth.nonces.len()
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

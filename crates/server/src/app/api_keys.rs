@@ -147,7 +147,7 @@ pub async fn list(
 pub async fn revoke(state: &AppState, scope: Option<AccountId>, id: ApiKeyId) -> Result<ApiKey, AppError> {
     let record =
         state.store.api_key_revoke(scope, id, now_ms()).await?.ok_or_else(|| AppError::not_found("api key", id))?;
-    state.keys.evict(&record.public_key);
+    state.auth.keys.evict(&record.public_key);
     Ok(view(record))
 }
 

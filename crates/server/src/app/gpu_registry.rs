@@ -158,34 +158,32 @@ pub async fn online_models(state: &AppState) -> StoreResult<HashSet<GpuModelId>>
 /// Writes the seeded catalogue's missing entries and loads the registry into memory.
 pub async fn seed(state: &AppState) -> StoreResult<()> {
     let inserted = state.store.gpu_model_upsert_seed(&seeded_models()).await?;
-    state.gpus.refresh(state.store.as_ref()).await?;
-    tracing::info!(inserted, models = state.gpus.snapshot().models().len(), "GPU registry loaded");
+    state.caches.gpus.refresh(state.store.as_ref()).await?;
+    tracing::info!(inserted, models = state.caches.gpus.snapshot().models().len(), "GPU registry loaded");
     Ok(())
 }
 
-/// Starts the periodic refresh (every [`REFRESH_EVERY`]).
-pub fn spawn_refresher(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(REFRESH_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await; // the first tick is immediate; `seed` just loaded it
-        loop {
-            tick.tick().await;
-            if let Err(e) = state.gpus.refresh(state.store.as_ref()).await {
-                tracing::warn!(error = %chain(&e), "could not refresh the GPU registry; keeping the last one");
-            }
+/// Refreshes every [`REFRESH_EVERY`] until aborted (spawned by `background::spawn`).
+pub async fn run_refresher(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(REFRESH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate; `seed` just loaded it
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.caches.gpus.refresh(state.store.as_ref()).await {
+            tracing::warn!(error = %chain(&e), "could not refresh the GPU registry; keeping the last one");
         }
-    })
+    }
 }
 
 /// Looks `found` up in memory; on a miss, refreshes once (see the module docs) and
 /// looks again.
 async fn lookup<T>(state: &AppState, found: impl Fn(&GpuCatalogue) -> Option<T>) -> StoreResult<Option<T>> {
-    if let Some(v) = found(&state.gpus) {
+    if let Some(v) = found(&state.caches.gpus) {
         return Ok(Some(v));
     }
-    if state.gpus.refresh_after_miss(state.store.as_ref(), Instant::now()).await? {
-        return Ok(found(&state.gpus));
+    if state.caches.gpus.refresh_after_miss(state.store.as_ref(), Instant::now()).await? {
+        return Ok(found(&state.caches.gpus));
     }
     Ok(None)
 }
@@ -230,7 +228,7 @@ pub async fn check_job(state: &AppState, spec: &JobSpec) -> Result<(), AppError>
 
 /// One page of the registry, filtered, in `paging`'s order.
 pub async fn list(state: &AppState, filter: &GpuModelFilter, paging: Paging) -> Result<Page<GpuModel>, AppError> {
-    let snapshot = state.gpus.snapshot();
+    let snapshot = state.caches.gpus.snapshot();
     let available = if filter.only_available { Some(online_models(state).await?) } else { None };
     let matching: Vec<&GpuModel> = snapshot
         .models()
@@ -257,8 +255,8 @@ pub async fn fetch(state: &AppState, id: GpuModelId) -> Result<GpuModel, AppErro
 /// each alias that does. Refreshes this server's registry at once.
 pub async fn create(state: &AppState, spec: GpuModelSpec) -> Result<GpuModel, AppError> {
     // Check against the database's registry, not a possibly older snapshot.
-    state.gpus.refresh(state.store.as_ref()).await?;
-    match find_clashes(state.gpus.snapshot().models(), &spec) {
+    state.caches.gpus.refresh(state.store.as_ref()).await?;
+    match find_clashes(state.caches.gpus.snapshot().models(), &spec) {
         Some(RegistryClash::Name { existing, existing_name }) => {
             return Err(AppError::Conflict {
                 what: format!("GPU model named {:?} (as {existing_name:?}, uuid {existing})", spec.name),
@@ -269,6 +267,6 @@ pub async fn create(state: &AppState, spec: GpuModelSpec) -> Result<GpuModel, Ap
     }
     let model = spec.into_model(GpuModelId::new(), now_ms());
     state.store.gpu_model_create(&model).await?;
-    state.gpus.refresh(state.store.as_ref()).await?;
+    state.caches.gpus.refresh(state.store.as_ref()).await?;
     Ok(model)
 }

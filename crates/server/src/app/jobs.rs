@@ -122,7 +122,7 @@ pub async fn cancel(
 /// at its last pass (derived, so it is never stale for long and never written).
 fn with_reason(state: &AppState, mut job: Job) -> Job {
     if job.status == JobStatus::Pending && job.status_reason.is_none() {
-        job.status_reason = state.pending_reasons.read().expect("reasons poisoned").get(&job.uuid).cloned();
+        job.status_reason = state.scheduling.pending_reasons.read().expect("reasons poisoned").get(&job.uuid).cloned();
     }
     job
 }

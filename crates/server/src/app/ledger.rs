@@ -35,7 +35,7 @@ pub async fn charge_run(state: &AppState, run: &RunRecord) -> Result<bool, AppEr
         return Err(AppError::internal(format!("run {} is on unknown node {}", run.run.uuid, run.run.node_uuid)));
     };
     let charge = charge_for(run_rate(run), ended - started);
-    let earned = share_of(charge, state.billing.operator_share_ppm);
+    let earned = share_of(charge, state.billing.config.operator_share_ppm);
     let posting = LedgerPosting::new(
         LedgerKind::RunCharge,
         &[(run.run.account_uuid, -charge), (node.account_uuid, earned)],
@@ -52,7 +52,7 @@ pub async fn charge_ended(state: &AppState, run: &RunRecord) {
     if run.run.status.is_terminal()
         && let Err(e) = charge_run(state, run).await
     {
-        tracing::warn!(run = %run.run.uuid, error = ?e, "charging an ended run failed; the billing sweep retries");
+        tracing::warn!(run = %run.run.uuid, error = %crate::app::error::chain(&e), "charging an ended run failed; the billing sweep retries");
     }
 }
 
@@ -135,7 +135,7 @@ pub async fn admit(state: &AppState, account: AccountId, spec: &gantry_types::jo
             message: format!("consumer profile {} is inactive; an operator can reactivate it", profile.uuid),
         });
     }
-    if !state.billing.enforce || !profile.is_compute_billing_enabled {
+    if !state.billing.config.enforce || !profile.is_compute_billing_enabled {
         return Ok(());
     }
     let quote = crate::app::offers::cheapest_quote(state, spec, &profile.allowed_region_codes).await?;

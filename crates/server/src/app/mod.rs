@@ -4,6 +4,7 @@
 //! that into HTTP.
 
 pub mod api_keys;
+pub mod capacity;
 pub mod caller;
 pub mod error;
 pub mod gpu_registry;

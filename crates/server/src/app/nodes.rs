@@ -69,7 +69,7 @@ pub async fn register(
         Some(n) => n.lease_epoch + 1,
         None => 1,
     };
-    let gpu_models = inventory.gpus.iter().map(|g| state.gpus.resolve(&g.name)).collect();
+    let gpu_models = inventory.gpus.iter().map(|g| state.caches.gpus.resolve(&g.name)).collect();
     let record = NodeRecord {
         uuid: req.node_uuid.unwrap_or_else(NodeId::new),
         account_uuid: account,
@@ -108,16 +108,15 @@ pub async fn active_runs_on(state: &AppState, nodes: Vec<NodeId>) -> Result<Vec<
 /// The node object; `active` are the active runs (to mark GPUs in use and free capacity).
 pub fn view(n: NodeRecord, active: &[RunRecord]) -> Node {
     let mine: Vec<&RunRecord> = active.iter().filter(|r| r.run.node_uuid == n.uuid).collect();
-    let used_ram: f64 = mine.iter().map(|r| r.ram_gb).sum();
-    let used_storage: f64 = mine.iter().map(|r| r.storage_gb).sum();
+    let free = crate::app::capacity::free(&n, &mine);
     let sample = n.latest_sample.clone();
     let gpus = n
         .inventory
         .gpus
         .iter()
         .zip(n.gpu_models.iter().chain(std::iter::repeat(&None)))
-        .map(|(g, model)| {
-            let in_use = mine.iter().any(|r| r.run.gpu_indices.contains(&g.index));
+        .zip(&free.gpu_in_use)
+        .map(|((g, model), &in_use)| {
             let sampled =
                 sample.as_ref().and_then(|s| s.gpus.iter().find(|x| x.index == g.index)).map(|x| x.vram_free_gb);
             NodeGpu {
@@ -145,12 +144,12 @@ pub fn view(n: NodeRecord, active: &[RunRecord]) -> Node {
         cpus: n.inventory.cpus.clone(),
         gpus,
         rams: vec![NodeRam {
-            memory_gb_available: (n.inventory.ram_gb - used_ram).max(0.0),
+            memory_gb_available: free.ram_gb.max(0.0),
             memory_gb_max: n.inventory.ram_gb,
         }],
         hard_drives: vec![NodeDrive {
             name: "jobs".into(),
-            available_capacity_gb: (n.inventory.storage_gb - used_storage).max(0.0),
+            available_capacity_gb: free.storage_gb.max(0.0),
             max_capacity_gb: n.inventory.storage_gb,
         }],
         ram_total: n.inventory.ram_gb,
@@ -222,11 +221,11 @@ pub async fn sync(
     // them bumps it), so a node syncing without news gets the cached list instead of a
     // rebuild that reads each of its runs' jobs.
     let version = state.signals.version(id);
-    let runs = match state.desired_cache.get(id, version) {
+    let runs = match state.caches.desired.get(id, version) {
         Some(runs) => runs,
         None => {
             let runs = desired_runs(state, &node).await?;
-            state.desired_cache.put(id, version, runs.clone());
+            state.caches.desired.put(id, version, runs.clone());
             runs
         }
     };

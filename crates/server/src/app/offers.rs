@@ -19,7 +19,7 @@ use gantry_types::{GpuModelId, Timestamp};
 
 use crate::app::pricing::{Reservation, hourly};
 use crate::app::profiles::effective_regions;
-use crate::background::scheduler::node_views;
+use crate::app::capacity::node_views;
 use crate::app::error::AppError;
 use crate::state::{AppState, now_ms};
 
@@ -55,11 +55,11 @@ pub async fn list(
     let wanted_model = match (&filter.gpu_name, filter.gpu_registry_uuid) {
         (Some(name), _) => Some(
             state
-                .gpus
+                .caches.gpus
                 .resolve(name)
                 .ok_or_else(|| AppError::field("filter[gpu_name]", format!("no GPU model is named {name:?}")))?,
         ),
-        (None, Some(id)) if !state.gpus.contains(id) => {
+        (None, Some(id)) if !state.caches.gpus.contains(id) => {
             return Err(AppError::field("filter[gpu_registry_uuid]", format!("no GPU model has uuid {id}")));
         }
         (None, id) => id,
@@ -96,7 +96,7 @@ pub async fn list(
         } else {
             for (model, (count, vram)) in by_model {
                 let gpu_name = match model {
-                    Some(m) => state.gpus.name(m),
+                    Some(m) => state.caches.gpus.name(m),
                     None => nodes
                         .iter()
                         .find(|n| n.uuid == view.id)
@@ -192,7 +192,7 @@ pub async fn cheapest_quote(
     };
     let named = match (&spec.gpu_registry_uuid, &spec.gpu_name) {
         (Some(id), _) => id.parse().ok(),
-        (None, Some(name)) => state.gpus.resolve(name),
+        (None, Some(name)) => state.caches.gpus.resolve(name),
         (None, None) => None,
     };
     let filter = OfferFilter {

@@ -122,11 +122,11 @@ pub async fn create(
         created_at: Timestamp(now),
         updated_at: Timestamp(now),
     };
-    let checkout = state.payments.open_checkout(&purchase, req.redirect_url.as_deref()).await?;
+    let checkout = state.billing.payments.open_checkout(&purchase, req.redirect_url.as_deref()).await?;
     purchase.checkout_session_id = checkout.session_id.clone();
     let record = CreditPurchaseRecord {
         purchase: purchase.clone(),
-        provider: state.payments.name().into(),
+        provider: state.billing.payments.name().into(),
         provider_state: checkout.provider_state.clone(),
         redirect_url: req.redirect_url.clone(),
         cancel_url: req.cancel_url.clone(),
@@ -196,7 +196,7 @@ async fn settle_with_provider(state: &AppState, record: CreditPurchaseRecord) ->
     }
     let now = now_ms();
     let p = &record.purchase;
-    let settled = match state.payments.outcome(&record).await? {
+    let settled = match state.billing.payments.outcome(&record).await? {
         PaymentOutcome::Unpaid => return Ok(record.purchase),
         PaymentOutcome::Paid => {
             let credit = LedgerPosting::new(LedgerKind::Credit, &[(p.consumer_account_uuid, p.amount_micros)], now)

@@ -43,11 +43,11 @@ impl ProfileCache {
 
 /// The account's profile (from the cache when fresh), created if it has none.
 pub async fn cached(state: &AppState, account: AccountId) -> Result<ConsumerProfile, AppError> {
-    if let Some(p) = state.profiles.get(account) {
+    if let Some(p) = state.caches.profiles.get(account) {
         return Ok(p);
     }
     let p = ensure(state, account).await?;
-    state.profiles.put(&p);
+    state.caches.profiles.put(&p);
     Ok(p)
 }
 
@@ -123,7 +123,7 @@ pub async fn update(
         .consumer_profile_update(scope, id, &patch, now_ms())
         .await?
         .ok_or_else(|| AppError::not_found("consumer profile", id))?;
-    state.profiles.put(&after);
+    state.caches.profiles.put(&after);
     Ok(after)
 }
 

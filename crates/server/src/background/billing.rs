@@ -29,14 +29,14 @@ const SWEEP_WINDOW_MS: i64 = 60_000;
 
 /// Runs activations until aborted.
 pub async fn run(state: Arc<AppState>) {
-    let mut tick = tokio::time::interval(state.timing.billing_every);
+    let mut tick = tokio::time::interval(state.scheduling.timing.billing_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut since = 0;
     loop {
         tick.tick().await;
         match activate(&state, since).await {
             Ok(next) => since = next,
-            Err(e) => tracing::warn!(error = ?e, "billing pass failed"),
+            Err(e) => tracing::warn!(error = %crate::app::error::chain(&e), "billing pass failed"),
         }
     }
 }
@@ -52,7 +52,7 @@ pub async fn activate(state: &AppState, since_ms: i64) -> Result<i64, AppError> 
     }
     // A full sweep may have left more behind: start from the same point next time.
     let next = if unbilled.len() as u32 == SWEEP_LIMIT { since_ms } else { now - SWEEP_WINDOW_MS };
-    if state.billing.enforce {
+    if state.billing.config.enforce {
         stop_accounts_at_zero(state, now).await?;
     }
     Ok(next)

@@ -22,12 +22,12 @@ use crate::state::{AppState, now_ms};
 
 /// Runs activations until aborted.
 pub async fn run(state: Arc<AppState>) {
-    let mut tick = tokio::time::interval(state.timing.lifecycle_every);
+    let mut tick = tokio::time::interval(state.scheduling.timing.lifecycle_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         if let Err(e) = activate(&state).await {
-            tracing::warn!(error = ?e, "lifecycle pass failed");
+            tracing::warn!(error = %crate::app::error::chain(&e), "lifecycle pass failed");
         }
     }
 }
@@ -35,14 +35,14 @@ pub async fn run(state: Arc<AppState>) {
 /// One activation.
 pub async fn activate(state: &AppState) -> Result<(), AppError> {
     let now = now_ms();
-    let lost_before = now - state.timing.node_lost_after.as_millis() as i64;
+    let lost_before = now - state.scheduling.timing.node_lost_after.as_millis() as i64;
 
     // Lost nodes first: their runs' failures feed the retries below. Right after a
     // restart, silence is the server's fault, not the nodes': wait one period.
     let all_nodes = state.store.node_list_all().await?;
     let mut active = state.store.run_list_active().await?;
     let mut lost = std::collections::HashSet::new();
-    let grace_over = state.started.elapsed() >= state.timing.node_lost_after;
+    let grace_over = state.scheduling.started.elapsed() >= state.scheduling.timing.node_lost_after;
     let last_heard = |n: &gantry_store::NodeRecord| nodes::last_heard(n.last_seen_at_ms, state.signals.last_contact(n.uuid));
     let silent = all_nodes.iter().filter(|n| nodes::is_lost(n.status, last_heard(n), lost_before, grace_over));
     for node in silent {
@@ -79,14 +79,14 @@ pub async fn activate(state: &AppState) -> Result<(), AppError> {
         statuses: vec![JobStatus::Pending],
         created_at: Some(gantry_types::list::Range {
             min: None,
-            max: Some(now - state.timing.assign_sweep_min_age.as_millis() as i64),
+            max: Some(now - state.scheduling.timing.assign_sweep_min_age.as_millis() as i64),
         }),
         ..Default::default()
     };
     let oldest_first =
         gantry_types::list::Paging { page: 1, limit: crate::background::scheduler::PASS_LIMIT, newest_first: false };
     for job in state.store.job_list(None, &old_enough, oldest_first).await?.items {
-        let why = state.pending_reasons.read().expect("reasons poisoned").get(&job.uuid).cloned();
+        let why = state.scheduling.pending_reasons.read().expect("reasons poisoned").get(&job.uuid).cloned();
         if let Some(reason) =
             timeouts::assignment_expired(job.timeout_assign_at_ms, job.max_timeout_assign_ms, why.as_deref(), now)
         {
