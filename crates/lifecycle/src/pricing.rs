@@ -20,7 +20,11 @@ pub struct Reservation {
 impl Reservation {
     /// A job's reservation from its wire fields (negative counts reserve nothing).
     pub fn of(gpu_count: i64, cpu_count: i64, min_ram_gb: f64) -> Self {
-        Self { gpus: u32::try_from(gpu_count).unwrap_or(0), cores: u32::try_from(cpu_count).unwrap_or(0), ram_gb: min_ram_gb }
+        Self {
+            gpus: u32::try_from(gpu_count).unwrap_or(0),
+            cores: u32::try_from(cpu_count).unwrap_or(0),
+            ram_gb: min_ram_gb,
+        }
     }
 }
 

@@ -147,7 +147,8 @@ mod tests {
         let j = job(JobStatus::Running, JobTask::Batch, 0);
         let waiting = [run(0, JobRunStatus::Failed, Some("oom")), run(0, JobRunStatus::Running, None)];
         assert_eq!(settle(&j, &waiting), None);
-        let stopped = [run(0, JobRunStatus::Cancelled, Some("gang member failed")), run(0, JobRunStatus::Failed, Some("oom"))];
+        let stopped =
+            [run(0, JobRunStatus::Cancelled, Some("gang member failed")), run(0, JobRunStatus::Failed, Some("oom"))];
         assert_eq!(settle(&j, &stopped).unwrap().reason.as_deref(), Some("oom"));
     }
 

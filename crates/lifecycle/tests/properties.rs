@@ -47,7 +47,11 @@ impl Sim {
     fn place_if_pending(&mut self) {
         if self.job.status == JobStatus::Pending {
             let attempt = u32::try_from(self.attempts_placed).unwrap();
-            self.runs.extend((0..self.gang).map(|_| RunFacts { attempt, status: JobRunStatus::Running, status_reason: None }));
+            self.runs.extend((0..self.gang).map(|_| RunFacts {
+                attempt,
+                status: JobRunStatus::Running,
+                status_reason: None,
+            }));
             self.attempts_placed += 1;
             self.job.status = JobStatus::Running;
         }

@@ -4,8 +4,8 @@
 //! that into HTTP.
 
 pub mod api_keys;
-pub mod capacity;
 pub mod caller;
+pub mod capacity;
 pub mod error;
 pub mod gpu_registry;
 pub mod jobs;

@@ -88,7 +88,8 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<AppState>> for Signed<T> {
         }
 
         let key = state
-            .auth.keys
+            .auth
+            .keys
             .get(public_key, || load_key(state, public_key))
             .await?
             .ok_or_else(|| unauthorized("unknown_api_key", "unknown API key: check X-API-Key"))?;

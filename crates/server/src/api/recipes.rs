@@ -21,9 +21,9 @@ use serde::de::IgnoredAny;
 
 use super::{envelope, list_params, path_id};
 use crate::app;
+use crate::app::caller::Caller;
 use crate::app::recipes::RecipeCaller;
 use crate::error::ApiError;
-use crate::app::caller::Caller;
 use crate::signed::Signed;
 use crate::state::AppState;
 

@@ -11,8 +11,8 @@ use gantry_types::list::{ApiKeyFilter, Paging};
 use gantry_types::permissions::{Preset, check_permission, may_grant};
 use gantry_types::{AccountId, ApiKeyId, FieldError, Timestamp};
 
-use crate::app::error::AppError;
 use crate::app::caller::Caller;
+use crate::app::error::AppError;
 use crate::state::{AppState, now_ms};
 
 /// A validated key request.

@@ -55,9 +55,6 @@ pub enum AppError {
     },
 }
 
-/// Convenience alias.
-pub type AppResult<T> = Result<T, AppError>;
-
 impl AppError {
     /// Not found, for a resource kind and id.
     pub fn not_found(kind: &str, id: impl std::fmt::Display) -> Self {
@@ -115,7 +112,10 @@ mod tests {
 
     #[test]
     fn sentences_name_fields_and_keep_the_store_cause() {
-        let e = AppError::Validation(vec![FieldError::new("name", "is required"), FieldError::new("amount", "must be > 0")]);
+        let e = AppError::Validation(vec![
+            FieldError::new("name", "is required"),
+            FieldError::new("amount", "must be > 0"),
+        ]);
         assert_eq!(e.to_string(), "invalid input: name is required; amount must be > 0");
         let e = AppError::from(gantry_store::StoreError::Corrupt { table: "jobs", detail: "bad json".into() });
         assert_eq!(chain(&e), "store error: corrupt row in jobs: bad json");

@@ -17,8 +17,8 @@ use gantry_types::node::{Node, NodeDrive, NodeGpu, NodeRam, NodeStatus, Register
 use gantry_types::protocol::{DesiredAction, DesiredRun, DesiredState, Registration, RunSpec, SyncRequest};
 use gantry_types::{AccountId, FieldError, NodeId, Timestamp};
 
-use crate::app::runs::{self, ACTIVE};
 use crate::app::error::AppError;
+use crate::app::runs::{self, ACTIVE};
 use crate::state::{AppState, now_ms};
 
 /// How often an idle agent syncs (its heartbeat), ms; the loss detector allows
@@ -143,10 +143,7 @@ pub fn view(n: NodeRecord, active: &[RunRecord]) -> Node {
         hostname: n.hostname,
         cpus: n.inventory.cpus.clone(),
         gpus,
-        rams: vec![NodeRam {
-            memory_gb_available: free.ram_gb.max(0.0),
-            memory_gb_max: n.inventory.ram_gb,
-        }],
+        rams: vec![NodeRam { memory_gb_available: free.ram_gb.max(0.0), memory_gb_max: n.inventory.ram_gb }],
         hard_drives: vec![NodeDrive {
             name: "jobs".into(),
             available_capacity_gb: free.storage_gb.max(0.0),

@@ -17,10 +17,10 @@ use gantry_types::billing::{
 use gantry_types::money::micros_to_usd;
 use gantry_types::{GpuModelId, Timestamp};
 
-use crate::app::pricing::{Reservation, hourly};
-use crate::app::profiles::effective_regions;
 use crate::app::capacity::node_views;
 use crate::app::error::AppError;
+use crate::app::pricing::{Reservation, hourly};
+use crate::app::profiles::effective_regions;
 use crate::state::{AppState, now_ms};
 
 /// An offer's shape: what groups nodes into one offer.
@@ -55,7 +55,8 @@ pub async fn list(
     let wanted_model = match (&filter.gpu_name, filter.gpu_registry_uuid) {
         (Some(name), _) => Some(
             state
-                .caches.gpus
+                .caches
+                .gpus
                 .resolve(name)
                 .ok_or_else(|| AppError::field("filter[gpu_name]", format!("no GPU model is named {name:?}")))?,
         ),

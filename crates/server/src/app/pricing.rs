@@ -6,8 +6,8 @@
 //! configured names. Upstream prices whole machines, which Gantry shows as offers (see
 //! `offers`).
 
-use gantry_lifecycle::pricing::UnitPrices;
 pub use gantry_lifecycle::pricing::Reservation;
+use gantry_lifecycle::pricing::UnitPrices;
 use gantry_types::GpuModelId;
 
 use crate::state::AppState;
@@ -16,13 +16,16 @@ use crate::state::AppState;
 pub fn gpu_price(state: &AppState, model: Option<GpuModelId>) -> i64 {
     let billing = &state.billing.config;
     model
-        .and_then(|m| billing.gpu_prices.iter().find(|(name, _)| state.caches.gpus.resolve(name) == Some(m)).map(|p| p.1))
+        .and_then(|m| {
+            billing.gpu_prices.iter().find(|(name, _)| state.caches.gpus.resolve(name) == Some(m)).map(|p| p.1)
+        })
         .unwrap_or(billing.default_gpu_price)
 }
 
 /// The hourly price of `r` on GPUs of `model`.
 pub fn hourly(state: &AppState, r: Reservation, model: Option<GpuModelId>) -> i64 {
-    let prices = UnitPrices { cpu_core: state.billing.config.cpu_core_price, ram_gb: state.billing.config.ram_gb_price };
+    let prices =
+        UnitPrices { cpu_core: state.billing.config.cpu_core_price, ram_gb: state.billing.config.ram_gb_price };
     let gpu = if r.gpus == 0 { 0 } else { gpu_price(state, model) };
     gantry_lifecycle::pricing::hourly(prices, r, gpu)
 }

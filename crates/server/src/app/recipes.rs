@@ -30,8 +30,8 @@ use gantry_types::recipe::{
 };
 use gantry_types::{AccountId, FieldError, RecipeId, Timestamp};
 
-use crate::app::jobs::REDACTED;
 use crate::app::error::{AppError, chain};
+use crate::app::jobs::REDACTED;
 use crate::state::{AppState, now_ms};
 
 /// What a caller may do with recipes, from their key's scopes.

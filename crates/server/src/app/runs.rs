@@ -7,8 +7,8 @@
 //! it is idempotent, so any event (a report, a timeout, a lost node) may call it, and
 //! calling it twice changes nothing.
 
-use gantry_store::{JobTransition, Page, RunFilter, RunRecord, RunUpdate};
 use gantry_lifecycle::settle::{JobFacts, RunFacts, settle};
+use gantry_store::{JobTransition, Page, RunFilter, RunRecord, RunUpdate};
 use gantry_types::job::{Job, JobStatus};
 use gantry_types::job_run::{JobRun, JobRunStatus};
 use gantry_types::list::Paging;

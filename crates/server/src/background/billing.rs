@@ -17,8 +17,8 @@ use std::sync::Arc;
 use gantry_types::AccountId;
 use gantry_types::money::format_usd;
 
-use crate::app::ledger::{accrued, charge_run};
 use crate::app::error::AppError;
+use crate::app::ledger::{accrued, charge_run};
 use crate::state::{AppState, now_ms};
 
 /// Most unbilled runs charged per activation.

@@ -16,8 +16,8 @@ use gantry_lifecycle::{human, nodes, timeouts};
 use gantry_store::JobTransition;
 use gantry_types::job::JobStatus;
 
-use crate::app::runs::{fail_run, settle_job};
 use crate::app::error::AppError;
+use crate::app::runs::{fail_run, settle_job};
 use crate::state::{AppState, now_ms};
 
 /// Runs activations until aborted.
@@ -43,7 +43,8 @@ pub async fn activate(state: &AppState) -> Result<(), AppError> {
     let mut active = state.store.run_list_active().await?;
     let mut lost = std::collections::HashSet::new();
     let grace_over = state.scheduling.started.elapsed() >= state.scheduling.timing.node_lost_after;
-    let last_heard = |n: &gantry_store::NodeRecord| nodes::last_heard(n.last_seen_at_ms, state.signals.last_contact(n.uuid));
+    let last_heard =
+        |n: &gantry_store::NodeRecord| nodes::last_heard(n.last_seen_at_ms, state.signals.last_contact(n.uuid));
     let silent = all_nodes.iter().filter(|n| nodes::is_lost(n.status, last_heard(n), lost_before, grace_over));
     for node in silent {
         if state.store.node_mark_lost(node.uuid, lost_before, now).await? {
@@ -90,7 +91,12 @@ pub async fn activate(state: &AppState) -> Result<(), AppError> {
         if let Some(reason) =
             timeouts::assignment_expired(job.timeout_assign_at_ms, job.max_timeout_assign_ms, why.as_deref(), now)
         {
-            let t = JobTransition { from: vec![JobStatus::Pending], to: JobStatus::Failed, reason: Some(reason), now_ms: now };
+            let t = JobTransition {
+                from: vec![JobStatus::Pending],
+                to: JobStatus::Failed,
+                reason: Some(reason),
+                now_ms: now,
+            };
             state.store.job_transition(None, job.uuid, &t).await?;
         }
     }

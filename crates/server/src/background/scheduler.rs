@@ -20,8 +20,8 @@ use gantry_types::money::micros_to_usd;
 use gantry_types::{AccountId, JobId, JobRunId, NodeId, Timestamp};
 
 use crate::app::capacity;
-use crate::app::jobs::redact;
 use crate::app::error::AppError;
+use crate::app::jobs::redact;
 use crate::state::{AppState, now_ms};
 
 /// Most pending jobs considered per pass (oldest first).
@@ -280,10 +280,8 @@ fn explain_unplaced(
         if let Some(i) = requests.iter().position(|r| r.id == *id) {
             let mut reason = gantry_scheduler::explain(&snapshot.views, &requests[i], &names);
             let job = &snapshot.pending[i];
-            if let Some(note) = crate::app::profiles::region_note(
-                    &job.allowed_region_codes,
-                    allowlist(allowlists, &job.account_uuid),
-                )
+            if let Some(note) =
+                crate::app::profiles::region_note(&job.allowed_region_codes, allowlist(allowlists, &job.account_uuid))
             {
                 reason = format!("{reason}; {note}");
             }
