@@ -112,3 +112,27 @@ fn app_status(e: AppError) -> (StatusCode, &'static str, String, Vec<FieldError>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(e: impl Into<ApiError>) -> StatusCode {
+        e.into().into_response().status()
+    }
+
+    #[test]
+    fn every_application_error_has_one_status() {
+        use gantry_store::StoreError;
+        assert_eq!(status(AppError::not_found("job", "x")), StatusCode::NOT_FOUND);
+        assert_eq!(status(AppError::Conflict { what: "key".into() }), StatusCode::CONFLICT);
+        assert_eq!(status(AppError::Forbidden { code: "c", message: "m".into() }), StatusCode::FORBIDDEN);
+        assert_eq!(status(AppError::field("name", "is required")), StatusCode::BAD_REQUEST);
+        assert_eq!(status(AppError::PaymentRequired { message: "m".into() }), StatusCode::PAYMENT_REQUIRED);
+        assert_eq!(status(AppError::internal("bug")), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(status(StoreError::Unavailable), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status(StoreError::Conflict { what: "job".into() }), StatusCode::CONFLICT);
+        let corrupt = StoreError::Corrupt { table: "jobs", detail: "x".into() };
+        assert_eq!(status(corrupt), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}
