@@ -4,10 +4,14 @@
 //! like real ones, range filters, lenient HTTP edge cases, and the job's mirror of its
 //! run's container access tokens.
 
+use std::time::Duration;
+
 use gantry_client::{Client, query};
-use gantry_test_harness::{TestContext, batch_job};
+use gantry_test_harness::{TestContext, batch_job, wait_for};
 use gantry_types::RecipeId;
-use gantry_types::job::Job;
+use gantry_types::job::{Job, JobStatus};
+use gantry_types::job_run::{JobRun, JobRunStatus};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use gantry_types::permissions::Preset;
 use gantry_types::recipe::catalogue::{DEV_BOX_UUID, HELLO_GPU_UUID};
 use serde_json::json;
@@ -87,4 +91,97 @@ async fn min_filters_mean_at_least_and_pairs_stay_ranges() {
     // cpu_count stays exact.
     let p = user.list_jobs(&query(&[("filter[cpu_count]", "2")])).await.unwrap();
     assert_eq!(p.total, 3);
+}
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn live_run(user: &Client, job: gantry_types::JobId) -> JobRun {
+    wait_for("a RUNNING run with node_urls", WAIT, || async {
+        let runs = user.runs_of_job(job).await.ok()?;
+        runs.into_iter().find(|r| r.status == JobRunStatus::Running && !r.node_urls.is_empty())
+    })
+    .await
+}
+
+/// What answers at `host:port` when a client sends `request` (empty: just read).
+async fn probe(host: &str, port: u16, request: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect((host, port)).await.expect("the published port accepts");
+    if !request.is_empty() {
+        s.write_all(request).await.unwrap();
+    }
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    // The SSH greeting is one line; HTTP answers then closes.
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if request.is_empty() && out.ends_with(b"\r\n") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn simulated_persistent_runs_stay_up_with_answering_ports_and_tokens() {
+    let ctx = TestContext::start_fast().await;
+    let nodes = ctx.sim_nodes(1, "1xNVIDIA RTX 4090:24").await;
+    let user = consumer(&ctx).await;
+    let body = json!({"title": "dev box", "task": "PERSISTENT", "max_timeout_run_ms": null, "gpu_count": 1,
+                      "parameters": {"type": "docker", "parameters": {
+                          "image": "busybox", "ports": [22, 8080], "sshkey": "ssh-ed25519 AAAA k",
+                          "allowed_ips": ["0.0.0.0/0"]}}});
+    let job = user.create_job(&body).await.unwrap();
+    assert!(job.container_access_tokens.is_empty(), "PENDING: no run, no token");
+    let run = live_run(&user, job.uuid).await;
+
+    // node_urls as a real node reports them, backed by listeners that answer.
+    let by = |d: &str| run.node_urls.iter().find(|u| u.description == d).cloned().unwrap_or_else(|| panic!("{d}"));
+    let (ssh, http) = (by("ssh"), by("8080"));
+    assert_eq!((ssh.protocol.as_str(), ssh.tls), ("tcp", false));
+    assert!(probe(&ssh.hostname, ssh.port, b"").await.starts_with("SSH-2.0-"), "ssh answers with a banner");
+    let answer = probe(&http.hostname, http.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // A container access token like real runs, mirrored on the job (get and list).
+    assert_eq!(run.container_access_tokens.len(), 1);
+    assert!(run.container_access_tokens[0].token.len() >= 32);
+    let got = user.get_job(job.uuid).await.unwrap();
+    assert_eq!(got.container_access_tokens, run.container_access_tokens);
+    let listed = user.list_jobs(&query(&[("filter[uuid]", &job.uuid.to_string())])).await.unwrap();
+    assert_eq!(listed.data[0].container_access_tokens, run.container_access_tokens);
+
+    // It stays RUNNING (no simulated duration): well past the BATCH default of 100 ms.
+    let still = wait_for("the run to have run 1.5 s", WAIT, || async {
+        let r = user.get_job_run(run.uuid).await.ok()?;
+        (r.duration_ms.unwrap_or(0) >= 1500 || r.status != JobRunStatus::Running).then_some(r)
+    })
+    .await;
+    assert_eq!(still.status, JobRunStatus::Running, "{still:?}");
+    assert_eq!(user.get_job(job.uuid).await.unwrap().status, JobStatus::Running);
+
+    // Until cancelled: then it ends, its ports close and the job's mirror empties.
+    user.cancel_job(job.uuid, "done").await.unwrap();
+    let ended = wait_for("the job to be cancelled", WAIT, || async {
+        user.get_job(job.uuid).await.ok().filter(|j| j.status == JobStatus::Cancelled)
+    })
+    .await;
+    assert!(ended.container_access_tokens.is_empty());
+    wait_for("the simulated port to close", WAIT, || async {
+        tokio::net::TcpStream::connect((http.hostname.as_str(), http.port)).await.is_err().then_some(())
+    })
+    .await;
+
+    // GANTRY_SIM_DURATION_MS still ends a PERSISTENT simulated run when set.
+    let mut short = body.clone();
+    short["parameters"]["parameters"]["env"] = json!({"GANTRY_SIM_DURATION_MS": "50"});
+    let job = user.create_job(&short).await.unwrap();
+    wait_for("the short run to end", WAIT, || async {
+        let runs = user.runs_of_job(job.uuid).await.ok()?;
+        runs.iter().any(|r| r.ended_at_ms.is_some()).then_some(())
+    })
+    .await;
+    nodes.stop().await;
 }
