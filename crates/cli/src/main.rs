@@ -2,6 +2,7 @@
 //! crates; no business logic lives here.
 
 mod admin;
+mod admin_recipes;
 mod agent;
 mod bench;
 mod bench_agent;

@@ -13,7 +13,7 @@ use gantry_types::job::{Job, JobStatus};
 use gantry_types::job_run::{JobRun, JobRunStatus};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use gantry_types::permissions::Preset;
-use gantry_types::recipe::catalogue::{DEV_BOX_UUID, HELLO_GPU_UUID};
+use gantry_types::recipe::catalogue::{DEV_BOX_UUID, HELLO_GPU_UUID, LLAMA_CPP_UUID};
 use serde_json::json;
 
 fn seed(uuid: &str) -> RecipeId {
@@ -184,4 +184,50 @@ async fn simulated_persistent_runs_stay_up_with_answering_ports_and_tokens() {
     })
     .await;
     nodes.stop().await;
+}
+
+#[tokio::test]
+async fn upstream_recipe_ids_admins_choose_uuids_and_the_llama_cpp_seed_cooks() {
+    let ctx = TestContext::start().await;
+    let user = consumer(&ctx).await;
+    let admin = ctx.new_account(Preset::Admin).await;
+    let uuid = "01a0114e-e7f8-4e76-a07a-0000000000aa";
+    let body = json!({"uuid": uuid, "name": "pinned", "visibility": "PUBLIC",
+                      "payload": batch_job("pinned")});
+
+    // Only admins choose the uuid; a taken one is a 409, a bad one a 400 naming it.
+    let err = user.create_recipe(&body).await.unwrap_err();
+    assert_eq!(err.status(), Some(reqwest::StatusCode::FORBIDDEN));
+    assert!(err.to_string().contains("uuid"), "{err}");
+    let created = admin.create_recipe(&body).await.expect("admin creates under a given uuid");
+    assert_eq!(created.uuid.to_string(), uuid);
+    assert_eq!(admin.create_recipe(&body).await.unwrap_err().status(), Some(reqwest::StatusCode::CONFLICT));
+    let mut bad = body.clone();
+    bad["uuid"] = json!("not-a-uuid");
+    let err = admin.create_recipe(&bad).await.unwrap_err();
+    assert_eq!(err.status(), Some(reqwest::StatusCode::BAD_REQUEST));
+    assert!(err.to_string().contains("uuid"), "{err}");
+    let job = user.cook_recipe(seed(uuid), &json!({})).await.unwrap();
+    assert_eq!(job.source_recipe_uuid.as_deref(), Some(uuid));
+
+    // Upstream's official llama.cpp server recipe, seeded under upstream's uuid.
+    let llama = user.get_recipe(seed(LLAMA_CPP_UUID)).await.expect("seeded under upstream's uuid");
+    assert!(llama.is_official);
+    let job = user
+        .cook_recipe(seed(LLAMA_CPP_UUID), &json!({"parameters": {"parameters": {"sshkey": "ssh-ed25519 AAAA k"}}}))
+        .await
+        .expect("cooking upstream's llama.cpp recipe");
+    assert_eq!(job.task, gantry_types::job::JobTask::Persistent);
+    assert!(job.gpu_count >= 1);
+    let d = &job.parameters.parameters;
+    let ports = d.ports.clone().unwrap_or_default();
+    assert!(ports.contains(&22) && ports.len() == 2, "{ports:?}");
+    assert!(d.env.as_ref().is_some_and(|e| e.contains_key("LLAMA_ARG_HF_REPO")));
+    // The model is an input.
+    let job = user
+        .cook_recipe(seed(LLAMA_CPP_UUID), &json!({"inputs": {"model": "ggml-org/gemma-3-4b-it-GGUF"}}))
+        .await
+        .unwrap();
+    let env = job.parameters.parameters.env.unwrap_or_default();
+    assert_eq!(env.get("LLAMA_ARG_HF_REPO").map(String::as_str), Some("ggml-org/gemma-3-4b-it-GGUF"));
 }
