@@ -187,6 +187,33 @@ impl Client {
         Ok(RawResponse { status, body })
     }
 
+    /// Like [`Client::send_raw`], with `headers` set after the signing ones (replacing
+    /// e.g. `Accept`), and `Content-Type: application/json` on a request without a
+    /// body when `json_without_body`: what some clients send. The status, the
+    /// `Content-Type` and the raw body come back whatever they are.
+    pub async fn send_raw_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        headers: &[(&str, &str)],
+        json_without_body: bool,
+    ) -> Result<(StatusCode, Option<String>, Vec<u8>), ClientError> {
+        let mut req = self.signed(method, path, &[], body);
+        if json_without_body && body.is_none() {
+            req = req.header("Content-Type", "application/json");
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let resp = req.send().await.map_err(ClientError::Http)?;
+        let status = resp.status();
+        let content_type =
+            resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let bytes = resp.bytes().await.map_err(ClientError::Http)?;
+        Ok((status, content_type, bytes.to_vec()))
+    }
+
     /// `GET /v1/job-runs/{uuid}/logs`: the run's output as a streaming response; with
     /// `follow` it stays open, sending output as it arrives, until the run ends. Read
     /// it with [`reqwest::Response::chunk`].

@@ -231,3 +231,58 @@ async fn upstream_recipe_ids_admins_choose_uuids_and_the_llama_cpp_seed_cooks() 
     let env = job.parameters.parameters.env.unwrap_or_default();
     assert_eq!(env.get("LLAMA_ARG_HF_REPO").map(String::as_str), Some("ggml-org/gemma-3-4b-it-GGUF"));
 }
+
+#[tokio::test]
+async fn lenient_http_edge_cases_answer_and_never_500() {
+    use reqwest::Method;
+    let ctx = TestContext::start().await;
+    let user = consumer(&ctx).await;
+    let job = user.create_job(&batch_job("edge")).await.unwrap();
+    let job_path = format!("/v1/jobs/{}", job.uuid);
+    let cancel_path = format!("{job_path}/cancel");
+    let cook_path = format!("/v1/job-recipes/{HELLO_GPU_UUID}/cook");
+    let json_body = |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).unwrap_or_default();
+    let cases: Vec<(Method, &str, Vec<(&str, &str)>, bool, u16)> = vec![
+        // Bodyless requests that still say Content-Type: application/json.
+        (Method::GET, "/v1/jobs", vec![], true, 200),
+        (Method::GET, &job_path, vec![], true, 200),
+        (Method::POST, &cook_path, vec![], true, 201),
+        (Method::PUT, &cancel_path, vec![], true, 200),
+        // Accept variants.
+        (Method::GET, "/v1/jobs", vec![("Accept", "*/*")], false, 200),
+        (Method::GET, "/v1/jobs", vec![("Accept", "application/json; charset=utf-8")], false, 200),
+        (Method::GET, "/v1/jobs", vec![("Accept", "application/*, text/html;q=0.5")], false, 200),
+        (Method::GET, "/v1/jobs", vec![("Accept", "text/html")], false, 200),
+        (Method::GET, "/v1/users/me", vec![("Accept", "")], false, 200),
+        // Trailing slashes.
+        (Method::GET, "/v1/jobs/", vec![], false, 200),
+        (Method::GET, "/v1/users/me/", vec![], false, 200),
+        // Unknown paths and methods: the error body.
+        (Method::GET, "/v1/nothing-here", vec![], false, 404),
+        (Method::DELETE, "/v1/jobs", vec![], false, 405),
+    ];
+    for (method, path, headers, json_without_body, want) in cases {
+        let what = format!("{method} {path} {headers:?} json_without_body={json_without_body}");
+        let (status, content_type, body) =
+            user.send_raw_with(method, path, None, &headers, json_without_body).await.expect(&what);
+        assert_eq!(status.as_u16(), want, "{what}: {}", String::from_utf8_lossy(&body));
+        assert!(content_type.as_deref().is_some_and(|c| c.starts_with("application/json")), "{what}: {content_type:?}");
+        let body = json_body(&body);
+        if want >= 400 {
+            assert!(body["error"]["code"].is_string(), "{what}: error body {body}");
+        } else {
+            assert!(body.is_object(), "{what}: {body}");
+        }
+    }
+    // HEAD on GET endpoints: the GET's status and headers, no body.
+    for path in ["/v1/jobs", job_path.as_str(), "/v1/users/me", "/v1/jobs/"] {
+        let (status, _, body) = user.send_raw_with(Method::HEAD, path, None, &[], false).await.unwrap();
+        assert_eq!(status.as_u16(), 200, "HEAD {path}");
+        assert!(body.is_empty(), "HEAD {path} has no body");
+    }
+    let (status, _, _) = user.send_raw_with(Method::HEAD, "/v1/nothing", None, &[], false).await.unwrap();
+    assert_eq!(status.as_u16(), 404);
+    // Unsigned HEAD /healthz answers too.
+    let health = reqwest::Client::new().head(format!("{}/healthz", ctx.base_url)).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+}
