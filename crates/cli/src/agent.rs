@@ -83,7 +83,13 @@ pub struct AgentArgs {
 impl AgentArgs {
     /// The agent `gantry dev` runs: Docker, state under the dev data directory,
     /// ports published on loopback.
-    pub fn for_dev(server: String, public_key: String, secret_key: String, state_dir: PathBuf) -> Self {
+    pub fn for_dev(
+        server: String,
+        public_key: String,
+        secret_key: String,
+        state_dir: PathBuf,
+        fake_gpus: Option<String>,
+    ) -> Self {
         Self {
             server,
             public_key: Some(public_key),
@@ -91,7 +97,7 @@ impl AgentArgs {
             print_inventory: false,
             json: false,
             simulate: None,
-            fake_gpus: None,
+            fake_gpus,
             region: None,
             labels: vec![],
             disk_path: None,
@@ -104,7 +110,7 @@ impl AgentArgs {
         }
     }
 
-    fn host_options(&self) -> HostOptions {
+    pub(crate) fn host_options(&self) -> HostOptions {
         HostOptions {
             fake_gpus: self.fake_gpus.clone().filter(|s| !s.is_empty()),
             region: self.region.clone(),

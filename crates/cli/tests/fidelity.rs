@@ -1,10 +1,19 @@
 //! The binary's upstream-fidelity commands (issue 16): `gantry admin recipes import`
 //! publishing a recipe under upstream's uuid while the server runs, cooked through the
-//! signed client by that uuid.
+//! signed client by that uuid; `gantry dev` with pretended GPUs and the credential
+//! variable families upstream clients read.
 
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use gantry_client::{Client, Credentials};
+use gantry_test_harness::wait_for;
 use gantry_types::RecipeId;
+use gantry_types::job::JobStatus;
 use serde_json::{Value, json};
-use tokio::process::Command;
+use tokio::io::AsyncBufReadExt;
+use tokio::process::{Child, Command};
 
 mod common;
 
@@ -59,4 +68,87 @@ async fn admin_recipes_import_keeps_the_files_uuid_and_is_repeatable() {
     let out = import(&bad).output().await.unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("uuid"), "{err}");
+}
+
+/// Starts `gantry dev` on a free port; returns it, everything it printed up to its
+/// exports, and the exported variables.
+async fn start_dev(data_dir: &std::path::Path, extra: &[&str]) -> (Child, String, BTreeMap<String, String>) {
+    let mut child = Command::new(GANTRY)
+        .args(["dev", "--listen", "127.0.0.1:0", "--no-demo", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("gantry dev starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let printed = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut printed = String::new();
+        loop {
+            let line = lines.next_line().await.unwrap().expect("gantry dev exited before printing its exports");
+            printed.push_str(&line);
+            printed.push('\n');
+            if line.starts_with("Then try") {
+                return printed;
+            }
+        }
+    })
+    .await
+    .expect("gantry dev prints its exports within 60 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let vars = printed
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .flat_map(|l| l.split_whitespace())
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    (child, printed, vars)
+}
+
+#[tokio::test]
+async fn gantry_dev_pretends_gpus_and_prints_upstream_credential_families() {
+    let image = gantry_test_harness::docker::test_image().await;
+    // Without GPUs and without the flag: it says how to use it.
+    let plain = tempfile::tempdir().unwrap();
+    let (no_gpus, printed, _) = start_dev(plain.path(), &[]).await;
+    assert!(printed.contains("gantry dev --fake-gpus"), "{printed}");
+    drop(no_gpus);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_dev, printed, vars) = start_dev(dir.path(), &["--fake-gpus", "1xNVIDIA RTX 4090:24"]).await;
+    assert!(!printed.contains("No NVIDIA GPU found"), "{printed}");
+    for family in ["GANTRY", "ZER", "DISPERSED"] {
+        for suffix in ["API_BASE_URL", "PUBLIC_KEY", "SECRET_KEY"] {
+            assert!(vars.contains_key(&format!("{family}_{suffix}")), "{family}_{suffix} missing: {printed}");
+        }
+        assert_eq!(vars[&format!("{family}_SECRET_KEY")], vars["GANTRY_SECRET_KEY"]);
+    }
+    assert_eq!(vars["DISPERSED_API"], vars["GANTRY_API_BASE_URL"]);
+
+    // An upstream client configured from the ZER_* family.
+    let user = Client::new(Credentials {
+        base_url: vars["ZER_API_BASE_URL"].clone(),
+        public_key: vars["ZER_PUBLIC_KEY"].clone(),
+        secret_key: vars["ZER_SECRET_KEY"].clone(),
+    });
+    let me = user.me().await.unwrap();
+    assert!(me.email.as_deref().is_some_and(|e| e.contains('@')), "{me:?}");
+
+    // A GPU job places on the dev node's pretended GPU and runs.
+    let body = json!({"title": "gpu on dev", "task": "BATCH", "max_timeout_run_ms": 600000, "cpu_count": 1,
+                      "gpu_count": 1, "gpu_name": "RTX 4090",
+                      "parameters": {"type": "docker", "parameters": {"image": image, "ports": [],
+                          "env": {"SCRIPT": "echo gpus=$NVIDIA_VISIBLE_DEVICES"}}}});
+    let job = user.create_job(&body).await.unwrap();
+    let done = wait_for("the GPU job to finish", Duration::from_secs(90), || async {
+        user.get_job(job.uuid).await.ok().filter(|j| matches!(j.status, JobStatus::Completed | JobStatus::Failed))
+    })
+    .await;
+    let run = user.runs_of_job(job.uuid).await.unwrap().remove(0);
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", run.status_reason);
+    assert_eq!(run.gpu_indices.len(), 1);
+    let logs = user.get_job_run(run.uuid).await.unwrap().logs.unwrap_or_default();
+    assert!(logs.contains("gpus=") && !logs.contains("gpus=\n"), "{logs}");
 }

@@ -38,6 +38,7 @@ pub const ENV_PREFIXES: [&str; 3] = ["GANTRY", "DISPERSED", "ZER"];
 impl Credentials {
     /// Reads `<PREFIX>_PUBLIC_KEY`, `<PREFIX>_SECRET_KEY` and `<PREFIX>_API_BASE_URL`
     /// for the prefixes in [`ENV_PREFIXES`]; the first set variable of each wins.
+    /// `DISPERSED_API` (what some upstream clients call the base URL) comes last.
     pub fn from_env() -> Result<Self, ClientError> {
         let get = |suffix: &str| {
             ENV_PREFIXES.iter().find_map(|p| std::env::var(format!("{p}_{suffix}")).ok().filter(|v| !v.is_empty()))
@@ -50,7 +51,9 @@ impl Credentials {
         Ok(Self {
             public_key: get("PUBLIC_KEY").ok_or_else(|| missing("PUBLIC_KEY"))?,
             secret_key: get("SECRET_KEY").ok_or_else(|| missing("SECRET_KEY"))?,
-            base_url: get("API_BASE_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into()),
+            base_url: get("API_BASE_URL")
+                .or_else(|| std::env::var("DISPERSED_API").ok().filter(|v| !v.is_empty()))
+                .unwrap_or_else(|| "http://127.0.0.1:8080".into()),
         })
     }
 }
