@@ -72,6 +72,10 @@ pub struct AgentArgs {
     /// Address the port proxies listen on.
     #[arg(long, default_value = "0.0.0.0")]
     bind: IpAddr,
+    /// External ports published ports may use, e.g. 40000-40999 (open exactly this
+    /// range in the firewall); default: any free port.
+    #[arg(long, value_name = "A-B", value_parser = gantry_agent::docker::ports::PortRange::parse)]
+    port_range: Option<gantry_agent::docker::ports::PortRange>,
     /// Seconds between SIGTERM and SIGKILL when a container is stopped.
     #[arg(long, default_value_t = 10)]
     stop_grace_secs: u64,
@@ -105,6 +109,7 @@ impl AgentArgs {
             state_dir: Some(state_dir),
             advertise_host: Some("127.0.0.1".into()),
             bind: IpAddr::from([127, 0, 0, 1]),
+            port_range: None,
             stop_grace_secs: 10,
             sync_wait_ms: 1000,
         }
@@ -213,6 +218,7 @@ pub async fn docker_agent(
     };
     let mut config = DockerConfig::new(state.agent_id.clone(), advertise.clone());
     config.bind_ip = args.bind;
+    config.port_range = args.port_range;
     config.stop_grace = Duration::from_secs(args.stop_grace_secs);
     config.gpus = if real_gpus { GpuMode::Nvidia } else { GpuMode::Fake };
     config.log_cursors = state.log_cursors.clone();

@@ -1,7 +1,8 @@
 //! The binary's upstream-fidelity commands (issue 16): `gantry admin recipes import`
 //! publishing a recipe under upstream's uuid while the server runs, cooked through the
 //! signed client by that uuid; `gantry dev` with pretended GPUs and the credential
-//! variable families upstream clients read.
+//! variable families upstream clients read; `gantry agent --port-range` confining the
+//! Docker node's published ports.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -151,4 +152,68 @@ async fn gantry_dev_pretends_gpus_and_prints_upstream_credential_families() {
     assert_eq!(run.gpu_indices.len(), 1);
     let logs = user.get_job_run(run.uuid).await.unwrap().logs.unwrap_or_default();
     assert!(logs.contains("gpus=") && !logs.contains("gpus=\n"), "{logs}");
+}
+
+/// The first of `len` consecutive loopback ports that are all free right now.
+fn free_range(len: u16) -> u16 {
+    let mut base = 40_000 + (std::process::id() % 2_000) as u16 * 10;
+    loop {
+        let all_free = (base..base + len).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if all_free {
+            return base;
+        }
+        base += len;
+    }
+}
+
+#[tokio::test]
+async fn the_docker_agents_port_range_confines_published_ports() {
+    let image = gantry_test_harness::docker::test_image().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url) = start_server(&dir.path().join("server")).await;
+    let node_key = create_key(&dir.path().join("server"), "node").await;
+    let consumer = client(&url, &create_key(&dir.path().join("server"), "consumer").await);
+    let first = free_range(8);
+    let range = format!("{first}-{}", first + 7);
+    let bad = Command::new(GANTRY).args(["agent", "--port-range", "9-1", "--print-inventory"]).output().await.unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("A-B"));
+    let _agent = Command::new(GANTRY)
+        .args(["agent", "--bind", "127.0.0.1", "--advertise-host", "127.0.0.1", "--stop-grace-secs", "1"])
+        .args(["--sync-wait-ms", "300", "--fake-gpus", "cpus=2,ram=4", "--port-range", &range, "--state-dir"])
+        .arg(dir.path().join("agent"))
+        .env("GANTRY_API_BASE_URL", &url)
+        .env("GANTRY_PUBLIC_KEY", node_key["public_key"].as_str().unwrap())
+        .env("GANTRY_SECRET_KEY", node_key["secret_key"].as_str().unwrap())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("gantry agent starts");
+
+    let script = "mkdir -p /www && echo in-range > /www/index.html && httpd -p 8080 -h /www && sleep 600";
+    let body = json!({
+        "title": "ranged", "task": "PERSISTENT", "max_timeout_run_ms": null, "cpu_count": 1, "gpu_count": 0,
+        "parameters": {"type": "docker", "parameters": {"image": image, "env": {"SCRIPT": script},
+            "ports": [22, 8080], "allowed_ips": ["127.0.0.1/32"]}}
+    });
+    let job = consumer.create_job(&body).await.unwrap();
+    let run = wait_for("a RUNNING run with two node_urls", Duration::from_secs(60), || async {
+        let run = consumer.runs_of_job(job.uuid).await.ok()?.into_iter().next()?;
+        (run.status == gantry_types::job_run::JobRunStatus::Running && run.node_urls.len() == 2).then_some(run)
+    })
+    .await;
+    for u in &run.node_urls {
+        assert!((first..=first + 7).contains(&u.port), "{} outside {range}", u.port);
+    }
+    let http = run.node_urls.iter().find(|u| u.description == "8080").unwrap().port;
+    let page = wait_for("the service behind the ranged port", Duration::from_secs(30), || async {
+        reqwest::get(format!("http://127.0.0.1:{http}/")).await.ok()?.text().await.ok()
+    })
+    .await;
+    assert_eq!(page, "in-range\n");
+    consumer.cancel_job(job.uuid, "done").await.unwrap();
+    wait_for("the job to be cancelled", Duration::from_secs(30), || async {
+        consumer.get_job(job.uuid).await.ok().filter(|j| j.status == JobStatus::Cancelled)
+    })
+    .await;
 }
