@@ -62,9 +62,7 @@ fn read(path: &std::path::Path) -> anyhow::Result<Vec<RecipeRequest>> {
     items
         .into_iter()
         .enumerate()
-        .map(|(i, item)| {
-            serde_json::from_value(item).with_context(|| format!("recipe [{i}] is not a recipe object"))
-        })
+        .map(|(i, item)| serde_json::from_value(item).with_context(|| format!("recipe [{i}] is not a recipe object")))
         .collect()
 }
 
@@ -96,7 +94,10 @@ fn describe(i: usize, e: gantry_server::error::ApiError) -> anyhow::Error {
     match e {
         gantry_server::error::ApiError::Validation(fields) => {
             let lines: Vec<String> = fields.iter().map(|f| format!("  [{i}].{}: {}", f.field, f.message)).collect();
-            anyhow::anyhow!("recipe [{i}] is invalid (the recipes before it were imported, it and those after it were not):\n{}", lines.join("\n"))
+            anyhow::anyhow!(
+                "recipe [{i}] is invalid (the recipes before it were imported, it and those after it were not):\n{}",
+                lines.join("\n")
+            )
         }
         other => anyhow::anyhow!("recipe [{i}]: {other:?}"),
     }

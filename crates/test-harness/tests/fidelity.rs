@@ -11,10 +11,10 @@ use gantry_test_harness::{TestContext, batch_job, wait_for};
 use gantry_types::RecipeId;
 use gantry_types::job::{Job, JobStatus};
 use gantry_types::job_run::{JobRun, JobRunStatus};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use gantry_types::permissions::Preset;
 use gantry_types::recipe::catalogue::{DEV_BOX_UUID, HELLO_GPU_UUID, LLAMA_CPP_UUID};
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn seed(uuid: &str) -> RecipeId {
     uuid.parse().unwrap()
@@ -242,7 +242,9 @@ async fn lenient_http_edge_cases_answer_and_never_500() {
     let cancel_path = format!("{job_path}/cancel");
     let cook_path = format!("/v1/job-recipes/{HELLO_GPU_UUID}/cook");
     let json_body = |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).unwrap_or_default();
-    let cases: Vec<(Method, &str, Vec<(&str, &str)>, bool, u16)> = vec![
+    // (method, path, extra headers, Content-Type: application/json without a body, status)
+    type Case<'a> = (Method, &'a str, Vec<(&'a str, &'a str)>, bool, u16);
+    let cases: Vec<Case> = vec![
         // Bodyless requests that still say Content-Type: application/json.
         (Method::GET, "/v1/jobs", vec![], true, 200),
         (Method::GET, &job_path, vec![], true, 200),

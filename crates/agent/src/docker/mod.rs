@@ -355,8 +355,8 @@ impl DockerRuntime {
             volume_images.push((reference, v.mount.clone()));
         }
         let wanted: Vec<(u16, Option<u16>)> = spec.ports.iter().map(|p| (*p, None)).collect();
-        let listeners =
-            ports::bind(self.inner.config.bind_ip, &wanted, self.inner.config.port_range).map_err(|e| format!("cannot publish ports: {e}"))?;
+        let listeners = ports::bind(self.inner.config.bind_ip, &wanted, self.inner.config.port_range)
+            .map_err(|e| format!("cannot publish ports: {e}"))?;
         let published: Vec<(u16, u16)> = listeners.iter().map(|l| (l.container_port, l.external_port)).collect();
         let ctx = CreateContext {
             run,

@@ -91,6 +91,32 @@ pub fn bind(ip: IpAddr, wanted: &[(u16, Option<u16>)], range: Option<PortRange>)
         .collect()
 }
 
+/// Serves the listeners towards `target`, returning the proxies and the run's `node_urls`.
+pub fn serve(
+    listeners: Vec<Listener>,
+    target: IpAddr,
+    allowed_ips: &[String],
+    advertise_host: &str,
+) -> Result<(Vec<PortProxy>, Vec<NodeUrl>), String> {
+    let allow = AllowList::parse(allowed_ips).map_err(|e| format!("allowed_ips: {e}"))?;
+    let mut proxies = Vec::with_capacity(listeners.len());
+    let mut urls = Vec::with_capacity(listeners.len());
+    for l in listeners {
+        let socket = tokio::net::TcpListener::from_std(l.socket).map_err(|e| format!("cannot serve a port: {e}"))?;
+        let proxy = PortProxy::serve(socket, SocketAddr::new(target, l.container_port), allow.clone())
+            .map_err(|e| format!("cannot serve a port: {e}"))?;
+        proxies.push(proxy);
+        urls.push(NodeUrl {
+            description: if l.container_port == 22 { "ssh".into() } else { l.container_port.to_string() },
+            hostname: advertise_host.to_string(),
+            port: l.external_port,
+            protocol: "tcp".into(),
+            tls: false,
+        });
+    }
+    Ok((proxies, urls))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,30 +142,4 @@ mod tests {
         let outside = bind(ip, &[(80, Some(p.wrapping_add(1)))], Some(PortRange { first: p, last: p }));
         assert!(outside.is_err(), "only the (full) range may be used");
     }
-}
-
-/// Serves the listeners towards `target`, returning the proxies and the run's `node_urls`.
-pub fn serve(
-    listeners: Vec<Listener>,
-    target: IpAddr,
-    allowed_ips: &[String],
-    advertise_host: &str,
-) -> Result<(Vec<PortProxy>, Vec<NodeUrl>), String> {
-    let allow = AllowList::parse(allowed_ips).map_err(|e| format!("allowed_ips: {e}"))?;
-    let mut proxies = Vec::with_capacity(listeners.len());
-    let mut urls = Vec::with_capacity(listeners.len());
-    for l in listeners {
-        let socket = tokio::net::TcpListener::from_std(l.socket).map_err(|e| format!("cannot serve a port: {e}"))?;
-        let proxy = PortProxy::serve(socket, SocketAddr::new(target, l.container_port), allow.clone())
-            .map_err(|e| format!("cannot serve a port: {e}"))?;
-        proxies.push(proxy);
-        urls.push(NodeUrl {
-            description: if l.container_port == 22 { "ssh".into() } else { l.container_port.to_string() },
-            hostname: advertise_host.to_string(),
-            port: l.external_port,
-            protocol: "tcp".into(),
-            tls: false,
-        });
-    }
-    Ok((proxies, urls))
 }

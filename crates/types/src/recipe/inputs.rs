@@ -270,7 +270,7 @@ pub fn resolve_inputs_over(
     let mut out = Vec::new();
     for input in schema {
         let field = format!("inputs.{}", input.key);
-        if !supplied.get(&input.key).is_some_and(|v| !v.is_null()) && overridden.contains(&input.target) {
+        if supplied.get(&input.key).is_none_or(|v| v.is_null()) && overridden.contains(&input.target) {
             continue;
         }
         match supplied.get(&input.key).filter(|v| !v.is_null()).or(input.default_value.as_ref()) {

@@ -195,8 +195,9 @@ fn override_targets_count_as_supplied_inputs() {
         {"key": "message", "default_value": "hello", "target": "env.MESSAGE"},
     ]));
     // Upstream's shape: the override inside the job shape satisfies the required input.
-    let out = cook(&t, json!({"parameters": {"parameters": {"sshkey": "ssh-ed25519 K", "env": {"MESSAGE": "hi"}}}}), &schema)
-        .unwrap();
+    let out =
+        cook(&t, json!({"parameters": {"parameters": {"sshkey": "ssh-ed25519 K", "env": {"MESSAGE": "hi"}}}}), &schema)
+            .unwrap();
     let d = &out["parameters"]["parameters"];
     assert_eq!((d["sshkey"].as_str(), d["env"]["MESSAGE"].as_str()), (Some("ssh-ed25519 K"), Some("hi")));
     // The flattened shape too; `parameters.parameters` wins over it on a clash.
@@ -208,10 +209,14 @@ fn override_targets_count_as_supplied_inputs() {
     )
     .unwrap();
     let d = &out["parameters"]["parameters"];
-    assert_eq!((d["sshkey"].as_str(), d["env"]["MESSAGE"].as_str(), d["env"]["X"].as_str()), (Some("flat"), Some("nested"), Some("1")));
+    assert_eq!(
+        (d["sshkey"].as_str(), d["env"]["MESSAGE"].as_str(), d["env"]["X"].as_str()),
+        (Some("flat"), Some("nested"), Some("1"))
+    );
     // Both styles mixed: an explicit input wins over the override of its target.
-    let out = cook(&t, json!({"parameters": {"parameters": {"sshkey": "override"}}, "inputs": {"sshkey": "input"}}), &schema)
-        .unwrap();
+    let out =
+        cook(&t, json!({"parameters": {"parameters": {"sshkey": "override"}}, "inputs": {"sshkey": "input"}}), &schema)
+            .unwrap();
     assert_eq!(out["parameters"]["parameters"]["sshkey"], json!("input"));
     // An empty override is not a value: still required.
     let e = cook(&t, json!({"parameters": {"parameters": {"sshkey": ""}}}), &schema).unwrap_err();
