@@ -11,7 +11,7 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use gantry_server::app::recipes::{Imported, import};
+use gantry_server::admin::{Imported, RecipeImporter};
 use gantry_types::AccountId;
 use gantry_types::recipe::RecipeRequest;
 
@@ -72,33 +72,32 @@ async fn import_file(args: ImportArgs) -> anyhow::Result<()> {
     if let Some(account) = args.account {
         store.account_fetch(account).await?.with_context(|| format!("no account {account}; omit --account"))?;
     }
-    let config = gantry_server::ServerConfig::new(&args.store.data_dir, ([127, 0, 0, 1], 0).into());
-    let state = gantry_server::state::AppState::new(store, secrets, &config);
+    let importer = RecipeImporter::new(store, secrets);
     let mut out = Vec::new();
     for (i, req) in requests.into_iter().enumerate() {
-        let (recipe, what) = import(&state, args.account, req).await.map_err(|e| describe(i, e))?;
+        let (recipe, what) = importer.import(args.account, req).await.map_err(|e| describe(i, e))?;
         if !args.json {
             let verb = if what == Imported::Created { "created" } else { "replaced" };
-            println!("{verb} {}  {}", recipe.uuid, recipe.name);
+            outln!("{verb} {}  {}", recipe.uuid, recipe.name)?;
         }
         out.push(recipe);
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
     }
     Ok(())
 }
 
 /// The error of recipe `i`, every bad field named.
-fn describe(i: usize, e: gantry_server::error::ApiError) -> anyhow::Error {
+fn describe(i: usize, e: gantry_server::AppError) -> anyhow::Error {
     match e {
-        gantry_server::error::ApiError::Validation(fields) => {
+        gantry_server::AppError::Validation(fields) => {
             let lines: Vec<String> = fields.iter().map(|f| format!("  [{i}].{}: {}", f.field, f.message)).collect();
             anyhow::anyhow!(
                 "recipe [{i}] is invalid (the recipes before it were imported, it and those after it were not):\n{}",
                 lines.join("\n")
             )
         }
-        other => anyhow::anyhow!("recipe [{i}]: {other:?}"),
+        other => anyhow::Error::new(other).context(format!("recipe [{i}] was not imported")),
     }
 }
