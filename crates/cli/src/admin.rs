@@ -21,6 +21,9 @@ pub enum AdminCommand {
     CreateKey(CreateKeyArgs),
     /// Grant credit (USD) to an account; the platform is the counterparty in the ledger.
     Credit(CreditArgs),
+    /// Job recipes: import them under their own uuids.
+    #[command(subcommand)]
+    Recipes(crate::admin_recipes::AdminRecipesCommand),
 }
 
 /// `gantry admin credit`.
@@ -78,6 +81,7 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
     match cmd {
         AdminCommand::CreateKey(args) => create_key(args).await,
         AdminCommand::Credit(args) => credit(args).await,
+        AdminCommand::Recipes(cmd) => crate::admin_recipes::run(cmd).await,
     }
 }
 

@@ -72,6 +72,10 @@ pub struct AgentArgs {
     /// Address the port proxies listen on.
     #[arg(long, default_value = "0.0.0.0")]
     bind: IpAddr,
+    /// External ports published ports may use, e.g. 40000-40999 (open exactly this
+    /// range in the firewall); default: any free port.
+    #[arg(long, value_name = "A-B", value_parser = gantry_agent::docker::ports::PortRange::parse)]
+    port_range: Option<gantry_agent::docker::ports::PortRange>,
     /// Seconds between SIGTERM and SIGKILL when a container is stopped.
     #[arg(long, default_value_t = 10)]
     stop_grace_secs: u64,
@@ -83,7 +87,13 @@ pub struct AgentArgs {
 impl AgentArgs {
     /// The agent `gantry dev` runs: Docker, state under the dev data directory,
     /// ports published on loopback.
-    pub fn for_dev(server: String, public_key: String, secret_key: String, state_dir: PathBuf) -> Self {
+    pub fn for_dev(
+        server: String,
+        public_key: String,
+        secret_key: String,
+        state_dir: PathBuf,
+        fake_gpus: Option<String>,
+    ) -> Self {
         Self {
             server,
             public_key: Some(public_key),
@@ -91,7 +101,7 @@ impl AgentArgs {
             print_inventory: false,
             json: false,
             simulate: None,
-            fake_gpus: None,
+            fake_gpus,
             region: None,
             labels: vec![],
             disk_path: None,
@@ -99,12 +109,13 @@ impl AgentArgs {
             state_dir: Some(state_dir),
             advertise_host: Some("127.0.0.1".into()),
             bind: IpAddr::from([127, 0, 0, 1]),
+            port_range: None,
             stop_grace_secs: 10,
             sync_wait_ms: 1000,
         }
     }
 
-    fn host_options(&self) -> HostOptions {
+    pub(crate) fn host_options(&self) -> HostOptions {
         HostOptions {
             fake_gpus: self.fake_gpus.clone().filter(|s| !s.is_empty()),
             region: self.region.clone(),
@@ -204,6 +215,7 @@ pub async fn docker_agent(
     };
     let mut config = DockerConfig::new(state.agent_id.clone(), advertise.clone());
     config.bind_ip = args.bind;
+    config.port_range = args.port_range;
     config.stop_grace = Duration::from_secs(args.stop_grace_secs);
     config.gpus = if real_gpus { GpuMode::Nvidia } else { GpuMode::Fake };
     config.log_cursors = state.log_cursors.clone();

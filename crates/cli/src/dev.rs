@@ -44,7 +44,18 @@ pub struct DevArgs {
     /// Skip the hello-world job.
     #[arg(long)]
     no_demo: bool,
+    /// Pretend the dev node has GPUs (the agent's syntax, e.g. "1xNVIDIA RTX 4090:24"),
+    /// so GPU jobs place on a machine without NVIDIA hardware; containers get the
+    /// GPU variables but no device.
+    #[arg(long, value_name = "SPEC")]
+    fake_gpus: Option<String>,
 }
+
+/// The example spec `gantry dev` suggests when it finds no GPU.
+const FAKE_GPUS_EXAMPLE: &str = "1xNVIDIA RTX 4090:24";
+
+/// The dev key's account email, so `GET /v1/users/me` shows one (clients print it).
+const DEV_EMAIL: &str = "dev@localhost";
 
 #[derive(Serialize, Deserialize)]
 struct DevCredentials {
@@ -91,7 +102,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             creds.node_public_key.clone().unwrap_or_default(),
             creds.node_secret_key.clone().unwrap_or_default(),
             args.data_dir.join("agent"),
+            args.fake_gpus.clone().filter(|s| !s.is_empty()),
         );
+        if let Some(spec) = &args.fake_gpus {
+            gantry_agent::inventory::parse_fake_spec(spec).map_err(|e| anyhow::anyhow!("--fake-gpus: {e}"))?;
+        } else if gantry_agent::host::HostProbe::discover(&node_args.host_options())
+            .is_ok_and(|p| p.description().inventory.gpus.is_empty())
+        {
+            outln!(
+                "\nNo NVIDIA GPU found (NVML): GPU jobs will wait for a node with GPUs. To try GPU jobs on this \
+                 machine, pretend some: gantry dev --fake-gpus \"{FAKE_GPUS_EXAMPLE}\" (the agent's syntax)."
+            )?;
+        }
         match crate::agent::docker_agent(&node_args, node_args.client(), stop_rx).await {
             Ok(task) => agent = Some(task),
             Err(e) => outln!(
@@ -111,9 +133,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         outln!("\nThe hello-world job did not run: {e:#}")?;
     }
     outln!("\nPaste these into another shell to use the CLI:\n")?;
-    outln!("export GANTRY_API_BASE_URL={url}")?;
-    outln!("export GANTRY_PUBLIC_KEY={}", creds.public_key)?;
-    outln!("export GANTRY_SECRET_KEY={}", creds.secret_key)?;
+    out!("{}", exports(&url, &creds))?;
     outln!("\nThen try: gantry jobs create --image {DEMO_IMAGE} --tag latest --cpus 1 --gpus 0 --follow")?;
     outln!(
         "Ctrl-C stops the platform (job containers keep running and are adopted on the next start); state stays in {}.",
@@ -125,6 +145,26 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         let _ = task.await;
     }
     server.shutdown().await
+}
+
+/// The credentials as `export` lines: Gantry's variables, then the families clients
+/// written for the upstream API read (`ZER_*` and `DISPERSED_*`, with `DISPERSED_API`
+/// for those that take the base URL under that name).
+fn exports(url: &str, creds: &DevCredentials) -> String {
+    let mut out = String::new();
+    for (family, note) in [
+        ("GANTRY", ""),
+        ("ZER", "# clients written for the upstream API read one of these families:\n"),
+        ("DISPERSED", ""),
+    ] {
+        out.push_str(note);
+        out.push_str(&format!(
+            "export {family}_API_BASE_URL={url} {family}_PUBLIC_KEY={} {family}_SECRET_KEY={}\n",
+            creds.public_key, creds.secret_key
+        ));
+    }
+    out.push_str(&format!("export DISPERSED_API={url}\n"));
+    out
 }
 
 /// Builds the demo image, runs it as a job through the API and prints its logs.
@@ -177,7 +217,8 @@ async fn credentials(
     let mut creds = match std::fs::read_to_string(&path) {
         Ok(text) => serde_json::from_str(&text).with_context(|| format!("{} is corrupt; delete it", path.display()))?,
         Err(_) => {
-            let key = crate::admin::create_key_with(store, secrets, "dev", Preset::Consumer, None, None).await?;
+            let email = Some(DEV_EMAIL.to_string());
+            let key = crate::admin::create_key_with(store, secrets, "dev", Preset::Consumer, None, email).await?;
             DevCredentials {
                 public_key: key.public_key,
                 secret_key: key.secret_key.context("new key has a secret")?,

@@ -5,6 +5,7 @@
 mod output;
 
 mod admin;
+mod admin_recipes;
 mod agent;
 mod bench;
 mod bench_agent;

@@ -10,6 +10,7 @@ mod compute;
 mod gpu_registry;
 mod job_runs;
 mod jobs;
+pub mod lenient;
 mod nodes;
 mod profiles;
 mod recipes;
@@ -115,18 +116,22 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: Arc<AppState>) -> axum::Router {
     let (api, doc) = api_router().split_for_parts();
     let doc = Arc::new(doc.to_pretty_json().expect("OpenAPI document serializes"));
-    api.route(
-        "/v1/openapi.json",
-        get(move || {
-            let doc = doc.clone();
-            async move { ([(header::CONTENT_TYPE, "application/json")], doc.as_str().to_owned()) }
-        }),
-    )
-    .route("/healthz", get(healthz))
-    .route("/metrics", get(metrics))
-    .fallback(not_found)
-    .method_not_allowed_fallback(method_not_allowed)
-    .with_state(state)
+    let api: axum::Router = api
+        .route(
+            "/v1/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], doc.as_str().to_owned()) }
+            }),
+        )
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state);
+    // Rewrites that must happen before routing (a Router's own layers run after it).
+    let lenient = tower::ServiceBuilder::new().map_request(lenient::trim_trailing_slash).service(api);
+    axum::Router::new().fallback_service(lenient)
 }
 
 async fn healthz() -> Json<serde_json::Value> {

@@ -40,7 +40,31 @@ use state::AppState;
 pub mod admin {
     pub use crate::app::api_keys::{KeySpec, create_account, create_in};
     pub use crate::app::ledger::credit;
+    pub use crate::app::recipes::Imported;
     pub use crate::keyfile::load_or_create as load_server_key;
+
+    /// Imports job recipes under the uuids they carry (`gantry admin recipes import`),
+    /// checked exactly like `POST /v1/job-recipes` (GPU registry included).
+    pub struct RecipeImporter {
+        state: crate::state::AppState,
+    }
+
+    impl RecipeImporter {
+        /// An importer writing to `store`, sealing secrets with `secrets`.
+        pub fn new(store: std::sync::Arc<dyn gantry_store::Store>, secrets: gantry_auth::SecretBox) -> Self {
+            let config = crate::ServerConfig::new(std::path::PathBuf::new(), ([127, 0, 0, 1], 0).into());
+            Self { state: crate::state::AppState::new(store, secrets, &config) }
+        }
+
+        /// Creates or replaces one recipe (see `app::recipes::import`).
+        pub async fn import(
+            &self,
+            owner: Option<gantry_types::AccountId>,
+            req: gantry_types::recipe::RecipeRequest,
+        ) -> Result<(gantry_types::recipe::JobRecipe, Imported), crate::AppError> {
+            crate::app::recipes::import(&self.state, owner, req).await
+        }
+    }
 }
 
 /// The OpenAPI document of the signed API, as committed in `openapi/api.json`.

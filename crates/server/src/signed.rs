@@ -102,11 +102,15 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<AppState>> for Signed<T> {
 
         let raw_query = parts.uri.query().unwrap_or("");
         let queries = query_candidates(raw_query);
+        // The path as routed, and as received when routing trimmed it (`api::lenient`).
+        let received = parts.extensions.get::<crate::api::lenient::ReceivedPath>();
+        let paths: Vec<&str> = std::iter::once(parts.uri.path()).chain(received.map(|p| p.0.as_str())).collect();
         let verify = |body_hashes: &[String]| {
-            let canonicals: Vec<String> = queries
+            let canonicals: Vec<String> = paths
                 .iter()
-                .flat_map(|q| body_hashes.iter().map(move |b| (q, b)))
-                .map(|(q, b)| canonical_string(public_key, time, nonce, parts.method.as_str(), parts.uri.path(), q, b))
+                .flat_map(|p| queries.iter().map(move |q| (p, q)))
+                .flat_map(|(p, q)| body_hashes.iter().map(move |b| (p, q, b)))
+                .map(|(p, q, b)| canonical_string(public_key, time, nonce, parts.method.as_str(), p, q, b))
                 .collect();
             verify_any(&key.secret, canonicals.iter().map(String::as_str), signature)
         };

@@ -4,8 +4,9 @@
 //! every response: a stored job holds ciphertext, a returned job holds
 //! [`REDACTED`] where a secret is set (so clients can tell that one is).
 
-use gantry_store::{JobTransition, Page};
+use gantry_store::{JobTransition, Page, RunFilter};
 use gantry_types::job::{CreateJobRequest, Job, JobSpec, JobStatus};
+use gantry_types::job_run::JobRunStatus;
 use gantry_types::list::{JobFilter, Paging};
 use gantry_types::validate::validate_create_job;
 use gantry_types::{AccountId, JobId, RecipeId};
@@ -71,7 +72,10 @@ pub async fn create(
 /// Fetches a job in scope; another account's job is "not found".
 pub async fn fetch(state: &AppState, scope: Option<AccountId>, id: JobId) -> Result<Job, AppError> {
     let job = state.store.job_fetch(scope, id).await?.ok_or_else(|| AppError::not_found("job", id))?;
-    Ok(with_reason(state, redact(job)))
+    let mut jobs = [with_reason(state, redact(job))];
+    mirror_access_tokens(state, &mut jobs).await?;
+    let [job] = jobs;
+    Ok(job)
 }
 
 /// Lists jobs in scope.
@@ -83,7 +87,38 @@ pub async fn list(
 ) -> Result<Page<Job>, AppError> {
     let mut page = state.store.job_list(scope, filter, paging).await?;
     page.items = page.items.into_iter().map(|j| with_reason(state, redact(j))).collect();
+    mirror_access_tokens(state, &mut page.items).await?;
     Ok(page)
+}
+
+/// Upstream's job object carries `container_access_tokens` next to the run's (API.md
+/// §6.6); clients that read the job rather than its runs expect the current run's
+/// token there. The job mirrors the tokens of its live runs (ASSIGNED, PREPARING,
+/// RUNNING: one per gang member, by rank), so it is `[]` while PENDING and once the
+/// job has ended, as before. Derived at read time (one query per page), never stored.
+async fn mirror_access_tokens(state: &AppState, jobs: &mut [Job]) -> Result<(), AppError> {
+    let live = |j: &Job| matches!(j.status, JobStatus::Assigned | JobStatus::Running | JobStatus::Cancelling);
+    let job_uuids: Vec<JobId> = jobs.iter().filter(|j| live(j)).map(|j| j.uuid).collect();
+    if job_uuids.is_empty() {
+        return Ok(());
+    }
+    let filter = RunFilter {
+        job_uuids,
+        statuses: vec![JobRunStatus::Assigned, JobRunStatus::Preparing, JobRunStatus::Running],
+        node_uuids: vec![],
+    };
+    // Live runs are at most a gang per job: a page of 50 jobs fits well within this.
+    let paging = Paging { page: 1, limit: 10_000, newest_first: false };
+    let mut runs = state.store.run_list(None, &filter, paging).await?.items;
+    runs.sort_by_key(|r| (r.run.attempt, r.run.rank));
+    for job in jobs.iter_mut().filter(|j| live(j)) {
+        job.container_access_tokens = runs
+            .iter()
+            .filter(|r| r.run.job_uuid == job.uuid)
+            .flat_map(|r| r.run.container_access_tokens.iter().cloned())
+            .collect();
+    }
+    Ok(())
 }
 
 /// Cancels a job. Idempotent: PENDING ends CANCELLED at once; ASSIGNED/RUNNING
@@ -113,7 +148,10 @@ pub async fn cancel(
                     state.signals.bump(run.run.node_uuid);
                 }
             }
-            return Ok(redact(after));
+            let mut jobs = [redact(after)];
+            mirror_access_tokens(state, &mut jobs).await?;
+            let [job] = jobs;
+            return Ok(job);
         }
     }
 }

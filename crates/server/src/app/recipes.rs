@@ -149,17 +149,33 @@ fn seal(state: &AppState, new: &mut JobTemplate, old: Option<&JobTemplate>) -> R
     Ok(())
 }
 
-/// Creates a recipe owned by the caller (201).
+/// The uuid a create asks for (admins only), or a fresh one.
+fn asked_uuid(req: &RecipeRequest, is_admin: bool) -> Result<RecipeId, AppError> {
+    match req.uuid.as_deref().filter(|u| !u.is_empty()) {
+        None => Ok(RecipeId::new()),
+        Some(_) if !is_admin => Err(AppError::Forbidden {
+            code: "missing_permission",
+            message: "uuid: only admins choose a recipe's uuid (job_recipes.create.all, the admin preset); \
+                      leave the field out"
+                .into(),
+        }),
+        Some(text) => text.parse().map_err(|_| AppError::field("uuid", format!("must be a UUID, got {text:?}"))),
+    }
+}
+
+/// Creates a recipe owned by the caller (201); admins may give its `uuid` (409 when
+/// taken).
 pub async fn create(state: &AppState, caller: RecipeCaller, req: RecipeRequest) -> Result<JobRecipe, AppError> {
     if req.is_official == Some(true) && !caller.is_admin {
         return Err(official_forbidden());
     }
+    let uuid = asked_uuid(&req, caller.is_admin)?;
     let changes = check(state, req, true).await?;
     let now = now_ms();
     let mut payload = changes.payload.ok_or_else(|| AppError::field("payload", "is required"))?;
     seal(state, &mut payload, None)?;
     let record = RecipeRecord {
-        uuid: RecipeId::new(),
+        uuid,
         account_uuid: Some(caller.account()),
         name: changes.name.ok_or_else(|| AppError::field("name", "is required"))?,
         description: changes.description.flatten(),
@@ -207,6 +223,11 @@ pub async fn update(
     id: RecipeId,
     req: RecipeRequest,
 ) -> Result<JobRecipe, AppError> {
+    if let Some(u) = req.uuid.as_deref().filter(|u| !u.is_empty())
+        && u.parse::<RecipeId>().ok() != Some(id)
+    {
+        return Err(AppError::field("uuid", "a recipe's uuid cannot change; leave the field out"));
+    }
     let changes = check(state, req, false).await?;
     // Compare-and-set: a concurrent update moves updated_at; re-read and re-apply.
     loop {
@@ -348,4 +369,78 @@ pub async fn seed(state: &AppState) -> anyhow::Result<()> {
     let inserted = state.store.recipe_upsert_seed(&records).await?;
     tracing::info!(inserted, seeded = records.len(), "official job recipes loaded");
     Ok(())
+}
+
+/// What [`import`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Imported {
+    /// The uuid was new.
+    Created,
+    /// A recipe with that uuid existed and now holds the imported fields.
+    Replaced,
+}
+
+/// `gantry admin recipes import`: writes one recipe as an operator, under the uuid
+/// the file gives (a fresh one when absent). Checked exactly like `POST
+/// /v1/job-recipes`. A new recipe belongs to `owner` (none: like the seeds, an
+/// operator's, PUBLIC unless the file says otherwise); an existing one keeps its
+/// owner, creation time and last use and takes every field the file sends, so
+/// importing the same file twice changes nothing the second time.
+pub async fn import(
+    state: &AppState,
+    owner: Option<AccountId>,
+    req: RecipeRequest,
+) -> Result<(JobRecipe, Imported), AppError> {
+    let uuid = asked_uuid(&req, true)?;
+    let changes = check(state, req, true).await?;
+    let viewer = RecipeViewer { account: owner.unwrap_or(AccountId(uuid::Uuid::nil())), sees_all: true };
+    let caller = viewer.account;
+    loop {
+        let current = state.store.recipe_fetch(viewer, uuid).await?;
+        let now = now_ms();
+        let c = changes.clone();
+        let mut payload = c.payload.clone().ok_or_else(|| AppError::field("payload", "is required"))?;
+        seal(state, &mut payload, current.as_ref().map(|r| &r.payload))?;
+        let Some(current) = current else {
+            let record = RecipeRecord {
+                uuid,
+                account_uuid: owner,
+                name: c.name.ok_or_else(|| AppError::field("name", "is required"))?,
+                description: c.description.flatten(),
+                visibility: c.visibility.unwrap_or(if owner.is_some() {
+                    RecipeVisibility::Private
+                } else {
+                    RecipeVisibility::Public
+                }),
+                is_official: c.is_official.unwrap_or(false),
+                payload,
+                input_schema: c.input_schema.unwrap_or_default(),
+                quickstart_md: c.quickstart_md.flatten(),
+                thumbnail_url: c.thumbnail_url.flatten(),
+                forked_from_recipe_uuid: None,
+                created_at_ms: now,
+                updated_at_ms: now,
+                last_used_at_ms: None,
+            };
+            match state.store.recipe_create(&record).await {
+                Ok(()) => return Ok((wire(record, caller), Imported::Created)),
+                // Created meanwhile (another import): replace it on the next turn.
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let mut next = current.clone();
+        next.payload = payload;
+        next.name = c.name.unwrap_or(next.name);
+        next.description = c.description.unwrap_or(next.description);
+        next.visibility = c.visibility.unwrap_or(next.visibility);
+        next.is_official = c.is_official.unwrap_or(next.is_official);
+        next.input_schema = c.input_schema.unwrap_or(next.input_schema);
+        next.quickstart_md = c.quickstart_md.unwrap_or(next.quickstart_md);
+        next.thumbnail_url = c.thumbnail_url.unwrap_or(next.thumbnail_url);
+        next.updated_at_ms = now.max(current.updated_at_ms + 1);
+        if state.store.recipe_update(None, &next, current.updated_at_ms).await? {
+            return Ok((wire(next, caller), Imported::Replaced));
+        }
+    }
 }
