@@ -24,7 +24,10 @@
 
 pub mod image;
 pub mod logs;
+pub mod network;
 mod ports;
+pub mod private;
+pub mod registry;
 pub mod pull;
 mod puller;
 pub mod spec;
@@ -51,7 +54,10 @@ use tokio::sync::{Notify, watch};
 
 use self::logs::LogBuffer;
 use self::pull::{PullHub, RegistryAuth};
-use self::spec::{CreateContext, GpuMode, LABEL_OWNER, LABEL_PORT_PREFIX, LABEL_RUN};
+use self::network::NetworkPool;
+use self::private::PrivateImages;
+use self::spec::{CreateContext, GpuMode, JobLimits, LABEL_OWNER, LABEL_PORT_PREFIX, LABEL_RUN};
+use crate::proxy::ProxyLimits;
 use crate::runtime::{ContainerRuntime, ContainerState, Observed, RuntimeError};
 
 /// Label marking the throw-away source container of a volume copy.
@@ -80,6 +86,21 @@ pub struct DockerConfig {
     /// does not track (left by an earlier agent process, or made by hand), which are
     /// then adopted and, when no run wants them, swept.
     pub rescan_every: Duration,
+    /// The bounds every container gets (memory and CPU floors, PIDs, writable layer).
+    pub limits: JobLimits,
+    /// Where run networks take their subnets from.
+    pub network_pool: NetworkPool,
+    /// Idle timeout and connection cap of each port proxy.
+    pub proxy: ProxyLimits,
+    /// Most ports one run may publish.
+    pub max_ports: usize,
+    /// Whether jobs may pull from registries on loopback, link-local or private
+    /// addresses (off: a job could make the node's daemon probe the operator's own
+    /// network, or a cloud metadata service).
+    pub allow_private_registries: bool,
+    /// Where the images ever pulled with credentials are remembered across restarts
+    /// (none: in memory only).
+    pub private_images_file: Option<std::path::PathBuf>,
 }
 
 impl DockerConfig {
@@ -94,6 +115,12 @@ impl DockerConfig {
             max_pending_log_bytes: 4 * 1024 * 1024,
             log_cursors: HashMap::new(),
             rescan_every: Duration::from_secs(30),
+            limits: JobLimits::default(),
+            network_pool: NetworkPool::default(),
+            proxy: ProxyLimits::default(),
+            max_ports: 32,
+            allow_private_registries: false,
+            private_images_file: None,
         }
     }
 }
@@ -142,6 +169,11 @@ struct Inner {
     adopted: AtomicBool,
     adopting: tokio::sync::Mutex<()>,
     last_scan: Mutex<Instant>,
+    /// Whether the storage driver may still support a writable-layer size (cleared
+    /// the first time the daemon says it does not).
+    layer_limit: AtomicBool,
+    /// Images ever pulled with credentials.
+    private: PrivateImages,
 }
 
 /// Runs containers on the local Docker Engine.
@@ -168,6 +200,7 @@ impl DockerRuntime {
     /// A runtime over an existing client.
     pub fn with_docker(docker: Docker, config: DockerConfig) -> Self {
         let pulls = PullHub::new(Arc::new(puller::DockerPuller { docker: docker.clone() }));
+        let private = PrivateImages::load(config.private_images_file.clone());
         Self {
             inner: Arc::new(Inner {
                 docker,
@@ -178,6 +211,8 @@ impl DockerRuntime {
                 adopted: AtomicBool::new(false),
                 adopting: tokio::sync::Mutex::new(()),
                 last_scan: Mutex::new(Instant::now()),
+                layer_limit: AtomicBool::new(true),
+                private,
             }),
         }
     }
@@ -273,6 +308,10 @@ impl DockerRuntime {
                 me.supervise(run, id).await;
             });
         }
+        // Asked per network, after listing: a run inserted meanwhile (whose network
+        // may be in the list) is kept.
+        let tracked = |run: JobRunId| self.inner.runs.lock().expect("runs poisoned").contains_key(&run);
+        network::sweep(docker, &self.inner.config.owner, tracked).await.map_err(unavailable)?;
         Ok(())
     }
 
@@ -326,6 +365,7 @@ impl DockerRuntime {
                 // The container may exist half-made; it is of no use now.
                 let name = spec::container_name(run);
                 let _ = force_remove(&self.inner.docker, &name).await;
+                let _ = network::remove(&self.inner.docker, run).await;
                 let stopped = stop.borrow().is_some();
                 self.finish(run, if stopped { ContainerState::Stopped } else { ContainerState::Failed { reason } });
             }
@@ -335,7 +375,23 @@ impl DockerRuntime {
     /// Pulls, creates, fills and starts the container; returns its id.
     async fn prepare(&self, run: JobRunId, spec: &RunSpec, epoch: i64) -> StepResult<String> {
         let docker = &self.inner.docker;
+        let config = &self.inner.config;
+        if spec.ports.len() > config.max_ports {
+            return Err(format!(
+                "the job publishes {} ports; this node publishes at most {} per job",
+                spec.ports.len(),
+                config.max_ports
+            ));
+        }
         let image = spec::image_reference(&spec.image, &spec.tag, spec.registry_host.as_deref());
+        if !config.allow_private_registries {
+            registry::check_public(&pull::registry_of(&image)).await?;
+            for v in &spec.volumes {
+                let reference =
+                    spec::image_reference(&v.image, v.tag.as_deref().unwrap_or("latest"), v.registry.as_deref());
+                registry::check_public(&pull::registry_of(&reference)).await?;
+            }
+        }
         let auth = registry_auth(
             spec.registry_host.as_deref(),
             spec.registry_user.as_deref(),
@@ -355,28 +411,44 @@ impl DockerRuntime {
         let listeners =
             ports::bind(self.inner.config.bind_ip, &wanted).map_err(|e| format!("cannot publish ports: {e}"))?;
         let published: Vec<(u16, u16)> = listeners.iter().map(|l| (l.container_port, l.external_port)).collect();
-        let ctx = CreateContext {
-            run,
-            owner: &self.inner.config.owner,
-            epoch,
-            image: &image,
-            published: &published,
-            gpus: self.inner.config.gpus,
-        };
-        let mut body = spec::create_body(spec, &ctx);
-        if !spec.allowed_ips.is_empty()
-            && let Some(labels) = body.labels.as_mut()
-        {
-            labels.insert(LABEL_ALLOWED_IPS.into(), spec.allowed_ips.join(","));
-        }
+        let network = network::ensure(docker, run, &config.owner, &config.network_pool).await?;
         let name = spec::container_name(run);
-        let options = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
-        let id = match docker.create_container(Some(options), body).await {
-            Ok(created) => created.id,
-            Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => {
-                return Err(format!("a container named {name} already exists; refusing to start the run twice"));
+        let id = loop {
+            let layer_limit = self.inner.layer_limit.load(Ordering::Relaxed);
+            let ctx = CreateContext {
+                run,
+                owner: &config.owner,
+                epoch,
+                image: &image,
+                published: &published,
+                gpus: config.gpus,
+                network: &network,
+                limits: &config.limits,
+                writable_layer_limit: layer_limit && config.limits.writable_layer_bytes.is_some(),
+            };
+            let mut body = spec::create_body(spec, &ctx);
+            if !spec.allowed_ips.is_empty()
+                && let Some(labels) = body.labels.as_mut()
+            {
+                labels.insert(LABEL_ALLOWED_IPS.into(), spec.allowed_ips.join(","));
             }
-            Err(e) => return Err(format!("cannot create the container: {e}")),
+            let options = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
+            match docker.create_container(Some(options), body).await {
+                Ok(created) => break created.id,
+                Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => {
+                    return Err(format!("a container named {name} already exists; refusing to start the run twice"));
+                }
+                // Only some storage drivers can bound the writable layer (overlay2 on
+                // xfs with pquota, btrfs, zfs, devicemapper); on the others the limit
+                // is left out from now on.
+                Err(DockerError::DockerResponseServerError { message, .. })
+                    if ctx.writable_layer_limit && message.contains("storage-opt") =>
+                {
+                    tracing::info!(reason = %message, "the storage driver cannot limit a container's writable layer; running without that limit");
+                    self.inner.layer_limit.store(false, Ordering::Relaxed);
+                }
+                Err(e) => return Err(format!("cannot create the container: {e}")),
+            }
         };
         for (i, (reference, mount)) in volume_images.iter().enumerate() {
             let labels = HashMap::from([
@@ -410,7 +482,23 @@ impl DockerRuntime {
         if auth.is_none()
             && let Ok(found) = self.inner.docker.inspect_image(image).await
         {
-            return Ok(found.size);
+            if !found.id.as_deref().is_some_and(|id| self.inner.private.contains(id)) {
+                return Ok(found.size);
+            }
+            // Its content came with someone's credentials: this job, which has none,
+            // gets it only if the registry serves it to anyone (a manifest request
+            // without credentials). An alias (digest, image id, another tag) resolves
+            // to the same image id, so it is asked about too.
+            return match self.inner.docker.inspect_registry_image(image, None).await {
+                Ok(_) => Ok(found.size),
+                Err(e) => {
+                    tracing::debug!(%run, %image, error = %e, "a private image was asked for without credentials");
+                    Err(format!(
+                        "image {image} is private: the registry {} does not serve it without credentials; give the job the registry user and secret",
+                        host.map(str::to_string).unwrap_or_else(|| pull::registry_of(image))
+                    ))
+                }
+            };
         }
         let rx = self.inner.pulls.pull(image, auth);
         let mut last_report = Instant::now() - Duration::from_secs(1);
@@ -424,7 +512,13 @@ impl DockerRuntime {
         })
         .await
         .map_err(|message| pull::explain_pull_error(image, host, &message))?;
-        Ok(self.inner.docker.inspect_image(image).await.ok().and_then(|i| i.size))
+        let found = self.inner.docker.inspect_image(image).await.ok();
+        if auth.is_some()
+            && let Some(id) = found.as_ref().and_then(|i| i.id.as_deref())
+        {
+            self.inner.private.insert(id);
+        }
+        Ok(found.and_then(|i| i.size))
     }
 
     /// Starts the proxies for the pre-bound `listeners` towards the container.
@@ -450,7 +544,8 @@ impl DockerRuntime {
             .and_then(|n| n.values().find_map(|e| e.ip_address.clone().filter(|ip| !ip.is_empty())))
             .and_then(|ip| ip.parse::<IpAddr>().ok())
             .ok_or("the container has no address on the bridge network")?;
-        let (proxies, urls) = ports::serve(listeners, ip, allowed_ips, &self.inner.config.advertise_host)?;
+        let config = &self.inner.config;
+        let (proxies, urls) = ports::serve(listeners, ip, allowed_ips, &config.advertise_host, config.proxy)?;
         self.update(run, |e| {
             e.proxies = proxies;
             e.node_urls = urls;
@@ -653,6 +748,9 @@ impl ContainerRuntime for DockerRuntime {
         // The container goes first: while the entry exists a rescan cannot mistake
         // the container for an untracked one and adopt it again.
         force_remove(&self.inner.docker, &spec::container_name(run)).await.map_err(unavailable)?;
+        if let Err(e) = network::remove(&self.inner.docker, run).await {
+            tracing::debug!(%run, error = %e, "cannot remove the run's network yet; the sweep will");
+        }
         let entry = self.inner.runs.lock().expect("runs poisoned").remove(&run);
         drop(entry); // closes its proxies
         Ok(())
