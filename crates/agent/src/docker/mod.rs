@@ -538,12 +538,18 @@ impl DockerRuntime {
             .inspect_container(container, None::<InspectContainerOptions>)
             .await
             .map_err(|e| format!("cannot inspect the container: {e}"))?;
+        let running = inspect.state.as_ref().and_then(|s| s.running).unwrap_or(false);
         let ip = inspect
             .network_settings
             .and_then(|n| n.networks)
             .and_then(|n| n.values().find_map(|e| e.ip_address.clone().filter(|ip| !ip.is_empty())))
-            .and_then(|ip| ip.parse::<IpAddr>().ok())
-            .ok_or("the container has no address on the bridge network")?;
+            .and_then(|ip| ip.parse::<IpAddr>().ok());
+        let ip = match ip {
+            Some(ip) => ip,
+            // Ended already (a short BATCH job): nothing to publish, its exit is reported.
+            None if !running => return Ok(()),
+            None => return Err("the container has no address on its network".into()),
+        };
         let config = &self.inner.config;
         let (proxies, urls) = ports::serve(listeners, ip, allowed_ips, &config.advertise_host, config.proxy)?;
         self.update(run, |e| {
