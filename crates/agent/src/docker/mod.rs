@@ -54,7 +54,7 @@ use tokio::sync::{Notify, watch};
 
 use self::logs::LogBuffer;
 use self::pull::{PullHub, RegistryAuth};
-use self::network::NetworkPool;
+use self::network::{NetworkPool, Networks};
 use self::private::PrivateImages;
 use self::spec::{CreateContext, GpuMode, JobLimits, LABEL_OWNER, LABEL_PORT_PREFIX, LABEL_RUN};
 use crate::proxy::ProxyLimits;
@@ -143,6 +143,8 @@ struct Entry {
     proxies: Vec<crate::proxy::PortProxy>,
     /// When the runtime was asked to start the run (benchmarks read it).
     accepted_at: std::time::SystemTime,
+    /// The run's own network, once it has one.
+    network: Option<String>,
 }
 
 impl Entry {
@@ -156,6 +158,7 @@ impl Entry {
             stop: watch::channel(None).0,
             proxies: vec![],
             accepted_at: std::time::SystemTime::now(),
+            network: None,
         }
     }
 }
@@ -174,6 +177,8 @@ struct Inner {
     layer_limit: AtomicBool,
     /// Images ever pulled with credentials.
     private: PrivateImages,
+    /// The runs' networks and the spare.
+    networks: Arc<Networks>,
 }
 
 /// Runs containers on the local Docker Engine.
@@ -201,6 +206,7 @@ impl DockerRuntime {
     pub fn with_docker(docker: Docker, config: DockerConfig) -> Self {
         let pulls = PullHub::new(Arc::new(puller::DockerPuller { docker: docker.clone() }));
         let private = PrivateImages::load(config.private_images_file.clone());
+        let networks = Networks::new(docker.clone(), config.owner.clone(), config.network_pool.clone());
         Self {
             inner: Arc::new(Inner {
                 docker,
@@ -213,6 +219,7 @@ impl DockerRuntime {
                 last_scan: Mutex::new(Instant::now()),
                 layer_limit: AtomicBool::new(true),
                 private,
+                networks,
             }),
         }
     }
@@ -281,6 +288,10 @@ impl DockerRuntime {
             }
             tracing::info!(%run, container = %id, running, "adopting a container from before the restart");
             let mut entry = Entry::new(ContainerState::Running);
+            if let Some(network) = inspect.host_config.as_ref().and_then(|h| h.network_mode.clone()) {
+                self.inner.networks.adopt(&network);
+                entry.network = Some(network);
+            }
             if let Some(cursor) = self.inner.config.log_cursors.get(&run) {
                 entry.logs.push(Some(cursor), "", usize::MAX);
             }
@@ -308,11 +319,18 @@ impl DockerRuntime {
                 me.supervise(run, id).await;
             });
         }
-        // Asked per network, after listing: a run inserted meanwhile (whose network
-        // may be in the list) is kept.
-        let tracked = |run: JobRunId| self.inner.runs.lock().expect("runs poisoned").contains_key(&run);
-        network::sweep(docker, &self.inner.config.owner, tracked).await.map_err(unavailable)?;
+        self.inner.networks.sweep().await.map_err(unavailable)?;
         Ok(())
+    }
+
+    /// Removes the run's network (its container must be gone); a failure leaves it to the sweep.
+    async fn release_network(&self, run: JobRunId) {
+        let network = self.inner.runs.lock().expect("runs poisoned").get_mut(&run).and_then(|e| e.network.take());
+        if let Some(network) = network
+            && let Err(e) = self.inner.networks.release(&network).await
+        {
+            tracing::debug!(%run, %network, error = %e, "cannot remove the run's network yet; the sweep will");
+        }
     }
 
     fn update(&self, run: JobRunId, f: impl FnOnce(&mut Entry)) {
@@ -365,7 +383,7 @@ impl DockerRuntime {
                 // The container may exist half-made; it is of no use now.
                 let name = spec::container_name(run);
                 let _ = force_remove(&self.inner.docker, &name).await;
-                let _ = network::remove(&self.inner.docker, run).await;
+                self.release_network(run).await;
                 let stopped = stop.borrow().is_some();
                 self.finish(run, if stopped { ContainerState::Stopped } else { ContainerState::Failed { reason } });
             }
@@ -411,7 +429,9 @@ impl DockerRuntime {
         let listeners =
             ports::bind(self.inner.config.bind_ip, &wanted).map_err(|e| format!("cannot publish ports: {e}"))?;
         let published: Vec<(u16, u16)> = listeners.iter().map(|l| (l.container_port, l.external_port)).collect();
-        let network = network::ensure(docker, run, &config.owner, &config.network_pool).await?;
+        let network = self.inner.networks.take().await?;
+        let taken = network.clone();
+        self.update_quietly(run, |e| e.network = Some(taken));
         let name = spec::container_name(run);
         let id = loop {
             let layer_limit = self.inner.layer_limit.load(Ordering::Relaxed);
@@ -754,9 +774,7 @@ impl ContainerRuntime for DockerRuntime {
         // The container goes first: while the entry exists a rescan cannot mistake
         // the container for an untracked one and adopt it again.
         force_remove(&self.inner.docker, &spec::container_name(run)).await.map_err(unavailable)?;
-        if let Err(e) = network::remove(&self.inner.docker, run).await {
-            tracing::debug!(%run, error = %e, "cannot remove the run's network yet; the sweep will");
-        }
+        self.release_network(run).await;
         let entry = self.inner.runs.lock().expect("runs poisoned").remove(&run);
         drop(entry); // closes its proxies
         Ok(())
