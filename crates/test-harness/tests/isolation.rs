@@ -343,3 +343,33 @@ async fn registries_on_internal_addresses_and_too_many_ports_are_refused_by_defa
     let run = final_run(&client, fine.uuid).await;
     assert_eq!(run.status, JobRunStatus::Completed, "{run:?}");
 }
+
+#[tokio::test]
+async fn run_networks_come_from_the_pool_with_isolation_on_and_strays_are_swept() {
+    use gantry_agent::docker::network::{NetworkPool, Networks};
+    use gantry_test_harness::docker::owned_networks;
+    let owner = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let owned = || owned_networks(&owner).len();
+    let networks = Networks::new(docker(), owner.clone(), NetworkPool::default());
+    let taken = networks.take().await.unwrap();
+    wait_for("a spare network made ahead", Duration::from_secs(20), || async { (owned() == 2).then_some(()) }).await;
+    let inspect = docker().inspect_network(&taken, None).await.unwrap();
+    let options = inspect.options.unwrap_or_default();
+    assert_eq!(options.get("com.docker.network.bridge.enable_icc").map(String::as_str), Some("false"));
+    let subnet: ipnet::Ipv4Net =
+        inspect.ipam.unwrap().config.unwrap()[0].subnet.as_deref().unwrap().parse().unwrap();
+    assert!("10.213.0.0/16".parse::<ipnet::Ipv4Net>().unwrap().contains(&subnet), "{subnet}");
+    assert_eq!(subnet.prefix_len(), 28);
+
+    // An earlier agent process of the same owner left a network and a spare behind.
+    let earlier = Networks::new(docker(), owner.clone(), NetworkPool::default());
+    earlier.take().await.unwrap();
+    wait_for("the earlier process's spare", Duration::from_secs(20), || async { (owned() == 4).then_some(()) }).await;
+    drop(earlier);
+    networks.sweep().await.unwrap();
+    assert_eq!(owned(), 2, "strays swept, the taken network and the spare kept");
+    networks.release(&taken).await.unwrap();
+    assert_eq!(owned(), 1, "the spare is left");
+    gantry_agent::docker::network::sweep(&docker(), &owner, |_| false).await.unwrap();
+    assert_eq!(owned(), 0);
+}
