@@ -20,8 +20,8 @@
 //! [`gantry_auth::ip_allowed`]): same syntax, same IPv4-mapped IPv6 handling, one place to fix.
 //! The agent already depends on gantry-auth through the client, so reusing it costs nothing.
 
-use std::io;
 use std::collections::HashMap;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;

@@ -164,12 +164,13 @@ fn status_field<'a>(logs: &'a str, name: &str) -> &'a str {
 async fn a_job_asking_for_nothing_is_still_bounded_and_cannot_steer_the_gpu_runtime() {
     test_image().await;
     let ctx = start().await;
-    let node = ctx.docker_node_with(NODE, |c| {
-        c.limits.min_memory_bytes = 300 << 20;
-        c.limits.min_cpus = 0.5;
-        c.limits.pids = 321;
-    })
-    .await;
+    let node = ctx
+        .docker_node_with(NODE, |c| {
+            c.limits.min_memory_bytes = 300 << 20;
+            c.limits.min_cpus = 0.5;
+            c.limits.pids = 321;
+        })
+        .await;
     let client = ctx.new_account(Preset::Consumer).await;
     let script = "grep -E '^(CapEff|NoNewPrivs):' /proc/self/status; env | grep -E '^(NVIDIA|CUDA)_' | sort; \
                   sleep 30";
@@ -200,8 +201,7 @@ async fn a_job_asking_for_nothing_is_still_bounded_and_cannot_steer_the_gpu_runt
     assert_eq!(gpu_env, vec!["NVIDIA_TF32_OVERRIDE=0", "NVIDIA_VISIBLE_DEVICES=void"], "{logs}");
 
     // The daemon holds the limits: the node's floors for a request of nothing.
-    let inspect =
-        docker().inspect_container(&container_name(run.uuid), None::<InspectContainerOptions>).await.unwrap();
+    let inspect = docker().inspect_container(&container_name(run.uuid), None::<InspectContainerOptions>).await.unwrap();
     let host = inspect.host_config.unwrap();
     assert_eq!(host.memory, Some(300 << 20));
     assert_eq!(host.nano_cpus, Some(500_000_000));
@@ -257,9 +257,7 @@ async fn a_private_image_cached_on_the_node_runs_only_with_credentials_the_regis
     let bob = ctx.new_account(Preset::Consumer).await;
     // (The newline: a last line without one is shipped only when the log stream ends.)
     let read = "cat /secret.txt; echo";
-    let with = |user: &str, password: &str| {
-        json!({"image": repo, "tag": "1", "host": registry.host, "user": user, "secret": password})
-    };
+    let with = |user: &str, password: &str| json!({"image": repo, "tag": "1", "host": registry.host, "user": user, "secret": password});
 
     // Alice pulls with her credentials and reads her file.
     let pulled = alice.create_job(&job(read, with(&registry.user, &registry.password))).await.unwrap();
@@ -295,8 +293,11 @@ async fn a_private_image_cached_on_the_node_runs_only_with_credentials_the_regis
 
     // Bob with the registry's own credentials, by digest: the registry accepts them, so he may.
     let accepted = bob
-        .create_job(&job(read, json!({"image": by_digest, "host": registry.host, "user": registry.user,
-                                        "secret": registry.password})))
+        .create_job(&job(
+            read,
+            json!({"image": by_digest, "host": registry.host, "user": registry.user,
+                                        "secret": registry.password}),
+        ))
         .await
         .unwrap();
     let run = final_run(&bob, accepted.uuid).await;
@@ -356,8 +357,7 @@ async fn run_networks_come_from_the_pool_with_isolation_on_and_strays_are_swept(
     let inspect = docker().inspect_network(&taken, None).await.unwrap();
     let options = inspect.options.unwrap_or_default();
     assert_eq!(options.get("com.docker.network.bridge.enable_icc").map(String::as_str), Some("false"));
-    let subnet: ipnet::Ipv4Net =
-        inspect.ipam.unwrap().config.unwrap()[0].subnet.as_deref().unwrap().parse().unwrap();
+    let subnet: ipnet::Ipv4Net = inspect.ipam.unwrap().config.unwrap()[0].subnet.as_deref().unwrap().parse().unwrap();
     assert!("10.213.0.0/16".parse::<ipnet::Ipv4Net>().unwrap().contains(&subnet), "{subnet}");
     assert_eq!(subnet.prefix_len(), 28);
 

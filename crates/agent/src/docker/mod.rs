@@ -27,9 +27,9 @@ pub mod logs;
 pub mod network;
 mod ports;
 pub mod private;
-pub mod registry;
 pub mod pull;
 mod puller;
+pub mod registry;
 pub mod spec;
 pub mod volumes;
 
@@ -53,9 +53,9 @@ use gantry_types::protocol::RunSpec;
 use tokio::sync::{Notify, watch};
 
 use self::logs::LogBuffer;
-use self::pull::{PullHub, RegistryAuth};
 use self::network::{NetworkPool, Networks};
 use self::private::PrivateImages;
+use self::pull::{PullHub, RegistryAuth};
 use self::spec::{CreateContext, GpuMode, JobLimits, LABEL_OWNER, LABEL_PORT_PREFIX, LABEL_RUN};
 use crate::proxy::ProxyLimits;
 use crate::runtime::{ContainerRuntime, ContainerState, Observed, RuntimeError};

@@ -73,7 +73,9 @@ impl NetworkPool {
     /// A pool of `base`, which must hold at least one /28.
     pub fn new(base: Ipv4Net) -> Result<Self, String> {
         if base.prefix_len() > RUN_PREFIX {
-            return Err(format!("network pool {base} is smaller than one /{RUN_PREFIX}; give a /{RUN_PREFIX} or larger"));
+            return Err(format!(
+                "network pool {base} is smaller than one /{RUN_PREFIX}; give a /{RUN_PREFIX} or larger"
+            ));
         }
         Ok(Self { base: base.trunc() })
     }

@@ -134,7 +134,11 @@ impl Default for JobLimits {
 impl JobLimits {
     /// Memory limit for a request of `ram_gb`: the request, at least the floor.
     pub fn memory_bytes(&self, ram_gb: f64) -> i64 {
-        let asked = if ram_gb.is_finite() && ram_gb > 0.0 { (ram_gb * (1u64 << 30) as f64).min(i64::MAX as f64) as i64 } else { 0 };
+        let asked = if ram_gb.is_finite() && ram_gb > 0.0 {
+            (ram_gb * (1u64 << 30) as f64).min(i64::MAX as f64) as i64
+        } else {
+            0
+        };
         asked.max(self.min_memory_bytes)
     }
 
@@ -382,7 +386,11 @@ mod tests {
         gpu_env.sort();
         assert_eq!(
             gpu_env,
-            vec!["CUDA_VISIBLE_DEVICES=0", "NVIDIA_DRIVER_CAPABILITIES=compute,utility", "NVIDIA_VISIBLE_DEVICES=GPU-a"]
+            vec![
+                "CUDA_VISIBLE_DEVICES=0",
+                "NVIDIA_DRIVER_CAPABILITIES=compute,utility",
+                "NVIDIA_VISIBLE_DEVICES=GPU-a"
+            ]
         );
     }
 
