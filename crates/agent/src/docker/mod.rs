@@ -288,7 +288,10 @@ impl DockerRuntime {
             }
             tracing::info!(%run, container = %id, running, "adopting a container from before the restart");
             let mut entry = Entry::new(ContainerState::Running);
-            if let Some(network) = inspect.host_config.as_ref().and_then(|h| h.network_mode.clone()) {
+            // Containers from before run networks sit on the default bridge, which stays.
+            if let Some(network) = inspect.host_config.as_ref().and_then(|h| h.network_mode.clone())
+                && network.starts_with(network::NETWORK_PREFIX)
+            {
                 self.inner.networks.adopt(&network);
                 entry.network = Some(network);
             }
