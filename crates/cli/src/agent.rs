@@ -207,10 +207,7 @@ impl AgentArgs {
 /// Runs the agent(s) until Ctrl-C / SIGTERM.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     if args.print_inventory {
-        print!(
-            "{}",
-            gantry_agent::host::inventory_report(&args.host_options(), args.json).map_err(anyhow::Error::msg)?
-        );
+        out!("{}", gantry_agent::host::inventory_report(&args.host_options(), args.json).map_err(anyhow::Error::msg)?)?;
         return Ok(());
     }
     let client = args.client();
@@ -255,7 +252,7 @@ fn simulated(
             tokio::spawn(agent.run(stop.clone()))
         })
         .collect();
-    println!("gantry agent: {count} simulated node(s) syncing with {}", args.server);
+    outln!("gantry agent: {count} simulated node(s) syncing with {}", args.server)?;
     Ok(tasks)
 }
 
@@ -270,7 +267,7 @@ pub async fn docker_agent(
     let mut state = file.load_or_create().with_context(|| format!("agent state in {}", state_dir.display()))?;
     if state.server_url.as_deref() != Some(args.server.as_str()) {
         if state.node_uuid.is_some() {
-            println!("note: {} belonged to another control plane; registering as a new node", state_dir.display());
+            outln!("note: {} belonged to another control plane; registering as a new node", state_dir.display())?;
         }
         state.node_uuid = None;
         state.log_cursors.clear();
@@ -279,7 +276,7 @@ pub async fn docker_agent(
     }
     let probe = HostProbe::discover(&args.host_options()).map_err(anyhow::Error::msg)?;
     for note in probe.notes() {
-        println!("note: {note}");
+        outln!("note: {note}")?;
     }
     let real_gpus = args.fake_gpus.is_none() && !probe.description().inventory.gpus.is_empty();
     let advertise = match &args.advertise_host {
@@ -312,12 +309,12 @@ pub async fn docker_agent(
         probe: Some(Arc::new(probe)),
     };
     let agent = Agent::new(client, Arc::new(runtime), agent_config);
-    println!(
+    outln!(
         "gantry agent: node {name:?} ({gpus} GPU(s){}) on Docker {} syncing with {}; ports published on {advertise}",
         if real_gpus || gpus == 0 { "" } else { ", pretended" },
         version.version.unwrap_or_default(),
         args.server
-    );
+    )?;
     Ok(tokio::spawn(agent.run(stop)))
 }
 

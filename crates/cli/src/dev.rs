@@ -79,7 +79,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot start the server on {} (is another one running?)", args.listen))?;
     let url = format!("http://{}", server.local_addr);
-    println!("Gantry is up: control plane at {url}, data in {}", args.data_dir.display());
+    outln!("Gantry is up: control plane at {url}, data in {}", args.data_dir.display())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut agent = None;
     if !args.no_agent {
@@ -91,9 +91,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         );
         match crate::agent::docker_agent(&node_args, node_args.client(), stop_rx).await {
             Ok(task) => agent = Some(task),
-            Err(e) => println!(
+            Err(e) => outln!(
                 "\nNo node agent: {e:#}\nThe control plane keeps serving; `gantry agent --simulate 1` adds a simulated node."
-            ),
+            )?,
         }
     }
     let consumer = Client::new(Credentials {
@@ -105,17 +105,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         && !args.no_demo
         && let Err(e) = demo(&consumer).await
     {
-        println!("\nThe hello-world job did not run: {e:#}");
+        outln!("\nThe hello-world job did not run: {e:#}")?;
     }
-    println!("\nPaste these into another shell to use the CLI:\n");
-    println!("export GANTRY_API_BASE_URL={url}");
-    println!("export GANTRY_PUBLIC_KEY={}", creds.public_key);
-    println!("export GANTRY_SECRET_KEY={}", creds.secret_key);
-    println!("\nThen try: gantry jobs create --image {DEMO_IMAGE} --tag latest --cpus 1 --gpus 0 --follow");
-    println!(
+    outln!("\nPaste these into another shell to use the CLI:\n")?;
+    outln!("export GANTRY_API_BASE_URL={url}")?;
+    outln!("export GANTRY_PUBLIC_KEY={}", creds.public_key)?;
+    outln!("export GANTRY_SECRET_KEY={}", creds.secret_key)?;
+    outln!("\nThen try: gantry jobs create --image {DEMO_IMAGE} --tag latest --cpus 1 --gpus 0 --follow")?;
+    outln!(
         "Ctrl-C stops the platform (job containers keep running and are adopted on the next start); state stays in {}.",
         args.data_dir.display()
-    );
+    )?;
     shutdown_signal().await;
     let _ = stop_tx.send(true);
     if let Some(task) = agent {
@@ -128,9 +128,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 async fn demo(client: &Client) -> anyhow::Result<()> {
     let docker = bollard::Docker::connect_with_local_defaults()?;
     if docker.inspect_image(&format!("{DEMO_IMAGE}:latest")).await.is_err() {
-        println!(
+        outln!(
             "\nBuilding the demo image {DEMO_IMAGE}:latest from this machine's static busybox (no registry needed)..."
-        );
+        )?;
         gantry_agent::docker::image::build_busybox_image(&docker, DEMO_IMAGE, "latest", DEMO_SCRIPT)
             .await
             .map_err(anyhow::Error::msg)?;
@@ -141,7 +141,7 @@ async fn demo(client: &Client) -> anyhow::Result<()> {
         "parameters": {"type": "docker", "parameters": {"image": DEMO_IMAGE, "tag": "latest", "ports": []}}
     });
     let job = client.create_job(&body).await.context("submitting the hello-world job")?;
-    println!("\nSubmitted the hello-world job {}; its logs:", job.uuid);
+    outln!("\nSubmitted the hello-world job {}; its logs:", job.uuid)?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let run = loop {
         if let Some(run) = client.runs_of_job(job.uuid).await?.into_iter().next() {
@@ -153,13 +153,13 @@ async fn demo(client: &Client) -> anyhow::Result<()> {
     let mut stream = client.run_logs(run.uuid, true).await?;
     while let Some(chunk) = stream.chunk().await? {
         for line in String::from_utf8_lossy(&chunk).lines() {
-            println!("  | {line}");
+            outln!("  | {line}")?;
         }
     }
     let run = client.get_job_run(run.uuid).await?;
     match run.status {
-        JobRunStatus::Completed => println!("It completed (exit code 0): the whole path works."),
-        other => println!("It ended {}: {}", other.as_str(), run.status_reason.unwrap_or_default()),
+        JobRunStatus::Completed => outln!("It completed (exit code 0): the whole path works.")?,
+        other => outln!("It ended {}: {}", other.as_str(), run.status_reason.unwrap_or_default())?,
     }
     Ok(())
 }

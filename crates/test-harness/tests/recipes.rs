@@ -347,33 +347,31 @@ async fn fork_copies_without_secrets_and_delete_leaves_forks_and_jobs() {
     let original = alice.create_recipe(&body).await.unwrap();
     assert_eq!(original.payload.parameters.parameters.secret.as_deref(), Some("********"));
     let stored = ctx
-        .state()
-        .store
+        .store()
         .recipe_fetch(gantry_store::RecipeViewer { account: alice_id(&alice).await, sees_all: true }, original.uuid);
     let stored = stored.await.unwrap().unwrap();
     let sealed = stored.payload.parameters.parameters.secret.clone().unwrap();
     assert_ne!(sealed, "alice-registry-token");
-    assert_eq!(ctx.state().secrets.decrypt(&sealed).unwrap(), "alice-registry-token");
+    assert_eq!(ctx.secrets().decrypt(&sealed).unwrap(), "alice-registry-token");
     // Sending the redacted value back keeps the stored secret.
     let mut edited = original.payload.clone();
     edited.title = "renamed".into();
     alice.update_recipe(original.uuid, &json!({"payload": edited})).await.unwrap();
     let again = ctx
-        .state()
-        .store
+        .store()
         .recipe_fetch(gantry_store::RecipeViewer { account: alice_id(&alice).await, sees_all: true }, original.uuid);
     let again = again.await.unwrap().unwrap();
     assert_eq!(
-        ctx.state().secrets.decrypt(again.payload.parameters.parameters.secret.as_ref().unwrap()).unwrap(),
+        ctx.secrets().decrypt(again.payload.parameters.parameters.secret.as_ref().unwrap()).unwrap(),
         "alice-registry-token"
     );
 
     // Bob's cook of the same image uses the credentials (never shown); another image drops them.
     let job = bob.cook_recipe(original.uuid, &json!({})).await.unwrap();
     assert_eq!(job.parameters.parameters.secret.as_deref(), Some("********"));
-    let stored_job = ctx.state().store.job_fetch(None, job.uuid).await.unwrap().unwrap();
+    let stored_job = ctx.store().job_fetch(None, job.uuid).await.unwrap().unwrap();
     let job_secret = stored_job.parameters.parameters.secret.unwrap();
-    assert_eq!(ctx.state().secrets.decrypt(&job_secret).unwrap(), "alice-registry-token");
+    assert_eq!(ctx.secrets().decrypt(&job_secret).unwrap(), "alice-registry-token");
     let other_image = bob
         .cook_recipe(
             original.uuid,

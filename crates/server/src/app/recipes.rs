@@ -30,8 +30,8 @@ use gantry_types::recipe::{
 };
 use gantry_types::{AccountId, FieldError, RecipeId, Timestamp};
 
+use crate::app::error::{AppError, chain};
 use crate::app::jobs::REDACTED;
-use crate::error::{ApiError, chain};
 use crate::state::{AppState, now_ms};
 
 /// What a caller may do with recipes, from their key's scopes.
@@ -71,12 +71,12 @@ fn wire(mut r: RecipeRecord, caller: AccountId) -> JobRecipe {
     }
 }
 
-fn not_found(id: RecipeId) -> ApiError {
-    ApiError::not_found("job recipe", id)
+fn not_found(id: RecipeId) -> AppError {
+    AppError::not_found("job recipe", id)
 }
 
-fn official_forbidden() -> ApiError {
-    ApiError::Forbidden {
+fn official_forbidden() -> AppError {
+    AppError::Forbidden {
         code: "missing_permission",
         message: "is_official: only admins mark or unmark recipes as official (job_recipes.create.all / \
                   job_recipes.update.all, the admin preset); leave the field out"
@@ -90,20 +90,20 @@ pub async fn list(
     caller: RecipeCaller,
     filter: &RecipeFilter,
     paging: Paging,
-) -> Result<Page<JobRecipe>, ApiError> {
+) -> Result<Page<JobRecipe>, AppError> {
     let page = state.store.recipe_list(caller.viewer, filter, paging).await?;
     Ok(Page { items: page.items.into_iter().map(|r| wire(r, caller.account())).collect(), total: page.total })
 }
 
 /// One recipe the caller may see; 404 otherwise.
-pub async fn fetch(state: &AppState, caller: RecipeCaller, id: RecipeId) -> Result<JobRecipe, ApiError> {
+pub async fn fetch(state: &AppState, caller: RecipeCaller, id: RecipeId) -> Result<JobRecipe, AppError> {
     let r = state.store.recipe_fetch(caller.viewer, id).await?.ok_or_else(|| not_found(id))?;
     Ok(wire(r, caller.account()))
 }
 
 /// Checks a recipe body: the request's own rules plus the GPU registry's verdict on
 /// the payload, in one 400.
-async fn check(state: &AppState, req: RecipeRequest, creating: bool) -> Result<RecipeChanges, ApiError> {
+async fn check(state: &AppState, req: RecipeRequest, creating: bool) -> Result<RecipeChanges, AppError> {
     let text = |key: &str| req.payload.as_ref().and_then(|p| p.get(key)).and_then(|v| v.as_str()).map(str::to_owned);
     let (gpu_name, gpu_uuid) = (text("gpu_name"), text("gpu_registry_uuid"));
     let gpu_errors = crate::app::gpu_registry::job_gpu_errors(state, gpu_name.as_deref(), gpu_uuid.as_deref()).await?;
@@ -115,15 +115,15 @@ async fn check(state: &AppState, req: RecipeRequest, creating: bool) -> Result<R
         Err(errors) => errors,
     };
     errors.extend(gpu_errors);
-    Err(ApiError::Validation(errors))
+    Err(AppError::Validation(errors))
 }
 
 /// Encrypts a new payload's secrets; `"********"` keeps `old`'s (by volume index).
-fn seal(state: &AppState, new: &mut JobTemplate, old: Option<&JobTemplate>) -> Result<(), ApiError> {
+fn seal(state: &AppState, new: &mut JobTemplate, old: Option<&JobTemplate>) -> Result<(), AppError> {
     const P: &str = "payload.parameters.parameters";
     let keep = |field: String, kept: Option<&String>| {
         kept.cloned().ok_or_else(|| {
-            ApiError::field(field, "\"********\" keeps the stored secret, but none is stored: send the secret itself")
+            AppError::field(field, "\"********\" keeps the stored secret, but none is stored: send the secret itself")
         })
     };
     let old = old.map(|o| &o.parameters.parameters);
@@ -150,18 +150,18 @@ fn seal(state: &AppState, new: &mut JobTemplate, old: Option<&JobTemplate>) -> R
 }
 
 /// Creates a recipe owned by the caller (201).
-pub async fn create(state: &AppState, caller: RecipeCaller, req: RecipeRequest) -> Result<JobRecipe, ApiError> {
+pub async fn create(state: &AppState, caller: RecipeCaller, req: RecipeRequest) -> Result<JobRecipe, AppError> {
     if req.is_official == Some(true) && !caller.is_admin {
         return Err(official_forbidden());
     }
     let changes = check(state, req, true).await?;
     let now = now_ms();
-    let mut payload = changes.payload.ok_or_else(|| ApiError::field("payload", "is required"))?;
+    let mut payload = changes.payload.ok_or_else(|| AppError::field("payload", "is required"))?;
     seal(state, &mut payload, None)?;
     let record = RecipeRecord {
         uuid: RecipeId::new(),
         account_uuid: Some(caller.account()),
-        name: changes.name.ok_or_else(|| ApiError::field("name", "is required"))?,
+        name: changes.name.ok_or_else(|| AppError::field("name", "is required"))?,
         description: changes.description.flatten(),
         visibility: changes.visibility.unwrap_or(RecipeVisibility::Private),
         is_official: changes.is_official.unwrap_or(false),
@@ -186,10 +186,10 @@ async fn changeable(
     owner: Option<AccountId>,
     id: RecipeId,
     verb: &str,
-) -> Result<RecipeRecord, ApiError> {
+) -> Result<RecipeRecord, AppError> {
     let current = state.store.recipe_fetch(caller.viewer, id).await?.ok_or_else(|| not_found(id))?;
     if owner.is_some() && current.account_uuid != owner {
-        return Err(ApiError::Forbidden {
+        return Err(AppError::Forbidden {
             code: "not_owner",
             message: format!(
                 "only this recipe's owner may {verb} it; fork it (POST /v1/job-recipes/{id}/fork) to get your own copy"
@@ -206,7 +206,7 @@ pub async fn update(
     owner: Option<AccountId>,
     id: RecipeId,
     req: RecipeRequest,
-) -> Result<JobRecipe, ApiError> {
+) -> Result<JobRecipe, AppError> {
     let changes = check(state, req, false).await?;
     // Compare-and-set: a concurrent update moves updated_at; re-read and re-apply.
     loop {
@@ -242,7 +242,7 @@ pub async fn delete(
     caller: RecipeCaller,
     owner: Option<AccountId>,
     id: RecipeId,
-) -> Result<JobRecipe, ApiError> {
+) -> Result<JobRecipe, AppError> {
     let current = changeable(state, caller, owner, id, "delete").await?;
     if !state.store.recipe_delete(owner, id).await? {
         return Err(not_found(id));
@@ -257,7 +257,7 @@ pub async fn fork(
     caller: RecipeCaller,
     id: RecipeId,
     req: ForkRecipeRequest,
-) -> Result<JobRecipe, ApiError> {
+) -> Result<JobRecipe, AppError> {
     let asked = validate_recipe_request(
         RecipeRequest { name: req.name, visibility: req.visibility, ..Default::default() },
         false,
@@ -301,17 +301,17 @@ pub async fn cook(
     account: AccountId,
     id: RecipeId,
     body: CookRecipeRequest,
-) -> Result<Job, ApiError> {
+) -> Result<Job, AppError> {
     let recipe = state.store.recipe_fetch(caller.viewer, id).await?.ok_or_else(|| not_found(id))?;
     let mut template = recipe.payload;
     template.parameters.parameters.map_secrets(|s| state.secrets.decrypt(s)).map_err(|e| {
-        ApiError::Store(StoreError::Corrupt {
+        AppError::from(StoreError::Corrupt {
             table: "job_recipes",
             detail: format!("recipe {id}: a secret cannot be decrypted: {e}"),
         })
     })?;
     let merged = cook_body(&template, body, &recipe.input_schema)?;
-    let req: CreateJobRequest = gantry_types::validate::from_json(merged).map_err(|e| ApiError::Validation(vec![e]))?;
+    let req: CreateJobRequest = gantry_types::validate::from_json(merged).map_err(|e| AppError::Validation(vec![e]))?;
     let job = crate::app::jobs::submit(state, account, req, Some(recipe.uuid)).await?;
     if let Err(e) = state.store.recipe_touch(recipe.uuid, now_ms()).await {
         // The job exists; a missed last_used_at is not worth failing the request.

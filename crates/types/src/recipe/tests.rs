@@ -1,3 +1,6 @@
+//! Unit tests of job recipes: request checks, the input schema and how inputs resolve,
+//! and cooking (the merge of a cook body over a template).
+
 use serde_json::{Value, json};
 
 use super::cook::cook_body;

@@ -26,6 +26,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::app::error::AppError;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -144,13 +145,13 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
          # TYPE gantry_nonce_cache_entries gauge\ngantry_nonce_cache_entries {}\n",
         w.commits,
         w.writes,
-        state.nonces.len()
+        state.auth.nonces.len()
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
 async fn not_found() -> ApiError {
-    ApiError::NotFound { message: "no such endpoint; see /v1/openapi.json".into() }
+    AppError::NotFound { message: "no such endpoint; see /v1/openapi.json".into() }.into()
 }
 
 async fn method_not_allowed() -> impl IntoResponse {
@@ -172,7 +173,7 @@ fn list_params<F>(
 ) -> Result<(gantry_types::list::Paging, F), ApiError> {
     match (gantry_types::list::parse_paging(query), parse_filter(query)) {
         (Ok(p), Ok(f)) => Ok((p, f)),
-        (p, f) => Err(ApiError::Validation(p.err().into_iter().chain(f.err()).flatten().collect())),
+        (p, f) => Err(AppError::Validation(p.err().into_iter().chain(f.err()).flatten().collect()).into()),
     }
 }
 
