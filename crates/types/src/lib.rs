@@ -16,6 +16,7 @@ pub mod gpu;
 pub mod ids;
 pub mod job;
 pub mod job_run;
+pub mod limits;
 pub mod list;
 pub mod money;
 pub mod node;

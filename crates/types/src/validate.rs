@@ -8,6 +8,7 @@ use crate::error::FieldError;
 use crate::job::{
     CreateJobRequest, DockerParameters, DockerParametersInput, JobParameters, JobSpec, JobTask, Volume, VolumeInput,
 };
+use crate::limits;
 use crate::num::MAX_SAFE_INTEGER;
 use crate::region::is_region_code;
 
@@ -47,29 +48,35 @@ impl Errors {
 
     /// An integer field with a minimum; returns the value or the default.
     fn int(&mut self, field: &str, value: Option<i64>, min: i64, default: i64) -> i64 {
+        self.int_within(field, value, min, MAX_SAFE_INTEGER, default)
+    }
+
+    /// An integer field with a minimum and a maximum (a physical bound, see `limits`).
+    fn int_within(&mut self, field: &str, value: Option<i64>, min: i64, max: i64, default: i64) -> i64 {
         match value {
             None => default,
             Some(v) if v < min => {
                 self.add(field, format!("must be >= {min}, got {v}"));
                 default
             }
-            Some(v) if v > MAX_SAFE_INTEGER => {
-                self.add(field, format!("must be <= {MAX_SAFE_INTEGER}"));
+            Some(v) if v > max => {
+                self.add(field, format!("must be <= {max}, got {v}"));
                 default
             }
             Some(v) => v,
         }
     }
 
-    fn size(&mut self, field: &str, value: Option<f64>) -> f64 {
+    /// A GB amount from 0 to `max` (a physical bound, see `limits`).
+    fn size(&mut self, field: &str, value: Option<f64>, max: f64) -> f64 {
         match value {
             None => 0.0,
             Some(v) if !v.is_finite() || v < 0.0 => {
                 self.add(field, format!("must be a number >= 0, got {v}"));
                 0.0
             }
-            Some(v) if v > MAX_SAFE_INTEGER as f64 => {
-                self.add(field, format!("must be <= {MAX_SAFE_INTEGER}"));
+            Some(v) if v > max => {
+                self.add(field, format!("must be <= {max} GB, got {v}"));
                 0.0
             }
             Some(v) => v,
@@ -178,11 +185,11 @@ pub fn validate_create_job(req: CreateJobRequest) -> Result<JobSpec, Vec<FieldEr
     }
 
     let spec = JobSpec {
-        cpu_count: e.int("cpu_count", req.cpu_count, 0, 0),
-        gpu_count: e.int("gpu_count", req.gpu_count, 0, 0),
+        cpu_count: e.int_within("cpu_count", req.cpu_count, 0, i64::from(limits::MAX_CPU_CORES), 0),
+        gpu_count: e.int_within("gpu_count", req.gpu_count, 0, i64::from(limits::MAX_GPUS), 0),
         description: e.text("description", req.description),
-        max_node_count: e.int("max_node_count", req.max_node_count, 1, 1),
-        max_retry_count: e.int("max_retry_count", req.max_retry_count, 0, 0),
+        max_node_count: e.int_within("max_node_count", req.max_node_count, 1, limits::MAX_NODE_COUNT, 1),
+        max_retry_count: e.int_within("max_retry_count", req.max_retry_count, 0, limits::MAX_RETRY_COUNT, 0),
         max_timeout_assign_ms: e.int(
             "max_timeout_assign_ms",
             req.max_timeout_assign_ms,
@@ -195,9 +202,9 @@ pub fn validate_create_job(req: CreateJobRequest) -> Result<JobSpec, Vec<FieldEr
             MIN_TIMEOUT_START_MS,
             DEFAULT_TIMEOUT_START_MS,
         ),
-        min_ram_gb: e.size("min_ram_gb", req.min_ram_gb),
-        min_storage_gb: e.size("min_storage_gb", req.min_storage_gb),
-        min_vram_gb: e.size("min_vram_gb", req.min_vram_gb),
+        min_ram_gb: e.size("min_ram_gb", req.min_ram_gb, limits::MAX_RAM_GB),
+        min_storage_gb: e.size("min_storage_gb", req.min_storage_gb, limits::MAX_STORAGE_GB),
+        min_vram_gb: e.size("min_vram_gb", req.min_vram_gb, limits::MAX_VRAM_GB),
         gpu_name,
         gpu_registry_uuid,
         allowed_region_codes,

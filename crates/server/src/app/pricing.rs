@@ -30,13 +30,26 @@ pub fn gpu_price(state: &AppState, model: Option<GpuModelId>) -> i64 {
 }
 
 /// The hourly price of `r` on GPUs of `model`.
+///
+/// Reservations are bounded by `gantry_types::limits` at submit and prices by the
+/// operator's flags, so this fits easily; it is still computed in 128 bits and checked,
+/// and a result beyond [`MAX_HOURLY_MICROS`] is clamped to it rather than wrapping or
+/// saturating at `i64::MAX` (which once turned balances negative).
 pub fn hourly(state: &AppState, r: Reservation, model: Option<GpuModelId>) -> i64 {
     let b = &state.billing;
-    let gpus = i64::from(r.gpus) * if r.gpus == 0 { 0 } else { gpu_price(state, model) };
-    // RAM is priced per whole micro-USD: GB can be fractional, money cannot.
-    let ram = (r.ram_gb.max(0.0) * b.ram_gb_price as f64).floor() as i64;
-    gpus.saturating_add(i64::from(r.cores).saturating_mul(b.cpu_core_price)).saturating_add(ram)
+    let gpus = i128::from(r.gpus) * i128::from(if r.gpus == 0 { 0 } else { gpu_price(state, model) });
+    let cores = i128::from(r.cores) * i128::from(b.cpu_core_price);
+    // RAM is priced per whole micro-USD: GB can be fractional, money cannot. The
+    // float is finite and bounded (limits::MAX_RAM_GB); `as` saturates otherwise.
+    let ram_gb = if r.ram_gb.is_finite() { r.ram_gb.clamp(0.0, gantry_types::limits::MAX_RAM_GB) } else { 0.0 };
+    let ram = (ram_gb * b.ram_gb_price as f64).floor() as i128;
+    i64::try_from(gpus + cores + ram).map_or(MAX_HOURLY_MICROS, |v| v.clamp(0, MAX_HOURLY_MICROS))
 }
+
+/// The highest hourly rate Gantry quotes (2^53-1 micro-USD, about 9 billion USD): what
+/// every client reads exactly, and small enough that any charge over any real run time
+/// and any sum of such charges stays far inside 64 bits.
+pub const MAX_HOURLY_MICROS: i64 = gantry_types::num::MAX_SAFE_INTEGER;
 
 /// A job's reservation on each of its nodes.
 pub fn reservation(job: &gantry_types::job::Job) -> Reservation {
