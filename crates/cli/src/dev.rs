@@ -74,6 +74,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         price_cpu_core: "0.01".into(),
         price_ram_gb: "0.002".into(),
         operator_share: "0.8".into(),
+        header_read_timeout_secs: 10,
+        idle_timeout_secs: 60,
+        max_connections: 1000,
     };
     let server = gantry_server::start(server_args.config()?)
         .await

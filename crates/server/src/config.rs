@@ -24,6 +24,8 @@ pub struct ServerConfig {
     pub timing: crate::background::Timing,
     /// Prices, the operators' share and whether balances are enforced.
     pub billing: BillingConfig,
+    /// Connection timeouts and the most connections served at once.
+    pub connections: crate::serve::ConnectionLimits,
 }
 
 /// Billing: what compute costs and who gets what. Amounts are micro-USD per hour.
@@ -76,6 +78,7 @@ impl ServerConfig {
             nonce_capacity: 4_000_000,
             timing: Default::default(),
             billing: Default::default(),
+            connections: Default::default(),
         }
     }
 }

@@ -27,6 +27,10 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     /// 400 without field details (e.g. malformed JSON).
     BadRequest { code: &'static str, message: String },
+    /// 414: the request target is longer than the server reads.
+    UriTooLong { limit: usize },
+    /// 431: the request's header fields are larger than the server reads.
+    HeadersTooLarge { limit: usize },
     /// 402: the account's balance cannot pay for what was asked (billing enforced).
     PaymentRequired { message: String },
     /// 413.
@@ -89,6 +93,18 @@ impl IntoResponse for ApiError {
             }
             Self::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message, vec![]),
             Self::PaymentRequired { message } => (StatusCode::PAYMENT_REQUIRED, "payment_required", message, vec![]),
+            Self::UriTooLong { limit } => (
+                StatusCode::URI_TOO_LONG,
+                "uri_too_long",
+                format!("the request path and query are longer than {limit} bytes"),
+                vec![],
+            ),
+            Self::HeadersTooLarge { limit } => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                format!("the request's header fields are larger than {limit} bytes in all"),
+                vec![],
+            ),
             Self::PayloadTooLarge { limit } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod key_cache;
 pub mod keyfile;
+pub mod serve;
 pub mod signals;
 pub mod signed;
 pub mod state;
@@ -74,13 +75,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let gpu_refresher = app::gpu_registry::spawn_refresher(state.clone());
     let reconcilers = background::spawn(state.clone());
     let served = state.clone();
+    let connections = config.connections.clone();
     let task = tokio::spawn(async move {
         let state = served;
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await?;
+        serve::serve(listener, app, connections, async {
+            let _ = stop_rx.await;
+        })
+        .await?;
         usage_task.abort();
         gpu_refresher.abort();
         for task in reconcilers {

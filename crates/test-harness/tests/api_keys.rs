@@ -113,10 +113,8 @@ async fn a_key_cannot_mint_a_broader_key() {
         .await
         .unwrap();
     assert_eq!(pinned.status, StatusCode::CREATED, "{}", pinned.body);
-    let pinned = ctx.client(
-        pinned.body["public_key"].as_str().unwrap().into(),
-        pinned.body["secret_key"].as_str().unwrap().into(),
-    );
+    let pinned = ctx
+        .client(pinned.body["public_key"].as_str().unwrap().into(), pinned.body["secret_key"].as_str().unwrap().into());
     let before = owner.list_api_keys(&[]).await.unwrap().total;
     let broader = [
         json!({"name": "x", "preset": "consumer"}),

@@ -8,7 +8,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 fn fields(body: &Value) -> Vec<String> {
-    body["error"]["details"].as_array().map_or(vec![], |d| d.iter().map(|e| e["field"].as_str().unwrap().into()).collect())
+    body["error"]["details"]
+        .as_array()
+        .map_or(vec![], |d| d.iter().map(|e| e["field"].as_str().unwrap().into()).collect())
 }
 
 /// Point 8: a node registered with `ram_gb: 1e308` and 4,294,967,295 cores, and jobs
@@ -34,13 +36,17 @@ async fn absurd_capacities_and_requirements_are_400s_naming_the_field() {
         assert_eq!(fields(&raw.body), [field], "{body}");
     }
     // Two packages whose cores overflow a u32 when summed.
-    let two = json!({"inventory": {"cpus": [{"name": "a", "num_cores": 4_294_967_295_u64}, {"name": "b", "num_cores": 2}]}});
+    let two =
+        json!({"inventory": {"cpus": [{"name": "a", "num_cores": 4_294_967_295_u64}, {"name": "b", "num_cores": 2}]}});
     let raw = node.send_raw(Method::POST, "/v1/nodes/register", &[], Some(&two)).await.unwrap();
     assert_eq!(raw.status, StatusCode::BAD_REQUEST, "{}", raw.body);
     assert_eq!(fields(&raw.body), ["inventory.cpus"]);
 
     // A real node registers; its heartbeat samples are checked too.
-    let ok = node.send_raw(Method::POST, "/v1/nodes/register", &[], Some(&inventory(json!(64), 16, json!(24)))).await.unwrap();
+    let ok = node
+        .send_raw(Method::POST, "/v1/nodes/register", &[], Some(&inventory(json!(64), 16, json!(24))))
+        .await
+        .unwrap();
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
     let uuid = ok.body["node"]["uuid"].as_str().unwrap().to_owned();
     let epoch = ok.body["lease_epoch"].clone();
@@ -93,4 +99,112 @@ async fn credits_cannot_overflow_a_balance() {
     }
     let balance = user.balance(account).await.unwrap();
     assert_eq!(balance.posted_balance_micros, max - 1);
+}
+
+/// Point 3: idle sockets and slow-header connections were never closed, so enough of
+/// them starved everyone else. With the limits lowered (1 s timeouts, 20 connections),
+/// 30 idle and 30 slowloris connections are closed by the server and a normal client
+/// still gets its answers.
+#[tokio::test]
+async fn idle_and_slow_connections_are_closed_and_normal_clients_still_get_answers() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let ctx = TestContext::start_with(|c| {
+        c.connections.header_read_timeout = Duration::from_secs(1);
+        c.connections.idle_timeout = Duration::from_secs(1);
+        c.connections.max_connections = 20;
+    })
+    .await;
+    let user = ctx.new_account(Preset::Consumer).await;
+    let addr = ctx.base_url.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    let mut slow = Vec::new();
+    for _ in 0..30 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        slow.push(s);
+    }
+    // Slowloris: keep trickling header bytes, never finishing the head.
+    let trickle = tokio::spawn(async move {
+        for _ in 0..16 {
+            for s in &mut slow {
+                let _ = s.write_all(b"X-Slow: 1\r\n").await;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        slow
+    });
+    // More connections than the limit are open or waiting: a signed client still gets
+    // answers, well before the attackers would give up.
+    let started = Instant::now();
+    for _ in 0..3 {
+        user.me().await.unwrap();
+        user.list_jobs(&[]).await.unwrap();
+    }
+    assert!(started.elapsed() < Duration::from_secs(8), "answers took {:?}", started.elapsed());
+    // The server closed every idle socket (reads end) instead of keeping them.
+    for mut s in idle {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "an idle socket was kept open: {read:?}");
+    }
+    let slow = trickle.await.unwrap();
+    for mut s in slow {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "a slow-header socket was kept open: {read:?}");
+    }
+    user.me().await.unwrap();
+}
+
+/// Point 3: a request in flight is not idle; a long-polling sync that outlasts the idle
+/// timeout still gets its answer.
+#[tokio::test]
+async fn a_long_poll_outlasting_the_idle_timeout_is_answered() {
+    use std::time::Duration;
+    let ctx = TestContext::start_with(|c| {
+        c.connections.header_read_timeout = Duration::from_millis(500);
+        c.connections.idle_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let node = ctx.new_account(Preset::Node).await;
+    let reg = node
+        .register_node(&gantry_types::node::RegisterNodeRequest { name: Some("n".into()), ..Default::default() })
+        .await
+        .unwrap();
+    let first = node
+        .sync_node(
+            reg.node.uuid,
+            &gantry_types::protocol::SyncRequest { lease_epoch: reg.lease_epoch, ..Default::default() },
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let req = gantry_types::protocol::SyncRequest {
+        lease_epoch: reg.lease_epoch,
+        desired_version: Some(first.version),
+        wait_ms: Some(1_500),
+        ..Default::default()
+    };
+    node.sync_node(reg.node.uuid, &req).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(1_400), "the long poll waited");
+}
+
+/// Point 11: 414 and 431 come with the JSON error body, like every other error.
+#[tokio::test]
+async fn oversized_targets_and_headers_get_the_json_error_body() {
+    let ctx = TestContext::start().await;
+    let user = ctx.new_account(Preset::Consumer).await;
+    let long = "x".repeat(10_000);
+    let raw = user.send_raw(Method::GET, "/v1/jobs", &[("filter[title]".into(), long)], None).await.unwrap();
+    assert_eq!(raw.status, StatusCode::URI_TOO_LONG);
+    assert_eq!(raw.body["error"]["code"], "uri_too_long", "{}", raw.body);
+    let http = reqwest::Client::new();
+    let big = "y".repeat(40_000);
+    let resp = http.get(format!("{}/healthz", ctx.base_url)).header("x-big", big).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "headers_too_large", "{body}");
 }

@@ -74,7 +74,8 @@ pub fn check_inventory(inventory: &NodeInventory) -> Vec<FieldError> {
     }
     for (i, gpu) in inventory.gpus.iter().enumerate() {
         if gpu.index as usize != i {
-            errors.push(FieldError::new(format!("inventory.gpus[{i}].index"), "GPUs must be listed by index 0, 1, 2..."));
+            errors
+                .push(FieldError::new(format!("inventory.gpus[{i}].index"), "GPUs must be listed by index 0, 1, 2..."));
         }
         check_gb(&mut errors, &format!("inventory.gpus[{i}].vram_gb"), gpu.vram_gb, MAX_VRAM_GB);
         check_text(&mut errors, &format!("inventory.gpus[{i}].name"), &gpu.name);
@@ -115,7 +116,9 @@ mod tests {
             cpus: vec![NodeCpu { name: "EPYC".into(), num_cores: 192 }; 2],
             ram_gb: 2_048.0,
             storage_gb: 30_000.0,
-            gpus: (0..8).map(|i| InventoryGpu { index: i, uuid: format!("GPU-{i}"), name: "H200".into(), vram_gb: 141.0 }).collect(),
+            gpus: (0..8)
+                .map(|i| InventoryGpu { index: i, uuid: format!("GPU-{i}"), name: "H200".into(), vram_gb: 141.0 })
+                .collect(),
         };
         assert!(check_inventory(&inventory).is_empty());
     }
@@ -123,7 +126,10 @@ mod tests {
     #[test]
     fn absurd_capacities_are_named() {
         let inventory = NodeInventory {
-            cpus: vec![NodeCpu { name: "x".into(), num_cores: u32::MAX }, NodeCpu { name: "y".into(), num_cores: u32::MAX }],
+            cpus: vec![
+                NodeCpu { name: "x".into(), num_cores: u32::MAX },
+                NodeCpu { name: "y".into(), num_cores: u32::MAX },
+            ],
             ram_gb: 1e308,
             storage_gb: f64::NAN,
             gpus: vec![InventoryGpu { index: 0, uuid: "GPU-0".into(), name: "g".into(), vram_gb: -1.0 }],

@@ -105,7 +105,10 @@ pub async fn credit(
     if posted.checked_add(micros).is_none_or(|b| b > gantry_types::num::MAX_SAFE_INTEGER) {
         return Err(ApiError::field(
             "amount",
-            format!("would take the balance past {} USD", gantry_types::money::format_usd(gantry_types::num::MAX_SAFE_INTEGER)),
+            format!(
+                "would take the balance past {} USD",
+                gantry_types::money::format_usd(gantry_types::num::MAX_SAFE_INTEGER)
+            ),
         ));
     }
     let mut posting = LedgerPosting::new(LedgerKind::Credit, &[(account, micros)], now_ms()).with_memo(memo);
