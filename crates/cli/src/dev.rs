@@ -77,6 +77,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         header_read_timeout_secs: 10,
         idle_timeout_secs: 60,
         max_connections: 1000,
+        max_ports_per_job: 32,
     };
     let server = gantry_server::start(server_args.config()?)
         .await

@@ -52,6 +52,9 @@ pub struct ServerArgs {
     /// Most connections served at once; further clients wait to be accepted.
     #[arg(long, env = "GANTRY_MAX_CONNECTIONS", value_name = "N", default_value_t = 1000)]
     pub max_connections: usize,
+    /// Most published ports one job may ask for.
+    #[arg(long, env = "GANTRY_MAX_PORTS_PER_JOB", value_name = "N", default_value_t = 32)]
+    pub max_ports_per_job: usize,
 }
 
 impl ServerArgs {
@@ -68,6 +71,7 @@ impl ServerArgs {
         config.connections.header_read_timeout = std::time::Duration::from_secs(self.header_read_timeout_secs);
         config.connections.idle_timeout = std::time::Duration::from_secs(self.idle_timeout_secs);
         config.connections.max_connections = self.max_connections;
+        config.max_ports_per_job = self.max_ports_per_job;
         let usd =
             |flag: &str, v: &str| gantry_types::money::parse_usd(v, false).map_err(|e| anyhow::anyhow!("--{flag} {e}"));
         let b = &mut config.billing;

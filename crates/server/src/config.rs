@@ -18,6 +18,9 @@ pub struct ServerConfig {
     pub server_key: Option<String>,
     /// Largest request body accepted, bytes (larger: 413).
     pub max_body_bytes: usize,
+    /// Most published ports one job may ask for (each is a proxy and a socket on its
+    /// node).
+    pub max_ports_per_job: usize,
     /// Most nonces remembered for replay protection (bounded memory).
     pub nonce_capacity: usize,
     /// Timing of the background reconcilers (scheduler, lifecycle).
@@ -75,6 +78,7 @@ impl ServerConfig {
             database_url: None,
             server_key: None,
             max_body_bytes: 1024 * 1024,
+            max_ports_per_job: 32,
             nonce_capacity: 4_000_000,
             timing: Default::default(),
             billing: Default::default(),

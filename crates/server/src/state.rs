@@ -24,6 +24,8 @@ pub struct AppState {
     pub usage: UsageTracker,
     /// Largest body accepted.
     pub max_body_bytes: usize,
+    /// Most published ports one job may ask for.
+    pub max_ports_per_job: usize,
     /// The GPU registry in memory (seeded at start, refreshed; see `app::gpu_registry`).
     pub gpus: crate::app::gpu_registry::GpuCatalogue,
     /// Wake-ups: node desired-state versions, scheduler passes.
@@ -57,6 +59,7 @@ impl AppState {
             keys: KeyCache::default(),
             usage: UsageTracker::default(),
             max_body_bytes: config.max_body_bytes,
+            max_ports_per_job: config.max_ports_per_job,
             gpus: Default::default(),
             signals: crate::signals::Signals::new(now_ms() as u64),
             desired_cache: Default::default(),

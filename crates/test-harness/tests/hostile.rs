@@ -208,3 +208,33 @@ async fn oversized_targets_and_headers_get_the_json_error_body() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "headers_too_large", "{body}");
 }
+
+/// Point 11: published ports per job are capped (32 by default, configurable).
+#[tokio::test]
+async fn published_ports_per_job_are_capped() {
+    let ctx = TestContext::start_with(|c| c.max_ports_per_job = 4).await;
+    let user = ctx.new_account(Preset::Consumer).await;
+    let mut body = batch_job("ports");
+    body["parameters"]["parameters"]["ports"] = json!([1, 2, 3, 4, 5]);
+    let raw = user.send_raw(Method::POST, "/v1/jobs", &[], Some(&body)).await.unwrap();
+    assert_eq!(raw.status, StatusCode::BAD_REQUEST, "{}", raw.body);
+    assert_eq!(fields(&raw.body), ["parameters.parameters.ports"]);
+    body["parameters"]["parameters"]["ports"] = json!([1, 2, 3, 4]);
+    let raw = user.send_raw(Method::POST, "/v1/jobs", &[], Some(&body)).await.unwrap();
+    assert_eq!(raw.status, StatusCode::CREATED, "{}", raw.body);
+}
+
+/// Point 11: the SQLite database (with its WAL) and the server key are readable by
+/// their owner only.
+#[tokio::test]
+async fn the_database_and_key_files_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let ctx = TestContext::start().await;
+    let user = ctx.new_account(Preset::Consumer).await;
+    user.create_job(&batch_job("a write, so the WAL exists")).await.unwrap();
+    for name in ["gantry.db", "gantry.db-wal", "gantry.db-shm", "server.key"] {
+        let path = ctx.dir.path().join(name);
+        let mode = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{name}: {e}")).permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{name} has mode {:o}", mode & 0o777);
+    }
+}

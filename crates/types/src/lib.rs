@@ -11,6 +11,7 @@
 pub mod account;
 pub mod api_key;
 pub mod billing;
+pub mod docker_ref;
 pub mod error;
 pub mod gpu;
 pub mod ids;

@@ -223,6 +223,12 @@ fn docker_parameters(e: &mut Errors, d: DockerParametersInput) -> JobParameters 
         e.add(format!("{P}.image"), "is required (e.g. \"busybox\" or \"ghcr.io/org/image\")");
         String::new()
     });
+    if !image.is_empty()
+        && let Err(m) = crate::docker_ref::check_image(&image)
+    {
+        e.add(format!("{P}.image"), m);
+    }
+    reference_parts(e, P, "tag", d.tag.as_deref(), "host", d.host.as_deref());
     if let Some(ips) = &d.allowed_ips {
         allowed_ips(e, &format!("{P}.allowed_ips"), ips);
     }
@@ -275,9 +281,18 @@ fn volume(e: &mut Errors, field: &str, v: VolumeInput) -> Volume {
         e.add(format!("{field}.image"), "is required");
         String::new()
     });
-    let mount = non_empty(v.mount).unwrap_or_default();
-    if !mount.starts_with('/') || mount == "/" || mount.split('/').any(|c| c == "..") {
-        e.add(format!("{field}.mount"), format!("must be an absolute path other than /, got {mount:?}"));
+    if !image.is_empty()
+        && let Err(m) = crate::docker_ref::check_image(&image)
+    {
+        e.add(format!("{field}.image"), m);
+    }
+    reference_parts(e, field, "tag", v.tag.as_deref(), "registry", v.registry.as_deref());
+    let sent = non_empty(v.mount).unwrap_or_default();
+    // Normalised first (`//`, `/./` and a trailing `/` collapse), so `//` cannot pass
+    // for something other than the root.
+    let mount = normalise_mount(&sent);
+    if !sent.starts_with('/') || mount == "/" || mount.split('/').any(|c| c == ".." || c.contains('\0')) {
+        e.add(format!("{field}.mount"), format!("must be an absolute path other than /, got {sent:?}"));
     }
     Volume {
         image,
@@ -287,6 +302,27 @@ fn volume(e: &mut Errors, field: &str, v: VolumeInput) -> Volume {
         tag: non_empty(v.tag),
         user: non_empty(v.user),
     }
+}
+
+/// Checks a tag and a registry host field against the Docker reference grammar.
+fn reference_parts(e: &mut Errors, prefix: &str, tag_key: &str, tag: Option<&str>, host_key: &str, host: Option<&str>) {
+    if let Some(t) = tag.filter(|t| !t.is_empty())
+        && let Err(m) = crate::docker_ref::check_tag(t)
+    {
+        e.add(format!("{prefix}.{tag_key}"), m);
+    }
+    if let Some(h) = host.filter(|h| !h.is_empty())
+        && let Err(m) = crate::docker_ref::check_host(h)
+    {
+        e.add(format!("{prefix}.{host_key}"), m);
+    }
+}
+
+/// A mount path with empty and `.` components dropped: `//data/./x/` is `/data/x`,
+/// `//` is `/`.
+pub fn normalise_mount(mount: &str) -> String {
+    let parts: Vec<&str> = mount.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    format!("/{}", parts.join("/"))
 }
 
 /// Checks that every entry is an IPv4/IPv6 address or CIDR.

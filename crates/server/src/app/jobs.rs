@@ -37,9 +37,19 @@ pub async fn submit(
 /// with it too.
 pub async fn check(state: &AppState, req: CreateJobRequest) -> Result<JobSpec, ApiError> {
     let gpu = (req.gpu_name.clone(), req.gpu_registry_uuid.clone());
+    let ports =
+        req.parameters.as_ref().and_then(|p| p.parameters.as_ref()).and_then(|d| d.ports.as_ref()).map_or(0, Vec::len);
+    let too_many_ports = (ports > state.max_ports_per_job).then(|| {
+        gantry_types::FieldError::new(
+            "parameters.parameters.ports",
+            format!("at most {} ports per job (this server's limit), got {ports}", state.max_ports_per_job),
+        )
+    });
     match validate_create_job(req) {
-        Ok(spec) => Ok(spec),
+        Ok(spec) if too_many_ports.is_none() => Ok(spec),
+        Ok(_) => Err(ApiError::Validation(too_many_ports.into_iter().collect())),
         Err(mut errors) => {
+            errors.extend(too_many_ports);
             let gpu_errors =
                 crate::app::gpu_registry::job_gpu_errors(state, gpu.0.as_deref(), gpu.1.as_deref()).await?;
             errors.extend(gpu_errors);
