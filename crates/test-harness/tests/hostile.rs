@@ -238,3 +238,27 @@ async fn the_database_and_key_files_are_owner_only() {
         assert_eq!(mode & 0o777, 0o600, "{name} has mode {:o}", mode & 0o777);
     }
 }
+
+/// Point 11: job `env` values (cloud credentials in practice) are encrypted at rest and
+/// shown in clear to the job's owner only.
+#[tokio::test]
+async fn job_env_is_encrypted_at_rest_and_shown_to_the_owner_only() {
+    let ctx = TestContext::start().await;
+    let owner = ctx.new_account(Preset::Consumer).await;
+    let mut body = batch_job("env");
+    body["parameters"]["parameters"]["env"] = json!({"AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI", "EPOCHS": "3"});
+    let job = owner.create_job(&body).await.unwrap();
+    let env = |j: &gantry_types::job::Job| j.parameters.parameters.env.clone().unwrap();
+    assert_eq!(env(&job)["AWS_SECRET_ACCESS_KEY"], "wJalrXUtnFEMI", "the create response is the owner's");
+    assert_eq!(env(&owner.get_job(job.uuid).await.unwrap())["AWS_SECRET_ACCESS_KEY"], "wJalrXUtnFEMI");
+    assert_eq!(env(&owner.list_jobs(&[]).await.unwrap().data[0])["EPOCHS"], "3");
+    let stored = ctx.state().store.job_fetch(None, job.uuid).await.unwrap().unwrap();
+    for value in env(&stored).values() {
+        assert!(!value.contains("wJalrXUtnFEMI") && value != "3", "stored in clear: {value}");
+    }
+    let admin = ctx.new_account(Preset::Admin).await;
+    let seen = admin.get_job(job.uuid).await.unwrap();
+    assert_eq!(env(&seen)["AWS_SECRET_ACCESS_KEY"], "********", "an operator does not see it");
+    let other = ctx.new_account(Preset::Consumer).await;
+    assert_eq!(other.get_job(job.uuid).await.unwrap_err().status(), Some(StatusCode::NOT_FOUND));
+}

@@ -3,6 +3,10 @@
 //! Registry secrets are encrypted before the job reaches the store and redacted in
 //! every response: a stored job holds ciphertext, a returned job holds
 //! [`REDACTED`] where a secret is set (so clients can tell that one is).
+//!
+//! `env` values are encrypted at rest the same way (they carry cloud credentials in
+//! practice) and shown in clear only to the job's owner (a caller reading with the
+//! `.own` scope of the job's account); operators and run snapshots see [`REDACTED`].
 
 use gantry_store::{JobTransition, Page};
 use gantry_types::job::{CreateJobRequest, Job, JobSpec, JobStatus};
@@ -73,15 +77,16 @@ pub async fn create(
     let mut job = spec.into_job(JobId::new(), account, now_ms());
     job.source_recipe_uuid = source_recipe.map(|r| r.to_string());
     job.parameters.parameters.map_secrets(|s| Ok::<_, ApiError>(state.secrets.encrypt(s)))?;
+    job.parameters.parameters.map_env(|v| Ok::<_, ApiError>(state.secrets.encrypt(v)))?;
     state.store.job_create(&job).await?;
     state.signals.wake_scheduler();
-    Ok(with_reason(state, redact(job)))
+    Ok(with_reason(state, view(state, job, Some(account))))
 }
 
 /// Fetches a job in scope; another account's job is "not found".
 pub async fn fetch(state: &AppState, scope: Option<AccountId>, id: JobId) -> Result<Job, ApiError> {
     let job = state.store.job_fetch(scope, id).await?.ok_or_else(|| ApiError::not_found("job", id))?;
-    Ok(with_reason(state, redact(job)))
+    Ok(with_reason(state, view(state, job, scope)))
 }
 
 /// Lists jobs in scope.
@@ -92,7 +97,7 @@ pub async fn list(
     paging: Paging,
 ) -> Result<Page<Job>, ApiError> {
     let mut page = state.store.job_list(scope, filter, paging).await?;
-    page.items = page.items.into_iter().map(|j| with_reason(state, redact(j))).collect();
+    page.items = page.items.into_iter().map(|j| with_reason(state, view(state, j, scope))).collect();
     Ok(page)
 }
 
@@ -113,7 +118,7 @@ pub async fn cancel(
         let to = match job.status {
             JobStatus::Pending => JobStatus::Cancelled,
             JobStatus::Assigned | JobStatus::Running => JobStatus::Cancelling,
-            _ => return Ok(redact(job)),
+            _ => return Ok(view(state, job, scope)),
         };
         let transition = JobTransition { from: vec![job.status], to, reason: Some(reason.clone()), now_ms: now_ms() };
         if let Some(after) = state.store.job_transition(scope, id, &transition).await? {
@@ -123,7 +128,7 @@ pub async fn cancel(
                     state.signals.bump(run.run.node_uuid);
                 }
             }
-            return Ok(redact(after));
+            return Ok(view(state, after, scope));
         }
     }
 }
@@ -137,8 +142,27 @@ fn with_reason(state: &AppState, mut job: Job) -> Job {
     job
 }
 
-/// The job as clients may see it: secrets replaced by [`REDACTED`].
+/// The job as anyone but its owner may see it (and as run snapshots keep it): secrets
+/// and `env` values replaced by [`REDACTED`].
 pub fn redact(mut job: Job) -> Job {
     let _ = job.parameters.parameters.map_secrets(|_| Ok::<_, ()>(REDACTED.to_string()));
+    let _ = job.parameters.parameters.map_env(|_| Ok::<_, ()>(REDACTED.to_string()));
     job
+}
+
+/// The job as `viewer` sees it: the owner reading with `.own` scope (`Some(account)`)
+/// gets `env` in clear, everyone else [`redact`]'s view; secrets are redacted for all.
+pub fn view(state: &AppState, mut job: Job, viewer: Option<AccountId>) -> Job {
+    if viewer != Some(job.account_uuid) {
+        return redact(job);
+    }
+    let _ = job.parameters.parameters.map_secrets(|_| Ok::<_, ()>(REDACTED.to_string()));
+    let _ = job.parameters.parameters.map_env(|v| Ok::<_, ()>(open_env(state, v)));
+    job
+}
+
+/// An `env` value in clear. Jobs stored before env encryption hold plain values, which
+/// do not decrypt and are returned as they are.
+pub fn open_env(state: &AppState, value: &str) -> String {
+    state.secrets.decrypt(value).unwrap_or_else(|_| value.to_owned())
 }

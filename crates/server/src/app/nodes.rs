@@ -287,6 +287,7 @@ fn run_spec(
     params
         .map_secrets(|s| state.secrets.decrypt(s))
         .map_err(|e| ApiError::Internal(format!("cannot decrypt a registry secret of job {}: {e}", job.uuid)))?;
+    let _ = params.map_env(|v| Ok::<_, ()>(crate::app::jobs::open_env(state, v)));
     let gpu_uuids: Vec<String> = run
         .run
         .gpu_indices
