@@ -78,6 +78,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         idle_timeout_secs: 60,
         max_connections: 1000,
         max_ports_per_job: 32,
+        rate_limit_rps: 0.0,
+        rate_limit_burst: None,
     };
     let server = gantry_server::start(server_args.config()?)
         .await

@@ -55,6 +55,13 @@ pub struct ServerArgs {
     /// Most published ports one job may ask for.
     #[arg(long, env = "GANTRY_MAX_PORTS_PER_JOB", value_name = "N", default_value_t = 32)]
     pub max_ports_per_job: usize,
+    /// Requests per second each account may make (token bucket; 0 = no limit).
+    /// Operator keys and node agents are exempt. Over it: 429 with Retry-After.
+    #[arg(long, env = "GANTRY_RATE_LIMIT_RPS", value_name = "N", default_value_t = 0.0)]
+    pub rate_limit_rps: f64,
+    /// Requests an idle account may make at once (default: twice the rate).
+    #[arg(long, env = "GANTRY_RATE_LIMIT_BURST", value_name = "N")]
+    pub rate_limit_burst: Option<f64>,
 }
 
 impl ServerArgs {
@@ -72,6 +79,13 @@ impl ServerArgs {
         config.connections.idle_timeout = std::time::Duration::from_secs(self.idle_timeout_secs);
         config.connections.max_connections = self.max_connections;
         config.max_ports_per_job = self.max_ports_per_job;
+        anyhow::ensure!(
+            self.rate_limit_rps.is_finite() && self.rate_limit_rps >= 0.0,
+            "--rate-limit-rps must be a number >= 0"
+        );
+        let burst = self.rate_limit_burst.unwrap_or(self.rate_limit_rps * 2.0);
+        anyhow::ensure!(burst.is_finite() && burst >= 0.0, "--rate-limit-burst must be a number >= 0");
+        config.rate_limits = gantry_server::rate_limit::RateLimits { requests_per_sec: self.rate_limit_rps, burst };
         let usd =
             |flag: &str, v: &str| gantry_types::money::parse_usd(v, false).map_err(|e| anyhow::anyhow!("--{flag} {e}"));
         let b = &mut config.billing;

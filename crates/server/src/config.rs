@@ -27,6 +27,8 @@ pub struct ServerConfig {
     pub timing: crate::background::Timing,
     /// Prices, the operators' share and whether balances are enforced.
     pub billing: BillingConfig,
+    /// Requests per second per account (token bucket; off by default).
+    pub rate_limits: crate::rate_limit::RateLimits,
     /// Connection timeouts and the most connections served at once.
     pub connections: crate::serve::ConnectionLimits,
 }
@@ -83,6 +85,7 @@ impl ServerConfig {
             timing: Default::default(),
             billing: Default::default(),
             connections: Default::default(),
+            rate_limits: Default::default(),
         }
     }
 }

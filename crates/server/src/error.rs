@@ -27,6 +27,8 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     /// 400 without field details (e.g. malformed JSON).
     BadRequest { code: &'static str, message: String },
+    /// 429: the account's request rate is over its limit; retry after this long.
+    TooManyRequests { retry_after_secs: u64 },
     /// 414: the request target is longer than the server reads.
     UriTooLong { limit: usize },
     /// 431: the request's header fields are larger than the server reads.
@@ -82,6 +84,10 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         use gantry_store::StoreError as S;
+        let retry_after = match &self {
+            Self::TooManyRequests { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        };
         let (status, code, message, details) = match self {
             Self::Unauthorized { code, message } => (StatusCode::UNAUTHORIZED, code, message, vec![]),
             Self::Forbidden { code, message } => (StatusCode::FORBIDDEN, code, message, vec![]),
@@ -93,6 +99,12 @@ impl IntoResponse for ApiError {
             }
             Self::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message, vec![]),
             Self::PaymentRequired { message } => (StatusCode::PAYMENT_REQUIRED, "payment_required", message, vec![]),
+            Self::TooManyRequests { retry_after_secs } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests from this account; retry after {retry_after_secs} s"),
+                vec![],
+            ),
             Self::UriTooLong { limit } => (
                 StatusCode::URI_TOO_LONG,
                 "uri_too_long",
@@ -137,6 +149,10 @@ impl IntoResponse for ApiError {
             }
         };
         let body = ErrorBody { error: ErrorDetail { code: code.to_string(), message, details } };
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        }
+        response
     }
 }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod key_cache;
 pub mod keyfile;
+pub mod rate_limit;
 pub mod serve;
 pub mod signals;
 pub mod signed;

@@ -26,6 +26,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Most published ports one job may ask for.
     pub max_ports_per_job: usize,
+    /// Per-account request rate buckets.
+    pub rate_limiter: crate::rate_limit::RateLimiter,
     /// The GPU registry in memory (seeded at start, refreshed; see `app::gpu_registry`).
     pub gpus: crate::app::gpu_registry::GpuCatalogue,
     /// Wake-ups: node desired-state versions, scheduler passes.
@@ -60,6 +62,7 @@ impl AppState {
             usage: UsageTracker::default(),
             max_body_bytes: config.max_body_bytes,
             max_ports_per_job: config.max_ports_per_job,
+            rate_limiter: crate::rate_limit::RateLimiter::new(config.rate_limits),
             gpus: Default::default(),
             signals: crate::signals::Signals::new(now_ms() as u64),
             desired_cache: Default::default(),

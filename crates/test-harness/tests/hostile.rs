@@ -262,3 +262,40 @@ async fn job_env_is_encrypted_at_rest_and_shown_to_the_owner_only() {
     let other = ctx.new_account(Preset::Consumer).await;
     assert_eq!(other.get_job(job.uuid).await.unwrap_err().status(), Some(StatusCode::NOT_FOUND));
 }
+
+/// Point 10 (the request rate): one account over its rate gets 429 with Retry-After,
+/// another account and operators are unaffected.
+#[tokio::test]
+async fn an_account_over_its_request_rate_gets_429_with_retry_after() {
+    let ctx = TestContext::start_with(|c| {
+        c.rate_limits = gantry_server::rate_limit::RateLimits { requests_per_sec: 2.0, burst: 5.0 };
+    })
+    .await;
+    let greedy = ctx.new_account(Preset::Consumer).await;
+    let mut limited = None;
+    for _ in 0..20 {
+        let raw = greedy.send_raw(Method::GET, "/v1/jobs", &[], None).await.unwrap();
+        if raw.status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(raw);
+            break;
+        }
+        assert_eq!(raw.status, StatusCode::OK);
+    }
+    let limited = limited.expect("20 requests at once stay under a 2/s rate with a burst of 5");
+    assert_eq!(limited.body["error"]["code"], "rate_limited", "{}", limited.body);
+    let resp = greedy.signed(Method::GET, "/v1/jobs", &[], None).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    let other = ctx.new_account(Preset::Consumer).await;
+    assert!(other.list_jobs(&[]).await.is_ok(), "another account has its own bucket");
+    let admin = ctx.new_account(Preset::Admin).await;
+    for _ in 0..20 {
+        admin.list_jobs(&[]).await.unwrap();
+    }
+    // The bucket refills: the greedy account is answered again about Retry-After later.
+    gantry_test_harness::wait_for("the bucket to refill", std::time::Duration::from_secs(retry + 3), || async {
+        greedy.list_jobs(&[]).await.ok()
+    })
+    .await;
+}

@@ -2,7 +2,7 @@
 //! document that does not list them already, so the document is complete: any
 //! operation answers 400 for a bad path id, query or body, 401 for a bad signature,
 //! 403 for a missing permission or a key used outside its `allowed_ips`, 413 for a body
-//! over the limit, 414 for a request target and 431 for header fields over the limits.
+//! over the limit, 429 over the account's request rate, 414 for a request target and 431 for header fields over the limits.
 //! (Schemathesis, run in CI, fails on any status code the document does not list.)
 
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
@@ -12,6 +12,7 @@ const COMMON: &[(&str, &str)] = &[
     ("401", "Missing or bad signature"),
     ("403", "The key lacks the permission, or is used outside its allowed_ips"),
     ("413", "Body larger than the server accepts"),
+    ("429", "The account's request rate is over its limit; see Retry-After"),
     ("414", "Request target longer than the server reads"),
     ("431", "Header fields larger than the server reads"),
 ];
