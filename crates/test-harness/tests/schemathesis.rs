@@ -40,6 +40,8 @@ async fn schemathesis_finds_no_5xx_schema_violation_or_undocumented_status() {
         .env("GANTRY_PUBLIC_KEY", &creds.public_key)
         .env("GANTRY_SECRET_KEY", &creds.secret_key)
         .env("NO_COLOR", "1")
+        // Schemathesis keeps a `.schemathesis/` cache in its working directory.
+        .current_dir(ctx.dir.path())
         .kill_on_drop(true);
     let out = cmd.output().await.expect("schemathesis runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
