@@ -85,7 +85,7 @@ impl ServerArgs {
         );
         let burst = self.rate_limit_burst.unwrap_or(self.rate_limit_rps * 2.0);
         anyhow::ensure!(burst.is_finite() && burst >= 0.0, "--rate-limit-burst must be a number >= 0");
-        config.rate_limits = gantry_server::rate_limit::RateLimits { requests_per_sec: self.rate_limit_rps, burst };
+        config.rate_limits = gantry_server::RateLimits { requests_per_sec: self.rate_limit_rps, burst };
         let usd =
             |flag: &str, v: &str| gantry_types::money::parse_usd(v, false).map_err(|e| anyhow::anyhow!("--{flag} {e}"));
         let b = &mut config.billing;
@@ -115,7 +115,7 @@ impl ServerArgs {
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let server = gantry_server::start(args.config()?).await?;
     // Tools and tests read this line to learn the port when listening on port 0.
-    println!("gantry server listening on http://{}", server.local_addr);
+    outln!("gantry server listening on http://{}", server.local_addr)?;
     shutdown_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await

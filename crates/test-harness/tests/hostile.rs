@@ -89,13 +89,13 @@ async fn credits_cannot_overflow_a_balance() {
     let ctx = TestContext::start().await;
     let user = ctx.new_account(Preset::Consumer).await;
     let account = user.me().await.unwrap().account_uuid;
-    let store = ctx.state().store.as_ref();
+    let store = ctx.store().as_ref();
     let max = gantry_types::num::MAX_SAFE_INTEGER;
-    assert!(gantry_server::app::ledger::credit(store, account, max - 1, None, None).await.unwrap());
-    let err = gantry_server::app::ledger::credit(store, account, 2, None, None).await.unwrap_err();
+    assert!(gantry_server::admin::credit(store, account, max - 1, None, None).await.unwrap());
+    let err = gantry_server::admin::credit(store, account, 2, None, None).await.unwrap_err();
     assert!(format!("{err:?}").contains("amount"), "{err:?}");
     for _ in 0..3 {
-        assert!(gantry_server::app::ledger::credit(store, account, max, None, None).await.is_err());
+        assert!(gantry_server::admin::credit(store, account, max, None, None).await.is_err());
     }
     let balance = user.balance(account).await.unwrap();
     assert_eq!(balance.posted_balance_micros, max - 1);
@@ -252,7 +252,7 @@ async fn job_env_is_encrypted_at_rest_and_shown_to_the_owner_only() {
     assert_eq!(env(&job)["AWS_SECRET_ACCESS_KEY"], "wJalrXUtnFEMI", "the create response is the owner's");
     assert_eq!(env(&owner.get_job(job.uuid).await.unwrap())["AWS_SECRET_ACCESS_KEY"], "wJalrXUtnFEMI");
     assert_eq!(env(&owner.list_jobs(&[]).await.unwrap().data[0])["EPOCHS"], "3");
-    let stored = ctx.state().store.job_fetch(None, job.uuid).await.unwrap().unwrap();
+    let stored = ctx.store().job_fetch(None, job.uuid).await.unwrap().unwrap();
     for value in env(&stored).values() {
         assert!(!value.contains("wJalrXUtnFEMI") && value != "3", "stored in clear: {value}");
     }
@@ -268,7 +268,7 @@ async fn job_env_is_encrypted_at_rest_and_shown_to_the_owner_only() {
 #[tokio::test]
 async fn an_account_over_its_request_rate_gets_429_with_retry_after() {
     let ctx = TestContext::start_with(|c| {
-        c.rate_limits = gantry_server::rate_limit::RateLimits { requests_per_sec: 2.0, burst: 5.0 };
+        c.rate_limits = gantry_server::RateLimits { requests_per_sec: 2.0, burst: 5.0 };
     })
     .await;
     let greedy = ctx.new_account(Preset::Consumer).await;

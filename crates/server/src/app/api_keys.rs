@@ -12,8 +12,8 @@ use gantry_types::list::{ApiKeyFilter, Paging};
 use gantry_types::permissions::{Preset, Scope, check_permission, may_grant, scope_for};
 use gantry_types::{AccountId, ApiKeyId, FieldError, Timestamp};
 
-use crate::error::ApiError;
-use crate::signed::Caller;
+use crate::app::caller::Caller;
+use crate::app::error::AppError;
 use crate::state::{AppState, now_ms};
 
 /// A validated key request.
@@ -79,10 +79,10 @@ pub fn validate(req: CreateApiKeyRequest, now_ms: i64) -> Result<KeySpec, Vec<Fi
 }
 
 /// Creates a key in the caller's account.
-pub async fn create(state: &AppState, caller: &Caller, spec: KeySpec) -> Result<ApiKey, ApiError> {
+pub async fn create(state: &AppState, caller: &Caller, spec: KeySpec) -> Result<ApiKey, AppError> {
     let held = &caller.key.record.permissions;
     if let Some(p) = spec.permissions.iter().find(|p| !may_grant(held, p)) {
-        return Err(ApiError::Forbidden {
+        return Err(AppError::Forbidden {
             code: "permission_escalation",
             message: format!("cannot grant {p}: a key may only grant permissions it holds itself"),
         });
@@ -100,10 +100,10 @@ fn no_broader_than_creator(
     creator: &ApiKeyRecord,
     creator_ips: &[ipnet::IpNet],
     spec: &KeySpec,
-) -> Result<(), ApiError> {
-    let escalation = |message: String| ApiError::Forbidden { code: "permission_escalation", message };
+) -> Result<(), AppError> {
+    let escalation = |message: String| AppError::Forbidden { code: "permission_escalation", message };
     let wanted = parse_allow_list(&spec.allowed_ips)
-        .map_err(|(i, message)| ApiError::field(format!("allowed_ips[{i}]"), message))?;
+        .map_err(|(i, message)| AppError::field(format!("allowed_ips[{i}]"), message))?;
     match allow_list_within(&wanted, creator_ips) {
         Ok(()) => {}
         Err(None) => {
@@ -138,7 +138,7 @@ pub async fn create_in(
     secrets: &SecretBox,
     account: AccountId,
     spec: KeySpec,
-) -> Result<ApiKey, ApiError> {
+) -> Result<ApiKey, AppError> {
     let (public_key, secret_key) = generate_key_pair();
     let now = now_ms();
     let record = ApiKeyRecord {
@@ -163,7 +163,7 @@ pub async fn create_in(
 }
 
 /// Creates an account (the admin CLI's first step on a fresh deployment).
-pub async fn create_account(store: &dyn Store, name: &str, email: Option<String>) -> Result<AccountRecord, ApiError> {
+pub async fn create_account(store: &dyn Store, name: &str, email: Option<String>) -> Result<AccountRecord, AppError> {
     let account = AccountRecord { uuid: AccountId::new(), name: name.to_string(), email, created_at_ms: now_ms() };
     store.account_create(&account).await?;
     Ok(account)
@@ -175,7 +175,7 @@ pub async fn list(
     scope: Option<AccountId>,
     mut filter: ApiKeyFilter,
     paging: Paging,
-) -> Result<Page<ApiKey>, ApiError> {
+) -> Result<Page<ApiKey>, AppError> {
     if scope.is_some() && filter.account_uuid.is_some_and(|a| Some(a) != scope) {
         // Another account's keys: for an .own caller that is simply an empty list.
         return Ok(Page { items: vec![], total: 0 });
@@ -186,10 +186,10 @@ pub async fn list(
 }
 
 /// Revokes a key (idempotent) and evicts it from the cache at once.
-pub async fn revoke(state: &AppState, scope: Option<AccountId>, id: ApiKeyId) -> Result<ApiKey, ApiError> {
+pub async fn revoke(state: &AppState, scope: Option<AccountId>, id: ApiKeyId) -> Result<ApiKey, AppError> {
     let record =
-        state.store.api_key_revoke(scope, id, now_ms()).await?.ok_or_else(|| ApiError::not_found("api key", id))?;
-    state.keys.evict(&record.public_key);
+        state.store.api_key_revoke(scope, id, now_ms()).await?.ok_or_else(|| AppError::not_found("api key", id))?;
+    state.auth.keys.evict(&record.public_key);
     Ok(view(record))
 }
 
