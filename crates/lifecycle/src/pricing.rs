@@ -78,7 +78,10 @@ mod tests {
     }
 
     #[test]
-    fn huge_reservations_saturate() {
-        assert_eq!(hourly(PRICES, Reservation::of(u32::MAX.into(), 0, 0.0), i64::MAX), i64::MAX);
+    fn huge_reservations_clamp_to_the_highest_quotable_rate() {
+        // Issue 15: saturating at i64::MAX once turned balances negative.
+        assert_eq!(hourly(PRICES, Reservation::of(u32::MAX.into(), 0, 0.0), i64::MAX), MAX_HOURLY_MICROS);
+        assert_eq!(hourly(PRICES, Reservation::of(0, 0, 1e308), 0), (gantry_types::limits::MAX_RAM_GB as i64) * 2_000);
+        assert_eq!(hourly(PRICES, Reservation::of(0, 0, f64::NAN), 0), 0);
     }
 }
