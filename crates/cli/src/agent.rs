@@ -82,6 +82,86 @@ pub struct AgentArgs {
     /// Long-poll wait per sync (the idle heartbeat period), ms.
     #[arg(long, default_value_t = 1000)]
     sync_wait_ms: u64,
+    #[command(flatten)]
+    isolation: IsolationArgs,
+}
+
+/// How jobs are isolated and bounded on a Docker node (README: "Isolation on a node").
+#[derive(Args, Clone, Debug)]
+pub struct IsolationArgs {
+    /// Where each run's own Docker network takes its /28 from (4,096 runs in a /16).
+    #[arg(long, default_value = "10.213.0.0/16", value_name = "CIDR")]
+    network_pool: String,
+    /// Memory a job gets at least, MiB (a job asking for 0 RAM gets this, never the whole node).
+    #[arg(long, default_value_t = 1024)]
+    min_job_memory_mb: u64,
+    /// CPUs a job gets at least (a job asking for 0 CPUs gets this).
+    #[arg(long, default_value_t = 1.0)]
+    min_job_cpus: f64,
+    /// Most processes (threads included) in one job's container.
+    #[arg(long, default_value_t = 4096)]
+    job_pids_limit: i64,
+    /// Size of a job's writable layer, GB, where the storage driver can enforce it (0: none).
+    #[arg(long, default_value_t = 100)]
+    job_disk_gb: u64,
+    /// Most ports one job may publish.
+    #[arg(long, default_value_t = 32)]
+    max_ports_per_job: usize,
+    /// Seconds a published-port connection may move no byte before it is closed.
+    #[arg(long, default_value_t = 3600)]
+    proxy_idle_timeout_secs: u64,
+    /// Most connections one published port carries at once (when full, the idlest makes room).
+    #[arg(long, default_value_t = 256)]
+    proxy_max_connections: usize,
+    /// Let jobs pull from registries on loopback, link-local or private addresses.
+    #[arg(long)]
+    allow_private_registries: bool,
+}
+
+impl IsolationArgs {
+    /// The defaults, with registries on internal addresses allowed (`gantry dev`: one
+    /// machine, one user, often a registry on localhost).
+    fn for_dev() -> Self {
+        Self {
+            network_pool: "10.213.0.0/16".into(),
+            min_job_memory_mb: 1024,
+            min_job_cpus: 1.0,
+            job_pids_limit: 4096,
+            job_disk_gb: 100,
+            max_ports_per_job: 32,
+            proxy_idle_timeout_secs: 3600,
+            proxy_max_connections: 256,
+            allow_private_registries: true,
+        }
+    }
+
+    /// Applies these settings to a Docker runtime configuration.
+    fn apply(&self, config: &mut DockerConfig) -> anyhow::Result<()> {
+        let pool = self
+            .network_pool
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--network-pool {:?}: not an IPv4 network ({e})", self.network_pool))?;
+        config.network_pool = gantry_agent::docker::network::NetworkPool::new(pool).map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(
+            self.min_job_cpus.is_finite() && self.min_job_cpus > 0.0,
+            "--min-job-cpus must be a positive number of CPUs"
+        );
+        anyhow::ensure!(self.min_job_memory_mb >= 6, "--min-job-memory-mb must be at least 6 (Docker's minimum)");
+        anyhow::ensure!(self.job_pids_limit > 0, "--job-pids-limit must be positive");
+        config.limits = gantry_agent::docker::spec::JobLimits {
+            min_memory_bytes: i64::try_from(self.min_job_memory_mb.saturating_mul(1 << 20)).unwrap_or(i64::MAX),
+            min_cpus: self.min_job_cpus,
+            pids: self.job_pids_limit,
+            writable_layer_bytes: (self.job_disk_gb > 0).then(|| self.job_disk_gb.saturating_mul(1 << 30)),
+        };
+        config.max_ports = self.max_ports_per_job;
+        config.proxy = gantry_agent::proxy::ProxyLimits {
+            idle_timeout: Duration::from_secs(self.proxy_idle_timeout_secs.max(1)),
+            max_connections: self.proxy_max_connections.max(1),
+        };
+        config.allow_private_registries = self.allow_private_registries;
+        Ok(())
+    }
 }
 
 impl AgentArgs {
@@ -112,6 +192,7 @@ impl AgentArgs {
             port_range: None,
             stop_grace_secs: 10,
             sync_wait_ms: 1000,
+            isolation: IsolationArgs::for_dev(),
         }
     }
 
@@ -219,6 +300,8 @@ pub async fn docker_agent(
     config.stop_grace = Duration::from_secs(args.stop_grace_secs);
     config.gpus = if real_gpus { GpuMode::Nvidia } else { GpuMode::Fake };
     config.log_cursors = state.log_cursors.clone();
+    config.private_images_file = Some(state_dir.join("private-images.json"));
+    args.isolation.apply(&mut config)?;
     let runtime = DockerRuntime::connect(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let version = runtime.docker().version().await.map_err(|e| {
         anyhow::anyhow!(

@@ -55,7 +55,7 @@ pub async fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
         secret_key: node_key.secret_key.clone().context("secret")?,
     });
     let owner = format!("bench-{}", std::process::id());
-    let runtime = Arc::new(DockerRuntime::with_docker(docker.clone(), DockerConfig::new(owner, "127.0.0.1")));
+    let runtime = Arc::new(DockerRuntime::with_docker(docker.clone(), DockerConfig::new(owner.clone(), "127.0.0.1")));
     let config = AgentConfig {
         name: "bench-node".into(),
         description: parse_fake_spec("cpus=8,ram=16").map_err(anyhow::Error::msg)?,
@@ -89,6 +89,7 @@ pub async fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
             remove(&docker, &id).await;
         }
     }
+    let _ = gantry_agent::docker::network::sweep(&docker, &owner, |_| false).await;
     let (a50, c50, p50) = (percentile(&mut agent_ms, 0.5), percentile(&mut cli_ms, 0.5), percentile(&mut api_ms, 0.5));
     let (a90, c90, p90) = (percentile(&mut agent_ms, 0.9), percentile(&mut cli_ms, 0.9), percentile(&mut api_ms, 0.9));
     let figures = serde_json::json!({

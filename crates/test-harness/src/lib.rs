@@ -160,6 +160,16 @@ impl TestContext {
         docker::DockerNode::start(client, spec).await
     }
 
+    /// Like [`TestContext::docker_node`], with the runtime's configuration changed by `tweak`.
+    pub async fn docker_node_with(
+        &self,
+        spec: &str,
+        tweak: impl Fn(&mut gantry_agent::docker::DockerConfig) + Send + Sync + 'static,
+    ) -> docker::DockerNode {
+        let client = self.new_account(Preset::Node).await;
+        docker::DockerNode::start_with(client, spec, std::sync::Arc::new(tweak)).await
+    }
+
     /// Starts `count` simulated nodes (the fake runtime) owned by a fresh node-preset
     /// account, each offering what `spec` says (see `gantry_agent::inventory`).
     pub async fn sim_nodes(&self, count: usize, spec: &str) -> SimNodes {

@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use gantry_types::job_run::NodeUrl;
 
-use crate::proxy::{AllowList, PortProxy};
+use crate::proxy::{AllowList, PortProxy, ProxyLimits};
 
 /// A bound, not yet served, external port.
 pub struct Listener {
@@ -97,13 +97,14 @@ pub fn serve(
     target: IpAddr,
     allowed_ips: &[String],
     advertise_host: &str,
+    limits: ProxyLimits,
 ) -> Result<(Vec<PortProxy>, Vec<NodeUrl>), String> {
     let allow = AllowList::parse(allowed_ips).map_err(|e| format!("allowed_ips: {e}"))?;
     let mut proxies = Vec::with_capacity(listeners.len());
     let mut urls = Vec::with_capacity(listeners.len());
     for l in listeners {
         let socket = tokio::net::TcpListener::from_std(l.socket).map_err(|e| format!("cannot serve a port: {e}"))?;
-        let proxy = PortProxy::serve(socket, SocketAddr::new(target, l.container_port), allow.clone())
+        let proxy = PortProxy::serve_with(socket, SocketAddr::new(target, l.container_port), allow.clone(), limits)
             .map_err(|e| format!("cannot serve a port: {e}"))?;
         proxies.push(proxy);
         urls.push(NodeUrl {
