@@ -36,6 +36,24 @@ pub fn ip_allowed(list: &[IpNet], ip: IpAddr) -> bool {
     list.iter().any(|net| net.contains(&ip))
 }
 
+/// Whether the allow-list `inner` admits no address that `outer` refuses: every entry of
+/// `inner` lies inside some entry of `outer`. An empty `outer` admits everyone, so
+/// anything lies within it; an empty `inner` admits everyone, so it lies within only an
+/// empty `outer`. Returns the index of the first entry outside, or `None` for an empty
+/// `inner` under a non-empty `outer` (used to stop a key minting a broader key).
+pub fn allow_list_within(inner: &[IpNet], outer: &[IpNet]) -> Result<(), Option<usize>> {
+    if outer.is_empty() {
+        return Ok(());
+    }
+    if inner.is_empty() {
+        return Err(None);
+    }
+    match inner.iter().position(|net| !outer.iter().any(|o| o.contains(net))) {
+        Some(index) => Err(Some(index)),
+        None => Ok(()),
+    }
+}
+
 fn unmap_net(net: IpNet) -> IpNet {
     if let IpNet::V6(v6) = net
         && v6.prefix_len() >= 96
@@ -85,6 +103,18 @@ mod tests {
         assert_eq!(mapped_entry, list(&["192.0.2.0/24"]));
         assert!(ip_allowed(&mapped_entry, ip("192.0.2.55")));
         assert!(ip_allowed(&mapped_entry, ip("::ffff:192.0.2.55")));
+    }
+
+    #[test]
+    fn narrower_lists_lie_within_broader_ones() {
+        let outer = list(&["10.0.0.0/8", "127.0.0.1"]);
+        assert_eq!(allow_list_within(&list(&["10.1.0.0/16", "127.0.0.1/32"]), &outer), Ok(()));
+        assert_eq!(allow_list_within(&list(&["10.1.0.0/16", "0.0.0.0/0"]), &outer), Err(Some(1)));
+        assert_eq!(allow_list_within(&list(&["127.0.0.0/31"]), &outer), Err(Some(0)));
+        assert_eq!(allow_list_within(&[], &outer), Err(None), "no limit is broader than any limit");
+        assert_eq!(allow_list_within(&list(&["::ffff:10.9.9.9"]), &outer), Ok(()));
+        assert_eq!(allow_list_within(&[], &[]), Ok(()));
+        assert_eq!(allow_list_within(&list(&["2001:db8::/32"]), &[]), Ok(()));
     }
 
     #[test]

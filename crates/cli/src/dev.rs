@@ -88,6 +88,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         price_cpu_core: "0.01".into(),
         price_ram_gb: "0.002".into(),
         operator_share: "0.8".into(),
+        header_read_timeout_secs: 10,
+        idle_timeout_secs: 60,
+        max_connections: 1000,
+        max_ports_per_job: 32,
+        rate_limit_rps: 0.0,
+        rate_limit_burst: None,
     };
     let server = gantry_server::start_with_store(server_args.config()?, store)
         .await

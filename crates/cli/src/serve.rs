@@ -41,6 +41,27 @@ pub struct ServerArgs {
     /// The node owner's share of a run's charge (0 to 1); the platform keeps the rest.
     #[arg(long, value_name = "FRACTION", default_value = "0.8")]
     pub operator_share: String,
+    /// Seconds a request's head (request line and headers) may take to arrive once it
+    /// starts; slower connections are closed.
+    #[arg(long, env = "GANTRY_HEADER_READ_TIMEOUT_SECS", value_name = "SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection may sit idle (no request in flight, no traffic) before it
+    /// is closed; also how long a response may wait for a client that stopped reading.
+    #[arg(long, env = "GANTRY_IDLE_TIMEOUT_SECS", value_name = "SECS", default_value_t = 60)]
+    pub idle_timeout_secs: u64,
+    /// Most connections served at once; further clients wait to be accepted.
+    #[arg(long, env = "GANTRY_MAX_CONNECTIONS", value_name = "N", default_value_t = 1000)]
+    pub max_connections: usize,
+    /// Most published ports one job may ask for.
+    #[arg(long, env = "GANTRY_MAX_PORTS_PER_JOB", value_name = "N", default_value_t = 32)]
+    pub max_ports_per_job: usize,
+    /// Requests per second each account may make (token bucket; 0 = no limit).
+    /// Operator keys and node agents are exempt. Over it: 429 with Retry-After.
+    #[arg(long, env = "GANTRY_RATE_LIMIT_RPS", value_name = "N", default_value_t = 0.0)]
+    pub rate_limit_rps: f64,
+    /// Requests an idle account may make at once (default: twice the rate).
+    #[arg(long, env = "GANTRY_RATE_LIMIT_BURST", value_name = "N")]
+    pub rate_limit_burst: Option<f64>,
 }
 
 impl ServerArgs {
@@ -51,6 +72,20 @@ impl ServerArgs {
         config.database_url = self.database_url.clone();
         config.server_key = std::env::var("GANTRY_SERVER_KEY").ok().filter(|k| !k.is_empty());
         config.max_body_bytes = self.max_body_bytes;
+        anyhow::ensure!(self.header_read_timeout_secs > 0, "--header-read-timeout-secs must be at least 1");
+        anyhow::ensure!(self.idle_timeout_secs > 0, "--idle-timeout-secs must be at least 1");
+        anyhow::ensure!(self.max_connections > 0, "--max-connections must be at least 1");
+        config.connections.header_read_timeout = std::time::Duration::from_secs(self.header_read_timeout_secs);
+        config.connections.idle_timeout = std::time::Duration::from_secs(self.idle_timeout_secs);
+        config.connections.max_connections = self.max_connections;
+        config.max_ports_per_job = self.max_ports_per_job;
+        anyhow::ensure!(
+            self.rate_limit_rps.is_finite() && self.rate_limit_rps >= 0.0,
+            "--rate-limit-rps must be a number >= 0"
+        );
+        let burst = self.rate_limit_burst.unwrap_or(self.rate_limit_rps * 2.0);
+        anyhow::ensure!(burst.is_finite() && burst >= 0.0, "--rate-limit-burst must be a number >= 0");
+        config.rate_limits = gantry_server::RateLimits { requests_per_sec: self.rate_limit_rps, burst };
         let usd =
             |flag: &str, v: &str| gantry_types::money::parse_usd(v, false).map_err(|e| anyhow::anyhow!("--{flag} {e}"));
         let b = &mut config.billing;

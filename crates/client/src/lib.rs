@@ -139,8 +139,8 @@ impl Client {
         &self.creds
     }
 
-    /// A signed request, ready to send.
-    fn signed(
+    /// A signed request, ready to send (tests use it to read response headers).
+    pub fn signed(
         &self,
         method: Method,
         path: &str,

@@ -38,12 +38,25 @@ pub struct UnitPrices {
 }
 
 /// The hourly price of `r`, with `gpu_price` per GPU.
+///
+/// Reservations are bounded by `gantry_types::limits` at submit and prices by the
+/// operator's flags, so this fits easily; it is still computed in 128 bits and checked,
+/// and a result beyond [`MAX_HOURLY_MICROS`] is clamped to it rather than wrapping or
+/// saturating at `i64::MAX` (which once turned balances negative, issue 15).
 pub fn hourly(prices: UnitPrices, r: Reservation, gpu_price: i64) -> i64 {
-    let gpus = if r.gpus == 0 { 0 } else { i64::from(r.gpus).saturating_mul(gpu_price) };
-    // RAM is priced per whole micro-USD: GB can be fractional, money cannot.
-    let ram = (r.ram_gb.max(0.0) * prices.ram_gb as f64).floor() as i64;
-    gpus.saturating_add(i64::from(r.cores).saturating_mul(prices.cpu_core)).saturating_add(ram)
+    let gpus = if r.gpus == 0 { 0 } else { i128::from(r.gpus) * i128::from(gpu_price) };
+    let cores = i128::from(r.cores) * i128::from(prices.cpu_core);
+    // RAM is priced per whole micro-USD: GB can be fractional, money cannot. The float
+    // is clamped to the physical maximum first, so the product is finite and small.
+    let ram_gb = if r.ram_gb.is_finite() { r.ram_gb.clamp(0.0, gantry_types::limits::MAX_RAM_GB) } else { 0.0 };
+    let ram = (ram_gb * prices.ram_gb as f64).floor() as i128;
+    i64::try_from(gpus + cores + ram).map_or(MAX_HOURLY_MICROS, |v| v.clamp(0, MAX_HOURLY_MICROS))
 }
+
+/// The highest hourly rate Gantry quotes (2^53-1 micro-USD, about 9 billion USD): what
+/// every client reads exactly, and small enough that any charge over any real run time
+/// and any sum of such charges stays far inside 64 bits.
+pub const MAX_HOURLY_MICROS: i64 = gantry_types::num::MAX_SAFE_INTEGER;
 
 #[cfg(test)]
 mod tests {
@@ -65,7 +78,10 @@ mod tests {
     }
 
     #[test]
-    fn huge_reservations_saturate() {
-        assert_eq!(hourly(PRICES, Reservation::of(u32::MAX.into(), 0, 0.0), i64::MAX), i64::MAX);
+    fn huge_reservations_clamp_to_the_highest_quotable_rate() {
+        // Issue 15: saturating at i64::MAX once turned balances negative.
+        assert_eq!(hourly(PRICES, Reservation::of(u32::MAX.into(), 0, 0.0), i64::MAX), MAX_HOURLY_MICROS);
+        assert_eq!(hourly(PRICES, Reservation::of(0, 0, 1e308), 0), (gantry_types::limits::MAX_RAM_GB as i64) * 2_000);
+        assert_eq!(hourly(PRICES, Reservation::of(0, 0, f64::NAN), 0), 0);
     }
 }

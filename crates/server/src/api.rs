@@ -6,6 +6,7 @@
 //! answers 401 without a signature.
 
 mod api_keys;
+mod common_responses;
 mod compute;
 mod gpu_registry;
 mod job_runs;
@@ -109,12 +110,15 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
 
 /// The OpenAPI document of the signed API, as committed in `openapi/api.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    let mut doc = api_router().split_for_parts().1;
+    common_responses::add(&mut doc);
+    doc
 }
 
 /// The whole application.
 pub fn router(state: Arc<AppState>) -> axum::Router {
-    let (api, doc) = api_router().split_for_parts();
+    let (api, mut doc) = api_router().split_for_parts();
+    common_responses::add(&mut doc);
     let doc = Arc::new(doc.to_pretty_json().expect("OpenAPI document serializes"));
     let api: axum::Router = api
         .route(

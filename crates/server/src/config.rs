@@ -18,12 +18,19 @@ pub struct ServerConfig {
     pub server_key: Option<String>,
     /// Largest request body accepted, bytes (larger: 413).
     pub max_body_bytes: usize,
+    /// Most published ports one job may ask for (each is a proxy and a socket on its
+    /// node).
+    pub max_ports_per_job: usize,
     /// Most nonces remembered for replay protection (bounded memory).
     pub nonce_capacity: usize,
     /// Timing of the background reconcilers (scheduler, lifecycle).
     pub timing: crate::background::Timing,
     /// Prices, the operators' share and whether balances are enforced.
     pub billing: BillingConfig,
+    /// Requests per second per account (token bucket; off by default).
+    pub rate_limits: crate::rate_limit::RateLimits,
+    /// Connection timeouts and the most connections served at once.
+    pub connections: crate::serve::ConnectionLimits,
 }
 
 /// Billing: what compute costs and who gets what. Amounts are micro-USD per hour.
@@ -73,9 +80,12 @@ impl ServerConfig {
             database_url: None,
             server_key: None,
             max_body_bytes: 1024 * 1024,
+            max_ports_per_job: 32,
             nonce_capacity: 4_000_000,
             timing: Default::default(),
             billing: Default::default(),
+            connections: Default::default(),
+            rate_limits: Default::default(),
         }
     }
 }

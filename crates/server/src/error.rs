@@ -26,6 +26,12 @@ pub enum ApiError {
     Unauthorized { code: &'static str, message: String },
     /// 400 without field details (e.g. malformed JSON).
     BadRequest { code: &'static str, message: String },
+    /// 429: the account's request rate is over its limit; retry after this long.
+    TooManyRequests { retry_after_secs: u64 },
+    /// 414: the request target is longer than the server reads.
+    UriTooLong { limit: usize },
+    /// 431: the request's header fields are larger than the server reads.
+    HeadersTooLarge { limit: usize },
     /// 413.
     PayloadTooLarge { limit: usize },
     /// 400 with code `unsupported_media_type`: a body sent as something other than JSON.
@@ -66,9 +72,31 @@ impl From<Vec<FieldError>> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = match &self {
+            Self::TooManyRequests { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        };
         let (status, code, message, details) = match self {
             Self::Unauthorized { code, message } => (StatusCode::UNAUTHORIZED, code, message, vec![]),
             Self::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message, vec![]),
+            Self::TooManyRequests { retry_after_secs } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests from this account; retry after {retry_after_secs} s"),
+                vec![],
+            ),
+            Self::UriTooLong { limit } => (
+                StatusCode::URI_TOO_LONG,
+                "uri_too_long",
+                format!("the request path and query are longer than {limit} bytes"),
+                vec![],
+            ),
+            Self::HeadersTooLarge { limit } => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                format!("the request's header fields are larger than {limit} bytes in all"),
+                vec![],
+            ),
             Self::PayloadTooLarge { limit } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
@@ -84,7 +112,11 @@ impl IntoResponse for ApiError {
             Self::App(e) => app_status(e),
         };
         let body = ErrorBody { error: ErrorDetail { code: code.to_string(), message, details } };
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        }
+        response
     }
 }
 

@@ -19,6 +19,8 @@ mod config;
 mod error;
 mod key_cache;
 mod keyfile;
+mod rate_limit;
+mod serve;
 mod signals;
 mod signed;
 mod state;
@@ -32,6 +34,8 @@ use tokio::sync::oneshot;
 pub use app::error::{AppError, chain};
 pub use background::Timing;
 pub use config::{BillingConfig, ServerConfig};
+pub use rate_limit::RateLimits;
+pub use serve::ConnectionLimits;
 use state::AppState;
 
 /// Operator operations that need no signed request: the first key of a fresh
@@ -153,13 +157,13 @@ pub async fn start_with_store(
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let loops = background::spawn(state.clone());
     let served = state.clone();
+    let connections = config.connections.clone();
     let task = tokio::spawn(async move {
         let state = served;
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await?;
+        serve::serve(listener, app, connections, async {
+            let _ = stop_rx.await;
+        })
+        .await?;
         loops.stop();
         state.auth.usage.flush(state.store.as_ref()).await;
         Ok(())

@@ -144,6 +144,11 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<AppState>> for Signed<T> {
             }
             .into());
         }
+        if !crate::rate_limit::exempt(&key.record.permissions)
+            && let Err(wait) = state.auth.rate_limiter.check(key.record.account_uuid, std::time::Instant::now())
+        {
+            return Err(ApiError::TooManyRequests { retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64 });
+        }
         state.auth.usage.record(key.record.uuid, now);
 
         let query: Vec<(String, String)> = serde_urlencoded::from_str(raw_query).map_err(|e| ApiError::BadRequest {

@@ -51,6 +51,10 @@ pub struct AuthState {
     pub usage: UsageTracker,
     /// Largest body accepted.
     pub max_body_bytes: usize,
+    /// Most published ports one job may ask for.
+    pub max_ports_per_job: usize,
+    /// Per-account request rate buckets.
+    pub rate_limiter: crate::rate_limit::RateLimiter,
 }
 
 /// In-memory views of stored data, each refreshed or invalidated by its owner module.
@@ -97,6 +101,8 @@ impl AppState {
                 keys: KeyCache::default(),
                 usage: UsageTracker::default(),
                 max_body_bytes: config.max_body_bytes,
+                max_ports_per_job: config.max_ports_per_job,
+                rate_limiter: crate::rate_limit::RateLimiter::new(config.rate_limits),
             },
             caches: Caches::default(),
             scheduling: SchedulingState {

@@ -75,12 +75,41 @@ impl SqliteStore {
     }
 }
 
+/// Creates the database file with mode 0600 (or narrows an existing one to it): it
+/// holds every account's jobs and the encrypted secrets. SQLite gives its `-wal` and
+/// `-shm` files the database file's mode.
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Err(e) => return Err(e),
+        }
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            if std::path::Path::new(&side).exists() {
+                std::fs::set_permissions(&side, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// The write connection: file, pragmas, migrations.
 fn open_writer(path: &Path) -> StoreResult<Connection> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Database { during: "creating the data directory", source: Box::new(e) })?;
     }
+    owner_only(path)
+        .map_err(|e| StoreError::Database { during: "making the database file owner-only", source: Box::new(e) })?;
     let open = db("open");
     let mut conn = Connection::open(path).map_err(&open)?;
     conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS)).map_err(&open)?;

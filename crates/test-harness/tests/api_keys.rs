@@ -94,3 +94,57 @@ async fn users_me_names_the_account_for_the_balance_call() {
     assert_eq!(me.email.as_deref(), Some("test@example.com"));
     assert!(me.permissions.contains(&"nodes.update.own".to_string()));
 }
+
+/// Issue 15 point 9: a key pinned to one address and expiring soon could mint an
+/// unpinned, eternal key. A created key now lies within its creator's `allowed_ips` and
+/// expires no later; operator keys are exempt.
+#[tokio::test]
+async fn a_key_cannot_mint_a_broader_key() {
+    let ctx = TestContext::start().await;
+    let owner = ctx.new_account(Preset::Consumer).await;
+    let pinned = owner
+        .send_raw(
+            Method::POST,
+            "/v1/api-keys",
+            &[],
+            Some(&json!({"name": "pinned", "preset": "consumer", "allowed_ips": ["127.0.0.1/32"],
+                "expires_at": "2030-01-01T00:00:00Z"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pinned.status, StatusCode::CREATED, "{}", pinned.body);
+    let pinned = ctx
+        .client(pinned.body["public_key"].as_str().unwrap().into(), pinned.body["secret_key"].as_str().unwrap().into());
+    let before = owner.list_api_keys(&[]).await.unwrap().total;
+    let broader = [
+        json!({"name": "x", "preset": "consumer"}),
+        json!({"name": "x", "preset": "consumer", "expires_at": "2029-01-01T00:00:00Z"}),
+        json!({"name": "x", "preset": "consumer", "allowed_ips": ["127.0.0.1"]}),
+        json!({"name": "x", "preset": "consumer", "allowed_ips": ["127.0.0.0/8"], "expires_at": "2029-01-01T00:00:00Z"}),
+        json!({"name": "x", "preset": "consumer", "allowed_ips": ["127.0.0.1", "::/0"], "expires_at": "2029-01-01T00:00:00Z"}),
+        json!({"name": "x", "preset": "consumer", "allowed_ips": ["127.0.0.1"], "expires_at": "2031-01-01T00:00:00Z"}),
+    ];
+    for body in broader {
+        let raw = pinned.send_raw(Method::POST, "/v1/api-keys", &[], Some(&body)).await.unwrap();
+        assert_eq!(raw.status, StatusCode::FORBIDDEN, "{body}: {}", raw.body);
+        assert_eq!(raw.body["error"]["code"], "permission_escalation", "{body}");
+    }
+    assert_eq!(owner.list_api_keys(&[]).await.unwrap().total, before, "nothing created");
+    // As narrow or narrower is fine.
+    for body in [
+        json!({"name": "same", "preset": "consumer", "allowed_ips": ["127.0.0.1"], "expires_at": "2030-01-01T00:00:00Z"}),
+        json!({"name": "narrower", "permissions": ["jobs.read.own"], "allowed_ips": ["::ffff:127.0.0.1"], "expires_at": "2027-01-01T00:00:00Z"}),
+    ] {
+        let raw = pinned.send_raw(Method::POST, "/v1/api-keys", &[], Some(&body)).await.unwrap();
+        assert_eq!(raw.status, StatusCode::CREATED, "{body}: {}", raw.body);
+    }
+    // Operators mint keys for others, so their own limits do not bind them.
+    let admin = ctx.new_account(Preset::Admin).await;
+    let account = admin.me().await.unwrap().account_uuid;
+    let admin_pinned = ctx.key_in(account, Preset::Admin.permissions(), vec!["127.0.0.1/32".into()]).await;
+    let raw = admin_pinned
+        .send_raw(Method::POST, "/v1/api-keys", &[], Some(&json!({"name": "wide", "preset": "consumer"})))
+        .await
+        .unwrap();
+    assert_eq!(raw.status, StatusCode::CREATED, "{}", raw.body);
+}

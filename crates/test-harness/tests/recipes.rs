@@ -383,6 +383,14 @@ async fn fork_copies_without_secrets_and_delete_leaves_forks_and_jobs() {
         (other_image.parameters.parameters.secret.clone(), other_image.parameters.parameters.user.clone()),
         (None, None)
     );
+    // Issue 15 point 5: another tag of the same image, or another host, is another
+    // image: the owner's credentials stay behind.
+    for docker in [json!({"tag": "v4"}), json!({"host": "registry.example.net"})] {
+        let other = bob.cook_recipe(original.uuid, &json!({"parameters": {"parameters": docker}})).await.unwrap();
+        let stored = ctx.store().job_fetch(None, other.uuid).await.unwrap().unwrap();
+        let d = &stored.parameters.parameters;
+        assert_eq!((d.secret.clone(), d.user.clone()), (None, None), "{docker}");
+    }
 
     let fork = bob.fork_recipe(original.uuid, Some(&json!({"name": "bob's trainer"}))).await.unwrap();
     assert_eq!((fork.is_owner, fork.visibility, fork.is_official), (true, RecipeVisibility::Private, false));

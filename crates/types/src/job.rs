@@ -427,6 +427,15 @@ impl JobSpec {
 }
 
 impl DockerParameters {
+    /// Applies `f` to every `env` value (encrypted at rest like registry secrets: in
+    /// practice they carry cloud credentials).
+    pub fn map_env<E>(&mut self, mut f: impl FnMut(&str) -> Result<String, E>) -> Result<(), E> {
+        for value in self.env.iter_mut().flat_map(|env| env.values_mut()) {
+            *value = f(value)?;
+        }
+        Ok(())
+    }
+
     /// Applies `f` to every registry secret (the image's and each volume's), e.g. to
     /// encrypt, decrypt or redact them in one place.
     pub fn map_secrets<E>(&mut self, mut f: impl FnMut(&str) -> Result<String, E>) -> Result<(), E> {

@@ -11,11 +11,13 @@
 pub mod account;
 pub mod api_key;
 pub mod billing;
+pub mod docker_ref;
 pub mod error;
 pub mod gpu;
 pub mod ids;
 pub mod job;
 pub mod job_run;
+pub mod limits;
 pub mod list;
 pub mod money;
 pub mod node;

@@ -8,6 +8,7 @@ use crate::error::FieldError;
 use crate::job::{
     CreateJobRequest, DockerParameters, DockerParametersInput, JobParameters, JobSpec, JobTask, Volume, VolumeInput,
 };
+use crate::limits;
 use crate::num::MAX_SAFE_INTEGER;
 use crate::region::is_region_code;
 
@@ -47,29 +48,35 @@ impl Errors {
 
     /// An integer field with a minimum; returns the value or the default.
     fn int(&mut self, field: &str, value: Option<i64>, min: i64, default: i64) -> i64 {
+        self.int_within(field, value, min, MAX_SAFE_INTEGER, default)
+    }
+
+    /// An integer field with a minimum and a maximum (a physical bound, see `limits`).
+    fn int_within(&mut self, field: &str, value: Option<i64>, min: i64, max: i64, default: i64) -> i64 {
         match value {
             None => default,
             Some(v) if v < min => {
                 self.add(field, format!("must be >= {min}, got {v}"));
                 default
             }
-            Some(v) if v > MAX_SAFE_INTEGER => {
-                self.add(field, format!("must be <= {MAX_SAFE_INTEGER}"));
+            Some(v) if v > max => {
+                self.add(field, format!("must be <= {max}, got {v}"));
                 default
             }
             Some(v) => v,
         }
     }
 
-    fn size(&mut self, field: &str, value: Option<f64>) -> f64 {
+    /// A GB amount from 0 to `max` (a physical bound, see `limits`).
+    fn size(&mut self, field: &str, value: Option<f64>, max: f64) -> f64 {
         match value {
             None => 0.0,
             Some(v) if !v.is_finite() || v < 0.0 => {
                 self.add(field, format!("must be a number >= 0, got {v}"));
                 0.0
             }
-            Some(v) if v > MAX_SAFE_INTEGER as f64 => {
-                self.add(field, format!("must be <= {MAX_SAFE_INTEGER}"));
+            Some(v) if v > max => {
+                self.add(field, format!("must be <= {max} GB, got {v}"));
                 0.0
             }
             Some(v) => v,
@@ -178,11 +185,11 @@ pub fn validate_create_job(req: CreateJobRequest) -> Result<JobSpec, Vec<FieldEr
     }
 
     let spec = JobSpec {
-        cpu_count: e.int("cpu_count", req.cpu_count, 0, 0),
-        gpu_count: e.int("gpu_count", req.gpu_count, 0, 0),
+        cpu_count: e.int_within("cpu_count", req.cpu_count, 0, i64::from(limits::MAX_CPU_CORES), 0),
+        gpu_count: e.int_within("gpu_count", req.gpu_count, 0, i64::from(limits::MAX_GPUS), 0),
         description: e.text("description", req.description),
-        max_node_count: e.int("max_node_count", req.max_node_count, 1, 1),
-        max_retry_count: e.int("max_retry_count", req.max_retry_count, 0, 0),
+        max_node_count: e.int_within("max_node_count", req.max_node_count, 1, limits::MAX_NODE_COUNT, 1),
+        max_retry_count: e.int_within("max_retry_count", req.max_retry_count, 0, limits::MAX_RETRY_COUNT, 0),
         max_timeout_assign_ms: e.int(
             "max_timeout_assign_ms",
             req.max_timeout_assign_ms,
@@ -195,9 +202,9 @@ pub fn validate_create_job(req: CreateJobRequest) -> Result<JobSpec, Vec<FieldEr
             MIN_TIMEOUT_START_MS,
             DEFAULT_TIMEOUT_START_MS,
         ),
-        min_ram_gb: e.size("min_ram_gb", req.min_ram_gb),
-        min_storage_gb: e.size("min_storage_gb", req.min_storage_gb),
-        min_vram_gb: e.size("min_vram_gb", req.min_vram_gb),
+        min_ram_gb: e.size("min_ram_gb", req.min_ram_gb, limits::MAX_RAM_GB),
+        min_storage_gb: e.size("min_storage_gb", req.min_storage_gb, limits::MAX_STORAGE_GB),
+        min_vram_gb: e.size("min_vram_gb", req.min_vram_gb, limits::MAX_VRAM_GB),
         gpu_name,
         gpu_registry_uuid,
         allowed_region_codes,
@@ -216,6 +223,12 @@ fn docker_parameters(e: &mut Errors, d: DockerParametersInput) -> JobParameters 
         e.add(format!("{P}.image"), "is required (e.g. \"busybox\" or \"ghcr.io/org/image\")");
         String::new()
     });
+    if !image.is_empty()
+        && let Err(m) = crate::docker_ref::check_image(&image)
+    {
+        e.add(format!("{P}.image"), m);
+    }
+    reference_parts(e, P, "tag", d.tag.as_deref(), "host", d.host.as_deref());
     if let Some(ips) = &d.allowed_ips {
         allowed_ips(e, &format!("{P}.allowed_ips"), ips);
     }
@@ -268,9 +281,18 @@ fn volume(e: &mut Errors, field: &str, v: VolumeInput) -> Volume {
         e.add(format!("{field}.image"), "is required");
         String::new()
     });
-    let mount = non_empty(v.mount).unwrap_or_default();
-    if !mount.starts_with('/') || mount == "/" || mount.split('/').any(|c| c == "..") {
-        e.add(format!("{field}.mount"), format!("must be an absolute path other than /, got {mount:?}"));
+    if !image.is_empty()
+        && let Err(m) = crate::docker_ref::check_image(&image)
+    {
+        e.add(format!("{field}.image"), m);
+    }
+    reference_parts(e, field, "tag", v.tag.as_deref(), "registry", v.registry.as_deref());
+    let sent = non_empty(v.mount).unwrap_or_default();
+    // Normalised first (`//`, `/./` and a trailing `/` collapse), so `//` cannot pass
+    // for something other than the root.
+    let mount = normalise_mount(&sent);
+    if !sent.starts_with('/') || mount == "/" || mount.split('/').any(|c| c == ".." || c.contains('\0')) {
+        e.add(format!("{field}.mount"), format!("must be an absolute path other than /, got {sent:?}"));
     }
     Volume {
         image,
@@ -280,6 +302,27 @@ fn volume(e: &mut Errors, field: &str, v: VolumeInput) -> Volume {
         tag: non_empty(v.tag),
         user: non_empty(v.user),
     }
+}
+
+/// Checks a tag and a registry host field against the Docker reference grammar.
+fn reference_parts(e: &mut Errors, prefix: &str, tag_key: &str, tag: Option<&str>, host_key: &str, host: Option<&str>) {
+    if let Some(t) = tag.filter(|t| !t.is_empty())
+        && let Err(m) = crate::docker_ref::check_tag(t)
+    {
+        e.add(format!("{prefix}.{tag_key}"), m);
+    }
+    if let Some(h) = host.filter(|h| !h.is_empty())
+        && let Err(m) = crate::docker_ref::check_host(h)
+    {
+        e.add(format!("{prefix}.{host_key}"), m);
+    }
+}
+
+/// A mount path with empty and `.` components dropped: `//data/./x/` is `/data/x`,
+/// `//` is `/`.
+pub fn normalise_mount(mount: &str) -> String {
+    let parts: Vec<&str> = mount.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    format!("/{}", parts.join("/"))
 }
 
 /// Checks that every entry is an IPv4/IPv6 address or CIDR.

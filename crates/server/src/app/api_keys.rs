@@ -2,13 +2,14 @@
 //! account and key of a fresh deployment (`gantry admin create-key`).
 //!
 //! A key may only grant permissions its creator holds, so a consumer key cannot
-//! mint an admin key.
+//! mint an admin key; and (operators aside) a key it creates is no broader than
+//! itself: its `allowed_ips` lie within the creator's and it expires no later.
 
-use gantry_auth::{SecretBox, generate_key_pair};
+use gantry_auth::{SecretBox, allow_list_within, generate_key_pair, parse_allow_list};
 use gantry_store::{AccountRecord, ApiKeyRecord, Page, Store};
 use gantry_types::api_key::{ApiKey, CreateApiKeyRequest};
 use gantry_types::list::{ApiKeyFilter, Paging};
-use gantry_types::permissions::{Preset, check_permission, may_grant};
+use gantry_types::permissions::{Preset, Scope, check_permission, may_grant, scope_for};
 use gantry_types::{AccountId, ApiKeyId, FieldError, Timestamp};
 
 use crate::app::caller::Caller;
@@ -86,7 +87,48 @@ pub async fn create(state: &AppState, caller: &Caller, spec: KeySpec) -> Result<
             message: format!("cannot grant {p}: a key may only grant permissions it holds itself"),
         });
     }
+    if scope_for(held, "api_keys", "create") != Some(Scope::All) {
+        no_broader_than_creator(&caller.key.record, &caller.key.allowed_ips, &spec)?;
+    }
     create_in(state.store.as_ref(), &state.secrets, caller.account(), spec).await
+}
+
+/// A key may not outlive or out-reach the key that creates it: otherwise a key pinned
+/// to one address and expiring soon could mint an unpinned, eternal one. Operators
+/// (`api_keys.create.all`) are exempt: they mint keys for others.
+fn no_broader_than_creator(
+    creator: &ApiKeyRecord,
+    creator_ips: &[ipnet::IpNet],
+    spec: &KeySpec,
+) -> Result<(), AppError> {
+    let escalation = |message: String| AppError::Forbidden { code: "permission_escalation", message };
+    let wanted = parse_allow_list(&spec.allowed_ips)
+        .map_err(|(i, message)| AppError::field(format!("allowed_ips[{i}]"), message))?;
+    match allow_list_within(&wanted, creator_ips) {
+        Ok(()) => {}
+        Err(None) => {
+            return Err(escalation(format!(
+                "allowed_ips must be given and lie within this key's own ({}): a key may not create a key usable from more addresses than itself",
+                creator.allowed_ips.join(", ")
+            )));
+        }
+        Err(Some(i)) => {
+            return Err(escalation(format!(
+                "allowed_ips[{i}] {:?} is not within this key's own allowed_ips ({})",
+                spec.allowed_ips[i],
+                creator.allowed_ips.join(", ")
+            )));
+        }
+    }
+    if let Some(limit) = creator.expires_at_ms
+        && spec.expires_at_ms.is_none_or(|wanted| wanted > limit)
+    {
+        return Err(escalation(format!(
+            "expires_at must be given and no later than this key's own expiry ({}): a key may not create a key that outlives it",
+            Timestamp(limit).to_rfc3339()
+        )));
+    }
+    Ok(())
 }
 
 /// Creates a key in `account` without a caller (the admin CLI). Returns the key

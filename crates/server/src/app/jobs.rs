@@ -3,6 +3,10 @@
 //! Registry secrets are encrypted before the job reaches the store and redacted in
 //! every response: a stored job holds ciphertext, a returned job holds
 //! [`REDACTED`] where a secret is set (so clients can tell that one is).
+//!
+//! `env` values are encrypted at rest the same way (they carry cloud credentials in
+//! practice) and shown in clear only to the job's owner (a caller reading with the
+//! `.own` scope of the job's account); operators and run snapshots see [`REDACTED`].
 
 use gantry_store::{JobTransition, Page, RunFilter};
 use gantry_types::job::{CreateJobRequest, Job, JobSpec, JobStatus};
@@ -38,9 +42,19 @@ pub async fn submit(
 /// with it too.
 pub async fn check(state: &AppState, req: CreateJobRequest) -> Result<JobSpec, AppError> {
     let gpu = (req.gpu_name.clone(), req.gpu_registry_uuid.clone());
+    let ports =
+        req.parameters.as_ref().and_then(|p| p.parameters.as_ref()).and_then(|d| d.ports.as_ref()).map_or(0, Vec::len);
+    let too_many_ports = (ports > state.auth.max_ports_per_job).then(|| {
+        gantry_types::FieldError::new(
+            "parameters.parameters.ports",
+            format!("at most {} ports per job (this server's limit), got {ports}", state.auth.max_ports_per_job),
+        )
+    });
     match validate_create_job(req) {
-        Ok(spec) => Ok(spec),
+        Ok(spec) if too_many_ports.is_none() => Ok(spec),
+        Ok(_) => Err(AppError::Validation(too_many_ports.into_iter().collect())),
         Err(mut errors) => {
+            errors.extend(too_many_ports);
             let gpu_errors =
                 crate::app::gpu_registry::job_gpu_errors(state, gpu.0.as_deref(), gpu.1.as_deref()).await?;
             errors.extend(gpu_errors);
@@ -64,15 +78,16 @@ pub async fn create(
     let mut job = spec.into_job(JobId::new(), account, now_ms());
     job.source_recipe_uuid = source_recipe.map(|r| r.to_string());
     job.parameters.parameters.map_secrets(|s| Ok::<_, AppError>(state.secrets.encrypt(s)))?;
+    job.parameters.parameters.map_env(|v| Ok::<_, AppError>(state.secrets.encrypt(v)))?;
     state.store.job_create(&job).await?;
     state.signals.wake_scheduler();
-    Ok(with_reason(state, redact(job)))
+    Ok(with_reason(state, view(state, job, Some(account))))
 }
 
 /// Fetches a job in scope; another account's job is "not found".
 pub async fn fetch(state: &AppState, scope: Option<AccountId>, id: JobId) -> Result<Job, AppError> {
     let job = state.store.job_fetch(scope, id).await?.ok_or_else(|| AppError::not_found("job", id))?;
-    let mut jobs = [with_reason(state, redact(job))];
+    let mut jobs = [with_reason(state, view(state, job, scope))];
     mirror_access_tokens(state, &mut jobs).await?;
     let [job] = jobs;
     Ok(job)
@@ -86,7 +101,7 @@ pub async fn list(
     paging: Paging,
 ) -> Result<Page<Job>, AppError> {
     let mut page = state.store.job_list(scope, filter, paging).await?;
-    page.items = page.items.into_iter().map(|j| with_reason(state, redact(j))).collect();
+    page.items = page.items.into_iter().map(|j| with_reason(state, view(state, j, scope))).collect();
     mirror_access_tokens(state, &mut page.items).await?;
     Ok(page)
 }
@@ -138,7 +153,7 @@ pub async fn cancel(
         let to = match job.status {
             JobStatus::Pending => JobStatus::Cancelled,
             JobStatus::Assigned | JobStatus::Running => JobStatus::Cancelling,
-            _ => return Ok(redact(job)),
+            _ => return Ok(view(state, job, scope)),
         };
         let transition = JobTransition { from: vec![job.status], to, reason: Some(reason.clone()), now_ms: now_ms() };
         if let Some(after) = state.store.job_transition(scope, id, &transition).await? {
@@ -148,7 +163,7 @@ pub async fn cancel(
                     state.signals.bump(run.run.node_uuid);
                 }
             }
-            let mut jobs = [redact(after)];
+            let mut jobs = [view(state, after, scope)];
             mirror_access_tokens(state, &mut jobs).await?;
             let [job] = jobs;
             return Ok(job);
@@ -165,8 +180,27 @@ fn with_reason(state: &AppState, mut job: Job) -> Job {
     job
 }
 
-/// The job as clients may see it: secrets replaced by [`REDACTED`].
+/// The job as anyone but its owner may see it (and as run snapshots keep it): secrets
+/// and `env` values replaced by [`REDACTED`].
 pub fn redact(mut job: Job) -> Job {
     let _ = job.parameters.parameters.map_secrets(|_| Ok::<_, ()>(REDACTED.to_string()));
+    let _ = job.parameters.parameters.map_env(|_| Ok::<_, ()>(REDACTED.to_string()));
     job
+}
+
+/// The job as `viewer` sees it: the owner reading with `.own` scope (`Some(account)`)
+/// gets `env` in clear, everyone else [`redact`]'s view; secrets are redacted for all.
+pub fn view(state: &AppState, mut job: Job, viewer: Option<AccountId>) -> Job {
+    if viewer != Some(job.account_uuid) {
+        return redact(job);
+    }
+    let _ = job.parameters.parameters.map_secrets(|_| Ok::<_, ()>(REDACTED.to_string()));
+    let _ = job.parameters.parameters.map_env(|v| Ok::<_, ()>(open_env(state, v)));
+    job
+}
+
+/// An `env` value in clear. Jobs stored before env encryption hold plain values, which
+/// do not decrypt and are returned as they are.
+pub fn open_env(state: &AppState, value: &str) -> String {
+    state.secrets.decrypt(value).unwrap_or_else(|_| value.to_owned())
 }

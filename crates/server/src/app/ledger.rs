@@ -61,8 +61,8 @@ pub fn accrued(active: &[RunRecord], account: AccountId, now: i64) -> i64 {
     active
         .iter()
         .filter(|r| r.run.account_uuid == account && r.run.status == JobRunStatus::Running)
-        .filter_map(|r| r.run.started_at_ms.map(|s| charge_for(run_rate(r), now - s)))
-        .sum()
+        .filter_map(|r| r.run.started_at_ms.map(|s| charge_for(run_rate(r), now.saturating_sub(s))))
+        .fold(0_i64, |sum, c| sum.checked_add(c).unwrap_or(i64::MAX))
 }
 
 /// An account's balance (available = posted minus accrued usage).
@@ -70,7 +70,9 @@ pub async fn balance(state: &AppState, account: AccountId) -> Result<Balance, Ap
     let posted = state.store.ledger_balance(account).await?;
     let active = state.store.run_list_active().await?;
     let used = accrued(&active, account, now_ms());
-    let available = posted - used;
+    let available = posted.checked_sub(used).ok_or_else(|| {
+        AppError::internal(format!("balance of {account} out of range: posted {posted}, accrued {used}"))
+    })?;
     Ok(Balance {
         object: "account_balance".into(),
         account_uuid: account,
@@ -96,6 +98,18 @@ pub async fn credit(
     }
     if store.account_fetch(account).await?.is_none() {
         return Err(AppError::not_found("account", account));
+    }
+    // Balances stay within what every client reads exactly (and far from the
+    // database's 64-bit sums): a credit that would pass that is refused, not wrapped.
+    let posted = store.ledger_balance(account).await?;
+    if posted.checked_add(micros).is_none_or(|b| b > gantry_types::num::MAX_SAFE_INTEGER) {
+        return Err(AppError::field(
+            "amount",
+            format!(
+                "would take the balance past {} USD",
+                gantry_types::money::format_usd(gantry_types::num::MAX_SAFE_INTEGER)
+            ),
+        ));
     }
     let mut posting = LedgerPosting::new(LedgerKind::Credit, &[(account, micros)], now_ms()).with_memo(memo);
     if let Some(key) = idempotency_key {

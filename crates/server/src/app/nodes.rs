@@ -40,18 +40,7 @@ pub async fn register(
     {
         errors.push(FieldError::new("region_code", format!("unknown region code {code:?}")));
     }
-    for (i, gpu) in inventory.gpus.iter().enumerate() {
-        if gpu.index as usize != i {
-            errors
-                .push(FieldError::new(format!("inventory.gpus[{i}].index"), "GPUs must be listed by index 0, 1, 2..."));
-        }
-        if !(gpu.vram_gb.is_finite() && gpu.vram_gb >= 0.0) {
-            errors.push(FieldError::new(format!("inventory.gpus[{i}].vram_gb"), "must be a number >= 0"));
-        }
-    }
-    if !(inventory.ram_gb >= 0.0 && inventory.storage_gb >= 0.0) {
-        errors.push(FieldError::new("inventory", "ram_gb and storage_gb must be >= 0"));
-    }
+    errors.extend(gantry_types::limits::check_inventory(&inventory));
     if !errors.is_empty() {
         return Err(AppError::Validation(errors));
     }
@@ -186,6 +175,12 @@ pub async fn sync(
     id: NodeId,
     req: SyncRequest,
 ) -> Result<DesiredState, AppError> {
+    if let Some(sample) = &req.sample {
+        let errors = gantry_types::limits::check_sample(sample);
+        if !errors.is_empty() {
+            return Err(AppError::Validation(errors));
+        }
+    }
     let node = state.store.node_fetch(account, id).await?.ok_or_else(|| AppError::not_found("node", id))?;
     if node.status == NodeStatus::Online && node.lease_epoch == req.lease_epoch {
         state.signals.contact(id, now_ms());
@@ -288,6 +283,7 @@ fn run_spec(
     params
         .map_secrets(|s| state.secrets.decrypt(s))
         .map_err(|e| AppError::internal(format!("cannot decrypt a registry secret of job {}: {e}", job.uuid)))?;
+    let _ = params.map_env(|v| Ok::<_, ()>(crate::app::jobs::open_env(state, v)));
     let gpu_uuids: Vec<String> = run
         .run
         .gpu_indices

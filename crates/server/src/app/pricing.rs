@@ -22,7 +22,8 @@ pub fn gpu_price(state: &AppState, model: Option<GpuModelId>) -> i64 {
         .unwrap_or(billing.default_gpu_price)
 }
 
-/// The hourly price of `r` on GPUs of `model`.
+/// The hourly price of `r` on GPUs of `model` (checked arithmetic, clamped to
+/// `gantry_lifecycle::pricing::MAX_HOURLY_MICROS`).
 pub fn hourly(state: &AppState, r: Reservation, model: Option<GpuModelId>) -> i64 {
     let prices =
         UnitPrices { cpu_core: state.billing.config.cpu_core_price, ram_gb: state.billing.config.ram_gb_price };

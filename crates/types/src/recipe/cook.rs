@@ -20,10 +20,12 @@
 //!    so a required one is satisfied and an optional one's `default_value` does not
 //!    overwrite the override.
 //! 5. **Registry credentials stay with their image**: the template's `user`/`secret`
-//!    are carried over only while the cooked job pulls the template's own `image`
-//!    from its own `host`. A cook that changes either must bring its own
-//!    credentials, so a public recipe cannot be used to pull other images from its
-//!    owner's private registry.
+//!    are carried over only while the cooked job pulls exactly the template's own
+//!    `image`, `tag` (absent = `latest`) and `host`. A cook that changes any of them
+//!    (by an override or an input), the owner's included, must bring its own
+//!    credentials, so a public recipe cannot be used to pull other images or other
+//!    tags of an image from its owner's private registry. (A fork carries no
+//!    credentials at all.)
 //! 6. **The flattened shape** `{"parameters": {"env": {...}, "sshkey": "..."}}`
 //!    (Docker parameters directly under `parameters`, which some upstream clients
 //!    send to cook) is read as if it were under `parameters.parameters`; when both
@@ -165,8 +167,15 @@ fn apply_input(docker: &mut Map<String, Value>, target: &str, text: String) {
 /// Rule 5 of the module docs.
 fn keep_credentials_with_their_image(template: &JobTemplate, docker: &mut Map<String, Value>, supplied: &[String]) {
     let t = &template.parameters.parameters;
-    let same = |key: &str, was: Option<&str>| docker.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()) == was;
-    if same("image", Some(t.image.as_str())) && same("host", t.host.as_deref()) {
+    let now = |key: &str| docker.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
+    // A tag left out pulls `latest`, so those two name one image.
+    let tag = |t: Option<&str>| t.unwrap_or("latest").to_owned();
+    if now("image") == Some(t.image.as_str())
+        && tag(now("tag")) == tag(t.tag.as_deref())
+        && now("host") == t.host.as_deref()
+        // Any other value sent (a number, a list) is not the saved one either.
+        && ["image", "tag", "host"].iter().all(|k| docker.get(*k).is_none_or(|v| v.is_string() || v.is_null()))
+    {
         return;
     }
     for key in ["user", "secret"] {

@@ -64,7 +64,7 @@ fn docker_parameters_and_env_merge_key_by_key() {
     assert_eq!((d["image"].as_str(), d["tag"].as_str()), (Some("reg.example/app"), Some("v2")));
     assert_eq!(d["ports"], json!([9000]), "lists replace whole");
     assert_eq!(d["env"], json!({"B": "20", "C": "3"}));
-    assert_eq!(d["secret"], "s3cret", "same image and host: the credentials stay");
+    assert!(d.get("secret").is_none() && d.get("user").is_none(), "another tag: the credentials go ({d})");
     assert_eq!(out["parameters"]["type"], "docker");
 }
 
@@ -78,6 +78,38 @@ fn credentials_stay_with_their_image() {
         cook(&t, json!({"parameters": {"parameters": {"host": "x.example", "user": "me", "secret": "mine"}}}), &[])
             .unwrap();
     assert_eq!(own["parameters"]["parameters"]["secret"], "mine");
+}
+
+/// Issue 15 point 5: a cook with another tag (or image, or host), by override or by
+/// input, once pulled the owner's private image with the owner's credentials.
+#[test]
+fn credentials_are_used_only_for_the_exact_image_tag_and_host() {
+    let t = template(json!({}));
+    let kept = |body: Value, schema: &[RecipeInput]| {
+        let out = cook(&t, body, schema).unwrap();
+        let d = &out["parameters"]["parameters"];
+        (d.get("user").cloned(), d.get("secret").cloned())
+    };
+    let theirs = (Some(json!("bot")), Some(json!("s3cret")));
+    assert_eq!(kept(json!({}), &[]), theirs);
+    assert_eq!(kept(json!({"parameters": {"parameters": {"tag": "v1", "image": "reg.example/app"}}}), &[]), theirs);
+    for docker in [
+        json!({"tag": "v3"}),
+        json!({"tag": null}),
+        json!({"tag": ""}),
+        json!({"tag": 3}),
+        json!({"host": "evil.example"}),
+        json!({"host": null}),
+        json!({"image": "reg.example/app@sha256:0000000000000000000000000000000000000000000000000000000000000000"}),
+    ] {
+        assert_eq!(kept(json!({"parameters": {"parameters": docker}}), &[]), (None, None), "{docker}");
+    }
+    let schema = inputs(json!([{"key": "version", "label": "Version", "target": "tag"}]));
+    assert_eq!(kept(json!({"inputs": {"version": "v3"}}), &schema), (None, None), "an input is an override too");
+    // A template without a tag means latest.
+    let untagged = template(json!({"tag": null}));
+    let out = cook(&untagged, json!({"parameters": {"parameters": {"tag": "latest"}}}), &[]).unwrap();
+    assert_eq!(out["parameters"]["parameters"]["secret"], "s3cret");
 }
 
 #[test]

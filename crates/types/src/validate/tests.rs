@@ -136,3 +136,46 @@ fn region_codes_are_from_the_upstream_enum() {
     b["allowed_region_codes"] = json!(["eu-west-1", "mars-1"]);
     assert_eq!(fields(b), ["allowed_region_codes[1]"]);
 }
+
+/// Issue 15 point 11: `//` passed the "not /" rule; image, tag and host were not
+/// checked against Docker's reference grammar.
+#[test]
+fn mounts_are_normalised_and_references_follow_docker_grammar() {
+    for mount in ["//", "///", "/./", "/.//.", "/x/.."] {
+        let mut b = batch();
+        b["parameters"]["parameters"]["volumes"] = json!([{"image": "data", "mount": mount}]);
+        assert_eq!(fields(b), ["parameters.parameters.volumes[0].mount"], "{mount}");
+    }
+    let mut b = batch();
+    b["parameters"]["parameters"]["volumes"] = json!([{"image": "data", "mount": "//data/./w/"}]);
+    assert_eq!(check(b).unwrap().parameters.parameters.volumes.unwrap()[0].mount, "/data/w");
+
+    for (key, value) in [
+        ("image", "Evil Image"),
+        ("image", "x/../y"),
+        ("image", "a@sha256:nothex"),
+        ("tag", "-rf"),
+        ("tag", "a/b"),
+        ("host", "user@evil.example"),
+        ("host", "evil.example/path"),
+    ] {
+        let mut b = batch();
+        b["parameters"]["parameters"][key] = json!(value);
+        assert_eq!(fields(b), [format!("parameters.parameters.{key}")], "{key}={value}");
+    }
+    let mut b = batch();
+    b["parameters"]["parameters"]["volumes"] = json!([{"image": "UP", "mount": "/d", "tag": ":", "registry": "a b"}]);
+    assert_eq!(
+        fields(b),
+        [
+            "parameters.parameters.volumes[0].image",
+            "parameters.parameters.volumes[0].tag",
+            "parameters.parameters.volumes[0].registry"
+        ]
+    );
+    let mut b = batch();
+    b["parameters"]["parameters"]["image"] = json!("127.0.0.1:5000/private/secret");
+    b["parameters"]["parameters"]["tag"] = json!("v1");
+    b["parameters"]["parameters"]["host"] = json!("127.0.0.1:5000");
+    assert!(check(b).is_ok());
+}
