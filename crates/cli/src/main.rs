@@ -3,6 +3,7 @@
 
 mod admin;
 mod agent;
+mod backup;
 mod bench;
 mod bench_agent;
 mod bench_cluster;
@@ -14,6 +15,7 @@ mod keys;
 mod output;
 mod recipes;
 mod serve;
+mod version;
 
 use clap::{Parser, Subcommand};
 
@@ -24,7 +26,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Gantry: an open GPU compute platform speaking the upstream jobs API.
 #[derive(Parser)]
-#[command(name = "gantry", version, about, propagate_version = true)]
+#[command(name = "gantry", version, long_version = version::long_version(), about, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,6 +63,8 @@ enum Command {
     Balance(output::JsonFlag),
     /// Print the OpenAPI document of the API.
     Openapi,
+    /// Print the version, git commit, build date, features and store schema version.
+    Version(version::VersionArgs),
     /// Benchmarks (print figures and a ratio against a same-run reference).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -94,6 +98,7 @@ fn main() -> std::process::ExitCode {
                 Ok(())
             }
             Command::Bench(cmd) => bench::run(cmd).await,
+            Command::Version(args) => version::run(args),
         }
     });
     match result {

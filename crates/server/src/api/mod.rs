@@ -129,7 +129,9 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
 }
 
 async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+    // The version lets an operator (or a rolling upgrade's script) see which release
+    // answers behind a load balancer.
+    Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
 
 /// Prometheus text format. Counters only; nothing about any account.
