@@ -78,6 +78,8 @@ impl ServerArgs {
 
 /// Runs the server in the foreground.
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    // Held until exit: `gantry admin restore` refuses a data dir a server is using.
+    let _lock = crate::backup::DataDirLock::acquire(&args.data_dir)?;
     let server = gantry_server::start(args.config()?).await?;
     // Tools and tests read this line to learn the port when listening on port 0.
     println!("gantry server listening on http://{}", server.local_addr);
