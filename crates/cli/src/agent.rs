@@ -35,9 +35,15 @@ pub struct AgentArgs {
     /// Public key of a `node` preset key.
     #[arg(long, env = "GANTRY_PUBLIC_KEY", required_unless_present = "print_inventory")]
     public_key: Option<String>,
-    /// Secret key of that key.
-    #[arg(long, env = "GANTRY_SECRET_KEY", required_unless_present = "print_inventory")]
+    /// Secret key of that key (prefer --secret-key-file: a flag shows in `ps`).
+    #[arg(long, env = "GANTRY_SECRET_KEY", required_unless_present_any = ["print_inventory", "secret_key_file"])]
     secret_key: Option<String>,
+    /// File holding the secret key (e.g. a systemd credential: --secret-key-file
+    /// ${CREDENTIALS_DIRECTORY}/secret-key).
+    #[arg(long, env = "GANTRY_SECRET_KEY_FILE", value_name = "FILE", conflicts_with = "secret_key")]
+    secret_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    config: crate::config_file::ConfigArgs,
     /// Print what this machine offers (GPUs from NVML or --fake-gpus, CPUs, RAM, free disk) and exit.
     #[arg(long)]
     print_inventory: bool,
@@ -88,6 +94,8 @@ impl AgentArgs {
             server,
             public_key: Some(public_key),
             secret_key: Some(secret_key),
+            secret_key_file: None,
+            config: Default::default(),
             print_inventory: false,
             json: false,
             simulate: None,
@@ -124,7 +132,10 @@ impl AgentArgs {
 }
 
 /// Runs the agent(s) until Ctrl-C / SIGTERM.
-pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.secret_key_file {
+        args.secret_key = Some(crate::config_file::read_secret_file(path)?);
+    }
     if args.print_inventory {
         print!(
             "{}",

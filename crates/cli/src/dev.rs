@@ -74,6 +74,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         price_cpu_core: "0.01".into(),
         price_ram_gb: "0.002".into(),
         operator_share: "0.8".into(),
+        service: Default::default(),
     };
     let server = gantry_server::start(server_args.config()?)
         .await

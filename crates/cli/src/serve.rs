@@ -41,6 +41,37 @@ pub struct ServerArgs {
     /// The node owner's share of a run's charge (0 to 1); the platform keeps the rest.
     #[arg(long, value_name = "FRACTION", default_value = "0.8")]
     pub operator_share: String,
+    #[command(flatten)]
+    pub service: ServerServiceArgs,
+}
+
+/// The flags of a server run as a service: its configuration file and where its key
+/// comes from.
+#[derive(clap::Args, Clone, Default)]
+pub struct ServerServiceArgs {
+    #[command(flatten)]
+    pub config: crate::config_file::ConfigArgs,
+    /// File holding the server key (64 hex chars or base64 of 32 bytes), instead of
+    /// GANTRY_SERVER_KEY or DATA_DIR/server.key. Under systemd, a credential named
+    /// `server.key` (LoadCredential=) is used when neither is given.
+    #[arg(long, env = "GANTRY_SERVER_KEY_FILE", value_name = "FILE")]
+    pub server_key_file: Option<PathBuf>,
+}
+
+impl ServerServiceArgs {
+    /// The configured server key, if any (else the data dir's key file is used).
+    pub fn server_key(&self) -> anyhow::Result<Option<String>> {
+        if let Some(path) = &self.server_key_file {
+            return crate::config_file::read_secret_file(path).map(Some);
+        }
+        if let Some(key) = std::env::var("GANTRY_SERVER_KEY").ok().filter(|k| !k.is_empty()) {
+            return Ok(Some(key));
+        }
+        match std::env::var_os("CREDENTIALS_DIRECTORY").map(|d| PathBuf::from(d).join("server.key")) {
+            Some(path) if path.exists() => crate::config_file::read_secret_file(&path).map(Some),
+            _ => Ok(None),
+        }
+    }
 }
 
 impl ServerArgs {
@@ -49,7 +80,7 @@ impl ServerArgs {
     pub fn config(&self) -> anyhow::Result<ServerConfig> {
         let mut config = ServerConfig::new(&self.data_dir, self.listen);
         config.database_url = self.database_url.clone();
-        config.server_key = std::env::var("GANTRY_SERVER_KEY").ok().filter(|k| !k.is_empty());
+        config.server_key = self.service.server_key()?;
         config.max_body_bytes = self.max_body_bytes;
         let usd =
             |flag: &str, v: &str| gantry_types::money::parse_usd(v, false).map_err(|e| anyhow::anyhow!("--{flag} {e}"));

@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod key_cache;
 pub mod keyfile;
+pub mod request_log;
 pub mod signals;
 pub mod signed;
 pub mod state;
@@ -68,7 +69,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let local_addr = listener.local_addr()?;
-    let app = api::router(state.clone());
+    let app = api::router(state.clone()).layer(request_log::RequestLogLayer::default());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let usage_task = usage::spawn_flusher(state.clone());
     let gpu_refresher = app::gpu_registry::spawn_refresher(state.clone());
