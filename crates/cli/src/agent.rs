@@ -150,7 +150,9 @@ pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
         Some(count) => simulated(&args, client, count, stop_rx)?,
         None => vec![docker_agent(&args, client, stop_rx).await?],
     };
+    crate::sd_notify::notify(&format!("READY=1\nSTATUS=syncing with {}", args.server));
     crate::serve::shutdown_signal().await;
+    crate::sd_notify::notify("STOPPING=1");
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;

@@ -17,6 +17,7 @@ mod keys;
 mod logging;
 mod output;
 mod recipes;
+mod sd_notify;
 mod serve;
 mod version;
 

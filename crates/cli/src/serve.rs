@@ -114,8 +114,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let server = gantry_server::start(args.config()?).await?;
     // Tools and tests read this line to learn the port when listening on port 0.
     println!("gantry server listening on http://{}", server.local_addr);
+    crate::sd_notify::notify(&format!("READY=1\nSTATUS=serving on {}", server.local_addr));
     shutdown_signal().await;
     tracing::info!("shutting down");
+    crate::sd_notify::notify("STOPPING=1\nSTATUS=draining in-flight requests");
     server.shutdown().await
 }
 

@@ -139,3 +139,34 @@ async fn migrate_dry_run_lists_nothing_on_a_current_store_and_restore_checks_its
     assert!(!out.status.success() && text(&out).contains("gantry backup"), "{}", text(&out));
     assert!(!other.join("gantry.db").exists());
 }
+
+#[tokio::test]
+async fn the_server_tells_systemd_when_it_is_ready_and_when_it_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
+    let mut server = Command::new(GANTRY)
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(30), socket.recv(&mut buf))
+        .await
+        .expect("READY=1 within 30 s")
+        .unwrap();
+    let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready}");
+    // Ready means serving: /healthz answers at the address in STATUS.
+    let addr = ready.lines().find_map(|l| l.strip_prefix("STATUS=serving on ")).expect("STATUS names the address");
+    assert!(reqwest::get(format!("http://{addr}/healthz")).await.unwrap().status().is_success());
+    let pid = server.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let n = tokio::time::timeout(Duration::from_secs(10), socket.recv(&mut buf)).await.expect("STOPPING=1").unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "STOPPING=1"));
+    assert!(server.wait().await.unwrap().success());
+}
