@@ -118,7 +118,8 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
             .context("cannot create a staging directory beside --out")?;
     let copy = staging.path().join(DB_FILE);
     let (source, target) = (db.clone(), copy.clone());
-    let schema_version = tokio::task::spawn_blocking(move || snapshot(&source, &target)).await??;
+    let schema_version =
+        tokio::task::spawn_blocking(move || gantry_store::backup::sqlite_snapshot(&source, &target)).await??;
     let key = args.data_dir.join(gantry_server::keyfile::KEY_FILE);
     let manifest = serde_json::json!({
         "format": 1,
@@ -159,19 +160,6 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     }
     println!("Backed up {} (schema {schema_version}) to {}", args.data_dir.display(), args.out.display());
     Ok(())
-}
-
-/// Copies the live database at `source` into `target` at one consistent point and
-/// returns its schema version.
-fn snapshot(source: &Path, target: &Path) -> anyhow::Result<i64> {
-    let conn = rusqlite::Connection::open_with_flags(source, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
-        .with_context(|| format!("cannot open {}", source.display()))?;
-    // The server's writer holds the write lock only briefly; wait it out.
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
-    let target_text = target.to_str().context("the staging path is not UTF-8")?;
-    conn.execute("VACUUM INTO ?1", [target_text]).context("VACUUM INTO failed")?;
-    let version: i64 = conn.query_row("SELECT COALESCE(MAX(version), 0) FROM gantry_migrations", [], |r| r.get(0))?;
-    Ok(version)
 }
 
 /// Restores a backup into a data dir.

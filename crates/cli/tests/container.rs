@@ -40,7 +40,8 @@ async fn the_image_runs_the_control_plane_and_a_host_agent_completes_a_job_throu
     test_image().await;
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().parent().unwrap();
     let id = format!("{}-{}", std::process::id(), free_port());
-    let cleanup = Cleanup { container: format!("gantry-test-cp-{id}"), image: format!("gantry-test-image-{id}:latest") };
+    let cleanup =
+        Cleanup { container: format!("gantry-test-cp-{id}"), image: format!("gantry-test-image-{id}:latest") };
     let built = std::process::Command::new("bash")
         .arg(workspace.join("deploy/docker/build.sh"))
         .args(["--binary", GANTRY, "--tag", &cleanup.image])
@@ -48,7 +49,8 @@ async fn the_image_runs_the_control_plane_and_a_host_agent_completes_a_job_throu
         .unwrap();
     assert!(built.status.success(), "image build failed: {}", String::from_utf8_lossy(&built.stderr));
 
-    let labels: Value = serde_json::from_str(&docker(&["image", "inspect", "--format", "{{json .Config}}", &cleanup.image])).unwrap();
+    let labels: Value =
+        serde_json::from_str(&docker(&["image", "inspect", "--format", "{{json .Config}}", &cleanup.image])).unwrap();
     assert_eq!(labels["Labels"]["org.opencontainers.image.version"], env!("CARGO_PKG_VERSION"));
     assert!(labels["Labels"]["org.opencontainers.image.revision"].as_str().is_some_and(|r| r.len() >= 7));
     assert_eq!(labels["Entrypoint"], json!(["gantry"]));
@@ -60,11 +62,22 @@ async fn the_image_runs_the_control_plane_and_a_host_agent_completes_a_job_throu
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     docker(&[
-        "run", "-d", "--name", &cleanup.container, "--network", "host",
-        "-e", &format!("GANTRY_LISTEN={listen}"),
-        "-e", &format!("GANTRY_HEALTHCHECK_URL=http://{listen}"),
-        "--health-interval", "1s", "--health-start-period", "1s",
-        &cleanup.image, "server",
+        "run",
+        "-d",
+        "--name",
+        &cleanup.container,
+        "--network",
+        "host",
+        "-e",
+        &format!("GANTRY_LISTEN={listen}"),
+        "-e",
+        &format!("GANTRY_HEALTHCHECK_URL=http://{listen}"),
+        "--health-interval",
+        "1s",
+        "--health-start-period",
+        "1s",
+        &cleanup.image,
+        "server",
     ]);
     let url = format!("http://{listen}");
     wait_for("the container to be healthy", Duration::from_secs(60), || async {
@@ -78,7 +91,16 @@ async fn the_image_runs_the_control_plane_and_a_host_agent_completes_a_job_throu
     // Admin commands run inside the container, on its data volume.
     let key = |preset: &str| -> Value {
         serde_json::from_str(&docker(&[
-            "exec", &cleanup.container, "gantry", "admin", "create-key", "--name", preset, "--preset", preset, "--json",
+            "exec",
+            &cleanup.container,
+            "gantry",
+            "admin",
+            "create-key",
+            "--name",
+            preset,
+            "--preset",
+            preset,
+            "--json",
         ]))
         .unwrap()
     };

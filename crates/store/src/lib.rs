@@ -27,6 +27,7 @@ use gantry_types::{
     node::{HardwareSample, NodeStatus},
 };
 
+pub mod backup;
 pub mod billing;
 pub mod cluster;
 mod gpu_models;
