@@ -2,6 +2,7 @@
 //! `/healthz`'s version, backups taken under load and restored, the data-dir lock
 //! that keeps restore off a live store, and `gantry admin migrate --dry-run`.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -169,4 +170,37 @@ async fn the_server_tells_systemd_when_it_is_ready_and_when_it_drains() {
     let n = tokio::time::timeout(Duration::from_secs(10), socket.recv(&mut buf)).await.expect("STOPPING=1").unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "STOPPING=1"));
     assert!(server.wait().await.unwrap().success());
+}
+
+#[tokio::test]
+async fn under_journald_log_lines_carry_no_timestamp_of_their_own() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |stream_matches: bool| {
+        let log = dir.path().join(format!("stderr-{stream_matches}"));
+        let file = std::fs::File::create(&log).unwrap();
+        let meta = file.metadata().unwrap();
+        // systemd names the stream it connected; a stale variable names another one.
+        let stream = if stream_matches { format!("{}:{}", meta.dev(), meta.ino()) } else { "1:1".into() };
+        let out = std::process::Command::new(GANTRY)
+            .args(["admin", "migrate", "--data-dir"])
+            .arg(dir.path().join(format!("data-{stream_matches}")))
+            .env("JOURNAL_STREAM", stream)
+            .env("RUST_LOG", "info")
+            .stderr(file)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        std::fs::read_to_string(log).unwrap()
+    };
+    let stale = run(false);
+    let first = stale.lines().next().unwrap_or_default();
+    assert!(first.starts_with("20"), "a stale JOURNAL_STREAM keeps timestamps: {stale}");
+    // Where the journal socket exists the events go there natively; here (CI, no
+    // systemd) the fallback is text without a timestamp and without colour.
+    if !Path::new("/run/systemd/journal/socket").exists() {
+        let journal = run(true);
+        let first = journal.lines().next().unwrap_or_default();
+        assert!(first.trim_start().starts_with("INFO") && !journal.contains('\u{1b}'), "{journal}");
+    }
 }

@@ -79,3 +79,26 @@ async fn a_database_newer_than_the_binary_is_refused_and_left_untouched() {
     let after = std::fs::read(dir.path().join("gantry.db")).unwrap();
     assert_eq!(before.len(), after.len());
 }
+
+/// The dry run on PostgreSQL (when `GANTRY_TEST_DATABASE_URL` names a server): every
+/// migration on an empty database, none once a store opened it, and a newer schema
+/// refused with the same message as a start.
+#[tokio::test]
+async fn postgres_dry_run_lists_what_a_start_applies() {
+    use gantry_store::testsuite::scratch_pg::{admin_url, create_database, drop_database};
+    let Some(admin) = admin_url() else { return };
+    let (database, url) = create_database(&admin).await;
+    let none = std::path::Path::new("/nonexistent");
+    let pending = migrate::pending(none, Some(&url)).await.unwrap();
+    assert_eq!(pending.len(), migrate::POSTGRES.len());
+    let store = gantry_store::postgres::PgStore::connect_with_max_connections(&url, 2).await.unwrap();
+    assert!(migrate::pending(none, Some(&url)).await.unwrap().is_empty());
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    sqlx::query("INSERT INTO gantry_migrations VALUES (9999, 'from_the_future', 0)").execute(&mut conn).await.unwrap();
+    drop(conn);
+    let err = migrate::pending(none, Some(&url)).await.unwrap_err();
+    let text = format!("{err} {:?}", std::error::Error::source(&err).map(|s| s.to_string()));
+    assert!(text.contains("newer") && text.contains("9999"), "{text}");
+    store.close().await;
+    drop_database(&admin, &database).await;
+}
