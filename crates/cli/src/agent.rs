@@ -150,6 +150,9 @@ pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
         Some(count) => simulated(&args, client, count, stop_rx)?,
         None => vec![docker_agent(&args, client, stop_rx).await?],
     };
+    if args.simulate.is_none() {
+        wait_registered(&args).await;
+    }
     crate::sd_notify::notify(&format!("READY=1\nSTATUS=syncing with {}", args.server));
     crate::serve::shutdown_signal().await;
     crate::sd_notify::notify("STOPPING=1");
@@ -249,6 +252,21 @@ pub async fn docker_agent(
         args.server
     );
     Ok(tokio::spawn(agent.run(stop)))
+}
+
+/// Waits until the node is registered (the agent records its node in the state
+/// file), so systemd's READY=1 means "this node is known to the control plane".
+/// Gives up waiting after a minute: the agent keeps retrying, and a unit stuck in
+/// "activating" would hide that it runs.
+async fn wait_registered(args: &AgentArgs) {
+    let file = StateFile::in_dir(&args.state_dir.clone().unwrap_or_else(default_state_dir));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio::time::Instant::now() < deadline {
+        if file.load_or_create().is_ok_and(|s| s.node_uuid.is_some()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// `$GANTRY_AGENT_STATE_DIR`, else `/var/lib/gantry-agent` for root, else

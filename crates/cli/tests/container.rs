@@ -106,10 +106,14 @@ async fn the_image_runs_the_control_plane_and_a_host_agent_completes_a_job_throu
     };
     let (node_key, consumer_key) = (key("node"), key("consumer"));
     let dir = tempfile::tempdir().unwrap();
+    // The agent tells systemd it is ready once its node is registered.
+    let notify_path = dir.path().join("notify.sock");
+    let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
     let _agent = Command::new(GANTRY)
         .args(["agent", "--bind", "127.0.0.1", "--advertise-host", "127.0.0.1", "--sync-wait-ms", "300"])
         .args(["--fake-gpus", "cpus=2,ram=4", "--server", &url, "--state-dir"])
-        .arg(dir.path())
+        .arg(dir.path().join("state"))
+        .env("NOTIFY_SOCKET", &notify_path)
         .env("GANTRY_PUBLIC_KEY", node_key["public_key"].as_str().unwrap())
         .env("GANTRY_SECRET_KEY", node_key["secret_key"].as_str().unwrap())
         .env("RUST_LOG", "warn")
@@ -117,6 +121,11 @@ async fn the_image_runs_the_control_plane_and_a_host_agent_completes_a_job_throu
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(60), notify.recv(&mut buf)).await.expect("READY=1").unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1"));
+    let state: Value = serde_json::from_slice(&std::fs::read(dir.path().join("state/agent.json")).unwrap()).unwrap();
+    assert!(state["node_uuid"].is_string(), "READY=1 came after registration: {state}");
     let consumer = client(&url, &consumer_key);
     let job = consumer
         .create_job(&json!({
