@@ -78,6 +78,10 @@ pub struct AgentArgs {
     /// Address the port proxies listen on.
     #[arg(long, default_value = "0.0.0.0")]
     bind: IpAddr,
+    /// External ports published ports may use, e.g. 40000-40999 (open exactly this
+    /// range in the firewall); default: any free port.
+    #[arg(long, value_name = "A-B", value_parser = gantry_agent::docker::ports::PortRange::parse)]
+    port_range: Option<gantry_agent::docker::ports::PortRange>,
     /// Seconds between SIGTERM and SIGKILL when a container is stopped.
     #[arg(long, default_value_t = 10)]
     stop_grace_secs: u64,
@@ -89,7 +93,13 @@ pub struct AgentArgs {
 impl AgentArgs {
     /// The agent `gantry dev` runs: Docker, state under the dev data directory,
     /// ports published on loopback.
-    pub fn for_dev(server: String, public_key: String, secret_key: String, state_dir: PathBuf) -> Self {
+    pub fn for_dev(
+        server: String,
+        public_key: String,
+        secret_key: String,
+        state_dir: PathBuf,
+        fake_gpus: Option<String>,
+    ) -> Self {
         Self {
             server,
             public_key: Some(public_key),
@@ -99,7 +109,7 @@ impl AgentArgs {
             print_inventory: false,
             json: false,
             simulate: None,
-            fake_gpus: None,
+            fake_gpus,
             region: None,
             labels: vec![],
             disk_path: None,
@@ -107,12 +117,13 @@ impl AgentArgs {
             state_dir: Some(state_dir),
             advertise_host: Some("127.0.0.1".into()),
             bind: IpAddr::from([127, 0, 0, 1]),
+            port_range: None,
             stop_grace_secs: 10,
             sync_wait_ms: 1000,
         }
     }
 
-    fn host_options(&self) -> HostOptions {
+    pub(crate) fn host_options(&self) -> HostOptions {
         HostOptions {
             fake_gpus: self.fake_gpus.clone().filter(|s| !s.is_empty()),
             region: self.region.clone(),
@@ -137,10 +148,7 @@ pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
         args.secret_key = Some(crate::config_file::read_secret_file(path)?);
     }
     if args.print_inventory {
-        print!(
-            "{}",
-            gantry_agent::host::inventory_report(&args.host_options(), args.json).map_err(anyhow::Error::msg)?
-        );
+        out!("{}", gantry_agent::host::inventory_report(&args.host_options(), args.json).map_err(anyhow::Error::msg)?)?;
         return Ok(());
     }
     let client = args.client();
@@ -190,7 +198,7 @@ fn simulated(
             tokio::spawn(agent.run(stop.clone()))
         })
         .collect();
-    println!("gantry agent: {count} simulated node(s) syncing with {}", args.server);
+    outln!("gantry agent: {count} simulated node(s) syncing with {}", args.server)?;
     Ok(tasks)
 }
 
@@ -205,7 +213,7 @@ pub async fn docker_agent(
     let mut state = file.load_or_create().with_context(|| format!("agent state in {}", state_dir.display()))?;
     if state.server_url.as_deref() != Some(args.server.as_str()) {
         if state.node_uuid.is_some() {
-            println!("note: {} belonged to another control plane; registering as a new node", state_dir.display());
+            outln!("note: {} belonged to another control plane; registering as a new node", state_dir.display())?;
         }
         state.node_uuid = None;
         state.log_cursors.clear();
@@ -214,7 +222,7 @@ pub async fn docker_agent(
     }
     let probe = HostProbe::discover(&args.host_options()).map_err(anyhow::Error::msg)?;
     for note in probe.notes() {
-        println!("note: {note}");
+        outln!("note: {note}")?;
     }
     let real_gpus = args.fake_gpus.is_none() && !probe.description().inventory.gpus.is_empty();
     let advertise = match &args.advertise_host {
@@ -223,6 +231,7 @@ pub async fn docker_agent(
     };
     let mut config = DockerConfig::new(state.agent_id.clone(), advertise.clone());
     config.bind_ip = args.bind;
+    config.port_range = args.port_range;
     config.stop_grace = Duration::from_secs(args.stop_grace_secs);
     config.gpus = if real_gpus { GpuMode::Nvidia } else { GpuMode::Fake };
     config.log_cursors = state.log_cursors.clone();
@@ -245,12 +254,12 @@ pub async fn docker_agent(
         probe: Some(Arc::new(probe)),
     };
     let agent = Agent::new(client, Arc::new(runtime), agent_config);
-    println!(
+    outln!(
         "gantry agent: node {name:?} ({gpus} GPU(s){}) on Docker {} syncing with {}; ports published on {advertise}",
         if real_gpus || gpus == 0 { "" } else { ", pretended" },
         version.version.unwrap_or_default(),
         args.server
-    );
+    )?;
     Ok(tokio::spawn(agent.run(stop)))
 }
 

@@ -120,7 +120,7 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     let (source, target) = (db.clone(), copy.clone());
     let schema_version =
         tokio::task::spawn_blocking(move || gantry_store::backup::sqlite_snapshot(&source, &target)).await??;
-    let key = args.data_dir.join(gantry_server::keyfile::KEY_FILE);
+    let key = args.data_dir.join(gantry_server::admin::SERVER_KEY_FILE);
     let manifest = serde_json::json!({
         "format": 1,
         "gantry_version": env!("CARGO_PKG_VERSION"),
@@ -143,7 +143,7 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         tar.append_data(&mut header, MANIFEST, body.as_slice())?;
         tar.append_path_with_name(&copy, DB_FILE)?;
         if key.exists() {
-            tar.append_path_with_name(&key, gantry_server::keyfile::KEY_FILE)?;
+            tar.append_path_with_name(&key, gantry_server::admin::SERVER_KEY_FILE)?;
         }
         let file = tar.into_inner()?;
         file.sync_all()?;
@@ -180,7 +180,7 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         let not_a_backup = || format!("{} is not a gantry backup (a damaged or foreign tar)", args.from.display());
         let mut entry = entry.with_context(not_a_backup)?;
         let name = entry.path().with_context(not_a_backup)?.to_string_lossy().into_owned();
-        if ![DB_FILE, gantry_server::keyfile::KEY_FILE, MANIFEST].contains(&name.as_str()) {
+        if ![DB_FILE, gantry_server::admin::SERVER_KEY_FILE, MANIFEST].contains(&name.as_str()) {
             bail!("not a gantry backup: unexpected member {name:?}");
         }
         let dest = staging.path().join(&name);
@@ -222,7 +222,7 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         "Restored {} into {} (schema {schema}{})",
         args.from.display(),
         args.data_dir.display(),
-        if found.iter().any(|n| n == gantry_server::keyfile::KEY_FILE) { ", with its server key" } else { "" }
+        if found.iter().any(|n| n == gantry_server::admin::SERVER_KEY_FILE) { ", with its server key" } else { "" }
     );
     Ok(())
 }

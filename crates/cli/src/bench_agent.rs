@@ -101,22 +101,19 @@ pub async fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
         "ratio_agent_to_docker_run_p50": a50 / c50,
     });
     if args.json {
-        println!("{figures}");
+        outln!("{figures}")?;
     } else {
         eprintln!();
-        println!(
-            "container start, image cached, {} starts per path (assignment/command → process running):",
-            args.runs
-        );
-        println!("  gantry agent       p50 {a50:7.1} ms   p90 {a90:7.1} ms");
-        println!("  bare `docker run`  p50 {c50:7.1} ms   p90 {c90:7.1} ms   (reference)");
-        println!("  Engine API floor   p50 {p50:7.1} ms   p90 {p90:7.1} ms   (create + start, no client)");
-        println!(
+        outln!("container start, image cached, {} starts per path (assignment/command → process running):", args.runs)?;
+        outln!("  gantry agent       p50 {a50:7.1} ms   p90 {a90:7.1} ms")?;
+        outln!("  bare `docker run`  p50 {c50:7.1} ms   p90 {c90:7.1} ms   (reference)")?;
+        outln!("  Engine API floor   p50 {p50:7.1} ms   p90 {p90:7.1} ms   (create + start, no client)")?;
+        outln!(
             "agent overhead p50: {:+.1} ms vs docker run (ratio {:.2}), {:+.1} ms vs the API floor (target: at most 50 ms)",
             a50 - c50,
             a50 / c50,
             a50 - p50
-        );
+        )?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //!   tracing filter (`info`, `gantry=debug,info`); without it `RUST_LOG` is read, as
 //!   before; the default is `info`.
 //! * `--log-format text|json`: text for people (colour only when stderr is a
-//!   terminal), JSON lines for shippers (one object per event with `timestamp`,
+//!   terminal and `NO_COLOR` is unset), JSON lines for shippers (one object per event with `timestamp`,
 //!   `level`, `target`, `fields`, and the span).
 //! * Under systemd (stderr is the journal stream named by `JOURNAL_STREAM`), events go
 //!   to journald over its native protocol: each field becomes a journal field
@@ -57,7 +57,12 @@ pub fn init(args: &LogArgs) -> anyhow::Result<()> {
         // The journal stamps each line itself.
         (LogFormat::Json, true) => base.json().without_time().init(),
         (LogFormat::Text, true) => base.with_ansi(false).without_time().init(),
-        (LogFormat::Text, false) => base.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        (LogFormat::Text, false) => base
+            .with_ansi(crate::colour_wanted(
+                std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                std::env::var_os("NO_COLOR"),
+            ))
+            .init(),
     }
     Ok(())
 }

@@ -113,7 +113,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let _lock = crate::backup::DataDirLock::acquire(&args.data_dir)?;
     let server = gantry_server::start(args.config()?).await?;
     // Tools and tests read this line to learn the port when listening on port 0.
-    println!("gantry server listening on http://{}", server.local_addr);
+    outln!("gantry server listening on http://{}", server.local_addr)?;
     crate::sd_notify::notify(&format!("READY=1\nSTATUS=serving on {}", server.local_addr));
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -1,3 +1,7 @@
+//! Unit tests of host discovery: what a `--fake-gpus` spec replaces and what is
+//! measured (NVML, sysinfo, the disk holding the data dir), the errors naming bad
+//! configuration, and the printed inventory.
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

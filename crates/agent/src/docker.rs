@@ -24,7 +24,7 @@
 
 pub mod image;
 pub mod logs;
-mod ports;
+pub mod ports;
 pub mod pull;
 mod puller;
 pub mod spec;
@@ -80,6 +80,8 @@ pub struct DockerConfig {
     /// does not track (left by an earlier agent process, or made by hand), which are
     /// then adopted and, when no run wants them, swept.
     pub rescan_every: Duration,
+    /// External ports published ports may use (`--port-range`); `None`: any free one.
+    pub port_range: Option<ports::PortRange>,
 }
 
 impl DockerConfig {
@@ -94,6 +96,7 @@ impl DockerConfig {
             max_pending_log_bytes: 4 * 1024 * 1024,
             log_cursors: HashMap::new(),
             rescan_every: Duration::from_secs(30),
+            port_range: None,
         }
     }
 }
@@ -260,7 +263,7 @@ impl DockerRuntime {
                 .unwrap_or_default();
             let me = self.clone();
             tokio::spawn(async move {
-                let listeners = match ports::bind(me.inner.config.bind_ip, &published) {
+                let listeners = match ports::bind(me.inner.config.bind_ip, &published, me.inner.config.port_range) {
                     Ok(l) => l,
                     Err(e) => {
                         tracing::warn!(%run, error = %e, "cannot publish the ports of an adopted container");
@@ -352,8 +355,8 @@ impl DockerRuntime {
             volume_images.push((reference, v.mount.clone()));
         }
         let wanted: Vec<(u16, Option<u16>)> = spec.ports.iter().map(|p| (*p, None)).collect();
-        let listeners =
-            ports::bind(self.inner.config.bind_ip, &wanted).map_err(|e| format!("cannot publish ports: {e}"))?;
+        let listeners = ports::bind(self.inner.config.bind_ip, &wanted, self.inner.config.port_range)
+            .map_err(|e| format!("cannot publish ports: {e}"))?;
         let published: Vec<(u16, u16)> = listeners.iter().map(|l| (l.container_port, l.external_port)).collect();
         let ctx = CreateContext {
             run,
