@@ -140,7 +140,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let local_addr = listener.local_addr()?;
-    let app = api::router(state.clone()).layer(request_log::RequestLogLayer::default());
+    let app = api::router(state.clone());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let loops = background::spawn(state.clone());
     let served = state.clone();
