@@ -21,6 +21,15 @@ pub enum AdminCommand {
     CreateKey(CreateKeyArgs),
     /// Grant credit (USD) to an account; the platform is the counterparty in the ledger.
     Credit(CreditArgs),
+    /// Write a consistent backup of a SQLite data dir (store and server key), also
+    /// while the server runs.
+    Backup(crate::backup::BackupArgs),
+    /// Restore a backup into a data dir (refused while a server uses it).
+    Restore(crate::backup::RestoreArgs),
+    /// Apply the store's pending schema migrations, or list them with --dry-run.
+    Migrate(crate::backup::MigrateArgs),
+    /// Exit 0 when a server's /healthz answers (for container HEALTHCHECKs).
+    Healthcheck(crate::backup::HealthcheckArgs),
     /// Job recipes: import them under their own uuids.
     #[command(subcommand)]
     Recipes(crate::admin_recipes::AdminRecipesCommand),
@@ -81,6 +90,10 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
     match cmd {
         AdminCommand::CreateKey(args) => create_key(args).await,
         AdminCommand::Credit(args) => credit(args).await,
+        AdminCommand::Backup(args) => crate::backup::backup(args).await,
+        AdminCommand::Restore(args) => crate::backup::restore(args).await,
+        AdminCommand::Migrate(args) => crate::backup::migrate(args).await,
+        AdminCommand::Healthcheck(args) => crate::backup::healthcheck(args).await,
         AdminCommand::Recipes(cmd) => crate::admin_recipes::run(cmd).await,
     }
 }

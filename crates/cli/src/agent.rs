@@ -35,9 +35,15 @@ pub struct AgentArgs {
     /// Public key of a `node` preset key.
     #[arg(long, env = "GANTRY_PUBLIC_KEY", required_unless_present = "print_inventory")]
     public_key: Option<String>,
-    /// Secret key of that key.
-    #[arg(long, env = "GANTRY_SECRET_KEY", required_unless_present = "print_inventory")]
+    /// Secret key of that key (prefer --secret-key-file: a flag shows in `ps`).
+    #[arg(long, env = "GANTRY_SECRET_KEY", required_unless_present_any = ["print_inventory", "secret_key_file"])]
     secret_key: Option<String>,
+    /// File holding the secret key (e.g. a systemd credential: --secret-key-file
+    /// ${CREDENTIALS_DIRECTORY}/secret-key).
+    #[arg(long, env = "GANTRY_SECRET_KEY_FILE", value_name = "FILE", conflicts_with = "secret_key")]
+    secret_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    config: crate::config_file::ConfigArgs,
     /// Print what this machine offers (GPUs from NVML or --fake-gpus, CPUs, RAM, free disk) and exit.
     #[arg(long)]
     print_inventory: bool,
@@ -178,6 +184,8 @@ impl AgentArgs {
             server,
             public_key: Some(public_key),
             secret_key: Some(secret_key),
+            secret_key_file: None,
+            config: Default::default(),
             print_inventory: false,
             json: false,
             simulate: None,
@@ -216,7 +224,10 @@ impl AgentArgs {
 }
 
 /// Runs the agent(s) until Ctrl-C / SIGTERM.
-pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.secret_key_file {
+        args.secret_key = Some(crate::config_file::read_secret_file(path)?);
+    }
     if args.print_inventory {
         out!("{}", gantry_agent::host::inventory_report(&args.host_options(), args.json).map_err(anyhow::Error::msg)?)?;
         return Ok(());
@@ -228,7 +239,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         Some(count) => simulated(&args, client, count, stop_rx)?,
         None => vec![docker_agent(&args, client, stop_rx).await?],
     };
+    if args.simulate.is_none() {
+        wait_registered(&args).await;
+    }
+    crate::sd_notify::notify(&format!("READY=1\nSTATUS=syncing with {}", args.server));
     crate::serve::shutdown_signal().await;
+    crate::sd_notify::notify("STOPPING=1");
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;
@@ -328,6 +344,21 @@ pub async fn docker_agent(
         args.server
     )?;
     Ok(tokio::spawn(agent.run(stop)))
+}
+
+/// Waits until the node is registered (the agent records its node in the state
+/// file), so systemd's READY=1 means "this node is known to the control plane".
+/// Gives up waiting after a minute: the agent keeps retrying, and a unit stuck in
+/// "activating" would hide that it runs.
+async fn wait_registered(args: &AgentArgs) {
+    let file = StateFile::in_dir(&args.state_dir.clone().unwrap_or_else(default_state_dir));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio::time::Instant::now() < deadline {
+        if file.load_or_create().is_ok_and(|s| s.node_uuid.is_some()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// `$GANTRY_AGENT_STATE_DIR`, else `/var/lib/gantry-agent` for root, else

@@ -7,18 +7,24 @@ mod output;
 mod admin;
 mod admin_recipes;
 mod agent;
+mod backup;
 mod bench;
 mod bench_agent;
 mod bench_cluster;
 mod billing;
+mod completions;
+mod config_file;
 mod dev;
 mod gpus;
 mod jobs;
 mod keys;
+mod logging;
 mod recipes;
+mod sd_notify;
 mod serve;
+mod version;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 // The request path allocates many small objects (JSON values, headers); mimalloc
 // serves them markedly faster than glibc's malloc under two busy threads.
@@ -27,10 +33,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Gantry: an open GPU compute platform speaking the upstream jobs API.
 #[derive(Parser)]
-#[command(name = "gantry", version, about, propagate_version = true)]
+#[command(name = "gantry", version, long_version = version::long_version(), about, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: logging::LogArgs,
 }
 
 #[derive(Subcommand)]
@@ -64,21 +72,31 @@ enum Command {
     Balance(output::JsonFlag),
     /// Print the OpenAPI document of the API.
     Openapi,
+    /// Print the version, git commit, build date, features and store schema version.
+    Version(version::VersionArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Write the man pages (gantry.1, gantry-server.1, ...) into a directory.
+    Man(completions::ManArgs),
     /// Benchmarks (print figures and a ratio against a same-run reference).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(colour_wanted(std::io::IsTerminal::is_terminal(&std::io::stderr()), std::env::var_os("NO_COLOR")))
-        .init();
+    // `gantry server` and `gantry agent` take settings from a config file too.
+    let argv = match config_file::expand(Cli::command(), std::env::args_os().collect()) {
+        Ok(argv) => argv,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(argv);
+    if let Err(e) = logging::init(&cli.log) {
+        eprintln!("error: {e:#}");
+        return std::process::ExitCode::from(2);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
     let result = runtime.block_on(async move {
         match cli.command {
@@ -98,6 +116,9 @@ fn main() -> std::process::ExitCode {
                 Ok(())
             }
             Command::Bench(cmd) => bench::run(cmd).await,
+            Command::Version(args) => version::run(args),
+            Command::Completions(args) => completions::completions(args, Cli::command()),
+            Command::Man(args) => completions::man(args, Cli::command()),
         }
     });
     match result {

@@ -62,6 +62,37 @@ pub struct ServerArgs {
     /// Requests an idle account may make at once (default: twice the rate).
     #[arg(long, env = "GANTRY_RATE_LIMIT_BURST", value_name = "N")]
     pub rate_limit_burst: Option<f64>,
+    #[command(flatten)]
+    pub service: ServerServiceArgs,
+}
+
+/// The flags of a server run as a service: its configuration file and where its key
+/// comes from.
+#[derive(clap::Args, Clone, Default)]
+pub struct ServerServiceArgs {
+    #[command(flatten)]
+    pub config: crate::config_file::ConfigArgs,
+    /// File holding the server key (64 hex chars or base64 of 32 bytes), instead of
+    /// GANTRY_SERVER_KEY or DATA_DIR/server.key. Under systemd, a credential named
+    /// `server.key` (LoadCredential=) is used when neither is given.
+    #[arg(long, env = "GANTRY_SERVER_KEY_FILE", value_name = "FILE")]
+    pub server_key_file: Option<PathBuf>,
+}
+
+impl ServerServiceArgs {
+    /// The configured server key, if any (else the data dir's key file is used).
+    pub fn server_key(&self) -> anyhow::Result<Option<String>> {
+        if let Some(path) = &self.server_key_file {
+            return crate::config_file::read_secret_file(path).map(Some);
+        }
+        if let Some(key) = std::env::var("GANTRY_SERVER_KEY").ok().filter(|k| !k.is_empty()) {
+            return Ok(Some(key));
+        }
+        match std::env::var_os("CREDENTIALS_DIRECTORY").map(|d| PathBuf::from(d).join("server.key")) {
+            Some(path) if path.exists() => crate::config_file::read_secret_file(&path).map(Some),
+            _ => Ok(None),
+        }
+    }
 }
 
 impl ServerArgs {
@@ -70,7 +101,7 @@ impl ServerArgs {
     pub fn config(&self) -> anyhow::Result<ServerConfig> {
         let mut config = ServerConfig::new(&self.data_dir, self.listen);
         config.database_url = self.database_url.clone();
-        config.server_key = std::env::var("GANTRY_SERVER_KEY").ok().filter(|k| !k.is_empty());
+        config.server_key = self.service.server_key()?;
         config.max_body_bytes = self.max_body_bytes;
         anyhow::ensure!(self.header_read_timeout_secs > 0, "--header-read-timeout-secs must be at least 1");
         anyhow::ensure!(self.idle_timeout_secs > 0, "--idle-timeout-secs must be at least 1");
@@ -113,11 +144,15 @@ impl ServerArgs {
 
 /// Runs the server in the foreground.
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    // Held until exit: `gantry admin restore` refuses a data dir a server is using.
+    let _lock = crate::backup::DataDirLock::acquire(&args.data_dir)?;
     let server = gantry_server::start(args.config()?).await?;
     // Tools and tests read this line to learn the port when listening on port 0.
     outln!("gantry server listening on http://{}", server.local_addr)?;
+    crate::sd_notify::notify(&format!("READY=1\nSTATUS=serving on {}", server.local_addr));
     shutdown_signal().await;
     tracing::info!("shutting down");
+    crate::sd_notify::notify("STOPPING=1\nSTATUS=draining in-flight requests");
     server.shutdown().await
 }
 

@@ -132,14 +132,18 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state);
+        .with_state(state)
+        // After routing, so each request is logged with its route template.
+        .layer(crate::request_log::RequestLogLayer::default());
     // Rewrites that must happen before routing (a Router's own layers run after it).
     let lenient = tower::ServiceBuilder::new().map_request(lenient::trim_trailing_slash).service(api);
     axum::Router::new().fallback_service(lenient)
 }
 
 async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+    // The version lets an operator (or a rolling upgrade's script) see which release
+    // answers behind a load balancer.
+    Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
 
 /// Prometheus text format. Counters only; nothing about any account.

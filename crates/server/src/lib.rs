@@ -21,6 +21,7 @@ mod key_cache;
 mod keyfile;
 mod rate_limit;
 mod serve;
+pub mod request_log;
 mod signals;
 mod signed;
 mod state;
@@ -45,7 +46,7 @@ pub mod admin {
     pub use crate::app::api_keys::{KeySpec, create_account, create_in};
     pub use crate::app::ledger::credit;
     pub use crate::app::recipes::Imported;
-    pub use crate::keyfile::load_or_create as load_server_key;
+    pub use crate::keyfile::{KEY_FILE as SERVER_KEY_FILE, load_or_create as load_server_key};
 
     /// Imports job recipes under the uuids they carry (`gantry admin recipes import`),
     /// checked exactly like `POST /v1/job-recipes` (GPU registry included).

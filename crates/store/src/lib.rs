@@ -40,6 +40,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod backup;
 pub mod billing;
 pub mod cluster;
 pub mod gpu_models;

@@ -55,6 +55,11 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 5, name: "billing", sql: include_str!("../migrations/postgres/0005_billing.sql") },
 ];
 
+/// The newest schema version this binary knows (both backends share versions).
+pub fn newest_version() -> i64 {
+    SQLITE.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
 /// The bookkeeping table; this DDL is valid in both dialects.
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS gantry_migrations (\
      version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at_ms BIGINT NOT NULL)";
@@ -91,6 +96,70 @@ fn check_not_newer(known: &[Migration], applied: &BTreeSet<i64>) -> StoreResult<
 fn now_ms() -> i64 {
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The migrations a start would apply to the store a deployment configured, oldest
+/// first, without changing anything (`gantry admin migrate --dry-run`). A database
+/// newer than this binary is the same error a start gives.
+pub async fn pending(data_dir: &std::path::Path, database_url: Option<&str>) -> StoreResult<Vec<Migration>> {
+    let applied = match database_url {
+        Some(url) => {
+            let db =
+                |e: sqlx::Error| StoreError::Database { during: "reading the applied migrations", source: Box::new(e) };
+            let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(url).await.map_err(db)?;
+            let exists: bool = sqlx::query_scalar("SELECT to_regclass('gantry_migrations') IS NOT NULL")
+                .fetch_one(&pool)
+                .await
+                .map_err(db)?;
+            let applied = if exists {
+                sqlx::query_scalar("SELECT version FROM gantry_migrations").fetch_all(&pool).await.map_err(db)?
+            } else {
+                Vec::new()
+            };
+            pool.close().await;
+            applied
+        }
+        None => {
+            let path = data_dir.join("gantry.db");
+            tokio::task::spawn_blocking(move || sqlite_applied(&path))
+                .await
+                .map_err(|e| StoreError::Database { during: "reading the applied migrations", source: Box::new(e) })??
+        }
+    };
+    let applied: BTreeSet<i64> = applied.into_iter().collect();
+    let known = if database_url.is_some() { POSTGRES } else { SQLITE };
+    check_not_newer(known, &applied)?;
+    Ok(known.iter().filter(|m| !applied.contains(&m.version)).copied().collect())
+}
+
+/// The versions recorded in a SQLite file, opened read-only (none when it is absent).
+fn sqlite_applied(path: &std::path::Path) -> StoreResult<Vec<i64>> {
+    let db =
+        |e: rusqlite::Error| StoreError::Database { during: "reading the applied migrations", source: Box::new(e) };
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(db)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db)?;
+    let exists: bool = conn
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'gantry_migrations'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare("SELECT version FROM gantry_migrations").map_err(db)?;
+    let rows = stmt.query_map([], |r| r.get::<_, i64>(0)).map_err(db)?;
+    rows.collect::<Result<Vec<i64>, _>>().map_err(db)
+}
+
+/// Applies only the first `count` SQLite migrations: how the upgrade tests build a
+/// database as an older release left it.
+pub fn run_sqlite_prefix(conn: &mut rusqlite::Connection, count: usize) -> StoreResult<()> {
+    run_sqlite_list(conn, &SQLITE[..count.min(SQLITE.len())])
 }
 
 /// Brings a SQLite database up to date (blocking; call off the async runtime).

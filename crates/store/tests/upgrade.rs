@@ -1,0 +1,104 @@
+//! Upgrades: a database as the first release left it (schema version 1, with jobs in
+//! it, from `fixtures/schema_v1_jobs.sql`) is opened by the current store, which
+//! applies every later migration and serves every job unchanged; `migrate::pending`
+//! (what `gantry admin migrate --dry-run` prints) lists exactly what a start applies.
+
+use gantry_store::Store;
+use gantry_store::migrate;
+use gantry_store::sqlite::SqliteStore;
+use gantry_types::JobId;
+use gantry_types::job::JobStatus;
+
+const FIXTURE: &str = include_str!("fixtures/schema_v1_jobs.sql");
+
+/// A data dir holding a version-1 database with the fixture's rows.
+fn first_release_data_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = rusqlite::Connection::open(dir.path().join("gantry.db")).unwrap();
+    migrate::run_sqlite_prefix(&mut conn, 1).unwrap();
+    conn.execute_batch(FIXTURE).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn a_first_release_database_is_upgraded_with_every_job_intact() {
+    let dir = first_release_data_dir();
+    let pending = migrate::pending(dir.path(), None).await.unwrap();
+    let versions: Vec<i64> = pending.iter().map(|m| m.version).collect();
+    let expected: Vec<i64> = migrate::SQLITE.iter().skip(1).map(|m| m.version).collect();
+    assert_eq!(versions, expected, "the dry run lists every migration after the first");
+    // The dry run changed nothing.
+    assert_eq!(migrate::pending(dir.path(), None).await.unwrap().len(), pending.len());
+
+    let store = SqliteStore::open(&dir.path().join("gantry.db")).await.unwrap();
+    assert!(migrate::pending(dir.path(), None).await.unwrap().is_empty(), "a start applied them all");
+    let id = |s: &str| s.parse::<JobId>().unwrap();
+    let batch = store.job_fetch(None, id("01a23ae0-a19b-73a8-9305-4a2d41885feb")).await.unwrap().expect("batch job");
+    assert_eq!((batch.title.as_str(), batch.status), ("fixture batch", JobStatus::Pending));
+    assert_eq!(batch.parameters.parameters.image, "busybox");
+    let gpu = store.job_fetch(None, id("01a23ae0-a235-77c7-a977-754442b33e1b")).await.unwrap().expect("gpu job");
+    assert_eq!((gpu.gpu_count, gpu.cpu_count), (1, 4));
+    assert_eq!(gpu.parameters.parameters.tag.as_deref(), Some("v3"));
+    let cancelled =
+        store.job_fetch(None, id("01a23ae0-a304-720c-9247-2634fde6dc38")).await.unwrap().expect("cancelled job");
+    assert_eq!((cancelled.status, cancelled.status_reason.as_deref()), (JobStatus::Cancelled, Some("fixture")));
+    assert!(cancelled.completed_at.is_some());
+    // The upgraded store takes new work next to the old.
+    let account = batch.account_uuid;
+    let page = store
+        .job_list(
+            Some(account),
+            &Default::default(),
+            gantry_types::list::Paging { page: 1, limit: 50, newest_first: true },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.total, 3);
+}
+
+#[tokio::test]
+async fn a_database_newer_than_the_binary_is_refused_and_left_untouched() {
+    let dir = first_release_data_dir();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("gantry.db")).unwrap();
+        conn.execute("INSERT INTO gantry_migrations VALUES (9999, 'from_the_future', 0)", []).unwrap();
+    }
+    let before = std::fs::read(dir.path().join("gantry.db")).unwrap();
+    let err = migrate::pending(dir.path(), None).await.unwrap_err().to_string();
+    assert!(err.contains("9999") || err.contains("newer"), "{err}");
+    let err = match SqliteStore::open(&dir.path().join("gantry.db")).await {
+        Ok(_) => panic!("a newer schema was opened"),
+        Err(e) => format!("{e:#} {:?}", std::error::Error::source(&e).map(|s| s.to_string())),
+    };
+    assert!(err.contains("newer") && err.contains("9999"), "{err}");
+    // No migration ran: the tables of version 2 on are still absent.
+    let conn = rusqlite::Connection::open(dir.path().join("gantry.db")).unwrap();
+    let versions: i64 = conn.query_row("SELECT COUNT(*) FROM gantry_migrations", [], |r| r.get(0)).unwrap();
+    assert_eq!(versions, 2, "only version 1 and the future one");
+    drop(conn);
+    let after = std::fs::read(dir.path().join("gantry.db")).unwrap();
+    assert_eq!(before.len(), after.len());
+}
+
+/// The dry run on PostgreSQL (when `GANTRY_TEST_DATABASE_URL` names a server): every
+/// migration on an empty database, none once a store opened it, and a newer schema
+/// refused with the same message as a start.
+#[tokio::test]
+async fn postgres_dry_run_lists_what_a_start_applies() {
+    use gantry_store::testsuite::scratch_pg::{admin_url, create_database, drop_database};
+    let Some(admin) = admin_url() else { return };
+    let (database, url) = create_database(&admin).await;
+    let none = std::path::Path::new("/nonexistent");
+    let pending = migrate::pending(none, Some(&url)).await.unwrap();
+    assert_eq!(pending.len(), migrate::POSTGRES.len());
+    let store = gantry_store::postgres::PgStore::connect_with_max_connections(&url, 2).await.unwrap();
+    assert!(migrate::pending(none, Some(&url)).await.unwrap().is_empty());
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    sqlx::query("INSERT INTO gantry_migrations VALUES (9999, 'from_the_future', 0)").execute(&mut conn).await.unwrap();
+    drop(conn);
+    let err = migrate::pending(none, Some(&url)).await.unwrap_err();
+    let text = format!("{err} {:?}", std::error::Error::source(&err).map(|s| s.to_string()));
+    assert!(text.contains("newer") && text.contains("9999"), "{text}");
+    store.close().await;
+    drop_database(&admin, &database).await;
+}
