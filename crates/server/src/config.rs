@@ -24,6 +24,9 @@ pub struct ServerConfig {
     pub timing: crate::background::Timing,
     /// Prices, the operators' share and whether balances are enforced.
     pub billing: BillingConfig,
+    /// How often the stored-state metrics gauges are recomputed (`/metrics` itself
+    /// never reads the store).
+    pub metrics_refresh_every: std::time::Duration,
 }
 
 /// Billing: what compute costs and who gets what. Amounts are micro-USD per hour.
@@ -76,6 +79,7 @@ impl ServerConfig {
             nonce_capacity: 4_000_000,
             timing: Default::default(),
             billing: Default::default(),
+            metrics_refresh_every: std::time::Duration::from_secs(1),
         }
     }
 }

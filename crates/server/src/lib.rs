@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod key_cache;
 pub mod keyfile;
+pub mod metrics;
 pub mod signals;
 pub mod signed;
 pub mod state;
@@ -72,7 +73,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let usage_task = usage::spawn_flusher(state.clone());
     let gpu_refresher = app::gpu_registry::spawn_refresher(state.clone());
-    let reconcilers = background::spawn(state.clone());
+    let mut reconcilers = background::spawn(state.clone());
+    reconcilers.push(tokio::spawn(metrics::gauges::run(state.clone())));
     let served = state.clone();
     let task = tokio::spawn(async move {
         let state = served;

@@ -45,11 +45,14 @@ pub struct AppState {
     /// When this server started: nodes get one loss-detection period of grace after a
     /// restart to re-attach before silence counts against them.
     pub started: std::time::Instant,
+    /// Prometheus metrics (`/metrics`; see `crate::metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppState {
     /// Builds the state for a configured server.
     pub fn new(store: Arc<dyn Store>, secrets: SecretBox, config: &ServerConfig) -> Self {
+        let store_for_metrics = store.clone();
         Self {
             store,
             secrets,
@@ -67,6 +70,7 @@ impl AppState {
             billing: config.billing.clone(),
             payments: std::sync::Arc::new(crate::app::payments::ManualProvider),
             started: std::time::Instant::now(),
+            metrics: crate::metrics::Metrics::new(store_for_metrics, config.metrics_refresh_every),
         }
     }
 }

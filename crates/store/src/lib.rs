@@ -35,6 +35,7 @@ pub mod postgres;
 mod recipes;
 mod sql;
 pub mod sqlite;
+pub mod stats;
 pub mod testsuite;
 
 pub use billing::{CreditPurchaseRecord, LedgerPosting, LedgerSide, PLATFORM_ACCOUNT, PurchaseKey};
@@ -155,6 +156,11 @@ pub struct WriteStats {
     pub commits: u64,
     /// Write operations those transactions carried.
     pub writes: u64,
+    /// How long commits took: on SQLite each group commit, from `BEGIN` to the fsync
+    /// of `COMMIT`. PostgreSQL commits inside the server (its WAL writer batches the
+    /// flushes), so it leaves this empty: its own statistics (`pg_stat_statements`,
+    /// postgres_exporter) measure that side.
+    pub commit_times: stats::CommitTimes,
 }
 
 /// Everything the control plane persists. `account: Option<AccountId>` parameters

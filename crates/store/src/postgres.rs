@@ -201,7 +201,7 @@ impl Store for PgStore {
 
     fn write_stats(&self) -> WriteStats {
         let writes = self.writes.load(Ordering::Relaxed);
-        WriteStats { commits: writes, writes }
+        WriteStats { commits: writes, writes, commit_times: Default::default() }
     }
 
     async fn account_create(&self, account: &AccountRecord) -> StoreResult<()> {

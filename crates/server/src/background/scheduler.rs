@@ -31,7 +31,10 @@ const EXPLAIN_LIMIT: usize = 200;
 /// Runs passes until aborted.
 pub async fn run(state: Arc<AppState>) {
     loop {
-        match pass(&state).await {
+        let started = std::time::Instant::now();
+        let outcome = pass(&state).await;
+        state.metrics.scheduler_pass.observe(started.elapsed().as_secs_f64());
+        match outcome {
             Ok(placed) if placed > 0 => continue, // more may fit; go again at once
             Ok(_) => {}
             Err(e) => tracing::warn!(error = ?e, "scheduler pass failed"),
@@ -229,6 +232,8 @@ pub async fn pass(state: &AppState) -> Result<usize, ApiError> {
     }
     for p in placements.iter().filter(|p| placed.contains(&p.job)) {
         state.recent_placements.record(jobs[&p.job].account_uuid, now);
+        // Since the job (re-)entered PENDING: its submission, or its last retry.
+        state.metrics.placement_latency.observe((now - jobs[&p.job].updated_at.0).max(0) as f64 / 1000.0);
         for r in &p.runs {
             state.signals.bump(r.run.node_uuid);
         }
