@@ -66,6 +66,20 @@ impl EncodeLabelSet for TypeLabel {
     }
 }
 
+/// Event types of `gantry_events_total` (issue 12's event log; each starts at 0).
+pub const EVENT_TYPES: [&str; 7] = [
+    "job.created",
+    "job.status_changed",
+    "job_run.created",
+    "job_run.status_changed",
+    "node.registered",
+    "node.status_changed",
+    "balance.changed",
+];
+
+/// Outcomes of `gantry_webhook_deliveries_total` (each starts at 0).
+pub const WEBHOOK_OUTCOMES: [&str; 3] = ["delivered", "failed", "retried"];
+
 /// Outcomes of `gantry_job_runs_finished_total`.
 pub const RUN_OUTCOMES: [&str; 5] = ["completed", "failed", "timed_out", "cancelled", "node_lost"];
 
@@ -97,11 +111,14 @@ pub struct Metrics {
     pub runs_finished: Family<OutcomeLabel, Counter>,
     /// `gantry_billing_charged_usd_total`: run charges posted to the ledger.
     pub billing_charged_usd: Counter<f64, AtomicU64>,
-    /// `gantry_events_total{type}`: events appended to the event log (fed by the
-    /// event stream once it exists; registered here so rules can refer to it).
+    /// `gantry_events_total{type}`: events appended to the event log. The event log
+    /// (issue 12, point 3) increments it where it appends, once per event, with a
+    /// type from [`EVENT_TYPES`]; registered now so dashboards and rules can use it.
     pub events: Family<TypeLabel, Counter>,
-    /// `gantry_webhook_deliveries_total{outcome}` (`delivered`, `failed`, `retried`;
-    /// fed by webhook delivery once it exists).
+    /// `gantry_webhook_deliveries_total{outcome}`: one per delivery attempt, with an
+    /// outcome from [`WEBHOOK_OUTCOMES`] (`delivered`: 2xx; `retried`: failed, another
+    /// attempt scheduled; `failed`: failed and given up). Fed by webhook delivery
+    /// (issue 12, point 4) once it exists.
     pub webhook_deliveries: Family<OutcomeLabel, Counter>,
     /// `gantry_nonce_cache_entries`: set from the nonce cache at each scrape.
     pub nonce_entries: Gauge,
@@ -142,7 +159,11 @@ impl Metrics {
         };
         let r = &mut registry;
         r.register("gantry_jobs", "Jobs by status (refreshed in the background)", m.jobs.clone());
-        r.register("gantry_job_runs", "Active job runs by status (ended runs: gantry_job_runs_finished_total)", m.job_runs.clone());
+        r.register(
+            "gantry_job_runs",
+            "Active job runs by status (ended runs: gantry_job_runs_finished_total)",
+            m.job_runs.clone(),
+        );
         r.register("gantry_nodes", "Nodes by status", m.nodes.clone());
         r.register("gantry_node_gpus", "GPUs of ONLINE nodes, free or used by an active run", m.node_gpus.clone());
         r.register(
@@ -176,13 +197,28 @@ impl Metrics {
         r.register("gantry_webhook_deliveries", "Webhook delivery attempts, by outcome", m.webhook_deliveries.clone());
         r.register("gantry_nonce_cache_entries", "Nonces remembered for replay protection", m.nonce_entries.clone());
         r.register_collector(Box::new(store::StoreCollector(store)));
-        // Every outcome is present from the start, so rate() and alerts see zeros
-        // rather than absent series.
+        // Every status and outcome is present from the start, so rate() and alerts see
+        // zeros rather than absent series.
+        for status in gantry_types::job::JobStatus::ALL {
+            m.jobs.get_or_create(&StatusLabel { status: status.as_str() }).set(0);
+        }
+        for status in gantry_types::job_run::JobRunStatus::ALL.into_iter().filter(|s| !s.is_terminal()) {
+            m.job_runs.get_or_create(&StatusLabel { status: status.as_str() }).set(0);
+        }
+        for status in [gantry_types::node::NodeStatus::Online, gantry_types::node::NodeStatus::Lost] {
+            m.nodes.get_or_create(&StatusLabel { status: status.as_str() }).set(0);
+        }
+        for state in ["free", "used"] {
+            m.node_gpus.get_or_create(&StateLabel { state }).set(0);
+        }
         for outcome in RUN_OUTCOMES {
             let _ = m.runs_finished.get_or_create(&OutcomeLabel { outcome });
         }
-        for outcome in ["delivered", "failed", "retried"] {
+        for outcome in WEBHOOK_OUTCOMES {
             let _ = m.webhook_deliveries.get_or_create(&OutcomeLabel { outcome });
+        }
+        for event_type in EVENT_TYPES {
+            let _ = m.events.get_or_create(&TypeLabel { event_type });
         }
         Self { registry, ..m }
     }
