@@ -8,57 +8,17 @@
 //! `GANTRY_REQUIRE_PROMTOOL=1`, so CI fails rather than skips without it; a local run
 //! without promtool skips only those checks, saying so.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::Duration;
 
 use gantry_server::ServerConfig;
+use gantry_test_harness::prom::{Sample, promtool, run_promtool, samples, value};
 use gantry_test_harness::{TestContext, batch_job, fast, wait_for};
 use gantry_types::job::JobStatus;
 use gantry_types::permissions::Preset;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// The promtool binary, or `None` (with a note) when it is absent and not required.
-fn promtool() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join("promtool"))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var_os("GANTRY_REQUIRE_PROMTOOL").is_none(),
-            "GANTRY_REQUIRE_PROMTOOL is set but promtool is not on PATH (apt-get install prometheus)"
-        );
-        eprintln!("promtool not found: skipping the promtool checks (CI requires them)");
-    }
-    found
-}
-
-/// Runs promtool with `args`, feeding `stdin`; panics with its output on failure.
-async fn run_promtool(promtool: &Path, args: &[&str], stdin: &str) {
-    let mut child = tokio::process::Command::new(promtool)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool starts");
-    let mut input = child.stdin.take().expect("stdin");
-    input.write_all(stdin.as_bytes()).await.unwrap();
-    drop(input);
-    let out = child.wait_with_output().await.unwrap();
-    assert!(
-        out.status.success(),
-        "promtool {args:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 async fn scrape_text(ctx: &TestContext) -> String {
     let resp = reqwest::get(format!("{}/metrics", ctx.base_url)).await.unwrap();
@@ -68,63 +28,8 @@ async fn scrape_text(ctx: &TestContext) -> String {
     resp.text().await.unwrap()
 }
 
-/// One sample line: name, labels, value.
-#[derive(Debug)]
-struct Sample {
-    name: String,
-    labels: Vec<(String, String)>,
-    value: f64,
-}
-
-/// The samples of an exposition (the test's reader of values; promtool is the
-/// parser that judges validity). Label values may hold any character, escaped.
-fn samples(text: &str) -> Vec<Sample> {
-    let mut out = Vec::new();
-    for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value in {line:?}"));
-        let value: f64 = match value {
-            "+Inf" => f64::INFINITY,
-            "-Inf" => f64::NEG_INFINITY,
-            v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
-        };
-        let (name, mut rest) = match series.split_once('{') {
-            Some((name, rest)) => (name, rest),
-            None => (series, ""),
-        };
-        let mut labels = Vec::new();
-        while let Some((key, after)) = rest.split_once("=\"") {
-            let mut chars = after.char_indices();
-            let mut label = String::new();
-            let end = loop {
-                match chars.next().unwrap_or_else(|| panic!("unterminated label in {line:?}")) {
-                    (_, '\\') => match chars.next() {
-                        Some((_, 'n')) => label.push('\n'),
-                        Some((_, c)) => label.push(c),
-                        None => panic!("bad escape in {line:?}"),
-                    },
-                    (i, '"') => break i,
-                    (_, c) => label.push(c),
-                }
-            };
-            labels.push((key.trim_start_matches(',').to_string(), label));
-            rest = &after[end + 1..];
-        }
-        out.push(Sample { name: name.to_string(), labels, value });
-    }
-    out
-}
-
 async fn scrape(ctx: &TestContext) -> Vec<Sample> {
     samples(&scrape_text(ctx).await)
-}
-
-/// The sum of the samples `name` whose labels include `labels` (0 when none).
-fn value(scrape: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .iter()
-        .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v)))
-        .map(|s| s.value)
-        .sum()
 }
 
 fn fast_gpu_prices(config: &mut ServerConfig) {
