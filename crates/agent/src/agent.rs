@@ -290,6 +290,10 @@ impl<R: ContainerRuntime> Agent<R> {
     /// on real nodes; on simulated ones, the inventory minus what the runs it holds
     /// reserve (their GPUs fully loaded and out of free VRAM).
     fn sample(&self, held: &[gantry_types::protocol::RunSpec]) -> gantry_types::node::HardwareSample {
+        crate::host::sanitize_sample(self.measure(held))
+    }
+
+    fn measure(&self, held: &[gantry_types::protocol::RunSpec]) -> gantry_types::node::HardwareSample {
         if let Some(probe) = &self.config.probe {
             return probe.sample(held);
         }

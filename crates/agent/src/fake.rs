@@ -1,13 +1,23 @@
 //! The fake runtime behind simulated nodes: first-class code with a contract, used by
-//! the tests, the benchmarks and demos that want no Docker.
+//! the tests, the benchmarks and demos that want no Docker. Simulated nodes are how
+//! people try Gantry without GPUs and how clients are tested, so a simulated run looks
+//! to a client like a real one.
 //!
-//! Contract: a started run is RUNNING at once and exits after `GANTRY_SIM_DURATION_MS`
-//! (from the job's env; default 100) with exit code `GANTRY_SIM_EXIT_CODE` (default
-//! 0). `GANTRY_SIM_PREPARE_MS` (default 0) keeps it PREPARING first, to exercise start
+//! Contract: a started run is RUNNING at once. A BATCH run exits after
+//! `GANTRY_SIM_DURATION_MS` (from the job's env; default 100) with exit code
+//! `GANTRY_SIM_EXIT_CODE` (default 0); a PERSISTENT run (no run timeout) stays RUNNING
+//! until stopped (cancel, timeout, node loss) unless `GANTRY_SIM_DURATION_MS` is set.
+//! `GANTRY_SIM_PREPARE_MS` (default 0) keeps it PREPARING first, to exercise start
 //! timeouts. For gang jobs, `GANTRY_SIM_FAIL_RANK=R` makes only the run with
 //! `GANTRY_NODE_RANK=R` exit with code 1 after `GANTRY_SIM_FAIL_AFTER_MS` (default 50),
 //! while the others keep their normal duration. A stop request ends a run as `Stopped`
 //! at once. It prints one log line when it starts and one when it exits.
+//!
+//! Published `ports` are real loopback listeners that answer while the run is RUNNING
+//! (see [`listen`]), reported as the run's `node_urls`. The run's
+//! `CONTAINER_ACCESS_TOKEN` comes from the control plane, as for any run.
+
+mod listen;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,8 +35,18 @@ struct FakeContainer {
     state: ContainerState,
     logs: String,
     ready_at: Instant,
-    exits_at: Instant,
+    /// `None`: runs until stopped (a PERSISTENT run without a simulated duration).
+    exits_at: Option<Instant>,
     exit_code: i32,
+    /// Listeners behind its ports, open while it runs.
+    ports: Option<listen::SimPorts>,
+}
+
+impl FakeContainer {
+    fn end(&mut self, state: ContainerState) {
+        self.state = state;
+        self.ports = None;
+    }
 }
 
 /// In-memory containers with timed exits.
@@ -49,8 +69,8 @@ impl FakeRuntime {
                 c.state = ContainerState::Running;
                 changed = true;
             }
-            if c.state == ContainerState::Running && now >= c.exits_at {
-                c.state = ContainerState::Exited { code: c.exit_code };
+            if c.state == ContainerState::Running && c.exits_at.is_some_and(|at| now >= at) {
+                c.end(ContainerState::Exited { code: c.exit_code });
                 c.logs.push_str(&format!("simulated run exited with code {}\n", c.exit_code));
                 changed = true;
             }
@@ -64,14 +84,19 @@ impl ContainerRuntime for FakeRuntime {
     async fn start(&self, run: JobRunId, spec: &RunSpec, _epoch: i64) -> Result<(), RuntimeError> {
         let now = Instant::now();
         let prepare = Duration::from_millis(env_ms(spec, "GANTRY_SIM_PREPARE_MS", 0));
-        let mut duration = Duration::from_millis(env_ms(spec, "GANTRY_SIM_DURATION_MS", 100));
+        let persistent = spec.max_timeout_run_ms.is_none() && !spec.env.contains_key("GANTRY_SIM_DURATION_MS");
+        let mut duration = (!persistent).then(|| Duration::from_millis(env_ms(spec, "GANTRY_SIM_DURATION_MS", 100)));
         let mut exit_code = spec.env.get("GANTRY_SIM_EXIT_CODE").and_then(|v| v.parse().ok()).unwrap_or(0);
         if spec.env.contains_key("GANTRY_SIM_FAIL_RANK")
             && spec.env.get("GANTRY_SIM_FAIL_RANK") == spec.env.get("GANTRY_NODE_RANK")
         {
-            duration = Duration::from_millis(env_ms(spec, "GANTRY_SIM_FAIL_AFTER_MS", 50));
+            duration = Some(Duration::from_millis(env_ms(spec, "GANTRY_SIM_FAIL_AFTER_MS", 50)));
             exit_code = 1;
         }
+        if self.containers.lock().expect("fake runtime poisoned").contains_key(&run) {
+            return Ok(());
+        }
+        let ports = listen::SimPorts::open(run, &spec.ports).await;
         {
             let mut containers = self.containers.lock().expect("fake runtime poisoned");
             if containers.contains_key(&run) {
@@ -83,15 +108,16 @@ impl ContainerRuntime for FakeRuntime {
                     state: if prepare.is_zero() { ContainerState::Running } else { ContainerState::Preparing },
                     logs: format!("simulated run of {}:{} started\n", spec.image, spec.tag),
                     ready_at: now + prepare,
-                    exits_at: now + prepare + duration,
+                    exits_at: duration.map(|d| now + prepare + d),
                     exit_code,
+                    ports: Some(ports),
                 },
             );
         }
         // Wake the agent when this container becomes ready and when it exits.
         let me = self.clone();
         tokio::spawn(async move {
-            for at in [now + prepare, now + prepare + duration] {
+            for at in [Some(now + prepare), duration.map(|d| now + prepare + d)].into_iter().flatten() {
                 tokio::time::sleep_until(at).await;
                 if me.tick(Instant::now()) {
                     me.changed.notify_one();
@@ -106,7 +132,7 @@ impl ContainerRuntime for FakeRuntime {
         if let Some(c) = self.containers.lock().expect("fake runtime poisoned").get_mut(&run)
             && !c.state.is_final()
         {
-            c.state = ContainerState::Stopped;
+            c.end(ContainerState::Stopped);
             c.logs.push_str("simulated run stopped\n");
         }
         self.changed.notify_one();
@@ -123,7 +149,13 @@ impl ContainerRuntime for FakeRuntime {
         let mut containers = self.containers.lock().expect("fake runtime poisoned");
         Ok(containers
             .iter_mut()
-            .map(|(run, c)| Observed::new(*run, c.state.clone(), std::mem::take(&mut c.logs)))
+            .map(|(run, c)| {
+                let mut o = Observed::new(*run, c.state.clone(), std::mem::take(&mut c.logs));
+                if c.state == ContainerState::Running {
+                    o.node_urls = c.ports.as_ref().map(|p| p.urls.clone()).unwrap_or_default();
+                }
+                o
+            })
             .collect())
     }
 

@@ -195,6 +195,22 @@ impl HostProbe {
     }
 }
 
+/// A sample the control plane accepts whatever the probes measured: loads within 0-100,
+/// sizes at least 0, nothing that is not a finite number (the control plane refuses a
+/// negative or non-finite sample, and a refused heartbeat would lose the node).
+pub fn sanitize_sample(mut sample: HardwareSample) -> HardwareSample {
+    let load = |x: f64| if x.is_finite() { x.clamp(0.0, 100.0) } else { 0.0 };
+    let size = |x: f64| if x.is_finite() { x.max(0.0) } else { 0.0 };
+    sample.cpu_load = load(sample.cpu_load);
+    sample.ram_free_gb = size(sample.ram_free_gb);
+    sample.storage_free_gb = size(sample.storage_free_gb);
+    for gpu in &mut sample.gpus {
+        gpu.load = load(gpu.load);
+        gpu.vram_free_gb = size(gpu.vram_free_gb);
+    }
+    sample
+}
+
 fn default_disk_path() -> PathBuf {
     let docker = Path::new("/var/lib/docker");
     if docker.is_dir() { docker.to_path_buf() } else { PathBuf::from("/") }

@@ -10,21 +10,50 @@
 //! any protocol on top: HTTP, SSH, WebSocket. A refused peer is closed at once without reading
 //! anything and without ever opening a connection to the container.
 //!
+//! **Bounds** ([`ProxyLimits`]): raw TCP has no headers to time out, but a connection that
+//! moves no byte in either direction for the idle timeout is closed, and one proxy carries at
+//! most `max_connections` at once. When it is full, a new admitted connection displaces the one
+//! idle the longest, so a peer holding idle sockets open cannot lock out a client that is
+//! actually talking (it would have to out-talk it, and then it is not idle).
+//!
 //! The allow-list matching is the one API keys use ([`gantry_auth::parse_allow_list`] /
 //! [`gantry_auth::ip_allowed`]): same syntax, same IPv4-mapped IPv6 handling, one place to fix.
 //! The agent already depends on gantry-auth through the client, so reusing it costs nothing.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ipnet::IpNet;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+use tokio::time::Instant;
 
 /// How long an admitted connection may wait for the container's port to answer. A container
 /// that is gone answers at once (refused); this bounds a black-holed address.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a port proxy's connections may idle and how many it carries at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProxyLimits {
+    /// A connection with no byte in either direction for this long is closed.
+    pub idle_timeout: Duration,
+    /// Most connections one proxy carries at once (at least 1).
+    pub max_connections: usize,
+}
+
+impl Default for ProxyLimits {
+    /// One hour idle (SSH sessions and notebooks sit quiet for a while), 256 connections.
+    fn default() -> Self {
+        Self { idle_timeout: Duration::from_secs(3600), max_connections: 256 }
+    }
+}
 
 /// Which source addresses may connect. Empty admits everyone; `0.0.0.0/0` admits every IPv4
 /// peer and `::/0` every IPv6 peer; a bare address means /32 or /128.
@@ -80,6 +109,19 @@ impl PortProxy {
         Self::start_at(SocketAddr::new(bind_ip, 0), target, allowed).await
     }
 
+    /// Like [`PortProxy::serve`] with given limits.
+    pub fn serve_with(
+        listener: TcpListener,
+        target: SocketAddr,
+        allowed: AllowList,
+        limits: ProxyLimits,
+    ) -> io::Result<Self> {
+        let local = listener.local_addr()?;
+        let task = tokio::spawn(accept_loop(listener, target, allowed, limits));
+        tracing::debug!(%local, %target, "port proxy listening");
+        Ok(Self { local, target, task: Some(task) })
+    }
+
     /// Like [`PortProxy::start`] on a given address; port 0 picks a free one. A restarted agent
     /// uses this to re-open the external port it already reported for an adopted container.
     pub async fn start_at(bind: SocketAddr, target: SocketAddr, allowed: AllowList) -> io::Result<Self> {
@@ -90,10 +132,7 @@ impl PortProxy {
     /// it creates the container (the external ports go into the container's labels,
     /// and the container's address is known only once it runs).
     pub fn serve(listener: TcpListener, target: SocketAddr, allowed: AllowList) -> io::Result<Self> {
-        let local = listener.local_addr()?;
-        let task = tokio::spawn(accept_loop(listener, target, allowed));
-        tracing::debug!(%local, %target, "port proxy listening");
-        Ok(Self { local, target, task: Some(task) })
+        Self::serve_with(listener, target, allowed, ProxyLimits::default())
     }
 
     /// The address it listens on.
@@ -130,19 +169,53 @@ impl Drop for PortProxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, target: SocketAddr, allowed: AllowList) {
+/// When a connection last moved a byte, as milliseconds since the proxy started.
+struct Activity {
+    since: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last_ms.store(self.since.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn idle(&self) -> Duration {
+        self.since.elapsed().saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+struct Live {
+    activity: Arc<Activity>,
+    abort: AbortHandle,
+}
+
+async fn accept_loop(listener: TcpListener, target: SocketAddr, allowed: AllowList, limits: ProxyLimits) {
+    let since = Instant::now();
     let mut connections = JoinSet::new();
+    let mut live: HashMap<tokio::task::Id, Live> = HashMap::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    if allowed.allows(peer.ip()) {
-                        connections.spawn(forward(stream, peer, target));
-                    } else {
+                    if !allowed.allows(peer.ip()) {
                         // Dropped unread: the peer sees the connection close (or a reset) at once.
                         tracing::debug!(%peer, %target, "port proxy refused a connection outside allowed_ips");
                         drop(stream);
+                        continue;
                     }
+                    if live.len() >= limits.max_connections.max(1) {
+                        // Full: the connection idle the longest makes room.
+                        let idlest = live.iter().max_by_key(|(_, l)| l.activity.idle()).map(|(id, _)| *id);
+                        if let Some(old) = idlest.and_then(|id| live.remove(&id)) {
+                            tracing::debug!(%peer, %target, idle = ?old.activity.idle(), "port proxy full; closing its idlest connection");
+                            old.abort.abort();
+                        }
+                    }
+                    let activity = Arc::new(Activity { since, last_ms: AtomicU64::new(0) });
+                    activity.touch();
+                    let abort = connections.spawn(forward(stream, peer, target, activity.clone(), limits.idle_timeout));
+                    live.insert(abort.id(), Live { activity, abort });
                 }
                 Err(e) => {
                     // Usually out of file descriptors; pausing keeps the loop from spinning while
@@ -152,12 +225,63 @@ async fn accept_loop(listener: TcpListener, target: SocketAddr, allowed: AllowLi
                 }
             },
             // Reap finished connections so a long-lived proxy does not accumulate them.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(done) = connections.join_next_with_id(), if !connections.is_empty() => {
+                let id = match &done { Ok((id, ())) => *id, Err(e) => e.id() };
+                live.remove(&id);
+            }
         }
     }
 }
 
-async fn forward(mut inbound: TcpStream, peer: SocketAddr, target: SocketAddr) {
+/// A stream that stamps its connection's activity whenever bytes arrive on it.
+struct Stamped<'a> {
+    stream: &'a mut TcpStream,
+    activity: &'a Activity,
+}
+
+impl AsyncRead for Stamped<'_> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut *self.stream).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Stamped<'_> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Resolves once `activity` has seen no byte for `timeout`.
+async fn idle_for(activity: &Activity, timeout: Duration) {
+    loop {
+        let idle = activity.idle();
+        if idle >= timeout {
+            return;
+        }
+        tokio::time::sleep(timeout - idle).await;
+    }
+}
+
+async fn forward(
+    mut inbound: TcpStream,
+    peer: SocketAddr,
+    target: SocketAddr,
+    activity: Arc<Activity>,
+    idle_timeout: Duration,
+) {
     let mut outbound = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -173,9 +297,16 @@ async fn forward(mut inbound: TcpStream, peer: SocketAddr, target: SocketAddr) {
     // wait for Nagle's algorithm on either leg.
     let _ = inbound.set_nodelay(true);
     let _ = outbound.set_nodelay(true);
-    match tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await {
-        Ok((up, down)) => tracing::debug!(%peer, %target, up, down, "port proxy connection closed"),
-        Err(e) => tracing::debug!(%peer, %target, error = %e, "port proxy connection ended with an error"),
+    let mut a = Stamped { stream: &mut inbound, activity: &activity };
+    let mut b = Stamped { stream: &mut outbound, activity: &activity };
+    tokio::select! {
+        copied = tokio::io::copy_bidirectional(&mut a, &mut b) => match copied {
+            Ok((up, down)) => tracing::debug!(%peer, %target, up, down, "port proxy connection closed"),
+            Err(e) => tracing::debug!(%peer, %target, error = %e, "port proxy connection ended with an error"),
+        },
+        () = idle_for(&activity, idle_timeout) => {
+            tracing::debug!(%peer, %target, ?idle_timeout, "port proxy closed an idle connection");
+        }
     }
 }
 

@@ -1,12 +1,16 @@
 //! `gantry admin ...`: operator commands that open the store directly, so they work
 //! before any key exists and while the server runs (SQLite allows a second process;
 //! PostgreSQL is shared anyway).
+//!
+//! Errors are the application layer's own (`AppError`) or the store's, both
+//! `std::error::Error`s: `main` prints them as one sentence with their cause chain
+//! ("no account with uuid ..."), never as Rust debug output.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use gantry_server::app::api_keys::{KeySpec, create_account, create_in};
+use gantry_server::admin::{KeySpec, create_account, create_in};
 use gantry_types::AccountId;
 use gantry_types::permissions::Preset;
 
@@ -17,6 +21,9 @@ pub enum AdminCommand {
     CreateKey(CreateKeyArgs),
     /// Grant credit (USD) to an account; the platform is the counterparty in the ledger.
     Credit(CreditArgs),
+    /// Job recipes: import them under their own uuids.
+    #[command(subcommand)]
+    Recipes(crate::admin_recipes::AdminRecipesCommand),
 }
 
 /// `gantry admin credit`.
@@ -74,6 +81,7 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
     match cmd {
         AdminCommand::CreateKey(args) => create_key(args).await,
         AdminCommand::Credit(args) => credit(args).await,
+        AdminCommand::Recipes(cmd) => crate::admin_recipes::run(cmd).await,
     }
 }
 
@@ -82,7 +90,7 @@ pub async fn open(
     store: &StoreArgs,
 ) -> anyhow::Result<(std::sync::Arc<dyn gantry_store::Store>, gantry_auth::SecretBox)> {
     let server_key = std::env::var("GANTRY_SERVER_KEY").ok().filter(|k| !k.is_empty());
-    let key = gantry_server::keyfile::load_or_create(&store.data_dir, server_key.as_deref())?;
+    let key = gantry_server::admin::load_server_key(&store.data_dir, server_key.as_deref())?;
     let db = gantry_store::open(&store.data_dir, store.database_url.as_deref())
         .await
         .with_context(|| format!("cannot open the store in {}", store.data_dir.display()))?;
@@ -105,11 +113,11 @@ pub async fn create_key_in(
             store.account_fetch(id).await?.with_context(|| format!("no account {id}; omit --account to create one"))?;
             id
         }
-        None => create_account(store.as_ref(), name, email).await.map_err(api_error)?.uuid,
+        None => create_account(store.as_ref(), name, email).await?.uuid,
     };
     let spec =
         KeySpec { name: name.to_string(), permissions: preset.permissions(), allowed_ips: vec![], expires_at_ms: None };
-    create_in(store.as_ref(), &secrets, account, spec).await.map_err(api_error)
+    Ok(create_in(store.as_ref(), &secrets, account, spec).await?)
 }
 
 async fn credit(args: CreditArgs) -> anyhow::Result<()> {
@@ -118,7 +126,7 @@ async fn credit(args: CreditArgs) -> anyhow::Result<()> {
         .and_then(|m| if m > 0 { Ok(m) } else { Err(anyhow::anyhow!("AMOUNT must be greater than 0")) })?;
     let (store, _) = open(&args.store).await?;
     let memo = args.memo.or_else(|| Some("credit granted by an operator".into()));
-    gantry_server::app::ledger::credit(store.as_ref(), args.account, micros, memo, None).await.map_err(api_error)?;
+    gantry_server::admin::credit(store.as_ref(), args.account, micros, memo, None).await?;
     let posted = store.ledger_balance(args.account).await?;
     if args.json {
         let out = serde_json::json!({
@@ -128,20 +136,16 @@ async fn credit(args: CreditArgs) -> anyhow::Result<()> {
             "posted_balance": gantry_types::money::micros_to_usd(posted),
             "currency": gantry_types::money::CURRENCY,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
     } else {
-        println!(
+        outln!(
             "Credited {} USD to account {}; its posted balance is now {} USD",
             gantry_types::money::format_usd(micros),
             args.account,
             gantry_types::money::format_usd(posted)
-        );
+        )?;
     }
     Ok(())
-}
-
-fn api_error(e: gantry_server::error::ApiError) -> anyhow::Error {
-    anyhow::anyhow!("{e:?}")
 }
 
 async fn create_key(args: CreateKeyArgs) -> anyhow::Result<()> {
@@ -156,12 +160,12 @@ async fn create_key(args: CreateKeyArgs) -> anyhow::Result<()> {
     )
     .await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&key)?);
+        outln!("{}", serde_json::to_string_pretty(&key)?)?;
     } else {
-        println!("Created {} key {:?} in account {}", args.preset, key.name, key.account_uuid);
-        println!("The secret is shown only now. For the CLI:\n");
-        println!("export GANTRY_PUBLIC_KEY={}", key.public_key);
-        println!("export GANTRY_SECRET_KEY={}", key.secret_key.unwrap_or_default());
+        outln!("Created {} key {:?} in account {}", args.preset, key.name, key.account_uuid)?;
+        outln!("The secret is shown only now. For the CLI:\n")?;
+        outln!("export GANTRY_PUBLIC_KEY={}", key.public_key)?;
+        outln!("export GANTRY_SECRET_KEY={}", key.secret_key.unwrap_or_default())?;
     }
     Ok(())
 }

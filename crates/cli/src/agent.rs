@@ -73,6 +73,10 @@ pub struct AgentArgs {
     /// Address the port proxies listen on.
     #[arg(long, default_value = "0.0.0.0")]
     bind: IpAddr,
+    /// External ports published ports may use, e.g. 40000-40999 (open exactly this
+    /// range in the firewall); default: any free port.
+    #[arg(long, value_name = "A-B", value_parser = gantry_agent::docker::ports::PortRange::parse)]
+    port_range: Option<gantry_agent::docker::ports::PortRange>,
     /// Seconds between SIGTERM and SIGKILL when a container is stopped.
     #[arg(long, default_value_t = 10)]
     stop_grace_secs: u64,
@@ -83,12 +87,98 @@ pub struct AgentArgs {
     /// GET http://ADDR/metrics, e.g. 0.0.0.0:9464.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    isolation: IsolationArgs,
+}
+
+/// How jobs are isolated and bounded on a Docker node (README: "Isolation on a node").
+#[derive(Args, Clone, Debug)]
+pub struct IsolationArgs {
+    /// Where each run's own Docker network takes its /28 from (4,096 runs in a /16).
+    #[arg(long, default_value = "10.213.0.0/16", value_name = "CIDR")]
+    network_pool: String,
+    /// Memory a job gets at least, MiB (a job asking for 0 RAM gets this, never the whole node).
+    #[arg(long, default_value_t = 1024)]
+    min_job_memory_mb: u64,
+    /// CPUs a job gets at least (a job asking for 0 CPUs gets this).
+    #[arg(long, default_value_t = 1.0)]
+    min_job_cpus: f64,
+    /// Most processes (threads included) in one job's container.
+    #[arg(long, default_value_t = 4096)]
+    job_pids_limit: i64,
+    /// Size of a job's writable layer, GB, where the storage driver can enforce it (0: none).
+    #[arg(long, default_value_t = 100)]
+    job_disk_gb: u64,
+    /// Most ports one job may publish.
+    #[arg(long, default_value_t = 32)]
+    max_ports_per_job: usize,
+    /// Seconds a published-port connection may move no byte before it is closed.
+    #[arg(long, default_value_t = 3600)]
+    proxy_idle_timeout_secs: u64,
+    /// Most connections one published port carries at once (when full, the idlest makes room).
+    #[arg(long, default_value_t = 256)]
+    proxy_max_connections: usize,
+    /// Let jobs pull from registries on loopback, link-local or private addresses.
+    #[arg(long)]
+    allow_private_registries: bool,
+}
+
+impl IsolationArgs {
+    /// The defaults, with registries on internal addresses allowed (`gantry dev`: one
+    /// machine, one user, often a registry on localhost).
+    fn for_dev() -> Self {
+        Self {
+            network_pool: "10.213.0.0/16".into(),
+            min_job_memory_mb: 1024,
+            min_job_cpus: 1.0,
+            job_pids_limit: 4096,
+            job_disk_gb: 100,
+            max_ports_per_job: 32,
+            proxy_idle_timeout_secs: 3600,
+            proxy_max_connections: 256,
+            allow_private_registries: true,
+        }
+    }
+
+    /// Applies these settings to a Docker runtime configuration.
+    fn apply(&self, config: &mut DockerConfig) -> anyhow::Result<()> {
+        let pool = self
+            .network_pool
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--network-pool {:?}: not an IPv4 network ({e})", self.network_pool))?;
+        config.network_pool = gantry_agent::docker::network::NetworkPool::new(pool).map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(
+            self.min_job_cpus.is_finite() && self.min_job_cpus > 0.0,
+            "--min-job-cpus must be a positive number of CPUs"
+        );
+        anyhow::ensure!(self.min_job_memory_mb >= 6, "--min-job-memory-mb must be at least 6 (Docker's minimum)");
+        anyhow::ensure!(self.job_pids_limit > 0, "--job-pids-limit must be positive");
+        config.limits = gantry_agent::docker::spec::JobLimits {
+            min_memory_bytes: i64::try_from(self.min_job_memory_mb.saturating_mul(1 << 20)).unwrap_or(i64::MAX),
+            min_cpus: self.min_job_cpus,
+            pids: self.job_pids_limit,
+            writable_layer_bytes: (self.job_disk_gb > 0).then(|| self.job_disk_gb.saturating_mul(1 << 30)),
+        };
+        config.max_ports = self.max_ports_per_job;
+        config.proxy = gantry_agent::proxy::ProxyLimits {
+            idle_timeout: Duration::from_secs(self.proxy_idle_timeout_secs.max(1)),
+            max_connections: self.proxy_max_connections.max(1),
+        };
+        config.allow_private_registries = self.allow_private_registries;
+        Ok(())
+    }
 }
 
 impl AgentArgs {
     /// The agent `gantry dev` runs: Docker, state under the dev data directory,
     /// ports published on loopback.
-    pub fn for_dev(server: String, public_key: String, secret_key: String, state_dir: PathBuf) -> Self {
+    pub fn for_dev(
+        server: String,
+        public_key: String,
+        secret_key: String,
+        state_dir: PathBuf,
+        fake_gpus: Option<String>,
+    ) -> Self {
         Self {
             server,
             public_key: Some(public_key),
@@ -96,7 +186,7 @@ impl AgentArgs {
             print_inventory: false,
             json: false,
             simulate: None,
-            fake_gpus: None,
+            fake_gpus,
             region: None,
             labels: vec![],
             disk_path: None,
@@ -104,13 +194,15 @@ impl AgentArgs {
             state_dir: Some(state_dir),
             advertise_host: Some("127.0.0.1".into()),
             bind: IpAddr::from([127, 0, 0, 1]),
+            port_range: None,
             stop_grace_secs: 10,
             sync_wait_ms: 1000,
             metrics_listen: None,
+            isolation: IsolationArgs::for_dev(),
         }
     }
 
-    fn host_options(&self) -> HostOptions {
+    pub(crate) fn host_options(&self) -> HostOptions {
         HostOptions {
             fake_gpus: self.fake_gpus.clone().filter(|s| !s.is_empty()),
             region: self.region.clone(),
@@ -132,10 +224,7 @@ impl AgentArgs {
 /// Runs the agent(s) until Ctrl-C / SIGTERM.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     if args.print_inventory {
-        print!(
-            "{}",
-            gantry_agent::host::inventory_report(&args.host_options(), args.json).map_err(anyhow::Error::msg)?
-        );
+        out!("{}", gantry_agent::host::inventory_report(&args.host_options(), args.json).map_err(anyhow::Error::msg)?)?;
         return Ok(());
     }
     let client = args.client();
@@ -194,7 +283,7 @@ fn simulated(
             tokio::spawn(agent.run(stop.clone()))
         })
         .collect();
-    println!("gantry agent: {count} simulated node(s) syncing with {}", args.server);
+    outln!("gantry agent: {count} simulated node(s) syncing with {}", args.server)?;
     Ok(tasks)
 }
 
@@ -219,7 +308,7 @@ async fn docker_agent_with_metrics(
     let mut state = file.load_or_create().with_context(|| format!("agent state in {}", state_dir.display()))?;
     if state.server_url.as_deref() != Some(args.server.as_str()) {
         if state.node_uuid.is_some() {
-            println!("note: {} belonged to another control plane; registering as a new node", state_dir.display());
+            outln!("note: {} belonged to another control plane; registering as a new node", state_dir.display())?;
         }
         state.node_uuid = None;
         state.log_cursors.clear();
@@ -228,7 +317,7 @@ async fn docker_agent_with_metrics(
     }
     let probe = HostProbe::discover(&args.host_options()).map_err(anyhow::Error::msg)?;
     for note in probe.notes() {
-        println!("note: {note}");
+        outln!("note: {note}")?;
     }
     let real_gpus = args.fake_gpus.is_none() && !probe.description().inventory.gpus.is_empty();
     let advertise = match &args.advertise_host {
@@ -237,9 +326,12 @@ async fn docker_agent_with_metrics(
     };
     let mut config = DockerConfig::new(state.agent_id.clone(), advertise.clone());
     config.bind_ip = args.bind;
+    config.port_range = args.port_range;
     config.stop_grace = Duration::from_secs(args.stop_grace_secs);
     config.gpus = if real_gpus { GpuMode::Nvidia } else { GpuMode::Fake };
     config.log_cursors = state.log_cursors.clone();
+    config.private_images_file = Some(state_dir.join("private-images.json"));
+    args.isolation.apply(&mut config)?;
     let runtime = DockerRuntime::connect(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let version = runtime.docker().version().await.map_err(|e| {
         anyhow::anyhow!(
@@ -263,12 +355,12 @@ async fn docker_agent_with_metrics(
         runtime.set_metrics(metrics.clone());
         agent = agent.with_metrics(metrics);
     }
-    println!(
+    outln!(
         "gantry agent: node {name:?} ({gpus} GPU(s){}) on Docker {} syncing with {}; ports published on {advertise}",
         if real_gpus || gpus == 0 { "" } else { ", pretended" },
         version.version.unwrap_or_default(),
         args.server
-    );
+    )?;
     Ok(tokio::spawn(agent.run(stop)))
 }
 

@@ -307,18 +307,18 @@ async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
             "noop_per_s": noop_phase.rate().round(), "noop_p50_ms": noop_p50, "noop_p99_ms": noop_p99,
             "ratio_to_noop": (ratio * 1000.0).round() / 1000.0,
         });
-        println!("{}", serde_json::to_string_pretty(&figures)?);
+        outln!("{}", serde_json::to_string_pretty(&figures)?)?;
     } else {
-        println!(
+        outln!(
             "create-job (signed, durable): {:>8.0} jobs/s  p50 {p50:.2} ms  p99 {p99:.2} ms  errors {}",
             create_phase.rate(),
             create_phase.errors
-        );
-        println!(
+        )?;
+        outln!(
             "no-op GET /healthz (ceiling):  {:>8.0} req/s   p50 {noop_p50:.2} ms  p99 {noop_p99:.2} ms",
             noop_phase.rate()
-        );
-        println!("jobs per fsync: {per_fsync:.1}   ratio to no-op: {ratio:.3}   jobs read back: {stored}");
+        )?;
+        outln!("jobs per fsync: {per_fsync:.1}   ratio to no-op: {ratio:.3}   jobs read back: {stored}")?;
     }
     Ok(())
 }

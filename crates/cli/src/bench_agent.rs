@@ -55,7 +55,7 @@ pub async fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
         secret_key: node_key.secret_key.clone().context("secret")?,
     });
     let owner = format!("bench-{}", std::process::id());
-    let runtime = Arc::new(DockerRuntime::with_docker(docker.clone(), DockerConfig::new(owner, "127.0.0.1")));
+    let runtime = Arc::new(DockerRuntime::with_docker(docker.clone(), DockerConfig::new(owner.clone(), "127.0.0.1")));
     let config = AgentConfig {
         name: "bench-node".into(),
         description: parse_fake_spec("cpus=8,ram=16").map_err(anyhow::Error::msg)?,
@@ -89,6 +89,7 @@ pub async fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
             remove(&docker, &id).await;
         }
     }
+    let _ = gantry_agent::docker::network::sweep(&docker, &owner, |_| false).await;
     let (a50, c50, p50) = (percentile(&mut agent_ms, 0.5), percentile(&mut cli_ms, 0.5), percentile(&mut api_ms, 0.5));
     let (a90, c90, p90) = (percentile(&mut agent_ms, 0.9), percentile(&mut cli_ms, 0.9), percentile(&mut api_ms, 0.9));
     let figures = serde_json::json!({
@@ -101,22 +102,19 @@ pub async fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
         "ratio_agent_to_docker_run_p50": a50 / c50,
     });
     if args.json {
-        println!("{figures}");
+        outln!("{figures}")?;
     } else {
         eprintln!();
-        println!(
-            "container start, image cached, {} starts per path (assignment/command → process running):",
-            args.runs
-        );
-        println!("  gantry agent       p50 {a50:7.1} ms   p90 {a90:7.1} ms");
-        println!("  bare `docker run`  p50 {c50:7.1} ms   p90 {c90:7.1} ms   (reference)");
-        println!("  Engine API floor   p50 {p50:7.1} ms   p90 {p90:7.1} ms   (create + start, no client)");
-        println!(
+        outln!("container start, image cached, {} starts per path (assignment/command → process running):", args.runs)?;
+        outln!("  gantry agent       p50 {a50:7.1} ms   p90 {a90:7.1} ms")?;
+        outln!("  bare `docker run`  p50 {c50:7.1} ms   p90 {c90:7.1} ms   (reference)")?;
+        outln!("  Engine API floor   p50 {p50:7.1} ms   p90 {p90:7.1} ms   (create + start, no client)")?;
+        outln!(
             "agent overhead p50: {:+.1} ms vs docker run (ratio {:.2}), {:+.1} ms vs the API floor (target: at most 50 ms)",
             a50 - c50,
             a50 / c50,
             a50 - p50
-        );
+        )?;
     }
     Ok(())
 }

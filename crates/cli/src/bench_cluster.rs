@@ -242,24 +242,24 @@ pub async fn schedule(args: ScheduleArgs) -> anyhow::Result<()> {
         *per_node.entry(r.node_uuid).or_default() += 1;
     }
     let overcommitted = per_node.values().filter(|n| **n > args.cores).count();
-    println!(
+    outln!(
         "throughput: {} queued jobs placed {:.2} s after the nodes started = {:.0} placements/s (durable, {} simulated nodes)",
         burst_runs.len(),
         (last - first) as f64 / 1000.0,
         rate,
         args.nodes
-    );
-    println!(
+    )?;
+    outln!(
         "steady state: {steady} jobs at {submit_rate:.0} submits/s; submit -> assigned p50 {} ms, p99 {} ms, max {} ms",
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(0)
-    );
-    println!(
+    )?;
+    outln!(
         "over-committed nodes: {overcommitted} of {}   ratio placements/s to submits/s in this run: {:.2}",
         per_node.len(),
         rate / submit_rate.max(1.0)
-    );
+    )?;
     c.shutdown().await;
     Ok(())
 }
@@ -319,19 +319,19 @@ pub async fn node_loss(args: NodeLossArgs) -> anyhow::Result<()> {
         anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "not all losses handled after 120 s");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    println!("node loss: {} of {} nodes killed", victims.len(), args.nodes);
-    println!(
+    outln!("node loss: {} of {} nodes killed", victims.len(), args.nodes)?;
+    outln!(
         "detection:    p50 {} ms  p99 {} ms  (loss threshold {} ms)",
         percentile(&detect, 0.5),
         percentile(&detect, 0.99),
-        gantry_server::background::Timing::default().node_lost_after.as_millis()
-    );
-    println!(
+        gantry_server::Timing::default().node_lost_after.as_millis()
+    )?;
+    outln!(
         "re-placement: p50 {} ms  p99 {} ms  (ratio p99 re-placement / p99 detection: {:.2})",
         percentile(&replace, 0.5),
         percentile(&replace, 0.99),
         percentile(&replace, 0.99) as f64 / percentile(&detect, 0.99).max(1) as f64
-    );
+    )?;
     c.shutdown().await;
     Ok(())
 }

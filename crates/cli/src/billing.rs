@@ -67,12 +67,12 @@ pub async fn offers(args: OffersArgs) -> anyhow::Result<()> {
             format_usd(o.pricing.hourly_rate_micros),
         ]);
     }
-    println!("{t}");
-    println!(
+    outln!("{t}")?;
+    outln!(
         "{} of {} offer(s); a job pays for what it reserves (GPUs, cores, RAM) at these rates",
         resp.data.len(),
         resp.total
-    );
+    )?;
     Ok(())
 }
 
@@ -84,13 +84,13 @@ pub async fn balance(out: output::JsonFlag) -> anyhow::Result<()> {
     if out.json {
         return output::json(&balance);
     }
-    println!(
+    outln!(
         "available {} {} (posted {}, used by running jobs {})",
         format_usd(balance.available_balance_micros),
         balance.currency,
         format_usd(balance.posted_balance_micros),
         format_usd(balance.accrued_usage_micros)
-    );
+    )?;
     let lines = client.list_ledger_transactions(&query(&[("limit", "10")])).await?;
     let mut t = output::table(&["WHEN", "KIND", "AMOUNT USD", "MEMO"]);
     for l in &lines.data {
@@ -101,7 +101,7 @@ pub async fn balance(out: output::JsonFlag) -> anyhow::Result<()> {
             l.memo.clone().unwrap_or_default(),
         ]);
     }
-    println!("{t}");
-    println!("latest {} of {} ledger line(s)", lines.data.len(), lines.total);
+    outln!("{t}")?;
+    outln!("latest {} of {} ledger line(s)", lines.data.len(), lines.total)?;
     Ok(())
 }

@@ -44,7 +44,18 @@ pub struct DevArgs {
     /// Skip the hello-world job.
     #[arg(long)]
     no_demo: bool,
+    /// Pretend the dev node has GPUs (the agent's syntax, e.g. "1xNVIDIA RTX 4090:24"),
+    /// so GPU jobs place on a machine without NVIDIA hardware; containers get the
+    /// GPU variables but no device.
+    #[arg(long, value_name = "SPEC")]
+    fake_gpus: Option<String>,
 }
+
+/// The example spec `gantry dev` suggests when it finds no GPU.
+const FAKE_GPUS_EXAMPLE: &str = "1xNVIDIA RTX 4090:24";
+
+/// The dev key's account email, so `GET /v1/users/me` shows one (clients print it).
+const DEV_EMAIL: &str = "dev@localhost";
 
 #[derive(Serialize, Deserialize)]
 struct DevCredentials {
@@ -79,7 +90,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot start the server on {} (is another one running?)", args.listen))?;
     let url = format!("http://{}", server.local_addr);
-    println!("Gantry is up: control plane at {url}, data in {}", args.data_dir.display());
+    outln!("Gantry is up: control plane at {url}, data in {}", args.data_dir.display())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut agent = None;
     if !args.no_agent {
@@ -88,12 +99,23 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             creds.node_public_key.clone().unwrap_or_default(),
             creds.node_secret_key.clone().unwrap_or_default(),
             args.data_dir.join("agent"),
+            args.fake_gpus.clone().filter(|s| !s.is_empty()),
         );
+        if let Some(spec) = &args.fake_gpus {
+            gantry_agent::inventory::parse_fake_spec(spec).map_err(|e| anyhow::anyhow!("--fake-gpus: {e}"))?;
+        } else if gantry_agent::host::HostProbe::discover(&node_args.host_options())
+            .is_ok_and(|p| p.description().inventory.gpus.is_empty())
+        {
+            outln!(
+                "\nNo NVIDIA GPU found (NVML): GPU jobs will wait for a node with GPUs. To try GPU jobs on this \
+                 machine, pretend some: gantry dev --fake-gpus \"{FAKE_GPUS_EXAMPLE}\" (the agent's syntax)."
+            )?;
+        }
         match crate::agent::docker_agent(&node_args, node_args.client(), stop_rx).await {
             Ok(task) => agent = Some(task),
-            Err(e) => println!(
+            Err(e) => outln!(
                 "\nNo node agent: {e:#}\nThe control plane keeps serving; `gantry agent --simulate 1` adds a simulated node."
-            ),
+            )?,
         }
     }
     let consumer = Client::new(Credentials {
@@ -105,17 +127,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         && !args.no_demo
         && let Err(e) = demo(&consumer).await
     {
-        println!("\nThe hello-world job did not run: {e:#}");
+        outln!("\nThe hello-world job did not run: {e:#}")?;
     }
-    println!("\nPaste these into another shell to use the CLI:\n");
-    println!("export GANTRY_API_BASE_URL={url}");
-    println!("export GANTRY_PUBLIC_KEY={}", creds.public_key);
-    println!("export GANTRY_SECRET_KEY={}", creds.secret_key);
-    println!("\nThen try: gantry jobs create --image {DEMO_IMAGE} --tag latest --cpus 1 --gpus 0 --follow");
-    println!(
+    outln!("\nPaste these into another shell to use the CLI:\n")?;
+    out!("{}", exports(&url, &creds))?;
+    outln!("\nThen try: gantry jobs create --image {DEMO_IMAGE} --tag latest --cpus 1 --gpus 0 --follow")?;
+    outln!(
         "Ctrl-C stops the platform (job containers keep running and are adopted on the next start); state stays in {}.",
         args.data_dir.display()
-    );
+    )?;
     shutdown_signal().await;
     let _ = stop_tx.send(true);
     if let Some(task) = agent {
@@ -124,13 +144,33 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     server.shutdown().await
 }
 
+/// The credentials as `export` lines: Gantry's variables, then the families clients
+/// written for the upstream API read (`ZER_*` and `DISPERSED_*`, with `DISPERSED_API`
+/// for those that take the base URL under that name).
+fn exports(url: &str, creds: &DevCredentials) -> String {
+    let mut out = String::new();
+    for (family, note) in [
+        ("GANTRY", ""),
+        ("ZER", "# clients written for the upstream API read one of these families:\n"),
+        ("DISPERSED", ""),
+    ] {
+        out.push_str(note);
+        out.push_str(&format!(
+            "export {family}_API_BASE_URL={url} {family}_PUBLIC_KEY={} {family}_SECRET_KEY={}\n",
+            creds.public_key, creds.secret_key
+        ));
+    }
+    out.push_str(&format!("export DISPERSED_API={url}\n"));
+    out
+}
+
 /// Builds the demo image, runs it as a job through the API and prints its logs.
 async fn demo(client: &Client) -> anyhow::Result<()> {
     let docker = bollard::Docker::connect_with_local_defaults()?;
     if docker.inspect_image(&format!("{DEMO_IMAGE}:latest")).await.is_err() {
-        println!(
+        outln!(
             "\nBuilding the demo image {DEMO_IMAGE}:latest from this machine's static busybox (no registry needed)..."
-        );
+        )?;
         gantry_agent::docker::image::build_busybox_image(&docker, DEMO_IMAGE, "latest", DEMO_SCRIPT)
             .await
             .map_err(anyhow::Error::msg)?;
@@ -141,7 +181,7 @@ async fn demo(client: &Client) -> anyhow::Result<()> {
         "parameters": {"type": "docker", "parameters": {"image": DEMO_IMAGE, "tag": "latest", "ports": []}}
     });
     let job = client.create_job(&body).await.context("submitting the hello-world job")?;
-    println!("\nSubmitted the hello-world job {}; its logs:", job.uuid);
+    outln!("\nSubmitted the hello-world job {}; its logs:", job.uuid)?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let run = loop {
         if let Some(run) = client.runs_of_job(job.uuid).await?.into_iter().next() {
@@ -153,13 +193,13 @@ async fn demo(client: &Client) -> anyhow::Result<()> {
     let mut stream = client.run_logs(run.uuid, true).await?;
     while let Some(chunk) = stream.chunk().await? {
         for line in String::from_utf8_lossy(&chunk).lines() {
-            println!("  | {line}");
+            outln!("  | {line}")?;
         }
     }
     let run = client.get_job_run(run.uuid).await?;
     match run.status {
-        JobRunStatus::Completed => println!("It completed (exit code 0): the whole path works."),
-        other => println!("It ended {}: {}", other.as_str(), run.status_reason.unwrap_or_default()),
+        JobRunStatus::Completed => outln!("It completed (exit code 0): the whole path works.")?,
+        other => outln!("It ended {}: {}", other.as_str(), run.status_reason.unwrap_or_default())?,
     }
     Ok(())
 }
@@ -170,7 +210,8 @@ async fn credentials(data_dir: &Path) -> anyhow::Result<DevCredentials> {
     let mut creds = match std::fs::read_to_string(&path) {
         Ok(text) => serde_json::from_str(&text).with_context(|| format!("{} is corrupt; delete it", path.display()))?,
         Err(_) => {
-            let key = crate::admin::create_key_in(data_dir, None, "dev", Preset::Consumer, None, None).await?;
+            let email = Some(DEV_EMAIL.to_string());
+            let key = crate::admin::create_key_in(data_dir, None, "dev", Preset::Consumer, None, email).await?;
             DevCredentials {
                 public_key: key.public_key,
                 secret_key: key.secret_key.context("new key has a secret")?,

@@ -26,11 +26,11 @@ pub async fn run(out: JsonFlag) -> anyhow::Result<()> {
             m.aliases.join(", "),
         ]);
     }
-    println!("{t}");
-    println!(
+    outln!("{t}")?;
+    outln!(
         "{} model(s); a job names one with gpu_name (any of its names, any case) or gpu_registry_uuid",
         models.len()
-    );
+    )?;
     Ok(())
 }
 

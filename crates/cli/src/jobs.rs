@@ -118,11 +118,11 @@ pub async fn run(cmd: JobsCommand) -> anyhow::Result<()> {
             if json_out {
                 return output::json(&job);
             }
-            println!("Submitted job {} ({})", job.uuid, job.status.as_str());
+            outln!("Submitted job {} ({})", job.uuid, job.status.as_str())?;
             if follow {
                 return logs(&client, job.uuid, true).await;
             }
-            output::job_details(&job);
+            output::job_details(&job)?;
             Ok(())
         }
         JobsCommand::Logs { uuid, follow } => logs(&client, uuid, follow).await,
@@ -139,7 +139,7 @@ pub async fn run(cmd: JobsCommand) -> anyhow::Result<()> {
             if args.out.json {
                 output::json(&list)
             } else {
-                output::jobs_table(&list.data, list.total, list.page);
+                output::jobs_table(&list.data, list.total, list.page)?;
                 Ok(())
             }
         }
@@ -148,7 +148,7 @@ pub async fn run(cmd: JobsCommand) -> anyhow::Result<()> {
             if out.json {
                 output::json(&job)
             } else {
-                output::job_details(&job);
+                output::job_details(&job)?;
                 Ok(())
             }
         }
@@ -157,7 +157,7 @@ pub async fn run(cmd: JobsCommand) -> anyhow::Result<()> {
             if out.json {
                 output::json(&job)
             } else {
-                println!("Job {} is {}", job.uuid, job.status.as_str());
+                outln!("Job {} is {}", job.uuid, job.status.as_str())?;
                 Ok(())
             }
         }

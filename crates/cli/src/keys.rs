@@ -67,9 +67,9 @@ pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             if out.json {
                 return output::json(&key);
             }
-            println!("Created key {} ({}). The secret is shown only now:\n", key.uuid, key.name);
-            println!("export GANTRY_PUBLIC_KEY={}", key.public_key);
-            println!("export GANTRY_SECRET_KEY={}", key.secret_key.unwrap_or_default());
+            outln!("Created key {} ({}). The secret is shown only now:\n", key.uuid, key.name)?;
+            outln!("export GANTRY_PUBLIC_KEY={}", key.public_key)?;
+            outln!("export GANTRY_SECRET_KEY={}", key.secret_key.unwrap_or_default())?;
         }
         KeysCommand::List(out) => {
             let list = client.list_api_keys(&[]).await?;
@@ -88,14 +88,14 @@ pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                     time(k.last_used_at),
                 ]);
             }
-            println!("{t}\n{} key(s)", list.total);
+            outln!("{t}\n{} key(s)", list.total)?;
         }
         KeysCommand::Revoke { uuid, out } => {
             let key = client.revoke_api_key(uuid).await?;
             if out.json {
                 return output::json(&key);
             }
-            println!("Revoked key {} ({})", key.uuid, key.name);
+            outln!("Revoked key {} ({})", key.uuid, key.name)?;
         }
     }
     Ok(())
@@ -108,7 +108,7 @@ pub async fn me(out: JsonFlag) -> anyhow::Result<()> {
     if out.json {
         return output::json(&user);
     }
-    println!("account {} ({}), email {}", user.account_uuid, user.name, user.email.as_deref().unwrap_or("-"));
-    println!("permissions: {}", user.permissions.join(", "));
+    outln!("account {} ({}), email {}", user.account_uuid, user.name, user.email.as_deref().unwrap_or("-"))?;
+    outln!("permissions: {}", user.permissions.join(", "))?;
     Ok(())
 }

@@ -1,7 +1,11 @@
 //! `gantry`: the one binary. Parses the command line and calls into the library
 //! crates; no business logic lives here.
 
+#[macro_use]
+mod output;
+
 mod admin;
+mod admin_recipes;
 mod agent;
 mod bench;
 mod bench_agent;
@@ -11,7 +15,6 @@ mod dev;
 mod gpus;
 mod jobs;
 mod keys;
-mod output;
 mod recipes;
 mod serve;
 
@@ -74,6 +77,7 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colour_wanted(std::io::IsTerminal::is_terminal(&std::io::stderr()), std::env::var_os("NO_COLOR")))
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
     let result = runtime.block_on(async move {
@@ -90,7 +94,7 @@ fn main() -> std::process::ExitCode {
             Command::Offers(args) => billing::offers(args).await,
             Command::Balance(flag) => billing::balance(flag).await,
             Command::Openapi => {
-                println!("{}", gantry_server::api::openapi().to_pretty_json()?);
+                outln!("{}", gantry_server::openapi().to_pretty_json()?)?;
                 Ok(())
             }
             Command::Bench(cmd) => bench::run(cmd).await,
@@ -98,9 +102,31 @@ fn main() -> std::process::ExitCode {
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader of our stdout went away (`| head`): stop quietly, like Unix tools.
+        Err(e) if output::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Whether logs may use ANSI colour: only on a terminal, and never when `NO_COLOR` is
+/// set to anything non-empty (<https://no-color.org>). Logs piped to a file or a
+/// journal stay plain text.
+fn colour_wanted(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour_wanted;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour_wanted(true, None));
+        assert!(colour_wanted(true, Some("".into())), "an empty NO_COLOR does not count");
+        assert!(!colour_wanted(true, Some("1".into())));
+        assert!(!colour_wanted(false, None));
     }
 }

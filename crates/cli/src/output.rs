@@ -1,4 +1,32 @@
-//! Output for people (tables) and for scripts (`--json`).
+//! Output for people (tables) and for scripts (`--json`), and the two macros every
+//! command prints with.
+//!
+//! [`outln!`] and [`out!`] are `println!`/`print!` that return the write's
+//! `io::Result` instead of panicking: a command whose stdout was closed (`gantry jobs
+//! list | head -1`) gets a `BrokenPipe` error, which `main` turns into a quiet exit 0,
+//! as Unix tools do.
+
+/// `println!` to stdout that returns the `io::Result` (use with `?`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `print!` to stdout that returns the `io::Result` (use with `?`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// Whether `e` is (or was caused by) writing to a closed pipe: the reader went away,
+/// which is how `| head` ends a command, not a failure.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
 
 use clap::Args;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
@@ -15,7 +43,7 @@ pub struct JsonFlag {
 
 /// Prints `value` as pretty JSON.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?)?;
     Ok(())
 }
 
@@ -27,7 +55,7 @@ pub fn table(header: &[&str]) -> Table {
 }
 
 /// One job as label/value lines.
-pub fn job_details(job: &Job) {
+pub fn job_details(job: &Job) -> std::io::Result<()> {
     let mut t = table(&["field", "value"]);
     let p = &job.parameters.parameters;
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
@@ -58,11 +86,11 @@ pub fn job_details(job: &Job) {
     for (k, v) in rows {
         t.add_row(vec![k.to_string(), v]);
     }
-    println!("{t}");
+    outln!("{t}")
 }
 
 /// Jobs as a table.
-pub fn jobs_table(jobs: &[Job], total: u64, page: u64) {
+pub fn jobs_table(jobs: &[Job], total: u64, page: u64) -> std::io::Result<()> {
     let mut t = table(&["UUID", "TITLE", "TASK", "STATUS", "GPUS", "CREATED"]);
     for j in jobs {
         t.add_row(vec![
@@ -74,6 +102,6 @@ pub fn jobs_table(jobs: &[Job], total: u64, page: u64) {
             j.created_at.to_rfc3339(),
         ]);
     }
-    println!("{t}");
-    println!("{} of {} job(s), page {}", jobs.len(), total, page);
+    outln!("{t}")?;
+    outln!("{} of {} job(s), page {}", jobs.len(), total, page)
 }

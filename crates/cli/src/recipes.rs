@@ -102,13 +102,13 @@ pub async fn run(cmd: RecipesCommand) -> anyhow::Result<()> {
                     inputs_summary(r),
                 ]);
             }
-            println!("{t}");
-            println!(
+            outln!("{t}")?;
+            outln!(
                 "{} of {} recipe(s), page {}; inputs marked * are required",
                 list.data.len(),
                 list.total,
                 list.page
-            );
+            )?;
             Ok(())
         }
         RecipesCommand::Get { uuid, out } => {
@@ -116,7 +116,7 @@ pub async fn run(cmd: RecipesCommand) -> anyhow::Result<()> {
             if out.json {
                 return output::json(&r);
             }
-            details(&r);
+            details(&r)?;
             Ok(())
         }
         RecipesCommand::Cook(args) => {
@@ -127,9 +127,9 @@ pub async fn run(cmd: RecipesCommand) -> anyhow::Result<()> {
             if json_out {
                 return output::json(&job);
             }
-            println!("Cooked job {} ({}) from recipe {:?}", job.uuid, job.status.as_str(), recipe.name);
-            output::job_details(&job);
-            println!("Follow it with `gantry jobs get {}`.", job.uuid);
+            outln!("Cooked job {} ({}) from recipe {:?}", job.uuid, job.status.as_str(), recipe.name)?;
+            output::job_details(&job)?;
+            outln!("Follow it with `gantry jobs get {}`.", job.uuid)?;
             Ok(())
         }
     }
@@ -162,7 +162,7 @@ fn inputs_summary(r: &JobRecipe) -> String {
     if keys.is_empty() { "-".into() } else { keys.join(", ") }
 }
 
-fn details(r: &JobRecipe) {
+fn details(r: &JobRecipe) -> std::io::Result<()> {
     let p = &r.payload;
     let d = &p.parameters.parameters;
     let mut t = output::table(&["field", "value"]);
@@ -185,7 +185,7 @@ fn details(r: &JobRecipe) {
     for (k, v) in rows {
         t.add_row(vec![k.to_string(), v]);
     }
-    println!("{t}");
+    outln!("{t}")?;
     if !r.input_schema.is_empty() {
         let mut t = output::table(&["INPUT", "TYPE", "REQUIRED", "DEFAULT", "SETS", "ABOUT"]);
         for i in &r.input_schema {
@@ -198,16 +198,16 @@ fn details(r: &JobRecipe) {
                 i.description.clone().or_else(|| i.label.clone()).unwrap_or_default(),
             ]);
         }
-        println!("{t}");
+        outln!("{t}")?;
     }
     if let Some(q) = &r.quickstart_md {
-        println!("\n{q}");
+        outln!("\n{q}")?;
     }
-    println!("\nCook it: gantry recipes cook {}{}", r.uuid, {
+    outln!("\nCook it: gantry recipes cook {}{}", r.uuid, {
         let req: Vec<String> =
             r.input_schema.iter().filter(|i| i.required).map(|i| format!(" --input {}=...", i.key)).collect();
         req.concat()
-    });
+    })
 }
 
 /// The cook body: the overrides file (if any), flags on top, and `inputs` typed as

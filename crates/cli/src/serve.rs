@@ -80,7 +80,7 @@ impl ServerArgs {
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let server = gantry_server::start(args.config()?).await?;
     // Tools and tests read this line to learn the port when listening on port 0.
-    println!("gantry server listening on http://{}", server.local_addr);
+    outln!("gantry server listening on http://{}", server.local_addr)?;
     shutdown_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await

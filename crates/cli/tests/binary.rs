@@ -167,3 +167,79 @@ async fn admin_credit_works_while_the_server_runs_and_the_cli_shows_the_balance(
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["total"], 0, "no nodes, no offers");
 }
+
+#[tokio::test]
+async fn admin_commands_print_application_errors_as_sentences() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = "019aaaaa-0000-7000-8000-000000000000";
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(GANTRY);
+        cmd.args(["admin"]).args(args).arg("--data-dir").arg(dir.path());
+        cmd
+    };
+    // An unknown account is the application layer's NotFound: before, the CLI printed
+    // it as `NotFound { message: "..." }`.
+    let out = run(&["credit", missing, "1"]).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.lines().last(), Some(format!("error: no account with uuid {missing}").as_str()), "{stderr}");
+    let out = run(&["create-key", "--name", "x", "--preset", "consumer", "--account", missing]).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: no account ") && !last.contains('{'), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_command_piped_into_head_exits_quietly() {
+    use tokio::io::AsyncReadExt;
+    // The OpenAPI document (over 200 KB) fills the pipe; the reader then goes away, as
+    // `gantry openapi | head -c 16` does. Before, println! panicked with "Broken pipe".
+    let mut child = Command::new(GANTRY)
+        .arg("openapi")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    stdout.read_exact(&mut first).await.unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    assert!(stderr.is_empty(), "nothing on stderr, got: {stderr}");
+}
+
+#[tokio::test]
+async fn server_logs_are_plain_text_when_stderr_is_not_a_terminal() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(GANTRY)
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut logs = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut seen = String::new();
+        while let Some(line) = logs.next_line().await.unwrap() {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("gantry server ready") {
+                break;
+            }
+        }
+        seen
+    })
+    .await
+    .expect("the server logs that it is ready within 30 s");
+    child.kill().await.unwrap();
+    assert!(ready.contains("gantry server ready"), "{ready}");
+    assert!(!ready.contains('\u{1b}'), "ANSI escape codes in piped logs:\n{ready:?}");
+}

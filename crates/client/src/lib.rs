@@ -38,6 +38,7 @@ pub const ENV_PREFIXES: [&str; 3] = ["GANTRY", "DISPERSED", "ZER"];
 impl Credentials {
     /// Reads `<PREFIX>_PUBLIC_KEY`, `<PREFIX>_SECRET_KEY` and `<PREFIX>_API_BASE_URL`
     /// for the prefixes in [`ENV_PREFIXES`]; the first set variable of each wins.
+    /// `DISPERSED_API` (what some upstream clients call the base URL) comes last.
     pub fn from_env() -> Result<Self, ClientError> {
         let get = |suffix: &str| {
             ENV_PREFIXES.iter().find_map(|p| std::env::var(format!("{p}_{suffix}")).ok().filter(|v| !v.is_empty()))
@@ -50,7 +51,9 @@ impl Credentials {
         Ok(Self {
             public_key: get("PUBLIC_KEY").ok_or_else(|| missing("PUBLIC_KEY"))?,
             secret_key: get("SECRET_KEY").ok_or_else(|| missing("SECRET_KEY"))?,
-            base_url: get("API_BASE_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into()),
+            base_url: get("API_BASE_URL")
+                .or_else(|| std::env::var("DISPERSED_API").ok().filter(|v| !v.is_empty()))
+                .unwrap_or_else(|| "http://127.0.0.1:8080".into()),
         })
     }
 }
@@ -185,6 +188,33 @@ impl Client {
         let bytes = resp.bytes().await.map_err(ClientError::Http)?;
         let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         Ok(RawResponse { status, body })
+    }
+
+    /// Like [`Client::send_raw`], with `headers` set after the signing ones (replacing
+    /// e.g. `Accept`), and `Content-Type: application/json` on a request without a
+    /// body when `json_without_body`: what some clients send. The status, the
+    /// `Content-Type` and the raw body come back whatever they are.
+    pub async fn send_raw_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        headers: &[(&str, &str)],
+        json_without_body: bool,
+    ) -> Result<(StatusCode, Option<String>, Vec<u8>), ClientError> {
+        let mut req = self.signed(method, path, &[], body);
+        if json_without_body && body.is_none() {
+            req = req.header("Content-Type", "application/json");
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let resp = req.send().await.map_err(ClientError::Http)?;
+        let status = resp.status();
+        let content_type =
+            resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let bytes = resp.bytes().await.map_err(ClientError::Http)?;
+        Ok((status, content_type, bytes.to_vec()))
     }
 
     /// `GET /v1/job-runs/{uuid}/logs`: the run's output as a streaming response; with

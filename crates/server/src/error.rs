@@ -1,6 +1,8 @@
 //! The one place where errors become HTTP responses. Every layer has its own error
-//! type; handlers convert into [`ApiError`], whose `IntoResponse` picks the status
-//! and writes the upstream-shaped body `{"error":{"code","message","details"}}`.
+//! type; the application layer's [`AppError`] (which knows nothing of HTTP) and the
+//! transport's own failures (authentication, body limits, malformed JSON) meet in
+//! [`ApiError`], whose `IntoResponse` picks the status and writes the upstream-shaped
+//! body `{"error":{"code","message","details"}}`. No other code picks a status.
 //!
 //! Status codes: 400 bad input (with the fields named; also a body that is not
 //! `application/json`, as the foundation issue asks, with code `unsupported_media_type`), 401 missing/bad/expired/
@@ -14,81 +16,59 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gantry_types::{ErrorBody, ErrorDetail, FieldError};
 
-/// An error on its way to the client.
+use crate::app::error::AppError;
+pub use crate::app::error::chain;
+
+/// An error on its way to the client: a transport failure, or an application error.
 #[derive(Debug)]
 pub enum ApiError {
     /// 401: authentication failed; `code` says how.
     Unauthorized { code: &'static str, message: String },
-    /// 403: authenticated, but not allowed.
-    Forbidden { code: &'static str, message: String },
-    /// 404.
-    NotFound { message: String },
-    /// 400 with one entry per bad field.
-    Validation(Vec<FieldError>),
     /// 400 without field details (e.g. malformed JSON).
     BadRequest { code: &'static str, message: String },
-    /// 402: the account's balance cannot pay for what was asked (billing enforced).
-    PaymentRequired { message: String },
     /// 413.
     PayloadTooLarge { limit: usize },
     /// 400 with code `unsupported_media_type`: a body sent as something other than JSON.
     UnsupportedMediaType { got: String },
-    /// 500/503 from the store.
-    Store(gantry_store::StoreError),
-    /// 500: a bug; the message is logged, not returned.
-    Internal(String),
+    /// Whatever the application layer (or the store beneath it) refused.
+    App(AppError),
 }
 
 impl ApiError {
     /// 404 for a resource kind and id.
     pub fn not_found(kind: &str, id: impl std::fmt::Display) -> Self {
-        Self::NotFound { message: format!("no {kind} with uuid {id}") }
+        Self::App(AppError::not_found(kind, id))
     }
 
     /// 400 naming one field.
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Validation(vec![FieldError::new(field, message)])
+        Self::App(AppError::field(field, message))
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        Self::App(e)
     }
 }
 
 impl From<gantry_store::StoreError> for ApiError {
     fn from(e: gantry_store::StoreError) -> Self {
-        Self::Store(e)
+        Self::App(e.into())
     }
 }
 
 impl From<Vec<FieldError>> for ApiError {
     fn from(e: Vec<FieldError>) -> Self {
-        Self::Validation(e)
+        Self::App(AppError::Validation(e))
     }
-}
-
-/// Formats an error and its `source()` chain on one line, for logs.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        use gantry_store::StoreError as S;
         let (status, code, message, details) = match self {
             Self::Unauthorized { code, message } => (StatusCode::UNAUTHORIZED, code, message, vec![]),
-            Self::Forbidden { code, message } => (StatusCode::FORBIDDEN, code, message, vec![]),
-            Self::NotFound { message } => (StatusCode::NOT_FOUND, "not_found", message, vec![]),
-            Self::Validation(details) => {
-                let names: Vec<&str> = details.iter().map(|d| d.field.as_str()).collect();
-                let message = format!("invalid request: check {}", names.join(", "));
-                (StatusCode::BAD_REQUEST, "validation_failed", message, details)
-            }
             Self::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message, vec![]),
-            Self::PaymentRequired { message } => (StatusCode::PAYMENT_REQUIRED, "payment_required", message, vec![]),
             Self::PayloadTooLarge { limit } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
@@ -101,26 +81,58 @@ impl IntoResponse for ApiError {
                 format!("request bodies must be JSON with Content-Type: application/json (got {got:?})"),
                 vec![],
             ),
-            Self::Store(S::Conflict { what }) => {
-                (StatusCode::CONFLICT, "conflict", format!("{what} already exists"), vec![])
-            }
-            Self::Store(e @ S::Unavailable) => {
-                tracing::error!(error = %chain(&e), "store unavailable");
-                let msg = "the store is unavailable; retry shortly".to_string();
-                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg, vec![])
-            }
-            Self::Store(e) => {
-                tracing::error!(error = %chain(&e), "store error");
-                let msg = "internal error; the server log has the cause".to_string();
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal", msg, vec![])
-            }
-            Self::Internal(cause) => {
-                tracing::error!(%cause, "internal error");
-                let msg = "internal error; the server log has the cause".to_string();
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal", msg, vec![])
-            }
+            Self::App(e) => app_status(e),
         };
         let body = ErrorBody { error: ErrorDetail { code: code.to_string(), message, details } };
         (status, axum::Json(body)).into_response()
+    }
+}
+
+/// The status, code, message and field details of an application error.
+fn app_status(e: AppError) -> (StatusCode, &'static str, String, Vec<FieldError>) {
+    match e {
+        AppError::NotFound { message } => (StatusCode::NOT_FOUND, "not_found", message, vec![]),
+        AppError::Conflict { what } => (StatusCode::CONFLICT, "conflict", format!("{what} already exists"), vec![]),
+        AppError::Forbidden { code, message } => (StatusCode::FORBIDDEN, code, message, vec![]),
+        AppError::Validation(details) => {
+            let names: Vec<&str> = details.iter().map(|d| d.field.as_str()).collect();
+            let message = format!("invalid request: check {}", names.join(", "));
+            (StatusCode::BAD_REQUEST, "validation_failed", message, details)
+        }
+        AppError::PaymentRequired { message } => (StatusCode::PAYMENT_REQUIRED, "payment_required", message, vec![]),
+        e @ AppError::Unavailable(_) => {
+            tracing::error!(error = %chain(&e), "store unavailable");
+            let msg = "the store is unavailable; retry shortly".to_string();
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg, vec![])
+        }
+        e @ AppError::Internal { .. } => {
+            tracing::error!(error = %chain(&e), "internal error");
+            let msg = "internal error; the server log has the cause".to_string();
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal", msg, vec![])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(e: impl Into<ApiError>) -> StatusCode {
+        e.into().into_response().status()
+    }
+
+    #[test]
+    fn every_application_error_has_one_status() {
+        use gantry_store::StoreError;
+        assert_eq!(status(AppError::not_found("job", "x")), StatusCode::NOT_FOUND);
+        assert_eq!(status(AppError::Conflict { what: "key".into() }), StatusCode::CONFLICT);
+        assert_eq!(status(AppError::Forbidden { code: "c", message: "m".into() }), StatusCode::FORBIDDEN);
+        assert_eq!(status(AppError::field("name", "is required")), StatusCode::BAD_REQUEST);
+        assert_eq!(status(AppError::PaymentRequired { message: "m".into() }), StatusCode::PAYMENT_REQUIRED);
+        assert_eq!(status(AppError::internal("bug")), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(status(StoreError::Unavailable), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status(StoreError::Conflict { what: "job".into() }), StatusCode::CONFLICT);
+        let corrupt = StoreError::Corrupt { table: "jobs", detail: "x".into() };
+        assert_eq!(status(corrupt), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -1,43 +1,120 @@
 //! The Gantry control plane: the HTTP API, the application layer behind it, and the
 //! background tasks that keep state converging.
 //!
-//! Request path: [`api`] (axum handlers: extract, authorize, call the app layer,
-//! convert) → [`app`] (business rules, no HTTP) → `gantry_store::Store`.
-//! Authentication happens in one extractor ([`signed::Signed`]); errors of every
-//! layer become HTTP responses in one place ([`error::ApiError`]).
+//! Request path: `api` (axum handlers: extract, authorize, call the app layer,
+//! convert) → `app` (business rules, no HTTP; errors are `app::error::AppError`) →
+//! `gantry_store::Store`. Authentication happens in one extractor (`signed::Signed`);
+//! errors become HTTP responses in one place (`error::ApiError`). Every background
+//! loop is started by `background::spawn`.
+//!
+//! **The public surface is this file.** The modules are private to the crate; the
+//! CLI and the tests use only: [`start`] with a [`ServerConfig`] (and its
+//! [`BillingConfig`], [`Timing`]), the [`RunningServer`] handle it returns,
+//! [`openapi`], and [`admin`] (what `gantry admin` does without a signed request).
 
-pub mod api;
-pub mod app;
-pub mod background;
-pub mod config;
-pub mod error;
-pub mod key_cache;
-pub mod keyfile;
-pub mod metrics;
-pub mod signals;
-pub mod signed;
-pub mod state;
-pub mod usage;
+mod api;
+mod app;
+mod background;
+mod config;
+mod error;
+mod key_cache;
+mod keyfile;
+mod metrics;
+mod signals;
+mod signed;
+mod state;
+mod usage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-pub use config::ServerConfig;
+pub use app::error::{AppError, chain};
+pub use background::Timing;
+pub use config::{BillingConfig, ServerConfig};
 use state::AppState;
+
+/// Operator operations that need no signed request: the first key of a fresh
+/// deployment, credit grants, the server key. `gantry admin` calls them on a store it
+/// opens itself (also while a server runs); tests call them to set up accounts.
+pub mod admin {
+    pub use crate::app::api_keys::{KeySpec, create_account, create_in};
+    pub use crate::app::ledger::credit;
+    pub use crate::app::recipes::Imported;
+    pub use crate::keyfile::load_or_create as load_server_key;
+
+    /// Imports job recipes under the uuids they carry (`gantry admin recipes import`),
+    /// checked exactly like `POST /v1/job-recipes` (GPU registry included).
+    pub struct RecipeImporter {
+        state: crate::state::AppState,
+    }
+
+    impl RecipeImporter {
+        /// An importer writing to `store`, sealing secrets with `secrets`.
+        pub fn new(store: std::sync::Arc<dyn gantry_store::Store>, secrets: gantry_auth::SecretBox) -> Self {
+            let config = crate::ServerConfig::new(std::path::PathBuf::new(), ([127, 0, 0, 1], 0).into());
+            Self { state: crate::state::AppState::new(store, secrets, &config) }
+        }
+
+        /// Creates or replaces one recipe (see `app::recipes::import`).
+        pub async fn import(
+            &self,
+            owner: Option<gantry_types::AccountId>,
+            req: gantry_types::recipe::RecipeRequest,
+        ) -> Result<(gantry_types::recipe::JobRecipe, Imported), crate::AppError> {
+            crate::app::recipes::import(&self.state, owner, req).await
+        }
+    }
+}
+
+/// The OpenAPI document of the signed API, as committed in `openapi/api.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api::openapi()
+}
 
 /// A server that is listening. Dropping it does not stop it; call [`RunningServer::shutdown`].
 pub struct RunningServer {
     /// The address actually bound (useful with port 0).
     pub local_addr: SocketAddr,
-    /// The server's shared state (tests reach the store through it).
-    pub state: Arc<AppState>,
+    state: Arc<AppState>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl RunningServer {
+    /// The store the server uses (tests read and write records through it).
+    pub fn store(&self) -> &Arc<dyn gantry_store::Store> {
+        &self.state.store
+    }
+
+    /// The box encrypting secrets at rest with the server key (tests check what is stored).
+    pub fn secrets(&self) -> &gantry_auth::SecretBox {
+        &self.state.secrets
+    }
+
+    /// The reconcilers' timing this server runs with.
+    pub fn timing(&self) -> Timing {
+        self.state.scheduling.timing
+    }
+
+    /// Asks for a scheduler pass now (after writing jobs to the store directly).
+    pub fn wake_scheduler(&self) {
+        self.state.signals.wake_scheduler();
+    }
+
+    /// Posts the charge of an ended run as the billing reconciler would; returns whether
+    /// this call posted it (charges are exactly once per run).
+    pub async fn charge_run(&self, run: &gantry_store::RunRecord) -> Result<bool, AppError> {
+        app::ledger::charge_run(&self.state, run).await
+    }
+
+    /// Recomputes the metrics gauges now, as the background refresh does every
+    /// `ServerConfig::metrics_refresh_every` (tests show that a scrape alone never does).
+    pub async fn refresh_metrics(&self) -> Result<(), AppError> {
+        metrics::gauges::refresh(&self.state, true).await
+    }
+
     /// Stops accepting, lets in-flight requests finish, flushes usage data.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {
@@ -62,8 +139,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     app::gpu_registry::seed(&state).await?;
     app::recipes::seed(&state).await?;
     // A price for a name the registry does not know would silently never apply.
-    for (name, _) in &state.billing.gpu_prices {
-        if state.gpus.resolve(name).is_none() {
+    for (name, _) in &state.billing.config.gpu_prices {
+        if state.caches.gpus.resolve(name).is_none() {
             tracing::warn!(%name, "--price-gpu names no GPU model in the registry; its GPUs get the default price");
         }
     }
@@ -71,10 +148,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let local_addr = listener.local_addr()?;
     let app = api::router(state.clone());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let usage_task = usage::spawn_flusher(state.clone());
-    let gpu_refresher = app::gpu_registry::spawn_refresher(state.clone());
-    let mut reconcilers = background::spawn(state.clone());
-    reconcilers.push(tokio::spawn(metrics::gauges::run(state.clone())));
+    let loops = background::spawn(state.clone());
+    let gauges = tokio::spawn(metrics::gauges::run(state.clone()));
     let served = state.clone();
     let task = tokio::spawn(async move {
         let state = served;
@@ -83,12 +158,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
                 let _ = stop_rx.await;
             })
             .await?;
-        usage_task.abort();
-        gpu_refresher.abort();
-        for task in reconcilers {
-            task.abort();
-        }
-        state.usage.flush(state.store.as_ref()).await;
+        loops.stop();
+        gauges.abort();
+        state.auth.usage.flush(state.store.as_ref()).await;
         Ok(())
     });
     tracing::info!(%local_addr, backend = state.store.backend(), "gantry server ready");

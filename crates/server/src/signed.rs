@@ -19,42 +19,13 @@ use gantry_auth::{
     TimestampError, body_hash_candidates, canonical_string, check_timestamp, nonce_is_well_formed, query_candidates,
     sha256_hex, verify_any,
 };
-use gantry_types::AccountId;
-use gantry_types::permissions::{Scope, scope_for};
 use serde::de::DeserializeOwned;
 
+use crate::app::caller::Caller;
+use crate::app::error::AppError;
 use crate::error::ApiError;
 use crate::key_cache::CachedKey;
 use crate::state::{AppState, now_ms};
-
-/// Who signed a request.
-#[derive(Clone, Debug)]
-pub struct Caller {
-    /// The key used.
-    pub key: Arc<CachedKey>,
-}
-
-impl Caller {
-    /// The key's account.
-    pub fn account(&self) -> AccountId {
-        self.key.record.account_uuid
-    }
-
-    /// The account filter a (resource, action) may use: `Some(own account)` for
-    /// `.own`, `None` (every account) for `.all`; 403 when the key lacks it.
-    pub fn require(&self, resource: &str, action: &str) -> Result<Option<AccountId>, ApiError> {
-        match scope_for(&self.key.record.permissions, resource, action) {
-            Some(Scope::All) => Ok(None),
-            Some(Scope::Own) => Ok(Some(self.account())),
-            None => Err(ApiError::Forbidden {
-                code: "missing_permission",
-                message: format!(
-                    "this API key lacks the permission {resource}.{action}.own; create a key with it (e.g. the consumer preset)"
-                ),
-            }),
-        }
-    }
-}
 
 /// A verified request: the caller, the decoded query pairs and the body as `T`.
 /// Use `T = serde::de::IgnoredAny` for requests without a body (a body, if sent, is
@@ -105,9 +76,9 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<AppState>> for Signed<T> {
             ));
         }
 
-        let bytes = axum::body::to_bytes(body, state.max_body_bytes)
+        let bytes = axum::body::to_bytes(body, state.auth.max_body_bytes)
             .await
-            .map_err(|_| ApiError::PayloadTooLarge { limit: state.max_body_bytes })?;
+            .map_err(|_| ApiError::PayloadTooLarge { limit: state.auth.max_body_bytes })?;
         if !bytes.is_empty() {
             let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
             let essence = content_type.split(';').next().unwrap_or("").trim();
@@ -117,6 +88,7 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<AppState>> for Signed<T> {
         }
 
         let key = state
+            .auth
             .keys
             .get(public_key, || load_key(state, public_key))
             .await?
@@ -130,11 +102,15 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<AppState>> for Signed<T> {
 
         let raw_query = parts.uri.query().unwrap_or("");
         let queries = query_candidates(raw_query);
+        // The path as routed, and as received when routing trimmed it (`api::lenient`).
+        let received = parts.extensions.get::<crate::api::lenient::ReceivedPath>();
+        let paths: Vec<&str> = std::iter::once(parts.uri.path()).chain(received.map(|p| p.0.as_str())).collect();
         let verify = |body_hashes: &[String]| {
-            let canonicals: Vec<String> = queries
+            let canonicals: Vec<String> = paths
                 .iter()
-                .flat_map(|q| body_hashes.iter().map(move |b| (q, b)))
-                .map(|(q, b)| canonical_string(public_key, time, nonce, parts.method.as_str(), parts.uri.path(), q, b))
+                .flat_map(|p| queries.iter().map(move |q| (p, q)))
+                .flat_map(|(p, q)| body_hashes.iter().map(move |b| (p, q, b)))
+                .map(|(p, q, b)| canonical_string(public_key, time, nonce, parts.method.as_str(), p, q, b))
                 .collect();
             verify_any(&key.secret, canonicals.iter().map(String::as_str), signature)
         };
@@ -153,7 +129,7 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<AppState>> for Signed<T> {
                 ));
             }
         }
-        match state.nonces.check_and_insert(public_key, nonce, ts, now) {
+        match state.auth.nonces.check_and_insert(public_key, nonce, ts, now) {
             Ok(()) => {}
             Err(e @ gantry_auth::NonceError::Replayed) => return Err(unauthorized("replayed_nonce", e.to_string())),
             Err(e) => return Err(unauthorized("stale_timestamp", e.to_string())),
@@ -162,21 +138,24 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<AppState>> for Signed<T> {
         if let Some(ip) = peer
             && !gantry_auth::ip_allowed(&key.allowed_ips, ip)
         {
-            return Err(ApiError::Forbidden {
+            return Err(AppError::Forbidden {
                 code: "ip_not_allowed",
                 message: format!("this API key may not be used from {ip} (see its allowed_ips)"),
-            });
+            }
+            .into());
         }
-        state.usage.record(key.record.uuid, now);
+        state.auth.usage.record(key.record.uuid, now);
 
         let query: Vec<(String, String)> = serde_urlencoded::from_str(raw_query).map_err(|e| ApiError::BadRequest {
             code: "malformed_query",
             message: format!("query string is malformed: {e}"),
         })?;
         let body = if bytes.is_empty() { parse_json(b"null") } else { parse_json(&bytes) }.map_err(|e| match e {
-            ApiError::Validation(mut details) if details[0].message.starts_with("invalid type: null") => {
+            ApiError::App(AppError::Validation(mut details))
+                if details[0].message.starts_with("invalid type: null") =>
+            {
                 details[0].message = "a JSON body is required".into();
-                ApiError::Validation(details)
+                AppError::Validation(details).into()
             }
             other => other,
         })?;

@@ -1,21 +1,50 @@
-//! State shared by every request: the store, the secret box, replay protection,
-//! the API key cache, usage tracking, and the wake-ups between reconcilers.
+//! State shared by every request and background loop, grouped by concern: the store
+//! and the secret box (everyone), the wake-ups between parts ([`Signals`]), request
+//! authentication ([`AuthState`]), in-memory views of stored data ([`Caches`]), the
+//! reconcilers' own memory ([`SchedulingState`]) and billing ([`Billing`]).
+//!
+//! Everything in memory here is derived or a cache: the store holds the truth, so a
+//! restart loses nothing (see ARCHITECTURE.md).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use gantry_auth::{NonceCache, SecretBox};
 use gantry_store::Store;
+use gantry_types::JobId;
 
-use crate::config::ServerConfig;
+use crate::app::gpu_registry::GpuCatalogue;
+use crate::app::payments::{ManualProvider, PaymentProvider};
+use crate::app::profiles::ProfileCache;
+use crate::background::Timing;
+use crate::background::scheduler::RecentPlacements;
+use crate::config::{BillingConfig, ServerConfig};
 use crate::key_cache::KeyCache;
+use crate::signals::{DesiredCache, Signals};
 use crate::usage::UsageTracker;
 
-/// Everything a handler may use.
+/// Everything a handler or a background loop may use.
 pub struct AppState {
     /// The durable store.
     pub store: Arc<dyn Store>,
     /// Encrypts and decrypts secrets at rest.
     pub secrets: SecretBox,
+    /// Wake-ups: node desired-state versions, scheduler passes, last contact per node.
+    pub signals: Signals,
+    /// Checking signed requests.
+    pub auth: AuthState,
+    /// In-memory views of stored data.
+    pub caches: Caches,
+    /// What the reconcilers remember between passes, and their timing.
+    pub scheduling: SchedulingState,
+    /// Prices and how credit is paid.
+    pub billing: Billing,
+    /// Prometheus metrics (`/metrics`; see `crate::metrics`).
+    pub metrics: crate::metrics::Metrics,
+}
+
+/// Checking signed requests.
+pub struct AuthState {
     /// Nonces seen inside the signature window.
     pub nonces: NonceCache,
     /// Recently used API keys, secrets decrypted.
@@ -24,29 +53,38 @@ pub struct AppState {
     pub usage: UsageTracker,
     /// Largest body accepted.
     pub max_body_bytes: usize,
-    /// The GPU registry in memory (seeded at start, refreshed; see `app::gpu_registry`).
-    pub gpus: crate::app::gpu_registry::GpuCatalogue,
-    /// Wake-ups: node desired-state versions, scheduler passes.
-    pub signals: crate::signals::Signals,
-    /// Desired runs per node, valid for one version.
-    pub desired_cache: crate::signals::DesiredCache,
-    /// Why each (displayed) PENDING job is not placed yet, from the last scheduler pass.
-    pub pending_reasons: std::sync::RwLock<std::collections::HashMap<gantry_types::JobId, String>>,
-    /// Reconciler timing.
-    pub timing: crate::background::Timing,
-    /// Recent placements per account (fair share across scheduler passes).
-    pub recent_placements: crate::background::scheduler::RecentPlacements,
+}
+
+/// In-memory views of stored data, each refreshed or invalidated by its owner module.
+#[derive(Default)]
+pub struct Caches {
+    /// The GPU registry (seeded at start, refreshed; see `app::gpu_registry`).
+    pub gpus: GpuCatalogue,
     /// Consumer profiles recently used (job submission reads them).
-    pub profiles: crate::app::profiles::ProfileCache,
-    /// Prices, shares, enforcement.
-    pub billing: crate::config::BillingConfig,
-    /// How credit purchases are paid.
-    pub payments: std::sync::Arc<dyn crate::app::payments::PaymentProvider>,
+    pub profiles: ProfileCache,
+    /// Desired runs per node, valid for one version.
+    pub desired: DesiredCache,
+}
+
+/// What the reconcilers remember between passes (all derived; a restart starts afresh).
+pub struct SchedulingState {
+    /// Reconciler timing.
+    pub timing: Timing,
+    /// Why each (displayed) PENDING job is not placed yet, from the last scheduler pass.
+    pub pending_reasons: RwLock<HashMap<JobId, String>>,
+    /// Recent placements per account (fair share across scheduler passes).
+    pub recent_placements: RecentPlacements,
     /// When this server started: nodes get one loss-detection period of grace after a
     /// restart to re-attach before silence counts against them.
     pub started: std::time::Instant,
-    /// Prometheus metrics (`/metrics`; see `crate::metrics`).
-    pub metrics: crate::metrics::Metrics,
+}
+
+/// Billing.
+pub struct Billing {
+    /// Prices, shares, enforcement.
+    pub config: BillingConfig,
+    /// How credit purchases are paid.
+    pub payments: Arc<dyn PaymentProvider>,
 }
 
 impl AppState {
@@ -56,20 +94,21 @@ impl AppState {
         Self {
             store,
             secrets,
-            nonces: NonceCache::new(config.nonce_capacity),
-            keys: KeyCache::default(),
-            usage: UsageTracker::default(),
-            max_body_bytes: config.max_body_bytes,
-            gpus: Default::default(),
-            signals: crate::signals::Signals::new(now_ms() as u64),
-            desired_cache: Default::default(),
-            pending_reasons: Default::default(),
-            timing: config.timing,
-            recent_placements: Default::default(),
-            profiles: Default::default(),
-            billing: config.billing.clone(),
-            payments: std::sync::Arc::new(crate::app::payments::ManualProvider),
-            started: std::time::Instant::now(),
+            signals: Signals::new(now_ms() as u64),
+            auth: AuthState {
+                nonces: NonceCache::new(config.nonce_capacity),
+                keys: KeyCache::default(),
+                usage: UsageTracker::default(),
+                max_body_bytes: config.max_body_bytes,
+            },
+            caches: Caches::default(),
+            scheduling: SchedulingState {
+                timing: config.timing,
+                pending_reasons: Default::default(),
+                recent_placements: Default::default(),
+                started: std::time::Instant::now(),
+            },
+            billing: Billing { config: config.billing.clone(), payments: Arc::new(ManualProvider) },
             metrics: crate::metrics::Metrics::new(store_for_metrics, config.metrics_refresh_every),
         }
     }

@@ -45,13 +45,11 @@ impl UsageTracker {
     }
 }
 
-/// Starts the periodic flush.
-pub fn spawn_flusher(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(FLUSH_EVERY);
-        loop {
-            tick.tick().await;
-            state.usage.flush(state.store.as_ref()).await;
-        }
-    })
+/// Flushes periodically until aborted (spawned by `background::spawn`).
+pub async fn run_flusher(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    loop {
+        tick.tick().await;
+        state.auth.usage.flush(state.store.as_ref()).await;
+    }
 }

@@ -153,6 +153,8 @@ async fn a_write_waits_for_another_process_lock() {
         let conn = rusqlite::Connection::open(path).unwrap();
         conn.execute_batch("BEGIN IMMEDIATE").unwrap();
         locked_tx.send(()).unwrap();
+        // A plain thread holding a lock for a fixed time, not async code (clippy.toml).
+        #[allow(clippy::disallowed_methods)]
         std::thread::sleep(std::time::Duration::from_millis(300));
         conn.execute_batch("COMMIT").unwrap();
     });

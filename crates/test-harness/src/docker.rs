@@ -176,27 +176,46 @@ pub struct DockerNode {
     task: Option<tokio::task::JoinHandle<()>>,
     /// The runtime, for inspecting it.
     pub runtime: Arc<DockerRuntime>,
+    tweak: Tweak,
 }
+
+/// Changes a test node's runtime configuration (kept for restarts).
+pub type Tweak = Arc<dyn Fn(&mut DockerConfig) + Send + Sync>;
 
 impl DockerNode {
     /// Starts an agent for a node offering `spec` (`--fake-gpus` syntax).
+    ///
+    /// The test registries listen on loopback, so test nodes allow registries on
+    /// internal addresses (`allow_private_registries`), which real nodes refuse by
+    /// default; [`DockerNode::start_with`] can turn it off again.
     pub async fn start(client: Client, spec: &str) -> Self {
+        Self::start_with(client, spec, Arc::new(|_| {})).await
+    }
+
+    /// Like [`DockerNode::start`], with `tweak` applied to the runtime's configuration.
+    pub async fn start_with(client: Client, spec: &str, tweak: Tweak) -> Self {
         let owner = format!("test-{}", uuid::Uuid::new_v4().simple());
         let state_dir = tempfile::tempdir().expect("tempdir");
         let (stop, _) = tokio::sync::watch::channel(false);
-        let runtime = Arc::new(Self::runtime(&owner, &state_dir));
-        let mut node = Self { owner, state_dir, client, stop, task: None, runtime };
+        let runtime = Arc::new(Self::runtime(&owner, &state_dir, &tweak));
+        let mut node = Self { owner, state_dir, client, stop, task: None, runtime, tweak };
         node.spawn(spec);
         node
     }
 
-    fn runtime(owner: &str, state_dir: &tempfile::TempDir) -> DockerRuntime {
+    fn runtime(owner: &str, state_dir: &tempfile::TempDir, tweak: &Tweak) -> DockerRuntime {
         let state = StateFile::in_dir(state_dir.path()).load_or_create().expect("state file");
         let mut config = DockerConfig::new(owner, "127.0.0.1");
         config.bind_ip = [127, 0, 0, 1].into();
         config.stop_grace = Duration::from_secs(2);
         config.rescan_every = Duration::from_millis(500);
         config.log_cursors = state.log_cursors;
+        config.allow_private_registries = true;
+        config.private_images_file = Some(state_dir.path().join("private-images.json"));
+        // Small jobs: the floor is what a 2-core CI machine can hold many of.
+        config.limits.min_memory_bytes = 256 << 20;
+        config.limits.min_cpus = 0.5;
+        tweak(&mut config);
         DockerRuntime::connect(config).expect("docker client")
     }
 
@@ -225,7 +244,7 @@ impl DockerNode {
             t.abort();
             let _ = t.await;
         }
-        self.runtime = Arc::new(Self::runtime(&self.owner, &self.state_dir));
+        self.runtime = Arc::new(Self::runtime(&self.owner, &self.state_dir, &self.tweak));
         self.spawn(spec);
     }
 
@@ -244,6 +263,15 @@ pub fn owned_containers(owner: &str) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
 }
 
+/// Ids of every network carrying `gantry.owner=OWNER`.
+pub fn owned_networks(owner: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["network", "ls", "-q", "--no-trunc", "--filter", &format!("label={LABEL_OWNER}={owner}")])
+        .output()
+        .expect("the docker CLI");
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
 impl Drop for DockerNode {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
@@ -253,6 +281,10 @@ impl Drop for DockerNode {
         let ids = owned_containers(&self.owner);
         if !ids.is_empty() {
             let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+        }
+        let networks = owned_networks(&self.owner);
+        if !networks.is_empty() {
+            let _ = Command::new("docker").arg("network").arg("rm").args(&networks).output();
         }
     }
 }

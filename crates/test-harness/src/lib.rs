@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gantry_client::{Client, Credentials};
-use gantry_server::app::api_keys::{KeySpec, create_account, create_in};
-use gantry_server::state::AppState;
+use gantry_server::admin::{KeySpec, create_account, create_in};
 use gantry_server::{RunningServer, ServerConfig};
 use gantry_types::AccountId;
 use gantry_types::permissions::Preset;
@@ -31,7 +30,7 @@ pub struct TestContext {
 
 /// Test timing for the reconcilers.
 pub fn fast(config: &mut ServerConfig) {
-    config.timing = gantry_server::background::Timing {
+    config.timing = gantry_server::Timing {
         schedule_every: Duration::from_millis(50),
         lifecycle_every: Duration::from_millis(20),
         node_lost_after: Duration::from_millis(1500),
@@ -120,14 +119,24 @@ impl TestContext {
         Self { server: Some(server), dir, base_url, database_url }
     }
 
-    /// The server's state (store, secret box).
-    pub fn state(&self) -> &Arc<AppState> {
-        &self.server.as_ref().expect("running").state
+    /// The running server (its store, secret box, and the few hooks tests need).
+    pub fn server(&self) -> &RunningServer {
+        self.server.as_ref().expect("running")
+    }
+
+    /// The server's store.
+    pub fn store(&self) -> &Arc<dyn gantry_store::Store> {
+        self.server().store()
+    }
+
+    /// The server's secret box (what is stored encrypted decrypts with it).
+    pub fn secrets(&self) -> &gantry_auth::SecretBox {
+        self.server().secrets()
     }
 
     /// A client with a fresh account and a key of `preset`.
     pub async fn new_account(&self, preset: Preset) -> Client {
-        let account = create_account(self.state().store.as_ref(), "test account", Some("test@example.com".into()))
+        let account = create_account(self.store().as_ref(), "test account", Some("test@example.com".into()))
             .await
             .expect("account");
         self.key_in(account.uuid, preset.permissions(), vec![]).await
@@ -136,7 +145,7 @@ impl TestContext {
     /// A client with a new key in `account`.
     pub async fn key_in(&self, account: AccountId, permissions: Vec<String>, allowed_ips: Vec<String>) -> Client {
         let spec = KeySpec { name: "test key".into(), permissions, allowed_ips, expires_at_ms: None };
-        let key = create_in(self.state().store.as_ref(), &self.state().secrets, account, spec).await.expect("key");
+        let key = create_in(self.store().as_ref(), self.secrets(), account, spec).await.expect("key");
         self.client(key.public_key, key.secret_key.expect("secret"))
     }
 
@@ -150,6 +159,16 @@ impl TestContext {
     pub async fn docker_node(&self, spec: &str) -> docker::DockerNode {
         let client = self.new_account(Preset::Node).await;
         docker::DockerNode::start(client, spec).await
+    }
+
+    /// Like [`TestContext::docker_node`], with the runtime's configuration changed by `tweak`.
+    pub async fn docker_node_with(
+        &self,
+        spec: &str,
+        tweak: impl Fn(&mut gantry_agent::docker::DockerConfig) + Send + Sync + 'static,
+    ) -> docker::DockerNode {
+        let client = self.new_account(Preset::Node).await;
+        docker::DockerNode::start_with(client, spec, std::sync::Arc::new(tweak)).await
     }
 
     /// Starts `count` simulated nodes (the fake runtime) owned by a fresh node-preset
@@ -177,8 +196,8 @@ impl TestContext {
         }
         spec.max_timeout_run_ms = run;
         let job = spec.into_job(gantry_types::JobId::new(), account, chrono_now());
-        self.state().store.job_create(&job).await.expect("insert job");
-        self.state().signals.wake_scheduler();
+        self.store().job_create(&job).await.expect("insert job");
+        self.server().wake_scheduler();
         job
     }
 
@@ -188,8 +207,8 @@ impl TestContext {
     pub async fn outage(&mut self, outage: Duration) {
         let server = self.server.take().expect("running");
         let addr = server.local_addr;
-        let database_url = server.state.store.backend().eq("postgres").then(|| self.database_url.clone()).flatten();
-        let timing = server.state.timing;
+        let database_url = server.store().backend().eq("postgres").then(|| self.database_url.clone()).flatten();
+        let timing = server.timing();
         server.shutdown().await.expect("clean shutdown");
         tokio::time::sleep(outage).await;
         let mut config = ServerConfig::new(self.dir.path(), addr);

@@ -67,7 +67,7 @@ async fn all_lines(client: &Client) -> Vec<LedgerTransaction> {
 }
 
 async fn credit(ctx: &TestContext, account: AccountId, micros: i64) {
-    gantry_server::app::ledger::credit(ctx.state().store.as_ref(), account, micros, Some("test credit".into()), None)
+    gantry_server::admin::credit(ctx.store().as_ref(), account, micros, Some("test credit".into()), None)
         .await
         .unwrap();
 }
@@ -271,7 +271,7 @@ async fn with_enforcement_running_jobs_stop_when_the_balance_reaches_zero() {
     wait_status(&user, long.uuid, JobStatus::Running).await;
     // An operator's correction leaves about 3 s of this job's time (46.8 USD/h = 13 micro-USD/ms).
     let fix = gantry_store::LedgerPosting::new(LedgerKind::Adjustment, &[(me, -47_000_000 + 39_000)], 0);
-    assert!(ctx.state().store.ledger_post(&fix).await.unwrap());
+    assert!(ctx.store().ledger_post(&fix).await.unwrap());
 
     let stopped = wait_status(&user, long.uuid, JobStatus::Cancelled).await;
     let reason = stopped.status_reason.unwrap_or_default();
@@ -315,7 +315,7 @@ async fn the_billing_sweep_charges_a_run_that_ended_without_its_charge() {
         node_urls: None,
         image_size_bytes: None,
     };
-    let ended = ctx.state().store.run_update(run.uuid, &end).await.unwrap().unwrap();
+    let ended = ctx.store().run_update(run.uuid, &end).await.unwrap().unwrap();
     assert_eq!(ended.run.duration_ms, Some(1234));
     let line = wait_for("the sweep to charge the run", WAIT, || async {
         all_lines(&user).await.into_iter().find(|l| l.job_run_uuid == Some(run.uuid))
@@ -324,8 +324,8 @@ async fn the_billing_sweep_charges_a_run_that_ended_without_its_charge() {
     assert_eq!(line.amount_micros, -charge_for(46_800_000, 1234));
     assert_eq!(user.balance(me).await.unwrap().posted_balance_micros, line.amount_micros);
     // Charging again (another sweep, another server) posts nothing more.
-    let rec = ctx.state().store.run_fetch(None, run.uuid).await.unwrap().unwrap();
-    assert!(!gantry_server::app::ledger::charge_run(ctx.state(), &rec).await.unwrap());
+    let rec = ctx.store().run_fetch(None, run.uuid).await.unwrap().unwrap();
+    assert!(!ctx.server().charge_run(&rec).await.unwrap());
     assert_eq!(all_lines(&user).await.iter().filter(|l| l.job_run_uuid == Some(run.uuid)).count(), 1);
     nodes.stop().await;
 }

@@ -182,7 +182,7 @@ async fn only_admins_add_models() {
     let ctx = TestContext::start().await;
     let body = json!({"name": "NVIDIA B300", "vram_gb": 288});
     let consumer = ctx.new_account(Preset::Consumer).await;
-    let account = gantry_server::app::api_keys::create_account(ctx.state().store.as_ref(), "own", None).await.unwrap();
+    let account = gantry_server::admin::create_account(ctx.store().as_ref(), "own", None).await.unwrap();
     let own =
         ctx.key_in(account.uuid, vec!["gpu_registry.create.own".into(), "gpu_registry.read.own".into()], vec![]).await;
     for client in [&consumer, &own] {
@@ -310,7 +310,7 @@ async fn the_registry_works_on_postgres() {
     submit(&consumer, ("gpu_registry_uuid", RTX_5090_UUID)).await.unwrap();
     let err = submit(&consumer, ("gpu_name", "RTX 9999")).await.unwrap_err();
     assert_eq!(fields(&err), ["gpu_name"]);
-    let stored = ctx.state().store.gpu_model_fetch(added.uuid).await.unwrap();
+    let stored = ctx.store().gpu_model_fetch(added.uuid).await.unwrap();
     assert_eq!(stored, Some(added));
     ctx.shutdown().await;
 }

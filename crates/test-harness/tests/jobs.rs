@@ -335,10 +335,10 @@ async fn secrets_are_encrypted_at_rest() {
     let job = client.create_job(&body).await.unwrap();
     assert_eq!(job.parameters.parameters.volumes.as_ref().unwrap()[0].secret.as_deref(), Some("********"));
     // The store holds ciphertext that decrypts to the secret (the agent will need it)...
-    let stored = ctx.state().store.job_fetch(None, job.uuid).await.unwrap().unwrap();
+    let stored = ctx.store().job_fetch(None, job.uuid).await.unwrap().unwrap();
     let enc = stored.parameters.parameters.secret.clone().unwrap();
     assert_ne!(enc, "glpat-SUPERSECRET-registry-token");
-    assert_eq!(ctx.state().secrets.decrypt(&enc).unwrap(), "glpat-SUPERSECRET-registry-token");
+    assert_eq!(ctx.secrets().decrypt(&enc).unwrap(), "glpat-SUPERSECRET-registry-token");
     // ...and no secret appears in clear anywhere in the database files.
     let secret_key = client.credentials().secret_key.clone();
     let mut haystack = Vec::new();

@@ -123,7 +123,7 @@ async fn work_moves_metrics(ctx: TestContext) {
     );
     assert!(value(&done, "gantry_store_commits_total", &[]) >= 1.0);
     assert!(value(&done, "gantry_store_writes_total", &[]) >= value(&done, "gantry_store_commits_total", &[]));
-    if ctx.state().store.backend() == "sqlite" {
+    if ctx.store().backend() == "sqlite" {
         assert_eq!(
             value(&done, "gantry_store_commit_duration_seconds_count", &[]),
             value(&done, "gantry_store_commits_total", &[]),
@@ -167,7 +167,7 @@ async fn a_scrape_never_reads_the_jobs_table() {
     for _ in 0..5 {
         assert_eq!(value(&scrape(&ctx).await, "gantry_jobs", &[("status", "PENDING")]), 0.0);
     }
-    gantry_server::metrics::gauges::refresh(ctx.state(), true).await.unwrap();
+    ctx.server().refresh_metrics().await.unwrap();
     assert_eq!(value(&scrape(&ctx).await, "gantry_jobs", &[("status", "PENDING")]), 3.0);
 }
 

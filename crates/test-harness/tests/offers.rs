@@ -30,7 +30,9 @@ fn priced(config: &mut ServerConfig) {
 fn persistent(title: &str, gpu: &str, regions: &[&str]) -> Value {
     json!({"title": title, "task": "PERSISTENT", "cpu_count": 2, "gpu_count": 1, "gpu_name": gpu, "min_ram_gb": 4,
            "allowed_region_codes": regions,
-           "parameters": {"type": "docker", "parameters": {"image": "busybox"}}})
+           // A simulated run exits after 100 ms unless told otherwise; a persistent job
+           // must keep its GPU for as long as the test looks at the offers.
+           "parameters": {"type": "docker", "parameters": {"image": "busybox", "env": {"GANTRY_SIM_DURATION_MS": "600000"}}}})
 }
 
 async fn offers(client: &Client, pairs: &[(&str, &str)]) -> Vec<ComputeOffer> {

@@ -10,7 +10,7 @@ use gantry_test_harness::{TestContext, wait_for};
 use gantry_types::RecipeId;
 use gantry_types::job::{Job, JobStatus, JobTask};
 use gantry_types::permissions::Preset;
-use gantry_types::recipe::catalogue::{DEV_BOX_UUID, HELLO_GPU_UUID, HTTP_SERVICE_UUID};
+use gantry_types::recipe::catalogue::{DEV_BOX_UUID, HELLO_GPU_UUID, HTTP_SERVICE_UUID, LLAMA_CPP_UUID};
 use gantry_types::recipe::{JobRecipe, RecipeVisibility};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -57,7 +57,7 @@ async fn official_recipes_are_seeded_once_and_listed_to_everyone() {
     let user = ctx.new_account(Preset::Consumer).await;
     let raw = user.send_raw(Method::GET, "/v1/job-recipes", &query(&[("filter[is_official]", "true")]), None).await;
     let body = raw.unwrap().body;
-    assert_eq!((body["page"].as_u64(), body["limit"].as_u64(), body["total"].as_u64()), (Some(1), Some(20), Some(3)));
+    assert_eq!((body["page"].as_u64(), body["limit"].as_u64(), body["total"].as_u64()), (Some(1), Some(20), Some(4)));
     let first = &body["data"][0];
     for field in [
         "object",
@@ -81,7 +81,7 @@ async fn official_recipes_are_seeded_once_and_listed_to_everyone() {
     assert_eq!(first["object"], "job_recipe");
     let oldest = user.list_recipes(&query(&[("filter[is_official]", "true"), ("sort", "created_at")])).await.unwrap();
     let uuids: Vec<String> = oldest.data.iter().map(|r| r.uuid.to_string()).collect();
-    assert_eq!(uuids, [DEV_BOX_UUID, HELLO_GPU_UUID, HTTP_SERVICE_UUID]);
+    assert_eq!(uuids, [DEV_BOX_UUID, HELLO_GPU_UUID, HTTP_SERVICE_UUID, LLAMA_CPP_UUID]);
     assert!(oldest.data.iter().all(|r| r.is_official && !r.is_owner && r.visibility == RecipeVisibility::Public));
     let dev_box = user.get_recipe(seed(DEV_BOX_UUID)).await.unwrap();
     assert_eq!(
@@ -98,7 +98,7 @@ async fn official_recipes_are_seeded_once_and_listed_to_everyone() {
     admin.update_recipe(seed(HELLO_GPU_UUID), &json!({"description": "ours now"})).await.unwrap();
     ctx.restart().await;
     let again = user.list_recipes(&query(&[("filter[is_official]", "true")])).await.unwrap();
-    assert_eq!(again.total, 3);
+    assert_eq!(again.total, 4);
     assert_eq!(user.get_recipe(seed(HELLO_GPU_UUID)).await.unwrap().description.as_deref(), Some("ours now"));
     // A node key has no recipe permissions: told so, not shown an empty list.
     let node = ctx.new_account(Preset::Node).await;
@@ -347,33 +347,31 @@ async fn fork_copies_without_secrets_and_delete_leaves_forks_and_jobs() {
     let original = alice.create_recipe(&body).await.unwrap();
     assert_eq!(original.payload.parameters.parameters.secret.as_deref(), Some("********"));
     let stored = ctx
-        .state()
-        .store
+        .store()
         .recipe_fetch(gantry_store::RecipeViewer { account: alice_id(&alice).await, sees_all: true }, original.uuid);
     let stored = stored.await.unwrap().unwrap();
     let sealed = stored.payload.parameters.parameters.secret.clone().unwrap();
     assert_ne!(sealed, "alice-registry-token");
-    assert_eq!(ctx.state().secrets.decrypt(&sealed).unwrap(), "alice-registry-token");
+    assert_eq!(ctx.secrets().decrypt(&sealed).unwrap(), "alice-registry-token");
     // Sending the redacted value back keeps the stored secret.
     let mut edited = original.payload.clone();
     edited.title = "renamed".into();
     alice.update_recipe(original.uuid, &json!({"payload": edited})).await.unwrap();
     let again = ctx
-        .state()
-        .store
+        .store()
         .recipe_fetch(gantry_store::RecipeViewer { account: alice_id(&alice).await, sees_all: true }, original.uuid);
     let again = again.await.unwrap().unwrap();
     assert_eq!(
-        ctx.state().secrets.decrypt(again.payload.parameters.parameters.secret.as_ref().unwrap()).unwrap(),
+        ctx.secrets().decrypt(again.payload.parameters.parameters.secret.as_ref().unwrap()).unwrap(),
         "alice-registry-token"
     );
 
     // Bob's cook of the same image uses the credentials (never shown); another image drops them.
     let job = bob.cook_recipe(original.uuid, &json!({})).await.unwrap();
     assert_eq!(job.parameters.parameters.secret.as_deref(), Some("********"));
-    let stored_job = ctx.state().store.job_fetch(None, job.uuid).await.unwrap().unwrap();
+    let stored_job = ctx.store().job_fetch(None, job.uuid).await.unwrap().unwrap();
     let job_secret = stored_job.parameters.parameters.secret.unwrap();
-    assert_eq!(ctx.state().secrets.decrypt(&job_secret).unwrap(), "alice-registry-token");
+    assert_eq!(ctx.secrets().decrypt(&job_secret).unwrap(), "alice-registry-token");
     let other_image = bob
         .cook_recipe(
             original.uuid,

@@ -244,9 +244,12 @@ pub fn parse_job_filter(pairs: &[(String, String)]) -> Result<JobFilter, Vec<Fie
             "cpu_count" => f.cpu_count = range(key, value, e, int, true),
             "gpu_count" => f.gpu_count = range(key, value, e, int, true),
             "created_at" => f.created_at = range(key, value, e, time, false),
-            "min_ram_gb" => f.min_ram_gb = range(key, value, e, number, true),
-            "min_storage_gb" => f.min_storage_gb = range(key, value, e, number, true),
-            "min_vram_gb" => f.min_vram_gb = range(key, value, e, number, true),
+            // A job's `min_*` is itself a minimum, so a single value means "at least"
+            // (what clients asking for "jobs that need 16 GB or more" expect); cpu and
+            // gpu counts stay exact.
+            "min_ram_gb" => f.min_ram_gb = range(key, value, e, number, false),
+            "min_storage_gb" => f.min_storage_gb = range(key, value, e, number, false),
+            "min_vram_gb" => f.min_vram_gb = range(key, value, e, number, false),
             _ => f.source_recipe_uuids.extend(list(key, value, e, |s| Some(s.to_string()), "")),
         }
     }
@@ -309,6 +312,19 @@ mod tests {
         assert_eq!(f.cpu_count, Some(Range { min: Some(4), max: Some(4) }));
         assert_eq!(f.min_vram_gb, Some(Range { min: None, max: Some(24.0) }));
         assert_eq!(f.created_at, Some(Range { min: Some(1_672_531_200_000), max: Some(1_704_067_200_000) }));
+    }
+
+    #[test]
+    fn a_single_min_value_means_at_least() {
+        let f = parse_job_filter(&q(&[
+            ("filter[min_storage_gb]", "16"),
+            ("filter[min_ram_gb]", "8"),
+            ("filter[min_vram_gb]", "24"),
+        ]))
+        .unwrap();
+        assert_eq!(f.min_storage_gb, Some(Range { min: Some(16.0), max: None }));
+        assert_eq!(f.min_ram_gb, Some(Range { min: Some(8.0), max: None }));
+        assert_eq!(f.min_vram_gb, Some(Range { min: Some(24.0), max: None }));
     }
 
     #[test]

@@ -223,6 +223,11 @@ pub struct RecipeRequest {
     pub quickstart_md: Option<String>,
     /// An http(s) URL; `""` clears it.
     pub thumbnail_url: Option<String>,
+    /// Gantry addition, admins only on create (`job_recipes.create.all`): the new
+    /// recipe's uuid, so an operator can publish a recipe under the uuid clients
+    /// hard-code (e.g. an upstream official recipe's). Default: a fresh UUIDv7. A PATCH
+    /// may send it only unchanged.
+    pub uuid: Option<String>,
 }
 
 /// `POST /v1/job-recipes/{uuid}/fork` body (optional).

@@ -2,11 +2,29 @@
 //! daemon (there is no GPU on the machines that run the tests, so the GPU device
 //! requests are only ever checked here).
 //!
-//! What a job may get is deliberately narrow: its image, its environment, CPU and
-//! memory limits, its assigned GPUs, and the default bridge network. Never
-//! privileged, never a bind mount (no host path, no Docker socket), never the host
-//! network: a job cannot reach the node's own files. Image volumes are copied into
-//! the container by the runtime ([`super::volumes`]), not bind-mounted.
+//! What a job may get is deliberately narrow (the README's "Isolation on a node"
+//! says it for operators): its image, its environment, its assigned GPUs, and a
+//! network of its own ([`super::network`]). Never privileged, never a bind mount (no
+//! host path, no Docker socket), never the host network: a job cannot reach the
+//! node's own files. Image volumes are copied into the container by the runtime
+//! ([`super::volumes`]), not bind-mounted.
+//!
+//! Every container is bounded ([`JobLimits`]): memory (no swap beyond it) and CPUs
+//! from the request, raised to the node's floor when the job asked for less (a job
+//! asking for 0 RAM gets the floor, not the whole node); a PID limit (a fork bomb
+//! stays in its container); `no-new-privileges` (setuid binaries gain nothing); the
+//! capabilities that reach the network stack or the kernel dropped (`NET_RAW`, so
+//! no raw sockets or ARP spoofing; `NET_ADMIN`, `SYS_ADMIN`, `SYS_MODULE`,
+//! `SYS_PTRACE`, `MKNOD`); and a writable-layer size where the storage driver can
+//! enforce one.
+//!
+//! The GPU runtime is configured by the agent alone: `NVIDIA_VISIBLE_DEVICES`,
+//! `CUDA_VISIBLE_DEVICES`, `NVIDIA_DRIVER_CAPABILITIES` and the other variables the
+//! NVIDIA container runtime reads ([`GPU_RUNTIME_ENV`]) are dropped from the job's
+//! environment and set from the assignment. A run without GPUs gets
+//! `NVIDIA_VISIBLE_DEVICES=void`, which also overrides the `all` that CUDA base
+//! images carry in their own `ENV`, so on a node whose default runtime is NVIDIA a
+//! GPU-less job sees no GPU.
 
 use std::collections::HashMap;
 
@@ -65,6 +83,72 @@ pub enum GpuMode {
     Fake,
 }
 
+/// Environment variables the NVIDIA container runtime reads to decide which devices
+/// and driver parts a container gets. Jobs never set them; the agent does.
+pub const GPU_RUNTIME_ENV: [&str; 12] = [
+    "NVIDIA_VISIBLE_DEVICES",
+    "CUDA_VISIBLE_DEVICES",
+    "NVIDIA_DRIVER_CAPABILITIES",
+    "NVIDIA_REQUIRE_CUDA",
+    "NVIDIA_DISABLE_REQUIRE",
+    "NVIDIA_MIG_CONFIG_DEVICES",
+    "NVIDIA_MIG_MONITOR_DEVICES",
+    "NVIDIA_IMEX_CHANNELS",
+    "NVIDIA_GDRCOPY",
+    "NVIDIA_GDS",
+    "NVIDIA_MOFED",
+    "NVIDIA_NVSWITCH",
+];
+
+/// Whether the job may not set `key` (the GPU runtime's variables, `NVIDIA_REQUIRE_*` included).
+pub fn is_gpu_runtime_env(key: &str) -> bool {
+    GPU_RUNTIME_ENV.contains(&key) || key.starts_with("NVIDIA_REQUIRE_")
+}
+
+/// Capabilities removed from Docker's default set (and ones Docker does not grant by
+/// default, named so a changed daemon default cannot bring them back).
+pub const DROPPED_CAPABILITIES: [&str; 6] = ["NET_RAW", "NET_ADMIN", "SYS_ADMIN", "SYS_MODULE", "SYS_PTRACE", "MKNOD"];
+
+/// The bounds every container gets (node configuration; see the module doc).
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobLimits {
+    /// Memory a job gets at least, bytes (when it asked for less, or for nothing).
+    pub min_memory_bytes: i64,
+    /// CPUs a job gets at least (when it asked for fewer, or for none), in CPUs.
+    pub min_cpus: f64,
+    /// Most processes (threads included) in one container.
+    pub pids: i64,
+    /// Size of the container's writable layer, bytes, where the storage driver
+    /// supports a limit (overlay2 on xfs with pquota, btrfs, zfs, devicemapper);
+    /// `None` sets none.
+    pub writable_layer_bytes: Option<u64>,
+}
+
+impl Default for JobLimits {
+    /// 1 GiB and 1 CPU at least, 4,096 processes, 100 GiB of writable layer.
+    fn default() -> Self {
+        Self { min_memory_bytes: 1 << 30, min_cpus: 1.0, pids: 4096, writable_layer_bytes: Some(100 << 30) }
+    }
+}
+
+impl JobLimits {
+    /// Memory limit for a request of `ram_gb`: the request, at least the floor.
+    pub fn memory_bytes(&self, ram_gb: f64) -> i64 {
+        let asked = if ram_gb.is_finite() && ram_gb > 0.0 {
+            (ram_gb * (1u64 << 30) as f64).min(i64::MAX as f64) as i64
+        } else {
+            0
+        };
+        asked.max(self.min_memory_bytes)
+    }
+
+    /// CPU limit for a request of `cpu` cores, in billionths of a CPU.
+    pub fn nano_cpus(&self, cpu: u32) -> i64 {
+        let cpus = f64::from(cpu).max(self.min_cpus);
+        (cpus * 1e9) as i64
+    }
+}
+
 /// Everything the create call needs besides the spec.
 #[derive(Clone, Debug)]
 pub struct CreateContext<'a> {
@@ -80,6 +164,28 @@ pub struct CreateContext<'a> {
     pub published: &'a [(u16, u16)],
     /// GPU mode of the node.
     pub gpus: GpuMode,
+    /// The run's own network ([`super::network`]).
+    pub network: &'a str,
+    /// The bounds of the node.
+    pub limits: &'a JobLimits,
+    /// Whether to ask for a writable-layer size (the storage driver supports it).
+    pub writable_layer_limit: bool,
+}
+
+/// The container's environment: the job's, without the GPU runtime's variables,
+/// plus those set from the assignment.
+pub fn environment(spec: &RunSpec) -> Vec<String> {
+    let mut env: Vec<String> =
+        spec.env.iter().filter(|(k, _)| !is_gpu_runtime_env(k)).map(|(k, v)| format!("{k}={v}")).collect();
+    if spec.gpu_uuids.is_empty() {
+        env.push("NVIDIA_VISIBLE_DEVICES=void".into());
+    } else {
+        env.push(format!("NVIDIA_VISIBLE_DEVICES={}", spec.gpu_uuids.join(",")));
+        let ordinals: Vec<String> = (0..spec.gpu_uuids.len()).map(|i| i.to_string()).collect();
+        env.push(format!("CUDA_VISIBLE_DEVICES={}", ordinals.join(",")));
+        env.push("NVIDIA_DRIVER_CAPABILITIES=compute,utility".into());
+    }
+    env
 }
 
 /// The `POST /containers/create` body for a run.
@@ -92,7 +198,7 @@ pub fn create_body(spec: &RunSpec, ctx: &CreateContext<'_>) -> ContainerCreateBo
     for (container, external) in ctx.published {
         labels.insert(format!("{LABEL_PORT_PREFIX}{container}"), external.to_string());
     }
-    let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let env = environment(spec);
     let device_requests = match ctx.gpus {
         GpuMode::Nvidia if !spec.gpu_uuids.is_empty() => Some(vec![DeviceRequest {
             driver: Some("nvidia".into()),
@@ -102,12 +208,23 @@ pub fn create_body(spec: &RunSpec, ctx: &CreateContext<'_>) -> ContainerCreateBo
         }]),
         _ => None,
     };
+    let memory = ctx.limits.memory_bytes(spec.ram_gb);
+    let storage_opt = match ctx.limits.writable_layer_bytes {
+        Some(bytes) if ctx.writable_layer_limit => Some(HashMap::from([("size".to_string(), bytes.to_string())])),
+        _ => None,
+    };
     let host_config = HostConfig {
-        nano_cpus: (spec.cpu > 0).then(|| i64::from(spec.cpu) * 1_000_000_000),
-        memory: (spec.ram_gb > 0.0).then_some((spec.ram_gb * 1024.0 * 1024.0 * 1024.0) as i64),
+        nano_cpus: Some(ctx.limits.nano_cpus(spec.cpu)),
+        memory: Some(memory),
+        // Swap up to the same total: no swap beyond the memory limit.
+        memory_swap: Some(memory),
+        pids_limit: Some(ctx.limits.pids),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        cap_drop: Some(DROPPED_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
+        storage_opt,
         device_requests,
         privileged: Some(false),
-        network_mode: Some("bridge".into()),
+        network_mode: Some(ctx.network.to_string()),
         binds: Some(vec![]),
         mounts: Some(vec![]),
         ..Default::default()
@@ -148,8 +265,21 @@ mod tests {
         }
     }
 
+    const LIMITS: JobLimits =
+        JobLimits { min_memory_bytes: 512 << 20, min_cpus: 0.5, pids: 1024, writable_layer_bytes: Some(10 << 30) };
+
     fn ctx<'a>(run: JobRunId, gpus: GpuMode, published: &'a [(u16, u16)]) -> CreateContext<'a> {
-        CreateContext { run, owner: "node-1", epoch: 7, image: "team/trainer:v2", published, gpus }
+        CreateContext {
+            run,
+            owner: "node-1",
+            epoch: 7,
+            image: "team/trainer:v2",
+            published,
+            gpus,
+            network: "gantry-net-x",
+            limits: &LIMITS,
+            writable_layer_limit: false,
+        }
     }
 
     #[test]
@@ -188,8 +318,17 @@ mod tests {
         let host = body.host_config.clone().unwrap();
         assert_eq!(host.nano_cpus, Some(4_000_000_000));
         assert_eq!(host.memory, Some(1_610_612_736));
+        assert_eq!(host.memory_swap, Some(1_610_612_736), "no swap beyond the limit");
+        assert_eq!(host.pids_limit, Some(1024));
+        assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_string()]));
+        let dropped = host.cap_drop.clone().unwrap();
+        for cap in ["NET_RAW", "NET_ADMIN", "SYS_ADMIN"] {
+            assert!(dropped.contains(&cap.to_string()), "{cap} dropped");
+        }
+        assert_eq!(host.cap_add, None, "nothing added");
+        assert_eq!(host.storage_opt, None, "no size where the driver cannot enforce one");
         assert_eq!(host.privileged, Some(false));
-        assert_eq!(host.network_mode.as_deref(), Some("bridge"));
+        assert_eq!(host.network_mode.as_deref(), Some("gantry-net-x"));
         assert_eq!(host.binds, Some(vec![]));
         assert_eq!(host.mounts, Some(vec![]));
         let labels = body.labels.clone().unwrap();
@@ -200,15 +339,59 @@ mod tests {
         let env = body.env.clone().unwrap();
         assert!(env.contains(&"A=1".to_string()));
         assert!(env.contains(&"NVIDIA_VISIBLE_DEVICES=GPU-a,GPU-b".to_string()));
+        assert!(env.contains(&"CUDA_VISIBLE_DEVICES=0,1".to_string()));
         let json = serde_json::to_value(&body).unwrap();
         assert_eq!(json["ExposedPorts"]["8080/tcp"], serde_json::json!({}));
         assert_eq!(json["Image"], "team/trainer:v2");
-        // No limits requested means none set.
+        // Asking for nothing (or less than the floor) gets the node's floor, never no limit.
         let mut unlimited = spec();
         unlimited.cpu = 0;
         unlimited.ram_gb = 0.0;
         let host = create_body(&unlimited, &ctx(run, GpuMode::Fake, &[])).host_config.unwrap();
-        assert_eq!((host.nano_cpus, host.memory), (None, None));
+        assert_eq!((host.nano_cpus, host.memory), (Some(500_000_000), Some(512 << 20)));
+        unlimited.ram_gb = f64::NAN;
+        let host = create_body(&unlimited, &ctx(run, GpuMode::Fake, &[])).host_config.unwrap();
+        assert_eq!(host.memory, Some(512 << 20));
+        // Where the driver enforces it, the writable layer is bounded.
+        let sized = CreateContext { writable_layer_limit: true, ..ctx(run, GpuMode::Fake, &[]) };
+        let host = create_body(&spec(), &sized).host_config.unwrap();
+        assert_eq!(host.storage_opt.unwrap()["size"], (10u64 << 30).to_string());
+    }
+
+    #[test]
+    fn the_job_cannot_configure_the_gpu_runtime() {
+        let run = JobRunId::new();
+        let mut hostile = spec();
+        hostile.gpu_indices.clear();
+        hostile.gpu_uuids.clear();
+        for (k, v) in [
+            ("NVIDIA_VISIBLE_DEVICES", "all"),
+            ("CUDA_VISIBLE_DEVICES", "0,1,2,3"),
+            ("NVIDIA_DRIVER_CAPABILITIES", "all"),
+            ("NVIDIA_REQUIRE_CUDA", "cuda>=99"),
+            ("NVIDIA_TF32_OVERRIDE", "0"),
+        ] {
+            hostile.env.insert(k.into(), v.into());
+        }
+        let env = create_body(&hostile, &ctx(run, GpuMode::Nvidia, &[])).env.unwrap();
+        let gpu_env: Vec<&String> = env.iter().filter(|e| is_gpu_runtime_env(e.split('=').next().unwrap())).collect();
+        assert_eq!(gpu_env, vec!["NVIDIA_VISIBLE_DEVICES=void"], "only the agent's value, which exposes nothing");
+        assert!(env.contains(&"NVIDIA_TF32_OVERRIDE=0".to_string()), "library settings are the job's");
+        // With GPUs assigned, the assignment wins over the job's value.
+        hostile.gpu_uuids = vec!["GPU-a".into()];
+        hostile.gpu_indices = vec![2];
+        let env = create_body(&hostile, &ctx(run, GpuMode::Nvidia, &[])).env.unwrap();
+        let mut gpu_env: Vec<&String> =
+            env.iter().filter(|e| is_gpu_runtime_env(e.split('=').next().unwrap())).collect();
+        gpu_env.sort();
+        assert_eq!(
+            gpu_env,
+            vec![
+                "CUDA_VISIBLE_DEVICES=0",
+                "NVIDIA_DRIVER_CAPABILITIES=compute,utility",
+                "NVIDIA_VISIBLE_DEVICES=GPU-a"
+            ]
+        );
     }
 
     #[test]

@@ -1,3 +1,7 @@
+//! Unit tests of host discovery: what a `--fake-gpus` spec replaces and what is
+//! measured (NVML, sysinfo, the disk holding the data dir), the errors naming bad
+//! configuration, and the printed inventory.
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -189,4 +193,19 @@ fn report_prints_the_discovered_host() {
     assert_eq!(json["inventory"]["gpus"][0]["name"], "NVIDIA H100");
     assert!(json["inventory"]["ram_gb"].as_f64().unwrap() > 0.0);
     assert!(inventory_report(&HostOptions { fake_gpus: Some("x".into()), ..Default::default() }, false).is_err());
+}
+
+#[test]
+fn samples_sent_are_never_negative_or_not_numbers() {
+    let raw = HardwareSample {
+        cpu_load: 100.4,
+        ram_free_gb: -0.5,
+        storage_free_gb: f64::NAN,
+        gpus: vec![GpuSample { index: 0, load: -1.0, vram_free_gb: f64::INFINITY }],
+    };
+    let clean = sanitize_sample(raw);
+    assert_eq!((clean.cpu_load, clean.ram_free_gb, clean.storage_free_gb), (100.0, 0.0, 0.0));
+    assert_eq!((clean.gpus[0].load, clean.gpus[0].vram_free_gb), (0.0, 0.0));
+    let fine = HardwareSample { cpu_load: 12.5, ram_free_gb: 3.0, storage_free_gb: 40.0, gpus: vec![] };
+    assert_eq!(sanitize_sample(fine.clone()), fine);
 }

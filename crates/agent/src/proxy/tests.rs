@@ -220,3 +220,46 @@ fn allow_list_parsing_and_matching() {
     assert_eq!(err, "allowed_ips[1]: not an IP address or CIDR: \"nope\"");
     assert!(AllowList::parse(&["10.0.0.0/33".to_owned()]).unwrap_err().starts_with("allowed_ips[0]:"));
 }
+
+#[tokio::test]
+async fn idle_connections_past_the_limit_do_not_lock_out_a_talking_client() {
+    let echo = echo_server(LOCAL).await.unwrap();
+    let limits = ProxyLimits { idle_timeout: Duration::from_secs(600), max_connections: 8 };
+    let listener = TcpListener::bind(SocketAddr::new(LOCAL, 0)).await.unwrap();
+    let proxy = PortProxy::serve_with(listener, echo.addr, AllowList::any(), limits).unwrap();
+    // A peer opens five times the limit and never sends a byte.
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(connect_from(LOCAL, proxy.local_addr()).await);
+    }
+    // A normal client still gets answers, and keeps them while more idle sockets arrive.
+    let mut client = connect_from(LOCAL, proxy.local_addr()).await;
+    round_trip(&mut client, b"still served").await;
+    for _ in 0..20 {
+        idle.push(connect_from(LOCAL, proxy.local_addr()).await);
+        round_trip(&mut client, b"still talking").await;
+    }
+    // The oldest idle sockets were closed to make room: the proxy never carried more than its limit.
+    for stream in idle.iter_mut().take(30) {
+        assert_closed(stream).await;
+    }
+}
+
+#[tokio::test]
+async fn a_connection_idle_past_the_timeout_is_closed_and_a_busy_one_is_not() {
+    let echo = echo_server(LOCAL).await.unwrap();
+    let limits = ProxyLimits { idle_timeout: Duration::from_millis(400), max_connections: 16 };
+    let listener = TcpListener::bind(SocketAddr::new(LOCAL, 0)).await.unwrap();
+    let proxy = PortProxy::serve_with(listener, echo.addr, AllowList::any(), limits).unwrap();
+    let mut quiet = connect_from(LOCAL, proxy.local_addr()).await;
+    let mut busy = connect_from(LOCAL, proxy.local_addr()).await;
+    round_trip(&mut quiet, b"one exchange, then silence").await;
+    // The busy client talks every 100 ms for over twice the timeout.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1000) {
+        round_trip(&mut busy, b"tick").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_closed(&mut quiet).await;
+    round_trip(&mut busy, b"still open").await;
+}

@@ -16,6 +16,7 @@ use serde::de::IgnoredAny;
 
 use super::{envelope, list_params, path_id};
 use crate::app;
+use crate::app::error::AppError;
 use crate::error::ApiError;
 use crate::signed::Signed;
 use crate::state::AppState;
@@ -204,10 +205,11 @@ pub(super) async fn settle_credit_purchase(
     req: Signed<SettleCreditPurchaseRequest>,
 ) -> Result<Json<CreditPurchase>, ApiError> {
     if req.caller.require("compute", "create")?.is_some() {
-        return Err(ApiError::Forbidden {
+        return Err(AppError::Forbidden {
             code: "missing_permission",
             message: "settling a purchase by hand needs compute.create.all (operators)".into(),
-        });
+        }
+        .into());
     }
     let id = path_id("uuid", &uuid)?;
     Ok(Json(app::payments::settle_manually(&state, id, req.body.outcome.as_deref()).await?))

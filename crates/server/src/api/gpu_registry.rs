@@ -13,6 +13,7 @@ use serde::de::IgnoredAny;
 
 use super::{envelope, list_params, path_id};
 use crate::app;
+use crate::app::error::AppError;
 use crate::error::ApiError;
 use crate::signed::Signed;
 use crate::state::AppState;
@@ -83,12 +84,13 @@ pub(super) async fn create_gpu_model(
     // The registry is shared by every account: only operators (`.all`) change it, and
     // a key holding just `.own` is told so rather than pointed at the consumer preset.
     if scope_for(&req.caller.key.record.permissions, "gpu_registry", "create") != Some(Scope::All) {
-        return Err(ApiError::Forbidden {
+        return Err(AppError::Forbidden {
             code: "missing_permission",
             message: "only admins add GPU models: this needs gpu_registry.create.all (the admin preset); \
                       gpu_registry.create.own is not enough"
                 .into(),
-        });
+        }
+        .into());
     }
     let spec = validate_create_gpu_model(req.body)?;
     let model = app::gpu_registry::create(&state, spec).await?;

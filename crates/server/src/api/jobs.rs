@@ -45,9 +45,9 @@ pub(super) async fn create_job(
         ("filter[cpu_count]" = Option<String>, Query, description = "value or range min,max"),
         ("filter[gpu_count]" = Option<String>, Query, description = "value or range min,max"),
         ("filter[created_at]" = Option<String>, Query, description = "range of RFC 3339 dates from,to"),
-        ("filter[min_ram_gb]" = Option<String>, Query, description = "value or range min,max"),
-        ("filter[min_storage_gb]" = Option<String>, Query, description = "value or range min,max"),
-        ("filter[min_vram_gb]" = Option<String>, Query, description = "value or range min,max"),
+        ("filter[min_ram_gb]" = Option<String>, Query, description = "N: at least N (the job asks for N or more); or a range min,max"),
+        ("filter[min_storage_gb]" = Option<String>, Query, description = "N: at least N (the job asks for N or more); or a range min,max"),
+        ("filter[min_vram_gb]" = Option<String>, Query, description = "N: at least N (the job asks for N or more); or a range min,max"),
         ("filter[source_recipe_uuid]" = Option<String>, Query, description = "comma list (alias filter[recipe_uuid])"),
     ),
     responses(

@@ -21,9 +21,10 @@ use serde::de::IgnoredAny;
 
 use super::{envelope, list_params, path_id};
 use crate::app;
+use crate::app::caller::Caller;
 use crate::app::recipes::RecipeCaller;
 use crate::error::ApiError;
-use crate::signed::{Caller, Signed};
+use crate::signed::Signed;
 use crate::state::AppState;
 
 /// How `caller`'s key reaches recipes (`admin_action`: which action's `.all` scope

@@ -8,6 +8,7 @@ use gantry_types::account::User;
 use gantry_types::{ErrorBody, Timestamp};
 use serde::de::IgnoredAny;
 
+use crate::app::error::AppError;
 use crate::error::ApiError;
 use crate::signed::Signed;
 use crate::state::AppState;
@@ -21,7 +22,7 @@ use crate::state::AppState;
 pub(super) async fn me(State(state): State<Arc<AppState>>, req: Signed<IgnoredAny>) -> Result<Json<User>, ApiError> {
     let id = req.caller.account();
     let account = state.store.account_fetch(id).await?.ok_or_else(|| {
-        ApiError::Internal(format!("key {} belongs to missing account {id}", req.caller.key.record.uuid))
+        AppError::internal(format!("key {} belongs to missing account {id}", req.caller.key.record.uuid))
     })?;
     Ok(Json(User {
         object: "user".into(),

@@ -11,8 +11,8 @@ use gantry_types::list::{ApiKeyFilter, Paging};
 use gantry_types::permissions::{Preset, check_permission, may_grant};
 use gantry_types::{AccountId, ApiKeyId, FieldError, Timestamp};
 
-use crate::error::ApiError;
-use crate::signed::Caller;
+use crate::app::caller::Caller;
+use crate::app::error::AppError;
 use crate::state::{AppState, now_ms};
 
 /// A validated key request.
@@ -78,10 +78,10 @@ pub fn validate(req: CreateApiKeyRequest, now_ms: i64) -> Result<KeySpec, Vec<Fi
 }
 
 /// Creates a key in the caller's account.
-pub async fn create(state: &AppState, caller: &Caller, spec: KeySpec) -> Result<ApiKey, ApiError> {
+pub async fn create(state: &AppState, caller: &Caller, spec: KeySpec) -> Result<ApiKey, AppError> {
     let held = &caller.key.record.permissions;
     if let Some(p) = spec.permissions.iter().find(|p| !may_grant(held, p)) {
-        return Err(ApiError::Forbidden {
+        return Err(AppError::Forbidden {
             code: "permission_escalation",
             message: format!("cannot grant {p}: a key may only grant permissions it holds itself"),
         });
@@ -96,7 +96,7 @@ pub async fn create_in(
     secrets: &SecretBox,
     account: AccountId,
     spec: KeySpec,
-) -> Result<ApiKey, ApiError> {
+) -> Result<ApiKey, AppError> {
     let (public_key, secret_key) = generate_key_pair();
     let now = now_ms();
     let record = ApiKeyRecord {
@@ -121,7 +121,7 @@ pub async fn create_in(
 }
 
 /// Creates an account (the admin CLI's first step on a fresh deployment).
-pub async fn create_account(store: &dyn Store, name: &str, email: Option<String>) -> Result<AccountRecord, ApiError> {
+pub async fn create_account(store: &dyn Store, name: &str, email: Option<String>) -> Result<AccountRecord, AppError> {
     let account = AccountRecord { uuid: AccountId::new(), name: name.to_string(), email, created_at_ms: now_ms() };
     store.account_create(&account).await?;
     Ok(account)
@@ -133,7 +133,7 @@ pub async fn list(
     scope: Option<AccountId>,
     mut filter: ApiKeyFilter,
     paging: Paging,
-) -> Result<Page<ApiKey>, ApiError> {
+) -> Result<Page<ApiKey>, AppError> {
     if scope.is_some() && filter.account_uuid.is_some_and(|a| Some(a) != scope) {
         // Another account's keys: for an .own caller that is simply an empty list.
         return Ok(Page { items: vec![], total: 0 });
@@ -144,10 +144,10 @@ pub async fn list(
 }
 
 /// Revokes a key (idempotent) and evicts it from the cache at once.
-pub async fn revoke(state: &AppState, scope: Option<AccountId>, id: ApiKeyId) -> Result<ApiKey, ApiError> {
+pub async fn revoke(state: &AppState, scope: Option<AccountId>, id: ApiKeyId) -> Result<ApiKey, AppError> {
     let record =
-        state.store.api_key_revoke(scope, id, now_ms()).await?.ok_or_else(|| ApiError::not_found("api key", id))?;
-    state.keys.evict(&record.public_key);
+        state.store.api_key_revoke(scope, id, now_ms()).await?.ok_or_else(|| AppError::not_found("api key", id))?;
+    state.auth.keys.evict(&record.public_key);
     Ok(view(record))
 }
 

@@ -21,14 +21,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use gantry_store::{Page, Store, StoreError, StoreResult};
+use gantry_store::{Page, Store, StoreResult};
 use gantry_types::gpu::catalogue::seeded_models;
 use gantry_types::gpu::{GpuModel, GpuModelFilter, GpuModelSpec, RegistryClash, find_clashes, normalize_gpu_name};
 use gantry_types::job::JobSpec;
 use gantry_types::list::Paging;
 use gantry_types::{FieldError, GpuModelId};
 
-use crate::error::{ApiError, chain};
+use crate::app::error::{AppError, chain};
 use crate::state::{AppState, now_ms};
 
 /// How often each server reloads the registry (to see other servers' additions).
@@ -158,34 +158,32 @@ pub async fn online_models(state: &AppState) -> StoreResult<HashSet<GpuModelId>>
 /// Writes the seeded catalogue's missing entries and loads the registry into memory.
 pub async fn seed(state: &AppState) -> StoreResult<()> {
     let inserted = state.store.gpu_model_upsert_seed(&seeded_models()).await?;
-    state.gpus.refresh(state.store.as_ref()).await?;
-    tracing::info!(inserted, models = state.gpus.snapshot().models().len(), "GPU registry loaded");
+    state.caches.gpus.refresh(state.store.as_ref()).await?;
+    tracing::info!(inserted, models = state.caches.gpus.snapshot().models().len(), "GPU registry loaded");
     Ok(())
 }
 
-/// Starts the periodic refresh (every [`REFRESH_EVERY`]).
-pub fn spawn_refresher(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(REFRESH_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await; // the first tick is immediate; `seed` just loaded it
-        loop {
-            tick.tick().await;
-            if let Err(e) = state.gpus.refresh(state.store.as_ref()).await {
-                tracing::warn!(error = %chain(&e), "could not refresh the GPU registry; keeping the last one");
-            }
+/// Refreshes every [`REFRESH_EVERY`] until aborted (spawned by `background::spawn`).
+pub async fn run_refresher(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(REFRESH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate; `seed` just loaded it
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.caches.gpus.refresh(state.store.as_ref()).await {
+            tracing::warn!(error = %chain(&e), "could not refresh the GPU registry; keeping the last one");
         }
-    })
+    }
 }
 
 /// Looks `found` up in memory; on a miss, refreshes once (see the module docs) and
 /// looks again.
 async fn lookup<T>(state: &AppState, found: impl Fn(&GpuCatalogue) -> Option<T>) -> StoreResult<Option<T>> {
-    if let Some(v) = found(&state.gpus) {
+    if let Some(v) = found(&state.caches.gpus) {
         return Ok(Some(v));
     }
-    if state.gpus.refresh_after_miss(state.store.as_ref(), Instant::now()).await? {
-        return Ok(found(&state.gpus));
+    if state.caches.gpus.refresh_after_miss(state.store.as_ref(), Instant::now()).await? {
+        return Ok(found(&state.caches.gpus));
     }
     Ok(None)
 }
@@ -223,14 +221,14 @@ pub async fn job_gpu_errors(
 /// Refuses a job whose GPU requirement names no registered model (400), so it
 /// cannot wait forever for a GPU that does not exist. The job itself is stored as
 /// the client sent it; the scheduler resolves the name through the registry.
-pub async fn check_job(state: &AppState, spec: &JobSpec) -> Result<(), ApiError> {
+pub async fn check_job(state: &AppState, spec: &JobSpec) -> Result<(), AppError> {
     let errors = job_gpu_errors(state, spec.gpu_name.as_deref(), spec.gpu_registry_uuid.as_deref()).await?;
-    if errors.is_empty() { Ok(()) } else { Err(ApiError::Validation(errors)) }
+    if errors.is_empty() { Ok(()) } else { Err(AppError::Validation(errors)) }
 }
 
 /// One page of the registry, filtered, in `paging`'s order.
-pub async fn list(state: &AppState, filter: &GpuModelFilter, paging: Paging) -> Result<Page<GpuModel>, ApiError> {
-    let snapshot = state.gpus.snapshot();
+pub async fn list(state: &AppState, filter: &GpuModelFilter, paging: Paging) -> Result<Page<GpuModel>, AppError> {
+    let snapshot = state.caches.gpus.snapshot();
     let available = if filter.only_available { Some(online_models(state).await?) } else { None };
     let matching: Vec<&GpuModel> = snapshot
         .models()
@@ -249,26 +247,26 @@ pub async fn list(state: &AppState, filter: &GpuModelFilter, paging: Paging) -> 
 }
 
 /// One model; 404 when no model has this uuid.
-pub async fn fetch(state: &AppState, id: GpuModelId) -> Result<GpuModel, ApiError> {
-    lookup(state, |c| c.snapshot().by_id(id).cloned()).await?.ok_or_else(|| ApiError::not_found("GPU model", id))
+pub async fn fetch(state: &AppState, id: GpuModelId) -> Result<GpuModel, AppError> {
+    lookup(state, |c| c.snapshot().by_id(id).cloned()).await?.ok_or_else(|| AppError::not_found("GPU model", id))
 }
 
 /// Adds an operator's model: 409 when its name already names a model, 400 naming
 /// each alias that does. Refreshes this server's registry at once.
-pub async fn create(state: &AppState, spec: GpuModelSpec) -> Result<GpuModel, ApiError> {
+pub async fn create(state: &AppState, spec: GpuModelSpec) -> Result<GpuModel, AppError> {
     // Check against the database's registry, not a possibly older snapshot.
-    state.gpus.refresh(state.store.as_ref()).await?;
-    match find_clashes(state.gpus.snapshot().models(), &spec) {
+    state.caches.gpus.refresh(state.store.as_ref()).await?;
+    match find_clashes(state.caches.gpus.snapshot().models(), &spec) {
         Some(RegistryClash::Name { existing, existing_name }) => {
-            return Err(ApiError::Store(StoreError::Conflict {
+            return Err(AppError::Conflict {
                 what: format!("GPU model named {:?} (as {existing_name:?}, uuid {existing})", spec.name),
-            }));
+            });
         }
-        Some(RegistryClash::Aliases(errors)) => return Err(ApiError::Validation(errors)),
+        Some(RegistryClash::Aliases(errors)) => return Err(AppError::Validation(errors)),
         None => {}
     }
     let model = spec.into_model(GpuModelId::new(), now_ms());
     state.store.gpu_model_create(&model).await?;
-    state.gpus.refresh(state.store.as_ref()).await?;
+    state.caches.gpus.refresh(state.store.as_ref()).await?;
     Ok(model)
 }

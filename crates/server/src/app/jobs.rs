@@ -4,13 +4,14 @@
 //! every response: a stored job holds ciphertext, a returned job holds
 //! [`REDACTED`] where a secret is set (so clients can tell that one is).
 
-use gantry_store::{JobTransition, Page};
+use gantry_store::{JobTransition, Page, RunFilter};
 use gantry_types::job::{CreateJobRequest, Job, JobSpec, JobStatus};
+use gantry_types::job_run::JobRunStatus;
 use gantry_types::list::{JobFilter, Paging};
 use gantry_types::validate::validate_create_job;
 use gantry_types::{AccountId, JobId, RecipeId};
 
-use crate::error::ApiError;
+use crate::app::error::AppError;
 use crate::state::{AppState, now_ms};
 
 /// What a secret reads as in responses.
@@ -28,14 +29,14 @@ pub async fn submit(
     account: AccountId,
     req: CreateJobRequest,
     source_recipe: Option<RecipeId>,
-) -> Result<Job, ApiError> {
+) -> Result<Job, AppError> {
     let spec = check(state, req).await?;
     create(state, account, spec, source_recipe).await
 }
 
 /// Checks a create-job body as `POST /v1/jobs` does; recipes' payloads are checked
 /// with it too.
-pub async fn check(state: &AppState, req: CreateJobRequest) -> Result<JobSpec, ApiError> {
+pub async fn check(state: &AppState, req: CreateJobRequest) -> Result<JobSpec, AppError> {
     let gpu = (req.gpu_name.clone(), req.gpu_registry_uuid.clone());
     match validate_create_job(req) {
         Ok(spec) => Ok(spec),
@@ -55,23 +56,26 @@ pub async fn create(
     account: AccountId,
     spec: JobSpec,
     source_recipe: Option<RecipeId>,
-) -> Result<Job, ApiError> {
+) -> Result<Job, AppError> {
     // An unknown GPU is a 400 now, not a job PENDING forever (the registry is in memory).
     crate::app::gpu_registry::check_job(state, &spec).await?;
     // An inactive consumer, or one who cannot pay an hour (billing enforced), stops here.
     crate::app::ledger::admit(state, account, &spec).await?;
     let mut job = spec.into_job(JobId::new(), account, now_ms());
     job.source_recipe_uuid = source_recipe.map(|r| r.to_string());
-    job.parameters.parameters.map_secrets(|s| Ok::<_, ApiError>(state.secrets.encrypt(s)))?;
+    job.parameters.parameters.map_secrets(|s| Ok::<_, AppError>(state.secrets.encrypt(s)))?;
     state.store.job_create(&job).await?;
     state.signals.wake_scheduler();
     Ok(with_reason(state, redact(job)))
 }
 
 /// Fetches a job in scope; another account's job is "not found".
-pub async fn fetch(state: &AppState, scope: Option<AccountId>, id: JobId) -> Result<Job, ApiError> {
-    let job = state.store.job_fetch(scope, id).await?.ok_or_else(|| ApiError::not_found("job", id))?;
-    Ok(with_reason(state, redact(job)))
+pub async fn fetch(state: &AppState, scope: Option<AccountId>, id: JobId) -> Result<Job, AppError> {
+    let job = state.store.job_fetch(scope, id).await?.ok_or_else(|| AppError::not_found("job", id))?;
+    let mut jobs = [with_reason(state, redact(job))];
+    mirror_access_tokens(state, &mut jobs).await?;
+    let [job] = jobs;
+    Ok(job)
 }
 
 /// Lists jobs in scope.
@@ -80,10 +84,41 @@ pub async fn list(
     scope: Option<AccountId>,
     filter: &JobFilter,
     paging: Paging,
-) -> Result<Page<Job>, ApiError> {
+) -> Result<Page<Job>, AppError> {
     let mut page = state.store.job_list(scope, filter, paging).await?;
     page.items = page.items.into_iter().map(|j| with_reason(state, redact(j))).collect();
+    mirror_access_tokens(state, &mut page.items).await?;
     Ok(page)
+}
+
+/// Upstream's job object carries `container_access_tokens` next to the run's (API.md
+/// §6.6); clients that read the job rather than its runs expect the current run's
+/// token there. The job mirrors the tokens of its live runs (ASSIGNED, PREPARING,
+/// RUNNING: one per gang member, by rank), so it is `[]` while PENDING and once the
+/// job has ended, as before. Derived at read time (one query per page), never stored.
+async fn mirror_access_tokens(state: &AppState, jobs: &mut [Job]) -> Result<(), AppError> {
+    let live = |j: &Job| matches!(j.status, JobStatus::Assigned | JobStatus::Running | JobStatus::Cancelling);
+    let job_uuids: Vec<JobId> = jobs.iter().filter(|j| live(j)).map(|j| j.uuid).collect();
+    if job_uuids.is_empty() {
+        return Ok(());
+    }
+    let filter = RunFilter {
+        job_uuids,
+        statuses: vec![JobRunStatus::Assigned, JobRunStatus::Preparing, JobRunStatus::Running],
+        node_uuids: vec![],
+    };
+    // Live runs are at most a gang per job: a page of 50 jobs fits well within this.
+    let paging = Paging { page: 1, limit: 10_000, newest_first: false };
+    let mut runs = state.store.run_list(None, &filter, paging).await?.items;
+    runs.sort_by_key(|r| (r.run.attempt, r.run.rank));
+    for job in jobs.iter_mut().filter(|j| live(j)) {
+        job.container_access_tokens = runs
+            .iter()
+            .filter(|r| r.run.job_uuid == job.uuid)
+            .flat_map(|r| r.run.container_access_tokens.iter().cloned())
+            .collect();
+    }
+    Ok(())
 }
 
 /// Cancels a job. Idempotent: PENDING ends CANCELLED at once; ASSIGNED/RUNNING
@@ -94,12 +129,12 @@ pub async fn cancel(
     scope: Option<AccountId>,
     id: JobId,
     reason: Option<String>,
-) -> Result<Job, ApiError> {
+) -> Result<Job, AppError> {
     let reason = reason.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| DEFAULT_CANCEL_REASON.into());
     // Compare-and-set loop: the job may change status between the read and the
     // write (e.g. get assigned); retry with what it became.
     loop {
-        let job = state.store.job_fetch(scope, id).await?.ok_or_else(|| ApiError::not_found("job", id))?;
+        let job = state.store.job_fetch(scope, id).await?.ok_or_else(|| AppError::not_found("job", id))?;
         let to = match job.status {
             JobStatus::Pending => JobStatus::Cancelled,
             JobStatus::Assigned | JobStatus::Running => JobStatus::Cancelling,
@@ -113,7 +148,10 @@ pub async fn cancel(
                     state.signals.bump(run.run.node_uuid);
                 }
             }
-            return Ok(redact(after));
+            let mut jobs = [redact(after)];
+            mirror_access_tokens(state, &mut jobs).await?;
+            let [job] = jobs;
+            return Ok(job);
         }
     }
 }
@@ -122,7 +160,7 @@ pub async fn cancel(
 /// at its last pass (derived, so it is never stale for long and never written).
 fn with_reason(state: &AppState, mut job: Job) -> Job {
     if job.status == JobStatus::Pending && job.status_reason.is_none() {
-        job.status_reason = state.pending_reasons.read().expect("reasons poisoned").get(&job.uuid).cloned();
+        job.status_reason = state.scheduling.pending_reasons.read().expect("reasons poisoned").get(&job.uuid).cloned();
     }
     job
 }

@@ -16,7 +16,7 @@ use gantry_types::list::Paging;
 use gantry_types::money::{CURRENCY, charge_for, micros_to_usd, share_of, usd_to_micros};
 use gantry_types::{AccountId, NodeId};
 
-use crate::error::ApiError;
+use crate::app::error::AppError;
 use crate::state::{AppState, now_ms};
 
 /// The rate a run was placed at, micro-USD per hour (0 when none was quoted).
@@ -25,17 +25,17 @@ pub fn run_rate(run: &RunRecord) -> i64 {
 }
 
 /// Posts the charge of an ended run (idempotent). Returns whether this call posted it.
-pub async fn charge_run(state: &AppState, run: &RunRecord) -> Result<bool, ApiError> {
+pub async fn charge_run(state: &AppState, run: &RunRecord) -> Result<bool, AppError> {
     // A run placed before billing existed has no quoted rate: nothing to charge.
     let (Some(started), Some(ended), Some(_)) = (run.run.started_at_ms, run.run.ended_at_ms, run.run.hourly_rate_usd)
     else {
         return Ok(false);
     };
     let Some(node) = state.store.node_fetch(None, run.run.node_uuid).await? else {
-        return Err(ApiError::Internal(format!("run {} is on unknown node {}", run.run.uuid, run.run.node_uuid)));
+        return Err(AppError::internal(format!("run {} is on unknown node {}", run.run.uuid, run.run.node_uuid)));
     };
     let charge = charge_for(run_rate(run), ended - started);
-    let earned = share_of(charge, state.billing.operator_share_ppm);
+    let earned = share_of(charge, state.billing.config.operator_share_ppm);
     let posting = LedgerPosting::new(
         LedgerKind::RunCharge,
         &[(run.run.account_uuid, -charge), (node.account_uuid, earned)],
@@ -56,7 +56,7 @@ pub async fn charge_ended(state: &AppState, run: &RunRecord) {
     if run.run.status.is_terminal()
         && let Err(e) = charge_run(state, run).await
     {
-        tracing::warn!(run = %run.run.uuid, error = ?e, "charging an ended run failed; the billing sweep retries");
+        tracing::warn!(run = %run.run.uuid, error = %crate::app::error::chain(&e), "charging an ended run failed; the billing sweep retries");
     }
 }
 
@@ -70,7 +70,7 @@ pub fn accrued(active: &[RunRecord], account: AccountId, now: i64) -> i64 {
 }
 
 /// An account's balance (available = posted minus accrued usage).
-pub async fn balance(state: &AppState, account: AccountId) -> Result<Balance, ApiError> {
+pub async fn balance(state: &AppState, account: AccountId) -> Result<Balance, AppError> {
     let posted = state.store.ledger_balance(account).await?;
     let active = state.store.run_list_active().await?;
     let used = accrued(&active, account, now_ms());
@@ -94,12 +94,12 @@ pub async fn credit(
     micros: i64,
     memo: Option<String>,
     idempotency_key: Option<String>,
-) -> Result<bool, ApiError> {
+) -> Result<bool, AppError> {
     if micros <= 0 {
-        return Err(ApiError::field("amount", "must be greater than 0"));
+        return Err(AppError::field("amount", "must be greater than 0"));
     }
     if store.account_fetch(account).await?.is_none() {
-        return Err(ApiError::not_found("account", account));
+        return Err(AppError::not_found("account", account));
     }
     let mut posting = LedgerPosting::new(LedgerKind::Credit, &[(account, micros)], now_ms()).with_memo(memo);
     if let Some(key) = idempotency_key {
@@ -113,12 +113,12 @@ pub async fn list(
     state: &AppState,
     scope: Option<AccountId>,
     paging: Paging,
-) -> Result<Page<LedgerTransaction>, ApiError> {
+) -> Result<Page<LedgerTransaction>, AppError> {
     Ok(state.store.ledger_list(scope, paging).await?)
 }
 
 /// What a node earned its owner.
-pub async fn node_earnings(state: &AppState, node: NodeId, owner: AccountId) -> Result<NodeEarnings, ApiError> {
+pub async fn node_earnings(state: &AppState, node: NodeId, owner: AccountId) -> Result<NodeEarnings, AppError> {
     let (micros, runs) = state.store.ledger_node_earnings(node, owner).await?;
     Ok(NodeEarnings {
         total_usd: micros_to_usd(micros),
@@ -131,21 +131,21 @@ pub async fn node_earnings(state: &AppState, node: NodeId, owner: AccountId) -> 
 /// At submission: refuse (403) an inactive consumer and, when billing is enforced
 /// for them, refuse (402) a job whose cheapest matching offer's hour the available
 /// balance cannot pay.
-pub async fn admit(state: &AppState, account: AccountId, spec: &gantry_types::job::JobSpec) -> Result<(), ApiError> {
+pub async fn admit(state: &AppState, account: AccountId, spec: &gantry_types::job::JobSpec) -> Result<(), AppError> {
     let profile = crate::app::profiles::cached(state, account).await?;
     if !profile.is_active {
-        return Err(ApiError::Forbidden {
+        return Err(AppError::Forbidden {
             code: "consumer_profile_inactive",
             message: format!("consumer profile {} is inactive; an operator can reactivate it", profile.uuid),
         });
     }
-    if !state.billing.enforce || !profile.is_compute_billing_enabled {
+    if !state.billing.config.enforce || !profile.is_compute_billing_enabled {
         return Ok(());
     }
     let quote = crate::app::offers::cheapest_quote(state, spec, &profile.allowed_region_codes).await?;
     let available = balance(state, account).await?.available_balance_micros;
     if available < quote {
-        return Err(ApiError::PaymentRequired {
+        return Err(AppError::PaymentRequired {
             message: format!(
                 "insufficient balance: {} USD available, but one hour of the cheapest matching offer costs {} USD; \
                  add credit (POST /v1/compute/ledger/credit-purchases) and submit again",

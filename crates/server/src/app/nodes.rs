@@ -17,8 +17,8 @@ use gantry_types::node::{Node, NodeDrive, NodeGpu, NodeRam, NodeStatus, Register
 use gantry_types::protocol::{DesiredAction, DesiredRun, DesiredState, Registration, RunSpec, SyncRequest};
 use gantry_types::{AccountId, FieldError, NodeId, Timestamp};
 
+use crate::app::error::AppError;
 use crate::app::runs::{self, ACTIVE};
-use crate::error::ApiError;
 use crate::state::{AppState, now_ms};
 
 /// How often an idle agent syncs (its heartbeat), ms; the loss detector allows
@@ -32,7 +32,7 @@ pub async fn register(
     state: &AppState,
     account: AccountId,
     req: RegisterNodeRequest,
-) -> Result<Registration, ApiError> {
+) -> Result<Registration, AppError> {
     let mut errors = Vec::new();
     let inventory = req.inventory.unwrap_or_default();
     if let Some(code) = &req.region_code
@@ -53,12 +53,12 @@ pub async fn register(
         errors.push(FieldError::new("inventory", "ram_gb and storage_gb must be >= 0"));
     }
     if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
+        return Err(AppError::Validation(errors));
     }
     let now = now_ms();
     let existing = match req.node_uuid {
         Some(id) => {
-            Some(state.store.node_fetch(Some(account), id).await?.ok_or_else(|| ApiError::not_found("node", id))?)
+            Some(state.store.node_fetch(Some(account), id).await?.ok_or_else(|| AppError::not_found("node", id))?)
         }
         None => None,
     };
@@ -69,7 +69,7 @@ pub async fn register(
         Some(n) => n.lease_epoch + 1,
         None => 1,
     };
-    let gpu_models = inventory.gpus.iter().map(|g| state.gpus.resolve(&g.name)).collect();
+    let gpu_models = inventory.gpus.iter().map(|g| state.caches.gpus.resolve(&g.name)).collect();
     let record = NodeRecord {
         uuid: req.node_uuid.unwrap_or_else(NodeId::new),
         account_uuid: account,
@@ -96,7 +96,7 @@ pub async fn register(
 
 /// The active runs on `nodes` (what a node view needs), read with one filtered query
 /// rather than every active run of the cluster.
-pub async fn active_runs_on(state: &AppState, nodes: Vec<NodeId>) -> Result<Vec<RunRecord>, ApiError> {
+pub async fn active_runs_on(state: &AppState, nodes: Vec<NodeId>) -> Result<Vec<RunRecord>, AppError> {
     if nodes.is_empty() {
         return Ok(vec![]);
     }
@@ -108,16 +108,15 @@ pub async fn active_runs_on(state: &AppState, nodes: Vec<NodeId>) -> Result<Vec<
 /// The node object; `active` are the active runs (to mark GPUs in use and free capacity).
 pub fn view(n: NodeRecord, active: &[RunRecord]) -> Node {
     let mine: Vec<&RunRecord> = active.iter().filter(|r| r.run.node_uuid == n.uuid).collect();
-    let used_ram: f64 = mine.iter().map(|r| r.ram_gb).sum();
-    let used_storage: f64 = mine.iter().map(|r| r.storage_gb).sum();
+    let free = crate::app::capacity::free(&n, &mine);
     let sample = n.latest_sample.clone();
     let gpus = n
         .inventory
         .gpus
         .iter()
         .zip(n.gpu_models.iter().chain(std::iter::repeat(&None)))
-        .map(|(g, model)| {
-            let in_use = mine.iter().any(|r| r.run.gpu_indices.contains(&g.index));
+        .zip(&free.gpu_in_use)
+        .map(|((g, model), &in_use)| {
             let sampled =
                 sample.as_ref().and_then(|s| s.gpus.iter().find(|x| x.index == g.index)).map(|x| x.vram_free_gb);
             NodeGpu {
@@ -144,13 +143,10 @@ pub fn view(n: NodeRecord, active: &[RunRecord]) -> Node {
         hostname: n.hostname,
         cpus: n.inventory.cpus.clone(),
         gpus,
-        rams: vec![NodeRam {
-            memory_gb_available: (n.inventory.ram_gb - used_ram).max(0.0),
-            memory_gb_max: n.inventory.ram_gb,
-        }],
+        rams: vec![NodeRam { memory_gb_available: free.ram_gb.max(0.0), memory_gb_max: n.inventory.ram_gb }],
         hard_drives: vec![NodeDrive {
             name: "jobs".into(),
-            available_capacity_gb: (n.inventory.storage_gb - used_storage).max(0.0),
+            available_capacity_gb: free.storage_gb.max(0.0),
             max_capacity_gb: n.inventory.storage_gb,
         }],
         ram_total: n.inventory.ram_gb,
@@ -172,12 +168,12 @@ pub async fn set_draining(
     scope: Option<AccountId>,
     id: NodeId,
     draining: bool,
-) -> Result<Node, ApiError> {
+) -> Result<Node, AppError> {
     let node = state
         .store
         .node_set_draining(scope, id, draining, now_ms())
         .await?
-        .ok_or_else(|| ApiError::not_found("node", id))?;
+        .ok_or_else(|| AppError::not_found("node", id))?;
     state.signals.wake_scheduler();
     let active = active_runs_on(state, vec![node.uuid]).await?;
     Ok(view(node, &active))
@@ -189,8 +185,8 @@ pub async fn sync(
     account: Option<AccountId>,
     id: NodeId,
     req: SyncRequest,
-) -> Result<DesiredState, ApiError> {
-    let node = state.store.node_fetch(account, id).await?.ok_or_else(|| ApiError::not_found("node", id))?;
+) -> Result<DesiredState, AppError> {
+    let node = state.store.node_fetch(account, id).await?.ok_or_else(|| AppError::not_found("node", id))?;
     if node.status == NodeStatus::Online && node.lease_epoch == req.lease_epoch {
         state.signals.contact(id, now_ms());
     }
@@ -222,11 +218,11 @@ pub async fn sync(
     // them bumps it), so a node syncing without news gets the cached list instead of a
     // rebuild that reads each of its runs' jobs.
     let version = state.signals.version(id);
-    let runs = match state.desired_cache.get(id, version) {
+    let runs = match state.caches.desired.get(id, version) {
         Some(runs) => runs,
         None => {
             let runs = desired_runs(state, &node).await?;
-            state.desired_cache.put(id, version, runs.clone());
+            state.caches.desired.put(id, version, runs.clone());
             runs
         }
     };
@@ -242,7 +238,7 @@ pub async fn sync(
 
 /// The runs a node should hold: its active runs, each to RUN, or to STOP when its
 /// job is being cancelled, was ended by the control plane, or a gang sibling failed.
-async fn desired_runs(state: &AppState, node: &NodeRecord) -> Result<Vec<DesiredRun>, ApiError> {
+async fn desired_runs(state: &AppState, node: &NodeRecord) -> Result<Vec<DesiredRun>, AppError> {
     let mine = active_runs_on(state, vec![node.uuid]).await?;
     let mut jobs: HashMap<gantry_types::JobId, Option<Job>> = HashMap::new();
     let mut out = Vec::with_capacity(mine.len());
@@ -287,11 +283,11 @@ fn run_spec(
     run: &RunRecord,
     node: &NodeRecord,
     peer_hosts: &[String],
-) -> Result<RunSpec, ApiError> {
+) -> Result<RunSpec, AppError> {
     let mut params = job.parameters.parameters.clone();
     params
         .map_secrets(|s| state.secrets.decrypt(s))
-        .map_err(|e| ApiError::Internal(format!("cannot decrypt a registry secret of job {}: {e}", job.uuid)))?;
+        .map_err(|e| AppError::internal(format!("cannot decrypt a registry secret of job {}: {e}", job.uuid)))?;
     let gpu_uuids: Vec<String> = run
         .run
         .gpu_indices

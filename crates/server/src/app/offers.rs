@@ -17,10 +17,10 @@ use gantry_types::billing::{
 use gantry_types::money::micros_to_usd;
 use gantry_types::{GpuModelId, Timestamp};
 
+use crate::app::capacity::node_views;
+use crate::app::error::AppError;
 use crate::app::pricing::{Reservation, hourly};
 use crate::app::profiles::effective_regions;
-use crate::background::scheduler::node_views;
-use crate::error::ApiError;
 use crate::state::{AppState, now_ms};
 
 /// An offer's shape: what groups nodes into one offer.
@@ -51,16 +51,17 @@ pub async fn list(
     state: &AppState,
     filter: &OfferFilter,
     profile_regions: &[String],
-) -> Result<Vec<ComputeOffer>, ApiError> {
+) -> Result<Vec<ComputeOffer>, AppError> {
     let wanted_model = match (&filter.gpu_name, filter.gpu_registry_uuid) {
         (Some(name), _) => Some(
             state
+                .caches
                 .gpus
                 .resolve(name)
-                .ok_or_else(|| ApiError::field("filter[gpu_name]", format!("no GPU model is named {name:?}")))?,
+                .ok_or_else(|| AppError::field("filter[gpu_name]", format!("no GPU model is named {name:?}")))?,
         ),
-        (None, Some(id)) if !state.gpus.contains(id) => {
-            return Err(ApiError::field("filter[gpu_registry_uuid]", format!("no GPU model has uuid {id}")));
+        (None, Some(id)) if !state.caches.gpus.contains(id) => {
+            return Err(AppError::field("filter[gpu_registry_uuid]", format!("no GPU model has uuid {id}")));
         }
         (None, id) => id,
     };
@@ -96,7 +97,7 @@ pub async fn list(
         } else {
             for (model, (count, vram)) in by_model {
                 let gpu_name = match model {
-                    Some(m) => state.gpus.name(m),
+                    Some(m) => state.caches.gpus.name(m),
                     None => nodes
                         .iter()
                         .find(|n| n.uuid == view.id)
@@ -184,7 +185,7 @@ pub async fn cheapest_quote(
     state: &AppState,
     spec: &gantry_types::job::JobSpec,
     profile_regions: &[String],
-) -> Result<i64, ApiError> {
+) -> Result<i64, AppError> {
     let r = Reservation {
         gpus: u32::try_from(spec.gpu_count).unwrap_or(0),
         cores: u32::try_from(spec.cpu_count).unwrap_or(0),
@@ -192,7 +193,7 @@ pub async fn cheapest_quote(
     };
     let named = match (&spec.gpu_registry_uuid, &spec.gpu_name) {
         (Some(id), _) => id.parse().ok(),
-        (None, Some(name)) => state.gpus.resolve(name),
+        (None, Some(name)) => state.caches.gpus.resolve(name),
         (None, None) => None,
     };
     let filter = OfferFilter {

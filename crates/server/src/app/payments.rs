@@ -22,7 +22,7 @@ use gantry_types::list::Paging;
 use gantry_types::money::{CURRENCY, micros_to_usd};
 use gantry_types::{AccountId, FieldError, Timestamp};
 
-use crate::error::ApiError;
+use crate::app::error::AppError;
 use crate::state::{AppState, now_ms};
 
 /// A payment session as the provider opened it.
@@ -53,9 +53,9 @@ pub trait PaymentProvider: Send + Sync {
     /// Its name, stored with each purchase.
     fn name(&self) -> &'static str;
     /// Opens a checkout for a new purchase (not yet stored).
-    async fn open_checkout(&self, purchase: &CreditPurchase, success_url: Option<&str>) -> Result<Checkout, ApiError>;
+    async fn open_checkout(&self, purchase: &CreditPurchase, success_url: Option<&str>) -> Result<Checkout, AppError>;
     /// The outcome of a stored purchase's session.
-    async fn outcome(&self, purchase: &CreditPurchaseRecord) -> Result<PaymentOutcome, ApiError>;
+    async fn outcome(&self, purchase: &CreditPurchaseRecord) -> Result<PaymentOutcome, AppError>;
 }
 
 /// Settled by an operator: no payment page; the stored provider state (`open`,
@@ -68,7 +68,7 @@ impl PaymentProvider for ManualProvider {
         "manual"
     }
 
-    async fn open_checkout(&self, purchase: &CreditPurchase, _: Option<&str>) -> Result<Checkout, ApiError> {
+    async fn open_checkout(&self, purchase: &CreditPurchase, _: Option<&str>) -> Result<Checkout, AppError> {
         Ok(Checkout {
             session_id: format!("cs_manual_{}", purchase.uuid.simple()),
             url: None,
@@ -76,7 +76,7 @@ impl PaymentProvider for ManualProvider {
         })
     }
 
-    async fn outcome(&self, purchase: &CreditPurchaseRecord) -> Result<PaymentOutcome, ApiError> {
+    async fn outcome(&self, purchase: &CreditPurchaseRecord) -> Result<PaymentOutcome, AppError> {
         Ok(match purchase.provider_state.as_str() {
             "paid" => PaymentOutcome::Paid,
             "expired" => PaymentOutcome::Expired,
@@ -98,7 +98,7 @@ pub async fn create(
     state: &AppState,
     account: AccountId,
     req: CreateCreditPurchaseRequest,
-) -> Result<CreditPurchaseCreated, ApiError> {
+) -> Result<CreditPurchaseCreated, AppError> {
     let mut errors = Vec::new();
     let amount = parse_amount("amount", req.amount.as_ref()).map_err(|e| errors.push(e)).ok();
     check_url("redirect_url", &req.redirect_url, &mut errors);
@@ -122,11 +122,11 @@ pub async fn create(
         created_at: Timestamp(now),
         updated_at: Timestamp(now),
     };
-    let checkout = state.payments.open_checkout(&purchase, req.redirect_url.as_deref()).await?;
+    let checkout = state.billing.payments.open_checkout(&purchase, req.redirect_url.as_deref()).await?;
     purchase.checkout_session_id = checkout.session_id.clone();
     let record = CreditPurchaseRecord {
         purchase: purchase.clone(),
-        provider: state.payments.name().into(),
+        provider: state.billing.payments.name().into(),
         provider_state: checkout.provider_state.clone(),
         redirect_url: req.redirect_url.clone(),
         cancel_url: req.cancel_url.clone(),
@@ -172,7 +172,7 @@ pub async fn list(
     scope: Option<AccountId>,
     statuses: &[CreditPurchaseStatus],
     paging: Paging,
-) -> Result<Page<CreditPurchase>, ApiError> {
+) -> Result<Page<CreditPurchase>, AppError> {
     let page = state.store.credit_purchase_list(scope, statuses, paging).await?;
     Ok(Page { items: page.items.into_iter().map(|r| r.purchase).collect(), total: page.total })
 }
@@ -182,21 +182,21 @@ pub async fn reconcile(
     state: &AppState,
     scope: Option<AccountId>,
     session_id: &str,
-) -> Result<CreditPurchase, ApiError> {
+) -> Result<CreditPurchase, AppError> {
     let key = PurchaseKey::Session(session_id.to_string());
-    let record = state.store.credit_purchase_fetch(scope, &key).await?.ok_or_else(|| ApiError::NotFound {
+    let record = state.store.credit_purchase_fetch(scope, &key).await?.ok_or_else(|| AppError::NotFound {
         message: format!("no credit purchase with checkout_session_id {session_id:?}"),
     })?;
     settle_with_provider(state, record).await
 }
 
-async fn settle_with_provider(state: &AppState, record: CreditPurchaseRecord) -> Result<CreditPurchase, ApiError> {
+async fn settle_with_provider(state: &AppState, record: CreditPurchaseRecord) -> Result<CreditPurchase, AppError> {
     if record.purchase.status != CreditPurchaseStatus::Pending {
         return Ok(record.purchase);
     }
     let now = now_ms();
     let p = &record.purchase;
-    let settled = match state.payments.outcome(&record).await? {
+    let settled = match state.billing.payments.outcome(&record).await? {
         PaymentOutcome::Unpaid => return Ok(record.purchase),
         PaymentOutcome::Paid => {
             let credit = LedgerPosting::new(LedgerKind::Credit, &[(p.consumer_account_uuid, p.amount_micros)], now)
@@ -226,19 +226,19 @@ pub async fn settle_manually(
     state: &AppState,
     id: uuid::Uuid,
     outcome: Option<&str>,
-) -> Result<CreditPurchase, ApiError> {
+) -> Result<CreditPurchase, AppError> {
     let word = match outcome {
         Some("paid") => "paid",
         Some("expired") => "expired",
-        other => return Err(ApiError::field("outcome", format!("must be \"paid\" or \"expired\", got {other:?}"))),
+        other => return Err(AppError::field("outcome", format!("must be \"paid\" or \"expired\", got {other:?}"))),
     };
     let current = state
         .store
         .credit_purchase_fetch(None, &PurchaseKey::Uuid(id))
         .await?
-        .ok_or_else(|| ApiError::not_found("credit purchase", id))?;
+        .ok_or_else(|| AppError::not_found("credit purchase", id))?;
     if current.provider != "manual" {
-        return Err(ApiError::field(
+        return Err(AppError::field(
             "outcome",
             format!("purchase {id} is paid through {}, not settled by hand", current.provider),
         ));
@@ -250,6 +250,6 @@ pub async fn settle_manually(
         .store
         .credit_purchase_set_provider_state(id, word, now_ms())
         .await?
-        .ok_or_else(|| ApiError::not_found("credit purchase", id))?;
+        .ok_or_else(|| AppError::not_found("credit purchase", id))?;
     settle_with_provider(state, after).await
 }

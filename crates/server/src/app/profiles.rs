@@ -11,7 +11,7 @@ use gantry_types::billing::{ConsumerProfile, ConsumerProfileFilter, UpdateConsum
 use gantry_types::list::Paging;
 use gantry_types::{AccountId, Timestamp};
 
-use crate::error::ApiError;
+use crate::app::error::AppError;
 use crate::state::{AppState, now_ms};
 
 /// Profiles recently read or written, so job submission (the hot path) does not
@@ -42,17 +42,17 @@ impl ProfileCache {
 }
 
 /// The account's profile (from the cache when fresh), created if it has none.
-pub async fn cached(state: &AppState, account: AccountId) -> Result<ConsumerProfile, ApiError> {
-    if let Some(p) = state.profiles.get(account) {
+pub async fn cached(state: &AppState, account: AccountId) -> Result<ConsumerProfile, AppError> {
+    if let Some(p) = state.caches.profiles.get(account) {
         return Ok(p);
     }
     let p = ensure(state, account).await?;
-    state.profiles.put(&p);
+    state.caches.profiles.put(&p);
     Ok(p)
 }
 
 /// The account's profile, created (active, billed) if it has none.
-pub async fn ensure(state: &AppState, account: AccountId) -> Result<ConsumerProfile, ApiError> {
+pub async fn ensure(state: &AppState, account: AccountId) -> Result<ConsumerProfile, AppError> {
     let now = now_ms();
     let fresh = ConsumerProfile {
         object: "consumer_profile".into(),
@@ -76,7 +76,7 @@ pub async fn list(
     caller: AccountId,
     filter: &ConsumerProfileFilter,
     paging: Paging,
-) -> Result<Page<ConsumerProfile>, ApiError> {
+) -> Result<Page<ConsumerProfile>, AppError> {
     ensure(state, caller).await?;
     Ok(state.store.consumer_profile_list(scope, filter, paging).await?)
 }
@@ -88,7 +88,7 @@ pub async fn update(
     operator: bool,
     id: uuid::Uuid,
     patch: UpdateConsumerProfileRequest,
-) -> Result<ConsumerProfile, ApiError> {
+) -> Result<ConsumerProfile, AppError> {
     let mut errors = Vec::new();
     if let Some(codes) = &patch.allowed_region_codes {
         check_region_codes("allowed_region_codes", codes, &mut errors);
@@ -102,7 +102,7 @@ pub async fn update(
             ("is_compute_billing_enabled", patch.is_compute_billing_enabled.is_some()),
         ];
         if let Some((field, _)) = held_back.iter().find(|f| f.1) {
-            return Err(ApiError::Forbidden {
+            return Err(AppError::Forbidden {
                 code: "operator_only_field",
                 message: format!("{field} is set by operators only (consumer_profiles.update.all)"),
             });
@@ -122,8 +122,8 @@ pub async fn update(
         .store
         .consumer_profile_update(scope, id, &patch, now_ms())
         .await?
-        .ok_or_else(|| ApiError::not_found("consumer profile", id))?;
-    state.profiles.put(&after);
+        .ok_or_else(|| AppError::not_found("consumer profile", id))?;
+    state.caches.profiles.put(&after);
     Ok(after)
 }
 

@@ -30,8 +30,8 @@ use gantry_types::recipe::{
 };
 use gantry_types::{AccountId, FieldError, RecipeId, Timestamp};
 
+use crate::app::error::{AppError, chain};
 use crate::app::jobs::REDACTED;
-use crate::error::{ApiError, chain};
 use crate::state::{AppState, now_ms};
 
 /// What a caller may do with recipes, from their key's scopes.
@@ -71,12 +71,12 @@ fn wire(mut r: RecipeRecord, caller: AccountId) -> JobRecipe {
     }
 }
 
-fn not_found(id: RecipeId) -> ApiError {
-    ApiError::not_found("job recipe", id)
+fn not_found(id: RecipeId) -> AppError {
+    AppError::not_found("job recipe", id)
 }
 
-fn official_forbidden() -> ApiError {
-    ApiError::Forbidden {
+fn official_forbidden() -> AppError {
+    AppError::Forbidden {
         code: "missing_permission",
         message: "is_official: only admins mark or unmark recipes as official (job_recipes.create.all / \
                   job_recipes.update.all, the admin preset); leave the field out"
@@ -90,20 +90,20 @@ pub async fn list(
     caller: RecipeCaller,
     filter: &RecipeFilter,
     paging: Paging,
-) -> Result<Page<JobRecipe>, ApiError> {
+) -> Result<Page<JobRecipe>, AppError> {
     let page = state.store.recipe_list(caller.viewer, filter, paging).await?;
     Ok(Page { items: page.items.into_iter().map(|r| wire(r, caller.account())).collect(), total: page.total })
 }
 
 /// One recipe the caller may see; 404 otherwise.
-pub async fn fetch(state: &AppState, caller: RecipeCaller, id: RecipeId) -> Result<JobRecipe, ApiError> {
+pub async fn fetch(state: &AppState, caller: RecipeCaller, id: RecipeId) -> Result<JobRecipe, AppError> {
     let r = state.store.recipe_fetch(caller.viewer, id).await?.ok_or_else(|| not_found(id))?;
     Ok(wire(r, caller.account()))
 }
 
 /// Checks a recipe body: the request's own rules plus the GPU registry's verdict on
 /// the payload, in one 400.
-async fn check(state: &AppState, req: RecipeRequest, creating: bool) -> Result<RecipeChanges, ApiError> {
+async fn check(state: &AppState, req: RecipeRequest, creating: bool) -> Result<RecipeChanges, AppError> {
     let text = |key: &str| req.payload.as_ref().and_then(|p| p.get(key)).and_then(|v| v.as_str()).map(str::to_owned);
     let (gpu_name, gpu_uuid) = (text("gpu_name"), text("gpu_registry_uuid"));
     let gpu_errors = crate::app::gpu_registry::job_gpu_errors(state, gpu_name.as_deref(), gpu_uuid.as_deref()).await?;
@@ -115,15 +115,15 @@ async fn check(state: &AppState, req: RecipeRequest, creating: bool) -> Result<R
         Err(errors) => errors,
     };
     errors.extend(gpu_errors);
-    Err(ApiError::Validation(errors))
+    Err(AppError::Validation(errors))
 }
 
 /// Encrypts a new payload's secrets; `"********"` keeps `old`'s (by volume index).
-fn seal(state: &AppState, new: &mut JobTemplate, old: Option<&JobTemplate>) -> Result<(), ApiError> {
+fn seal(state: &AppState, new: &mut JobTemplate, old: Option<&JobTemplate>) -> Result<(), AppError> {
     const P: &str = "payload.parameters.parameters";
     let keep = |field: String, kept: Option<&String>| {
         kept.cloned().ok_or_else(|| {
-            ApiError::field(field, "\"********\" keeps the stored secret, but none is stored: send the secret itself")
+            AppError::field(field, "\"********\" keeps the stored secret, but none is stored: send the secret itself")
         })
     };
     let old = old.map(|o| &o.parameters.parameters);
@@ -149,19 +149,35 @@ fn seal(state: &AppState, new: &mut JobTemplate, old: Option<&JobTemplate>) -> R
     Ok(())
 }
 
-/// Creates a recipe owned by the caller (201).
-pub async fn create(state: &AppState, caller: RecipeCaller, req: RecipeRequest) -> Result<JobRecipe, ApiError> {
+/// The uuid a create asks for (admins only), or a fresh one.
+fn asked_uuid(req: &RecipeRequest, is_admin: bool) -> Result<RecipeId, AppError> {
+    match req.uuid.as_deref().filter(|u| !u.is_empty()) {
+        None => Ok(RecipeId::new()),
+        Some(_) if !is_admin => Err(AppError::Forbidden {
+            code: "missing_permission",
+            message: "uuid: only admins choose a recipe's uuid (job_recipes.create.all, the admin preset); \
+                      leave the field out"
+                .into(),
+        }),
+        Some(text) => text.parse().map_err(|_| AppError::field("uuid", format!("must be a UUID, got {text:?}"))),
+    }
+}
+
+/// Creates a recipe owned by the caller (201); admins may give its `uuid` (409 when
+/// taken).
+pub async fn create(state: &AppState, caller: RecipeCaller, req: RecipeRequest) -> Result<JobRecipe, AppError> {
     if req.is_official == Some(true) && !caller.is_admin {
         return Err(official_forbidden());
     }
+    let uuid = asked_uuid(&req, caller.is_admin)?;
     let changes = check(state, req, true).await?;
     let now = now_ms();
-    let mut payload = changes.payload.ok_or_else(|| ApiError::field("payload", "is required"))?;
+    let mut payload = changes.payload.ok_or_else(|| AppError::field("payload", "is required"))?;
     seal(state, &mut payload, None)?;
     let record = RecipeRecord {
-        uuid: RecipeId::new(),
+        uuid,
         account_uuid: Some(caller.account()),
-        name: changes.name.ok_or_else(|| ApiError::field("name", "is required"))?,
+        name: changes.name.ok_or_else(|| AppError::field("name", "is required"))?,
         description: changes.description.flatten(),
         visibility: changes.visibility.unwrap_or(RecipeVisibility::Private),
         is_official: changes.is_official.unwrap_or(false),
@@ -186,10 +202,10 @@ async fn changeable(
     owner: Option<AccountId>,
     id: RecipeId,
     verb: &str,
-) -> Result<RecipeRecord, ApiError> {
+) -> Result<RecipeRecord, AppError> {
     let current = state.store.recipe_fetch(caller.viewer, id).await?.ok_or_else(|| not_found(id))?;
     if owner.is_some() && current.account_uuid != owner {
-        return Err(ApiError::Forbidden {
+        return Err(AppError::Forbidden {
             code: "not_owner",
             message: format!(
                 "only this recipe's owner may {verb} it; fork it (POST /v1/job-recipes/{id}/fork) to get your own copy"
@@ -206,7 +222,12 @@ pub async fn update(
     owner: Option<AccountId>,
     id: RecipeId,
     req: RecipeRequest,
-) -> Result<JobRecipe, ApiError> {
+) -> Result<JobRecipe, AppError> {
+    if let Some(u) = req.uuid.as_deref().filter(|u| !u.is_empty())
+        && u.parse::<RecipeId>().ok() != Some(id)
+    {
+        return Err(AppError::field("uuid", "a recipe's uuid cannot change; leave the field out"));
+    }
     let changes = check(state, req, false).await?;
     // Compare-and-set: a concurrent update moves updated_at; re-read and re-apply.
     loop {
@@ -242,7 +263,7 @@ pub async fn delete(
     caller: RecipeCaller,
     owner: Option<AccountId>,
     id: RecipeId,
-) -> Result<JobRecipe, ApiError> {
+) -> Result<JobRecipe, AppError> {
     let current = changeable(state, caller, owner, id, "delete").await?;
     if !state.store.recipe_delete(owner, id).await? {
         return Err(not_found(id));
@@ -257,7 +278,7 @@ pub async fn fork(
     caller: RecipeCaller,
     id: RecipeId,
     req: ForkRecipeRequest,
-) -> Result<JobRecipe, ApiError> {
+) -> Result<JobRecipe, AppError> {
     let asked = validate_recipe_request(
         RecipeRequest { name: req.name, visibility: req.visibility, ..Default::default() },
         false,
@@ -301,17 +322,17 @@ pub async fn cook(
     account: AccountId,
     id: RecipeId,
     body: CookRecipeRequest,
-) -> Result<Job, ApiError> {
+) -> Result<Job, AppError> {
     let recipe = state.store.recipe_fetch(caller.viewer, id).await?.ok_or_else(|| not_found(id))?;
     let mut template = recipe.payload;
     template.parameters.parameters.map_secrets(|s| state.secrets.decrypt(s)).map_err(|e| {
-        ApiError::Store(StoreError::Corrupt {
+        AppError::from(StoreError::Corrupt {
             table: "job_recipes",
             detail: format!("recipe {id}: a secret cannot be decrypted: {e}"),
         })
     })?;
     let merged = cook_body(&template, body, &recipe.input_schema)?;
-    let req: CreateJobRequest = gantry_types::validate::from_json(merged).map_err(|e| ApiError::Validation(vec![e]))?;
+    let req: CreateJobRequest = gantry_types::validate::from_json(merged).map_err(|e| AppError::Validation(vec![e]))?;
     let job = crate::app::jobs::submit(state, account, req, Some(recipe.uuid)).await?;
     if let Err(e) = state.store.recipe_touch(recipe.uuid, now_ms()).await {
         // The job exists; a missed last_used_at is not worth failing the request.
@@ -348,4 +369,78 @@ pub async fn seed(state: &AppState) -> anyhow::Result<()> {
     let inserted = state.store.recipe_upsert_seed(&records).await?;
     tracing::info!(inserted, seeded = records.len(), "official job recipes loaded");
     Ok(())
+}
+
+/// What [`import`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Imported {
+    /// The uuid was new.
+    Created,
+    /// A recipe with that uuid existed and now holds the imported fields.
+    Replaced,
+}
+
+/// `gantry admin recipes import`: writes one recipe as an operator, under the uuid
+/// the file gives (a fresh one when absent). Checked exactly like `POST
+/// /v1/job-recipes`. A new recipe belongs to `owner` (none: like the seeds, an
+/// operator's, PUBLIC unless the file says otherwise); an existing one keeps its
+/// owner, creation time and last use and takes every field the file sends, so
+/// importing the same file twice changes nothing the second time.
+pub async fn import(
+    state: &AppState,
+    owner: Option<AccountId>,
+    req: RecipeRequest,
+) -> Result<(JobRecipe, Imported), AppError> {
+    let uuid = asked_uuid(&req, true)?;
+    let changes = check(state, req, true).await?;
+    let viewer = RecipeViewer { account: owner.unwrap_or(AccountId(uuid::Uuid::nil())), sees_all: true };
+    let caller = viewer.account;
+    loop {
+        let current = state.store.recipe_fetch(viewer, uuid).await?;
+        let now = now_ms();
+        let c = changes.clone();
+        let mut payload = c.payload.clone().ok_or_else(|| AppError::field("payload", "is required"))?;
+        seal(state, &mut payload, current.as_ref().map(|r| &r.payload))?;
+        let Some(current) = current else {
+            let record = RecipeRecord {
+                uuid,
+                account_uuid: owner,
+                name: c.name.ok_or_else(|| AppError::field("name", "is required"))?,
+                description: c.description.flatten(),
+                visibility: c.visibility.unwrap_or(if owner.is_some() {
+                    RecipeVisibility::Private
+                } else {
+                    RecipeVisibility::Public
+                }),
+                is_official: c.is_official.unwrap_or(false),
+                payload,
+                input_schema: c.input_schema.unwrap_or_default(),
+                quickstart_md: c.quickstart_md.flatten(),
+                thumbnail_url: c.thumbnail_url.flatten(),
+                forked_from_recipe_uuid: None,
+                created_at_ms: now,
+                updated_at_ms: now,
+                last_used_at_ms: None,
+            };
+            match state.store.recipe_create(&record).await {
+                Ok(()) => return Ok((wire(record, caller), Imported::Created)),
+                // Created meanwhile (another import): replace it on the next turn.
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let mut next = current.clone();
+        next.payload = payload;
+        next.name = c.name.unwrap_or(next.name);
+        next.description = c.description.unwrap_or(next.description);
+        next.visibility = c.visibility.unwrap_or(next.visibility);
+        next.is_official = c.is_official.unwrap_or(next.is_official);
+        next.input_schema = c.input_schema.unwrap_or(next.input_schema);
+        next.quickstart_md = c.quickstart_md.unwrap_or(next.quickstart_md);
+        next.thumbnail_url = c.thumbnail_url.unwrap_or(next.thumbnail_url);
+        next.updated_at_ms = now.max(current.updated_at_ms + 1);
+        if state.store.recipe_update(None, &next, current.updated_at_ms).await? {
+            return Ok((wire(next, caller), Imported::Replaced));
+        }
+    }
 }

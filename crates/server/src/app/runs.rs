@@ -2,18 +2,20 @@
 //!
 //! A job's status follows its runs: PENDING → ASSIGNED → RUNNING → COMPLETED /
 //! FAILED / CANCELLED, with CANCELLING while containers stop. Every rule is applied
-//! by [`settle_job`], which looks at the job and its latest attempt's runs and makes
-//! the one transition they call for; it is idempotent, so any event (a report, a
-//! timeout, a lost node) may call it, and calling it twice changes nothing.
+//! by [`settle_job`], which reads the job and its runs, lets the pure
+//! `gantry_lifecycle::settle` decide the one transition they call for, and writes it;
+//! it is idempotent, so any event (a report, a timeout, a lost node) may call it, and
+//! calling it twice changes nothing.
 
+use gantry_lifecycle::settle::{JobFacts, RunFacts, settle};
 use gantry_store::{JobTransition, Page, RunFilter, RunRecord, RunUpdate};
-use gantry_types::job::{Job, JobStatus, JobTask};
+use gantry_types::job::{Job, JobStatus};
 use gantry_types::job_run::{JobRun, JobRunStatus};
 use gantry_types::list::Paging;
 use gantry_types::protocol::ObservedRun;
 use gantry_types::{AccountId, JobId, JobRunId, NodeId};
 
-use crate::error::ApiError;
+use crate::app::error::AppError;
 use crate::state::{AppState, now_ms};
 
 /// Statuses of a run that still holds node capacity.
@@ -28,7 +30,7 @@ pub async fn list(
     scope: Option<AccountId>,
     filter: &RunFilter,
     paging: Paging,
-) -> Result<Page<JobRun>, ApiError> {
+) -> Result<Page<JobRun>, AppError> {
     let page = state.store.run_list(scope, filter, paging).await?;
     let now = now_ms();
     Ok(Page { items: page.items.into_iter().map(|r| metered(r.run, now)).collect(), total: page.total })
@@ -46,8 +48,8 @@ pub fn metered(mut run: JobRun, now: i64) -> JobRun {
 }
 
 /// One run in scope, with its logs.
-pub async fn fetch(state: &AppState, scope: Option<AccountId>, id: JobRunId) -> Result<JobRun, ApiError> {
-    let run = state.store.run_fetch(scope, id).await?.ok_or_else(|| ApiError::not_found("job run", id))?.run;
+pub async fn fetch(state: &AppState, scope: Option<AccountId>, id: JobRunId) -> Result<JobRun, AppError> {
+    let run = state.store.run_fetch(scope, id).await?.ok_or_else(|| AppError::not_found("job run", id))?.run;
     let mut run = metered(run, now_ms());
     run.logs = Some(state.store.run_logs_fetch(scope, id).await?.unwrap_or_default());
     Ok(run)
@@ -55,7 +57,7 @@ pub async fn fetch(state: &AppState, scope: Option<AccountId>, id: JobRunId) -> 
 
 /// Applies what a node reported about one of its runs. Reports are idempotent: a
 /// repeated or stale one (the run already moved on) changes nothing.
-pub async fn observe(state: &AppState, node: NodeId, report: &ObservedRun) -> Result<(), ApiError> {
+pub async fn observe(state: &AppState, node: NodeId, report: &ObservedRun) -> Result<(), AppError> {
     let Some(current) = state.store.run_fetch(None, report.run_uuid).await? else { return Ok(()) };
     if current.run.node_uuid != node {
         return Ok(()); // not this node's run: ignore rather than trust it
@@ -104,7 +106,7 @@ pub async fn observe(state: &AppState, node: NodeId, report: &ObservedRun) -> Re
 
 /// Same status, new details: pull progress while PREPARING (in `status_reason`), or
 /// ports published again on other external ports after an agent restart.
-async fn observe_details(state: &AppState, current: &RunRecord, report: &ObservedRun) -> Result<(), ApiError> {
+async fn observe_details(state: &AppState, current: &RunRecord, report: &ObservedRun) -> Result<(), AppError> {
     let reason_moved = report.status == JobRunStatus::Preparing && report.reason != current.run.status_reason;
     let urls_moved = report.node_urls.as_ref().is_some_and(|u| *u != current.run.node_urls);
     if !reason_moved && !urls_moved {
@@ -125,7 +127,7 @@ async fn observe_details(state: &AppState, current: &RunRecord, report: &Observe
 
 /// Ends an active run from the control plane's side (timeout, lost node) and settles
 /// its job. A run that already ended is left alone.
-pub async fn fail_run(state: &AppState, run: &RunRecord, reason: String) -> Result<(), ApiError> {
+pub async fn fail_run(state: &AppState, run: &RunRecord, reason: String) -> Result<(), AppError> {
     let update = RunUpdate {
         from: ACTIVE.to_vec(),
         to: JobRunStatus::Failed,
@@ -144,51 +146,21 @@ pub async fn fail_run(state: &AppState, run: &RunRecord, reason: String) -> Resu
     Ok(())
 }
 
-/// The runs of the job's latest attempt.
-pub fn latest_attempt(runs: &[RunRecord]) -> Vec<&RunRecord> {
-    let last = runs.iter().map(|r| r.run.attempt).max();
-    runs.iter().filter(|r| Some(r.run.attempt) == last).collect()
-}
-
-/// Makes the job's status agree with its runs (see the module doc).
-pub async fn settle_job(state: &AppState, job_id: JobId) -> Result<(), ApiError> {
+/// Makes the job's status agree with its runs: reads the job and its runs, asks
+/// `gantry_lifecycle::settle` for the transition, writes it (a compare-and-set on the
+/// status it was decided from). The rules themselves live in that crate.
+pub async fn settle_job(state: &AppState, job_id: JobId) -> Result<(), AppError> {
     let Some(job) = state.store.job_fetch(None, job_id).await? else { return Ok(()) };
     if job.status.is_terminal() || job.status == JobStatus::Pending {
         return Ok(());
     }
     let runs = state.store.run_list_for_job(job_id).await?;
-    let current = latest_attempt(&runs);
-    let active = current.iter().any(|r| !r.run.status.is_terminal());
-    let now = now_ms();
-    let transition = |to, reason: Option<String>| JobTransition { from: vec![job.status], to, reason, now_ms: now };
-    let decided = if job.status == JobStatus::Cancelling {
-        (!active).then(|| transition(JobStatus::Cancelled, job.status_reason.clone()))
-    } else if active {
-        // A gang member failed: the others are told to stop (see desired state) and
-        // the job settles once they have.
-        None
-    } else {
-        // The run that failed explains the attempt better than the gang members that
-        // were stopped because of it.
-        let failed = current
-            .iter()
-            .find(|r| r.run.status == JobRunStatus::Failed)
-            .or_else(|| current.iter().find(|r| r.run.status != JobRunStatus::Completed));
-        match (failed, job.task) {
-            (None, JobTask::Batch) => Some(transition(JobStatus::Completed, None)),
-            (failure, _) => {
-                let why = match failure {
-                    Some(r) => r.run.status_reason.clone().unwrap_or_else(|| format!("run {}", r.run.status.as_str())),
-                    None => "the container of a PERSISTENT job exited".to_string(),
-                };
-                Some(retry_or_fail(&job, &runs, why, transition))
-            }
+    let facts: Vec<RunFacts> = runs.iter().map(run_facts).collect();
+    if let Some(d) = settle(&job_facts(&job), &facts) {
+        let t = JobTransition { from: vec![d.from], to: d.to, reason: d.reason, now_ms: now_ms() };
+        if state.store.job_transition(None, job_id, &t).await?.is_some() {
+            state.signals.wake_scheduler();
         }
-    };
-    if let Some(t) = decided
-        && state.store.job_transition(None, job_id, &t).await?.is_some()
-    {
-        state.signals.wake_scheduler();
     }
     // A run of this job ended: the desired state of every node holding one of its runs
     // may have changed (a gang sibling must stop; a settled job's runs are no longer
@@ -199,20 +171,15 @@ pub async fn settle_job(state: &AppState, job_id: JobId) -> Result<(), ApiError>
     Ok(())
 }
 
-/// A failed attempt consumes one retry; with none left the job fails.
-fn retry_or_fail(
-    job: &Job,
-    runs: &[RunRecord],
-    why: String,
-    transition: impl Fn(JobStatus, Option<String>) -> JobTransition,
-) -> JobTransition {
-    let attempts_used = runs.iter().map(|r| r.run.attempt).max().map_or(0, |a| i64::from(a) + 1);
-    if attempts_used <= job.max_retry_count {
-        let reason = format!("retrying ({} of {} retries) after: {why}", attempts_used, job.max_retry_count);
-        transition(JobStatus::Pending, Some(reason))
-    } else if job.max_retry_count > 0 {
-        transition(JobStatus::Failed, Some(format!("{why} (no retries left of {})", job.max_retry_count)))
-    } else {
-        transition(JobStatus::Failed, Some(why))
+fn job_facts(job: &Job) -> JobFacts {
+    JobFacts {
+        status: job.status,
+        task: job.task,
+        max_retry_count: job.max_retry_count,
+        status_reason: job.status_reason.clone(),
     }
+}
+
+fn run_facts(run: &RunRecord) -> RunFacts {
+    RunFacts { attempt: run.run.attempt, status: run.run.status, status_reason: run.run.status_reason.clone() }
 }

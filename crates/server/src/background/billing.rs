@@ -17,8 +17,8 @@ use std::sync::Arc;
 use gantry_types::AccountId;
 use gantry_types::money::format_usd;
 
+use crate::app::error::AppError;
 use crate::app::ledger::{accrued, charge_run};
-use crate::error::ApiError;
 use crate::state::{AppState, now_ms};
 
 /// Most unbilled runs charged per activation.
@@ -29,20 +29,20 @@ const SWEEP_WINDOW_MS: i64 = 60_000;
 
 /// Runs activations until aborted.
 pub async fn run(state: Arc<AppState>) {
-    let mut tick = tokio::time::interval(state.timing.billing_every);
+    let mut tick = tokio::time::interval(state.scheduling.timing.billing_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut since = 0;
     loop {
         tick.tick().await;
         match activate(&state, since).await {
             Ok(next) => since = next,
-            Err(e) => tracing::warn!(error = ?e, "billing pass failed"),
+            Err(e) => tracing::warn!(error = %crate::app::error::chain(&e), "billing pass failed"),
         }
     }
 }
 
 /// One activation; returns where the next sweep starts.
-pub async fn activate(state: &AppState, since_ms: i64) -> Result<i64, ApiError> {
+pub async fn activate(state: &AppState, since_ms: i64) -> Result<i64, AppError> {
     let now = now_ms();
     let unbilled = state.store.run_list_unbilled(since_ms, SWEEP_LIMIT).await?;
     for run in &unbilled {
@@ -52,13 +52,13 @@ pub async fn activate(state: &AppState, since_ms: i64) -> Result<i64, ApiError> 
     }
     // A full sweep may have left more behind: start from the same point next time.
     let next = if unbilled.len() as u32 == SWEEP_LIMIT { since_ms } else { now - SWEEP_WINDOW_MS };
-    if state.billing.enforce {
+    if state.billing.config.enforce {
         stop_accounts_at_zero(state, now).await?;
     }
     Ok(next)
 }
 
-async fn stop_accounts_at_zero(state: &AppState, now: i64) -> Result<(), ApiError> {
+async fn stop_accounts_at_zero(state: &AppState, now: i64) -> Result<(), AppError> {
     let active = state.store.run_list_active().await?;
     if active.is_empty() {
         return Ok(());

@@ -7,56 +7,53 @@
 //!   node stops the container because the run is no longer desired.
 //!
 //! Each failed run goes through `app::runs::settle_job`, which retries or fails the job.
+//! What counts as lost or overstayed, and the reasons recorded, are the pure rules of
+//! `gantry_lifecycle::{nodes, timeouts}`; this module reads, asks them, and writes.
 
 use std::sync::Arc;
 
+use gantry_lifecycle::{human, nodes, timeouts};
 use gantry_store::JobTransition;
 use gantry_types::job::JobStatus;
-use gantry_types::job_run::JobRunStatus;
-use gantry_types::node::NodeStatus;
 
+use crate::app::error::AppError;
 use crate::app::runs::{fail_run, settle_job};
-use crate::error::ApiError;
 use crate::state::{AppState, now_ms};
 
 /// Runs activations until aborted.
 pub async fn run(state: Arc<AppState>) {
-    let mut tick = tokio::time::interval(state.timing.lifecycle_every);
+    let mut tick = tokio::time::interval(state.scheduling.timing.lifecycle_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         if let Err(e) = activate(&state).await {
-            tracing::warn!(error = ?e, "lifecycle pass failed");
+            tracing::warn!(error = %crate::app::error::chain(&e), "lifecycle pass failed");
         }
     }
 }
 
-fn human(ms: i64) -> String {
-    if ms % 60_000 == 0 { format!("{}m", ms / 60_000) } else { format!("{:.1}s", ms as f64 / 1000.0) }
-}
-
 /// One activation.
-pub async fn activate(state: &AppState) -> Result<(), ApiError> {
+pub async fn activate(state: &AppState) -> Result<(), AppError> {
     let now = now_ms();
-    let lost_before = now - state.timing.node_lost_after.as_millis() as i64;
+    let lost_before = now - state.scheduling.timing.node_lost_after.as_millis() as i64;
 
     // Lost nodes first: their runs' failures feed the retries below. Right after a
     // restart, silence is the server's fault, not the nodes': wait one period.
-    let nodes = state.store.node_list_all().await?;
+    let all_nodes = state.store.node_list_all().await?;
     let mut active = state.store.run_list_active().await?;
     let mut lost = std::collections::HashSet::new();
-    let grace_over = state.started.elapsed() >= state.timing.node_lost_after;
+    let grace_over = state.scheduling.started.elapsed() >= state.scheduling.timing.node_lost_after;
     let last_heard =
-        |n: &gantry_store::NodeRecord| n.last_seen_at_ms.max(state.signals.last_contact(n.uuid).unwrap_or(0));
-    let silent = nodes.iter().filter(|n| grace_over && n.status == NodeStatus::Online && last_heard(n) < lost_before);
+        |n: &gantry_store::NodeRecord| nodes::last_heard(n.last_seen_at_ms, state.signals.last_contact(n.uuid));
+    let silent = all_nodes.iter().filter(|n| nodes::is_lost(n.status, last_heard(n), lost_before, grace_over));
     for node in silent {
         if state.store.node_mark_lost(node.uuid, lost_before, now).await? {
-            tracing::warn!(node = %node.uuid, "node lost: no heartbeat for {}", human(now - last_heard(node)));
+            let silence = now - last_heard(node);
+            tracing::warn!(node = %node.uuid, "node lost: no heartbeat for {}", human(silence));
             state.signals.bump(node.uuid);
             lost.insert(node.uuid);
             for run in active.iter().filter(|r| r.run.node_uuid == node.uuid) {
-                let why = format!("node lost: {} sent no heartbeat for {}", node.name, human(now - last_heard(node)));
-                fail_run(state, run, why).await?;
+                fail_run(state, run, nodes::lost_run_reason(&node.name, silence)).await?;
             }
         }
     }
@@ -66,22 +63,15 @@ pub async fn activate(state: &AppState) -> Result<(), ApiError> {
     active.retain(|r| !lost.contains(&r.run.node_uuid));
     for run in &active {
         let snapshot = &run.run.job_snapshot;
-        let start_limit = snapshot["max_timeout_start_ms"].as_i64().unwrap_or(i64::MAX);
-        let run_limit = snapshot["max_timeout_run_ms"].as_i64();
-        match run.run.status {
-            JobRunStatus::Assigned | JobRunStatus::Preparing if now - run.run.created_at.0 > start_limit => {
-                let why = format!("start timeout: the container was not running within {}", human(start_limit));
-                fail_run(state, run, why).await?;
-            }
-            JobRunStatus::Running => {
-                if let (Some(limit), Some(started)) = (run_limit, run.run.started_at_ms)
-                    && now - started > limit
-                {
-                    let why = format!("run timeout: still running after {} (max_timeout_run_ms)", human(limit));
-                    fail_run(state, run, why).await?;
-                }
-            }
-            _ => {}
+        let facts = timeouts::ActiveRun {
+            status: run.run.status,
+            created_at_ms: run.run.created_at.0,
+            started_at_ms: run.run.started_at_ms,
+            start_limit_ms: snapshot["max_timeout_start_ms"].as_i64(),
+            run_limit_ms: snapshot["max_timeout_run_ms"].as_i64(),
+        };
+        if let Some(why) = timeouts::run_overstayed(&facts, now) {
+            fail_run(state, run, why).await?;
         }
     }
 
@@ -90,20 +80,17 @@ pub async fn activate(state: &AppState) -> Result<(), ApiError> {
         statuses: vec![JobStatus::Pending],
         created_at: Some(gantry_types::list::Range {
             min: None,
-            max: Some(now - state.timing.assign_sweep_min_age.as_millis() as i64),
+            max: Some(now - state.scheduling.timing.assign_sweep_min_age.as_millis() as i64),
         }),
         ..Default::default()
     };
     let oldest_first =
         gantry_types::list::Paging { page: 1, limit: crate::background::scheduler::PASS_LIMIT, newest_first: false };
     for job in state.store.job_list(None, &old_enough, oldest_first).await?.items {
-        if job.timeout_assign_at_ms < now {
-            let why = state.pending_reasons.read().expect("reasons poisoned").get(&job.uuid).cloned();
-            let reason = format!(
-                "no node satisfied the job within {}{}",
-                human(job.max_timeout_assign_ms),
-                why.map(|w| format!(": {w}")).unwrap_or_default()
-            );
+        let why = state.scheduling.pending_reasons.read().expect("reasons poisoned").get(&job.uuid).cloned();
+        if let Some(reason) =
+            timeouts::assignment_expired(job.timeout_assign_at_ms, job.max_timeout_assign_ms, why.as_deref(), now)
+        {
             let t = JobTransition {
                 from: vec![JobStatus::Pending],
                 to: JobStatus::Failed,

@@ -1,8 +1,9 @@
 //! The scheduler loop: snapshot (nodes, active runs, pending jobs) → the pure
 //! planner (`gantry-scheduler`) → one batched write of the placements.
 //!
-//! Capacity is derived, never stored: a node's free cores, RAM, disk and GPUs are its
-//! inventory minus what its active runs reserve. Because placements are written with
+//! Capacity is derived, never stored (`app::capacity`, shared with offers and node
+//! views). [`pass`] is a sequence of named steps (snapshot, retry history, requests,
+//! plan, placements, write, announce, explain). Because placements are written with
 //! a compare-and-set on each job (PENDING → ASSIGNED) in one transaction, a job is
 //! never placed twice, even by two servers sharing a database; a node could in that
 //! case be over-committed for one pass, which is why one scheduler per deployment is
@@ -11,16 +12,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use gantry_scheduler::{GpuView, JobRequest, NodeView, plan};
+use gantry_scheduler::{JobRequest, NodeView, plan};
 use gantry_store::{JobPlacement, NodeRecord, RunRecord};
 use gantry_types::job::{ContainerAccessToken, Job};
 use gantry_types::job_run::{JobRun, JobRunStatus};
 use gantry_types::money::micros_to_usd;
-use gantry_types::node::NodeStatus;
-use gantry_types::{JobId, JobRunId, NodeId, Timestamp};
+use gantry_types::{AccountId, JobId, JobRunId, NodeId, Timestamp};
 
+use crate::app::capacity;
+use crate::app::error::AppError;
 use crate::app::jobs::redact;
-use crate::error::ApiError;
 use crate::state::{AppState, now_ms};
 
 /// Most pending jobs considered per pass (oldest first).
@@ -37,48 +38,13 @@ pub async fn run(state: Arc<AppState>) {
         match outcome {
             Ok(placed) if placed > 0 => continue, // more may fit; go again at once
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = ?e, "scheduler pass failed"),
+            Err(e) => tracing::warn!(error = %crate::app::error::chain(&e), "scheduler pass failed"),
         }
         // A pass that placed nothing is not repeated for every job that arrives: under a
         // burst of submissions that would re-read the whole queue per request.
-        tokio::time::sleep(state.timing.schedule_every / 5).await;
-        let _ = tokio::time::timeout(state.timing.schedule_every, state.signals.schedule.notified()).await;
+        tokio::time::sleep(state.scheduling.timing.schedule_every / 5).await;
+        let _ = tokio::time::timeout(state.scheduling.timing.schedule_every, state.signals.schedule.notified()).await;
     }
-}
-
-/// Node capacity as the planner sees it.
-pub fn node_views(nodes: &[NodeRecord], active: &[RunRecord]) -> Vec<NodeView> {
-    let mut by_node: HashMap<NodeId, Vec<&RunRecord>> = HashMap::new();
-    for r in active {
-        by_node.entry(r.run.node_uuid).or_default().push(r);
-    }
-    nodes
-        .iter()
-        .map(|n| {
-            let runs = by_node.get(&n.uuid).map(Vec::as_slice).unwrap_or(&[]);
-            let used_cpu: u32 = runs.iter().map(|r| r.cpu).sum();
-            NodeView {
-                id: n.uuid,
-                schedulable: n.status == NodeStatus::Online && !n.is_draining,
-                region: n.region_code.clone(),
-                free_cpu: n.inventory.cores().saturating_sub(used_cpu),
-                free_ram_gb: n.inventory.ram_gb - runs.iter().map(|r| r.ram_gb).sum::<f64>(),
-                free_storage_gb: n.inventory.storage_gb - runs.iter().map(|r| r.storage_gb).sum::<f64>(),
-                gpus: n
-                    .inventory
-                    .gpus
-                    .iter()
-                    .enumerate()
-                    .map(|(i, g)| GpuView {
-                        index: g.index,
-                        model: n.gpu_models.get(i).copied().flatten(),
-                        vram_gb: g.vram_gb,
-                        free: !runs.iter().any(|r| r.run.gpu_indices.contains(&g.index)),
-                    })
-                    .collect(),
-            }
-        })
-        .collect()
 }
 
 /// What the planner needs of a job. `profile_regions` is its consumer's allowlist:
@@ -92,7 +58,7 @@ pub fn request(
 ) -> JobRequest {
     let gpu_models = match (&job.gpu_registry_uuid, &job.gpu_name) {
         (Some(uuid), _) => Some(uuid.parse().map(|id| vec![id]).unwrap_or_default()),
-        (None, Some(name)) => Some(state.gpus.resolve(name).map(|id| vec![id]).unwrap_or_default()),
+        (None, Some(name)) => Some(state.caches.gpus.resolve(name).map(|id| vec![id]).unwrap_or_default()),
         (None, None) => None,
     };
     JobRequest {
@@ -112,68 +78,147 @@ pub fn request(
     }
 }
 
-/// One pass; returns how many jobs it placed.
-pub async fn pass(state: &AppState) -> Result<usize, ApiError> {
+/// One pass; returns how many jobs it placed. The steps: read a snapshot, turn the
+/// pending jobs into planner requests, plan (pure), write the placements in one batch,
+/// then record why the oldest unplaced jobs wait.
+pub async fn pass(state: &AppState) -> Result<usize, AppError> {
     let started = std::time::Instant::now();
+    let Some(snapshot) = read_snapshot(state).await? else {
+        state.scheduling.pending_reasons.write().expect("reasons poisoned").clear();
+        return Ok(0);
+    };
+    let t_snapshot = started.elapsed();
+    let history = retry_history(state, &snapshot.pending).await?;
+    let allowlists = region_allowlists(state).await?;
+    let requests = requests(state, &snapshot, &history, &allowlists);
+    let planned = plan(&snapshot.views, &requests);
+    let t_plan = started.elapsed();
+    let placements = placements(state, &snapshot, &history, &planned, now_ms());
+    let placed = if placements.is_empty() { vec![] } else { state.store.run_place(&placements).await? };
+    let t_write = started.elapsed();
+    if t_write > std::time::Duration::from_millis(1000) {
+        tracing::warn!(
+            pending = snapshot.pending.len(),
+            placed = placed.len(),
+            schedulable = snapshot.views.iter().filter(|v| v.schedulable).count(),
+            free_cpu = snapshot.views.iter().filter(|v| v.schedulable).map(|v| v.free_cpu).sum::<u32>(),
+            planned = planned.placements.len(),
+            active = snapshot.active.len(),
+            read_snapshot_ms = t_snapshot.as_millis() as u64,
+            plan_ms = (t_plan - t_snapshot).as_millis() as u64,
+            write_ms = (t_write - t_plan).as_millis() as u64,
+            "slow scheduler pass"
+        );
+    }
+    announce(state, &placements, &placed);
+    // Placement latency: since the job (re-)entered PENDING (its submission, or its last retry).
+    for job in snapshot.pending.iter().filter(|j| placed.contains(&j.uuid)) {
+        let now = placements.first().map_or_else(now_ms, |p| p.now_ms);
+        state.metrics.placement_latency.observe((now - job.updated_at.0).max(0) as f64 / 1000.0);
+    }
+    explain_unplaced(state, &snapshot, &requests, &planned.unplaced, &allowlists);
+    Ok(placed.len())
+}
+
+/// What one pass works from.
+struct Snapshot {
+    nodes: Vec<NodeRecord>,
+    /// The oldest pending jobs (all of them up to [`PASS_LIMIT`]).
+    pending: Vec<Job>,
+    /// Active runs (empty when no node is schedulable: nothing will be placed).
+    active: Vec<RunRecord>,
+    /// Free capacity per node, from `app::capacity`.
+    views: Vec<NodeView>,
+}
+
+/// Reads nodes, pending jobs and active runs; `None` when nothing is pending.
+async fn read_snapshot(state: &AppState) -> Result<Option<Snapshot>, AppError> {
     let nodes = state.store.node_list_all().await?;
     // With no node to place on, only the reasons of the oldest jobs need refreshing;
     // reading the whole queue would be wasted work.
-    let schedulable = nodes.iter().any(|n| n.status == NodeStatus::Online && !n.is_draining);
+    let schedulable = nodes.iter().any(capacity::is_schedulable);
     let limit = if schedulable { PASS_LIMIT } else { EXPLAIN_LIMIT as u32 };
     let pending = state.store.job_list_pending(limit).await?;
     if pending.is_empty() {
-        state.pending_reasons.write().expect("reasons poisoned").clear();
-        return Ok(0);
+        return Ok(None);
     }
-    let t_pending = started.elapsed();
     let active = if schedulable { state.store.run_list_active().await? } else { Vec::new() };
-    let t_snapshot = started.elapsed();
-    let views = node_views(&nodes, &active);
-    // A job back in PENDING after a failed attempt (its updated_at moved) gets its
-    // next attempt number and prefers other nodes than the ones it failed on.
-    let mut history: HashMap<JobId, (u32, Vec<NodeId>)> = HashMap::new();
+    let views = capacity::node_views(&nodes, &active);
+    Ok(Some(Snapshot { nodes, pending, active, views }))
+}
+
+/// Per retried job: its next attempt number and the nodes it failed on.
+type History = HashMap<JobId, (u32, Vec<NodeId>)>;
+
+/// A job back in PENDING after a failed attempt (its updated_at moved) gets its next
+/// attempt number and prefers other nodes than the ones it failed on.
+async fn retry_history(state: &AppState, pending: &[Job]) -> Result<History, AppError> {
+    let mut history = History::new();
     for job in pending.iter().filter(|j| j.updated_at != j.created_at) {
         let runs = state.store.run_list_for_job(job.uuid).await?;
         let next = runs.iter().map(|r| r.run.attempt + 1).max().unwrap_or(0);
         let avoid = runs.iter().filter(|r| r.run.status == JobRunStatus::Failed).map(|r| r.run.node_uuid).collect();
         history.insert(job.uuid, (next, avoid));
     }
-    // Fair share across passes: an account's usage is its active runs plus what it
-    // was given in the last minute.
-    let mut running: HashMap<gantry_types::AccountId, u32> = state.recent_placements.counts(now_ms());
-    for r in &active {
-        *running.entry(r.run.account_uuid).or_default() += 1;
-    }
-    // Consumer profiles' region allowlists (only restricted ones matter).
-    let allowlists: HashMap<gantry_types::AccountId, Vec<String>> = state
+    Ok(history)
+}
+
+/// Consumer profiles' region allowlists (only restricted ones matter).
+async fn region_allowlists(state: &AppState) -> Result<HashMap<AccountId, Vec<String>>, AppError> {
+    Ok(state
         .store
         .consumer_profile_list_all()
         .await?
         .into_iter()
         .filter(|p| !p.allowed_region_codes.is_empty())
         .map(|p| (p.account_uuid, p.allowed_region_codes))
-        .collect();
-    let allowlist = |a: &gantry_types::AccountId| allowlists.get(a).map(Vec::as_slice).unwrap_or(&[]);
-    let requests: Vec<JobRequest> = pending
+        .collect())
+}
+
+fn allowlist<'a>(allowlists: &'a HashMap<AccountId, Vec<String>>, account: &AccountId) -> &'a [String] {
+    allowlists.get(account).map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// The planner's requests, with fair share across passes: an account's usage is its
+/// active runs plus what it was given in the last minute.
+fn requests(
+    state: &AppState,
+    snapshot: &Snapshot,
+    history: &History,
+    allowlists: &HashMap<AccountId, Vec<String>>,
+) -> Vec<JobRequest> {
+    let mut running: HashMap<AccountId, u32> = state.scheduling.recent_placements.counts(now_ms());
+    for r in &snapshot.active {
+        *running.entry(r.run.account_uuid).or_default() += 1;
+    }
+    snapshot
+        .pending
         .iter()
         .map(|j| {
             let avoid = history.get(&j.uuid).map(|h| h.1.clone()).unwrap_or_default();
             let usage = running.get(&j.account_uuid).copied().unwrap_or(0);
-            request(state, j, allowlist(&j.account_uuid), avoid, usage)
+            request(state, j, allowlist(allowlists, &j.account_uuid), avoid, usage)
         })
-        .collect();
-    let planned = plan(&views, &requests);
-    let t_plan = started.elapsed();
+        .collect()
+}
 
-    let now = now_ms();
-    let jobs: HashMap<JobId, &Job> = pending.iter().map(|j| (j.uuid, j)).collect();
-    let by_id: HashMap<NodeId, &NodeRecord> = nodes.iter().map(|n| (n.uuid, n)).collect();
-    let placements: Vec<JobPlacement> = planned
+/// The placements to write: per placed job, one ASSIGNED run per gang member with its
+/// quoted rate, GPUs and lease epoch.
+fn placements(
+    state: &AppState,
+    snapshot: &Snapshot,
+    history: &History,
+    planned: &gantry_scheduler::Plan,
+    now: i64,
+) -> Vec<JobPlacement> {
+    let jobs: HashMap<JobId, &Job> = snapshot.pending.iter().map(|j| (j.uuid, j)).collect();
+    let by_id: HashMap<NodeId, &NodeRecord> = snapshot.nodes.iter().map(|n| (n.uuid, n)).collect();
+    planned
         .placements
         .iter()
         .map(|p| {
             let job = jobs[&p.job];
-            let snapshot = serde_json::to_value(redact(job.clone())).unwrap_or_default();
+            let job_snapshot = serde_json::to_value(redact(job.clone())).unwrap_or_default();
             let attempt = history.get(&p.job).map_or(0, |h| h.0);
             let runs = p
                 .nodes
@@ -184,7 +229,7 @@ pub async fn pass(state: &AppState) -> Result<usize, ApiError> {
                         object: "job_run".into(),
                         uuid: JobRunId::new(),
                         job_uuid: job.uuid,
-                        job_snapshot: snapshot.clone(),
+                        job_snapshot: job_snapshot.clone(),
                         node_uuid: a.node,
                         status: JobRunStatus::Assigned,
                         status_reason: None,
@@ -212,50 +257,46 @@ pub async fn pass(state: &AppState) -> Result<usize, ApiError> {
                 .collect();
             JobPlacement { job: job.uuid, runs, now_ms: now }
         })
-        .collect();
-    let placed = if placements.is_empty() { vec![] } else { state.store.run_place(&placements).await? };
-    let t_write = started.elapsed();
-    if t_write > std::time::Duration::from_millis(1000) {
-        tracing::warn!(
-            pending = pending.len(),
-            placed = placed.len(),
-            schedulable = views.iter().filter(|v| v.schedulable).count(),
-            free_cpu = views.iter().filter(|v| v.schedulable).map(|v| v.free_cpu).sum::<u32>(),
-            planned = planned.placements.len(),
-            active = active.len(),
-            read_pending_ms = t_pending.as_millis() as u64,
-            read_cluster_ms = (t_snapshot - t_pending).as_millis() as u64,
-            plan_ms = (t_plan - t_snapshot).as_millis() as u64,
-            write_ms = (t_write - t_plan).as_millis() as u64,
-            "slow scheduler pass"
-        );
-    }
+        .collect()
+}
+
+/// Tells the nodes that got runs (their desired state moved) and remembers the
+/// placements for fairness.
+fn announce(state: &AppState, placements: &[JobPlacement], placed: &[JobId]) {
     for p in placements.iter().filter(|p| placed.contains(&p.job)) {
-        state.recent_placements.record(jobs[&p.job].account_uuid, now);
-        // Since the job (re-)entered PENDING: its submission, or its last retry.
-        state.metrics.placement_latency.observe((now - jobs[&p.job].updated_at.0).max(0) as f64 / 1000.0);
+        if let Some(run) = p.runs.first() {
+            state.scheduling.recent_placements.record(run.run.account_uuid, p.now_ms);
+        }
         for r in &p.runs {
             state.signals.bump(r.run.node_uuid);
         }
     }
+}
 
-    // Why the oldest unplaced jobs wait, for their status_reason.
-    let names = |id: gantry_types::GpuModelId| state.gpus.name(id).unwrap_or_else(|| id.to_string());
+/// Why the oldest unplaced jobs wait, for their status_reason.
+fn explain_unplaced(
+    state: &AppState,
+    snapshot: &Snapshot,
+    requests: &[JobRequest],
+    unplaced: &[JobId],
+    allowlists: &HashMap<AccountId, Vec<String>>,
+) {
+    let names = |id: gantry_types::GpuModelId| state.caches.gpus.name(id).unwrap_or_else(|| id.to_string());
     let mut reasons = HashMap::new();
-    for id in planned.unplaced.iter().take(EXPLAIN_LIMIT) {
-        if let Some(req) = requests.iter().find(|r| r.id == *id) {
-            let mut reason = gantry_scheduler::explain(&views, req, &names);
-            if let Some(job) = jobs.get(id)
-                && let Some(note) =
-                    crate::app::profiles::region_note(&job.allowed_region_codes, allowlist(&job.account_uuid))
+    for id in unplaced.iter().take(EXPLAIN_LIMIT) {
+        // `requests` were built from `pending` in order, so one position finds both.
+        if let Some(i) = requests.iter().position(|r| r.id == *id) {
+            let mut reason = gantry_scheduler::explain(&snapshot.views, &requests[i], &names);
+            let job = &snapshot.pending[i];
+            if let Some(note) =
+                crate::app::profiles::region_note(&job.allowed_region_codes, allowlist(allowlists, &job.account_uuid))
             {
                 reason = format!("{reason}; {note}");
             }
             reasons.insert(*id, reason);
         }
     }
-    *state.pending_reasons.write().expect("reasons poisoned") = reasons;
-    Ok(placed.len())
+    *state.scheduling.pending_reasons.write().expect("reasons poisoned") = reasons;
 }
 
 /// Placements per account over the last minute (the scheduler's memory for fairness

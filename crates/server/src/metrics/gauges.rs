@@ -20,7 +20,7 @@ use gantry_types::list::{JobFilter, Paging};
 use gantry_types::node::NodeStatus;
 
 use super::{StateLabel, StatusLabel};
-use crate::error::ApiError;
+use crate::app::error::AppError;
 use crate::state::{AppState, now_ms};
 
 /// Terminal job statuses are recounted every this many refreshes.
@@ -39,7 +39,7 @@ pub async fn run(state: Arc<AppState>) {
 }
 
 /// Recomputes the gauges from the store (`terminal`: the terminal job statuses too).
-pub async fn refresh(state: &AppState, terminal: bool) -> Result<(), ApiError> {
+pub async fn refresh(state: &AppState, terminal: bool) -> Result<(), AppError> {
     let m = &state.metrics;
     let store = state.store.as_ref();
     let one = Paging { page: 1, limit: 1, newest_first: false };

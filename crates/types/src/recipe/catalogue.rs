@@ -6,8 +6,10 @@
 //! **The uuids are fixed literals** (clients and docs name recipes by uuid): never
 //! regenerate them; a new recipe gets a new hand-written literal.
 //!
-//! **The images are placeholders.** Gantry cannot know which registry a deployment
-//! can pull from, so every seed runs `busybox` (small, everywhere, and what the
+//! **The images are placeholders**, except the llama.cpp server's, which keeps
+//! upstream's uuid and the public image upstream documents for it, so a client that
+//! cooks upstream's recipe by uuid gets the same service. Gantry cannot know which
+//! registry a deployment can pull from, so the other seeds run `busybox` (small, everywhere, and what the
 //! simulated nodes' docs use). Operators replace the image with `PATCH
 //! /v1/job-recipes/{uuid}` as an admin: for the dev box, an image whose entrypoint
 //! writes `SSH_PUBKEY` to `authorized_keys` and starts `sshd`; for the HTTP service,
@@ -29,6 +31,11 @@ pub const DEV_BOX_UUID: &str = "0198ac1d-7000-7000-8000-000000000001";
 pub const HELLO_GPU_UUID: &str = "0198ac1d-7000-7000-8000-000000000002";
 /// The HTTP service behind the access token.
 pub const HTTP_SERVICE_UUID: &str = "0198ac1d-7000-7000-8000-000000000003";
+/// The llama.cpp server, under **upstream's** official recipe uuid (clients hard-code it).
+pub const LLAMA_CPP_UUID: &str = "01a0114e-e7f8-4e76-a07a-f09fca41e2be";
+/// The image upstream documents for its llama.cpp server (OTOY's, with SSH, nginx in
+/// front of llama-server on the published port, and the container access token).
+pub const LLAMA_CPP_IMAGE: &str = "dispersednetwork/llama.cpp_accesstoken_preload";
 
 /// One seeded recipe, as a create-recipe body would carry it.
 #[derive(Clone, Debug)]
@@ -134,6 +141,37 @@ pub fn seeded_recipes() -> Vec<SeedRecipe> {
                             `node_urls` entry `8080` gives the address; send `Authorization: Basic \
                             base64(duser:TOKEN)` with the run's container access token.",
         },
+        SeedRecipe {
+            uuid: LLAMA_CPP_UUID,
+            name: "llama.cpp server",
+            description: "A persistent one-GPU llama.cpp server (OpenAI-compatible HTTP API) with SSH, from the \
+                          image upstream documents. The model is a GGUF repository on Hugging Face, downloaded \
+                          at start; the HTTP port requires the container access token (HTTP Basic, user duser).",
+            payload: json!({
+                "title": "llama.cpp server", "task": "PERSISTENT", "max_timeout_run_ms": null,
+                "cpu_count": 4, "gpu_count": 1, "min_vram_gb": 8, "min_ram_gb": 16, "min_storage_gb": 50,
+                "max_timeout_start_ms": 1_800_000,
+                "parameters": {"type": "docker", "parameters": {
+                    "image": LLAMA_CPP_IMAGE, "tag": "latest", "ports": [22, 5000],
+                    "allowed_ips": ["0.0.0.0/0"],
+                    "env": {"LLAMA_ARG_PORT": "8080", "LLAMA_ARG_HF_REPO": "ggml-org/gemma-3-1b-it-GGUF"},
+                }},
+            }),
+            input_schema: json!([
+                {"key": "model", "type": "string", "label": "Model (Hugging Face GGUF repository)",
+                 "required": false, "default_value": "ggml-org/gemma-3-1b-it-GGUF",
+                 "description": "A GGUF model repository, optionally with :QUANT (llama.cpp's -hf)",
+                 "placeholder": "ggml-org/gemma-3-4b-it-GGUF:Q4_K_M", "target": "env.LLAMA_ARG_HF_REPO"},
+                {"key": "sshkey", "type": "string", "label": "SSH public key", "required": false,
+                 "description": "Optional: log in as duser on the ssh node_url",
+                 "placeholder": "ssh-ed25519 AAAA... you@host", "target": "sshkey"},
+            ]),
+            quickstart_md: "Cook it (the model is optional): `gantry recipes cook 01a0114e-e7f8-4e76-a07a-f09fca41e2be \
+                            --input model=ggml-org/gemma-3-4b-it-GGUF`. When the run is RUNNING, its `node_urls` \
+                            entry `5000` is the server: send `Authorization: Basic base64(duser:TOKEN)` with the \
+                            run's container access token, e.g. `curl -u duser:TOKEN http://HOST:PORT/v1/models`; \
+                            `ssh` is the shell (`ssh -p PORT duser@HOST`).",
+        },
     ]
 }
 
@@ -151,7 +189,8 @@ mod tests {
         for s in &seeds {
             assert!(s.uuid.parse::<crate::RecipeId>().is_ok(), "{}", s.uuid);
             let (template, inputs) = s.validated().unwrap_or_else(|e| panic!("{}: {e:?}", s.name));
-            assert_eq!(template.parameters.parameters.image, "busybox", "{}", s.name);
+            let image = if s.uuid == LLAMA_CPP_UUID { LLAMA_CPP_IMAGE } else { "busybox" };
+            assert_eq!(template.parameters.parameters.image, image, "{}", s.name);
             assert!(!inputs.is_empty(), "{}", s.name);
         }
     }

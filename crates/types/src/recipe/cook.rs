@@ -13,18 +13,29 @@
 //! 3. **`env` merges key by key**: variables sent are set, `null` removes one, the
 //!    template's others stay.
 //! 4. **Inputs** are applied last (see [`super::inputs`]), so an input wins over an
-//!    override of the same variable.
+//!    override of the same variable. Upstream clients have no `inputs` field and set
+//!    the same things through the override body (`parameters.parameters.sshkey`,
+//!    `parameters.parameters.env.NAME`): an input whose target (`sshkey`, `image`,
+//!    `tag`, `env.NAME`) the override sets to a non-empty value counts as supplied,
+//!    so a required one is satisfied and an optional one's `default_value` does not
+//!    overwrite the override.
 //! 5. **Registry credentials stay with their image**: the template's `user`/`secret`
 //!    are carried over only while the cooked job pulls the template's own `image`
 //!    from its own `host`. A cook that changes either must bring its own
 //!    credentials, so a public recipe cannot be used to pull other images from its
 //!    owner's private registry.
+//! 6. **The flattened shape** `{"parameters": {"env": {...}, "sshkey": "..."}}`
+//!    (Docker parameters directly under `parameters`, which some upstream clients
+//!    send to cook) is read as if it were under `parameters.parameters`; when both
+//!    name the same key, `parameters.parameters` wins.
 //!
 //! `{}` (or no body) cooks the template as it is.
 
+use std::collections::BTreeSet;
+
 use serde_json::{Map, Value};
 
-use super::inputs::resolve_inputs;
+use super::inputs::resolve_inputs_over;
 use super::{CookRecipeRequest, JobTemplate, RecipeInput};
 use crate::error::FieldError;
 
@@ -41,14 +52,15 @@ pub fn cook_body(
         _ => return Err(vec![FieldError::new("payload", "the recipe's template is not a JSON object")]),
     };
     let mut supplied_docker_keys = Vec::new();
+    let mut overridden = BTreeSet::new();
     for (key, value) in body.overrides {
         if key == "parameters" {
-            merge_parameters(&mut job, value, &mut supplied_docker_keys, &mut errors);
+            merge_parameters(&mut job, value, &mut supplied_docker_keys, &mut overridden, &mut errors);
         } else {
             job.insert(key, value);
         }
     }
-    let inputs = resolve_inputs(schema, &body.inputs.unwrap_or_default());
+    let inputs = resolve_inputs_over(schema, &body.inputs.unwrap_or_default(), &overridden);
     let docker = job.get_mut("parameters").and_then(|p| p.get_mut("parameters")).and_then(Value::as_object_mut);
     match (inputs, docker) {
         (Ok(values), Some(docker)) => {
@@ -68,6 +80,7 @@ fn merge_parameters(
     job: &mut Map<String, Value>,
     value: Value,
     supplied: &mut Vec<String>,
+    overridden: &mut BTreeSet<String>,
     errors: &mut Vec<FieldError>,
 ) {
     let Value::Object(overrides) = value else {
@@ -76,17 +89,28 @@ fn merge_parameters(
     };
     let params = job.entry("parameters").or_insert_with(|| Value::Object(Map::new()));
     let Some(params) = params.as_object_mut() else { return };
+    // Rule 6: Docker parameters sent directly under `parameters` come first, so the
+    // proper `parameters.parameters` (applied after) wins on a clash.
+    let mut groups: Vec<Map<String, Value>> = Vec::new();
+    let mut flattened = Map::new();
+    let mut nested = None;
     for (key, value) in overrides {
-        if key != "parameters" {
+        if key == "parameters" {
+            match value {
+                Value::Object(docker) => nested = Some(docker),
+                _ => errors.push(FieldError::new("parameters.parameters", "must be an object of Docker parameters")),
+            }
+        } else if DOCKER_KEYS.contains(&key.as_str()) {
+            flattened.insert(key, value);
+        } else {
             params.insert(key, value);
-            continue;
         }
-        let Value::Object(docker_overrides) = value else {
-            errors.push(FieldError::new("parameters.parameters", "must be an object of Docker parameters"));
-            continue;
-        };
-        let docker = params.entry("parameters").or_insert_with(|| Value::Object(Map::new()));
-        let Some(docker) = docker.as_object_mut() else { continue };
+    }
+    groups.push(flattened);
+    groups.extend(nested);
+    let docker = params.entry("parameters").or_insert_with(|| Value::Object(Map::new()));
+    let Some(docker) = docker.as_object_mut() else { return };
+    for docker_overrides in groups {
         for (dkey, dvalue) in docker_overrides {
             supplied.push(dkey.clone());
             match (dkey.as_str(), dvalue) {
@@ -100,6 +124,7 @@ fn merge_parameters(
                         if v.is_null() {
                             env.remove(&name);
                         } else {
+                            overridden.insert(format!("env.{name}"));
                             env.insert(name, v);
                         }
                     }
@@ -108,12 +133,19 @@ fn merge_parameters(
                     docker.remove(&dkey);
                 }
                 (_, v) => {
+                    if v.as_str().is_some_and(|s| !s.is_empty()) {
+                        overridden.insert(dkey.clone());
+                    }
                     docker.insert(dkey, v);
                 }
             }
         }
     }
 }
+
+/// The Docker parameters (API.md §4.1), recognised also directly under `parameters`.
+const DOCKER_KEYS: [&str; 11] =
+    ["image", "tag", "host", "user", "secret", "imagesrc", "sshkey", "allowed_ips", "ports", "env", "volumes"];
 
 fn apply_input(docker: &mut Map<String, Value>, target: &str, text: String) {
     match target.strip_prefix("env.") {

@@ -246,6 +246,19 @@ pub fn resolve_inputs(
     schema: &[RecipeInput],
     supplied: &serde_json::Map<String, Value>,
 ) -> Result<Vec<(String, String)>, Vec<FieldError>> {
+    resolve_inputs_over(schema, supplied, &BTreeSet::new())
+}
+
+/// [`resolve_inputs`] for a cook whose override body already set `overridden`
+/// targets (`sshkey`, `env.NAME`, ...): an input the cook did not supply in `inputs`
+/// whose target the override set counts as supplied (no "is required", and its
+/// `default_value` does not overwrite the override). An input supplied in `inputs`
+/// still applies, so it wins over the override of the same target.
+pub fn resolve_inputs_over(
+    schema: &[RecipeInput],
+    supplied: &serde_json::Map<String, Value>,
+    overridden: &BTreeSet<String>,
+) -> Result<Vec<(String, String)>, Vec<FieldError>> {
     let mut errors = Vec::new();
     for key in supplied.keys() {
         if !schema.iter().any(|i| &i.key == key) {
@@ -257,6 +270,9 @@ pub fn resolve_inputs(
     let mut out = Vec::new();
     for input in schema {
         let field = format!("inputs.{}", input.key);
+        if supplied.get(&input.key).is_none_or(|v| v.is_null()) && overridden.contains(&input.target) {
+            continue;
+        }
         match supplied.get(&input.key).filter(|v| !v.is_null()).or(input.default_value.as_ref()) {
             Some(value) => match check_value(input.kind, &input.options, value) {
                 Ok(text) => out.push((input.target.clone(), text)),

@@ -1,3 +1,6 @@
+//! Unit tests of job recipes: request checks, the input schema and how inputs resolve,
+//! and cooking (the merge of a cook body over a template).
+
 use serde_json::{Value, json};
 
 use super::cook::cook_body;
@@ -185,4 +188,40 @@ fn visibility_rule_and_filters() {
     );
     assert_eq!(fields(parse_recipe_filter(&q("filter[visibility]", "HIDDEN")).unwrap_err()), ["filter[visibility]"]);
     assert_eq!(fields(parse_recipe_filter(&q("filter[colour]", "x")).unwrap_err()), ["filter[colour]"]);
+}
+
+#[test]
+fn override_targets_count_as_supplied_inputs() {
+    let t = template(json!({}));
+    let schema = inputs(json!([
+        {"key": "sshkey", "required": true, "target": "sshkey"},
+        {"key": "message", "default_value": "hello", "target": "env.MESSAGE"},
+    ]));
+    // Upstream's shape: the override inside the job shape satisfies the required input.
+    let out =
+        cook(&t, json!({"parameters": {"parameters": {"sshkey": "ssh-ed25519 K", "env": {"MESSAGE": "hi"}}}}), &schema)
+            .unwrap();
+    let d = &out["parameters"]["parameters"];
+    assert_eq!((d["sshkey"].as_str(), d["env"]["MESSAGE"].as_str()), (Some("ssh-ed25519 K"), Some("hi")));
+    // The flattened shape too; `parameters.parameters` wins over it on a clash.
+    let out = cook(
+        &t,
+        json!({"parameters": {"sshkey": "flat", "env": {"MESSAGE": "flat", "X": "1"},
+                              "parameters": {"env": {"MESSAGE": "nested"}}}}),
+        &schema,
+    )
+    .unwrap();
+    let d = &out["parameters"]["parameters"];
+    assert_eq!(
+        (d["sshkey"].as_str(), d["env"]["MESSAGE"].as_str(), d["env"]["X"].as_str()),
+        (Some("flat"), Some("nested"), Some("1"))
+    );
+    // Both styles mixed: an explicit input wins over the override of its target.
+    let out =
+        cook(&t, json!({"parameters": {"parameters": {"sshkey": "override"}}, "inputs": {"sshkey": "input"}}), &schema)
+            .unwrap();
+    assert_eq!(out["parameters"]["parameters"]["sshkey"], json!("input"));
+    // An empty override is not a value: still required.
+    let e = cook(&t, json!({"parameters": {"parameters": {"sshkey": ""}}}), &schema).unwrap_err();
+    assert_eq!(fields(e), ["inputs.sshkey"]);
 }

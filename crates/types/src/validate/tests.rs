@@ -1,3 +1,6 @@
+//! Unit tests of job request validation: each rule with the field it names, driven by
+//! small JSON bodies.
+
 use serde_json::json;
 
 use super::*;

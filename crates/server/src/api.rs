@@ -10,6 +10,7 @@ mod compute;
 mod gpu_registry;
 mod job_runs;
 mod jobs;
+pub mod lenient;
 mod nodes;
 mod profiles;
 mod recipes;
@@ -26,6 +27,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::app::error::AppError;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -116,19 +118,23 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
     let templates = doc.paths.paths.keys().map(String::as_str);
     state.metrics.http.know_routes(templates.chain(["/v1/openapi.json", "/healthz", "/metrics"]));
     let doc = Arc::new(doc.to_pretty_json().expect("OpenAPI document serializes"));
-    api.route(
-        "/v1/openapi.json",
-        get(move || {
-            let doc = doc.clone();
-            async move { ([(header::CONTENT_TYPE, "application/json")], doc.as_str().to_owned()) }
-        }),
-    )
-    .route("/healthz", get(healthz))
-    .route("/metrics", get(metrics))
-    .fallback(not_found)
-    .method_not_allowed_fallback(method_not_allowed)
-    .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::http::track))
-    .with_state(state)
+    let api: axum::Router = api
+        .route(
+            "/v1/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], doc.as_str().to_owned()) }
+            }),
+        )
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::http::track))
+        .with_state(state);
+    // Rewrites that must happen before routing (a Router's own layers run after it).
+    let lenient = tower::ServiceBuilder::new().map_request(lenient::trim_trailing_slash).service(api);
+    axum::Router::new().fallback_service(lenient)
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -138,12 +144,12 @@ async fn healthz() -> Json<serde_json::Value> {
 /// Prometheus text format (see `crate::metrics`): encodes what is in memory, never
 /// reads the store, and labels nothing by account.
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    state.metrics.nonce_entries.set(state.nonces.len() as i64);
+    state.metrics.nonce_entries.set(state.auth.nonces.len() as i64);
     ([(header::CONTENT_TYPE, prometheus_client::encoding::prometheus_text::CONTENT_TYPE)], state.metrics.render())
 }
 
 async fn not_found() -> ApiError {
-    ApiError::NotFound { message: "no such endpoint; see /v1/openapi.json".into() }
+    AppError::NotFound { message: "no such endpoint; see /v1/openapi.json".into() }.into()
 }
 
 async fn method_not_allowed() -> impl IntoResponse {
@@ -165,7 +171,7 @@ fn list_params<F>(
 ) -> Result<(gantry_types::list::Paging, F), ApiError> {
     match (gantry_types::list::parse_paging(query), parse_filter(query)) {
         (Ok(p), Ok(f)) => Ok((p, f)),
-        (p, f) => Err(ApiError::Validation(p.err().into_iter().chain(f.err()).flatten().collect())),
+        (p, f) => Err(AppError::Validation(p.err().into_iter().chain(f.err()).flatten().collect()).into()),
     }
 }
 

@@ -24,9 +24,12 @@
 
 pub mod image;
 pub mod logs;
-mod ports;
+pub mod network;
+pub mod ports;
+pub mod private;
 pub mod pull;
 mod puller;
+pub mod registry;
 pub mod spec;
 pub mod volumes;
 
@@ -50,8 +53,11 @@ use gantry_types::protocol::RunSpec;
 use tokio::sync::{Notify, watch};
 
 use self::logs::LogBuffer;
+use self::network::{NetworkPool, Networks};
+use self::private::PrivateImages;
 use self::pull::{PullHub, RegistryAuth};
-use self::spec::{CreateContext, GpuMode, LABEL_OWNER, LABEL_PORT_PREFIX, LABEL_RUN};
+use self::spec::{CreateContext, GpuMode, JobLimits, LABEL_OWNER, LABEL_PORT_PREFIX, LABEL_RUN};
+use crate::proxy::ProxyLimits;
 use crate::runtime::{ContainerRuntime, ContainerState, Observed, RuntimeError};
 
 /// Label marking the throw-away source container of a volume copy.
@@ -80,6 +86,23 @@ pub struct DockerConfig {
     /// does not track (left by an earlier agent process, or made by hand), which are
     /// then adopted and, when no run wants them, swept.
     pub rescan_every: Duration,
+    /// External ports published ports may use (`--port-range`); `None`: any free one.
+    pub port_range: Option<ports::PortRange>,
+    /// The bounds every container gets (memory and CPU floors, PIDs, writable layer).
+    pub limits: JobLimits,
+    /// Where run networks take their subnets from.
+    pub network_pool: NetworkPool,
+    /// Idle timeout and connection cap of each port proxy.
+    pub proxy: ProxyLimits,
+    /// Most ports one run may publish.
+    pub max_ports: usize,
+    /// Whether jobs may pull from registries on loopback, link-local or private
+    /// addresses (off: a job could make the node's daemon probe the operator's own
+    /// network, or a cloud metadata service).
+    pub allow_private_registries: bool,
+    /// Where the images ever pulled with credentials are remembered across restarts
+    /// (none: in memory only).
+    pub private_images_file: Option<std::path::PathBuf>,
 }
 
 impl DockerConfig {
@@ -94,6 +117,13 @@ impl DockerConfig {
             max_pending_log_bytes: 4 * 1024 * 1024,
             log_cursors: HashMap::new(),
             rescan_every: Duration::from_secs(30),
+            port_range: None,
+            limits: JobLimits::default(),
+            network_pool: NetworkPool::default(),
+            proxy: ProxyLimits::default(),
+            max_ports: 32,
+            allow_private_registries: false,
+            private_images_file: None,
         }
     }
 }
@@ -116,6 +146,8 @@ struct Entry {
     proxies: Vec<crate::proxy::PortProxy>,
     /// When the runtime was asked to start the run (benchmarks read it).
     accepted_at: std::time::SystemTime,
+    /// The run's own network, once it has one.
+    network: Option<String>,
 }
 
 impl Entry {
@@ -129,6 +161,7 @@ impl Entry {
             stop: watch::channel(None).0,
             proxies: vec![],
             accepted_at: std::time::SystemTime::now(),
+            network: None,
         }
     }
 }
@@ -142,6 +175,14 @@ struct Inner {
     adopted: AtomicBool,
     adopting: tokio::sync::Mutex<()>,
     last_scan: Mutex<Instant>,
+    /// Whether the storage driver may still support a writable-layer size (cleared
+    /// the first time the daemon says it does not).
+    layer_limit: AtomicBool,
+    /// Images ever pulled with credentials.
+    private: PrivateImages,
+    /// The runs' networks and the spare.
+    networks: Arc<Networks>,
+    /// Where container starts and pulls are counted, once set.
     metrics: std::sync::OnceLock<Arc<crate::metrics::AgentMetrics>>,
 }
 
@@ -169,6 +210,8 @@ impl DockerRuntime {
     /// A runtime over an existing client.
     pub fn with_docker(docker: Docker, config: DockerConfig) -> Self {
         let pulls = PullHub::new(Arc::new(puller::DockerPuller { docker: docker.clone() }));
+        let private = PrivateImages::load(config.private_images_file.clone());
+        let networks = Networks::new(docker.clone(), config.owner.clone(), config.network_pool.clone());
         Self {
             inner: Arc::new(Inner {
                 docker,
@@ -179,6 +222,9 @@ impl DockerRuntime {
                 adopted: AtomicBool::new(false),
                 adopting: tokio::sync::Mutex::new(()),
                 last_scan: Mutex::new(Instant::now()),
+                layer_limit: AtomicBool::new(true),
+                private,
+                networks,
                 metrics: std::sync::OnceLock::new(),
             }),
         }
@@ -259,6 +305,13 @@ impl DockerRuntime {
             }
             tracing::info!(%run, container = %id, running, "adopting a container from before the restart");
             let mut entry = Entry::new(ContainerState::Running);
+            // Containers from before run networks sit on the default bridge, which stays.
+            if let Some(network) = inspect.host_config.as_ref().and_then(|h| h.network_mode.clone())
+                && network.starts_with(network::NETWORK_PREFIX)
+            {
+                self.inner.networks.adopt(&network);
+                entry.network = Some(network);
+            }
             if let Some(cursor) = self.inner.config.log_cursors.get(&run) {
                 entry.logs.push(Some(cursor), "", usize::MAX);
             }
@@ -273,7 +326,7 @@ impl DockerRuntime {
                 .unwrap_or_default();
             let me = self.clone();
             tokio::spawn(async move {
-                let listeners = match ports::bind(me.inner.config.bind_ip, &published) {
+                let listeners = match ports::bind(me.inner.config.bind_ip, &published, me.inner.config.port_range) {
                     Ok(l) => l,
                     Err(e) => {
                         tracing::warn!(%run, error = %e, "cannot publish the ports of an adopted container");
@@ -286,7 +339,18 @@ impl DockerRuntime {
                 me.supervise(run, id).await;
             });
         }
+        self.inner.networks.sweep().await.map_err(unavailable)?;
         Ok(())
+    }
+
+    /// Removes the run's network (its container must be gone); a failure leaves it to the sweep.
+    async fn release_network(&self, run: JobRunId) {
+        let network = self.inner.runs.lock().expect("runs poisoned").get_mut(&run).and_then(|e| e.network.take());
+        if let Some(network) = network
+            && let Err(e) = self.inner.networks.release(&network).await
+        {
+            tracing::debug!(%run, %network, error = %e, "cannot remove the run's network yet; the sweep will");
+        }
     }
 
     fn update(&self, run: JobRunId, f: impl FnOnce(&mut Entry)) {
@@ -342,6 +406,7 @@ impl DockerRuntime {
                 // The container may exist half-made; it is of no use now.
                 let name = spec::container_name(run);
                 let _ = force_remove(&self.inner.docker, &name).await;
+                self.release_network(run).await;
                 let stopped = stop.borrow().is_some();
                 if !stopped {
                     self.count_start("failed");
@@ -354,7 +419,23 @@ impl DockerRuntime {
     /// Pulls, creates, fills and starts the container; returns its id.
     async fn prepare(&self, run: JobRunId, spec: &RunSpec, epoch: i64) -> StepResult<String> {
         let docker = &self.inner.docker;
+        let config = &self.inner.config;
+        if spec.ports.len() > config.max_ports {
+            return Err(format!(
+                "the job publishes {} ports; this node publishes at most {} per job",
+                spec.ports.len(),
+                config.max_ports
+            ));
+        }
         let image = spec::image_reference(&spec.image, &spec.tag, spec.registry_host.as_deref());
+        if !config.allow_private_registries {
+            registry::check_public(&pull::registry_of(&image)).await?;
+            for v in &spec.volumes {
+                let reference =
+                    spec::image_reference(&v.image, v.tag.as_deref().unwrap_or("latest"), v.registry.as_deref());
+                registry::check_public(&pull::registry_of(&reference)).await?;
+            }
+        }
         let auth = registry_auth(
             spec.registry_host.as_deref(),
             spec.registry_user.as_deref(),
@@ -371,31 +452,49 @@ impl DockerRuntime {
             volume_images.push((reference, v.mount.clone()));
         }
         let wanted: Vec<(u16, Option<u16>)> = spec.ports.iter().map(|p| (*p, None)).collect();
-        let listeners =
-            ports::bind(self.inner.config.bind_ip, &wanted).map_err(|e| format!("cannot publish ports: {e}"))?;
+        let listeners = ports::bind(self.inner.config.bind_ip, &wanted, self.inner.config.port_range)
+            .map_err(|e| format!("cannot publish ports: {e}"))?;
         let published: Vec<(u16, u16)> = listeners.iter().map(|l| (l.container_port, l.external_port)).collect();
-        let ctx = CreateContext {
-            run,
-            owner: &self.inner.config.owner,
-            epoch,
-            image: &image,
-            published: &published,
-            gpus: self.inner.config.gpus,
-        };
-        let mut body = spec::create_body(spec, &ctx);
-        if !spec.allowed_ips.is_empty()
-            && let Some(labels) = body.labels.as_mut()
-        {
-            labels.insert(LABEL_ALLOWED_IPS.into(), spec.allowed_ips.join(","));
-        }
+        let network = self.inner.networks.take().await?;
+        let taken = network.clone();
+        self.update_quietly(run, |e| e.network = Some(taken));
         let name = spec::container_name(run);
-        let options = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
-        let id = match docker.create_container(Some(options), body).await {
-            Ok(created) => created.id,
-            Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => {
-                return Err(format!("a container named {name} already exists; refusing to start the run twice"));
+        let id = loop {
+            let layer_limit = self.inner.layer_limit.load(Ordering::Relaxed);
+            let ctx = CreateContext {
+                run,
+                owner: &config.owner,
+                epoch,
+                image: &image,
+                published: &published,
+                gpus: config.gpus,
+                network: &network,
+                limits: &config.limits,
+                writable_layer_limit: layer_limit && config.limits.writable_layer_bytes.is_some(),
+            };
+            let mut body = spec::create_body(spec, &ctx);
+            if !spec.allowed_ips.is_empty()
+                && let Some(labels) = body.labels.as_mut()
+            {
+                labels.insert(LABEL_ALLOWED_IPS.into(), spec.allowed_ips.join(","));
             }
-            Err(e) => return Err(format!("cannot create the container: {e}")),
+            let options = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
+            match docker.create_container(Some(options), body).await {
+                Ok(created) => break created.id,
+                Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => {
+                    return Err(format!("a container named {name} already exists; refusing to start the run twice"));
+                }
+                // Only some storage drivers can bound the writable layer (overlay2 on
+                // xfs with pquota, btrfs, zfs, devicemapper); on the others the limit
+                // is left out from now on.
+                Err(DockerError::DockerResponseServerError { message, .. })
+                    if ctx.writable_layer_limit && message.contains("storage-opt") =>
+                {
+                    tracing::info!(reason = %message, "the storage driver cannot limit a container's writable layer; running without that limit");
+                    self.inner.layer_limit.store(false, Ordering::Relaxed);
+                }
+                Err(e) => return Err(format!("cannot create the container: {e}")),
+            }
         };
         for (i, (reference, mount)) in volume_images.iter().enumerate() {
             let labels = HashMap::from([
@@ -429,7 +528,23 @@ impl DockerRuntime {
         if auth.is_none()
             && let Ok(found) = self.inner.docker.inspect_image(image).await
         {
-            return Ok(found.size);
+            if !found.id.as_deref().is_some_and(|id| self.inner.private.contains(id)) {
+                return Ok(found.size);
+            }
+            // Its content came with someone's credentials: this job, which has none,
+            // gets it only if the registry serves it to anyone (a manifest request
+            // without credentials). An alias (digest, image id, another tag) resolves
+            // to the same image id, so it is asked about too.
+            return match self.inner.docker.inspect_registry_image(image, None).await {
+                Ok(_) => Ok(found.size),
+                Err(e) => {
+                    tracing::debug!(%run, %image, error = %e, "a private image was asked for without credentials");
+                    Err(format!(
+                        "image {image} is private: the registry {} does not serve it without credentials; give the job the registry user and secret",
+                        host.map(str::to_string).unwrap_or_else(|| pull::registry_of(image))
+                    ))
+                }
+            };
         }
         let rx = self.inner.pulls.pull(image, auth);
         let mut last_report = Instant::now() - Duration::from_secs(1);
@@ -450,7 +565,13 @@ impl DockerRuntime {
                 .observe(pull_started.elapsed().as_secs_f64());
         }
         pulled.map_err(|message| pull::explain_pull_error(image, host, &message))?;
-        Ok(self.inner.docker.inspect_image(image).await.ok().and_then(|i| i.size))
+        let found = self.inner.docker.inspect_image(image).await.ok();
+        if auth.is_some()
+            && let Some(id) = found.as_ref().and_then(|i| i.id.as_deref())
+        {
+            self.inner.private.insert(id);
+        }
+        Ok(found.and_then(|i| i.size))
     }
 
     /// Starts the proxies for the pre-bound `listeners` towards the container.
@@ -470,13 +591,20 @@ impl DockerRuntime {
             .inspect_container(container, None::<InspectContainerOptions>)
             .await
             .map_err(|e| format!("cannot inspect the container: {e}"))?;
+        let running = inspect.state.as_ref().and_then(|s| s.running).unwrap_or(false);
         let ip = inspect
             .network_settings
             .and_then(|n| n.networks)
             .and_then(|n| n.values().find_map(|e| e.ip_address.clone().filter(|ip| !ip.is_empty())))
-            .and_then(|ip| ip.parse::<IpAddr>().ok())
-            .ok_or("the container has no address on the bridge network")?;
-        let (proxies, urls) = ports::serve(listeners, ip, allowed_ips, &self.inner.config.advertise_host)?;
+            .and_then(|ip| ip.parse::<IpAddr>().ok());
+        let ip = match ip {
+            Some(ip) => ip,
+            // Ended already (a short BATCH job): nothing to publish, its exit is reported.
+            None if !running => return Ok(()),
+            None => return Err("the container has no address on its network".into()),
+        };
+        let config = &self.inner.config;
+        let (proxies, urls) = ports::serve(listeners, ip, allowed_ips, &config.advertise_host, config.proxy)?;
         self.update(run, |e| {
             e.proxies = proxies;
             e.node_urls = urls;
@@ -679,6 +807,7 @@ impl ContainerRuntime for DockerRuntime {
         // The container goes first: while the entry exists a rescan cannot mistake
         // the container for an untracked one and adopt it again.
         force_remove(&self.inner.docker, &spec::container_name(run)).await.map_err(unavailable)?;
+        self.release_network(run).await;
         let entry = self.inner.runs.lock().expect("runs poisoned").remove(&run);
         drop(entry); // closes its proxies
         Ok(())

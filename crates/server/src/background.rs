@@ -1,5 +1,7 @@
 //! Background reconcilers: the scheduler (pending jobs → placements), the
-//! lifecycle keeper (timeouts, lost nodes) and billing (charges, stop at zero).
+//! lifecycle keeper (timeouts, lost nodes) and billing (charges, stop at zero); and
+//! [`spawn`], the one place every background loop of the server is started (the
+//! reconcilers and the usage and GPU-registry flushers).
 //!
 //! Each is a loop that runs on a timer *and* when signalled, rereads what it needs
 //! from the store on every activation (so a restart loses nothing: all state is in
@@ -44,11 +46,31 @@ impl Default for Timing {
     }
 }
 
-/// Starts the reconcilers; they stop when the returned handles are aborted.
-pub fn spawn(state: Arc<AppState>) -> Vec<tokio::task::JoinHandle<()>> {
-    vec![
-        tokio::spawn(scheduler::run(state.clone())),
-        tokio::spawn(lifecycle::run(state.clone())),
-        tokio::spawn(billing::run(state)),
-    ]
+/// Every background loop of a running server. Dropping it does not stop them;
+/// [`Loops::stop`] does.
+pub struct Loops {
+    handles: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
+}
+
+impl Loops {
+    /// Aborts every loop (at shutdown, after the listener stopped).
+    pub fn stop(self) {
+        for (_, handle) in self.handles {
+            handle.abort();
+        }
+    }
+}
+
+/// Starts every background loop of the server: the place to look for what runs on
+/// its own. The reconcilers (scheduler, lifecycle, billing) plus two flushers of
+/// in-memory state (API key usage to the store; the GPU registry from it).
+pub fn spawn(state: Arc<AppState>) -> Loops {
+    let handles = vec![
+        ("scheduler", tokio::spawn(scheduler::run(state.clone()))),
+        ("lifecycle", tokio::spawn(lifecycle::run(state.clone()))),
+        ("billing", tokio::spawn(billing::run(state.clone()))),
+        ("usage flusher", tokio::spawn(crate::usage::run_flusher(state.clone()))),
+        ("gpu registry refresher", tokio::spawn(crate::app::gpu_registry::run_refresher(state))),
+    ];
+    Loops { handles }
 }

@@ -1,8 +1,12 @@
 //! The application layer: business rules between the HTTP handlers and the store.
 //! Nothing here knows HTTP; functions take the caller's account scope and typed
-//! inputs and return wire types or [`crate::error::ApiError`].
+//! inputs and return wire types or [`error::AppError`]; `crate::error` alone turns
+//! that into HTTP.
 
 pub mod api_keys;
+pub mod caller;
+pub mod capacity;
+pub mod error;
 pub mod gpu_registry;
 pub mod jobs;
 pub mod ledger;
