@@ -25,7 +25,16 @@ async fn the_agent_serves_metrics_that_move_with_its_work() {
     let consumer = client(&url, &create_key(&dir.path().join("server"), "consumer").await);
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let _agent = Command::new(GANTRY)
-        .args(["agent", "--bind", "127.0.0.1", "--advertise-host", "127.0.0.1", "--stop-grace-secs", "1", "--allow-private-registries"])
+        .args([
+            "agent",
+            "--bind",
+            "127.0.0.1",
+            "--advertise-host",
+            "127.0.0.1",
+            "--stop-grace-secs",
+            "1",
+            "--allow-private-registries",
+        ])
         .args(["--sync-wait-ms", "300", "--fake-gpus", "1xNVIDIA RTX 4090:24,cpus=2,ram=4", "--state-dir"])
         .arg(dir.path().join("agent"))
         .args(["--metrics-listen", &metrics_addr])
