@@ -54,6 +54,7 @@ pub struct Agent<R: ContainerRuntime> {
     runtime: Arc<R>,
     config: AgentConfig,
     node: Option<NodeId>,
+    metrics: Option<Arc<crate::metrics::AgentMetrics>>,
 }
 
 /// Maps what the runtime observed to what the control plane records.
@@ -88,7 +89,13 @@ impl<R: ContainerRuntime> Agent<R> {
     /// An agent that will register as a new node.
     pub fn new(client: Client, runtime: Arc<R>, config: AgentConfig) -> Self {
         let node = config.state.as_ref().and_then(|(_, s)| s.node_uuid);
-        Self { client, runtime, config, node }
+        Self { client, runtime, config, node, metrics: None }
+    }
+
+    /// Records syncs and GPU samples in `metrics` (`gantry agent --metrics-listen`).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::AgentMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The node's uuid, once registered.
@@ -209,13 +216,19 @@ impl<R: ContainerRuntime> Agent<R> {
             // change is reported at once. (A reporting sync is never abandoned, so a
             // busy node cannot starve its own heartbeats.)
             let long_poll = unsent.is_empty() && version.is_some();
+            let sample = self.sample(&held);
+            if let Some(m) = &self.metrics {
+                let temperatures = self.config.probe.as_ref().map(|p| p.gpu_temperatures()).unwrap_or_default();
+                m.observe_gpus(&sample, &self.config.description.inventory.gpus, &temperatures);
+            }
             let req = SyncRequest {
                 lease_epoch: lease,
-                sample: Some(self.sample(&held)),
+                sample: Some(sample),
                 runs: unsent.values().cloned().collect(),
                 desired_version: version,
                 wait_ms: Some(if long_poll { self.config.sync_wait_ms } else { 0 }),
             };
+            let sync_started = tokio::time::Instant::now();
             let result = if long_poll {
                 tokio::select! {
                     r = self.client.sync_node(node, &req) => Some(r),
@@ -226,6 +239,13 @@ impl<R: ContainerRuntime> Agent<R> {
                 Some(self.client.sync_node(node, &req).await)
             };
             last_sync = tokio::time::Instant::now();
+            if let (Some(m), Some(r)) = (&self.metrics, &result) {
+                let labels = crate::metrics::SyncLabels {
+                    outcome: if r.is_ok() { "ok" } else { "error" },
+                    mode: if long_poll { "long_poll" } else { "report" },
+                };
+                m.syncs.get_or_create(&labels).observe(sync_started.elapsed().as_secs_f64());
+            }
             let desired = match result {
                 None => continue,
                 Some(Ok(d)) => d,

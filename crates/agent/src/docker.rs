@@ -182,6 +182,8 @@ struct Inner {
     private: PrivateImages,
     /// The runs' networks and the spare.
     networks: Arc<Networks>,
+    /// Where container starts and pulls are counted, once set.
+    metrics: std::sync::OnceLock<Arc<crate::metrics::AgentMetrics>>,
 }
 
 /// Runs containers on the local Docker Engine.
@@ -223,7 +225,19 @@ impl DockerRuntime {
                 layer_limit: AtomicBool::new(true),
                 private,
                 networks,
+                metrics: std::sync::OnceLock::new(),
             }),
+        }
+    }
+
+    /// Counts container starts and times image pulls in `metrics` (set once).
+    pub fn set_metrics(&self, metrics: Arc<crate::metrics::AgentMetrics>) {
+        let _ = self.inner.metrics.set(metrics);
+    }
+
+    fn count_start(&self, outcome: &'static str) {
+        if let Some(m) = self.inner.metrics.get() {
+            m.container_starts.get_or_create(&crate::metrics::OutcomeLabel { outcome }).inc();
         }
     }
 
@@ -384,13 +398,19 @@ impl DockerRuntime {
             _ = until_stopped(&mut stop) => Err(String::new()),
         };
         match prepared {
-            Ok(container) => self.supervise(run, container).await,
+            Ok(container) => {
+                self.count_start("started");
+                self.supervise(run, container).await
+            }
             Err(reason) => {
                 // The container may exist half-made; it is of no use now.
                 let name = spec::container_name(run);
                 let _ = force_remove(&self.inner.docker, &name).await;
                 self.release_network(run).await;
                 let stopped = stop.borrow().is_some();
+                if !stopped {
+                    self.count_start("failed");
+                }
                 self.finish(run, if stopped { ContainerState::Stopped } else { ContainerState::Failed { reason } });
             }
         }
@@ -528,7 +548,8 @@ impl DockerRuntime {
         }
         let rx = self.inner.pulls.pull(image, auth);
         let mut last_report = Instant::now() - Duration::from_secs(1);
-        pull::finish(rx, |done, total| {
+        let pull_started = Instant::now();
+        let pulled = pull::finish(rx, |done, total| {
             // Progress reaches the control plane at most twice a second.
             if last_report.elapsed() >= Duration::from_millis(500) {
                 last_report = Instant::now();
@@ -536,8 +557,14 @@ impl DockerRuntime {
                 self.update(run, |e| e.progress = Some(line));
             }
         })
-        .await
-        .map_err(|message| pull::explain_pull_error(image, host, &message))?;
+        .await;
+        if let Some(m) = self.inner.metrics.get() {
+            let outcome = if pulled.is_ok() { "ok" } else { "error" };
+            m.image_pulls
+                .get_or_create(&crate::metrics::OutcomeLabel { outcome })
+                .observe(pull_started.elapsed().as_secs_f64());
+        }
+        pulled.map_err(|message| pull::explain_pull_error(image, host, &message))?;
         let found = self.inner.docker.inspect_image(image).await.ok();
         if auth.is_some()
             && let Some(id) = found.as_ref().and_then(|i| i.id.as_deref())

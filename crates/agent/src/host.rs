@@ -169,6 +169,11 @@ impl HostProbe {
         &self.disk_path
     }
 
+    /// GPU core temperatures, °C (NVML; none for fake GPUs), for the agent's metrics.
+    pub fn gpu_temperatures(&self) -> Vec<(u32, f64)> {
+        self.gpus.temperatures()
+    }
+
     /// Measures load and free capacity now. CPU load is averaged since the previous call (or
     /// since discovery). GPUs come from the GPU probe: NVML measures; fake GPUs report the
     /// reservations of `held` (the runs the node was last told to hold). It blocks for a few

@@ -12,6 +12,7 @@ pub mod docker;
 pub mod fake;
 pub mod host;
 pub mod inventory;
+pub mod metrics;
 pub mod proxy;
 pub mod runtime;
 pub mod state;

@@ -22,6 +22,7 @@ use gantry_agent::docker::{DockerConfig, DockerRuntime};
 use gantry_agent::fake::FakeRuntime;
 use gantry_agent::host::{HostOptions, HostProbe, parse_label};
 use gantry_agent::inventory::parse_fake_spec;
+use gantry_agent::metrics::AgentMetrics;
 use gantry_agent::state::StateFile;
 use gantry_agent::{Agent, AgentConfig};
 use gantry_client::{Client, Credentials};
@@ -88,6 +89,10 @@ pub struct AgentArgs {
     /// Long-poll wait per sync (the idle heartbeat period), ms.
     #[arg(long, default_value_t = 1000)]
     sync_wait_ms: u64,
+    /// Serve the agent's Prometheus metrics (container starts, pulls, syncs, GPUs) on
+    /// GET http://ADDR/metrics, e.g. 0.0.0.0:9464.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     isolation: IsolationArgs,
 }
@@ -200,6 +205,7 @@ impl AgentArgs {
             port_range: None,
             stop_grace_secs: 10,
             sync_wait_ms: 1000,
+            metrics_listen: None,
             isolation: IsolationArgs::for_dev(),
         }
     }
@@ -235,9 +241,18 @@ pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
     let client = args.client();
     client.me().await.with_context(|| format!("cannot reach the control plane at {} with this key", args.server))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let metrics = Arc::new(AgentMetrics::default());
+    let mut listener = None;
+    if let Some(addr) = args.metrics_listen {
+        let (local, task) = gantry_agent::metrics::serve(addr, metrics.clone())
+            .await
+            .with_context(|| format!("cannot listen on {addr} for --metrics-listen"))?;
+        println!("gantry agent: metrics on http://{local}/metrics");
+        listener = Some(task);
+    }
     let tasks = match args.simulate {
-        Some(count) => simulated(&args, client, count, stop_rx)?,
-        None => vec![docker_agent(&args, client, stop_rx).await?],
+        Some(count) => simulated(&args, client, count, stop_rx, &metrics)?,
+        None => vec![docker_agent_with_metrics(&args, client, stop_rx, Some(metrics)).await?],
     };
     if args.simulate.is_none() {
         wait_registered(&args).await;
@@ -249,6 +264,9 @@ pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
     for t in tasks {
         let _ = t.await;
     }
+    if let Some(listener) = listener {
+        listener.abort();
+    }
     Ok(())
 }
 
@@ -257,6 +275,7 @@ fn simulated(
     client: Client,
     count: usize,
     stop: tokio::sync::watch::Receiver<bool>,
+    metrics: &Arc<AgentMetrics>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut description =
         parse_fake_spec(args.fake_gpus.as_deref().unwrap_or("")).map_err(|e| anyhow::anyhow!("--fake-gpus: {e}"))?;
@@ -275,7 +294,8 @@ fn simulated(
                 state: None,
                 probe: None,
             };
-            let agent = Agent::new(client.clone(), Arc::new(FakeRuntime::default()), config);
+            let agent =
+                Agent::new(client.clone(), Arc::new(FakeRuntime::default()), config).with_metrics(metrics.clone());
             tokio::spawn(agent.run(stop.clone()))
         })
         .collect();
@@ -288,6 +308,16 @@ pub async fn docker_agent(
     args: &AgentArgs,
     client: Client,
     stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    docker_agent_with_metrics(args, client, stop, None).await
+}
+
+/// [`docker_agent`], recording in `metrics` when given.
+async fn docker_agent_with_metrics(
+    args: &AgentArgs,
+    client: Client,
+    stop: tokio::sync::watch::Receiver<bool>,
+    metrics: Option<Arc<AgentMetrics>>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
     let file = StateFile::in_dir(&state_dir);
@@ -336,7 +366,11 @@ pub async fn docker_agent(
         state: Some((file, state)),
         probe: Some(Arc::new(probe)),
     };
-    let agent = Agent::new(client, Arc::new(runtime), agent_config);
+    let mut agent = Agent::new(client, Arc::new(runtime.clone()), agent_config);
+    if let Some(metrics) = metrics {
+        runtime.set_metrics(metrics.clone());
+        agent = agent.with_metrics(metrics);
+    }
     outln!(
         "gantry agent: node {name:?} ({gpus} GPU(s){}) on Docker {} syncing with {}; ports published on {advertise}",
         if real_gpus || gpus == 0 { "" } else { ", pretended" },

@@ -49,7 +49,7 @@ enum Command {
     /// Run the control plane.
     Server(serve::ServerArgs),
     /// Run a node agent (today: simulated nodes with --simulate N).
-    Agent(agent::AgentArgs),
+    Agent(Box<agent::AgentArgs>),
     /// Operator commands that work on the data dir directly (also while the server runs).
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -102,7 +102,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Dev(args) => dev::run(args).await,
             Command::Server(args) => serve::run(args).await,
-            Command::Agent(args) => agent::run(args).await,
+            Command::Agent(args) => agent::run(*args).await,
             Command::Admin(cmd) => admin::run(cmd).await,
             Command::Jobs(cmd) => jobs::run(cmd).await,
             Command::Recipes(cmd) => recipes::run(cmd).await,

@@ -119,6 +119,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: Arc<AppState>) -> axum::Router {
     let (api, mut doc) = api_router().split_for_parts();
     common_responses::add(&mut doc);
+    let templates = doc.paths.paths.keys().map(String::as_str);
+    state.metrics.http.know_routes(templates.chain(["/v1/openapi.json", "/healthz", "/metrics"]));
     let doc = Arc::new(doc.to_pretty_json().expect("OpenAPI document serializes"));
     let api: axum::Router = api
         .route(
@@ -132,6 +134,7 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::http::track))
         .with_state(state)
         // After routing, so each request is logged with its route template.
         .layer(crate::request_log::RequestLogLayer::default());
@@ -146,21 +149,11 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
 
-/// Prometheus text format. Counters only; nothing about any account.
+/// Prometheus text format (see `crate::metrics`): encodes what is in memory, never
+/// reads the store, and labels nothing by account.
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let w = state.store.write_stats();
-    let body = format!(
-        "# HELP gantry_store_commits_total Store transactions committed (one fsync each on SQLite).\n\
-         # TYPE gantry_store_commits_total counter\ngantry_store_commits_total {}\n\
-         # HELP gantry_store_writes_total Write operations carried by those commits.\n\
-         # TYPE gantry_store_writes_total counter\ngantry_store_writes_total {}\n\
-         # HELP gantry_nonce_cache_entries Nonces remembered for replay protection.\n\
-         # TYPE gantry_nonce_cache_entries gauge\ngantry_nonce_cache_entries {}\n",
-        w.commits,
-        w.writes,
-        state.auth.nonces.len()
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    state.metrics.nonce_entries.set(state.auth.nonces.len() as i64);
+    ([(header::CONTENT_TYPE, prometheus_client::encoding::prometheus_text::CONTENT_TYPE)], state.metrics.render())
 }
 
 async fn not_found() -> ApiError {

@@ -31,6 +31,9 @@ pub struct ServerConfig {
     pub rate_limits: crate::rate_limit::RateLimits,
     /// Connection timeouts and the most connections served at once.
     pub connections: crate::serve::ConnectionLimits,
+    /// How often the stored-state metrics gauges are recomputed (`/metrics` itself
+    /// never reads the store).
+    pub metrics_refresh_every: std::time::Duration,
 }
 
 /// Billing: what compute costs and who gets what. Amounts are micro-USD per hour.
@@ -86,6 +89,7 @@ impl ServerConfig {
             billing: Default::default(),
             connections: Default::default(),
             rate_limits: Default::default(),
+            metrics_refresh_every: std::time::Duration::from_secs(1),
         }
     }
 }

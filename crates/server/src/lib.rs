@@ -22,6 +22,7 @@ mod keyfile;
 mod rate_limit;
 mod serve;
 pub mod request_log;
+mod metrics;
 mod signals;
 mod signed;
 mod state;
@@ -113,6 +114,12 @@ impl RunningServer {
         app::ledger::charge_run(&self.state, run).await
     }
 
+    /// Recomputes the metrics gauges now, as the background refresh does every
+    /// `ServerConfig::metrics_refresh_every` (tests show that a scrape alone never does).
+    pub async fn refresh_metrics(&self) -> Result<(), AppError> {
+        metrics::gauges::refresh(&self.state, true).await
+    }
+
     /// Stops accepting, lets in-flight requests finish, flushes usage data.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {
@@ -157,6 +164,7 @@ pub async fn start_with_store(
     let app = api::router(state.clone());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let loops = background::spawn(state.clone());
+    let gauges = tokio::spawn(metrics::gauges::run(state.clone()));
     let served = state.clone();
     let connections = config.connections.clone();
     let task = tokio::spawn(async move {
@@ -166,6 +174,7 @@ pub async fn start_with_store(
         })
         .await?;
         loops.stop();
+        gauges.abort();
         state.auth.usage.flush(state.store.as_ref()).await;
         Ok(())
     });

@@ -39,6 +39,8 @@ pub struct AppState {
     pub scheduling: SchedulingState,
     /// Prices and how credit is paid.
     pub billing: Billing,
+    /// Prometheus metrics (`/metrics`; see `crate::metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Checking signed requests.
@@ -92,6 +94,7 @@ pub struct Billing {
 impl AppState {
     /// Builds the state for a configured server.
     pub fn new(store: Arc<dyn Store>, secrets: SecretBox, config: &ServerConfig) -> Self {
+        let store_for_metrics = store.clone();
         Self {
             store,
             secrets,
@@ -112,6 +115,7 @@ impl AppState {
                 started: std::time::Instant::now(),
             },
             billing: Billing { config: config.billing.clone(), payments: Arc::new(ManualProvider) },
+            metrics: crate::metrics::Metrics::new(store_for_metrics, config.metrics_refresh_every),
         }
     }
 }

@@ -50,6 +50,7 @@ pub mod postgres;
 pub mod recipes;
 mod sql;
 pub mod sqlite;
+pub mod stats;
 mod sync;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
@@ -118,6 +119,11 @@ pub struct WriteStats {
     pub commits: u64,
     /// Write operations those transactions carried.
     pub writes: u64,
+    /// How long commits took: on SQLite each group commit, from `BEGIN` to the fsync
+    /// of `COMMIT`. PostgreSQL commits inside the server (its WAL writer batches the
+    /// flushes), so it leaves this empty: its own statistics (`pg_stat_statements`,
+    /// postgres_exporter) measure that side.
+    pub commit_times: stats::CommitTimes,
 }
 
 /// What every backend tells about itself.

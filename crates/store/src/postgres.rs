@@ -153,6 +153,6 @@ impl StoreInfo for PgStore {
 
     fn write_stats(&self) -> WriteStats {
         let writes = self.writes.load(Ordering::Relaxed);
-        WriteStats { commits: writes, writes }
+        WriteStats { commits: writes, writes, commit_times: Default::default() }
     }
 }

@@ -6,6 +6,7 @@
 //! what passes here is what users get.
 
 pub mod docker;
+pub mod prom;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -15,6 +15,10 @@ pub trait GpuProbe: Send + Sync {
     fn sample(&self, held: &[RunSpec]) -> Vec<GpuSample>;
     /// Why there are no (real) GPUs, if that needs saying.
     fn note(&self) -> Option<String>;
+    /// Core temperature per GPU index, °C, where it can be measured (not fake GPUs).
+    fn temperatures(&self) -> Vec<(u32, f64)> {
+        Vec::new()
+    }
 }
 
 /// Pretended GPUs (`--fake-gpus`). Nothing to measure, so a sample reports what the held runs
@@ -157,5 +161,17 @@ impl GpuProbe for NvmlProbe {
 
     fn note(&self) -> Option<String> {
         self.note.clone()
+    }
+
+    fn temperatures(&self) -> Vec<(u32, f64)> {
+        use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
+        let Some(nvml) = &self.nvml else { return Vec::new() };
+        self.gpus
+            .iter()
+            .filter_map(|g| {
+                let celsius = nvml.device_by_index(g.index).and_then(|d| d.temperature(TemperatureSensor::Gpu)).ok()?;
+                Some((g.index, f64::from(celsius)))
+            })
+            .collect()
     }
 }

@@ -43,7 +43,11 @@ pub async fn charge_run(state: &AppState, run: &RunRecord) -> Result<bool, AppEr
     )
     .for_run(run.run.uuid, node.uuid)
     .with_memo(Some(format!("{} ms at {} USD/h", ended - started, micros_to_usd(run_rate(run)))));
-    Ok(state.store.ledger_post(&posting).await?)
+    let posted = state.store.ledger_post(&posting).await?;
+    if posted {
+        state.metrics.charged(charge);
+    }
+    Ok(posted)
 }
 
 /// Charges a run that just ended, logging rather than failing the caller: the

@@ -91,6 +91,7 @@ pub async fn observe(state: &AppState, node: NodeId, report: &ObservedRun) -> Re
     let Some(after) = state.store.run_update(report.run_uuid, &update).await? else {
         return Ok(());
     };
+    state.metrics.run_finished(&after);
     crate::app::ledger::charge_ended(state, &after).await;
     state.signals.bump(node);
     if report.status == JobRunStatus::Running {
@@ -137,6 +138,7 @@ pub async fn fail_run(state: &AppState, run: &RunRecord, reason: String) -> Resu
         image_size_bytes: None,
     };
     if let Some(after) = state.store.run_update(run.run.uuid, &update).await? {
+        state.metrics.run_finished(&after);
         crate::app::ledger::charge_ended(state, &after).await;
         state.signals.bump(run.run.node_uuid);
         settle_job(state, run.run.job_uuid).await?;

@@ -32,7 +32,10 @@ const EXPLAIN_LIMIT: usize = 200;
 /// Runs passes until aborted.
 pub async fn run(state: Arc<AppState>) {
     loop {
-        match pass(&state).await {
+        let started = std::time::Instant::now();
+        let outcome = pass(&state).await;
+        state.metrics.scheduler_pass.observe(started.elapsed().as_secs_f64());
+        match outcome {
             Ok(placed) if placed > 0 => continue, // more may fit; go again at once
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %crate::app::error::chain(&e), "scheduler pass failed"),
@@ -108,6 +111,11 @@ pub async fn pass(state: &AppState) -> Result<usize, AppError> {
         );
     }
     announce(state, &placements, &placed);
+    // Placement latency: since the job (re-)entered PENDING (its submission, or its last retry).
+    for job in snapshot.pending.iter().filter(|j| placed.contains(&j.uuid)) {
+        let now = placements.first().map_or_else(now_ms, |p| p.now_ms);
+        state.metrics.placement_latency.observe((now - job.updated_at.0).max(0) as f64 / 1000.0);
+    }
     explain_unplaced(state, &snapshot, &requests, &planned.unplaced, &allowlists);
     Ok(placed.len())
 }

@@ -108,6 +108,7 @@ where
 struct Counters {
     commits: AtomicU64,
     writes: AtomicU64,
+    durations: crate::stats::CommitClock,
 }
 
 /// Handle to the writer thread.
@@ -149,6 +150,7 @@ impl Writer {
         WriteStats {
             commits: self.counters.commits.load(Ordering::Relaxed),
             writes: self.counters.writes.load(Ordering::Relaxed),
+            commit_times: self.counters.durations.snapshot(),
         }
     }
 }
@@ -194,6 +196,7 @@ fn sql_name(sql: &'static str) -> &'static str {
 
 /// Runs and commits one batch, counts it, then replies to every op.
 fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn PendingWrite>>, counters: &Counters) {
+    let started = std::time::Instant::now();
     let outcome = run_in_transaction(conn, batch);
     match &outcome {
         // Counted before replying, so a caller that saw its write acknowledged also
@@ -201,6 +204,7 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn PendingWrite>>, count
         Ok(writes) => {
             counters.commits.fetch_add(1, Ordering::Relaxed);
             counters.writes.fetch_add(*writes, Ordering::Relaxed);
+            counters.durations.record(started.elapsed());
         }
         // Whatever failed, leave the connection clean for the next batch.
         Err(_) if !conn.is_autocommit() => {

@@ -1,0 +1,81 @@
+//! The stored-state gauges (`gantry_jobs`, `gantry_job_runs`, `gantry_nodes`,
+//! `gantry_node_gpus`, `gantry_pending_jobs_oldest_age_seconds`), recomputed by one
+//! background task every [`Metrics::refresh_every`](super::Metrics) (1 s by
+//! default), never by a scrape: `/metrics` only encodes these in-memory values.
+//!
+//! A refresh reads what the scheduler reads anyway (all nodes, the active runs via
+//! their partial index, the oldest pending job) plus one indexed count per job status
+//! (`jobs (status, created_at)`). Counts of the terminal statuses grow without bound
+//! and change meaning slowly, so they are recounted only every
+//! [`TERMINAL_EVERY`]-th refresh. Deriving the gauges from the store, rather than
+//! from increments scattered over every transition, keeps them right across
+//! restarts and with several servers sharing a database.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use gantry_types::job::JobStatus;
+use gantry_types::job_run::JobRunStatus;
+use gantry_types::list::{JobFilter, Paging};
+use gantry_types::node::NodeStatus;
+
+use super::{StateLabel, StatusLabel};
+use crate::app::error::AppError;
+use crate::state::{AppState, now_ms};
+
+/// Terminal job statuses are recounted every this many refreshes.
+pub const TERMINAL_EVERY: u64 = 15;
+
+/// Refreshes until aborted.
+pub async fn run(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(state.metrics.refresh_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for round in 0u64.. {
+        tick.tick().await;
+        if let Err(e) = refresh(&state, round % TERMINAL_EVERY == 0).await {
+            tracing::warn!(error = ?e, "refreshing the metrics gauges failed");
+        }
+    }
+}
+
+/// Recomputes the gauges from the store (`terminal`: the terminal job statuses too).
+pub async fn refresh(state: &AppState, terminal: bool) -> Result<(), AppError> {
+    let m = &state.metrics;
+    let store = state.store.as_ref();
+    let one = Paging { page: 1, limit: 1, newest_first: false };
+    for status in JobStatus::ALL.into_iter().filter(|s| terminal || !s.is_terminal()) {
+        let filter = JobFilter { statuses: vec![status], ..Default::default() };
+        let total = store.job_list(None, &filter, one).await?.total;
+        m.jobs.get_or_create(&StatusLabel { status: status.as_str() }).set(total as i64);
+    }
+    let now = now_ms();
+    let oldest = store.job_list_pending(1).await?.first().map_or(0, |j| now - j.created_at.0);
+    m.pending_oldest_age.set(oldest.max(0) as f64 / 1000.0);
+
+    let active = store.run_list_active().await?;
+    let mut runs: HashMap<JobRunStatus, i64> = HashMap::new();
+    for r in &active {
+        *runs.entry(r.run.status).or_default() += 1;
+    }
+    for status in JobRunStatus::ALL.into_iter().filter(|s| !s.is_terminal()) {
+        m.job_runs.get_or_create(&StatusLabel { status: status.as_str() }).set(runs.get(&status).copied().unwrap_or(0));
+    }
+
+    let nodes = store.node_list_all().await?;
+    let taken: std::collections::HashSet<(gantry_types::NodeId, u32)> =
+        active.iter().flat_map(|r| r.run.gpu_indices.iter().map(|i| (r.run.node_uuid, *i))).collect();
+    let (mut free, mut used) = (0i64, 0i64);
+    for status in [NodeStatus::Online, NodeStatus::Lost] {
+        let count = nodes.iter().filter(|n| n.status == status).count();
+        m.nodes.get_or_create(&StatusLabel { status: status.as_str() }).set(count as i64);
+    }
+    for node in nodes.iter().filter(|n| n.status == NodeStatus::Online) {
+        for gpu in &node.inventory.gpus {
+            if taken.contains(&(node.uuid, gpu.index)) { used += 1 } else { free += 1 }
+        }
+    }
+    m.node_gpus.get_or_create(&StateLabel { state: "free" }).set(free);
+    m.node_gpus.get_or_create(&StateLabel { state: "used" }).set(used);
+    m.gauges_refreshed_at.set(now as f64 / 1000.0);
+    Ok(())
+}
