@@ -3,7 +3,7 @@
 //! applies every later migration and serves every job unchanged; `migrate::pending`
 //! (what `gantry admin migrate --dry-run` prints) lists exactly what a start applies.
 
-use gantry_store::Store;
+use gantry_store::jobs::JobStore;
 use gantry_store::migrate;
 use gantry_store::sqlite::SqliteStore;
 use gantry_types::JobId;
