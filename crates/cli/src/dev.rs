@@ -90,7 +90,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         operator_share: "0.8".into(),
         header_read_timeout_secs: 10,
         idle_timeout_secs: 60,
-        max_connections: 1000,
+        max_connections: None,
         max_ports_per_job: 32,
         rate_limit_rps: 0.0,
         rate_limit_burst: None,

@@ -49,9 +49,10 @@ pub struct ServerArgs {
     /// is closed; also how long a response may wait for a client that stopped reading.
     #[arg(long, env = "GANTRY_IDLE_TIMEOUT_SECS", value_name = "SECS", default_value_t = 60)]
     pub idle_timeout_secs: u64,
-    /// Most connections served at once; further clients wait to be accepted.
-    #[arg(long, env = "GANTRY_MAX_CONNECTIONS", value_name = "N", default_value_t = 1000)]
-    pub max_connections: usize,
+    /// Most connections served at once; further clients wait to be accepted. Default:
+    /// the open-file limit less 256 (each long-polling agent holds one connection).
+    #[arg(long, env = "GANTRY_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
     /// Most published ports one job may ask for.
     #[arg(long, env = "GANTRY_MAX_PORTS_PER_JOB", value_name = "N", default_value_t = 32)]
     pub max_ports_per_job: usize,
@@ -105,10 +106,12 @@ impl ServerArgs {
         config.max_body_bytes = self.max_body_bytes;
         anyhow::ensure!(self.header_read_timeout_secs > 0, "--header-read-timeout-secs must be at least 1");
         anyhow::ensure!(self.idle_timeout_secs > 0, "--idle-timeout-secs must be at least 1");
-        anyhow::ensure!(self.max_connections > 0, "--max-connections must be at least 1");
+        anyhow::ensure!(self.max_connections != Some(0), "--max-connections must be at least 1");
         config.connections.header_read_timeout = std::time::Duration::from_secs(self.header_read_timeout_secs);
         config.connections.idle_timeout = std::time::Duration::from_secs(self.idle_timeout_secs);
-        config.connections.max_connections = self.max_connections;
+        if let Some(max) = self.max_connections {
+            config.connections.max_connections = max;
+        }
         config.max_ports_per_job = self.max_ports_per_job;
         anyhow::ensure!(
             self.rate_limit_rps.is_finite() && self.rate_limit_rps >= 0.0,

@@ -62,17 +62,40 @@ pub struct ConnectionLimits {
 
 impl Default for ConnectionLimits {
     /// Generous for real clients (a long-polling agent, a CLI, a browser), tight for
-    /// idle and slow sockets. 1,000 connections stay under the common 1,024 file limit
-    /// with room for the database and logs.
+    /// idle and slow sockets. The connection cap follows the process's file limit
+    /// (see [`default_max_connections`]).
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
-            max_connections: 1_000,
+            max_connections: default_max_connections(),
             max_uri_bytes: 8 * 1024,
             max_header_bytes: 32 * 1024,
         }
     }
+}
+
+/// File descriptors kept back from the connection cap for the database, logs, the
+/// listener and outgoing connections.
+const RESERVED_FDS: u64 = 256;
+
+/// The default connection cap: the process's open-file limit less [`RESERVED_FDS`]
+/// (at least 64). Every long-polling agent holds a connection, so a fixed cap such as
+/// 1,000 would lock a fleet of 1,000 nodes out of its own control plane; a cap tied to
+/// the file limit instead guarantees that accepting never fails with "too many open
+/// files" (the failure the cap exists to prevent) while the systemd unit's
+/// `LimitNOFILE=65536` leaves room for tens of thousands of nodes.
+fn default_max_connections() -> usize {
+    let soft = open_file_limit().unwrap_or(1024);
+    soft.saturating_sub(RESERVED_FDS).max(64).min(usize::MAX as u64) as usize
+}
+
+/// The soft `RLIMIT_NOFILE`, read from `/proc/self/limits` (Linux) so that no libc
+/// binding is needed; `None` elsewhere or when unlimited.
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting,
@@ -330,5 +353,21 @@ impl AsyncWrite for Watched {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fixed cap of 1,000 locked a 1,000-node fleet (one long poll each) out of its
+    /// own control plane; the default must follow the file limit instead.
+    #[test]
+    fn the_default_connection_cap_follows_the_open_file_limit() {
+        let max = default_max_connections();
+        assert!(max >= 64, "{max}");
+        if let Some(soft) = open_file_limit() {
+            assert_eq!(max as u64, soft.saturating_sub(RESERVED_FDS).max(64));
+        }
     }
 }
