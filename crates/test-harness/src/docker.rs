@@ -288,3 +288,53 @@ impl Drop for DockerNode {
         }
     }
 }
+
+/// A BATCH job titled `title` running `script` in the test image (or the `image`/`tag`
+/// given in `params`, whose keys are merged into the job's docker parameters).
+pub fn busybox_job(title: &str, script: &str, params: serde_json::Value) -> serde_json::Value {
+    let mut p = serde_json::json!({"image": "gantry-test/busybox", "tag": "1", "env": {"SCRIPT": script}, "ports": []});
+    for (k, v) in params.as_object().cloned().unwrap_or_default() {
+        p[k] = v;
+    }
+    serde_json::json!({
+        "title": title, "task": "BATCH", "max_timeout_run_ms": 900000,
+        "cpu_count": 1, "gpu_count": 0, "min_ram_gb": 1,
+        "parameters": {"type": "docker", "parameters": p}
+    })
+}
+
+/// A server with test timing, except that a node is declared lost only after 5 s of
+/// silence: container operations on a loaded machine are slower than simulated ones,
+/// and the container tests are about containers, not node loss.
+pub async fn start_for_containers() -> crate::TestContext {
+    crate::TestContext::start_with(|config| {
+        crate::fast(config);
+        config.timing.node_lost_after = Duration::from_secs(5);
+    })
+    .await
+}
+
+/// The job's first run, once it has one (within 20 s).
+pub async fn only_run(client: &Client, job: gantry_types::JobId) -> gantry_types::job_run::JobRun {
+    crate::wait_for("the job's run", Duration::from_secs(20), || async {
+        client.runs_of_job(job).await.unwrap().into_iter().next()
+    })
+    .await
+}
+
+/// The job's first run once `done` holds for it, waiting at most `within` (`what`
+/// names the condition in the timeout message).
+pub async fn run_until(
+    client: &Client,
+    job: gantry_types::JobId,
+    what: &str,
+    within: Duration,
+    done: impl Fn(&gantry_types::job_run::JobRun) -> bool,
+) -> gantry_types::job_run::JobRun {
+    let run = only_run(client, job).await;
+    crate::wait_for(what, within, || async {
+        let r = client.get_job_run(run.uuid).await.unwrap();
+        done(&r).then_some(r)
+    })
+    .await
+}

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use gantry_client::Client;
-use gantry_test_harness::docker::{Registry, test_image};
-use gantry_test_harness::{TestContext, wait_for};
+use gantry_test_harness::docker::{Registry, busybox_job, only_run, start_for_containers, test_image};
+use gantry_test_harness::wait_for;
 use gantry_types::JobId;
 use gantry_types::job::JobStatus;
 use gantry_types::job_run::{JobRun, JobRunStatus};
@@ -17,42 +17,11 @@ const NODE: &str = "cpus=4,ram=8,disk=50";
 
 /// A BATCH job running `script` in the test image (or `image`/`tag` in `params`).
 fn job(script: &str, params: Value) -> Value {
-    let mut p = json!({"image": "gantry-test/busybox", "tag": "1", "env": {"SCRIPT": script}, "ports": []});
-    for (k, v) in params.as_object().cloned().unwrap_or_default() {
-        p[k] = v;
-    }
-    json!({
-        "title": "docker test", "task": "BATCH", "max_timeout_run_ms": 900000,
-        "cpu_count": 1, "gpu_count": 0, "min_ram_gb": 1,
-        "parameters": {"type": "docker", "parameters": p}
-    })
-}
-
-/// A server with test timing, except that a node is declared lost only after 5 s of
-/// silence: container operations on a loaded machine are slower than simulated ones,
-/// and these tests are about containers, not node loss.
-async fn start() -> TestContext {
-    TestContext::start_with(|config| {
-        gantry_test_harness::fast(config);
-        config.timing.node_lost_after = Duration::from_secs(5);
-    })
-    .await
-}
-
-async fn only_run(client: &Client, job: JobId) -> JobRun {
-    wait_for("the job's run", Duration::from_secs(20), || async {
-        client.runs_of_job(job).await.unwrap().into_iter().next()
-    })
-    .await
+    busybox_job("docker test", script, params)
 }
 
 async fn run_until(client: &Client, job: JobId, what: &str, done: impl Fn(&JobRun) -> bool) -> JobRun {
-    let run = only_run(client, job).await;
-    wait_for(what, Duration::from_secs(60), || async {
-        let r = client.get_job_run(run.uuid).await.unwrap();
-        done(&r).then_some(r)
-    })
-    .await
+    gantry_test_harness::docker::run_until(client, job, what, Duration::from_secs(60), done).await
 }
 
 async fn final_run(client: &Client, job: JobId) -> JobRun {
@@ -70,7 +39,7 @@ async fn job_until(client: &Client, job: JobId, status: JobStatus) -> gantry_typ
 #[tokio::test]
 async fn env_token_and_exit_code_reach_the_container_and_come_back() {
     test_image().await;
-    let ctx = start().await;
+    let ctx = start_for_containers().await;
     let _node = ctx.docker_node(NODE).await;
     let client = ctx.new_account(Preset::Consumer).await;
     let script = r#"echo "token=$CONTAINER_ACCESS_TOKEN"; echo "ssh=$SSH_PUBKEY"; echo "job=$GANTRY_JOB_UUID";
@@ -95,7 +64,7 @@ async fn env_token_and_exit_code_reach_the_container_and_come_back() {
 #[tokio::test]
 async fn a_clean_exit_completes_and_logs_stay_after_the_container_is_gone() {
     let image = test_image().await;
-    let ctx = start().await;
+    let ctx = start_for_containers().await;
     let node = ctx.docker_node(NODE).await;
     let client = ctx.new_account(Preset::Consumer).await;
     let created = client.create_job(&job("for i in 1 2 3; do echo line $i; done", json!({}))).await.unwrap();
@@ -130,7 +99,7 @@ async fn private_images_pull_with_good_credentials_and_fail_clearly_otherwise() 
     let registry = Registry::start().await;
     let repo = format!("t{}/busybox", uuid::Uuid::new_v4().simple());
     registry.push(&image, &repo, "1").await;
-    let ctx = start().await;
+    let ctx = start_for_containers().await;
     let _node = ctx.docker_node(NODE).await;
     let client = ctx.new_account(Preset::Consumer).await;
 
@@ -174,7 +143,7 @@ async fn private_images_pull_with_good_credentials_and_fail_clearly_otherwise() 
 async fn a_hanging_registry_fails_the_run_within_its_start_timeout_and_preparing_can_be_cancelled() {
     test_image().await;
     let (host, _server) = gantry_test_harness::docker::silent_server().await;
-    let ctx = start().await;
+    let ctx = start_for_containers().await;
     let _node = ctx.docker_node(NODE).await;
     let client = ctx.new_account(Preset::Consumer).await;
     let account = client.me().await.unwrap().uuid;
@@ -199,7 +168,7 @@ async fn a_hanging_registry_fails_the_run_within_its_start_timeout_and_preparing
 #[tokio::test]
 async fn cancel_stops_a_running_container_with_sigterm_then_sigkill() {
     test_image().await;
-    let ctx = start().await;
+    let ctx = start_for_containers().await;
     let node = ctx.docker_node(NODE).await;
     let client = ctx.new_account(Preset::Consumer).await;
     let polite = client
@@ -231,7 +200,7 @@ async fn cancel_stops_a_running_container_with_sigterm_then_sigkill() {
 #[tokio::test]
 async fn the_run_timeout_stops_the_container() {
     test_image().await;
-    let ctx = start().await;
+    let ctx = start_for_containers().await;
     let node = ctx.docker_node(NODE).await;
     let client = ctx.new_account(Preset::Consumer).await;
     let account = client.me().await.unwrap().uuid;
@@ -256,7 +225,7 @@ async fn volumes_bring_the_file_tree_of_a_private_image() {
     let local =
         gantry_test_harness::docker::file_image("gantry-test/model", &tag, &[("weights/w.txt", "w=42\n")]).await;
     registry.push(&local, "models/w", "1").await;
-    let ctx = start().await;
+    let ctx = start_for_containers().await;
     let _node = ctx.docker_node(NODE).await;
     let client = ctx.new_account(Preset::Consumer).await;
     let volume = json!([{"image": "models/w", "tag": "1", "registry": registry.host, "user": registry.user,
@@ -273,7 +242,7 @@ async fn volumes_bring_the_file_tree_of_a_private_image() {
 #[tokio::test]
 async fn ports_are_published_behind_the_allow_list() {
     test_image().await;
-    let ctx = start().await;
+    let ctx = start_for_containers().await;
     let _node = ctx.docker_node(NODE).await;
     let client = ctx.new_account(Preset::Consumer).await;
     let script = "mkdir -p /www && echo hello-port > /www/index.html && httpd -f -p 8080 -h /www";
@@ -316,7 +285,7 @@ async fn ports_are_published_behind_the_allow_list() {
 #[tokio::test]
 async fn containers_no_run_claims_are_swept() {
     let image = test_image().await;
-    let ctx = start().await;
+    let ctx = start_for_containers().await;
     let node = ctx.docker_node(NODE).await;
     let orphan_run = gantry_types::JobRunId::new();
     let out = std::process::Command::new("docker")
@@ -335,7 +304,7 @@ async fn containers_no_run_claims_are_swept() {
 #[tokio::test]
 async fn logs_follow_streams_output_until_the_run_ends() {
     test_image().await;
-    let ctx = start().await;
+    let ctx = start_for_containers().await;
     let _node = ctx.docker_node(NODE).await;
     let client = ctx.new_account(Preset::Consumer).await;
     let created =
@@ -360,7 +329,7 @@ async fn logs_follow_streams_output_until_the_run_ends() {
 #[tokio::test]
 async fn containers_keep_running_while_the_control_plane_is_away_and_report_when_it_is_back() {
     test_image().await;
-    let mut ctx = start().await;
+    let mut ctx = start_for_containers().await;
     let _node = ctx.docker_node(NODE).await;
     let client = ctx.new_account(Preset::Consumer).await;
     let created = client.create_job(&job("echo start; sleep 2; echo end", json!({}))).await.unwrap();

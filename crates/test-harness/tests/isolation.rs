@@ -9,8 +9,8 @@ use std::time::Duration;
 use bollard::query_parameters::InspectContainerOptions;
 use gantry_agent::docker::spec::container_name;
 use gantry_client::Client;
-use gantry_test_harness::docker::{Registry, docker, test_image};
-use gantry_test_harness::{TestContext, wait_for};
+use gantry_test_harness::docker::{Registry, busybox_job, docker, start_for_containers, test_image};
+use gantry_test_harness::wait_for;
 use gantry_types::JobId;
 use gantry_types::job_run::{JobRun, JobRunStatus};
 use gantry_types::permissions::Preset;
@@ -20,35 +20,11 @@ const NODE: &str = "cpus=4,ram=8,disk=50";
 
 /// A BATCH job running `script` in the test image, with `params` merged in.
 fn job(script: &str, params: Value) -> Value {
-    let mut p = json!({"image": "gantry-test/busybox", "tag": "1", "env": {"SCRIPT": script}, "ports": []});
-    for (k, v) in params.as_object().cloned().unwrap_or_default() {
-        p[k] = v;
-    }
-    json!({
-        "title": "isolation test", "task": "BATCH", "max_timeout_run_ms": 900000,
-        "cpu_count": 1, "gpu_count": 0, "min_ram_gb": 1,
-        "parameters": {"type": "docker", "parameters": p}
-    })
-}
-
-async fn start() -> TestContext {
-    TestContext::start_with(|config| {
-        gantry_test_harness::fast(config);
-        config.timing.node_lost_after = Duration::from_secs(5);
-    })
-    .await
+    busybox_job("isolation test", script, params)
 }
 
 async fn run_until(client: &Client, job: JobId, what: &str, done: impl Fn(&JobRun) -> bool) -> JobRun {
-    let run = wait_for("the job's run", Duration::from_secs(20), || async {
-        client.runs_of_job(job).await.unwrap().into_iter().next()
-    })
-    .await;
-    wait_for(what, Duration::from_secs(90), || async {
-        let r = client.get_job_run(run.uuid).await.unwrap();
-        done(&r).then_some(r)
-    })
-    .await
+    gantry_test_harness::docker::run_until(client, job, what, Duration::from_secs(90), done).await
 }
 
 async fn final_run(client: &Client, job: JobId) -> JobRun {
@@ -92,7 +68,7 @@ async fn node_http_server(body: &'static str) -> u16 {
 #[tokio::test]
 async fn jobs_of_two_accounts_cannot_reach_each_other_on_one_node() {
     test_image().await;
-    let ctx = start().await;
+    let ctx = start_for_containers().await;
     // Proxies on every address, as on a real node: other jobs can reach them, and the
     // allow-list must be what keeps them out.
     let _node = ctx.docker_node_with(NODE, |c| c.bind_ip = [0, 0, 0, 0].into()).await;
@@ -163,7 +139,7 @@ fn status_field<'a>(logs: &'a str, name: &str) -> &'a str {
 #[tokio::test]
 async fn a_job_asking_for_nothing_is_still_bounded_and_cannot_steer_the_gpu_runtime() {
     test_image().await;
-    let ctx = start().await;
+    let ctx = start_for_containers().await;
     let node = ctx
         .docker_node_with(NODE, |c| {
             c.limits.min_memory_bytes = 300 << 20;
@@ -251,7 +227,7 @@ async fn a_private_image_cached_on_the_node_runs_only_with_credentials_the_regis
     let reference = registry.push(&local, &repo, "1").await;
     let remove = bollard::query_parameters::RemoveImageOptions { noprune: true, ..Default::default() };
     docker().remove_image(&local, Some(remove), None).await.expect("untag the local build");
-    let ctx = start().await;
+    let ctx = start_for_containers().await;
     let _node = ctx.docker_node(NODE).await;
     let alice = ctx.new_account(Preset::Consumer).await;
     let bob = ctx.new_account(Preset::Consumer).await;
@@ -312,7 +288,7 @@ async fn a_private_image_cached_on_the_node_runs_only_with_credentials_the_regis
 #[tokio::test]
 async fn registries_on_internal_addresses_and_too_many_ports_are_refused_by_default() {
     test_image().await;
-    let ctx = start().await;
+    let ctx = start_for_containers().await;
     let _node = ctx
         .docker_node_with(NODE, |c| {
             c.allow_private_registries = false;
