@@ -247,7 +247,7 @@ pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
         let (local, task) = gantry_agent::metrics::serve(addr, metrics.clone())
             .await
             .with_context(|| format!("cannot listen on {addr} for --metrics-listen"))?;
-        println!("gantry agent: metrics on http://{local}/metrics");
+        outln!("gantry agent: metrics on http://{local}/metrics")?;
         listener = Some(task);
     }
     let tasks = match args.simulate {
