@@ -43,6 +43,7 @@ pub mod api_keys;
 pub mod backup;
 pub mod billing;
 pub mod cluster;
+pub mod deployment;
 pub mod gpu_models;
 pub mod jobs;
 pub mod migrate;
@@ -59,6 +60,7 @@ pub use accounts::{AccountRecord, AccountStore};
 pub use api_keys::{ApiKeyRecord, ApiKeyStore};
 pub use billing::{BillingStore, CreditPurchaseRecord, LedgerPosting, LedgerSide, PLATFORM_ACCOUNT, PurchaseKey};
 pub use cluster::{ClusterStore, JobPlacement, NodeRecord, RunFilter, RunRecord, RunUpdate};
+pub use deployment::DeploymentStore;
 pub use gpu_models::GpuModelStore;
 pub use jobs::{JobStore, JobTransition};
 pub use recipes::{RecipeRecord, RecipeStore, RecipeViewer};
@@ -151,6 +153,7 @@ pub trait Store:
     + GpuModelStore
     + RecipeStore
     + BillingStore
+    + DeploymentStore
     + Send
     + Sync
     + 'static
@@ -166,6 +169,7 @@ impl<T> Store for T where
         + GpuModelStore
         + RecipeStore
         + BillingStore
+        + DeploymentStore
         + Send
         + Sync
         + 'static

@@ -18,6 +18,7 @@ mod accounts;
 mod api_keys;
 mod billing;
 mod cluster;
+mod deployment;
 mod gpu_models;
 mod jobs;
 mod recipes;
