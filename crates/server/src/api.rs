@@ -143,10 +143,17 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
     axum::Router::new().fallback_service(lenient)
 }
 
-async fn healthz() -> Json<serde_json::Value> {
+async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
     // The version lets an operator (or a rolling upgrade's script) see which release
-    // answers behind a load balancer.
-    Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+    // answers behind a load balancer; the instance id (fresh per start) and backend,
+    // which of several instances it is and what it stands on.
+    Json(serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "instance": state.signals.instance(),
+        "role": if state.scheduling.leading.load(std::sync::atomic::Ordering::Relaxed) { "leader" } else { "follower" },
+        "backend": state.store.backend(),
+    }))
 }
 
 /// Prometheus text format (see `crate::metrics`): encodes what is in memory, never

@@ -20,6 +20,7 @@ mod error;
 mod key_cache;
 mod keyfile;
 mod metrics;
+mod peers;
 mod rate_limit;
 pub mod request_log;
 mod serve;
@@ -167,7 +168,8 @@ pub async fn start_with_store(
     let local_addr = listener.local_addr()?;
     let app = api::router(state.clone());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let loops = background::spawn(state.clone());
+    let leadership = background::leader::first_try(&state).await;
+    let loops = background::spawn(state.clone(), leadership);
     let gauges = tokio::spawn(metrics::gauges::run(state.clone()));
     let served = state.clone();
     let connections = config.connections.clone();

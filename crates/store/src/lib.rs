@@ -47,6 +47,7 @@ pub mod deployment;
 pub mod gpu_models;
 pub mod jobs;
 pub mod migrate;
+pub mod notify;
 pub mod postgres;
 pub mod recipes;
 mod sql;
@@ -63,6 +64,7 @@ pub use cluster::{ClusterStore, JobPlacement, NodeRecord, RunFilter, RunRecord, 
 pub use deployment::DeploymentStore;
 pub use gpu_models::GpuModelStore;
 pub use jobs::{JobStore, JobTransition};
+pub use notify::{Notice, NotifyStore, Topic};
 pub use recipes::{RecipeRecord, RecipeStore, RecipeViewer};
 
 /// Errors of the store layer.
@@ -154,6 +156,7 @@ pub trait Store:
     + RecipeStore
     + BillingStore
     + DeploymentStore
+    + NotifyStore
     + Send
     + Sync
     + 'static
@@ -170,6 +173,7 @@ impl<T> Store for T where
         + RecipeStore
         + BillingStore
         + DeploymentStore
+        + NotifyStore
         + Send
         + Sync
         + 'static

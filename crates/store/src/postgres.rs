@@ -21,6 +21,7 @@ mod cluster;
 mod deployment;
 mod gpu_models;
 mod jobs;
+mod notify;
 mod recipes;
 
 use std::str::FromStr;

@@ -21,6 +21,7 @@ mod cluster;
 mod deployment;
 mod gpu_models;
 mod jobs;
+mod notify;
 mod readers;
 mod recipes;
 mod rows;

@@ -37,6 +37,7 @@ mod cluster;
 mod deployment;
 mod gpu_models;
 mod jobs;
+mod notify;
 mod recipes;
 pub mod scratch_pg;
 
@@ -47,6 +48,7 @@ pub use self::cluster::*;
 pub use self::deployment::*;
 pub use self::gpu_models::*;
 pub use self::jobs::*;
+pub use self::notify::*;
 pub use self::recipes::*;
 
 /// A backend under test: owns the store and whatever it needs (a temp dir, a
@@ -118,6 +120,8 @@ macro_rules! store_test_suite {
             credit_purchase_settles_once,
             setting_first_value_wins,
             setting_concurrent_inserts_agree,
+            leadership_is_exclusive_and_passes_on,
+            notifications_reach_every_listener_in_order,
         );
         $crate::store_test_suite!(@fixture $fixture;
             job_create_concurrent,

@@ -42,7 +42,8 @@ pub async fn activate(state: &AppState) -> Result<(), AppError> {
     let all_nodes = state.store.node_list_all().await?;
     let mut active = state.store.run_list_active().await?;
     let mut lost = std::collections::HashSet::new();
-    let grace_over = state.scheduling.started.elapsed() >= state.scheduling.timing.node_lost_after;
+    let leading_since = *state.scheduling.leading_since.lock().expect("leading_since poisoned");
+    let grace_over = leading_since.elapsed() >= state.scheduling.timing.node_lost_after;
     let last_heard =
         |n: &gantry_store::NodeRecord| nodes::last_heard(n.last_seen_at_ms, state.signals.last_contact(n.uuid));
     let silent = all_nodes.iter().filter(|n| nodes::is_lost(n.status, last_heard(n), lost_before, grace_over));

@@ -6,7 +6,7 @@ use rusqlite::OptionalExtension;
 use super::SqliteStore;
 use super::rows::db;
 use crate::StoreResult;
-use crate::deployment::DeploymentStore;
+use crate::deployment::{DeploymentStore, Leadership, SoleInstance};
 
 #[async_trait]
 impl DeploymentStore for SqliteStore {
@@ -33,5 +33,9 @@ impl DeploymentStore for SqliteStore {
                 .map_err(db("setting fetch"))
         })
         .await
+    }
+
+    async fn try_lead(&self) -> StoreResult<Option<Box<dyn Leadership>>> {
+        Ok(Some(Box::new(SoleInstance)))
     }
 }

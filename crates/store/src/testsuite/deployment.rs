@@ -28,3 +28,26 @@ pub async fn settings_survive_reopen(fixture: &mut dyn StoreFixture) {
     fixture.reopen().await;
     assert_eq!(fixture.store().setting_fetch("kept").await.unwrap().as_deref(), Some("yes"));
 }
+
+/// One leader at a time: while one instance leads, another cannot; when the leader
+/// gives up (or dies), another can lead. SQLite's only instance always leads.
+pub async fn leadership_is_exclusive_and_passes_on(store: &dyn Store) {
+    let mut first = store.try_lead().await.unwrap().expect("nobody leads yet");
+    assert!(first.still_leading().await);
+    if store.backend() == "sqlite" {
+        assert!(store.try_lead().await.unwrap().is_some(), "the sole instance always leads");
+        return;
+    }
+    assert!(store.try_lead().await.unwrap().is_none(), "a second leader");
+    assert!(first.still_leading().await);
+    drop(first);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut next = loop {
+        if let Some(next) = store.try_lead().await.unwrap() {
+            break next;
+        }
+        assert!(std::time::Instant::now() < deadline, "the leadership was not released");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(next.still_leading().await);
+}
