@@ -30,6 +30,10 @@ pub trait DeploymentStore {
     /// The value stored under `name`, if any.
     async fn setting_fetch(&self, name: &str) -> StoreResult<Option<String>>;
 
+    /// One round trip to the database (`/healthz` asks it: an instance whose
+    /// database does not answer is not healthy).
+    async fn ping(&self) -> StoreResult<()>;
+
     /// Tries to become the instance that runs the background loops; `None` while
     /// another instance is.
     async fn try_lead(&self) -> StoreResult<Option<Box<dyn Leadership>>>;

@@ -48,6 +48,11 @@ impl DeploymentStore for PgStore {
             .map_err(db("setting fetch"))
     }
 
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db("ping"))?;
+        Ok(())
+    }
+
     async fn try_lead(&self) -> StoreResult<Option<Box<dyn Leadership>>> {
         // A connection of its own, out of the pool: the lock lives as long as it.
         let mut conn = self.pool.acquire().await.map_err(db("leader lock"))?.detach();

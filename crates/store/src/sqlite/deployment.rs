@@ -35,6 +35,10 @@ impl DeploymentStore for SqliteStore {
         .await
     }
 
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(db("ping"))).await
+    }
+
     async fn try_lead(&self) -> StoreResult<Option<Box<dyn Leadership>>> {
         Ok(Some(Box::new(SoleInstance)))
     }
