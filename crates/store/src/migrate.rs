@@ -45,9 +45,9 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 4, name: "recipes", sql: include_str!("../migrations/sqlite/0004_recipes.sql") },
     Migration { version: 5, name: "billing", sql: include_str!("../migrations/sqlite/0005_billing.sql") },
     Migration {
-        version: 6,
+        version: 7,
         name: "deployment_settings",
-        sql: include_str!("../migrations/sqlite/0006_deployment_settings.sql"),
+        sql: include_str!("../migrations/sqlite/0007_deployment_settings.sql"),
     },
 ];
 
@@ -59,9 +59,9 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 4, name: "recipes", sql: include_str!("../migrations/postgres/0004_recipes.sql") },
     Migration { version: 5, name: "billing", sql: include_str!("../migrations/postgres/0005_billing.sql") },
     Migration {
-        version: 6,
+        version: 7,
         name: "deployment_settings",
-        sql: include_str!("../migrations/postgres/0006_deployment_settings.sql"),
+        sql: include_str!("../migrations/postgres/0007_deployment_settings.sql"),
     },
 ];
 
