@@ -76,6 +76,7 @@ const NET_PREFIX: u8 = 26;
 /// Most runs on one network (its 61 container addresses, less a margin); an account
 /// with more runs on the node gets another network.
 pub const RUNS_PER_NETWORK: usize = 56;
+const _: () = assert!(RUNS_PER_NETWORK + 3 <= 1 << (32 - NET_PREFIX), "a network's subnet holds its runs");
 /// How long a network without runs is kept for its account by default.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(600);
 /// Subnets tried before giving up (the pool is almost full, or not usable at all).
@@ -487,8 +488,6 @@ mod tests {
         assert!(NetworkPool::new("10.0.0.0/27".parse().unwrap()).is_err());
         let one = NetworkPool::new("10.9.9.5/26".parse().unwrap()).unwrap();
         assert_eq!((one.capacity(), one.subnet(3).to_string()), (1, "10.9.9.0/26".to_string()));
-        // A /26 holds the runs of one network with room to spare.
-        assert!(RUNS_PER_NETWORK + 3 <= 1 << (32 - NET_PREFIX));
     }
 
     #[test]
