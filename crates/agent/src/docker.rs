@@ -90,8 +90,10 @@ pub struct DockerConfig {
     pub port_range: Option<ports::PortRange>,
     /// The bounds every container gets (memory and CPU floors, PIDs, writable layer).
     pub limits: JobLimits,
-    /// Where run networks take their subnets from.
+    /// Where the accounts' networks take their subnets from.
     pub network_pool: NetworkPool,
+    /// How long an account's network is kept after its last run on the node ended.
+    pub network_idle: Duration,
     /// Idle timeout and connection cap of each port proxy.
     pub proxy: ProxyLimits,
     /// Most ports one run may publish.
@@ -120,6 +122,7 @@ impl DockerConfig {
             port_range: None,
             limits: JobLimits::default(),
             network_pool: NetworkPool::default(),
+            network_idle: network::DEFAULT_IDLE,
             proxy: ProxyLimits::default(),
             max_ports: 32,
             allow_private_registries: false,
@@ -146,7 +149,7 @@ struct Entry {
     proxies: Vec<crate::proxy::PortProxy>,
     /// When the runtime was asked to start the run (benchmarks read it).
     accepted_at: std::time::SystemTime,
-    /// The run's own network, once it has one.
+    /// The network of the run's account, once the run holds it.
     network: Option<String>,
 }
 
@@ -180,7 +183,7 @@ struct Inner {
     layer_limit: AtomicBool,
     /// Images ever pulled with credentials.
     private: PrivateImages,
-    /// The runs' networks and the spare.
+    /// The accounts' networks and the spare.
     networks: Arc<Networks>,
     /// Where container starts and pulls are counted, once set.
     metrics: std::sync::OnceLock<Arc<crate::metrics::AgentMetrics>>,
@@ -211,7 +214,8 @@ impl DockerRuntime {
     pub fn with_docker(docker: Docker, config: DockerConfig) -> Self {
         let pulls = PullHub::new(Arc::new(puller::DockerPuller { docker: docker.clone() }));
         let private = PrivateImages::load(config.private_images_file.clone());
-        let networks = Networks::new(docker.clone(), config.owner.clone(), config.network_pool.clone());
+        let networks =
+            Networks::with_idle(docker.clone(), config.owner.clone(), config.network_pool.clone(), config.network_idle);
         Self {
             inner: Arc::new(Inner {
                 docker,
@@ -305,11 +309,13 @@ impl DockerRuntime {
             }
             tracing::info!(%run, container = %id, running, "adopting a container from before the restart");
             let mut entry = Entry::new(ContainerState::Running);
-            // Containers from before run networks sit on the default bridge, which stays.
+            // Containers from before run networks sit on the default bridge, which stays;
+            // those from before account networks (no account label) keep theirs alone.
             if let Some(network) = inspect.host_config.as_ref().and_then(|h| h.network_mode.clone())
                 && network.starts_with(network::NETWORK_PREFIX)
             {
-                self.inner.networks.adopt(&network);
+                let account = labels.get(spec::LABEL_ACCOUNT).and_then(|a| a.parse().ok());
+                self.inner.networks.adopt(network::Tenant::of(account, run), run, &network);
                 entry.network = Some(network);
             }
             if let Some(cursor) = self.inner.config.log_cursors.get(&run) {
@@ -343,13 +349,12 @@ impl DockerRuntime {
         Ok(())
     }
 
-    /// Removes the run's network (its container must be gone); a failure leaves it to the sweep.
-    async fn release_network(&self, run: JobRunId) {
+    /// The run no longer holds its account's network (its container must be gone);
+    /// the network stays for the account's next run until it has been idle a while.
+    fn release_network(&self, run: JobRunId) {
         let network = self.inner.runs.lock().expect("runs poisoned").get_mut(&run).and_then(|e| e.network.take());
-        if let Some(network) = network
-            && let Err(e) = self.inner.networks.release(&network).await
-        {
-            tracing::debug!(%run, %network, error = %e, "cannot remove the run's network yet; the sweep will");
+        if network.is_some() {
+            self.inner.networks.release(run);
         }
     }
 
@@ -406,7 +411,7 @@ impl DockerRuntime {
                 // The container may exist half-made; it is of no use now.
                 let name = spec::container_name(run);
                 let _ = force_remove(&self.inner.docker, &name).await;
-                self.release_network(run).await;
+                self.release_network(run);
                 let stopped = stop.borrow().is_some();
                 if !stopped {
                     self.count_start("failed");
@@ -455,7 +460,7 @@ impl DockerRuntime {
         let listeners = ports::bind(self.inner.config.bind_ip, &wanted, self.inner.config.port_range)
             .map_err(|e| format!("cannot publish ports: {e}"))?;
         let published: Vec<(u16, u16)> = listeners.iter().map(|l| (l.container_port, l.external_port)).collect();
-        let network = self.inner.networks.take().await?;
+        let network = self.inner.networks.take(network::Tenant::of(spec.account_uuid, run), run).await?;
         let taken = network.clone();
         self.update_quietly(run, |e| e.network = Some(taken));
         let name = spec::container_name(run);
@@ -807,7 +812,7 @@ impl ContainerRuntime for DockerRuntime {
         // The container goes first: while the entry exists a rescan cannot mistake
         // the container for an untracked one and adopt it again.
         force_remove(&self.inner.docker, &spec::container_name(run)).await.map_err(unavailable)?;
-        self.release_network(run).await;
+        self.release_network(run);
         let entry = self.inner.runs.lock().expect("runs poisoned").remove(&run);
         drop(entry); // closes its proxies
         Ok(())
@@ -827,6 +832,7 @@ impl ContainerRuntime for DockerRuntime {
         };
         if rescan {
             let _guard = self.inner.adopting.lock().await;
+            self.inner.networks.expire().await;
             if let Err(e) = self.adopt().await {
                 tracing::debug!(error = %e, "cannot look for untracked containers");
             }

@@ -102,9 +102,14 @@ pub struct AgentArgs {
 /// How jobs are isolated and bounded on a Docker node (README: "Isolation on a node").
 #[derive(Args, Clone, Debug)]
 pub struct IsolationArgs {
-    /// Where each run's own Docker network takes its /28 from (4,096 runs in a /16).
+    /// Where each account's Docker network on this node takes its /26 from (1,024
+    /// networks in a /16, up to 56 runs each).
     #[arg(long, default_value = "10.213.0.0/16", value_name = "CIDR")]
     network_pool: String,
+    /// Seconds an account's network is kept after its last run on this node ended
+    /// (its next run then starts without making one).
+    #[arg(long, default_value_t = 600)]
+    network_idle_secs: u64,
     /// Memory a job gets at least, MiB (a job asking for 0 RAM gets this, never the whole node).
     #[arg(long, default_value_t = 1024)]
     min_job_memory_mb: u64,
@@ -137,6 +142,7 @@ impl IsolationArgs {
     fn for_dev() -> Self {
         Self {
             network_pool: "10.213.0.0/16".into(),
+            network_idle_secs: 600,
             min_job_memory_mb: 1024,
             min_job_cpus: 1.0,
             job_pids_limit: 4096,
@@ -155,6 +161,7 @@ impl IsolationArgs {
             .parse()
             .map_err(|e| anyhow::anyhow!("--network-pool {:?}: not an IPv4 network ({e})", self.network_pool))?;
         config.network_pool = gantry_agent::docker::network::NetworkPool::new(pool).map_err(anyhow::Error::msg)?;
+        config.network_idle = Duration::from_secs(self.network_idle_secs);
         anyhow::ensure!(
             self.min_job_cpus.is_finite() && self.min_job_cpus > 0.0,
             "--min-job-cpus must be a positive number of CPUs"

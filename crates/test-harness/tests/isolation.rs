@@ -322,30 +322,55 @@ async fn registries_on_internal_addresses_and_too_many_ports_are_refused_by_defa
 }
 
 #[tokio::test]
-async fn run_networks_come_from_the_pool_with_isolation_on_and_strays_are_swept() {
-    use gantry_agent::docker::network::{NetworkPool, Networks};
+async fn account_networks_come_from_the_pool_with_isolation_on_are_reused_and_expire_and_strays_are_swept() {
+    use gantry_agent::docker::network::{NetworkPool, Networks, Tenant};
     use gantry_test_harness::docker::owned_networks;
+    use gantry_types::{AccountId, JobRunId};
     let owner = format!("test-{}", uuid::Uuid::new_v4().simple());
     let owned = || owned_networks(&owner).len();
-    let networks = Networks::new(docker(), owner.clone(), NetworkPool::default());
-    let taken = networks.take().await.unwrap();
+    let idle = Duration::from_secs(2);
+    let networks = Networks::with_idle(docker(), owner.clone(), NetworkPool::default(), idle);
+    let (alice, bob) = (Tenant::Account(AccountId::new()), Tenant::Account(AccountId::new()));
+    let (a1, a2, b1) = (JobRunId::new(), JobRunId::new(), JobRunId::new());
+    let net_a = networks.take(alice, a1).await.unwrap();
     wait_for("a spare network made ahead", Duration::from_secs(20), || async { (owned() == 2).then_some(()) }).await;
-    let inspect = docker().inspect_network(&taken, None).await.unwrap();
+    let inspect = docker().inspect_network(&net_a, None).await.unwrap();
     let options = inspect.options.unwrap_or_default();
     assert_eq!(options.get("com.docker.network.bridge.enable_icc").map(String::as_str), Some("false"));
     let subnet: ipnet::Ipv4Net = inspect.ipam.unwrap().config.unwrap()[0].subnet.as_deref().unwrap().parse().unwrap();
     assert!("10.213.0.0/16".parse::<ipnet::Ipv4Net>().unwrap().contains(&subnet), "{subnet}");
-    assert_eq!(subnet.prefix_len(), 28);
+    assert_eq!(subnet.prefix_len(), 26);
+
+    // Alice's second run joins her network without a daemon call; Bob gets the spare.
+    assert_eq!(networks.take(alice, a2).await.unwrap(), net_a, "one network per account");
+    let net_b = networks.take(bob, b1).await.unwrap();
+    assert_ne!(net_b, net_a, "another account never shares it");
+    wait_for("the spare made again", Duration::from_secs(20), || async { (owned() == 3).then_some(()) }).await;
 
     // An earlier agent process of the same owner left a network and a spare behind.
     let earlier = Networks::new(docker(), owner.clone(), NetworkPool::default());
-    earlier.take().await.unwrap();
-    wait_for("the earlier process's spare", Duration::from_secs(20), || async { (owned() == 4).then_some(()) }).await;
+    let old_run = JobRunId::new();
+    earlier.take(Tenant::Run(old_run), old_run).await.unwrap();
+    wait_for("the earlier process's spare", Duration::from_secs(20), || async { (owned() == 5).then_some(()) }).await;
     drop(earlier);
     networks.sweep().await.unwrap();
-    assert_eq!(owned(), 2, "strays swept, the taken network and the spare kept");
-    networks.release(&taken).await.unwrap();
-    assert_eq!(owned(), 1, "the spare is left");
+    assert_eq!(owned(), 3, "strays swept; the accounts' networks and the spare kept");
+
+    // A network outlives its runs by the idle time, then the rescan's expiry removes it.
+    networks.release(a1);
+    networks.expire().await;
+    assert_eq!(owned(), 3, "Alice's second run still holds her network");
+    networks.release(a2);
+    networks.expire().await;
+    assert_eq!(owned(), 3, "kept for Alice's next run while idle less than {idle:?}");
+    wait_for("Alice's idle network removed", Duration::from_secs(20), || async {
+        networks.expire().await;
+        (owned() == 2).then_some(())
+    })
+    .await;
+    let held: Vec<(Tenant, String)> = networks.held().into_iter().map(|(t, n, _)| (t, n)).collect();
+    assert_eq!(held, vec![(bob, net_b)]);
+    networks.release(b1);
     gantry_agent::docker::network::sweep(&docker(), &owner, |_| false).await.unwrap();
     assert_eq!(owned(), 0);
 }

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::ids::{JobId, JobRunId, NodeId};
+use crate::ids::{AccountId, JobId, JobRunId, NodeId};
 use crate::job::Volume;
 use crate::job_run::{JobRunStatus, NodeUrl};
 use crate::node::HardwareSample;
@@ -112,6 +112,11 @@ pub struct RunSpec {
     /// that has not finished by then and says so, rather than leaving the run hanging.
     #[serde(default)]
     pub max_timeout_start_ms: Option<i64>,
+    /// The account the job belongs to: the agent gives each account on the node a
+    /// network of its own, shared by that account's runs (Gantry's; absent from older
+    /// servers, whose runs then get one network each).
+    #[serde(default)]
+    pub account_uuid: Option<AccountId>,
 }
 
 /// One run the node should hold.

@@ -1,14 +1,17 @@
-//! One Docker network per run, so jobs on one node cannot reach each other.
+//! One Docker network per account on the node, so jobs of different accounts cannot
+//! reach each other, without making a network on a run's start path.
 //!
 //! On Docker's default bridge every container can open every other container's ports
-//! at its bridge address, whatever the owners' `allowed_ips` say. So each run gets a
-//! bridge network of its own, made before its container and removed with it:
+//! at its bridge address, whatever the owners' `allowed_ips` say. So the runs of each
+//! account (the [`Tenant`]) on this node share a bridge network of the account's own:
 //!
-//! - **Between runs:** Docker's isolation rules (`DOCKER-ISOLATION-STAGE-*`) drop
-//!   traffic between two bridge networks, so a container cannot reach another run's
-//!   container at any of its addresses. Inter-container traffic on the network itself
-//!   is off too (`enable_icc=false`), so nothing changes if a second container ever
-//!   joins a run's network.
+//! - **Between accounts:** Docker's isolation rules (`DOCKER-ISOLATION-STAGE-*`) drop
+//!   traffic between two bridge networks, so a container cannot reach another
+//!   account's container at any of its addresses.
+//! - **Within an account:** inter-container traffic on the network is off
+//!   (`enable_icc=false`), so two runs of one account cannot reach each other by
+//!   address either: sharing the network shares nothing but the subnet. Gang jobs
+//!   reach each other through their published ports, as they do across nodes.
 //! - **Outbound:** the network is a normal NATed bridge (`enable_ip_masquerade`), so
 //!   a job reaches the internet and whatever the node can route to.
 //! - **Inbound:** nothing is published by Docker. A run's ports are reachable from
@@ -16,23 +19,38 @@
 //!   run's `allowed_ips` to every source, other jobs on the node included (they come
 //!   from their own network's address).
 //!
-//! Why per run and not per account: the agent is told runs, not accounts, and with
-//! inter-container traffic off an account's runs could not talk over a shared
-//! network anyway, so a shared one would only add bookkeeping. Gang jobs reach each
-//! other through their published ports, as they do across nodes.
+//! **Why per account and not per run:** making a bridge network costs the daemon
+//! about 100 ms (bridge, iptables rules, under the daemon's network lock) and removing
+//! one about as much; done for every run, that work sat on or next to each start
+//! (`gantry bench agent`: +199 ms over a plain `docker run`). An account's network is
+//! made on its first run on the node and then reused, so a start only attaches a
+//! container to a bridge that exists. The isolation between accounts is the same as
+//! with one network per run. What remains is Docker's own price for any user-defined
+//! network over the default bridge: it sets up its embedded DNS resolver in each
+//! container's namespace (iptables rules run in the namespace), which plain
+//! `docker run` showed at about 50 to 140 ms more per start on Docker 20.10 on a
+//! loaded 2-core machine (the same `docker run` with and without `--network`).
+//!
+//! **Off the start path:** [`Networks`] also keeps one spare network made ahead of
+//! time, so even an account's first run on the node takes a network at once (a new
+//! spare is then made in the background). Networks are therefore not named after
+//! accounts; which account holds one is kept in memory, and rebuilt after a restart
+//! from the account label of the containers attached to it.
+//!
+//! **Lifetime:** a network whose last run is gone stays for [`Networks::idle_after`]
+//! (the agent's `--network-idle-secs`, default 10 minutes), so an account submitting
+//! one job after another keeps its network, and is then removed by the runtime's
+//! periodic rescan ([`Networks::expire`]). On agent start the sweep removes every
+//! network of this owner that no adopted container uses (accounts with no runs).
+//! A network taken from the pool when it is full first expires every idle one.
 //!
 //! **Addresses:** Docker's default address pools hold about 30 networks, far fewer
-//! than the runs a CPU node may hold. Each run's network therefore takes a small
-//! subnet (a /28) of the node's pool (`--network-pool`, default `10.213.0.0/16`:
-//! 4,096 runs). The search starts at a place derived from the run's id and moves on
-//! when the daemon says the subnet is taken (by another run, another agent sharing
-//! the daemon, or anything else), so agents need no coordination.
-//!
-//! **Off the start path:** creating a network costs the daemon about 100 ms (bridge,
-//! iptables rules), as much again as starting a cached container. So [`Networks`]
-//! keeps one spare network made ahead of time: a run takes it at once and a new spare
-//! is made in the background. Networks are therefore not named after runs; the run
-//! holding one is the container attached to it (the container's network mode).
+//! than the accounts a node may serve. Each network therefore takes a /26 of the
+//! node's pool (`--network-pool`, default `10.213.0.0/16`: 1,024 networks), and holds
+//! at most [`RUNS_PER_NETWORK`] runs (an account with more runs on the node gets a
+//! second network). The search starts at a place derived from the network's name and
+//! moves on when the daemon says the subnet is taken (by another network, another
+//! agent sharing the daemon, or anything else), so agents need no coordination.
 //!
 //! Networks carry the owner label like containers; the runtime's orphan sweep removes
 //! this owner's networks that no container uses and that the runtime did not hand out
@@ -41,23 +59,32 @@
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters::ListNetworksOptions;
+use gantry_types::{AccountId, JobRunId};
 use ipnet::Ipv4Net;
 
 use super::spec::LABEL_OWNER;
 
-/// Prefix length of a run's subnet: 16 addresses, of which the container needs one.
-const RUN_PREFIX: u8 = 28;
+/// Prefix length of a network's subnet: 64 addresses, of which the network address,
+/// the broadcast address and the gateway are not the containers'.
+const NET_PREFIX: u8 = 26;
+/// Most runs on one network (its 61 container addresses, less a margin); an account
+/// with more runs on the node gets another network.
+pub const RUNS_PER_NETWORK: usize = 56;
+const _: () = assert!(RUNS_PER_NETWORK + 3 <= 1 << (32 - NET_PREFIX), "a network's subnet holds its runs");
+/// How long a network without runs is kept for its account by default.
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(600);
 /// Subnets tried before giving up (the pool is almost full, or not usable at all).
 const ATTEMPTS: u32 = 64;
-/// Prefix of every run network's name.
+/// Prefix of every network's name.
 pub const NETWORK_PREFIX: &str = "gantry-net-";
 
-/// Where run networks take their subnets from.
+/// Where the networks take their subnets from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetworkPool {
     base: Ipv4Net,
@@ -72,24 +99,24 @@ impl Default for NetworkPool {
 impl NetworkPool {
     /// A pool of `base`, which must hold at least one /28.
     pub fn new(base: Ipv4Net) -> Result<Self, String> {
-        if base.prefix_len() > RUN_PREFIX {
+        if base.prefix_len() > NET_PREFIX {
             return Err(format!(
-                "network pool {base} is smaller than one /{RUN_PREFIX}; give a /{RUN_PREFIX} or larger"
+                "network pool {base} is smaller than one /{NET_PREFIX}; give a /{NET_PREFIX} or larger (a /16 holds 1,024 networks)"
             ));
         }
         Ok(Self { base: base.trunc() })
     }
 
-    /// How many run networks fit.
+    /// How many networks fit.
     pub fn capacity(&self) -> u32 {
-        1 << (RUN_PREFIX - self.base.prefix_len())
+        1 << (NET_PREFIX - self.base.prefix_len())
     }
 
     /// The `index`-th subnet (modulo the capacity).
     pub fn subnet(&self, index: u32) -> Ipv4Net {
         let index = index % self.capacity();
-        let start = u32::from(self.base.network()) + (index << (32 - RUN_PREFIX));
-        Ipv4Net::new(Ipv4Addr::from(start), RUN_PREFIX).expect("prefix within range")
+        let start = u32::from(self.base.network()) + (index << (32 - NET_PREFIX));
+        Ipv4Net::new(Ipv4Addr::from(start), NET_PREFIX).expect("prefix within range")
     }
 
     /// Where the search for the network `name` starts.
@@ -136,11 +163,11 @@ async fn create(docker: &Docker, name: &str, owner: &str, pool: &NetworkPool) ->
             Err(DockerError::DockerResponseServerError { message, .. }) if message.contains("overlaps") => {
                 last = message;
             }
-            Err(e) => return Err(format!("cannot create the run's network: {e}")),
+            Err(e) => return Err(format!("cannot create the job's network: {e}")),
         }
     }
     Err(format!(
-        "cannot create the run's network: no free /{RUN_PREFIX} in the node's network pool {} after {ATTEMPTS} tries ({last})",
+        "cannot create the job's network: no free /{NET_PREFIX} in the node's network pool {} after {ATTEMPTS} tries ({last})",
         pool.base
     ))
 }
@@ -180,11 +207,30 @@ pub async fn sweep(docker: &Docker, owner: &str, keep: impl Fn(&str) -> bool) ->
     Ok(())
 }
 
-/// The runtime's networks: the ones it handed to runs or set aside as the spare.
+/// Who shares a network: the runs of one account. A run whose spec names no account
+/// (sent by a server from before accounts were sent) is a tenant of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Tenant {
+    /// The runs of this account.
+    Account(AccountId),
+    /// This run alone.
+    Run(JobRunId),
+}
+
+impl Tenant {
+    /// The tenant of `run`, whose job belongs to `account` when known.
+    pub fn of(account: Option<AccountId>, run: JobRunId) -> Self {
+        account.map_or(Self::Run(run), Self::Account)
+    }
+}
+
+/// The networks of this owner: per tenant, the ones holding its runs (or idle, kept
+/// for its next run), and the spare.
 pub struct Networks {
     docker: Docker,
     owner: String,
     pool: NetworkPool,
+    idle_after: Duration,
     state: Mutex<State>,
 }
 
@@ -192,32 +238,117 @@ pub struct Networks {
 struct State {
     /// Names made or adopted by this runtime and not removed since (spare included).
     known: HashSet<String>,
-    /// A network made ahead, no run's yet.
+    /// The networks of each tenant.
+    tenants: HashMap<Tenant, Vec<TenantNetwork>>,
+    /// A network made ahead, no tenant's yet.
     spare: Option<String>,
     /// Whether a spare is being made.
     refilling: bool,
 }
 
+struct TenantNetwork {
+    name: String,
+    runs: HashSet<JobRunId>,
+    /// Since when no run holds it.
+    idle_since: Option<Instant>,
+}
+
+impl State {
+    /// A network of `tenant` with room for one more run, which then holds it.
+    fn join(&mut self, tenant: Tenant, run: JobRunId) -> Option<String> {
+        let nets = self.tenants.get_mut(&tenant)?;
+        if let Some(n) = nets.iter_mut().find(|n| n.runs.contains(&run)) {
+            return Some(n.name.clone());
+        }
+        let n = nets.iter_mut().find(|n| n.runs.len() < RUNS_PER_NETWORK)?;
+        n.runs.insert(run);
+        n.idle_since = None;
+        Some(n.name.clone())
+    }
+
+    fn add(&mut self, tenant: Tenant, run: JobRunId, name: String) {
+        let runs = HashSet::from([run]);
+        self.tenants.entry(tenant).or_default().push(TenantNetwork { name, runs, idle_since: None });
+    }
+}
+
 impl Networks {
-    /// Networks of `owner` on `pool`; the first spare is made on the first [`Networks::take`].
+    /// Networks of `owner` on `pool`, each kept for [`DEFAULT_IDLE`] once unused; the
+    /// first spare is made on the first [`Networks::take`].
     pub fn new(docker: Docker, owner: String, pool: NetworkPool) -> Arc<Self> {
-        Arc::new(Self { docker, owner, pool, state: Mutex::default() })
+        Self::with_idle(docker, owner, pool, DEFAULT_IDLE)
+    }
+
+    /// As [`Networks::new`], keeping an unused network for `idle_after`.
+    pub fn with_idle(docker: Docker, owner: String, pool: NetworkPool, idle_after: Duration) -> Arc<Self> {
+        Arc::new(Self { docker, owner, pool, idle_after, state: Mutex::default() })
+    }
+
+    /// How long a network without runs is kept for its tenant.
+    pub fn idle_after(&self) -> Duration {
+        self.idle_after
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("networks poisoned")
     }
 
-    /// A network for a new run: the spare if there is one, else a new one. Either way
-    /// a new spare is then made in the background.
-    pub async fn take(self: &Arc<Self>) -> Result<String, String> {
-        let spare = self.state().spare.take();
+    /// The network for `run` of `tenant`: the tenant's own if it has one with room
+    /// (no daemon call at all), else the spare, else a new one; a spare taken is
+    /// replaced in the background.
+    pub async fn take(self: &Arc<Self>, tenant: Tenant, run: JobRunId) -> Result<String, String> {
+        let spare = {
+            let mut state = self.state();
+            if let Some(name) = state.join(tenant, run) {
+                return Ok(name);
+            }
+            state.spare.take()
+        };
         let name = match spare {
             Some(name) => name,
-            None => self.make().await?,
+            None => match self.make().await {
+                Ok(name) => name,
+                // The pool may be full of idle networks: free them, then try once more.
+                Err(e) if self.has_idle() => {
+                    tracing::debug!(error = %e, "no network made; removing idle ones first");
+                    self.expire_after(Duration::ZERO).await;
+                    self.make().await?
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        // Another run of the tenant may have got a network meanwhile: use that one.
+        let theirs = {
+            let mut state = self.state();
+            let theirs = state.join(tenant, run);
+            if theirs.is_none() {
+                state.add(tenant, run, name.clone());
+            }
+            theirs
+        };
+        let name = match theirs {
+            Some(theirs) => {
+                self.put_back(name).await;
+                theirs
+            }
+            None => name,
         };
         self.refill();
         Ok(name)
+    }
+
+    /// A network made but not needed: the spare, or removed.
+    async fn put_back(&self, name: String) {
+        {
+            let mut state = self.state();
+            if state.spare.is_none() {
+                state.spare = Some(name);
+                return;
+            }
+        }
+        if remove(&self.docker, &name).await.is_ok() {
+            self.state().known.remove(&name);
+        }
     }
 
     async fn make(&self) -> Result<String, String> {
@@ -249,23 +380,87 @@ impl Networks {
             match made {
                 Ok(name) if state.spare.is_none() => state.spare = Some(name),
                 Ok(extra) => drop(extra), // cannot happen (one refill at a time); the sweep takes it
-                Err(e) => tracing::debug!(error = %e, "cannot make a spare run network; runs will make their own"),
+                Err(e) => tracing::debug!(error = %e, "cannot make a spare network; runs will make their own"),
             }
         });
     }
 
-    /// Records a network found on an adopted container.
-    pub fn adopt(&self, name: &str) {
-        if name.starts_with(NETWORK_PREFIX) {
-            self.state().known.insert(name.to_string());
+    /// Records the network `name` of an adopted container of `run` (of `tenant`).
+    pub fn adopt(&self, tenant: Tenant, run: JobRunId, name: &str) {
+        if !name.starts_with(NETWORK_PREFIX) {
+            return;
+        }
+        let mut state = self.state();
+        state.known.insert(name.to_string());
+        let nets = state.tenants.entry(tenant).or_default();
+        match nets.iter_mut().find(|n| n.name == name) {
+            Some(n) => {
+                n.runs.insert(run);
+                n.idle_since = None;
+            }
+            None => nets.push(TenantNetwork { name: name.to_string(), runs: HashSet::from([run]), idle_since: None }),
         }
     }
 
-    /// Removes a run's network once its container is gone.
-    pub async fn release(&self, name: &str) -> Result<(), DockerError> {
-        remove(&self.docker, name).await?;
-        self.state().known.remove(name);
-        Ok(())
+    /// `run` no longer holds a network (its container is gone). The network stays
+    /// for its tenant; [`Networks::expire`] removes it once idle long enough.
+    pub fn release(&self, run: JobRunId) {
+        let mut state = self.state();
+        for n in state.tenants.values_mut().flatten() {
+            if n.runs.remove(&run) && n.runs.is_empty() {
+                n.idle_since = Some(Instant::now());
+            }
+        }
+    }
+
+    fn has_idle(&self) -> bool {
+        self.state().tenants.values().flatten().any(|n| n.runs.is_empty())
+    }
+
+    /// Removes the networks idle for [`Networks::idle_after`] (the runtime's rescan
+    /// calls it).
+    pub async fn expire(&self) {
+        self.expire_after(self.idle_after).await;
+    }
+
+    async fn expire_after(&self, idle: Duration) {
+        let now = Instant::now();
+        let expired: Vec<String> = {
+            let mut state = self.state();
+            let mut expired = Vec::new();
+            for nets in state.tenants.values_mut() {
+                nets.retain(|n| {
+                    let done = n.runs.is_empty() && n.idle_since.is_some_and(|t| now.duration_since(t) >= idle);
+                    if done {
+                        expired.push(n.name.clone());
+                    }
+                    !done
+                });
+            }
+            state.tenants.retain(|_, nets| !nets.is_empty());
+            expired
+        };
+        for name in expired {
+            // Unknown from now on either way: one the daemon would not remove yet is
+            // left to the sweep, which removes this owner's unknown unused networks.
+            match remove(&self.docker, &name).await {
+                Ok(()) => tracing::debug!(network = %name, "removed an idle network"),
+                Err(e) => tracing::debug!(network = %name, error = %e, "cannot remove an idle network yet"),
+            }
+            self.state().known.remove(&name);
+        }
+    }
+
+    /// The network names per tenant with their run counts (tests and diagnostics).
+    pub fn held(&self) -> Vec<(Tenant, String, usize)> {
+        let state = self.state();
+        let mut out: Vec<_> = state
+            .tenants
+            .iter()
+            .flat_map(|(t, nets)| nets.iter().map(move |n| (*t, n.name.clone(), n.runs.len())))
+            .collect();
+        out.sort_by(|a, b| a.1.cmp(&b.1));
+        out
     }
 
     /// Removes this owner's networks that the runtime does not know and no container uses.
@@ -281,17 +476,36 @@ mod tests {
     #[test]
     fn subnets_tile_the_pool() {
         let pool = NetworkPool::new("10.213.0.0/16".parse().unwrap()).unwrap();
-        assert_eq!(pool.capacity(), 4096);
-        assert_eq!(pool.subnet(0).to_string(), "10.213.0.0/28");
-        assert_eq!(pool.subnet(1).to_string(), "10.213.0.16/28");
-        assert_eq!(pool.subnet(4095).to_string(), "10.213.255.240/28");
-        assert_eq!(pool.subnet(4096), pool.subnet(0), "wraps around");
+        assert_eq!(pool.capacity(), 1024);
+        assert_eq!(pool.subnet(0).to_string(), "10.213.0.0/26");
+        assert_eq!(pool.subnet(1).to_string(), "10.213.0.64/26");
+        assert_eq!(pool.subnet(1023).to_string(), "10.213.255.192/26");
+        assert_eq!(pool.subnet(1024), pool.subnet(0), "wraps around");
         let name = fresh_name();
         assert!(name.starts_with(NETWORK_PREFIX));
         assert_ne!(name, fresh_name());
         assert_eq!(pool.start(&name), pool.start(&name), "stable");
-        assert!(NetworkPool::new("10.0.0.0/29".parse().unwrap()).is_err());
-        let one = NetworkPool::new("10.9.9.5/28".parse().unwrap()).unwrap();
-        assert_eq!((one.capacity(), one.subnet(3).to_string()), (1, "10.9.9.0/28".to_string()));
+        assert!(NetworkPool::new("10.0.0.0/27".parse().unwrap()).is_err());
+        let one = NetworkPool::new("10.9.9.5/26".parse().unwrap()).unwrap();
+        assert_eq!((one.capacity(), one.subnet(3).to_string()), (1, "10.9.9.0/26".to_string()));
+    }
+
+    #[test]
+    fn a_tenant_shares_its_network_until_it_is_full() {
+        let (a, b) = (Tenant::Account(AccountId::new()), Tenant::Account(AccountId::new()));
+        let mut state = State::default();
+        let first = JobRunId::new();
+        assert_eq!(state.join(a, first), None, "no network yet");
+        state.add(a, first, "net-a".into());
+        let mut runs = vec![first];
+        for _ in 1..RUNS_PER_NETWORK {
+            let run = JobRunId::new();
+            assert_eq!(state.join(a, run).as_deref(), Some("net-a"));
+            runs.push(run);
+        }
+        assert_eq!(state.join(a, first).as_deref(), Some("net-a"), "a run asking again keeps its network");
+        assert_eq!(state.join(a, JobRunId::new()), None, "full: the account needs a second network");
+        assert_eq!(state.join(b, JobRunId::new()), None, "another account never gets it");
+        assert_eq!(Tenant::of(None, first), Tenant::Run(first));
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! What a job may get is deliberately narrow (the README's "Isolation on a node"
 //! says it for operators): its image, its environment, its assigned GPUs, and a
-//! network of its own ([`super::network`]). Never privileged, never a bind mount (no
+//! network of its account's own ([`super::network`]). Never privileged, never a bind mount (no
 //! host path, no Docker socket), never the host network: a job cannot reach the
 //! node's own files. Image volumes are copied into the container by the runtime
 //! ([`super::volumes`]), not bind-mounted.
@@ -39,6 +39,9 @@ pub const LABEL_RUN: &str = "gantry.run";
 pub const LABEL_OWNER: &str = "gantry.owner";
 /// Label holding the node's lease epoch the run was granted under.
 pub const LABEL_EPOCH: &str = "gantry.epoch";
+/// Label holding the account the run's job belongs to, so a restarted agent knows
+/// which account's network ([`super::network`]) the container is on.
+pub const LABEL_ACCOUNT: &str = "gantry.account";
 /// Label prefix for published ports: `gantry.port.8080=41234` (container=external),
 /// so a restarted agent publishes each port again on the same external port.
 pub const LABEL_PORT_PREFIX: &str = "gantry.port.";
@@ -164,7 +167,7 @@ pub struct CreateContext<'a> {
     pub published: &'a [(u16, u16)],
     /// GPU mode of the node.
     pub gpus: GpuMode,
-    /// The run's own network ([`super::network`]).
+    /// The network of the run's account ([`super::network`]).
     pub network: &'a str,
     /// The bounds of the node.
     pub limits: &'a JobLimits,
@@ -195,6 +198,9 @@ pub fn create_body(spec: &RunSpec, ctx: &CreateContext<'_>) -> ContainerCreateBo
         (LABEL_OWNER.to_string(), ctx.owner.to_string()),
         (LABEL_EPOCH.to_string(), ctx.epoch.to_string()),
     ]);
+    if let Some(account) = spec.account_uuid {
+        labels.insert(LABEL_ACCOUNT.to_string(), account.to_string());
+    }
     for (container, external) in ctx.published {
         labels.insert(format!("{LABEL_PORT_PREFIX}{container}"), external.to_string());
     }
@@ -262,6 +268,7 @@ mod tests {
             ram_gb: 1.5,
             max_timeout_run_ms: None,
             max_timeout_start_ms: None,
+            account_uuid: None,
         }
     }
 

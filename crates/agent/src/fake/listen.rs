@@ -5,7 +5,18 @@
 //! Port 22 greets with an SSH identification line (`SSH-2.0-GantrySim`), like sshd;
 //! any other port answers each connection's first request with a small HTTP/1.1 200
 //! naming the run and port (nothing secret), then closes. The listeners bind
-//! 127.0.0.1 on random ports and close when the run stops or exits.
+//! 127.0.0.1 and close when the run stops or exits.
+//!
+//! **Which ports:** explicit ones, handed out by a process-wide cursor that walks the
+//! kernel's ephemeral range (`ip_local_port_range`) from a random start, skipping
+//! ports in use. Letting the kernel choose (binding port 0) makes it search the range
+//! for a free port under the bind-hash locks, and that search grows with the ports
+//! already bound: with the thousands of simulated runs of `gantry bench schedule` in
+//! one process, half of the benchmark process's time went into `bind(0)`, taken from
+//! the server it shares the machine with. An explicit port is one hash lookup.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use gantry_types::JobRunId;
 use gantry_types::job_run::NodeUrl;
@@ -38,7 +49,7 @@ impl SimPorts {
     pub async fn open(run: JobRunId, ports: &[u16]) -> Self {
         let mut out = Self::default();
         for &container_port in ports {
-            let Ok(listener) = TcpListener::bind((SIM_HOST, 0)).await else { continue };
+            let Ok(listener) = bind() else { continue };
             let Ok(addr) = listener.local_addr() else { continue };
             out.tasks.push(tokio::spawn(serve(listener, run, container_port)));
             out.urls.push(NodeUrl {
@@ -51,6 +62,43 @@ impl SimPorts {
         }
         out
     }
+}
+
+/// Ports tried before letting the kernel choose one.
+const ATTEMPTS: u32 = 64;
+
+/// A listener on the next free port of the ephemeral range (see the module doc).
+fn bind() -> std::io::Result<TcpListener> {
+    static CURSOR: OnceLock<AtomicU32> = OnceLock::new();
+    let (first, last) = ephemeral_range();
+    let size = u32::from(last - first) + 1;
+    let cursor = CURSOR.get_or_init(|| {
+        use rand::Rng;
+        AtomicU32::new(rand::rng().next_u32() % size)
+    });
+    let socket = (0..ATTEMPTS)
+        .find_map(|_| {
+            let port = first + (cursor.fetch_add(1, Ordering::Relaxed) % size) as u16;
+            std::net::TcpListener::bind((SIM_HOST, port)).ok()
+        })
+        .map_or_else(|| std::net::TcpListener::bind((SIM_HOST, 0)), Ok)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket)
+}
+
+/// The kernel's ephemeral port range (Linux), else IANA's dynamic ports.
+fn ephemeral_range() -> (u16, u16) {
+    static RANGE: OnceLock<(u16, u16)> = OnceLock::new();
+    *RANGE.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|s| {
+                let mut it = s.split_whitespace().map(|p| p.parse::<u16>().ok());
+                Some((it.next()??, it.next()??))
+            })
+            .filter(|(a, b)| *a > 0 && a <= b)
+            .unwrap_or((49152, 65535))
+    })
 }
 
 async fn serve(listener: TcpListener, run: JobRunId, container_port: u16) {

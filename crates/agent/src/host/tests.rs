@@ -28,6 +28,7 @@ fn run_on_gpus(gpu_indices: Vec<u32>) -> RunSpec {
         ram_gb: 4.0,
         max_timeout_run_ms: None,
         max_timeout_start_ms: None,
+        account_uuid: None,
     }
 }
 

@@ -332,5 +332,6 @@ fn run_spec(
         ram_gb: run.ram_gb,
         max_timeout_run_ms: job.max_timeout_run_ms,
         max_timeout_start_ms: Some(job.max_timeout_start_ms),
+        account_uuid: Some(job.account_uuid),
     })
 }

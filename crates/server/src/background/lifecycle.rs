@@ -41,6 +41,8 @@ pub async fn activate(state: &AppState) -> Result<(), AppError> {
     // restart, silence is the server's fault, not the nodes': wait one period.
     let all_nodes = state.store.node_list_all().await?;
     let mut active = state.store.run_list_active().await?;
+    // The run and node gauges come from this read (see `metrics::gauges`).
+    crate::metrics::gauges::record_cluster(&state.metrics, &all_nodes, &active);
     let mut lost = std::collections::HashSet::new();
     let leading_since = *state.scheduling.leading_since.lock().expect("leading_since poisoned");
     let grace_over = leading_since.elapsed() >= state.scheduling.timing.node_lost_after;

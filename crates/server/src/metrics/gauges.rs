@@ -3,17 +3,22 @@
 //! background task every [`Metrics::refresh_every`](super::Metrics) (1 s by
 //! default), never by a scrape: `/metrics` only encodes these in-memory values.
 //!
-//! A refresh reads what the scheduler reads anyway (all nodes, the active runs via
-//! their partial index, the oldest pending job) plus one indexed count per job status
+//! A refresh reads the oldest pending job and one indexed count per job status
 //! (`jobs (status, created_at)`). Counts of the terminal statuses grow without bound
 //! and change meaning slowly, so they are recounted only every
-//! [`TERMINAL_EVERY`]-th refresh. Deriving the gauges from the store, rather than
+//! [`TERMINAL_EVERY`]-th refresh. The run and node gauges (`gantry_job_runs`,
+//! `gantry_nodes`, `gantry_node_gpus`) come from the nodes and active runs the
+//! lifecycle reconciler reads on each of its activations anyway ([`record_cluster`]):
+//! reading every active run with its job snapshot once more per second cost about a
+//! tenth of the server's CPU under `gantry bench schedule`, taken from placing.
+//! [`refresh`] (tests, `RunningServer::refresh_metrics`) reads them itself. Deriving the gauges from the store, rather than
 //! from increments scattered over every transition, keeps them right across
 //! restarts and with several servers sharing a database.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use gantry_store::{NodeRecord, RunRecord};
 use gantry_types::job::JobStatus;
 use gantry_types::job_run::JobRunStatus;
 use gantry_types::list::{JobFilter, Paging};
@@ -32,14 +37,22 @@ pub async fn run(state: Arc<AppState>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for round in 0u64.. {
         tick.tick().await;
-        if let Err(e) = refresh(&state, round % TERMINAL_EVERY == 0).await {
+        if let Err(e) = refresh_jobs(&state, round % TERMINAL_EVERY == 0).await {
             tracing::warn!(error = ?e, "refreshing the metrics gauges failed");
         }
     }
 }
 
-/// Recomputes the gauges from the store (`terminal`: the terminal job statuses too).
+/// Recomputes every gauge from the store (`terminal`: the terminal job statuses too).
 pub async fn refresh(state: &AppState, terminal: bool) -> Result<(), AppError> {
+    let active = state.store.run_list_active().await?;
+    let nodes = state.store.node_list_all().await?;
+    record_cluster(&state.metrics, &nodes, &active);
+    refresh_jobs(state, terminal).await
+}
+
+/// Recomputes the job gauges from the store.
+async fn refresh_jobs(state: &AppState, terminal: bool) -> Result<(), AppError> {
     let m = &state.metrics;
     let store = state.store.as_ref();
     let one = Paging { page: 1, limit: 1, newest_first: false };
@@ -51,17 +64,20 @@ pub async fn refresh(state: &AppState, terminal: bool) -> Result<(), AppError> {
     let now = now_ms();
     let oldest = store.job_list_pending(1).await?.first().map_or(0, |j| now - j.created_at.0);
     m.pending_oldest_age.set(oldest.max(0) as f64 / 1000.0);
+    m.gauges_refreshed_at.set(now as f64 / 1000.0);
+    Ok(())
+}
 
-    let active = store.run_list_active().await?;
+/// Sets the run and node gauges from `nodes` (all of them) and `active` (every active
+/// run), as read by the lifecycle reconciler or [`refresh`].
+pub fn record_cluster(m: &super::Metrics, nodes: &[NodeRecord], active: &[RunRecord]) {
     let mut runs: HashMap<JobRunStatus, i64> = HashMap::new();
-    for r in &active {
+    for r in active {
         *runs.entry(r.run.status).or_default() += 1;
     }
     for status in JobRunStatus::ALL.into_iter().filter(|s| !s.is_terminal()) {
         m.job_runs.get_or_create(&StatusLabel { status: status.as_str() }).set(runs.get(&status).copied().unwrap_or(0));
     }
-
-    let nodes = store.node_list_all().await?;
     let taken: std::collections::HashSet<(gantry_types::NodeId, u32)> =
         active.iter().flat_map(|r| r.run.gpu_indices.iter().map(|i| (r.run.node_uuid, *i))).collect();
     let (mut free, mut used) = (0i64, 0i64);
@@ -76,6 +92,4 @@ pub async fn refresh(state: &AppState, terminal: bool) -> Result<(), AppError> {
     }
     m.node_gpus.get_or_create(&StateLabel { state: "free" }).set(free);
     m.node_gpus.get_or_create(&StateLabel { state: "used" }).set(used);
-    m.gauges_refreshed_at.set(now as f64 / 1000.0);
-    Ok(())
 }
