@@ -30,7 +30,8 @@ use gantry_client::{Client, Credentials};
 /// `gantry agent`.
 #[derive(Args)]
 pub struct AgentArgs {
-    /// Control plane base URL.
+    /// Control plane base URL (`https://...` is verified against the system's roots,
+    /// or only against --ca-cert FILE when given).
     #[arg(long, env = "GANTRY_API_BASE_URL", default_value = "http://127.0.0.1:8080")]
     server: String,
     /// Public key of a `node` preset key.
@@ -219,9 +220,9 @@ impl AgentArgs {
         }
     }
 
-    /// A client with the agent's key.
-    pub fn client(&self) -> Client {
-        Client::new(Credentials {
+    /// A client with the agent's key, trusting `--ca-cert` for an `https://` server.
+    pub fn client(&self) -> anyhow::Result<Client> {
+        crate::tls::client(Credentials {
             base_url: self.server.clone(),
             public_key: self.public_key.clone().unwrap_or_default(),
             secret_key: self.secret_key.clone().unwrap_or_default(),
@@ -238,7 +239,7 @@ pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
         out!("{}", gantry_agent::host::inventory_report(&args.host_options(), args.json).map_err(anyhow::Error::msg)?)?;
         return Ok(());
     }
-    let client = args.client();
+    let client = args.client()?;
     client.me().await.with_context(|| format!("cannot reach the control plane at {} with this key", args.server))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics = Arc::new(AgentMetrics::default());

@@ -22,6 +22,7 @@ mod logging;
 mod recipes;
 mod sd_notify;
 mod serve;
+mod tls;
 mod version;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -39,6 +40,10 @@ struct Cli {
     command: Command,
     #[command(flatten)]
     log: logging::LogArgs,
+    /// Trust only the CA certificate(s) in FILE (PEM) for https:// servers, instead of
+    /// the system's roots (e.g. the ca.pem of `gantry admin tls-selfsigned`).
+    #[arg(long, global = true, env = "GANTRY_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -97,6 +102,7 @@ fn main() -> std::process::ExitCode {
         eprintln!("error: {e:#}");
         return std::process::ExitCode::from(2);
     }
+    tls::init(cli.ca_cert.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
     let result = runtime.block_on(async move {
         match cli.command {

@@ -3,7 +3,13 @@
 //! Used by the CLI and by the integration tests, so the tests exercise exactly what
 //! users run. Every request is signed with a fresh nonce and timestamp; retries are
 //! left to callers, and must re-sign (nonces are single-use).
+//!
+//! Over `https://` the server's certificate is verified against the system's roots
+//! ([`Client::new`]) or against one CA file only ([`Client::with_ca_cert`], what
+//! `--ca-cert` and `GANTRY_CA_CERT` give the CLI and the agent). A certificate that
+//! does not verify is [`ClientError::Untrusted`], whose message says what to pass.
 
+use std::path::Path;
 use std::time::Duration;
 
 use gantry_types::account::User;
@@ -72,6 +78,21 @@ pub enum ClientError {
     /// The request did not complete.
     #[error("cannot reach the Gantry API")]
     Http(#[source] reqwest::Error),
+    /// The server's TLS certificate did not verify against the trusted roots.
+    #[error(
+        "the server's TLS certificate is not trusted ({detail}): pass --ca-cert FILE (or set GANTRY_CA_CERT) \
+         naming the CA that signed it, e.g. the ca.pem of `gantry admin tls-selfsigned`"
+    )]
+    Untrusted {
+        /// What rustls said.
+        detail: String,
+        /// The failed request.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The CA file given to [`Client::with_ca_cert`] is unusable.
+    #[error("cannot use the CA certificate file")]
+    Tls(#[source] gantry_tls::TlsError),
     /// The server answered something that is not what this client understands.
     #[error("unexpected response ({status}): {detail}")]
     Decode {
@@ -83,6 +104,34 @@ pub enum ClientError {
     /// No credentials configured.
     #[error("{0}")]
     MissingCredentials(String),
+}
+
+impl From<reqwest::Error> for ClientError {
+    /// A failed request: [`ClientError::Untrusted`] when the cause is a certificate
+    /// rustls refused, else [`ClientError::Http`].
+    fn from(e: reqwest::Error) -> Self {
+        match refused_certificate(&e) {
+            Some(detail) => Self::Untrusted { detail, source: e },
+            None => Self::Http(e),
+        }
+    }
+}
+
+/// The certificate error somewhere in `e`'s cause chain. `io::Error`'s `source()`
+/// skips the error it wraps (and hyper-rustls nests one `io::Error` in another), so
+/// a wrapped error is followed directly.
+fn refused_certificate(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(tls @ rustls::Error::InvalidCertificate(_)) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        next = match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    None
 }
 
 fn describe(body: &ErrorBody) -> String {
@@ -124,14 +173,29 @@ fn now_ms() -> i64 {
 }
 
 impl Client {
-    /// A client for these credentials.
+    /// A client for these credentials; `https://` servers are verified against the
+    /// system's roots.
     pub fn new(creds: Credentials) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build()
-            .expect("reqwest client builds");
+        let http = Self::http().build().expect("reqwest client builds");
         Self { http, creds }
+    }
+
+    /// A client for these credentials that trusts, over `https://`, only the CA
+    /// certificates in `ca_cert` (PEM; the system's roots otherwise).
+    pub fn with_ca_cert(creds: Credentials, ca_cert: Option<&Path>) -> Result<Self, ClientError> {
+        let Some(path) = ca_cert else { return Ok(Self::new(creds)) };
+        let certs = gantry_tls::read_certificates(path).map_err(ClientError::Tls)?;
+        let roots = certs
+            .iter()
+            .map(|der| reqwest::Certificate::from_der(der))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ClientError::Http)?;
+        let http = Self::http().tls_certs_only(roots).build().map_err(ClientError::Http)?;
+        Ok(Self { http, creds })
+    }
+
+    fn http() -> reqwest::ClientBuilder {
+        reqwest::Client::builder().timeout(Duration::from_secs(60)).pool_max_idle_per_host(256)
     }
 
     /// The credentials in use.
@@ -183,9 +247,9 @@ impl Client {
         query: &[(String, String)],
         body: Option<&serde_json::Value>,
     ) -> Result<RawResponse, ClientError> {
-        let resp = self.signed(method, path, query, body).send().await.map_err(ClientError::Http)?;
+        let resp = self.signed(method, path, query, body).send().await.map_err(ClientError::from)?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(ClientError::Http)?;
+        let bytes = resp.bytes().await.map_err(ClientError::from)?;
         let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         Ok(RawResponse { status, body })
     }
@@ -209,11 +273,11 @@ impl Client {
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
-        let resp = req.send().await.map_err(ClientError::Http)?;
+        let resp = req.send().await.map_err(ClientError::from)?;
         let status = resp.status();
         let content_type =
             resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let bytes = resp.bytes().await.map_err(ClientError::Http)?;
+        let bytes = resp.bytes().await.map_err(ClientError::from)?;
         Ok((status, content_type, bytes.to_vec()))
     }
 
@@ -228,12 +292,12 @@ impl Client {
             .timeout(Duration::from_secs(365 * 24 * 3600))
             .send()
             .await
-            .map_err(ClientError::Http)?;
+            .map_err(ClientError::from)?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
         }
-        let bytes = resp.bytes().await.map_err(ClientError::Http)?;
+        let bytes = resp.bytes().await.map_err(ClientError::from)?;
         Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(body) => ClientError::Api { status, body },
             Err(_) => ClientError::Decode { status, detail: String::from_utf8_lossy(&bytes).into_owned() },
