@@ -79,13 +79,12 @@ pub enum ClientError {
     #[error("cannot reach the Gantry API")]
     Http(#[source] reqwest::Error),
     /// The server's TLS certificate did not verify against the trusted roots.
-    #[error(
-        "the server's TLS certificate is not trusted ({detail}): pass --ca-cert FILE (or set GANTRY_CA_CERT) \
-         naming the CA that signed it, e.g. the ca.pem of `gantry admin tls-selfsigned`"
-    )]
+    #[error("the server's TLS certificate is not trusted ({detail}): {hint}")]
     Untrusted {
         /// What rustls said.
         detail: String,
+        /// What to do about it.
+        hint: &'static str,
         /// The failed request.
         #[source]
         source: reqwest::Error,
@@ -111,7 +110,7 @@ impl From<reqwest::Error> for ClientError {
     /// rustls refused, else [`ClientError::Http`].
     fn from(e: reqwest::Error) -> Self {
         match refused_certificate(&e) {
-            Some(detail) => Self::Untrusted { detail, source: e },
+            Some((detail, hint)) => Self::Untrusted { detail, hint, source: e },
             None => Self::Http(e),
         }
     }
@@ -120,11 +119,25 @@ impl From<reqwest::Error> for ClientError {
 /// The certificate error somewhere in `e`'s cause chain. `io::Error`'s `source()`
 /// skips the error it wraps (and hyper-rustls nests one `io::Error` in another), so
 /// a wrapped error is followed directly.
-fn refused_certificate(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+fn refused_certificate(e: &(dyn std::error::Error + 'static)) -> Option<(String, &'static str)> {
+    use rustls::CertificateError as E;
     let mut next = Some(e);
     while let Some(err) = next {
-        if let Some(tls @ rustls::Error::InvalidCertificate(_)) = err.downcast_ref::<rustls::Error>() {
-            return Some(tls.to_string());
+        if let Some(tls @ rustls::Error::InvalidCertificate(why)) = err.downcast_ref::<rustls::Error>() {
+            let hint = match why {
+                E::NotValidForName | E::NotValidForNameContext { .. } => {
+                    "it does not name the host in the URL; use a name it carries, or make one with \
+                     `gantry admin tls-selfsigned --host NAME`"
+                }
+                E::Expired | E::ExpiredContext { .. } | E::NotValidYet | E::NotValidYetContext { .. } => {
+                    "check this machine's clock, or renew the server's certificate"
+                }
+                _ => {
+                    "pass --ca-cert FILE (or set GANTRY_CA_CERT) naming the CA that signed it, e.g. the \
+                     ca.pem of `gantry admin tls-selfsigned`"
+                }
+            };
+            return Some((tls.to_string(), hint));
         }
         next = match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
             Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
