@@ -261,7 +261,8 @@ pub async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
     let mut client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5));
     if let Some(ca) = crate::tls::ca_cert() {
         let certs = gantry_tls::read_certificates(ca).context("--ca-cert")?;
-        client = client.tls_certs_only(certs.iter().map(|c| reqwest::Certificate::from_der(c)).collect::<Result<Vec<_>, _>>()?);
+        client = client
+            .tls_certs_only(certs.iter().map(|c| reqwest::Certificate::from_der(c)).collect::<Result<Vec<_>, _>>()?);
     }
     let client = client.build()?;
     let response = client.get(&url).send().await.with_context(|| format!("{url} is unreachable"))?;

@@ -115,8 +115,12 @@ async fn a_selfsigned_tls_server_is_used_by_the_cli_and_an_agent_that_trust_its_
             "env": {"GANTRY_SIM_DURATION_MS": "200"}}}}"#,
     )
     .unwrap();
-    let out =
-        as_consumer(&["jobs", "create", "--json", "--file"]).arg(&job).env("GANTRY_CA_CERT", &ca).output().await.unwrap();
+    let out = as_consumer(&["jobs", "create", "--json", "--file"])
+        .arg(&job)
+        .env("GANTRY_CA_CERT", &ca)
+        .output()
+        .await
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let created: Value = serde_json::from_slice(&out.stdout).unwrap();
     let uuid = created["uuid"].as_str().unwrap().to_string();

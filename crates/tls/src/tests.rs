@@ -6,7 +6,11 @@ use super::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Runs one handshake over an in-memory pipe and one byte each way.
-async fn handshake(server: Arc<rustls::ServerConfig>, client: Arc<rustls::ClientConfig>, host: &str) -> Result<(), String> {
+async fn handshake(
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+    host: &str,
+) -> Result<(), String> {
     let (a, b) = tokio::io::duplex(64 * 1024);
     let acceptor = TlsAcceptor::from(server);
     let connector = tokio_rustls::TlsConnector::from(client);
