@@ -324,11 +324,13 @@ async fn docker_agent_with_metrics(
     let file = StateFile::in_dir(&state_dir);
     let mut state = file.load_or_create().with_context(|| format!("agent state in {}", state_dir.display()))?;
     if state.server_url.as_deref() != Some(args.server.as_str()) {
-        if state.node_uuid.is_some() {
-            outln!("note: {} belonged to another control plane; registering as a new node", state_dir.display())?;
+        if !state.server_url.as_deref().is_some_and(|old| same_control_plane(old, &args.server)) {
+            if state.node_uuid.is_some() {
+                outln!("note: {} belonged to another control plane; registering as a new node", state_dir.display())?;
+            }
+            state.node_uuid = None;
+            state.log_cursors.clear();
         }
-        state.node_uuid = None;
-        state.log_cursors.clear();
         state.server_url = Some(args.server.clone());
         file.save(&state).with_context(|| format!("cannot write {}", state_dir.display()))?;
     }
@@ -406,10 +408,37 @@ fn default_state_dir() -> PathBuf {
     }
 }
 
+/// Whether two control-plane URLs name the same control plane. Only the scheme may
+/// differ: turning TLS on (`http://host:8080` → `https://host:8080`) keeps the node, its
+/// log cursors and its running containers; another host or port is another control
+/// plane, and the agent registers as a new node there.
+fn same_control_plane(a: &str, b: &str) -> bool {
+    let key = |url: &str| {
+        let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).unwrap_or(url);
+        rest.trim_end_matches('/').to_ascii_lowercase()
+    };
+    key(a) == key(b)
+}
+
+/// `host:port` of a base URL, with the scheme's default port when it names none.
+fn authority_with_port(server: &str) -> Option<String> {
+    let (scheme, rest) = server.split_once("://").unwrap_or(("http", server));
+    let authority = rest.split('/').next().filter(|a| !a.is_empty())?;
+    let has_port = match authority.rsplit_once(':') {
+        Some((host, port)) => !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(':'),
+        None => false,
+    };
+    if has_port && !authority.ends_with(']') {
+        return Some(authority.to_string());
+    }
+    let port = if scheme.eq_ignore_ascii_case("https") { 443 } else { 80 };
+    Some(format!("{authority}:{port}"))
+}
+
 /// This machine's address on the route to the control plane (no packet is sent:
 /// connecting a UDP socket only picks the route).
 fn route_address(server: &str) -> Option<String> {
-    let authority = server.split("://").nth(1).unwrap_or(server).split('/').next()?;
+    let authority = authority_with_port(server)?;
     let addr = std::net::ToSocketAddrs::to_socket_addrs(&authority).ok()?.next()?;
     let bind: std::net::SocketAddr = if addr.is_ipv4() { "0.0.0.0:0".parse().ok()? } else { "[::]:0".parse().ok()? };
     let socket = std::net::UdpSocket::bind(bind).ok()?;
@@ -423,4 +452,28 @@ fn host_name() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "node".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{authority_with_port, same_control_plane};
+
+    #[test]
+    fn turning_tls_on_keeps_the_control_plane_and_other_hosts_do_not() {
+        assert!(same_control_plane("http://cp.lab:8080", "https://cp.lab:8080/"));
+        assert!(same_control_plane("https://CP.lab:8080", "https://cp.lab:8080"));
+        assert!(!same_control_plane("http://cp.lab:8080", "https://cp.lab:8443"));
+        assert!(!same_control_plane("https://cp.lab:8080", "https://other.lab:8080"));
+    }
+
+    #[test]
+    fn a_url_without_a_port_gets_its_schemes_default() {
+        assert_eq!(authority_with_port("https://cp.lab").as_deref(), Some("cp.lab:443"));
+        assert_eq!(authority_with_port("http://cp.lab/").as_deref(), Some("cp.lab:80"));
+        assert_eq!(authority_with_port("https://cp.lab:8443/x").as_deref(), Some("cp.lab:8443"));
+        assert_eq!(authority_with_port("http://[::1]:8080").as_deref(), Some("[::1]:8080"));
+        assert_eq!(authority_with_port("https://[::1]").as_deref(), Some("[::1]:443"));
+        assert_eq!(authority_with_port("127.0.0.1:8080").as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(authority_with_port("https://"), None);
+    }
 }
