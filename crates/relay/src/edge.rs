@@ -18,8 +18,11 @@ use gantry_tls::TlsAcceptor;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::public::PublicPorts;
 use crate::session::{self, Handle, Stream};
-use crate::{Hello, OPEN_OK, OPEN_REFUSED, Open, PROTOCOL_VERSION, TunnelError, Verdict, read_frame, write_frame};
+use crate::{
+    Hello, OPEN_OK, OPEN_REFUSED, Open, PROTOCOL_VERSION, Request, TunnelError, Verdict, read_frame, write_frame,
+};
 
 /// Decides whether a hello's token entitles its node to a tunnel; `Err` says why not
 /// (sent to the agent).
@@ -108,12 +111,14 @@ impl Tunnels {
 }
 
 /// Accepts agents' tunnels on `listener` (TLS with `acceptor`) into `tunnels` until
-/// the returned task is aborted. Every admission step is bounded by `handshake_timeout`.
+/// the returned task is aborted, answering their publish requests with `ports`. Every
+/// admission step is bounded by `handshake_timeout`.
 pub fn serve_tunnels(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     check: Arc<dyn TokenCheck>,
     tunnels: Tunnels,
+    ports: Arc<PublicPorts>,
     handshake_timeout: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -126,9 +131,9 @@ pub fn serve_tunnels(
                     continue;
                 }
             };
-            let (acceptor, check, tunnels) = (acceptor.clone(), check.clone(), tunnels.clone());
+            let (acceptor, check, tunnels, ports) = (acceptor.clone(), check.clone(), tunnels.clone(), ports.clone());
             tokio::spawn(async move {
-                if let Err(e) = admit(tcp, peer, acceptor, check, tunnels, handshake_timeout).await {
+                if let Err(e) = admit(tcp, peer, acceptor, check, tunnels, ports, handshake_timeout).await {
                     tracing::debug!(%peer, error = %e, "tunnel not admitted");
                 }
             });
@@ -142,6 +147,7 @@ async fn admit(
     acceptor: TlsAcceptor,
     check: Arc<dyn TokenCheck>,
     tunnels: Tunnels,
+    ports: Arc<PublicPorts>,
     limit: Duration,
 ) -> Result<(), TunnelError> {
     let _ = tcp.set_nodelay(true);
@@ -180,13 +186,26 @@ async fn admit(
         task.abort();
         return Err(e);
     }
+    let ended = handle.clone();
     let id = tunnels.insert(&hello.node, handle, task);
     tracing::info!(%peer, node = %hello.node, "node tunnel up");
-    // Agents open no other streams; the loop ends with the session.
-    while let Some(stream) = inbound.recv().await {
-        drop(stream);
+    // Agents open no other streams: any is dropped (reset).
+    let drain = tokio::spawn(async move { while inbound.recv().await.is_some() {} });
+    // The hello stream carries the agent's publish requests until the session ends.
+    loop {
+        let request = tokio::select! {
+            request = read_frame::<_, Request>(&mut first) => match request {
+                Ok(request) => request,
+                Err(_) => break,
+            },
+            () = ended.closed() => break,
+        };
+        let reply = ports.handle(&hello.node, request);
+        if write_frame(&mut first, &reply).await.is_err() {
+            break;
+        }
     }
-    drop(first);
+    drain.abort();
     tunnels.remove(&hello.node, id);
     tracing::info!(%peer, node = %hello.node, "node tunnel down");
     Ok(())
@@ -223,7 +242,10 @@ pub fn serve_port(
     open_timeout: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        // The connections live in this task: aborting it (closing the port) ends them.
+        let mut connections = tokio::task::JoinSet::new();
         loop {
+            while connections.try_join_next().is_some() {}
             let (mut user, peer) = match listener.accept().await {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -238,7 +260,7 @@ pub fn serve_port(
                 continue;
             }
             let (route, tunnels) = (route.clone(), tunnels.clone());
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let _ = user.set_nodelay(true);
                 let open = Open { run: route.run.clone(), port: route.port, peer };
                 match tunnels.open(&route.node, &open, open_timeout).await {

@@ -5,25 +5,31 @@
 //! verifies the control plane) and runs one **yamux** session on it, as the yamux
 //! client: no home-made multiplexing. Its first stream carries a [`Hello`] (the node
 //! and a token the relay checks); the relay answers with a [`Verdict`]. From then on
-//! the relay opens one stream per user connection accepted on a public port, writes an
-//! [`Open`] header (which run, which of its ports, the user's real address), and the
+//! the agent asks, on that first stream, for public ports for its runs' published
+//! ports ([`Request`], [`Reply`]); the relay opens one stream per user connection
+//! accepted on a public port, writes an [`Open`] header (which run, which of its ports, the user's real address), and the
 //! agent answers one status byte, connects to the run's port and copies both ways.
 //!
 //! * [`edge`]: the relay's side: the tunnel listener (TLS handshake bounded in time,
 //!   tokens checked by a caller-supplied rule), the registry of live tunnels by node,
 //!   and public ports that admit only a run's `allowed_ips`.
+//! * [`public`]: the relay's public ports: one per (node, run, published port), taken
+//!   from a range on the agent's [`Request::Publish`], closed with their connections on
+//!   [`Request::Unpublish`].
 //! * [`node`]: the agent's side: dial, say hello, serve streams to targets a
-//!   caller-supplied resolver approves (a run's own ports only).
+//!   caller-supplied resolver approves (a run's own ports only); [`node::Publisher`]
+//!   publishes runs' ports and keeps them published across reconnects.
 //!
 //! What is not here yet (see ARCHITECTURE.md, "Nodes behind NAT"): the `gantry relay`
-//! process and `gantry agent --relay`, server-issued tokens, port allocation recorded
-//! by the control plane and `node_urls` pointing at the relay.
+//! process and `gantry agent --relay`, server-issued tokens, allocations recorded by the
+//! control plane and `node_urls` pointing at the relay.
 //!
 //! Frames of the protocol (the hello, the verdict, the open header) are a 4-byte
 //! big-endian length and that many bytes of JSON, at most [`MAX_FRAME`].
 
 pub mod edge;
 pub mod node;
+pub mod public;
 mod session;
 
 use serde::{Deserialize, Serialize};
@@ -51,6 +57,45 @@ pub struct Hello {
 pub struct Verdict {
     /// Whether the tunnel is accepted.
     pub ok: bool,
+    /// Why not, when refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A request on the hello stream once the tunnel is accepted (agent → relay); each
+/// gets one [`Reply`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Carry `run`'s published `port` on a public port admitting `allowed` (the job's
+    /// `allowed_ips`). Asking again for the same run and port returns the same public
+    /// port; `want` asks for a given one (the one a restarted relay handed out before).
+    Publish {
+        /// The run.
+        run: String,
+        /// Its published (container) port.
+        port: u16,
+        /// CIDRs or addresses admitted.
+        allowed: Vec<String>,
+        /// The public port wanted, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        want: Option<u16>,
+    },
+    /// Close every public port of `run`, and their connections.
+    Unpublish {
+        /// The run.
+        run: String,
+    },
+}
+
+/// The relay's answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    /// Whether it was done.
+    pub ok: bool,
+    /// The public port, for a publish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_port: Option<u16>,
     /// Why not, when refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -45,6 +45,11 @@ impl Handle {
     pub fn is_closed(&self) -> bool {
         self.open.is_closed()
     }
+
+    /// Resolves when the session ends.
+    pub async fn closed(&self) {
+        self.open.closed().await;
+    }
 }
 
 /// Starts driving `io` as a yamux session in `mode`: the handle to open streams, the

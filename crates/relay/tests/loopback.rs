@@ -2,40 +2,93 @@
 //! side dialled over TLS with a CA from `gantry_tls`, and a TCP echo server standing
 //! in for a run's published port. Bytes cross both ways; a wrong token, a client
 //! outside `allowed_ips`, a port the node does not publish and a stalled handshake
-//! are all refused; a lost tunnel comes back by itself.
+//! are all refused; a lost tunnel comes back by itself with the same public port, also
+//! from a restarted relay; an unpublished run's ports and connections close at once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gantry_relay::edge::{Route, Tunnels, serve_port, serve_tunnels};
-use gantry_relay::node::{RelayAddr, connect, run};
+use gantry_relay::node::{Publisher, RelayAddr, connect, run};
+use gantry_relay::public::PublicPorts;
 use gantry_relay::{Hello, Open, PROTOCOL_VERSION, TunnelError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 struct Relay {
-    _dir: tempfile::TempDir,
+    dir: Arc<tempfile::TempDir>,
     tunnels: Tunnels,
+    ports: Arc<PublicPorts>,
     tunnel_addr: SocketAddr,
     ca: std::path::PathBuf,
-    _tasks: Vec<tokio::task::JoinHandle<()>>,
+    range: (u16, u16),
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.tunnels.disconnect_all();
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// A free range of 50 public ports on loopback (bound and released, so others are
+/// unlikely to take it meanwhile; a taken port is skipped anyway).
+fn free_range() -> (u16, u16) {
+    loop {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let first = probe.local_addr().unwrap().port();
+        if first < 65_000 {
+            return (first, first + 49);
+        }
+    }
 }
 
 async fn relay() -> Relay {
     let dir = tempfile::tempdir().unwrap();
-    let written = gantry_tls::write_self_signed(dir.path(), &["127.0.0.1".into()], false).unwrap();
-    let acceptor =
-        gantry_tls::acceptor(&gantry_tls::CertFiles { cert: written.cert.clone(), key: written.key.clone() }).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    gantry_tls::write_self_signed(dir.path(), &["127.0.0.1".into()], false).unwrap();
+    relay_on(Arc::new(dir), "127.0.0.1:0".parse().unwrap(), free_range()).await
+}
+
+/// A relay with the certificates in `dir`, its tunnel listener on `addr`.
+async fn relay_on(dir: Arc<tempfile::TempDir>, addr: SocketAddr, (first, last): (u16, u16)) -> Relay {
+    let files = gantry_tls::CertFiles { cert: dir.path().join("server.pem"), key: dir.path().join("server.key") };
+    let acceptor = gantry_tls::acceptor(&files).unwrap();
+    // The previous relay's listener goes when its aborted task is dropped.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let listener = loop {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => break listener,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("cannot bind {addr}: {e}"),
+        }
+    };
     let tunnel_addr = listener.local_addr().unwrap();
     let tunnels = Tunnels::default();
+    let ports =
+        Arc::new(PublicPorts::new("127.0.0.1".parse().unwrap(), first, last, tunnels.clone(), Duration::from_secs(5)));
     let check = |hello: &Hello| if hello.token == "good" { Ok(()) } else { Err("unknown token".to_string()) };
-    let task = serve_tunnels(listener, acceptor, Arc::new(check), tunnels.clone(), Duration::from_secs(1));
-    Relay { _dir: dir, tunnels, tunnel_addr, ca: written.ca_cert, _tasks: vec![task] }
+    let task =
+        serve_tunnels(listener, acceptor, Arc::new(check), tunnels.clone(), ports.clone(), Duration::from_secs(1));
+    let ca = dir.path().join("ca.pem");
+    Relay { dir, tunnels, ports, tunnel_addr, ca, range: (first, last), tasks: vec![task] }
 }
 
 impl Relay {
+    fn ports_first(&self) -> u16 {
+        self.range.0
+    }
+
+    fn ports_last(&self) -> u16 {
+        self.range.1
+    }
+
     fn addr(&self) -> RelayAddr {
         RelayAddr {
             addr: self.tunnel_addr.to_string(),
@@ -53,7 +106,7 @@ impl Relay {
             port,
             allowed: allowed.iter().map(|a| a.parse().unwrap()).collect(),
         };
-        self._tasks.push(serve_port(listener, Arc::new(route), self.tunnels.clone(), Duration::from_secs(5)));
+        self.tasks.push(serve_port(listener, Arc::new(route), self.tunnels.clone(), Duration::from_secs(5)));
         addr
     }
 }
@@ -161,20 +214,64 @@ async fn a_stalled_tunnel_handshake_is_closed() {
 }
 
 #[tokio::test]
-async fn the_agent_reconnects_after_the_tunnel_is_lost() {
-    let mut relay = relay().await;
+async fn published_ports_survive_a_lost_tunnel_and_a_restarted_relay() {
+    let relay = relay().await;
     let echo = echo().await;
-    let public = relay.public_port("run-1", 8080, &["127.0.0.0/8"]).await;
+    let publisher = Arc::new(Publisher::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let agent = tokio::spawn(run(relay.addr(), hello("good"), targets(echo), stop_rx));
-    wait_until("the tunnel", || relay.tunnels.connected("node-1")).await;
-    assert_eq!(round_trip(public, b"one").await.unwrap(), b"one");
-    // The relay drops every tunnel (as a restart would); the agent dials again.
-    let replacement = relay.tunnels.clone();
-    replacement.disconnect_all();
+    let agent = tokio::spawn(run(relay.addr(), hello("good"), publisher.clone(), stop_rx));
+    let all = vec!["127.0.0.0/8".to_string()];
+    let public = publisher.publish("run-1", 8080, echo, &all).await.unwrap();
+    let public_addr: SocketAddr = ([127, 0, 0, 1], public).into();
+    assert_eq!(round_trip(public_addr, b"one").await.unwrap(), b"one");
+    // Publishing again is idempotent.
+    assert_eq!(publisher.publish("run-1", 8080, echo, &all).await.unwrap(), public);
+
+    // The relay drops every tunnel; the agent dials again and the port still works.
+    relay.tunnels.disconnect_all();
     wait_until("the tunnel to drop", || !relay.tunnels.connected("node-1")).await;
     wait_until("the tunnel to come back", || relay.tunnels.connected("node-1")).await;
-    assert_eq!(round_trip(public, b"two").await.unwrap(), b"two");
+    assert_eq!(round_trip(public_addr, b"two").await.unwrap(), b"two");
+
+    // The relay restarts (a new one on the same address and range, nothing
+    // remembered): the agent publishes again and gets the same public port.
+    let (dir, addr, range) = (relay.dir.clone(), relay.tunnel_addr, (relay.ports_first(), relay.ports_last()));
+    drop(relay);
+    let relay = relay_on(dir, addr, range).await;
+    wait_until("the port to be published on the new relay", || {
+        relay.ports.public_port("node-1", "run-1", 8080).is_some()
+    })
+    .await;
+    assert_eq!(relay.ports.public_port("node-1", "run-1", 8080), Some(public));
+    assert_eq!(round_trip(public_addr, b"three").await.unwrap(), b"three");
+
+    // Unpublishing closes the port and the connections through it at once.
+    let mut live = TcpStream::connect(public_addr).await.unwrap();
+    live.write_all(b"live").await.unwrap();
+    let mut buf = [0u8; 4];
+    live.read_exact(&mut buf).await.unwrap();
+    let started = Instant::now();
+    publisher.unpublish("run-1").await;
+    assert!(closed(live).await, "a live connection outlived its run");
+    assert!(started.elapsed() < Duration::from_secs(1), "closing took {:?}", started.elapsed());
+    assert!(TcpStream::connect(public_addr).await.is_err(), "the port is still open");
+
     stop_tx.send(true).unwrap();
     agent.await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_publish_requests_are_refused_with_a_reason() {
+    let relay = relay().await;
+    let publisher = Arc::new(Publisher::default());
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let _agent = tokio::spawn(run(relay.addr(), hello("good"), publisher.clone(), stop_rx));
+    let target: SocketAddr = ([127, 0, 0, 1], 9).into();
+    let err = publisher.publish("run-1", 80, target, &["not-an-ip".into()]).await.unwrap_err();
+    assert!(matches!(&err, TunnelError::Refused(why) if why.contains("allowed_ips")), "{err:?}");
+    // A node without a tunnel cannot publish (it waits 10 s, then says so).
+    let lonely = Publisher::default();
+    let started = Instant::now();
+    assert!(matches!(lonely.publish("run-1", 80, target, &[]).await, Err(TunnelError::NoTunnel(_))));
+    assert!(started.elapsed() >= Duration::from_secs(9));
 }
