@@ -96,6 +96,9 @@ pub struct Reply {
     /// The public port, for a publish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_port: Option<u16>,
+    /// The host name users reach it on (the relay's `--public-host`), for a publish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_host: Option<String>,
     /// Why not, when refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

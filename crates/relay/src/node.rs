@@ -175,6 +175,15 @@ struct Published {
     public_port: Option<u16>,
 }
 
+/// Where users reach a published port through the relay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Carried {
+    /// The relay's public host name.
+    pub host: String,
+    /// The public port.
+    pub port: u16,
+}
+
 /// The runs' ports a node wants carried by its relay, and the tunnel that carries
 /// them ([`run`] keeps it up). Also the [`Targets`] of that tunnel: a stream reaches
 /// only a published (run, port).
@@ -183,6 +192,12 @@ pub struct Publisher {
     published: std::sync::Mutex<std::collections::HashMap<(String, u16), Published>>,
     tunnel: tokio::sync::Mutex<Option<Connected>>,
     up: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher").field("published", &self.lock().len()).finish_non_exhaustive()
+    }
 }
 
 impl Targets for Publisher {
@@ -205,7 +220,7 @@ impl Publisher {
         port: u16,
         target: SocketAddr,
         allowed: &[String],
-    ) -> Result<u16, TunnelError> {
+    ) -> Result<Carried, TunnelError> {
         let want = {
             let mut published = self.lock();
             let entry = published.entry((run.to_string(), port)).or_insert(Published {
@@ -224,14 +239,13 @@ impl Publisher {
                 if let Some(tunnel) = tunnel.as_mut() {
                     let request = Request::Publish { run: run.to_string(), port, allowed: allowed.to_vec(), want };
                     let reply = tunnel.request(&request).await?;
-                    let public = reply
-                        .public_port
-                        .filter(|_| reply.ok)
-                        .ok_or_else(|| TunnelError::Refused(reply.error.unwrap_or_default()))?;
+                    let (Some(public), Some(host), true) = (reply.public_port, reply.public_host, reply.ok) else {
+                        return Err(TunnelError::Refused(reply.error.unwrap_or_default()));
+                    };
                     if let Some(entry) = self.lock().get_mut(&(run.to_string(), port)) {
                         entry.public_port = Some(public);
                     }
-                    return Ok(public);
+                    return Ok(Carried { host, port: public });
                 }
             }
             if tokio::time::timeout_at(deadline, up).await.is_err() {

@@ -24,6 +24,7 @@ struct Allocation {
 
 /// The public ports of one relay.
 pub struct PublicPorts {
+    public_host: String,
     bind: IpAddr,
     first: u16,
     last: u16,
@@ -33,10 +34,16 @@ pub struct PublicPorts {
 }
 
 impl PublicPorts {
-    /// Ports `first..=last` on `bind`, carried over `tunnels`; an agent has
-    /// `open_timeout` to answer for each connection.
-    pub fn new(bind: IpAddr, first: u16, last: u16, tunnels: Tunnels, open_timeout: Duration) -> Self {
-        Self { bind, first, last, tunnels, open_timeout, ports: Mutex::default() }
+    /// Ports `first..=last` on `bind`, reached by users at `public_host`, carried over
+    /// `tunnels`; an agent has `open_timeout` to answer for each connection.
+    pub fn new(
+        public_host: impl Into<String>,
+        bind: IpAddr,
+        (first, last): (u16, u16),
+        tunnels: Tunnels,
+        open_timeout: Duration,
+    ) -> Self {
+        Self { public_host: public_host.into(), bind, first, last, tunnels, open_timeout, ports: Mutex::default() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Allocation>> {
@@ -47,12 +54,17 @@ impl PublicPorts {
     pub fn handle(&self, node: &str, request: Request) -> Reply {
         match request {
             Request::Publish { run, port, allowed, want } => match self.publish(node, &run, port, &allowed, want) {
-                Ok(public) => Reply { ok: true, public_port: Some(public), error: None },
-                Err(error) => Reply { ok: false, public_port: None, error: Some(error) },
+                Ok(public) => Reply {
+                    ok: true,
+                    public_port: Some(public),
+                    public_host: Some(self.public_host.clone()),
+                    error: None,
+                },
+                Err(error) => Reply { ok: false, public_port: None, public_host: None, error: Some(error) },
             },
             Request::Unpublish { run } => {
                 self.unpublish(node, &run);
-                Reply { ok: true, public_port: None, error: None }
+                Reply { ok: true, public_port: None, public_host: None, error: None }
             }
         }
     }

@@ -71,8 +71,13 @@ async fn relay_on(dir: Arc<tempfile::TempDir>, addr: SocketAddr, (first, last): 
     };
     let tunnel_addr = listener.local_addr().unwrap();
     let tunnels = Tunnels::default();
-    let ports =
-        Arc::new(PublicPorts::new("127.0.0.1".parse().unwrap(), first, last, tunnels.clone(), Duration::from_secs(5)));
+    let ports = Arc::new(PublicPorts::new(
+        "relay.test",
+        "127.0.0.1".parse().unwrap(),
+        (first, last),
+        tunnels.clone(),
+        Duration::from_secs(5),
+    ));
     let check = |hello: &Hello| if hello.token == "good" { Ok(()) } else { Err("unknown token".to_string()) };
     let task =
         serve_tunnels(listener, acceptor, Arc::new(check), tunnels.clone(), ports.clone(), Duration::from_secs(1));
@@ -221,11 +226,13 @@ async fn published_ports_survive_a_lost_tunnel_and_a_restarted_relay() {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let agent = tokio::spawn(run(relay.addr(), hello("good"), publisher.clone(), stop_rx));
     let all = vec!["127.0.0.0/8".to_string()];
-    let public = publisher.publish("run-1", 8080, echo, &all).await.unwrap();
+    let carried = publisher.publish("run-1", 8080, echo, &all).await.unwrap();
+    assert_eq!(carried.host, "relay.test");
+    let public = carried.port;
     let public_addr: SocketAddr = ([127, 0, 0, 1], public).into();
     assert_eq!(round_trip(public_addr, b"one").await.unwrap(), b"one");
     // Publishing again is idempotent.
-    assert_eq!(publisher.publish("run-1", 8080, echo, &all).await.unwrap(), public);
+    assert_eq!(publisher.publish("run-1", 8080, echo, &all).await.unwrap().port, public);
 
     // The relay drops every tunnel; the agent dials again and the port still works.
     relay.tunnels.disconnect_all();

@@ -185,6 +185,23 @@ pub fn client_config(ca_file: &Path) -> Result<Arc<rustls::ClientConfig>, TlsErr
     Ok(Arc::new(config))
 }
 
+/// The client side of TLS trusting the system's roots (the platform verifier, what
+/// reqwest uses too), or only `ca_file` when given.
+pub fn client_config_or_system(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    if let Some(path) = ca_file {
+        return client_config(path);
+    }
+    let system = |source| TlsError::BadCa { path: PathBuf::from("(the system's roots)"), source };
+    let verifier = rustls_platform_verifier::Verifier::new(provider()).map_err(system)?;
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(system)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// An acceptor for [`server_config`].
 pub fn acceptor(files: &CertFiles) -> Result<TlsAcceptor, TlsError> {
     server_config(files).map(TlsAcceptor::from)
