@@ -94,6 +94,14 @@ pub struct AgentArgs {
     /// GET http://ADDR/metrics, e.g. 0.0.0.0:9464.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// A relay (HOST:PORT of its tunnel listener) to carry published ports for a node
+    /// behind NAT: the agent keeps one TLS tunnel to it (verified like the server: the
+    /// system's roots or --ca-cert), and `node_urls` name the relay's host and ports.
+    #[arg(long, env = "GANTRY_RELAY", value_name = "HOST:PORT", requires = "relay_token_file")]
+    relay: Option<String>,
+    /// File holding the token the relay admits nodes with (`gantry relay --agent-token-file`).
+    #[arg(long, env = "GANTRY_RELAY_TOKEN_FILE", value_name = "FILE")]
+    relay_token_file: Option<PathBuf>,
     #[command(flatten)]
     isolation: IsolationArgs,
 }
@@ -207,6 +215,8 @@ impl AgentArgs {
             stop_grace_secs: 10,
             sync_wait_ms: 1000,
             metrics_listen: None,
+            relay: None,
+            relay_token_file: None,
             isolation: IsolationArgs::for_dev(),
         }
     }
@@ -351,6 +361,9 @@ async fn docker_agent_with_metrics(
     config.log_cursors = state.log_cursors.clone();
     config.private_images_file = Some(state_dir.join("private-images.json"));
     args.isolation.apply(&mut config)?;
+    if let Some(relay) = &args.relay {
+        config.relay = Some(start_relay_tunnel(args, relay, &state.agent_id, stop.clone())?);
+    }
     let runtime = DockerRuntime::connect(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let version = runtime.docker().version().await.map_err(|e| {
         anyhow::anyhow!(
@@ -381,6 +394,32 @@ async fn docker_agent_with_metrics(
         args.server
     )?;
     Ok(tokio::spawn(agent.run(stop)))
+}
+
+/// Starts keeping a tunnel to the relay at `relay` (HOST:PORT) until `stop`; the
+/// returned publisher carries the runs' ports over it. The node names itself by its
+/// agent id (stable per state directory) until relay tokens come from the control
+/// plane.
+fn start_relay_tunnel(
+    args: &AgentArgs,
+    relay: &str,
+    agent_id: &str,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Arc<gantry_relay::node::Publisher>> {
+    let token_file = args.relay_token_file.as_ref().context("--relay needs --relay-token-file")?;
+    let token = crate::config_file::read_secret_file(token_file)?;
+    let host = relay
+        .rsplit_once(':')
+        .map(|(host, _)| host.trim_start_matches('[').trim_end_matches(']'))
+        .filter(|h| !h.is_empty())
+        .with_context(|| format!("--relay {relay:?}: give HOST:PORT of the relay's tunnel listener"))?;
+    let tls = gantry_tls::client_config_or_system(crate::tls::ca_cert()).context("--ca-cert for the relay")?;
+    let addr = gantry_relay::node::RelayAddr { addr: relay.to_string(), server_name: host.to_string(), tls };
+    let hello = gantry_relay::Hello { version: gantry_relay::PROTOCOL_VERSION, node: agent_id.to_string(), token };
+    let publisher = Arc::new(gantry_relay::node::Publisher::default());
+    tokio::spawn(gantry_relay::node::run(addr, hello, publisher.clone(), stop));
+    outln!("gantry agent: published ports are carried by the relay at {relay}")?;
+    Ok(publisher)
 }
 
 /// Waits until the node is registered (the agent records its node in the state

@@ -20,6 +20,7 @@ mod jobs;
 mod keys;
 mod logging;
 mod recipes;
+mod relay;
 mod sd_notify;
 mod serve;
 mod tls;
@@ -55,6 +56,9 @@ enum Command {
     Server(serve::ServerArgs),
     /// Run a node agent (today: simulated nodes with --simulate N).
     Agent(Box<agent::AgentArgs>),
+    /// Run a relay: carries the published ports of nodes behind NAT (their agents dial
+    /// it with --relay).
+    Relay(relay::RelayArgs),
     /// Operator commands that work on the data dir directly (also while the server runs).
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -109,6 +113,7 @@ fn main() -> std::process::ExitCode {
             Command::Dev(args) => dev::run(args).await,
             Command::Server(args) => serve::run(args).await,
             Command::Agent(args) => agent::run(*args).await,
+            Command::Relay(args) => relay::run(args).await,
             Command::Admin(cmd) => admin::run(cmd).await,
             Command::Jobs(cmd) => jobs::run(cmd).await,
             Command::Recipes(cmd) => recipes::run(cmd).await,

@@ -148,6 +148,25 @@ pub enum TunnelError {
     Address(String),
 }
 
+/// A token's SHA-256 digest: tokens are compared by digest, so the comparison time
+/// says nothing about how much of a guess was right.
+pub fn token_digest(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+/// `e` with its causes, `: `-separated (for messages that travel as one string).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
+}
+
 /// Writes one frame.
 pub(crate) async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, value: &T) -> Result<(), TunnelError> {
     let bytes = serde_json::to_vec(value).map_err(|e| TunnelError::Frame(e.to_string()))?;
