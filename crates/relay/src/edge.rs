@@ -220,7 +220,8 @@ pub struct Route {
     pub run: String,
     /// The run's published (container) port.
     pub port: u16,
-    /// Who may connect (the job's `allowed_ips`); empty admits nobody.
+    /// Who may connect (the job's `allowed_ips`); empty admits anyone, as on the
+    /// node's own port proxies.
     pub allowed: Vec<ipnet::IpNet>,
 }
 
@@ -228,7 +229,7 @@ impl Route {
     /// Whether `peer` may connect; IPv4-mapped IPv6 addresses count as IPv4.
     pub fn admits(&self, peer: std::net::IpAddr) -> bool {
         let peer = peer.to_canonical();
-        self.allowed.iter().any(|net| net.contains(&peer))
+        self.allowed.is_empty() || self.allowed.iter().any(|net| net.contains(&peer))
     }
 }
 

@@ -179,6 +179,9 @@ async fn one_port_is_carried_both_ways_and_only_for_allowed_clients() {
         assert_eq!(c.await.unwrap().unwrap(), b"concurrent");
     }
 
+    // No allowed_ips admits anyone, as on the node's own ports.
+    let open_to_all = relay.public_port("run-1", 8080, &[]).await;
+    assert_eq!(round_trip(open_to_all, b"anyone").await.unwrap(), b"anyone");
     // A client outside allowed_ips is closed at once, before anything reaches the node.
     let fenced = relay.public_port("run-1", 8080, &["10.0.0.0/8"]).await;
     assert!(closed(TcpStream::connect(fenced).await.unwrap()).await);
