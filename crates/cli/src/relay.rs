@@ -46,6 +46,12 @@ pub struct RelayArgs {
     /// Seconds an agent has to finish the TLS handshake and its hello.
     #[arg(long, default_value_t = 10)]
     handshake_timeout_secs: u64,
+    /// Seconds a relayed connection may move no byte before it is closed.
+    #[arg(long, default_value_t = 3600)]
+    idle_timeout_secs: u64,
+    /// Most connections one public port carries at once (when full, the idlest makes room).
+    #[arg(long, default_value_t = 256)]
+    max_connections_per_port: usize,
 }
 
 /// Runs the relay until SIGTERM/SIGINT.
@@ -64,7 +70,11 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
         args.bind,
         range,
         tunnels.clone(),
-        Duration::from_secs(10),
+        gantry_relay::port::PortLimits {
+            open_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
+            max_connections: args.max_connections_per_port.max(1),
+        },
     ));
     let expected = gantry_relay::token_digest(&token);
     let check = move |hello: &gantry_relay::Hello| {

@@ -4,9 +4,8 @@
 //! A tunnel is admitted in three bounded steps: the TLS handshake, the agent's first
 //! stream with its [`Hello`], and the caller's [`TokenCheck`] on it; each step must
 //! finish within `handshake_timeout`, so a socket that stalls anywhere never becomes a
-//! tunnel. A node that connects again replaces its older tunnel. A public port
-//! ([`serve_port`]) carries each connection from an address its route allows to the
-//! route's run over that run's node's tunnel; any other address is closed at once.
+//! tunnel. A node that connects again replaces its older tunnel. Public ports, which
+//! carry users' connections over these tunnels, are in [`crate::port`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -209,68 +208,4 @@ async fn admit(
     tunnels.remove(&hello.node, id);
     tracing::info!(%peer, node = %hello.node, "node tunnel down");
     Ok(())
-}
-
-/// Where a public port leads.
-#[derive(Clone, Debug)]
-pub struct Route {
-    /// The node that runs the run.
-    pub node: String,
-    /// The run.
-    pub run: String,
-    /// The run's published (container) port.
-    pub port: u16,
-    /// Who may connect (the job's `allowed_ips`); empty admits anyone, as on the
-    /// node's own port proxies.
-    pub allowed: Vec<ipnet::IpNet>,
-}
-
-impl Route {
-    /// Whether `peer` may connect; IPv4-mapped IPv6 addresses count as IPv4.
-    pub fn admits(&self, peer: std::net::IpAddr) -> bool {
-        let peer = peer.to_canonical();
-        self.allowed.is_empty() || self.allowed.iter().any(|net| net.contains(&peer))
-    }
-}
-
-/// Serves one public port until the returned task is aborted: each connection from an
-/// address the route admits is carried over the node's tunnel to the run's port
-/// (`open_timeout` for the agent to answer); any other is closed at once.
-pub fn serve_port(
-    listener: TcpListener,
-    route: Arc<Route>,
-    tunnels: Tunnels,
-    open_timeout: Duration,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        // The connections live in this task: aborting it (closing the port) ends them.
-        let mut connections = tokio::task::JoinSet::new();
-        loop {
-            while connections.try_join_next().is_some() {}
-            let (mut user, peer) = match listener.accept().await {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "public port accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            if !route.admits(peer.ip()) {
-                tracing::debug!(%peer, run = %route.run, "refused: not in allowed_ips");
-                drop(user);
-                continue;
-            }
-            let (route, tunnels) = (route.clone(), tunnels.clone());
-            connections.spawn(async move {
-                let _ = user.set_nodelay(true);
-                let open = Open { run: route.run.clone(), port: route.port, peer };
-                match tunnels.open(&route.node, &open, open_timeout).await {
-                    Ok(mut stream) => {
-                        let _ = tokio::io::copy_bidirectional(&mut user, &mut stream).await;
-                    }
-                    Err(e) => tracing::debug!(%peer, run = %route.run, error = %e, "cannot carry the connection"),
-                }
-            });
-        }
-    })
 }

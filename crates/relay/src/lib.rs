@@ -13,6 +13,8 @@
 //! * [`edge`]: the relay's side: the tunnel listener (TLS handshake bounded in time,
 //!   tokens checked by a caller-supplied rule), the registry of live tunnels by node,
 //!   and public ports that admit only a run's `allowed_ips`.
+//! * [`port`]: one public port: `allowed_ips` at accept, each connection carried over
+//!   the node's tunnel with an idle timeout and a connection cap.
 //! * [`public`]: the relay's public ports: one per (node, run, published port), taken
 //!   from a range on the agent's [`Request::Publish`], closed with their connections on
 //!   [`Request::Unpublish`].
@@ -29,6 +31,7 @@
 
 pub mod edge;
 pub mod node;
+pub mod port;
 pub mod public;
 mod session;
 

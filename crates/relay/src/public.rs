@@ -10,9 +10,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
-use crate::edge::{Route, Tunnels, serve_port};
+use crate::edge::Tunnels;
+use crate::port::{PortLimits, Route, serve_port};
 use crate::{Reply, Request};
 
 type Key = (String, String, u16);
@@ -29,21 +29,21 @@ pub struct PublicPorts {
     first: u16,
     last: u16,
     tunnels: Tunnels,
-    open_timeout: Duration,
+    limits: PortLimits,
     ports: Mutex<HashMap<Key, Allocation>>,
 }
 
 impl PublicPorts {
     /// Ports `first..=last` on `bind`, reached by users at `public_host`, carried over
-    /// `tunnels`; an agent has `open_timeout` to answer for each connection.
+    /// `tunnels`, each bounded by `limits`.
     pub fn new(
         public_host: impl Into<String>,
         bind: IpAddr,
         (first, last): (u16, u16),
         tunnels: Tunnels,
-        open_timeout: Duration,
+        limits: PortLimits,
     ) -> Self {
-        Self { public_host: public_host.into(), bind, first, last, tunnels, open_timeout, ports: Mutex::default() }
+        Self { public_host: public_host.into(), bind, first, last, tunnels, limits, ports: Mutex::default() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Allocation>> {
@@ -104,7 +104,7 @@ impl PublicPorts {
             let listener =
                 tokio::net::TcpListener::from_std(socket).map_err(|e| format!("cannot serve a public port: {e}"))?;
             let route = Route { node: node.to_string(), run: run.to_string(), port, allowed };
-            let task = serve_port(listener, Arc::new(route), self.tunnels.clone(), self.open_timeout);
+            let task = serve_port(listener, Arc::new(route), self.tunnels.clone(), self.limits);
             ports.insert(key, Allocation { public_port: candidate, task });
             tracing::info!(node, run, port, public_port = candidate, "public port open");
             return Ok(candidate);

@@ -9,8 +9,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gantry_relay::edge::{Route, Tunnels, serve_port, serve_tunnels};
+use gantry_relay::edge::{Tunnels, serve_tunnels};
 use gantry_relay::node::{Publisher, RelayAddr, connect, run};
+use gantry_relay::port::{PortLimits, Route, serve_port};
 use gantry_relay::public::PublicPorts;
 use gantry_relay::{Hello, Open, PROTOCOL_VERSION, TunnelError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -76,7 +77,7 @@ async fn relay_on(dir: Arc<tempfile::TempDir>, addr: SocketAddr, (first, last): 
         "127.0.0.1".parse().unwrap(),
         (first, last),
         tunnels.clone(),
-        Duration::from_secs(5),
+        PortLimits { open_timeout: Duration::from_secs(5), ..PortLimits::default() },
     ));
     let check = |hello: &Hello| if hello.token == "good" { Ok(()) } else { Err("unknown token".to_string()) };
     let task =
@@ -103,6 +104,10 @@ impl Relay {
     }
 
     async fn public_port(&mut self, run: &str, port: u16, allowed: &[&str]) -> SocketAddr {
+        self.public_port_with(run, port, allowed, PortLimits::default()).await
+    }
+
+    async fn public_port_with(&mut self, run: &str, port: u16, allowed: &[&str], limits: PortLimits) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let route = Route {
@@ -111,7 +116,7 @@ impl Relay {
             port,
             allowed: allowed.iter().map(|a| a.parse().unwrap()).collect(),
         };
-        self.tasks.push(serve_port(listener, Arc::new(route), self.tunnels.clone(), Duration::from_secs(5)));
+        self.tasks.push(serve_port(listener, Arc::new(route), self.tunnels.clone(), limits));
         addr
     }
 }
@@ -195,6 +200,41 @@ async fn one_port_is_carried_both_ways_and_only_for_allowed_clients() {
     drop(tunnel);
     wait_until("the tunnel to be gone", || !relay.tunnels.connected("node-1")).await;
     assert!(round_trip(public, b"x").await.is_err(), "carried without a tunnel");
+}
+
+/// Issue 15 point 3 at the relay: an idle connection is closed, and a full port makes
+/// room for a new connection by closing its idlest one.
+#[tokio::test]
+async fn public_ports_close_idle_connections_and_make_room_when_full() {
+    let mut relay = relay().await;
+    let echo = echo().await;
+    let _tunnel = connect(&relay.addr(), &hello("good"), targets(echo)).await.unwrap();
+    let idle = PortLimits { idle_timeout: Duration::from_millis(300), ..PortLimits::default() };
+    let public = relay.public_port_with("run-1", 8080, &[], idle).await;
+    let mut s = TcpStream::connect(public).await.unwrap();
+    s.write_all(b"once").await.unwrap();
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).await.unwrap();
+    assert!(closed(s).await, "an idle relayed connection was kept");
+
+    let capped = PortLimits { max_connections: 2, ..PortLimits::default() };
+    let public = relay.public_port_with("run-1", 8080, &[], capped).await;
+    let mut conns = Vec::new();
+    for word in [b"aaaa", b"bbbb"] {
+        let mut s = TcpStream::connect(public).await.unwrap();
+        s.write_all(word).await.unwrap();
+        s.read_exact(&mut buf).await.unwrap();
+        conns.push(s);
+    }
+    // The second talks again, so the first is the idlest when a third arrives.
+    conns[1].write_all(b"cccc").await.unwrap();
+    conns[1].read_exact(&mut buf).await.unwrap();
+    assert_eq!(round_trip(public, b"third").await.unwrap(), b"third");
+    let first = conns.remove(0);
+    assert!(closed(first).await, "the idlest connection made room");
+    conns[0].write_all(b"dddd").await.unwrap();
+    conns[0].read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"dddd", "the talking connection was kept");
 }
 
 #[tokio::test]

@@ -39,8 +39,8 @@ async fn a_docker_runs_port_is_reached_through_the_relay_and_closed_when_it_ends
     let tunnel_addr = listener.local_addr().unwrap();
     let range = free_range();
     let tunnels = Tunnels::default();
-    let ports =
-        Arc::new(PublicPorts::new("127.0.0.1", [127, 0, 0, 1].into(), range, tunnels.clone(), Duration::from_secs(5)));
+    let limits = gantry_relay::port::PortLimits::default();
+    let ports = Arc::new(PublicPorts::new("127.0.0.1", [127, 0, 0, 1].into(), range, tunnels.clone(), limits));
     let check = |h: &gantry_relay::Hello| if h.token == "lab-token" { Ok(()) } else { Err("no".to_string()) };
     let _relay = serve_tunnels(listener, acceptor, Arc::new(check), tunnels, ports.clone(), Duration::from_secs(5));
 
