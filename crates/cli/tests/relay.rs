@@ -87,3 +87,21 @@ async fn an_agent_relay_needs_its_token_file() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && text.contains("--relay-token-file"), "{text}");
 }
+
+/// `gantry bench relay` runs end to end and prints its figures (small sizes: the
+/// figures themselves are for release builds).
+#[tokio::test]
+async fn bench_relay_prints_its_figures() {
+    let out = Command::new(GANTRY)
+        .args(["bench", "relay", "--mib", "1", "--round-trips", "20", "--connections", "20", "--json"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let figures: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(figures["connections_held"], 20, "{figures}");
+    for key in ["ratio_relay_to_direct", "added_latency_p50_ms", "throughput_direct_mib_s"] {
+        assert!(figures[key].as_f64().is_some_and(f64::is_finite), "{key}: {figures}");
+    }
+}
