@@ -30,10 +30,12 @@ use gantry_client::{Client, Credentials};
 /// `gantry agent`.
 #[derive(Args)]
 pub struct AgentArgs {
-    /// Control plane base URL (`https://...` is verified against the system's roots,
-    /// or only against --ca-cert FILE when given).
-    #[arg(long, env = "GANTRY_API_BASE_URL", default_value = "http://127.0.0.1:8080")]
-    server: String,
+    /// Control plane base URL. Repeat it (or separate with commas) to name several
+    /// instances of one control plane: the agent syncs with one and moves to the next
+    /// when it fails, keeping its containers running. `https://` is verified against
+    /// the system's roots, or only against --ca-cert FILE when given.
+    #[arg(long, env = "GANTRY_API_BASE_URL", default_value = "http://127.0.0.1:8080", value_delimiter = ',')]
+    server: Vec<String>,
     /// Public key of a `node` preset key.
     #[arg(long, env = "GANTRY_PUBLIC_KEY", required_unless_present = "print_inventory")]
     public_key: Option<String>,
@@ -195,7 +197,7 @@ impl AgentArgs {
         fake_gpus: Option<String>,
     ) -> Self {
         Self {
-            server,
+            server: vec![server],
             public_key: Some(public_key),
             secret_key: Some(secret_key),
             secret_key_file: None,
@@ -230,10 +232,15 @@ impl AgentArgs {
         }
     }
 
+    /// The control-plane instances, comma-separated (the client's `base_url` form).
+    fn servers(&self) -> String {
+        self.server.join(",")
+    }
+
     /// A client with the agent's key, trusting `--ca-cert` for an `https://` server.
     pub fn client(&self) -> anyhow::Result<Client> {
         crate::tls::client(Credentials {
-            base_url: self.server.clone(),
+            base_url: self.servers(),
             public_key: self.public_key.clone().unwrap_or_default(),
             secret_key: self.secret_key.clone().unwrap_or_default(),
         })
@@ -250,7 +257,7 @@ pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let client = args.client()?;
-    client.me().await.with_context(|| format!("cannot reach the control plane at {} with this key", args.server))?;
+    client.me().await.with_context(|| format!("cannot reach the control plane at {} with this key", args.servers()))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics = Arc::new(AgentMetrics::default());
     let mut listener = None;
@@ -258,7 +265,7 @@ pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
         let (local, task) = gantry_agent::metrics::serve(addr, metrics.clone())
             .await
             .with_context(|| format!("cannot listen on {addr} for --metrics-listen"))?;
-        println!("gantry agent: metrics on http://{local}/metrics");
+        outln!("gantry agent: metrics on http://{local}/metrics")?;
         listener = Some(task);
     }
     let tasks = match args.simulate {
@@ -268,7 +275,7 @@ pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
     if args.simulate.is_none() {
         wait_registered(&args).await;
     }
-    crate::sd_notify::notify(&format!("READY=1\nSTATUS=syncing with {}", args.server));
+    crate::sd_notify::notify(&format!("READY=1\nSTATUS=syncing with {}", args.servers()));
     crate::serve::shutdown_signal().await;
     crate::sd_notify::notify("STOPPING=1");
     let _ = stop_tx.send(true);
@@ -310,7 +317,7 @@ fn simulated(
             tokio::spawn(agent.run(stop.clone()))
         })
         .collect();
-    outln!("gantry agent: {count} simulated node(s) syncing with {}", args.server)?;
+    outln!("gantry agent: {count} simulated node(s) syncing with {}", args.servers())?;
     Ok(tasks)
 }
 
@@ -333,15 +340,13 @@ async fn docker_agent_with_metrics(
     let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
     let file = StateFile::in_dir(&state_dir);
     let mut state = file.load_or_create().with_context(|| format!("agent state in {}", state_dir.display()))?;
-    if state.server_url.as_deref() != Some(args.server.as_str()) {
-        if !state.server_url.as_deref().is_some_and(|old| same_control_plane(old, &args.server)) {
-            if state.node_uuid.is_some() {
-                outln!("note: {} belonged to another control plane; registering as a new node", state_dir.display())?;
-            }
-            state.node_uuid = None;
-            state.log_cursors.clear();
+    if !same_control_plane(state.server_url.as_deref(), &args.server) {
+        if state.node_uuid.is_some() {
+            outln!("note: {} belonged to another control plane; registering as a new node", state_dir.display())?;
         }
-        state.server_url = Some(args.server.clone());
+        state.node_uuid = None;
+        state.log_cursors.clear();
+        state.server_url = Some(args.servers());
         file.save(&state).with_context(|| format!("cannot write {}", state_dir.display()))?;
     }
     let probe = HostProbe::discover(&args.host_options()).map_err(anyhow::Error::msg)?;
@@ -351,7 +356,7 @@ async fn docker_agent_with_metrics(
     let real_gpus = args.fake_gpus.is_none() && !probe.description().inventory.gpus.is_empty();
     let advertise = match &args.advertise_host {
         Some(h) => h.clone(),
-        None => route_address(&args.server).unwrap_or_else(|| "127.0.0.1".into()),
+        None => args.server.first().and_then(|s| route_address(s)).unwrap_or_else(|| "127.0.0.1".into()),
     };
     let mut config = DockerConfig::new(state.agent_id.clone(), advertise.clone());
     config.bind_ip = args.bind;
@@ -391,7 +396,7 @@ async fn docker_agent_with_metrics(
         "gantry agent: node {name:?} ({gpus} GPU(s){}) on Docker {} syncing with {}; ports published on {advertise}",
         if real_gpus || gpus == 0 { "" } else { ", pretended" },
         version.version.unwrap_or_default(),
-        args.server
+        args.servers()
     )?;
     Ok(tokio::spawn(agent.run(stop)))
 }
@@ -447,16 +452,18 @@ fn default_state_dir() -> PathBuf {
     }
 }
 
-/// Whether two control-plane URLs name the same control plane. Only the scheme may
-/// differ: turning TLS on (`http://host:8080` → `https://host:8080`) keeps the node, its
-/// log cursors and its running containers; another host or port is another control
-/// plane, and the agent registers as a new node there.
-fn same_control_plane(a: &str, b: &str) -> bool {
-    let key = |url: &str| {
-        let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).unwrap_or(url);
+/// Whether the control plane an agent state file was written for (`stored`, the
+/// comma-separated instance list of then) is the one named now: any instance in
+/// common. Adding or removing an instance must not make the node a new one, and
+/// neither must turning TLS on (`http://host:8080` → `https://host:8080`: only the
+/// scheme differs), which keeps the node, its log cursors and its running containers.
+fn same_control_plane(stored: Option<&str>, now: &[String]) -> bool {
+    let norm = |u: &str| {
+        let u = u.trim();
+        let rest = u.strip_prefix("https://").or_else(|| u.strip_prefix("http://")).unwrap_or(u);
         rest.trim_end_matches('/').to_ascii_lowercase()
     };
-    key(a) == key(b)
+    stored.is_some_and(|stored| stored.split(',').map(norm).any(|s| now.iter().any(|n| norm(n) == s)))
 }
 
 /// `host:port` of a base URL, with the scheme's default port when it names none.
@@ -498,11 +505,21 @@ mod tests {
     use super::{authority_with_port, same_control_plane};
 
     #[test]
+    fn adding_or_removing_an_instance_keeps_the_control_plane() {
+        let now = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(same_control_plane(Some("http://a:1"), &now(&["http://a:1/", "http://b:2"])));
+        assert!(same_control_plane(Some("http://a:1,http://b:2"), &now(&["http://b:2"])));
+        assert!(!same_control_plane(Some("http://a:1"), &now(&["http://c:3"])));
+        assert!(!same_control_plane(None, &now(&["http://a:1"])));
+    }
+
+    #[test]
     fn turning_tls_on_keeps_the_control_plane_and_other_hosts_do_not() {
-        assert!(same_control_plane("http://cp.lab:8080", "https://cp.lab:8080/"));
-        assert!(same_control_plane("https://CP.lab:8080", "https://cp.lab:8080"));
-        assert!(!same_control_plane("http://cp.lab:8080", "https://cp.lab:8443"));
-        assert!(!same_control_plane("https://cp.lab:8080", "https://other.lab:8080"));
+        let now = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(same_control_plane(Some("http://cp.lab:8080"), &now(&["https://cp.lab:8080/"])));
+        assert!(same_control_plane(Some("https://CP.lab:8080"), &now(&["https://cp.lab:8080"])));
+        assert!(!same_control_plane(Some("http://cp.lab:8080"), &now(&["https://cp.lab:8443"])));
+        assert!(!same_control_plane(Some("https://cp.lab:8080"), &now(&["https://other.lab:8080"])));
     }
 
     #[test]

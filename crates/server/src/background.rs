@@ -9,6 +9,7 @@
 //! activation is the retry. Errors are logged and counted, never fatal.
 
 pub mod billing;
+pub mod leader;
 pub mod lifecycle;
 pub mod scheduler;
 
@@ -61,16 +62,21 @@ impl Loops {
     }
 }
 
-/// Starts every background loop of the server: the place to look for what runs on
-/// its own. The reconcilers (scheduler, lifecycle, billing) plus two flushers of
-/// in-memory state (API key usage to the store; the GPU registry from it).
-pub fn spawn(state: Arc<AppState>) -> Loops {
+/// Starts every background loop of the server (`leadership`: what
+/// [`leader::first_try`] got): the place to look for what runs on
+/// its own. The reconcilers (scheduler, lifecycle, billing: on the leader only, see
+/// [`leader`]), two flushers of
+/// in-memory state (API key usage to the store; the GPU registry from it), and the
+/// wake-ups exchanged with other instances on the same database (`crate::peers`).
+pub fn spawn(state: Arc<AppState>, leadership: Option<Box<dyn gantry_store::deployment::Leadership>>) -> Loops {
+    if leadership.is_some() {
+        state.scheduling.leading.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let handles = vec![
-        ("scheduler", tokio::spawn(scheduler::run(state.clone()))),
-        ("lifecycle", tokio::spawn(lifecycle::run(state.clone()))),
-        ("billing", tokio::spawn(billing::run(state.clone()))),
+        ("leader's reconcilers", tokio::spawn(leader::run(state.clone(), leadership))),
         ("usage flusher", tokio::spawn(crate::usage::run_flusher(state.clone()))),
-        ("gpu registry refresher", tokio::spawn(crate::app::gpu_registry::run_refresher(state))),
+        ("gpu registry refresher", tokio::spawn(crate::app::gpu_registry::run_refresher(state.clone()))),
+        ("peer notifications", tokio::spawn(crate::peers::run(state))),
     ];
     Loops { handles }
 }

@@ -43,9 +43,11 @@ pub mod api_keys;
 pub mod backup;
 pub mod billing;
 pub mod cluster;
+pub mod deployment;
 pub mod gpu_models;
 pub mod jobs;
 pub mod migrate;
+pub mod notify;
 pub mod postgres;
 pub mod recipes;
 mod sql;
@@ -59,8 +61,10 @@ pub use accounts::{AccountRecord, AccountStore};
 pub use api_keys::{ApiKeyRecord, ApiKeyStore};
 pub use billing::{BillingStore, CreditPurchaseRecord, LedgerPosting, LedgerSide, PLATFORM_ACCOUNT, PurchaseKey};
 pub use cluster::{ClusterStore, JobPlacement, NodeRecord, RunFilter, RunRecord, RunUpdate};
+pub use deployment::DeploymentStore;
 pub use gpu_models::GpuModelStore;
 pub use jobs::{JobStore, JobTransition};
+pub use notify::{Notice, NotifyStore, Topic};
 pub use recipes::{RecipeRecord, RecipeStore, RecipeViewer};
 
 /// Errors of the store layer.
@@ -151,6 +155,8 @@ pub trait Store:
     + GpuModelStore
     + RecipeStore
     + BillingStore
+    + DeploymentStore
+    + NotifyStore
     + Send
     + Sync
     + 'static
@@ -166,6 +172,8 @@ impl<T> Store for T where
         + GpuModelStore
         + RecipeStore
         + BillingStore
+        + DeploymentStore
+        + NotifyStore
         + Send
         + Sync
         + 'static

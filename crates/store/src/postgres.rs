@@ -18,8 +18,10 @@ mod accounts;
 mod api_keys;
 mod billing;
 mod cluster;
+mod deployment;
 mod gpu_models;
 mod jobs;
+mod notify;
 mod recipes;
 
 use std::str::FromStr;

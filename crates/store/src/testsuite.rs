@@ -34,8 +34,10 @@ mod accounts;
 mod api_keys;
 mod billing;
 mod cluster;
+mod deployment;
 mod gpu_models;
 mod jobs;
+mod notify;
 mod recipes;
 pub mod scratch_pg;
 
@@ -43,8 +45,10 @@ pub use self::accounts::*;
 pub use self::api_keys::*;
 pub use self::billing::*;
 pub use self::cluster::*;
+pub use self::deployment::*;
 pub use self::gpu_models::*;
 pub use self::jobs::*;
+pub use self::notify::*;
 pub use self::recipes::*;
 
 /// A backend under test: owns the store and whatever it needs (a temp dir, a
@@ -114,6 +118,10 @@ macro_rules! store_test_suite {
             ledger_post_balances_and_is_idempotent,
             run_list_unbilled_and_node_earnings,
             credit_purchase_settles_once,
+            setting_first_value_wins,
+            setting_concurrent_inserts_agree,
+            leadership_is_exclusive_and_passes_on,
+            notifications_reach_every_listener_in_order,
         );
         $crate::store_test_suite!(@fixture $fixture;
             job_create_concurrent,
@@ -124,6 +132,7 @@ macro_rules! store_test_suite {
             recipes_survive_reopen,
             ledger_concurrent_charges,
             billing_survives_reopen,
+            settings_survive_reopen,
         );
     };
     (@store $fixture:expr; $($name:ident),* $(,)?) => {$(
