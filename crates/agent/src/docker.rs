@@ -105,6 +105,10 @@ pub struct DockerConfig {
     /// Where the images ever pulled with credentials are remembered across restarts
     /// (none: in memory only).
     pub private_images_file: Option<std::path::PathBuf>,
+    /// The relay carrying published ports for a node behind NAT (`--relay`): each
+    /// published port is also published there, and `node_urls` name the relay's host
+    /// and public port instead of `advertise_host`.
+    pub relay: Option<std::sync::Arc<gantry_relay::node::Publisher>>,
 }
 
 impl DockerConfig {
@@ -127,6 +131,7 @@ impl DockerConfig {
             max_ports: 32,
             allow_private_registries: false,
             private_images_file: None,
+            relay: None,
         }
     }
 }
@@ -378,6 +383,15 @@ impl DockerRuntime {
             e.progress = None;
             e.proxies.clear();
         });
+        self.unpublish_at_relay(run);
+    }
+
+    /// Closes the run's public ports at the relay, if any (in the background: the
+    /// relay closes them and their connections as soon as it hears).
+    fn unpublish_at_relay(&self, run: JobRunId) {
+        if let Some(relay) = self.inner.config.relay.clone() {
+            tokio::spawn(async move { relay.unpublish(&run.to_string()).await });
+        }
     }
 
     fn stop_requested(&self, run: JobRunId) -> watch::Receiver<Option<StopCause>> {
@@ -609,7 +623,18 @@ impl DockerRuntime {
             None => return Err("the container has no address on its network".into()),
         };
         let config = &self.inner.config;
-        let (proxies, urls) = ports::serve(listeners, ip, allowed_ips, &config.advertise_host, config.proxy)?;
+        let container_ports: Vec<u16> = listeners.iter().map(|l| l.container_port).collect();
+        let (proxies, mut urls) = ports::serve(listeners, ip, allowed_ips, &config.advertise_host, config.proxy)?;
+        if let Some(relay) = &config.relay {
+            for (url, port) in urls.iter_mut().zip(container_ports) {
+                let carried = relay
+                    .publish(&run.to_string(), port, std::net::SocketAddr::new(ip, port), allowed_ips)
+                    .await
+                    .map_err(|e| format!("cannot publish port {port} at the relay: {}", gantry_relay::chain(&e)))?;
+                url.hostname = carried.host;
+                url.port = carried.port;
+            }
+        }
         self.update(run, |e| {
             e.proxies = proxies;
             e.node_urls = urls;
@@ -815,6 +840,7 @@ impl ContainerRuntime for DockerRuntime {
         self.release_network(run);
         let entry = self.inner.runs.lock().expect("runs poisoned").remove(&run);
         drop(entry); // closes its proxies
+        self.unpublish_at_relay(run);
         Ok(())
     }
 

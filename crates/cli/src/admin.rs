@@ -30,6 +30,9 @@ pub enum AdminCommand {
     Migrate(crate::backup::MigrateArgs),
     /// Exit 0 when a server's /healthz answers (for container HEALTHCHECKs).
     Healthcheck(crate::backup::HealthcheckArgs),
+    /// Write a CA and a server certificate and key it signed (for tests and small
+    /// labs): serve with --tls-cert/--tls-key, give clients the CA as --ca-cert.
+    TlsSelfsigned(crate::tls::SelfSignedArgs),
     /// Job recipes: import them under their own uuids.
     #[command(subcommand)]
     Recipes(crate::admin_recipes::AdminRecipesCommand),
@@ -99,6 +102,7 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Migrate(args) => crate::backup::migrate(args).await,
         AdminCommand::Healthcheck(args) => crate::backup::healthcheck(args).await,
         AdminCommand::Recipes(cmd) => crate::admin_recipes::run(cmd).await,
+        AdminCommand::TlsSelfsigned(args) => crate::tls::self_signed(args),
     }
 }
 

@@ -32,7 +32,8 @@ use gantry_client::{Client, Credentials};
 pub struct AgentArgs {
     /// Control plane base URL. Repeat it (or separate with commas) to name several
     /// instances of one control plane: the agent syncs with one and moves to the next
-    /// when it fails, keeping its containers running.
+    /// when it fails, keeping its containers running. `https://` is verified against
+    /// the system's roots, or only against --ca-cert FILE when given.
     #[arg(long, env = "GANTRY_API_BASE_URL", default_value = "http://127.0.0.1:8080", value_delimiter = ',')]
     server: Vec<String>,
     /// Public key of a `node` preset key.
@@ -95,6 +96,14 @@ pub struct AgentArgs {
     /// GET http://ADDR/metrics, e.g. 0.0.0.0:9464.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// A relay (HOST:PORT of its tunnel listener) to carry published ports for a node
+    /// behind NAT: the agent keeps one TLS tunnel to it (verified like the server: the
+    /// system's roots or --ca-cert), and `node_urls` name the relay's host and ports.
+    #[arg(long, env = "GANTRY_RELAY", value_name = "HOST:PORT", requires = "relay_token_file")]
+    relay: Option<String>,
+    /// File holding the token the relay admits nodes with (`gantry relay --agent-token-file`).
+    #[arg(long, env = "GANTRY_RELAY_TOKEN_FILE", value_name = "FILE")]
+    relay_token_file: Option<PathBuf>,
     #[command(flatten)]
     isolation: IsolationArgs,
 }
@@ -215,6 +224,8 @@ impl AgentArgs {
             stop_grace_secs: 10,
             sync_wait_ms: 1000,
             metrics_listen: None,
+            relay: None,
+            relay_token_file: None,
             isolation: IsolationArgs::for_dev(),
         }
     }
@@ -233,9 +244,9 @@ impl AgentArgs {
         self.server.join(",")
     }
 
-    /// A client with the agent's key.
-    pub fn client(&self) -> Client {
-        Client::new(Credentials {
+    /// A client with the agent's key, trusting `--ca-cert` for an `https://` server.
+    pub fn client(&self) -> anyhow::Result<Client> {
+        crate::tls::client(Credentials {
             base_url: self.servers(),
             public_key: self.public_key.clone().unwrap_or_default(),
             secret_key: self.secret_key.clone().unwrap_or_default(),
@@ -252,7 +263,7 @@ pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
         out!("{}", gantry_agent::host::inventory_report(&args.host_options(), args.json).map_err(anyhow::Error::msg)?)?;
         return Ok(());
     }
-    let client = args.client();
+    let client = args.client()?;
     client.me().await.with_context(|| format!("cannot reach the control plane at {} with this key", args.servers()))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics = Arc::new(AgentMetrics::default());
@@ -362,6 +373,9 @@ async fn docker_agent_with_metrics(
     config.log_cursors = state.log_cursors.clone();
     config.private_images_file = Some(state_dir.join("private-images.json"));
     args.isolation.apply(&mut config)?;
+    if let Some(relay) = &args.relay {
+        config.relay = Some(start_relay_tunnel(args, relay, &state.agent_id, stop.clone())?);
+    }
     let runtime = DockerRuntime::connect(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let version = runtime.docker().version().await.map_err(|e| {
         anyhow::anyhow!(
@@ -394,6 +408,32 @@ async fn docker_agent_with_metrics(
     Ok(tokio::spawn(agent.run(stop)))
 }
 
+/// Starts keeping a tunnel to the relay at `relay` (HOST:PORT) until `stop`; the
+/// returned publisher carries the runs' ports over it. The node names itself by its
+/// agent id (stable per state directory) until relay tokens come from the control
+/// plane.
+fn start_relay_tunnel(
+    args: &AgentArgs,
+    relay: &str,
+    agent_id: &str,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Arc<gantry_relay::node::Publisher>> {
+    let token_file = args.relay_token_file.as_ref().context("--relay needs --relay-token-file")?;
+    let token = crate::config_file::read_secret_file(token_file)?;
+    let host = relay
+        .rsplit_once(':')
+        .map(|(host, _)| host.trim_start_matches('[').trim_end_matches(']'))
+        .filter(|h| !h.is_empty())
+        .with_context(|| format!("--relay {relay:?}: give HOST:PORT of the relay's tunnel listener"))?;
+    let tls = gantry_tls::client_config_or_system(crate::tls::ca_cert()).context("--ca-cert for the relay")?;
+    let addr = gantry_relay::node::RelayAddr { addr: relay.to_string(), server_name: host.to_string(), tls };
+    let hello = gantry_relay::Hello { version: gantry_relay::PROTOCOL_VERSION, node: agent_id.to_string(), token };
+    let publisher = Arc::new(gantry_relay::node::Publisher::default());
+    tokio::spawn(gantry_relay::node::run(addr, hello, publisher.clone(), stop));
+    outln!("gantry agent: published ports are carried by the relay at {relay}")?;
+    Ok(publisher)
+}
+
 /// Waits until the node is registered (the agent records its node in the state
 /// file), so systemd's READY=1 means "this node is known to the control plane".
 /// Gives up waiting after a minute: the agent keeps retrying, and a unit stuck in
@@ -421,16 +461,37 @@ fn default_state_dir() -> PathBuf {
 
 /// Whether the control plane an agent state file was written for (`stored`, the
 /// comma-separated instance list of then) is the one named now: any instance in
-/// common. Adding or removing an instance must not make the node a new one.
+/// common. Adding or removing an instance must not make the node a new one, and
+/// neither must turning TLS on (`http://host:8080` → `https://host:8080`: only the
+/// scheme differs), which keeps the node, its log cursors and its running containers.
 fn same_control_plane(stored: Option<&str>, now: &[String]) -> bool {
-    let norm = |u: &str| u.trim().trim_end_matches('/').to_string();
+    let norm = |u: &str| {
+        let u = u.trim();
+        let rest = u.strip_prefix("https://").or_else(|| u.strip_prefix("http://")).unwrap_or(u);
+        rest.trim_end_matches('/').to_ascii_lowercase()
+    };
     stored.is_some_and(|stored| stored.split(',').map(norm).any(|s| now.iter().any(|n| norm(n) == s)))
+}
+
+/// `host:port` of a base URL, with the scheme's default port when it names none.
+fn authority_with_port(server: &str) -> Option<String> {
+    let (scheme, rest) = server.split_once("://").unwrap_or(("http", server));
+    let authority = rest.split('/').next().filter(|a| !a.is_empty())?;
+    let has_port = match authority.rsplit_once(':') {
+        Some((host, port)) => !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(':'),
+        None => false,
+    };
+    if has_port && !authority.ends_with(']') {
+        return Some(authority.to_string());
+    }
+    let port = if scheme.eq_ignore_ascii_case("https") { 443 } else { 80 };
+    Some(format!("{authority}:{port}"))
 }
 
 /// This machine's address on the route to the control plane (no packet is sent:
 /// connecting a UDP socket only picks the route).
 fn route_address(server: &str) -> Option<String> {
-    let authority = server.split("://").nth(1).unwrap_or(server).split('/').next()?;
+    let authority = authority_with_port(server)?;
     let addr = std::net::ToSocketAddrs::to_socket_addrs(&authority).ok()?.next()?;
     let bind: std::net::SocketAddr = if addr.is_ipv4() { "0.0.0.0:0".parse().ok()? } else { "[::]:0".parse().ok()? };
     let socket = std::net::UdpSocket::bind(bind).ok()?;
@@ -448,7 +509,7 @@ fn host_name() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::same_control_plane;
+    use super::{authority_with_port, same_control_plane};
 
     #[test]
     fn adding_or_removing_an_instance_keeps_the_control_plane() {
@@ -457,5 +518,25 @@ mod tests {
         assert!(same_control_plane(Some("http://a:1,http://b:2"), &now(&["http://b:2"])));
         assert!(!same_control_plane(Some("http://a:1"), &now(&["http://c:3"])));
         assert!(!same_control_plane(None, &now(&["http://a:1"])));
+    }
+
+    #[test]
+    fn turning_tls_on_keeps_the_control_plane_and_other_hosts_do_not() {
+        let now = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(same_control_plane(Some("http://cp.lab:8080"), &now(&["https://cp.lab:8080/"])));
+        assert!(same_control_plane(Some("https://CP.lab:8080"), &now(&["https://cp.lab:8080"])));
+        assert!(!same_control_plane(Some("http://cp.lab:8080"), &now(&["https://cp.lab:8443"])));
+        assert!(!same_control_plane(Some("https://cp.lab:8080"), &now(&["https://other.lab:8080"])));
+    }
+
+    #[test]
+    fn a_url_without_a_port_gets_its_schemes_default() {
+        assert_eq!(authority_with_port("https://cp.lab").as_deref(), Some("cp.lab:443"));
+        assert_eq!(authority_with_port("http://cp.lab/").as_deref(), Some("cp.lab:80"));
+        assert_eq!(authority_with_port("https://cp.lab:8443/x").as_deref(), Some("cp.lab:8443"));
+        assert_eq!(authority_with_port("http://[::1]:8080").as_deref(), Some("[::1]:8080"));
+        assert_eq!(authority_with_port("https://[::1]").as_deref(), Some("[::1]:443"));
+        assert_eq!(authority_with_port("127.0.0.1:8080").as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(authority_with_port("https://"), None);
     }
 }

@@ -258,7 +258,13 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
 /// Exits 0 when the server's `/healthz` answers 200 (the container image's HEALTHCHECK).
 pub async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
     let url = format!("{}/healthz", args.url.trim_end_matches('/'));
-    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?;
+    let mut client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5));
+    if let Some(ca) = crate::tls::ca_cert() {
+        let certs = gantry_tls::read_certificates(ca).context("--ca-cert")?;
+        client = client
+            .tls_certs_only(certs.iter().map(|c| reqwest::Certificate::from_der(c)).collect::<Result<Vec<_>, _>>()?);
+    }
+    let client = client.build()?;
     let response = client.get(&url).send().await.with_context(|| format!("{url} is unreachable"))?;
     if !response.status().is_success() {
         bail!("{url} answered {}", response.status());

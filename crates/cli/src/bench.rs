@@ -32,6 +32,9 @@ pub enum BenchCommand {
     NodeLoss(crate::bench_cluster::NodeLossArgs),
     /// Docker agent overhead: assignment → container process running, vs a bare `docker run`.
     Agent(crate::bench_agent::AgentBenchArgs),
+    /// The relay tunnel: one stream's throughput and the added round-trip latency vs
+    /// direct loopback, and N concurrent connections with their memory.
+    Relay(crate::bench_relay::RelayBenchArgs),
     /// Idle fleet: N nodes syncing once a second; syncs/s, sync p99, server CPU.
     Heartbeats(crate::bench_heartbeats::HeartbeatArgs),
 }
@@ -66,6 +69,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Schedule(args) => crate::bench_cluster::schedule(args).await,
         BenchCommand::NodeLoss(args) => crate::bench_cluster::node_loss(args).await,
         BenchCommand::Agent(args) => crate::bench_agent::agent(args).await,
+        BenchCommand::Relay(args) => crate::bench_relay::relay(args).await,
         BenchCommand::Heartbeats(args) => crate::bench_heartbeats::heartbeats(args).await,
     }
 }

@@ -2,7 +2,7 @@
 //! key's account has to pay with.
 
 use clap::Args;
-use gantry_client::{Client, Credentials, query};
+use gantry_client::{Credentials, query};
 use gantry_types::list::MAX_LIMIT;
 use gantry_types::money::format_usd;
 
@@ -36,7 +36,7 @@ pub struct OffersArgs {
 
 /// Lists offers, cheapest first.
 pub async fn offers(args: OffersArgs) -> anyhow::Result<()> {
-    let client = Client::new(Credentials::from_env()?);
+    let client = crate::tls::client(Credentials::from_env()?)?;
     let mut q = vec![("limit".to_string(), MAX_LIMIT.to_string())];
     let mut add = |k: &str, v: Option<String>| {
         if let Some(v) = v {
@@ -78,7 +78,7 @@ pub async fn offers(args: OffersArgs) -> anyhow::Result<()> {
 
 /// Shows the configured key's account balance and its latest ledger lines.
 pub async fn balance(out: output::JsonFlag) -> anyhow::Result<()> {
-    let client = Client::new(Credentials::from_env()?);
+    let client = crate::tls::client(Credentials::from_env()?)?;
     let me = client.me().await?;
     let balance = client.balance(me.uuid).await?;
     if out.json {

@@ -95,6 +95,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         max_ports_per_job: 32,
         rate_limit_rps: 0.0,
         rate_limit_burst: None,
+        // `gantry dev` is one machine on loopback: plain HTTP.
+        tls_cert: None,
+        tls_key: None,
         service: Default::default(),
     };
     let server = gantry_server::start_with_store(server_args.config()?, store)
@@ -122,7 +125,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                  machine, pretend some: gantry dev --fake-gpus \"{FAKE_GPUS_EXAMPLE}\" (the agent's syntax)."
             )?;
         }
-        match crate::agent::docker_agent(&node_args, node_args.client(), stop_rx).await {
+        match crate::agent::docker_agent(&node_args, node_args.client()?, stop_rx).await {
             Ok(task) => agent = Some(task),
             Err(e) => outln!(
                 "\nNo node agent: {e:#}\nThe control plane keeps serving; `gantry agent --simulate 1` adds a simulated node."

@@ -10,7 +10,7 @@ use crate::output::{self, JsonFlag};
 
 /// Lists every model, oldest first (the seeded catalogue's order, then additions).
 pub async fn run(out: JsonFlag) -> anyhow::Result<()> {
-    let client = Client::new(Credentials::from_env()?);
+    let client = crate::tls::client(Credentials::from_env()?)?;
     let models = fetch_all(&client).await?;
     if out.json {
         return output::json(&models);

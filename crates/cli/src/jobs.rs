@@ -109,7 +109,7 @@ pub struct ListArgs {
 
 /// Runs a jobs command.
 pub async fn run(cmd: JobsCommand) -> anyhow::Result<()> {
-    let client = Client::new(Credentials::from_env()?);
+    let client = crate::tls::client(Credentials::from_env()?)?;
     match cmd {
         JobsCommand::Create(args) => {
             let (json_out, follow) = (args.out.json, args.follow);

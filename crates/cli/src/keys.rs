@@ -1,7 +1,7 @@
 //! `gantry keys ...` and `gantry me`: API keys through the API.
 
 use clap::{Subcommand, ValueEnum};
-use gantry_client::{Client, Credentials};
+use gantry_client::Credentials;
 use gantry_types::ApiKeyId;
 use gantry_types::api_key::CreateApiKeyRequest;
 
@@ -49,7 +49,7 @@ pub enum PresetArg {
 
 /// Runs a keys command.
 pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
-    let client = Client::new(Credentials::from_env()?);
+    let client = crate::tls::client(Credentials::from_env()?)?;
     match cmd {
         KeysCommand::Create { name, preset, allowed_ips, expires_at, out } => {
             let preset = match preset {
@@ -103,7 +103,7 @@ pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
 
 /// `gantry me`.
 pub async fn me(out: JsonFlag) -> anyhow::Result<()> {
-    let client = Client::new(Credentials::from_env()?);
+    let client = crate::tls::client(Credentials::from_env()?)?;
     let user = client.me().await?;
     if out.json {
         return output::json(&user);

@@ -41,7 +41,11 @@ pub enum LogFormat {
 pub fn init(args: &LogArgs) -> anyhow::Result<()> {
     let filter = match &args.log_level {
         Some(level) => EnvFilter::try_new(level).map_err(|e| anyhow::anyhow!("--log-level {level:?}: {e}"))?,
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        // The platform verifier logs every refused certificate at ERROR; the error
+        // the command returns says the same and what to do, so by default it is quiet.
+        None => {
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rustls_platform_verifier=off"))
+        }
     };
     let journal = under_journald();
     if journal

@@ -12,6 +12,7 @@ mod bench;
 mod bench_agent;
 mod bench_cluster;
 mod bench_heartbeats;
+mod bench_relay;
 mod billing;
 mod completions;
 mod config_file;
@@ -21,8 +22,10 @@ mod jobs;
 mod keys;
 mod logging;
 mod recipes;
+mod relay;
 mod sd_notify;
 mod serve;
+mod tls;
 mod version;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -40,6 +43,10 @@ struct Cli {
     command: Command,
     #[command(flatten)]
     log: logging::LogArgs,
+    /// Trust only the CA certificate(s) in FILE (PEM) for https:// servers, instead of
+    /// the system's roots (e.g. the ca.pem of `gantry admin tls-selfsigned`).
+    #[arg(long, global = true, env = "GANTRY_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -51,6 +58,9 @@ enum Command {
     Server(serve::ServerArgs),
     /// Run a node agent (today: simulated nodes with --simulate N).
     Agent(Box<agent::AgentArgs>),
+    /// Run a relay: carries the published ports of nodes behind NAT (their agents dial
+    /// it with --relay).
+    Relay(relay::RelayArgs),
     /// Operator commands that work on the data dir directly (also while the server runs).
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -98,12 +108,14 @@ fn main() -> std::process::ExitCode {
         eprintln!("error: {e:#}");
         return std::process::ExitCode::from(2);
     }
+    tls::init(cli.ca_cert.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Dev(args) => dev::run(args).await,
             Command::Server(args) => serve::run(args).await,
             Command::Agent(args) => agent::run(*args).await,
+            Command::Relay(args) => relay::run(args).await,
             Command::Admin(cmd) => admin::run(cmd).await,
             Command::Jobs(cmd) => jobs::run(cmd).await,
             Command::Recipes(cmd) => recipes::run(cmd).await,

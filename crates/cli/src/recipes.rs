@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use gantry_client::{Client, ClientError, Credentials};
+use gantry_client::{ClientError, Credentials};
 use gantry_types::RecipeId;
 use gantry_types::recipe::{InputType, JobRecipe};
 use serde_json::{Map, Value, json};
@@ -72,7 +72,7 @@ pub struct CookArgs {
 
 /// Runs a recipes command.
 pub async fn run(cmd: RecipesCommand) -> anyhow::Result<()> {
-    let client = Client::new(Credentials::from_env()?);
+    let client = crate::tls::client(Credentials::from_env()?)?;
     match cmd {
         RecipesCommand::List(args) => {
             let mut query =

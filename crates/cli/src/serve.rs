@@ -63,6 +63,13 @@ pub struct ServerArgs {
     /// Requests an idle account may make at once (default: twice the rate).
     #[arg(long, env = "GANTRY_RATE_LIMIT_BURST", value_name = "N")]
     pub rate_limit_burst: Option<f64>,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first) instead of plain
+    /// HTTP; needs --tls-key. Read at start: a renewed certificate takes a restart.
+    #[arg(long, env = "GANTRY_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "GANTRY_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub service: ServerServiceArgs,
 }
@@ -115,6 +122,9 @@ impl ServerArgs {
             config.connections.max_connections = max;
         }
         config.max_ports_per_job = self.max_ports_per_job;
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            config.tls = Some(gantry_tls::CertFiles { cert: cert.clone(), key: key.clone() });
+        }
         anyhow::ensure!(
             self.rate_limit_rps.is_finite() && self.rate_limit_rps >= 0.0,
             "--rate-limit-rps must be a number >= 0"
@@ -153,7 +163,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let _lock = crate::backup::DataDirLock::acquire(&args.data_dir)?;
     let server = gantry_server::start(args.config()?).await?;
     // Tools and tests read this line to learn the port when listening on port 0.
-    outln!("gantry server listening on http://{}", server.local_addr)?;
+    outln!("gantry server listening on {}", server.base_url())?;
     crate::sd_notify::notify(&format!("READY=1\nSTATUS=serving on {}", server.local_addr));
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -11,7 +11,13 @@
 //! reached a server, so it is re-sent (re-signed) to the next instance at once. Any
 //! other failure is returned, and the next request goes to the next instance: an agent
 //! whose instance died is back within its next sync.
+//!
+//! Over `https://` the server's certificate is verified against the system's roots
+//! ([`Client::new`]) or against one CA file only ([`Client::with_ca_cert`], what
+//! `--ca-cert` and `GANTRY_CA_CERT` give the CLI and the agent). A certificate that
+//! does not verify is [`ClientError::Untrusted`], whose message says what to do.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -82,6 +88,20 @@ pub enum ClientError {
     /// The request did not complete.
     #[error("cannot reach the Gantry API")]
     Http(#[source] reqwest::Error),
+    /// The server's TLS certificate did not verify against the trusted roots.
+    #[error("the server's TLS certificate is not trusted ({detail}): {hint}")]
+    Untrusted {
+        /// What rustls said.
+        detail: String,
+        /// What to do about it.
+        hint: &'static str,
+        /// The failed request.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The CA file given to [`Client::with_ca_cert`] is unusable.
+    #[error("cannot use the CA certificate file")]
+    Tls(#[source] gantry_tls::TlsError),
     /// The server answered something that is not what this client understands.
     #[error("unexpected response ({status}): {detail}")]
     Decode {
@@ -93,6 +113,48 @@ pub enum ClientError {
     /// No credentials configured.
     #[error("{0}")]
     MissingCredentials(String),
+}
+
+impl From<reqwest::Error> for ClientError {
+    /// A failed request: [`ClientError::Untrusted`] when the cause is a certificate
+    /// rustls refused, else [`ClientError::Http`].
+    fn from(e: reqwest::Error) -> Self {
+        match refused_certificate(&e) {
+            Some((detail, hint)) => Self::Untrusted { detail, hint, source: e },
+            None => Self::Http(e),
+        }
+    }
+}
+
+/// The certificate error somewhere in `e`'s cause chain. `io::Error`'s `source()`
+/// skips the error it wraps (and hyper-rustls nests one `io::Error` in another), so
+/// a wrapped error is followed directly.
+fn refused_certificate(e: &(dyn std::error::Error + 'static)) -> Option<(String, &'static str)> {
+    use rustls::CertificateError as E;
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(tls @ rustls::Error::InvalidCertificate(why)) = err.downcast_ref::<rustls::Error>() {
+            let hint = match why {
+                E::NotValidForName | E::NotValidForNameContext { .. } => {
+                    "it does not name the host in the URL; use a name it carries, or make one with \
+                     `gantry admin tls-selfsigned --host NAME`"
+                }
+                E::Expired | E::ExpiredContext { .. } | E::NotValidYet | E::NotValidYetContext { .. } => {
+                    "check this machine's clock, or renew the server's certificate"
+                }
+                _ => {
+                    "pass --ca-cert FILE (or set GANTRY_CA_CERT) naming the CA that signed it, e.g. the \
+                     ca.pem of `gantry admin tls-selfsigned`"
+                }
+            };
+            return Some((tls.to_string(), hint));
+        }
+        next = match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    None
 }
 
 fn describe(body: &ErrorBody) -> String {
@@ -170,15 +232,31 @@ fn now_ms() -> i64 {
 }
 
 impl Client {
-    /// A client for these credentials.
+    /// A client for these credentials; `https://` servers are verified against the
+    /// system's roots.
     pub fn new(creds: Credentials) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build()
-            .expect("reqwest client builds");
+        let http = Self::http().build().expect("reqwest client builds");
         let endpoints = Arc::new(Endpoints::parse(&creds.base_url));
         Self { http, creds, endpoints }
+    }
+
+    /// A client for these credentials that trusts, over `https://`, only the CA
+    /// certificates in `ca_cert` (PEM; the system's roots otherwise).
+    pub fn with_ca_cert(creds: Credentials, ca_cert: Option<&Path>) -> Result<Self, ClientError> {
+        let Some(path) = ca_cert else { return Ok(Self::new(creds)) };
+        let certs = gantry_tls::read_certificates(path).map_err(ClientError::Tls)?;
+        let roots = certs
+            .iter()
+            .map(|der| reqwest::Certificate::from_der(der))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ClientError::Http)?;
+        let http = Self::http().tls_certs_only(roots).build().map_err(ClientError::Http)?;
+        let endpoints = Arc::new(Endpoints::parse(&creds.base_url));
+        Ok(Self { http, creds, endpoints })
+    }
+
+    fn http() -> reqwest::ClientBuilder {
+        reqwest::Client::builder().timeout(Duration::from_secs(60)).pool_max_idle_per_host(256)
     }
 
     /// The base URL of the instance requests go to now (the first of `base_url`'s
@@ -252,7 +330,7 @@ impl Client {
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| {
             self.endpoints.failed(used);
-            ClientError::Http(e)
+            ClientError::from(e)
         })?;
         let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         Ok(RawResponse { status, body })
@@ -279,8 +357,9 @@ impl Client {
                 }
                 Err(e) => {
                     self.endpoints.failed(i);
-                    if !(e.is_connect() && tries > 0) {
-                        return Err(ClientError::Http(e));
+                    // A certificate no instance of this control plane would change.
+                    if !(e.is_connect() && tries > 0) || refused_certificate(&e).is_some() {
+                        return Err(ClientError::from(e));
                     }
                 }
             }
@@ -314,7 +393,7 @@ impl Client {
         let status = resp.status();
         let content_type =
             resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let bytes = resp.bytes().await.map_err(ClientError::Http)?;
+        let bytes = resp.bytes().await.map_err(ClientError::from)?;
         Ok((status, content_type, bytes.to_vec()))
     }
 
@@ -334,7 +413,7 @@ impl Client {
         if status.is_success() {
             return Ok(resp);
         }
-        let bytes = resp.bytes().await.map_err(ClientError::Http)?;
+        let bytes = resp.bytes().await.map_err(ClientError::from)?;
         Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(body) => ClientError::Api { status, body },
             Err(_) => ClientError::Decode { status, detail: String::from_utf8_lossy(&bytes).into_owned() },

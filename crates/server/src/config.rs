@@ -31,6 +31,9 @@ pub struct ServerConfig {
     pub rate_limits: crate::rate_limit::RateLimits,
     /// Connection timeouts and the most connections served at once.
     pub connections: crate::serve::ConnectionLimits,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP (read at start:
+    /// a new certificate takes a restart).
+    pub tls: Option<gantry_tls::CertFiles>,
     /// How often the stored-state metrics gauges are recomputed (`/metrics` itself
     /// never reads the store).
     pub metrics_refresh_every: std::time::Duration,
@@ -89,6 +92,7 @@ impl ServerConfig {
             billing: Default::default(),
             connections: Default::default(),
             rate_limits: Default::default(),
+            tls: None,
             metrics_refresh_every: std::time::Duration::from_secs(1),
         }
     }

@@ -85,12 +85,21 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub struct RunningServer {
     /// The address actually bound (useful with port 0).
     pub local_addr: SocketAddr,
+    /// Whether it serves HTTPS (`ServerConfig::tls`).
+    pub tls: bool,
     state: Arc<AppState>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl RunningServer {
+    /// `http://ADDR` or `https://ADDR`: the base URL on the bound address. Over TLS,
+    /// clients must name a host the certificate carries; this one works when the
+    /// certificate lists the address itself (`tls-selfsigned --host 127.0.0.1`).
+    pub fn base_url(&self) -> String {
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.local_addr)
+    }
+
     /// The store the server uses (tests read and write records through it).
     pub fn store(&self) -> &Arc<dyn gantry_store::Store> {
         &self.state.store
@@ -152,6 +161,8 @@ pub async fn start_with_store(
     store: Arc<dyn gantry_store::Store>,
 ) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir)?;
+    // A bad certificate stops the server before it touches anything else.
+    let tls = config.tls.as_ref().map(gantry_tls::acceptor).transpose()?;
     let key = keyfile::load_or_create(&config.data_dir, config.server_key.as_deref())?;
     let secrets = gantry_auth::SecretBox::new(key);
     keyfile::verify(store.as_ref(), &secrets).await?;
@@ -173,9 +184,10 @@ pub async fn start_with_store(
     let gauges = tokio::spawn(metrics::gauges::run(state.clone()));
     let served = state.clone();
     let connections = config.connections.clone();
+    let serves_tls = tls.is_some();
     let task = tokio::spawn(async move {
         let state = served;
-        serve::serve(listener, app, connections, async {
+        serve::serve(listener, app, connections, tls, async {
             let _ = stop_rx.await;
         })
         .await?;
@@ -184,6 +196,6 @@ pub async fn start_with_store(
         state.auth.usage.flush(state.store.as_ref()).await;
         Ok(())
     });
-    tracing::info!(%local_addr, backend = state.store.backend(), "gantry server ready");
-    Ok(RunningServer { local_addr, state, stop: Some(stop_tx), task })
+    tracing::info!(%local_addr, tls = serves_tls, backend = state.store.backend(), "gantry server ready");
+    Ok(RunningServer { local_addr, tls: serves_tls, state, stop: Some(stop_tx), task })
 }

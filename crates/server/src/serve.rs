@@ -16,6 +16,12 @@
 //!   in the kernel's backlog) until a connection ends, so the server never runs out of
 //!   file descriptors and the timeouts above free slots for everyone else.
 //!
+//! * **TLS handshake timeout** (with `--tls-cert`): the handshake runs on the
+//!   connection's own task while it holds its slot, and must finish within the
+//!   header-read timeout (it is the first part of reading a request), so connections
+//!   that open a socket and never say hello, or stall mid-handshake, are closed like
+//!   slow headers. After the handshake the same limits apply to the decrypted stream.
+//!
 //! Also here, before routing, so they get the JSON error body: 414 for a request target
 //! longer than `max_uri_bytes` and 431 for header fields larger than `max_header_bytes`
 //! (beyond hyper's own hard limits, 64 KiB targets or 100 headers, hyper answers with a
@@ -34,6 +40,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::response::IntoResponse;
+use gantry_tls::{TlsAcceptor, TlsStream};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -98,12 +105,14 @@ fn open_file_limit() -> Option<u64> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting,
-/// lets each connection finish its request in flight and returns once all are closed.
+/// Serves `router` on `listener` (over TLS with `tls`) until `shutdown` resolves,
+/// then stops accepting, lets each connection finish its request in flight and
+/// returns once all are closed.
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
     limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
     let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
@@ -131,9 +140,16 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let (router, limits, stop) = (router.clone(), limits.clone(), stop_rx.clone());
+        let (router, limits, stop, tls) = (router.clone(), limits.clone(), stop_rx.clone(), tls.clone());
         tokio::spawn(async move {
-            connection(stream, peer, router, &limits, stop).await;
+            match tls {
+                None => connection(stream, peer, router, &limits, stop).await,
+                Some(acceptor) => {
+                    if let Some(stream) = handshake(&acceptor, stream, peer, &limits, stop.clone()).await {
+                        connection(stream, peer, router, &limits, stop).await;
+                    }
+                }
+            }
             drop(slot);
         });
     }
@@ -143,13 +159,41 @@ pub async fn serve(
     Ok(())
 }
 
-async fn connection(
+/// The server side of a TLS handshake, bounded by the header-read timeout and cut
+/// short by shutdown; `None` when it failed (logged at debug: scanners and plain
+/// HTTP clients are not the operator's problem).
+async fn handshake(
+    acceptor: &TlsAcceptor,
     stream: TcpStream,
+    peer: SocketAddr,
+    limits: &ConnectionLimits,
+    mut stop: watch::Receiver<bool>,
+) -> Option<TlsStream<TcpStream>> {
+    tokio::select! {
+        done = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)) => match done {
+            Ok(Ok(stream)) => Some(stream),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "closing connection: TLS handshake not complete in time");
+                None
+            }
+        },
+        _ = stop.changed() => None,
+    }
+}
+
+async fn connection<S>(
+    stream: S,
     peer: SocketAddr,
     router: axum::Router,
     limits: &ConnectionLimits,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Watched { io: stream, activity: activity.clone() });
     let service = {
@@ -299,13 +343,14 @@ impl Drop for InFlight {
     }
 }
 
-/// The socket, noting every byte that moves.
-struct Watched {
-    io: TcpStream,
+/// The socket (or the TLS stream over it: decrypted bytes), noting every byte that
+/// moves.
+struct Watched<S> {
+    io: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.io).poll_read(cx, buf);
@@ -316,7 +361,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl Watched {
+impl<S> Watched<S> {
     fn noted<T>(&self, result: Poll<io::Result<T>>, progressed: impl Fn(&T) -> bool) -> Poll<io::Result<T>> {
         match &result {
             Poll::Ready(Ok(v)) if progressed(v) => self.activity.wrote(),
@@ -327,7 +372,7 @@ impl Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.io).poll_write(cx, buf);
         self.noted(result, |n| *n > 0)

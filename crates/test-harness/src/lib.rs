@@ -23,9 +23,13 @@ pub struct TestContext {
     server: Option<RunningServer>,
     /// The data dir.
     pub dir: tempfile::TempDir,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` for [`TestContext::start_tls_with`]).
     pub base_url: String,
     database_url: Option<String>,
+    /// The server's certificate and key, when it serves HTTPS.
+    tls: Option<gantry_tls::CertFiles>,
+    /// The CA that signed it: what [`TestContext::client`] trusts.
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// Test timing for the reconcilers.
@@ -109,14 +113,32 @@ impl TestContext {
 
     /// Starts a server after letting `tweak` adjust its configuration.
     pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        Self::start_inner(false, tweak).await
+    }
+
+    /// Starts a server serving HTTPS, after `tweak`, with a CA and a certificate for
+    /// `127.0.0.1` and `localhost` made by `gantry_tls::write_self_signed` (what `gantry
+    /// admin tls-selfsigned` writes) in the data dir's `tls/`; [`TestContext::client`]
+    /// trusts that CA only.
+    pub async fn start_tls_with(tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        Self::start_inner(true, tweak).await
+    }
+
+    async fn start_inner(tls: bool, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = ServerConfig::new(dir.path(), "127.0.0.1:0".parse().expect("addr"));
+        let mut ca_cert = None;
+        if tls {
+            let hosts = ["127.0.0.1".to_string(), "localhost".to_string()];
+            let written = gantry_tls::write_self_signed(&dir.path().join("tls"), &hosts, false).expect("certificates");
+            config.tls = Some(gantry_tls::CertFiles { cert: written.cert, key: written.key });
+            ca_cert = Some(written.ca_cert);
+        }
         tweak(&mut config);
-        let config_url = config.database_url.clone();
+        let (database_url, tls) = (config.database_url.clone(), config.tls.clone());
         let server = gantry_server::start(config).await.expect("server starts");
-        let base_url = format!("http://{}", server.local_addr);
-        let database_url = config_url;
-        Self { server: Some(server), dir, base_url, database_url }
+        let base_url = server.base_url();
+        Self { server: Some(server), dir, base_url, database_url, tls, ca_cert }
     }
 
     /// The running server (its store, secret box, and the few hooks tests need).
@@ -149,9 +171,10 @@ impl TestContext {
         self.client(key.public_key, key.secret_key.expect("secret"))
     }
 
-    /// A client for given credentials against this server.
+    /// A client for given credentials against this server (trusting its CA over TLS).
     pub fn client(&self, public_key: String, secret_key: String) -> Client {
-        Client::new(Credentials { base_url: self.base_url.clone(), public_key, secret_key })
+        let creds = Credentials { base_url: self.base_url.clone(), public_key, secret_key };
+        Client::with_ca_cert(creds, self.ca_cert.as_deref()).expect("the test CA loads")
     }
 
     /// Starts a node agent on the local Docker Engine, owned by a fresh node-preset
@@ -214,6 +237,7 @@ impl TestContext {
         let mut config = ServerConfig::new(self.dir.path(), addr);
         config.timing = timing;
         config.database_url = database_url;
+        config.tls = self.tls.clone();
         self.server = Some(gantry_server::start(config).await.expect("server restarts"));
     }
 
