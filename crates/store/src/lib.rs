@@ -60,7 +60,7 @@ pub use api_keys::{ApiKeyRecord, ApiKeyStore};
 pub use billing::{BillingStore, CreditPurchaseRecord, LedgerPosting, LedgerSide, PLATFORM_ACCOUNT, PurchaseKey};
 pub use cluster::{ClusterStore, JobPlacement, NodeRecord, RunFilter, RunRecord, RunUpdate};
 pub use gpu_models::GpuModelStore;
-pub use jobs::{JobStore, JobTransition};
+pub use jobs::{AccountUsage, JobQuota, JobStore, JobTransition, Quota, QuotaExceeded};
 pub use recipes::{RecipeRecord, RecipeStore, RecipeViewer};
 
 /// Errors of the store layer.
@@ -98,6 +98,9 @@ pub enum StoreError {
     /// The store is shutting down or its writer died.
     #[error("store is unavailable")]
     Unavailable,
+    /// A job creation would take its account past a quota; nothing was written.
+    #[error("{0}")]
+    QuotaExceeded(jobs::QuotaExceeded),
 }
 
 /// Convenience alias.

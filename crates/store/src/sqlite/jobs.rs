@@ -11,11 +11,11 @@ use gantry_types::{AccountId, JobId};
 use rusqlite::params;
 
 use super::SqliteStore;
-use super::rows::{self, write_error};
-use crate::jobs::{JobRow, JobStore, JobTransition, NewJobRow};
+use super::rows::{self, db, write_error};
+use crate::jobs::{AccountUsage, JobQuota, JobRow, JobStore, JobTransition, NewJobRow};
 use crate::sql::row::insert_sql;
 use crate::sql::{self, JOB_COLUMNS, Placeholders, Subject};
-use crate::{Page, StoreResult};
+use crate::{Page, StoreError, StoreResult};
 
 /// The insert of a new job.
 static INSERT: LazyLock<String> = LazyLock::new(|| insert_sql::<NewJobRow>(Placeholders::Question, ""));
@@ -26,17 +26,66 @@ fn job_select(condition: &str) -> String {
 
 #[async_trait]
 impl JobStore for SqliteStore {
-    async fn job_create(&self, job: &Job) -> StoreResult<()> {
+    async fn job_create_within(&self, job: &Job, quota: &JobQuota) -> StoreResult<()> {
         // Serialize here, on the caller's thread; the writer thread only inserts.
         let row = NewJobRow::new(job)?;
-        let (id, account) = (job.uuid, job.account_uuid);
+        let (id, account, quota) = (job.uuid, job.account_uuid, *quota);
+        let pending = job.status == JobStatus::Pending;
         self.writer
             .write(move |conn| {
+                // One writer: nothing commits between this read and the insert, so the
+                // check is exact; the insert's trigger then moves the counters.
+                if quota.is_limited() {
+                    let usage = usage(conn, &row.account_uuid)?;
+                    quota.check(usage, row.spec.len() as u64, pending).map_err(StoreError::QuotaExceeded)?;
+                }
                 rows::insert(conn, &INSERT, &row)
                     .map(drop)
                     .map_err(write_error("job create", || Subject::job(id, account)))
             })
             .await
+    }
+
+    async fn job_usage(&self, account: AccountId) -> StoreResult<AccountUsage> {
+        let account = account.to_string();
+        self.read(move |conn| usage(conn, &account)).await
+    }
+
+    async fn job_pending_accounts(&self) -> StoreResult<Vec<(AccountId, u64)>> {
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached(
+                    "SELECT account_uuid, pending_jobs FROM account_usage WHERE pending_jobs > 0 ORDER BY account_uuid",
+                )
+                .and_then(|mut s| {
+                    s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(db("job pending accounts"))?;
+            rows.into_iter().map(|(a, n)| Ok((sql::parse_account(&a)?, u64::try_from(n).unwrap_or(0)))).collect()
+        })
+        .await
+    }
+
+    async fn job_list_pending_by_account(&self, shares: &[(AccountId, u32)]) -> StoreResult<Vec<Job>> {
+        let shares: Vec<(String, u32)> = shares.iter().map(|(a, n)| (a.to_string(), *n)).collect();
+        self.read(move |conn| {
+            // One index range per account (jobs_account_status_created), in one read
+            // transaction so every account is read as of one commit.
+            let tx = conn.unchecked_transaction().map_err(db("job list pending by account"))?;
+            let sql = format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE account_uuid = ?1 AND status = ?2 \
+                 ORDER BY created_at_ms, uuid LIMIT ?3"
+            );
+            let mut jobs = Vec::new();
+            for (account, n) in &shares {
+                let params = params![account, JobStatus::Pending.as_str(), n];
+                jobs.extend(rows::all::<JobRow>(&tx, &sql, params, "job list pending by account")?);
+            }
+            tx.finish().map_err(db("job list pending by account"))?;
+            Ok(jobs)
+        })
+        .await
     }
 
     async fn job_fetch(&self, account: Option<AccountId>, id: JobId) -> StoreResult<Option<Job>> {
@@ -97,4 +146,15 @@ impl JobStore for SqliteStore {
         })
         .await
     }
+}
+
+/// The account's counters (one row on SQLite; none yet is zero).
+fn usage(conn: &rusqlite::Connection, account: &str) -> StoreResult<AccountUsage> {
+    use rusqlite::OptionalExtension;
+    let row: Option<(i64, i64)> = conn
+        .prepare_cached("SELECT pending_jobs, job_bytes FROM account_usage WHERE account_uuid = ?1 AND shard = 0")
+        .and_then(|mut s| s.query_row([account], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .map_err(db("job usage"))?;
+    let (pending, bytes) = row.unwrap_or((0, 0));
+    Ok(AccountUsage { pending_jobs: u64::try_from(pending).unwrap_or(0), job_bytes: u64::try_from(bytes).unwrap_or(0) })
 }
