@@ -94,6 +94,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         max_ports_per_job: 32,
         rate_limit_rps: 0.0,
         rate_limit_burst: None,
+        max_pending_jobs: 0,
+        max_stored_job_bytes: 0,
+        scheduler_pass_limit: 20_000,
         service: Default::default(),
     };
     let server = gantry_server::start_with_store(server_args.config()?, store)

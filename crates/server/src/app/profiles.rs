@@ -3,11 +3,15 @@
 //!
 //! Who may change what: the owner sets `allowed_region_codes` (restricting where
 //! their own jobs run harms no one); `is_active` and `is_compute_billing_enabled`
-//! decide whether a consumer may run and pay, so only operators (`.all` scope) set
-//! them; an owner trying to is a 403 naming the field.
+//! decide whether a consumer may run and pay, and the limits (`max_pending_jobs`,
+//! `max_stored_job_bytes`, `rate_limit_rps`: Gantry's, see `app::quotas`) how much it
+//! may take, so only operators (`.all` scope) set them; an owner trying to is a 403
+//! naming the field.
 
 use gantry_store::Page;
-use gantry_types::billing::{ConsumerProfile, ConsumerProfileFilter, UpdateConsumerProfileRequest, check_region_codes};
+use gantry_types::billing::{
+    ConsumerProfile, ConsumerProfileFilter, UpdateConsumerProfileRequest, check_profile_limits, check_region_codes,
+};
 use gantry_types::list::Paging;
 use gantry_types::{AccountId, Timestamp};
 
@@ -96,6 +100,7 @@ pub async fn update(
     if let Some(codes) = &patch.allowed_region_codes {
         check_region_codes("allowed_region_codes", codes, &mut errors);
     }
+    check_profile_limits(&patch, &mut errors);
     if !errors.is_empty() {
         return Err(errors.into());
     }
@@ -103,6 +108,9 @@ pub async fn update(
         let held_back = [
             ("is_active", patch.is_active.is_some()),
             ("is_compute_billing_enabled", patch.is_compute_billing_enabled.is_some()),
+            ("max_pending_jobs", patch.max_pending_jobs.is_some()),
+            ("max_stored_job_bytes", patch.max_stored_job_bytes.is_some()),
+            ("rate_limit_rps", patch.rate_limit_rps.is_some()),
         ];
         if let Some((field, _)) = held_back.iter().find(|f| f.1) {
             return Err(AppError::Forbidden {
