@@ -223,8 +223,10 @@ async fn the_stored_job_bytes_quota_is_enforced_and_overridden_per_profile() {
     admin.update_consumer_profile(profile.uuid, &json!({"max_stored_job_bytes": 1_000_000})).await.unwrap();
     user.create_job(&job("room again", 1)).await.unwrap();
     admin.update_consumer_profile(profile.uuid, &json!({"max_stored_job_bytes": 1})).await.unwrap();
-    let recipe =
-        user.create_recipe(&json!({"name": "mine", "visibility": "PRIVATE", "payload": job("cooked", 1)})).await.unwrap();
+    let recipe = user
+        .create_recipe(&json!({"name": "mine", "visibility": "PRIVATE", "payload": job("cooked", 1)}))
+        .await
+        .unwrap();
     let (status, code, _) = refused(user.cook_recipe(recipe.uuid, &json!({})).await.unwrap_err());
     assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "job_storage_quota_exceeded"));
 }
