@@ -19,6 +19,9 @@ CREATE FUNCTION gantry_usage_shard(job_uuid TEXT) RETURNS SMALLINT
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT GREATEST(strpos('0123456789abcdef', lower(right(job_uuid, 1))) - 1, 0)::smallint $$;
 
+-- The scheduler's question each pass: which accounts have pending jobs.
+CREATE INDEX account_usage_pending ON account_usage (account_uuid) WHERE pending_jobs > 0;
+
 INSERT INTO account_usage (account_uuid, shard, pending_jobs, job_bytes)
 SELECT account_uuid, gantry_usage_shard(uuid), COUNT(*) FILTER (WHERE status = 'PENDING'), SUM(octet_length(spec))
 FROM jobs GROUP BY account_uuid, gantry_usage_shard(uuid);

@@ -14,6 +14,9 @@ CREATE TABLE account_usage (
     PRIMARY KEY (account_uuid, shard)
 ) STRICT, WITHOUT ROWID;
 
+-- The scheduler's question each pass: which accounts have pending jobs.
+CREATE INDEX account_usage_pending ON account_usage (account_uuid) WHERE pending_jobs > 0;
+
 INSERT INTO account_usage (account_uuid, shard, pending_jobs, job_bytes)
 SELECT account_uuid, 0, SUM(status = 'PENDING'), SUM(octet_length(spec)) FROM jobs GROUP BY account_uuid;
 
