@@ -36,6 +36,13 @@ impl ProfileCache {
         entries.get(&account).filter(|(at, _)| at.elapsed() < Self::TTL).map(|(_, p)| p.clone())
     }
 
+    /// The cached profile's `rate_limit_rps` (`None`: not cached or stale), without
+    /// cloning the profile: every signed request asks.
+    fn rate_limit_rps(&self, account: AccountId) -> Option<Option<f64>> {
+        let entries = self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.get(&account).filter(|(at, _)| at.elapsed() < Self::TTL).map(|(_, p)| p.rate_limit_rps)
+    }
+
     fn put(&self, profile: &ConsumerProfile) {
         let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if entries.len() > 100_000 {
@@ -53,6 +60,14 @@ pub async fn cached(state: &AppState, account: AccountId) -> Result<ConsumerProf
     let p = ensure(state, account).await?;
     state.caches.profiles.put(&p);
     Ok(p)
+}
+
+/// The account's own request rate, if its profile sets one (see `crate::rate_limit`).
+pub async fn rate_limit_rps(state: &AppState, account: AccountId) -> Result<Option<f64>, AppError> {
+    match state.caches.profiles.rate_limit_rps(account) {
+        Some(rps) => Ok(rps),
+        None => Ok(cached(state, account).await?.rate_limit_rps),
+    }
 }
 
 /// The account's profile, created (active, billed) if it has none.
