@@ -60,6 +60,10 @@ pub struct SubmitArgs {
     /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
+    /// An argument for the server the run starts (repeatable), e.g.
+    /// `--server-arg=--max-pending-jobs=1000000000` to measure with quotas checked.
+    #[arg(long = "server-arg", value_name = "ARG", allow_hyphen_values = true)]
+    server_args: Vec<String>,
 }
 
 /// Runs a benchmark.
@@ -86,11 +90,17 @@ pub(crate) struct Target {
 /// Starts a fresh `gantry server` (this binary) on a temp data dir, as a separate
 /// process, with a consumer key.
 pub(crate) async fn start_server() -> anyhow::Result<Target> {
+    start_server_with(&[]).await
+}
+
+/// [`start_server`] with extra `gantry server` arguments.
+pub(crate) async fn start_server_with(extra: &[String]) -> anyhow::Result<Target> {
     let dir = tempfile::tempdir()?;
     let key = crate::admin::create_key_in(dir.path(), None, "bench", Preset::Consumer, None, None).await?;
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
         .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -245,7 +255,7 @@ async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
                 .context("--secret-key (or GANTRY_SECRET_KEY) is required with --url")?,
             server: None,
         },
-        None => start_server().await?,
+        None => start_server_with(&args.server_args).await?,
     };
     let addr = target.url.trim_start_matches("http://").trim_end_matches('/').to_string();
     eprintln!("bench: {} clients, {} s per phase, against {}", args.clients, args.seconds, target.url);

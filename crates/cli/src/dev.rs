@@ -98,6 +98,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         // `gantry dev` is one machine on loopback: plain HTTP.
         tls_cert: None,
         tls_key: None,
+        max_pending_jobs: 0,
+        max_stored_job_bytes: 0,
+        scheduler_pass_limit: 20_000,
         service: Default::default(),
     };
     let server = gantry_server::start_with_store(server_args.config()?, store)

@@ -70,6 +70,19 @@ pub struct ServerArgs {
     /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "GANTRY_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Most PENDING jobs each account may have (0 = no limit). A consumer profile's
+    /// max_pending_jobs overrides it; operator keys are exempt. Over it: 429.
+    #[arg(long, env = "GANTRY_MAX_PENDING_JOBS", value_name = "N", default_value_t = 0)]
+    pub max_pending_jobs: u64,
+    /// Most bytes of stored job JSON each account may have over all its jobs (0 = no
+    /// limit). A consumer profile's max_stored_job_bytes overrides it; operator keys are
+    /// exempt. Over it: 403.
+    #[arg(long, env = "GANTRY_MAX_STORED_JOB_BYTES", value_name = "BYTES", default_value_t = 0)]
+    pub max_stored_job_bytes: u64,
+    /// Most pending jobs one scheduler pass reads, split fairly among the accounts with
+    /// pending jobs (each gets at least its oldest job).
+    #[arg(long, env = "GANTRY_SCHEDULER_PASS_LIMIT", value_name = "N", default_value_t = 20_000)]
+    pub scheduler_pass_limit: u32,
     #[command(flatten)]
     pub service: ServerServiceArgs,
 }
@@ -132,6 +145,18 @@ impl ServerArgs {
         let burst = self.rate_limit_burst.unwrap_or(self.rate_limit_rps * 2.0);
         anyhow::ensure!(burst.is_finite() && burst >= 0.0, "--rate-limit-burst must be a number >= 0");
         config.rate_limits = gantry_server::RateLimits { requests_per_sec: self.rate_limit_rps, burst };
+        anyhow::ensure!(
+            self.max_pending_jobs <= gantry_types::billing::MAX_QUOTA
+                && self.max_stored_job_bytes <= gantry_types::billing::MAX_QUOTA,
+            "--max-pending-jobs and --max-stored-job-bytes must be at most {}",
+            gantry_types::billing::MAX_QUOTA
+        );
+        config.quotas = gantry_server::Quotas {
+            max_pending_jobs: self.max_pending_jobs,
+            max_stored_job_bytes: self.max_stored_job_bytes,
+        };
+        anyhow::ensure!(self.scheduler_pass_limit > 0, "--scheduler-pass-limit must be at least 1");
+        config.scheduler_pass_limit = self.scheduler_pass_limit;
         let usd =
             |flag: &str, v: &str| gantry_types::money::parse_usd(v, false).map_err(|e| anyhow::anyhow!("--{flag} {e}"));
         let b = &mut config.billing;

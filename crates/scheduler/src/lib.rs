@@ -43,6 +43,7 @@
 mod explain;
 mod norm;
 mod planner;
+mod queue;
 
 #[cfg(test)]
 mod tests;
@@ -50,6 +51,7 @@ mod tests;
 use gantry_types::ids::{AccountId, GpuModelId, JobId, NodeId};
 
 pub use explain::explain;
+pub use queue::queue_shares;
 
 /// One GPU of a node, as the snapshot saw it.
 #[derive(Clone, Debug, PartialEq)]

@@ -15,5 +15,6 @@ pub mod offers;
 pub mod payments;
 pub mod pricing;
 pub mod profiles;
+pub mod quotas;
 pub mod recipes;
 pub mod runs;

@@ -29,6 +29,12 @@ pub struct ServerConfig {
     pub billing: BillingConfig,
     /// Requests per second per account (token bucket; off by default).
     pub rate_limits: crate::rate_limit::RateLimits,
+    /// Per-account quotas on pending jobs and stored job bytes (off by default);
+    /// consumer profiles may override them.
+    pub quotas: crate::app::quotas::Quotas,
+    /// Most pending jobs one scheduler pass reads, split fairly among the accounts
+    /// with pending jobs (each gets at least its oldest one).
+    pub scheduler_pass_limit: u32,
     /// Connection timeouts and the most connections served at once.
     pub connections: crate::serve::ConnectionLimits,
     /// Serve HTTPS with this certificate and key instead of plain HTTP (read at start:
@@ -93,6 +99,8 @@ impl ServerConfig {
             connections: Default::default(),
             rate_limits: Default::default(),
             tls: None,
+            quotas: Default::default(),
+            scheduler_pass_limit: crate::background::scheduler::PASS_LIMIT,
             metrics_refresh_every: std::time::Duration::from_secs(1),
         }
     }

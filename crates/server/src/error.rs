@@ -74,6 +74,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry_after = match &self {
             Self::TooManyRequests { retry_after_secs } => Some(*retry_after_secs),
+            Self::App(AppError::TooMany { retry_after_secs, .. }) => Some(*retry_after_secs),
             _ => None,
         };
         let (status, code, message, details) = match self {
@@ -131,6 +132,7 @@ fn app_status(e: AppError) -> (StatusCode, &'static str, String, Vec<FieldError>
             let message = format!("invalid request: check {}", names.join(", "));
             (StatusCode::BAD_REQUEST, "validation_failed", message, details)
         }
+        AppError::TooMany { code, message, .. } => (StatusCode::TOO_MANY_REQUESTS, code, message, vec![]),
         AppError::PaymentRequired { message } => (StatusCode::PAYMENT_REQUIRED, "payment_required", message, vec![]),
         e @ AppError::Unavailable(_) => {
             tracing::error!(error = %chain(&e), "store unavailable");
@@ -161,6 +163,10 @@ mod tests {
         assert_eq!(status(AppError::Forbidden { code: "c", message: "m".into() }), StatusCode::FORBIDDEN);
         assert_eq!(status(AppError::field("name", "is required")), StatusCode::BAD_REQUEST);
         assert_eq!(status(AppError::PaymentRequired { message: "m".into() }), StatusCode::PAYMENT_REQUIRED);
+        let quota = AppError::TooMany { code: "pending_jobs_quota_exceeded", message: "m".into(), retry_after_secs: 7 };
+        let response = ApiError::from(quota).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "7");
         assert_eq!(status(AppError::internal("bug")), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(status(StoreError::Unavailable), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(status(StoreError::Conflict { what: "job".into() }), StatusCode::CONFLICT);

@@ -35,6 +35,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 pub use app::error::{AppError, chain};
+pub use app::quotas::Quotas;
 pub use background::Timing;
 pub use config::{BillingConfig, ServerConfig};
 pub use rate_limit::RateLimits;

@@ -3,6 +3,10 @@
 //! with `Retry-After` (whole seconds until a token is back). One consumer once stored
 //! 332,052 jobs in 15 s; this bounds how fast any account can ask for anything.
 //!
+//! The rate is the deployment's (`--rate-limit-rps`, `--rate-limit-burst`) unless the
+//! consumer's profile sets `rate_limit_rps` (operators only): then that rate, with a
+//! burst of twice the rate, and 0 lifts the limit for that consumer.
+//!
 //! Operators (keys with any `.all` permission) and node agents (keys with
 //! `nodes.update`, whose sync loop the protocol already paces: one sync per node per
 //! interval, long-polled) are exempt. In memory, per server: with several servers behind
@@ -54,9 +58,20 @@ impl RateLimiter {
         Self { limits, buckets: Mutex::default() }
     }
 
+    /// The deployment's limits.
+    pub fn limits(&self) -> RateLimits {
+        self.limits
+    }
+
     /// Takes a token for `account` at `now`, or says how long until one is back.
+    #[cfg(test)]
     pub fn check(&self, account: AccountId, now: Instant) -> Result<(), Duration> {
-        let RateLimits { requests_per_sec: rate, burst } = self.limits;
+        self.check_with(account, self.limits, now)
+    }
+
+    /// [`Self::check`] under `limits` (the account's own, from its profile).
+    pub fn check_with(&self, account: AccountId, limits: RateLimits, now: Instant) -> Result<(), Duration> {
+        let RateLimits { requests_per_sec: rate, burst } = limits;
         if rate <= 0.0 {
             return Ok(());
         }
@@ -75,6 +90,15 @@ impl RateLimiter {
             bucket.tokens = refilled;
             Err(Duration::from_secs_f64((1.0 - refilled) / rate))
         }
+    }
+}
+
+/// The limits of an account whose profile says `profile_rps` (`None`: the
+/// deployment's; `Some(0)`: none; `Some(r)`: `r` per second, burst `2r`).
+pub fn limits_for(deployment: RateLimits, profile_rps: Option<f64>) -> RateLimits {
+    match profile_rps {
+        None => deployment,
+        Some(rate) => RateLimits { requests_per_sec: rate, burst: rate * 2.0 },
     }
 }
 
@@ -100,6 +124,22 @@ mod tests {
         assert!(limiter.check(b, t0).is_ok(), "accounts are independent");
         assert!(limiter.check(a, t0 + Duration::from_millis(100)).is_ok(), "one token back after 1/rate");
         assert!(limiter.check(a, t0 + Duration::from_millis(100)).is_err());
+    }
+
+    #[test]
+    fn a_profile_rate_overrides_the_deployment() {
+        let deployment = RateLimits { requests_per_sec: 100.0, burst: 200.0 };
+        assert_eq!(limits_for(deployment, None), deployment);
+        assert_eq!(limits_for(deployment, Some(1.0)), RateLimits { requests_per_sec: 1.0, burst: 2.0 });
+        let limiter = RateLimiter::new(deployment);
+        let (slow, free) = (AccountId::new(), AccountId::new());
+        let t0 = Instant::now();
+        assert!(limiter.check_with(slow, limits_for(deployment, Some(1.0)), t0).is_ok());
+        assert!(limiter.check_with(slow, limits_for(deployment, Some(1.0)), t0).is_ok());
+        assert!(limiter.check_with(slow, limits_for(deployment, Some(1.0)), t0).is_err(), "burst of 2");
+        for _ in 0..1_000 {
+            assert!(limiter.check_with(free, limits_for(deployment, Some(0.0)), t0).is_ok(), "0 lifts the limit");
+        }
     }
 
     #[test]

@@ -144,10 +144,14 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<AppState>> for Signed<T> {
             }
             .into());
         }
-        if !crate::rate_limit::exempt(&key.record.permissions)
-            && let Err(wait) = state.auth.rate_limiter.check(key.record.account_uuid, std::time::Instant::now())
-        {
-            return Err(ApiError::TooManyRequests { retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64 });
+        if !crate::rate_limit::exempt(&key.record.permissions) {
+            // The consumer's profile may set its own rate (cached; see app::profiles).
+            let account = key.record.account_uuid;
+            let profile_rps = crate::app::profiles::rate_limit_rps(state, account).await?;
+            let limits = crate::rate_limit::limits_for(state.auth.rate_limiter.limits(), profile_rps);
+            if let Err(wait) = state.auth.rate_limiter.check_with(account, limits, std::time::Instant::now()) {
+                return Err(ApiError::TooManyRequests { retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64 });
+            }
         }
         state.auth.usage.record(key.record.uuid, now);
 

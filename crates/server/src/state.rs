@@ -57,6 +57,8 @@ pub struct AuthState {
     pub max_ports_per_job: usize,
     /// Per-account request rate buckets.
     pub rate_limiter: crate::rate_limit::RateLimiter,
+    /// The deployment's per-account quotas (profiles may override them).
+    pub quotas: crate::app::quotas::Quotas,
 }
 
 /// In-memory views of stored data, each refreshed or invalidated by its owner module.
@@ -74,6 +76,8 @@ pub struct Caches {
 pub struct SchedulingState {
     /// Reconciler timing.
     pub timing: Timing,
+    /// Most pending jobs one pass reads (split among accounts).
+    pub pass_limit: u32,
     /// Why each (displayed) PENDING job is not placed yet, from the last scheduler pass.
     pub pending_reasons: RwLock<HashMap<JobId, String>>,
     /// Recent placements per account (fair share across scheduler passes).
@@ -109,10 +113,12 @@ impl AppState {
                 max_body_bytes: config.max_body_bytes,
                 max_ports_per_job: config.max_ports_per_job,
                 rate_limiter: crate::rate_limit::RateLimiter::new(config.rate_limits),
+                quotas: config.quotas,
             },
             caches: Caches::default(),
             scheduling: SchedulingState {
                 timing: config.timing,
+                pass_limit: config.scheduler_pass_limit.max(1),
                 pending_reasons: Default::default(),
                 recent_placements: Default::default(),
                 leading_since: std::sync::Mutex::new(std::time::Instant::now()),

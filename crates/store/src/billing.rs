@@ -191,6 +191,9 @@ row! {
         allowed_region_codes: String,
         created_at_ms: i64,
         updated_at_ms: i64,
+        max_pending_jobs: Option<i64>,
+        max_stored_job_bytes: Option<i64>,
+        rate_limit_rps: Option<f64>,
     }
 }
 
@@ -204,6 +207,9 @@ impl ProfileRow {
             allowed_region_codes: json_list(&p.allowed_region_codes),
             created_at_ms: p.created_at.0,
             updated_at_ms: p.updated_at.0,
+            max_pending_jobs: p.max_pending_jobs.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+            max_stored_job_bytes: p.max_stored_job_bytes.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+            rate_limit_rps: p.rate_limit_rps,
         }
     }
 }
@@ -221,6 +227,9 @@ impl IntoRecord for ProfileRow {
             is_compute_billing_enabled: self.is_compute_billing_enabled,
             allowed_region_codes: serde_json::from_str(&self.allowed_region_codes)
                 .map_err(|e| corrupt(T)(format!("allowed_region_codes: {e}")))?,
+            max_pending_jobs: self.max_pending_jobs.map(|v| u64::try_from(v).unwrap_or(0)),
+            max_stored_job_bytes: self.max_stored_job_bytes.map(|v| u64::try_from(v).unwrap_or(0)),
+            rate_limit_rps: self.rate_limit_rps,
             render_user_id: None,
             created_at: Timestamp(self.created_at_ms),
             updated_at: Timestamp(self.updated_at_ms),
@@ -239,6 +248,15 @@ pub(crate) fn patched(mut p: ConsumerProfile, patch: &UpdateConsumerProfileReque
     }
     if let Some(v) = &patch.allowed_region_codes {
         p.allowed_region_codes = v.clone();
+    }
+    if let Some(v) = patch.max_pending_jobs {
+        p.max_pending_jobs = v;
+    }
+    if let Some(v) = patch.max_stored_job_bytes {
+        p.max_stored_job_bytes = v;
+    }
+    if let Some(v) = patch.rate_limit_rps {
+        p.rate_limit_rps = v;
     }
     p.updated_at = Timestamp(now_ms);
     p

@@ -1,6 +1,15 @@
 //! Jobs: what clients submit. The job itself is stored as JSON (`spec`), with the
 //! columns lists filter on and the fields that change (status, times) beside it; the
 //! columns win over the JSON when a job is read back.
+//!
+//! **Usage counters.** Per account, how many jobs are PENDING and how many bytes of
+//! job JSON are stored (`account_usage`, migration 0006). Database triggers keep them
+//! in the transaction of every job insert, status change and delete, whatever code
+//! path writes, so they are exact and a quota check reads one or a few rows instead of
+//! counting jobs. The scheduler reads the same counters to learn which accounts have
+//! pending jobs. On PostgreSQL an account's counters are spread over
+//! [`USAGE_SHARDS`] rows (chosen by the job's uuid), so concurrent submissions of one
+//! account do not all queue on one row lock; SQLite has one writer and uses one row.
 
 use async_trait::async_trait;
 use gantry_types::job::{Job, JobStatus};
@@ -110,11 +119,96 @@ impl IntoRecord for JobRow {
     }
 }
 
+/// Rows an account's usage counters are spread over on PostgreSQL.
+pub const USAGE_SHARDS: u32 = 16;
+
+/// Limits a job creation must stay within; `None` is no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JobQuota {
+    /// Most PENDING jobs the account may have, the new one included.
+    pub max_pending_jobs: Option<u64>,
+    /// Most bytes of stored job JSON the account may have, the new job's included.
+    pub max_job_bytes: Option<u64>,
+}
+
+impl JobQuota {
+    /// No limit.
+    pub const UNLIMITED: JobQuota = JobQuota { max_pending_jobs: None, max_job_bytes: None };
+
+    /// Whether any limit is set.
+    pub fn is_limited(&self) -> bool {
+        self.max_pending_jobs.is_some() || self.max_job_bytes.is_some()
+    }
+
+    /// The first limit that `usage` plus a new job of `job_bytes` bytes (PENDING when
+    /// `pending`) would pass.
+    pub fn check(&self, usage: AccountUsage, job_bytes: u64, pending: bool) -> Result<(), QuotaExceeded> {
+        if let Some(limit) = self.max_pending_jobs
+            && pending
+            && usage.pending_jobs.saturating_add(1) > limit
+        {
+            return Err(QuotaExceeded { quota: Quota::PendingJobs, limit, usage: usage.pending_jobs, adding: 1 });
+        }
+        if let Some(limit) = self.max_job_bytes
+            && usage.job_bytes.saturating_add(job_bytes) > limit
+        {
+            return Err(QuotaExceeded { quota: Quota::JobBytes, limit, usage: usage.job_bytes, adding: job_bytes });
+        }
+        Ok(())
+    }
+}
+
+/// An account's usage counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccountUsage {
+    /// Jobs in PENDING.
+    pub pending_jobs: u64,
+    /// Bytes of stored job JSON (all the account's jobs, whatever their status).
+    pub job_bytes: u64,
+}
+
+/// Which quota.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quota {
+    /// [`JobQuota::max_pending_jobs`].
+    PendingJobs,
+    /// [`JobQuota::max_job_bytes`].
+    JobBytes,
+}
+
+/// A job creation refused by a quota: which, its limit, the usage before, and what the
+/// job would have added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{quota:?} quota exceeded: {usage} used + {adding} > {limit}")]
+pub struct QuotaExceeded {
+    /// The quota.
+    pub quota: Quota,
+    /// Its limit.
+    pub limit: u64,
+    /// The account's usage before this job.
+    pub usage: u64,
+    /// What the job would have added (1 job, or its bytes).
+    pub adding: u64,
+}
+
 /// Jobs in the store.
 #[async_trait]
 pub trait JobStore {
     /// Creates a job (group-committed); `Conflict` on a duplicate uuid.
-    async fn job_create(&self, job: &Job) -> StoreResult<()>;
+    async fn job_create(&self, job: &Job) -> StoreResult<()> {
+        self.job_create_within(job, &JobQuota::UNLIMITED).await
+    }
+    /// Creates a job unless that would take its account past `quota`
+    /// (`QuotaExceeded`, nothing written). Exact under concurrency: the check and the
+    /// insert are one serialized step per account.
+    async fn job_create_within(&self, job: &Job, quota: &JobQuota) -> StoreResult<()>;
+    /// The account's usage counters (zero for an account with no jobs).
+    async fn job_usage(&self, account: AccountId) -> StoreResult<AccountUsage>;
+    /// Accounts with PENDING jobs and how many each has, by account uuid.
+    async fn job_pending_accounts(&self) -> StoreResult<Vec<(AccountId, u64)>>;
+    /// Per `(account, n)`: the account's `n` oldest PENDING jobs (created_at, uuid).
+    /// The scheduler's fair read: every account's head of line, whatever the others hold.
+    async fn job_list_pending_by_account(&self, shares: &[(AccountId, u32)]) -> StoreResult<Vec<Job>>;
     /// Fetches a job in scope.
     async fn job_fetch(&self, account: Option<AccountId>, id: JobId) -> StoreResult<Option<Job>>;
     /// Lists jobs matching `filter`, ordered by (created_at, uuid).

@@ -63,7 +63,7 @@ pub use billing::{BillingStore, CreditPurchaseRecord, LedgerPosting, LedgerSide,
 pub use cluster::{ClusterStore, JobPlacement, NodeRecord, RunFilter, RunRecord, RunUpdate};
 pub use deployment::DeploymentStore;
 pub use gpu_models::GpuModelStore;
-pub use jobs::{JobStore, JobTransition};
+pub use jobs::{AccountUsage, JobQuota, JobStore, JobTransition, Quota, QuotaExceeded};
 pub use notify::{Notice, NotifyStore, Topic};
 pub use recipes::{RecipeRecord, RecipeStore, RecipeViewer};
 
@@ -102,6 +102,9 @@ pub enum StoreError {
     /// The store is shutting down or its writer died.
     #[error("store is unavailable")]
     Unavailable,
+    /// A job creation would take its account past a quota; nothing was written.
+    #[error("{0}")]
+    QuotaExceeded(jobs::QuotaExceeded),
 }
 
 /// Convenience alias.

@@ -44,6 +44,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 3, name: "nodes_runs", sql: include_str!("../migrations/sqlite/0003_nodes_runs.sql") },
     Migration { version: 4, name: "recipes", sql: include_str!("../migrations/sqlite/0004_recipes.sql") },
     Migration { version: 5, name: "billing", sql: include_str!("../migrations/sqlite/0005_billing.sql") },
+    Migration { version: 6, name: "account_usage", sql: include_str!("../migrations/sqlite/0006_account_usage.sql") },
     Migration {
         version: 7,
         name: "deployment_settings",
@@ -58,6 +59,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 3, name: "nodes_runs", sql: include_str!("../migrations/postgres/0003_nodes_runs.sql") },
     Migration { version: 4, name: "recipes", sql: include_str!("../migrations/postgres/0004_recipes.sql") },
     Migration { version: 5, name: "billing", sql: include_str!("../migrations/postgres/0005_billing.sql") },
+    Migration { version: 6, name: "account_usage", sql: include_str!("../migrations/postgres/0006_account_usage.sql") },
     Migration {
         version: 7,
         name: "deployment_settings",

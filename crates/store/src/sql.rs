@@ -223,6 +223,12 @@ pub(crate) fn parse_uuid(text: &str) -> Result<uuid::Uuid, String> {
     uuid::Uuid::parse_str(text).map_err(|e| format!("bad uuid {text:?}: {e}"))
 }
 
+/// An `account_usage.account_uuid` as an id.
+pub(crate) fn parse_account(text: &str) -> Result<AccountId, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt { table: "account_usage", detail: format!("bad account uuid {text:?}") })
+}
+
 /// A constraint the database refused a write for, as each backend detects it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Violation {

@@ -40,6 +40,7 @@ mod jobs;
 mod notify;
 mod recipes;
 pub mod scratch_pg;
+mod usage;
 
 pub use self::accounts::*;
 pub use self::api_keys::*;
@@ -50,6 +51,7 @@ pub use self::gpu_models::*;
 pub use self::jobs::*;
 pub use self::notify::*;
 pub use self::recipes::*;
+pub use self::usage::*;
 
 /// A backend under test: owns the store and whatever it needs (a temp dir, a
 /// throwaway database).
@@ -102,6 +104,9 @@ macro_rules! store_test_suite {
             run_logs_keep_the_newest_bytes,
             job_list_pending_order_and_limit,
             job_transition_retry_and_end,
+            job_usage_follows_status_changes,
+            job_create_within_quota,
+            job_list_pending_by_account_takes_each_head,
             gpu_model_seed_is_idempotent,
             gpu_model_seed_never_overwrites,
             gpu_model_seed_concurrent,
@@ -125,6 +130,7 @@ macro_rules! store_test_suite {
         );
         $crate::store_test_suite!(@fixture $fixture;
             job_create_concurrent,
+            job_create_within_quota_concurrent,
             data_survives_reopen,
             run_place_batch_of_1000,
             cluster_survives_reopen,

@@ -54,6 +54,11 @@ async fn a_first_release_database_is_upgraded_with_every_job_intact() {
         .await
         .unwrap();
     assert_eq!(page.total, 3);
+    // Version 6 counted the jobs already stored: two PENDING, and their JSON's bytes.
+    let usage = store.job_usage(account).await.unwrap();
+    assert_eq!(usage.pending_jobs, 2, "{usage:?}");
+    assert!(usage.job_bytes > 0);
+    assert_eq!(store.job_pending_accounts().await.unwrap(), vec![(account, 2)]);
 }
 
 #[tokio::test]

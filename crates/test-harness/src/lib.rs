@@ -100,9 +100,20 @@ impl TestContext {
     /// Starts a server on a fresh PostgreSQL database (from `GANTRY_TEST_DATABASE_URL`);
     /// `None` when PostgreSQL tests are skipped here (never under CI).
     pub async fn start_postgres() -> Option<Self> {
+        Self::start_postgres_with(|_| {}).await
+    }
+
+    /// [`Self::start_postgres`] after letting `tweak` adjust the configuration.
+    pub async fn start_postgres_with(tweak: impl FnOnce(&mut ServerConfig)) -> Option<Self> {
         let admin_url = gantry_store::testsuite::scratch_pg::admin_url()?;
         let (_, url) = gantry_store::testsuite::scratch_pg::create_database(&admin_url).await;
-        Some(Self::start_with(|c| c.database_url = Some(url)).await)
+        Some(
+            Self::start_with(|c| {
+                c.database_url = Some(url);
+                tweak(c);
+            })
+            .await,
+        )
     }
 
     /// Starts a server with its reconcilers on test timing: passes every 20-50 ms and

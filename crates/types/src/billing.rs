@@ -31,6 +31,19 @@ pub struct ConsumerProfile {
     pub is_compute_billing_enabled: bool,
     /// When non-empty, this consumer's jobs only run on nodes in these regions.
     pub allowed_region_codes: Vec<String>,
+    /// Gantry's: most PENDING jobs this consumer may have (`null`: the server's
+    /// `--max-pending-jobs`; `0`: no limit). Set by operators.
+    #[serde(default)]
+    pub max_pending_jobs: Option<u64>,
+    /// Gantry's: most bytes of stored job JSON this consumer may have, over all its
+    /// jobs (`null`: the server's `--max-stored-job-bytes`; `0`: no limit). Set by
+    /// operators.
+    #[serde(default)]
+    pub max_stored_job_bytes: Option<u64>,
+    /// Gantry's: requests per second this consumer may make (`null`: the server's
+    /// `--rate-limit-rps`; `0`: no limit). Set by operators.
+    #[serde(default)]
+    pub rate_limit_rps: Option<f64>,
     /// Upstream's user reference; Gantry has none.
     pub render_user_id: Option<String>,
     /// Created.
@@ -50,6 +63,53 @@ pub struct UpdateConsumerProfileRequest {
     pub is_compute_billing_enabled: Option<bool>,
     /// At most 36 region codes; `[]` lifts the restriction.
     pub allowed_region_codes: Option<Vec<String>>,
+    /// Operators only (Gantry's): most PENDING jobs; `0` no limit, `null` the server's.
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u64>)]
+    pub max_pending_jobs: Option<Option<u64>>,
+    /// Operators only (Gantry's): most bytes of stored job JSON; `0` no limit, `null`
+    /// the server's.
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u64>)]
+    pub max_stored_job_bytes: Option<Option<u64>>,
+    /// Operators only (Gantry's): requests per second; `0` no limit, `null` the
+    /// server's.
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
+    pub rate_limit_rps: Option<Option<f64>>,
+}
+
+/// A PATCH field where `null` (clear) differs from absent (keep): present → `Some`.
+fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Largest quota value a profile may hold (stored as a signed 64-bit integer).
+pub const MAX_QUOTA: u64 = i64::MAX as u64;
+
+/// Most requests per second a profile may be given.
+pub const MAX_RATE_LIMIT_RPS: f64 = 1e9;
+
+/// Checks a profile PATCH's limit fields, naming each bad one.
+pub fn check_profile_limits(patch: &UpdateConsumerProfileRequest, errors: &mut Vec<FieldError>) {
+    for (field, value) in
+        [("max_pending_jobs", patch.max_pending_jobs), ("max_stored_job_bytes", patch.max_stored_job_bytes)]
+    {
+        if let Some(Some(v)) = value
+            && v > MAX_QUOTA
+        {
+            errors.push(FieldError::new(field, format!("must be at most {MAX_QUOTA}")));
+        }
+    }
+    if let Some(Some(rps)) = patch.rate_limit_rps
+        && !(rps.is_finite() && (0.0..=MAX_RATE_LIMIT_RPS).contains(&rps))
+    {
+        errors.push(FieldError::new("rate_limit_rps", format!("must be a number from 0 to {MAX_RATE_LIMIT_RPS}")));
+    }
 }
 
 /// Validates a region list (a job's or a profile's), naming `field[i]` on error.

@@ -22,14 +22,16 @@ use crate::state::AppState;
         (status = 201, description = "Job created, PENDING", body = Job),
         (status = 400, description = "Invalid body; every bad field is named", body = ErrorBody),
         (status = 401, description = "Missing or bad signature", body = ErrorBody),
-        (status = 403, description = "Key lacks jobs.create", body = ErrorBody),
+        (status = 403, description = "Key lacks jobs.create, or the account is at its stored-job-bytes quota (job_storage_quota_exceeded)", body = ErrorBody),
+        (status = 429, description = "The account is at its pending-jobs quota (pending_jobs_quota_exceeded) or over its request rate (rate_limited); see Retry-After", body = ErrorBody),
     ))]
 pub(super) async fn create_job(
     State(state): State<Arc<AppState>>,
     req: Signed<CreateJobRequest>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
     let account = req.caller.require("jobs", "create")?.unwrap_or(req.caller.account());
-    let job = app::jobs::submit(&state, account, req.body, None).await?;
+    let admission = app::quotas::Admission::for_permissions(&req.caller.key.record.permissions);
+    let job = app::jobs::submit(&state, account, req.body, None, admission).await?;
     Ok((StatusCode::CREATED, Json(job)))
 }
 

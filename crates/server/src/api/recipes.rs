@@ -179,8 +179,9 @@ pub(super) async fn fork_recipe(
         (status = 201, description = "Job created, PENDING, with source_recipe_uuid", body = Job),
         (status = 400, description = "The merged job is invalid, or inputs are missing or unknown; every bad field is named", body = ErrorBody),
         (status = 401, description = "Missing or bad signature", body = ErrorBody),
-        (status = 403, description = "Key lacks jobs.create", body = ErrorBody),
+        (status = 403, description = "Key lacks jobs.create, or the account is at its stored-job-bytes quota (job_storage_quota_exceeded)", body = ErrorBody),
         (status = 404, description = "No such recipe, or one you may not see", body = ErrorBody),
+        (status = 429, description = "The account is at its pending-jobs quota (pending_jobs_quota_exceeded) or over its request rate (rate_limited); see Retry-After", body = ErrorBody),
     ))]
 pub(super) async fn cook_recipe(
     State(state): State<Arc<AppState>>,
@@ -190,6 +191,7 @@ pub(super) async fn cook_recipe(
     let account = req.caller.require("jobs", "create")?.unwrap_or(req.caller.account());
     let id: RecipeId = path_id("uuid", &uuid)?;
     let caller = recipe_caller(&req.caller, "read");
-    let job = app::recipes::cook(&state, caller, account, id, req.body.unwrap_or_default()).await?;
+    let admission = app::quotas::Admission::for_permissions(&req.caller.key.record.permissions);
+    let job = app::recipes::cook(&state, caller, account, id, req.body.unwrap_or_default(), admission).await?;
     Ok((StatusCode::CREATED, Json(job)))
 }

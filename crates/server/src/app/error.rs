@@ -35,6 +35,17 @@ pub enum AppError {
     /// Bad input, one entry per offending field.
     #[error("{}", describe_fields(.0))]
     Validation(Vec<FieldError>),
+    /// The account is at a quota that frees up by itself (its pending jobs get placed or
+    /// end); retrying after `retry_after_secs` may work.
+    #[error("{message}")]
+    TooMany {
+        /// A stable code (`pending_jobs_quota_exceeded`).
+        code: &'static str,
+        /// The limit and the current usage.
+        message: String,
+        /// When to try again, seconds.
+        retry_after_secs: u64,
+    },
     /// The account's balance cannot pay for what was asked (billing enforced).
     #[error("{message}")]
     PaymentRequired {
@@ -82,6 +93,7 @@ impl From<gantry_store::StoreError> for AppError {
         use gantry_store::StoreError as S;
         match e {
             S::Conflict { what } => Self::Conflict { what },
+            S::QuotaExceeded(e) => crate::app::quotas::refusal(e),
             e @ S::Unavailable => Self::Unavailable(e),
             e => Self::Internal { what: "store error".into(), source: Some(Box::new(e)) },
         }

@@ -16,6 +16,7 @@ use gantry_types::validate::validate_create_job;
 use gantry_types::{AccountId, JobId, RecipeId};
 
 use crate::app::error::AppError;
+use crate::app::quotas::Admission;
 use crate::state::{AppState, now_ms};
 
 /// What a secret reads as in responses.
@@ -33,9 +34,10 @@ pub async fn submit(
     account: AccountId,
     req: CreateJobRequest,
     source_recipe: Option<RecipeId>,
+    admission: Admission,
 ) -> Result<Job, AppError> {
     let spec = check(state, req).await?;
-    create(state, account, spec, source_recipe).await
+    create(state, account, spec, source_recipe, admission).await
 }
 
 /// Checks a create-job body as `POST /v1/jobs` does; recipes' payloads are checked
@@ -70,16 +72,20 @@ pub async fn create(
     account: AccountId,
     spec: JobSpec,
     source_recipe: Option<RecipeId>,
+    admission: Admission,
 ) -> Result<Job, AppError> {
     // An unknown GPU is a 400 now, not a job PENDING forever (the registry is in memory).
     crate::app::gpu_registry::check_job(state, &spec).await?;
     // An inactive consumer, or one who cannot pay an hour (billing enforced), stops here.
-    crate::app::ledger::admit(state, account, &spec).await?;
+    let profile = crate::app::ledger::admit(state, account, &spec).await?;
+    // The store checks the quotas in the insert's own serialized step (exact, and a
+    // refusal writes nothing); see `app::quotas`.
+    let quota = crate::app::quotas::job_quota(state.auth.quotas, &profile, admission);
     let mut job = spec.into_job(JobId::new(), account, now_ms());
     job.source_recipe_uuid = source_recipe.map(|r| r.to_string());
     job.parameters.parameters.map_secrets(|s| Ok::<_, AppError>(state.secrets.encrypt(s)))?;
     job.parameters.parameters.map_env(|v| Ok::<_, AppError>(state.secrets.encrypt(v)))?;
-    state.store.job_create(&job).await?;
+    state.store.job_create_within(&job, &quota).await?;
     state.signals.wake_scheduler();
     Ok(with_reason(state, view(state, job, Some(account))))
 }

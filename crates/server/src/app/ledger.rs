@@ -144,8 +144,12 @@ pub async fn node_earnings(state: &AppState, node: NodeId, owner: AccountId) -> 
 
 /// At submission: refuse (403) an inactive consumer and, when billing is enforced
 /// for them, refuse (402) a job whose cheapest matching offer's hour the available
-/// balance cannot pay.
-pub async fn admit(state: &AppState, account: AccountId, spec: &gantry_types::job::JobSpec) -> Result<(), AppError> {
+/// balance cannot pay. Returns the consumer's profile (its quotas apply next).
+pub async fn admit(
+    state: &AppState,
+    account: AccountId,
+    spec: &gantry_types::job::JobSpec,
+) -> Result<gantry_types::billing::ConsumerProfile, AppError> {
     let profile = crate::app::profiles::cached(state, account).await?;
     if !profile.is_active {
         return Err(AppError::Forbidden {
@@ -154,7 +158,7 @@ pub async fn admit(state: &AppState, account: AccountId, spec: &gantry_types::jo
         });
     }
     if !state.billing.config.enforce || !profile.is_compute_billing_enabled {
-        return Ok(());
+        return Ok(profile);
     }
     let quote = crate::app::offers::cheapest_quote(state, spec, &profile.allowed_region_codes).await?;
     let available = balance(state, account).await?.available_balance_micros;
@@ -168,5 +172,5 @@ pub async fn admit(state: &AppState, account: AccountId, spec: &gantry_types::jo
             ),
         });
     }
-    Ok(())
+    Ok(profile)
 }

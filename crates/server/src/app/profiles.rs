@@ -3,11 +3,15 @@
 //!
 //! Who may change what: the owner sets `allowed_region_codes` (restricting where
 //! their own jobs run harms no one); `is_active` and `is_compute_billing_enabled`
-//! decide whether a consumer may run and pay, so only operators (`.all` scope) set
-//! them; an owner trying to is a 403 naming the field.
+//! decide whether a consumer may run and pay, and the limits (`max_pending_jobs`,
+//! `max_stored_job_bytes`, `rate_limit_rps`: Gantry's, see `app::quotas`) how much it
+//! may take, so only operators (`.all` scope) set them; an owner trying to is a 403
+//! naming the field.
 
 use gantry_store::Page;
-use gantry_types::billing::{ConsumerProfile, ConsumerProfileFilter, UpdateConsumerProfileRequest, check_region_codes};
+use gantry_types::billing::{
+    ConsumerProfile, ConsumerProfileFilter, UpdateConsumerProfileRequest, check_profile_limits, check_region_codes,
+};
 use gantry_types::list::Paging;
 use gantry_types::{AccountId, Timestamp};
 
@@ -32,6 +36,13 @@ impl ProfileCache {
         entries.get(&account).filter(|(at, _)| at.elapsed() < Self::TTL).map(|(_, p)| p.clone())
     }
 
+    /// The cached profile's `rate_limit_rps` (`None`: not cached or stale), without
+    /// cloning the profile: every signed request asks.
+    fn rate_limit_rps(&self, account: AccountId) -> Option<Option<f64>> {
+        let entries = self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.get(&account).filter(|(at, _)| at.elapsed() < Self::TTL).map(|(_, p)| p.rate_limit_rps)
+    }
+
     fn put(&self, profile: &ConsumerProfile) {
         let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if entries.len() > 100_000 {
@@ -51,6 +62,14 @@ pub async fn cached(state: &AppState, account: AccountId) -> Result<ConsumerProf
     Ok(p)
 }
 
+/// The account's own request rate, if its profile sets one (see `crate::rate_limit`).
+pub async fn rate_limit_rps(state: &AppState, account: AccountId) -> Result<Option<f64>, AppError> {
+    match state.caches.profiles.rate_limit_rps(account) {
+        Some(rps) => Ok(rps),
+        None => Ok(cached(state, account).await?.rate_limit_rps),
+    }
+}
+
 /// The account's profile, created (active, billed) if it has none.
 pub async fn ensure(state: &AppState, account: AccountId) -> Result<ConsumerProfile, AppError> {
     let now = now_ms();
@@ -61,6 +80,9 @@ pub async fn ensure(state: &AppState, account: AccountId) -> Result<ConsumerProf
         is_active: true,
         is_compute_billing_enabled: true,
         allowed_region_codes: vec![],
+        max_pending_jobs: None,
+        max_stored_job_bytes: None,
+        rate_limit_rps: None,
         render_user_id: None,
         created_at: Timestamp(now),
         updated_at: Timestamp(now),
@@ -93,6 +115,7 @@ pub async fn update(
     if let Some(codes) = &patch.allowed_region_codes {
         check_region_codes("allowed_region_codes", codes, &mut errors);
     }
+    check_profile_limits(&patch, &mut errors);
     if !errors.is_empty() {
         return Err(errors.into());
     }
@@ -100,6 +123,9 @@ pub async fn update(
         let held_back = [
             ("is_active", patch.is_active.is_some()),
             ("is_compute_billing_enabled", patch.is_compute_billing_enabled.is_some()),
+            ("max_pending_jobs", patch.max_pending_jobs.is_some()),
+            ("max_stored_job_bytes", patch.max_stored_job_bytes.is_some()),
+            ("rate_limit_rps", patch.rate_limit_rps.is_some()),
         ];
         if let Some((field, _)) = held_back.iter().find(|f| f.1) {
             return Err(AppError::Forbidden {

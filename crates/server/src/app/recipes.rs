@@ -322,6 +322,7 @@ pub async fn cook(
     account: AccountId,
     id: RecipeId,
     body: CookRecipeRequest,
+    admission: crate::app::quotas::Admission,
 ) -> Result<Job, AppError> {
     let recipe = state.store.recipe_fetch(caller.viewer, id).await?.ok_or_else(|| not_found(id))?;
     let mut template = recipe.payload;
@@ -333,7 +334,7 @@ pub async fn cook(
     })?;
     let merged = cook_body(&template, body, &recipe.input_schema)?;
     let req: CreateJobRequest = gantry_types::validate::from_json(merged).map_err(|e| AppError::Validation(vec![e]))?;
-    let job = crate::app::jobs::submit(state, account, req, Some(recipe.uuid)).await?;
+    let job = crate::app::jobs::submit(state, account, req, Some(recipe.uuid), admission).await?;
     if let Err(e) = state.store.recipe_touch(recipe.uuid, now_ms()).await {
         // The job exists; a missed last_used_at is not worth failing the request.
         tracing::warn!(error = %chain(&e), recipe = %recipe.uuid, "could not record the recipe's last use");

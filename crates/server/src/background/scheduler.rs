@@ -24,7 +24,8 @@ use crate::app::error::AppError;
 use crate::app::jobs::redact;
 use crate::state::{AppState, now_ms};
 
-/// Most pending jobs considered per pass (oldest first).
+/// Most pending jobs considered per pass by default (`--scheduler-pass-limit`), split
+/// among the accounts with pending jobs (see [`read_snapshot`]).
 pub const PASS_LIMIT: u32 = 20_000;
 /// Most unplaced jobs whose reason is recomputed per pass.
 const EXPLAIN_LIMIT: usize = 200;
@@ -123,7 +124,8 @@ pub async fn pass(state: &AppState) -> Result<usize, AppError> {
 /// What one pass works from.
 struct Snapshot {
     nodes: Vec<NodeRecord>,
-    /// The oldest pending jobs (all of them up to [`PASS_LIMIT`]).
+    /// Each account's oldest pending jobs, within the pass limit (see
+    /// [`read_snapshot`]), oldest first overall.
     pending: Vec<Job>,
     /// Active runs (empty when no node is schedulable: nothing will be placed).
     active: Vec<RunRecord>,
@@ -132,16 +134,28 @@ struct Snapshot {
 }
 
 /// Reads nodes, pending jobs and active runs; `None` when nothing is pending.
+///
+/// The queue is read per account: the store's usage counters say which accounts have
+/// pending jobs, `gantry_scheduler::queue_shares` splits the pass limit among them
+/// (each gets at least its oldest job), and each account's oldest jobs are read by
+/// index. Reading the oldest N across all accounts let one account's backlog of more
+/// than N unplaceable jobs hide every other account's jobs (issue 15, point 4).
 async fn read_snapshot(state: &AppState) -> Result<Option<Snapshot>, AppError> {
     let nodes = state.store.node_list_all().await?;
     // With no node to place on, only the reasons of the oldest jobs need refreshing;
     // reading the whole queue would be wasted work.
     let schedulable = nodes.iter().any(capacity::is_schedulable);
-    let limit = if schedulable { PASS_LIMIT } else { EXPLAIN_LIMIT as u32 };
-    let pending = state.store.job_list_pending(limit).await?;
+    let limit = if schedulable { state.scheduling.pass_limit } else { EXPLAIN_LIMIT as u32 };
+    let accounts = state.store.job_pending_accounts().await?;
+    if accounts.is_empty() {
+        return Ok(None);
+    }
+    let shares = gantry_scheduler::queue_shares(&accounts, limit);
+    let mut pending = state.store.job_list_pending_by_account(&shares).await?;
     if pending.is_empty() {
         return Ok(None);
     }
+    pending.sort_by_key(|j| (j.created_at.0, j.uuid));
     let active = if schedulable { state.store.run_list_active().await? } else { Vec::new() };
     let views = capacity::node_views(&nodes, &active);
     Ok(Some(Snapshot { nodes, pending, active, views }))
@@ -283,9 +297,9 @@ fn explain_unplaced(
 ) {
     let names = |id: gantry_types::GpuModelId| state.caches.gpus.name(id).unwrap_or_else(|| id.to_string());
     let mut reasons = HashMap::new();
-    for id in unplaced.iter().take(EXPLAIN_LIMIT) {
+    for id in heads_first(snapshot, unplaced).into_iter().take(EXPLAIN_LIMIT) {
         // `requests` were built from `pending` in order, so one position finds both.
-        if let Some(i) = requests.iter().position(|r| r.id == *id) {
+        if let Some(i) = requests.iter().position(|r| r.id == id) {
             let mut reason = gantry_scheduler::explain(&snapshot.views, &requests[i], &names);
             let job = &snapshot.pending[i];
             if let Some(note) =
@@ -293,10 +307,32 @@ fn explain_unplaced(
             {
                 reason = format!("{reason}; {note}");
             }
-            reasons.insert(*id, reason);
+            reasons.insert(id, reason);
         }
     }
     *state.scheduling.pending_reasons.write().expect("reasons poisoned") = reasons;
+}
+
+/// The unplaced jobs, each account's first before anyone's second (and so on), so
+/// the explained ones include every account's head of line however long another
+/// account's backlog is.
+fn heads_first(snapshot: &Snapshot, unplaced: &[JobId]) -> Vec<JobId> {
+    let accounts: HashMap<JobId, AccountId> = snapshot.pending.iter().map(|j| (j.uuid, j.account_uuid)).collect();
+    let mut seen: HashMap<AccountId, usize> = HashMap::new();
+    let mut ranked: Vec<(usize, usize, JobId)> = unplaced
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let rank = accounts.get(id).map_or(0, |a| {
+                let n = seen.entry(*a).or_default();
+                *n += 1;
+                *n
+            });
+            (rank, i, *id)
+        })
+        .collect();
+    ranked.sort_unstable();
+    ranked.into_iter().map(|(_, _, id)| id).collect()
 }
 
 /// Placements per account over the last minute (the scheduler's memory for fairness

@@ -153,13 +153,16 @@ impl BillingStore for PgStore {
         let r = ProfileRow::new(&after);
         sqlx::query(
             "UPDATE consumer_profiles SET is_active = $2, is_compute_billing_enabled = $3, allowed_region_codes = $4, \
-             updated_at_ms = $5 WHERE uuid = $1",
+             updated_at_ms = $5, max_pending_jobs = $6, max_stored_job_bytes = $7, rate_limit_rps = $8 WHERE uuid = $1",
         )
         .bind(r.uuid)
         .bind(r.is_active)
         .bind(r.is_compute_billing_enabled)
         .bind(r.allowed_region_codes)
         .bind(now_ms)
+        .bind(r.max_pending_jobs)
+        .bind(r.max_stored_job_bytes)
+        .bind(r.rate_limit_rps)
         .execute(&mut *tx)
         .await
         .map_err(db("consumer profile update"))?;

@@ -7,26 +7,88 @@ use async_trait::async_trait;
 use gantry_types::job::{Job, JobStatus};
 use gantry_types::list::{JobFilter, Paging};
 use gantry_types::{AccountId, JobId};
-use sqlx::AssertSqlSafe;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::{PgStore, db, insert_static, record, write_error};
-use crate::jobs::{JobRow, JobStore, JobTransition, NewJobRow};
+use crate::jobs::{AccountUsage, JobQuota, JobRow, JobStore, JobTransition, NewJobRow};
 use crate::sql::row::insert_sql;
 use crate::sql::{self, JOB_COLUMNS, Placeholders, Subject};
-use crate::{Page, StoreResult};
+use crate::{Page, StoreError, StoreResult};
 
 /// The insert of a new job.
 static INSERT: LazyLock<String> = LazyLock::new(|| insert_sql::<NewJobRow>(Placeholders::Dollar, ""));
 
 #[async_trait]
 impl JobStore for PgStore {
-    async fn job_create(&self, job: &Job) -> StoreResult<()> {
-        insert_static(INSERT.as_str(), NewJobRow::new(job)?)
-            .execute(&self.pool)
+    async fn job_create_within(&self, job: &Job, quota: &JobQuota) -> StoreResult<()> {
+        let row = NewJobRow::new(job)?;
+        let conflict = write_error("job create", || Subject::job(job.uuid, job.account_uuid));
+        if !quota.is_limited() {
+            // One statement, as before quotas: the trigger moves the counters.
+            insert_static(INSERT.as_str(), row).execute(&self.pool).await.map_err(conflict)?;
+            self.wrote();
+            return Ok(());
+        }
+        // Submissions of one account under a quota take turns on a transaction-scoped
+        // advisory lock; the counters are read after it is taken (a new snapshot per
+        // statement under READ COMMITTED), so they include every earlier commit and the
+        // check is exact. A refusal rolls back: nothing is written.
+        let mut tx = self.pool.begin().await.map_err(db("job create"))?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('gantry.account_usage:' || $1, 0))")
+            .bind(&row.account_uuid)
+            .execute(&mut *tx)
             .await
-            .map_err(write_error("job create", || Subject::job(job.uuid, job.account_uuid)))?;
+            .map_err(db("job create (quota lock)"))?;
+        let usage = usage(&mut *tx, &row.account_uuid).await?;
+        quota
+            .check(usage, row.spec.len() as u64, job.status == JobStatus::Pending)
+            .map_err(StoreError::QuotaExceeded)?;
+        insert_static(INSERT.as_str(), row).execute(&mut *tx).await.map_err(conflict)?;
+        tx.commit().await.map_err(db("job create"))?;
         self.wrote();
         Ok(())
+    }
+
+    async fn job_usage(&self, account: AccountId) -> StoreResult<AccountUsage> {
+        usage(&self.pool, &account.to_string()).await
+    }
+
+    async fn job_pending_accounts(&self) -> StoreResult<Vec<(AccountId, u64)>> {
+        let rows = sqlx::query(
+            // A shard's count never goes below 0 (a job's changes all land on its shard),
+            // so the partial index's rows hold every pending job.
+            "SELECT account_uuid, SUM(pending_jobs)::bigint FROM account_usage WHERE pending_jobs > 0 \
+             GROUP BY account_uuid ORDER BY account_uuid",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("job pending accounts"))?;
+        rows.iter()
+            .map(|r| {
+                let (account, n): (String, i64) = (r.get(0), r.get(1));
+                Ok((sql::parse_account(&account)?, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
+
+    async fn job_list_pending_by_account(&self, shares: &[(AccountId, u32)]) -> StoreResult<Vec<Job>> {
+        // One statement: per account, an index range scan of its oldest PENDING jobs
+        // (jobs_account_status_created), LIMIT n each.
+        let accounts: Vec<String> = shares.iter().map(|(a, _)| a.to_string()).collect();
+        let limits: Vec<i64> = shares.iter().map(|(_, n)| i64::from(*n)).collect();
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM unnest($1::text[], $2::bigint[]) AS s(account, n) \
+             CROSS JOIN LATERAL (SELECT * FROM jobs WHERE jobs.account_uuid = s.account AND jobs.status = $3 \
+             ORDER BY jobs.created_at_ms, jobs.uuid LIMIT s.n) AS jobs"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(accounts)
+            .bind(limits)
+            .bind(JobStatus::Pending.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("job list pending by account"))?;
+        rows.iter().map(record::<JobRow>).collect()
     }
 
     async fn job_fetch(&self, account: Option<AccountId>, id: JobId) -> StoreResult<Option<Job>> {
@@ -87,4 +149,18 @@ impl JobStore for PgStore {
             .map_err(db("job list pending"))?;
         rows.iter().map(record::<JobRow>).collect()
     }
+}
+
+/// The account's counters, summed over its shards (none yet is zero).
+async fn usage<'e, E: sqlx::PgExecutor<'e>>(executor: E, account: &str) -> StoreResult<AccountUsage> {
+    let row = sqlx::query(
+        "SELECT COALESCE(SUM(pending_jobs), 0)::bigint, COALESCE(SUM(job_bytes), 0)::bigint \
+         FROM account_usage WHERE account_uuid = $1",
+    )
+    .bind(account)
+    .fetch_one(executor)
+    .await
+    .map_err(db("job usage"))?;
+    let (pending, bytes): (i64, i64) = (row.get(0), row.get(1));
+    Ok(AccountUsage { pending_jobs: u64::try_from(pending).unwrap_or(0), job_bytes: u64::try_from(bytes).unwrap_or(0) })
 }

@@ -154,7 +154,8 @@ impl BillingStore for SqliteStore {
                 let r = ProfileRow::new(&after);
                 conn.prepare_cached(
                     "UPDATE consumer_profiles SET is_active = ?2, is_compute_billing_enabled = ?3, \
-                     allowed_region_codes = ?4, updated_at_ms = ?5 WHERE uuid = ?1",
+                     allowed_region_codes = ?4, updated_at_ms = ?5, max_pending_jobs = ?6, \
+                     max_stored_job_bytes = ?7, rate_limit_rps = ?8 WHERE uuid = ?1",
                 )
                 .and_then(|mut s| {
                     s.execute(params![
@@ -162,7 +163,10 @@ impl BillingStore for SqliteStore {
                         r.is_active,
                         r.is_compute_billing_enabled,
                         r.allowed_region_codes,
-                        now_ms
+                        now_ms,
+                        r.max_pending_jobs,
+                        r.max_stored_job_bytes,
+                        r.rate_limit_rps
                     ])
                 })
                 .map_err(db("consumer profile update"))?;

@@ -11,11 +11,11 @@ use gantry_types::{AccountId, JobId};
 use rusqlite::params;
 
 use super::SqliteStore;
-use super::rows::{self, write_error};
-use crate::jobs::{JobRow, JobStore, JobTransition, NewJobRow};
+use super::rows::{self, db, write_error};
+use crate::jobs::{AccountUsage, JobQuota, JobRow, JobStore, JobTransition, NewJobRow};
 use crate::sql::row::insert_sql;
 use crate::sql::{self, JOB_COLUMNS, Placeholders, Subject};
-use crate::{Page, StoreResult};
+use crate::{Page, StoreError, StoreResult};
 
 /// The insert of a new job.
 static INSERT: LazyLock<String> = LazyLock::new(|| insert_sql::<NewJobRow>(Placeholders::Question, ""));
@@ -26,17 +26,93 @@ fn job_select(condition: &str) -> String {
 
 #[async_trait]
 impl JobStore for SqliteStore {
-    async fn job_create(&self, job: &Job) -> StoreResult<()> {
+    async fn job_create_within(&self, job: &Job, quota: &JobQuota) -> StoreResult<()> {
         // Serialize here, on the caller's thread; the writer thread only inserts.
         let row = NewJobRow::new(job)?;
-        let (id, account) = (job.uuid, job.account_uuid);
+        let (id, account, quota) = (job.uuid, job.account_uuid, *quota);
+        let pending = job.status == JobStatus::Pending;
         self.writer
             .write(move |conn| {
+                // One writer, and this op runs in its own savepoint: the counters move
+                // in the same step as the insert (a failed insert rolls both back), so
+                // they are exact. The quota check is the UPDATE's condition, so a
+                // submission under its quotas costs one statement besides the insert;
+                // SQLite has no insert trigger for this reason (status changes, spec
+                // changes and deletes are counted by triggers, migration 0006).
+                let bytes = row.spec.len() as u64;
+                let add = (i64::from(pending), i64::try_from(bytes).unwrap_or(i64::MAX));
+                let limits = (
+                    quota.max_pending_jobs.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+                    quota.max_job_bytes.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+                );
+                let moved = conn
+                    .prepare_cached(
+                        "UPDATE account_usage SET pending_jobs = pending_jobs + ?2, job_bytes = job_bytes + ?3 \
+                         WHERE account_uuid = ?1 AND shard = 0 \
+                         AND (?4 IS NULL OR ?2 = 0 OR pending_jobs + ?2 <= ?4) \
+                         AND (?5 IS NULL OR job_bytes + ?3 <= ?5)",
+                    )
+                    .and_then(|mut st| st.execute(params![row.account_uuid, add.0, add.1, limits.0, limits.1]))
+                    .map_err(db("job create (usage)"))?;
+                if moved == 0 {
+                    // No counters yet, or over a quota: the cold path says which.
+                    let usage = usage(conn, &row.account_uuid)?;
+                    quota.check(usage, bytes, pending).map_err(StoreError::QuotaExceeded)?;
+                    conn.prepare_cached(
+                        "INSERT INTO account_usage (account_uuid, shard, pending_jobs, job_bytes) VALUES (?1, 0, ?2, ?3) \
+                         ON CONFLICT (account_uuid, shard) DO UPDATE \
+                         SET pending_jobs = pending_jobs + excluded.pending_jobs, job_bytes = job_bytes + excluded.job_bytes",
+                    )
+                    .and_then(|mut st| st.execute(params![row.account_uuid, add.0, add.1]))
+                    .map_err(db("job create (usage)"))?;
+                }
                 rows::insert(conn, &INSERT, &row)
                     .map(drop)
                     .map_err(write_error("job create", || Subject::job(id, account)))
             })
             .await
+    }
+
+    async fn job_usage(&self, account: AccountId) -> StoreResult<AccountUsage> {
+        let account = account.to_string();
+        self.read(move |conn| usage(conn, &account)).await
+    }
+
+    async fn job_pending_accounts(&self) -> StoreResult<Vec<(AccountId, u64)>> {
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached(
+                    "SELECT account_uuid, pending_jobs FROM account_usage WHERE pending_jobs > 0 ORDER BY account_uuid",
+                )
+                .and_then(|mut s| {
+                    s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(db("job pending accounts"))?;
+            rows.into_iter().map(|(a, n)| Ok((sql::parse_account(&a)?, u64::try_from(n).unwrap_or(0)))).collect()
+        })
+        .await
+    }
+
+    async fn job_list_pending_by_account(&self, shares: &[(AccountId, u32)]) -> StoreResult<Vec<Job>> {
+        let shares: Vec<(String, u32)> = shares.iter().map(|(a, n)| (a.to_string(), *n)).collect();
+        self.read(move |conn| {
+            // One index range per account (jobs_account_status_created), in one read
+            // transaction so every account is read as of one commit.
+            let tx = conn.unchecked_transaction().map_err(db("job list pending by account"))?;
+            let sql = format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE account_uuid = ?1 AND status = ?2 \
+                 ORDER BY created_at_ms, uuid LIMIT ?3"
+            );
+            let mut jobs = Vec::new();
+            for (account, n) in &shares {
+                let params = params![account, JobStatus::Pending.as_str(), n];
+                jobs.extend(rows::all::<JobRow>(&tx, &sql, params, "job list pending by account")?);
+            }
+            tx.finish().map_err(db("job list pending by account"))?;
+            Ok(jobs)
+        })
+        .await
     }
 
     async fn job_fetch(&self, account: Option<AccountId>, id: JobId) -> StoreResult<Option<Job>> {
@@ -97,4 +173,15 @@ impl JobStore for SqliteStore {
         })
         .await
     }
+}
+
+/// The account's counters (one row on SQLite; none yet is zero).
+fn usage(conn: &rusqlite::Connection, account: &str) -> StoreResult<AccountUsage> {
+    use rusqlite::OptionalExtension;
+    let row: Option<(i64, i64)> = conn
+        .prepare_cached("SELECT pending_jobs, job_bytes FROM account_usage WHERE account_uuid = ?1 AND shard = 0")
+        .and_then(|mut s| s.query_row([account], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .map_err(db("job usage"))?;
+    let (pending, bytes) = row.unwrap_or((0, 0));
+    Ok(AccountUsage { pending_jobs: u64::try_from(pending).unwrap_or(0), job_bytes: u64::try_from(bytes).unwrap_or(0) })
 }

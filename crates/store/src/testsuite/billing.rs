@@ -24,6 +24,9 @@ fn profile(account: AccountId, at: i64) -> ConsumerProfile {
         is_active: true,
         is_compute_billing_enabled: true,
         allowed_region_codes: vec![],
+        max_pending_jobs: None,
+        max_stored_job_bytes: None,
+        rate_limit_rps: None,
         render_user_id: None,
         created_at: Timestamp(at),
         updated_at: Timestamp(at),
@@ -67,6 +70,7 @@ pub async fn consumer_profile_ensure_update_and_scope(store: &dyn Store) {
         allowed_region_codes: Some(vec!["eu-west-1".into(), "us-east-1".into()]),
         is_compute_billing_enabled: Some(false),
         is_active: None,
+        ..Default::default()
     };
     assert_eq!(store.consumer_profile_update(Some(b), first.uuid, &patch, T0 + 9).await.unwrap(), None);
     let after = store.consumer_profile_update(Some(a), first.uuid, &patch, T0 + 9).await.unwrap().unwrap();

@@ -1,0 +1,167 @@
+//! Conformance checks for the per-account usage counters (pending jobs, stored job
+//! bytes), quota-checked creation, and the scheduler's per-account read of the queue.
+
+use std::sync::Arc;
+
+use gantry_types::job::{Job, JobStatus};
+use gantry_types::{AccountId, JobId};
+
+use super::cluster::{new_node, place, run_record};
+use super::{StoreFixture, T0, job, new_account};
+use crate::{AccountUsage, JobQuota, JobTransition, Quota, QuotaExceeded, Store, StoreError};
+
+/// The bytes a job adds to its account's usage: its stored JSON.
+fn bytes(job: &Job) -> u64 {
+    serde_json::to_string(job).expect("job encodes").len() as u64
+}
+
+fn change(from: JobStatus, to: JobStatus, now_ms: i64) -> JobTransition {
+    JobTransition { from: vec![from], to, reason: None, now_ms }
+}
+
+fn usage(pending_jobs: u64, job_bytes: u64) -> AccountUsage {
+    AccountUsage { pending_jobs, job_bytes }
+}
+
+fn quota_error(result: Result<(), StoreError>) -> QuotaExceeded {
+    match result {
+        Err(StoreError::QuotaExceeded(e)) => e,
+        other => panic!("expected QuotaExceeded, got {other:?}"),
+    }
+}
+
+/// The counters follow every way a job enters or leaves PENDING (create, cancel,
+/// placement, retry) and count the bytes of every stored job, multi-byte text included.
+pub async fn job_usage_follows_status_changes(store: &dyn Store) {
+    let (a, b) = (new_account(store, "Usage A").await, new_account(store, "Usage B").await);
+    assert_eq!(store.job_usage(a).await.unwrap(), usage(0, 0), "no jobs yet");
+    let mut jobs = Vec::new();
+    for i in 0..3 {
+        let mut j = job(a, T0 + i, i as usize);
+        j.title = format!("entraînement-{i} ✓"); // bytes, not characters
+        store.job_create(&j).await.unwrap();
+        jobs.push(j);
+    }
+    let mut done = job(a, T0 + 10, 4);
+    done.status = JobStatus::Completed;
+    store.job_create(&done).await.unwrap();
+    let total: u64 = jobs.iter().chain([&done]).map(bytes).sum();
+    assert_eq!(store.job_usage(a).await.unwrap(), usage(3, total));
+    assert_eq!(store.job_usage(b).await.unwrap(), usage(0, 0), "accounts are separate");
+
+    store.job_transition(None, jobs[0].uuid, &change(JobStatus::Pending, JobStatus::Cancelled, T0 + 20)).await.unwrap();
+    assert_eq!(store.job_usage(a).await.unwrap(), usage(2, total), "cancel leaves PENDING; bytes stay stored");
+    // A refused compare-and-set changes nothing.
+    store.job_transition(None, jobs[0].uuid, &change(JobStatus::Pending, JobStatus::Failed, T0 + 21)).await.unwrap();
+    assert_eq!(store.job_usage(a).await.unwrap(), usage(2, total));
+
+    let node = new_node(store, a, T0, 1).await;
+    assert!(place(store, jobs[1].uuid, &[run_record(&jobs[1], &node, 0, 0, T0 + 30)], T0 + 30).await);
+    assert_eq!(store.job_usage(a).await.unwrap(), usage(1, total), "placement leaves PENDING");
+    store.job_transition(None, jobs[1].uuid, &change(JobStatus::Assigned, JobStatus::Pending, T0 + 40)).await.unwrap();
+    assert_eq!(store.job_usage(a).await.unwrap(), usage(2, total), "a retry is PENDING again");
+    assert_eq!(store.job_pending_accounts().await.unwrap(), vec![(a, 2)]);
+}
+
+/// Over a quota nothing is written and the error names the quota, its limit and the
+/// usage; under it the job is created; other accounts are unaffected.
+pub async fn job_create_within_quota(store: &dyn Store) {
+    let (a, b) = (new_account(store, "Quota A").await, new_account(store, "Quota B").await);
+    let pending_two = JobQuota { max_pending_jobs: Some(2), max_job_bytes: None };
+    let first = job(a, T0, 0);
+    store.job_create_within(&first, &pending_two).await.unwrap();
+    store.job_create_within(&job(a, T0 + 1, 1), &pending_two).await.unwrap();
+    let refused = job(a, T0 + 2, 2);
+    let e = quota_error(store.job_create_within(&refused, &pending_two).await);
+    assert_eq!(e, QuotaExceeded { quota: Quota::PendingJobs, limit: 2, usage: 2, adding: 1 });
+    assert_eq!(store.job_fetch(None, refused.uuid).await.unwrap(), None, "nothing written");
+    assert_eq!(store.job_usage(a).await.unwrap().pending_jobs, 2);
+    store.job_create_within(&job(b, T0 + 3, 3), &pending_two).await.unwrap();
+    // A job that is not PENDING does not count against the pending quota.
+    let mut done = job(a, T0 + 4, 4);
+    done.status = JobStatus::Completed;
+    store.job_create_within(&done, &pending_two).await.unwrap();
+    // Room again once a job leaves PENDING.
+    store.job_transition(None, first.uuid, &change(JobStatus::Pending, JobStatus::Cancelled, T0 + 5)).await.unwrap();
+    store.job_create_within(&refused, &pending_two).await.unwrap();
+
+    // Bytes: a job that would pass the limit by one byte is refused; an exact fit is not.
+    let used = store.job_usage(a).await.unwrap().job_bytes;
+    let next = job(a, T0 + 6, 5);
+    let tight = JobQuota { max_pending_jobs: None, max_job_bytes: Some(used + bytes(&next) - 1) };
+    let e = quota_error(store.job_create_within(&next, &tight).await);
+    assert_eq!(
+        e,
+        QuotaExceeded { quota: Quota::JobBytes, limit: used + bytes(&next) - 1, usage: used, adding: bytes(&next) }
+    );
+    assert_eq!(store.job_fetch(None, next.uuid).await.unwrap(), None, "nothing written");
+    assert_eq!(store.job_usage(a).await.unwrap().job_bytes, used);
+    let exact = JobQuota { max_pending_jobs: None, max_job_bytes: Some(used + bytes(&next)) };
+    store.job_create_within(&next, &exact).await.unwrap();
+    assert_eq!(store.job_usage(a).await.unwrap().job_bytes, used + bytes(&next));
+    // A duplicate uuid is still a conflict under a quota, and is not counted.
+    assert!(matches!(store.job_create_within(&next, &JobQuota::UNLIMITED).await, Err(StoreError::Conflict { .. })));
+    assert_eq!(store.job_usage(a).await.unwrap().job_bytes, used + bytes(&next));
+}
+
+/// The scheduler's fair read: which accounts have pending jobs (and how many), and the
+/// oldest `n` of each, whatever the others hold.
+pub async fn job_list_pending_by_account_takes_each_head(store: &dyn Store) {
+    let (big, small, idle) =
+        (new_account(store, "Backlog").await, new_account(store, "Single").await, new_account(store, "Idle").await);
+    let mut backlog = Vec::new();
+    for i in 0..6 {
+        let j = job(big, T0 + i, i as usize);
+        store.job_create(&j).await.unwrap();
+        backlog.push(j);
+    }
+    let single = job(small, T0 + 100, 1);
+    store.job_create(&single).await.unwrap();
+    let mut done = job(idle, T0, 2);
+    done.status = JobStatus::Completed;
+    store.job_create(&done).await.unwrap();
+
+    let mut expected = vec![(big, 6), (small, 1)];
+    expected.sort_by_key(|(a, _)| a.to_string());
+    assert_eq!(store.job_pending_accounts().await.unwrap(), expected, "idle accounts are not listed");
+    let got = store.job_list_pending_by_account(&[(big, 2), (small, 5), (idle, 3)]).await.unwrap();
+    let mut ids: Vec<JobId> = got.iter().map(|j| j.uuid).collect();
+    ids.sort();
+    let mut want = vec![backlog[0].uuid, backlog[1].uuid, single.uuid];
+    want.sort();
+    assert_eq!(ids, want, "each account's oldest n, pending only");
+    assert_eq!(got.iter().find(|j| j.uuid == single.uuid), Some(&single), "full jobs");
+    assert!(store.job_list_pending_by_account(&[]).await.unwrap().is_empty());
+    assert!(store.job_list_pending_by_account(&[(AccountId::new(), 5)]).await.unwrap().is_empty());
+}
+
+/// Concurrent submissions of one account under a quota: exactly the quota succeed,
+/// the rest are refused, and the counter agrees with the jobs stored.
+pub async fn job_create_within_quota_concurrent(fixture: &mut dyn StoreFixture) {
+    const N: i64 = 60;
+    const LIMIT: u64 = 25;
+    let store = fixture.store();
+    let account = new_account(&*store, "Concurrent quota").await;
+    let quota = JobQuota { max_pending_jobs: Some(LIMIT), max_job_bytes: None };
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.job_create_within(&job(account, T0 + i, i as usize), &quota).await })
+        })
+        .collect();
+    let (mut created, mut refused) = (0, 0);
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(()) => created += 1,
+            Err(StoreError::QuotaExceeded(e)) => {
+                assert_eq!((e.quota, e.limit, e.usage), (Quota::PendingJobs, LIMIT, LIMIT));
+                refused += 1;
+            }
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!((created, refused), (LIMIT, N as u64 - LIMIT));
+    let stored = store.job_list_pending(u32::MAX).await.unwrap().iter().filter(|j| j.account_uuid == account).count();
+    assert_eq!(stored as u64, LIMIT);
+    assert_eq!(store.job_usage(account).await.unwrap().pending_jobs, LIMIT);
+}
