@@ -7,7 +7,7 @@
 //!
 //! **Layout: one resource, one trait, one file per backend.** Each resource module
 //! ([`accounts`], [`api_keys`], [`jobs`], [`cluster`] (nodes and job runs),
-//! [`gpu_models`], [`recipes`], [`billing`]) holds its records and its trait
+//! [`gpu_models`], [`recipes`], [`billing`], [`events`]) holds its records and its trait
 //! ([`AccountStore`], [`ApiKeyStore`], ...). Each backend implements that trait
 //! directly in its file of the same name (`sqlite/jobs.rs`, `postgres/jobs.rs`), and
 //! the conformance suite checks it in its module of the same name
@@ -43,6 +43,7 @@ pub mod api_keys;
 pub mod backup;
 pub mod billing;
 pub mod cluster;
+pub mod events;
 pub mod gpu_models;
 pub mod jobs;
 pub mod migrate;
@@ -59,6 +60,7 @@ pub use accounts::{AccountRecord, AccountStore};
 pub use api_keys::{ApiKeyRecord, ApiKeyStore};
 pub use billing::{BillingStore, CreditPurchaseRecord, LedgerPosting, LedgerSide, PLATFORM_ACCOUNT, PurchaseKey};
 pub use cluster::{ClusterStore, JobPlacement, NodeRecord, RunFilter, RunRecord, RunUpdate};
+pub use events::{EventHorizon, EventStore};
 pub use gpu_models::GpuModelStore;
 pub use jobs::{JobStore, JobTransition};
 pub use recipes::{RecipeRecord, RecipeStore, RecipeViewer};
@@ -151,6 +153,7 @@ pub trait Store:
     + GpuModelStore
     + RecipeStore
     + BillingStore
+    + EventStore
     + Send
     + Sync
     + 'static
@@ -166,6 +169,7 @@ impl<T> Store for T where
         + GpuModelStore
         + RecipeStore
         + BillingStore
+        + EventStore
         + Send
         + Sync
         + 'static

@@ -44,6 +44,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 3, name: "nodes_runs", sql: include_str!("../migrations/sqlite/0003_nodes_runs.sql") },
     Migration { version: 4, name: "recipes", sql: include_str!("../migrations/sqlite/0004_recipes.sql") },
     Migration { version: 5, name: "billing", sql: include_str!("../migrations/sqlite/0005_billing.sql") },
+    Migration { version: 8, name: "events", sql: include_str!("../migrations/sqlite/0008_events.sql") },
 ];
 
 /// PostgreSQL migrations, oldest first (same versions as [`SQLITE`]).
@@ -53,6 +54,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 3, name: "nodes_runs", sql: include_str!("../migrations/postgres/0003_nodes_runs.sql") },
     Migration { version: 4, name: "recipes", sql: include_str!("../migrations/postgres/0004_recipes.sql") },
     Migration { version: 5, name: "billing", sql: include_str!("../migrations/postgres/0005_billing.sql") },
+    Migration { version: 8, name: "events", sql: include_str!("../migrations/postgres/0008_events.sql") },
 ];
 
 /// The newest schema version this binary knows (both backends share versions).

@@ -34,6 +34,7 @@ mod accounts;
 mod api_keys;
 mod billing;
 mod cluster;
+mod events;
 mod gpu_models;
 mod jobs;
 mod recipes;
@@ -43,6 +44,7 @@ pub use self::accounts::*;
 pub use self::api_keys::*;
 pub use self::billing::*;
 pub use self::cluster::*;
+pub use self::events::*;
 pub use self::gpu_models::*;
 pub use self::jobs::*;
 pub use self::recipes::*;
@@ -114,6 +116,9 @@ macro_rules! store_test_suite {
             ledger_post_balances_and_is_idempotent,
             run_list_unbilled_and_node_earnings,
             credit_purchase_settles_once,
+            event_log_follows_changes,
+            event_not_written_when_the_change_fails,
+            event_prune_moves_the_horizon,
         );
         $crate::store_test_suite!(@fixture $fixture;
             job_create_concurrent,
@@ -124,6 +129,7 @@ macro_rules! store_test_suite {
             recipes_survive_reopen,
             ledger_concurrent_charges,
             billing_survives_reopen,
+            event_ids_follow_commit_order,
         );
     };
     (@store $fixture:expr; $($name:ident),* $(,)?) => {$(

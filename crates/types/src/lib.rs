@@ -13,6 +13,7 @@ pub mod api_key;
 pub mod billing;
 pub mod docker_ref;
 pub mod error;
+pub mod event;
 pub mod gpu;
 pub mod ids;
 pub mod job;

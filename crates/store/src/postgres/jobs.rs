@@ -4,12 +4,14 @@
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
+use gantry_types::event::EventType;
 use gantry_types::job::{Job, JobStatus};
 use gantry_types::list::{JobFilter, Paging};
 use gantry_types::{AccountId, JobId};
 use sqlx::AssertSqlSafe;
 
-use super::{PgStore, db, insert_static, record, write_error};
+use super::{PgStore, db, events, insert_static, record, write_error};
+use crate::events::NewEventRow;
 use crate::jobs::{JobRow, JobStore, JobTransition, NewJobRow};
 use crate::sql::row::insert_sql;
 use crate::sql::{self, JOB_COLUMNS, Placeholders, Subject};
@@ -21,11 +23,17 @@ static INSERT: LazyLock<String> = LazyLock::new(|| insert_sql::<NewJobRow>(Place
 #[async_trait]
 impl JobStore for PgStore {
     async fn job_create(&self, job: &Job) -> StoreResult<()> {
-        insert_static(INSERT.as_str(), NewJobRow::new(job)?)
-            .execute(&self.pool)
+        let row = NewJobRow::new(job)?;
+        let event = NewEventRow::job(EventType::JobCreated, job, job.created_at.0)?;
+        let mut tx = self.pool.begin().await.map_err(db("job create"))?;
+        insert_static(INSERT.as_str(), row)
+            .execute(&mut *tx)
             .await
             .map_err(write_error("job create", || Subject::job(job.uuid, job.account_uuid)))?;
+        let id = events::append(&mut tx, &[event]).await?;
+        tx.commit().await.map_err(db("job create"))?;
         self.wrote();
+        self.published(id);
         Ok(())
     }
 
@@ -61,6 +69,7 @@ impl JobStore for PgStore {
              WHERE uuid = $6 AND status = ANY($7) AND ($8::text IS NULL OR account_uuid = $8) \
              RETURNING {JOB_COLUMNS}"
         );
+        let mut tx = self.pool.begin().await.map_err(db("job transition"))?;
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(transition.to.as_str())
             .bind(&transition.reason)
@@ -70,11 +79,19 @@ impl JobStore for PgStore {
             .bind(id.to_string())
             .bind(from)
             .bind(account.map(|a| a.to_string()))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db("job transition"))?;
+        let job = row.as_ref().map(record::<JobRow>).transpose()?;
+        let mut id = 0;
+        if let Some(job) = &job {
+            let event = NewEventRow::job(EventType::JobStatusChanged, job, transition.now_ms)?;
+            id = events::append(&mut tx, &[event]).await?;
+        }
+        tx.commit().await.map_err(db("job transition"))?;
         self.wrote();
-        row.as_ref().map(record::<JobRow>).transpose()
+        self.published(id);
+        Ok(job)
     }
 
     async fn job_list_pending(&self, limit: u32) -> StoreResult<Vec<Job>> {

@@ -5,13 +5,15 @@
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
+use gantry_types::event::EventType;
 use gantry_types::job::{Job, JobStatus};
 use gantry_types::list::{JobFilter, Paging};
 use gantry_types::{AccountId, JobId};
 use rusqlite::params;
 
-use super::SqliteStore;
+use super::{SqliteStore, events};
 use super::rows::{self, write_error};
+use crate::events::NewEventRow;
 use crate::jobs::{JobRow, JobStore, JobTransition, NewJobRow};
 use crate::sql::row::insert_sql;
 use crate::sql::{self, JOB_COLUMNS, Placeholders, Subject};
@@ -29,12 +31,12 @@ impl JobStore for SqliteStore {
     async fn job_create(&self, job: &Job) -> StoreResult<()> {
         // Serialize here, on the caller's thread; the writer thread only inserts.
         let row = NewJobRow::new(job)?;
+        let event = NewEventRow::job(EventType::JobCreated, job, job.created_at.0)?;
         let (id, account) = (job.uuid, job.account_uuid);
         self.writer
             .write(move |conn| {
-                rows::insert(conn, &INSERT, &row)
-                    .map(drop)
-                    .map_err(write_error("job create", || Subject::job(id, account)))
+                rows::insert(conn, &INSERT, &row).map_err(write_error("job create", || Subject::job(id, account)))?;
+                events::append(conn, &event)
             })
             .await
     }
@@ -85,7 +87,11 @@ impl JobStore for SqliteStore {
                     from,
                     scope,
                 ];
-                rows::one::<JobRow>(conn, &sql, params, "job transition")
+                let job = rows::one::<JobRow>(conn, &sql, params, "job transition")?;
+                if let Some(job) = &job {
+                    events::append(conn, &NewEventRow::job(EventType::JobStatusChanged, job, t.now_ms)?)?;
+                }
+                Ok(job)
             })
             .await
     }
