@@ -94,6 +94,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         max_ports_per_job: 32,
         rate_limit_rps: 0.0,
         rate_limit_burst: None,
+        event_retention_hours: 168,
         service: Default::default(),
     };
     let server = gantry_server::start_with_store(server_args.config()?, store)

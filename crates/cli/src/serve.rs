@@ -63,6 +63,10 @@ pub struct ServerArgs {
     /// Requests an idle account may make at once (default: twice the rate).
     #[arg(long, env = "GANTRY_RATE_LIMIT_BURST", value_name = "N")]
     pub rate_limit_burst: Option<f64>,
+    /// How long events are kept for `GET /v1/events` and webhooks, in hours
+    /// (resuming from an older event id is refused with 410 Gone).
+    #[arg(long, env = "GANTRY_EVENT_RETENTION_HOURS", value_name = "HOURS", default_value_t = 168)]
+    pub event_retention_hours: u64,
     #[command(flatten)]
     pub service: ServerServiceArgs,
 }
@@ -113,6 +117,8 @@ impl ServerArgs {
             config.connections.max_connections = max;
         }
         config.max_ports_per_job = self.max_ports_per_job;
+        anyhow::ensure!(self.event_retention_hours > 0, "--event-retention-hours must be at least 1");
+        config.event_retention = std::time::Duration::from_secs(self.event_retention_hours.saturating_mul(3600));
         anyhow::ensure!(
             self.rate_limit_rps.is_finite() && self.rate_limit_rps >= 0.0,
             "--rate-limit-rps must be a number >= 0"

@@ -4,6 +4,8 @@
 //! users run. Every request is signed with a fresh nonce and timestamp; retries are
 //! left to callers, and must re-sign (nonces are single-use).
 
+mod events;
+
 use std::time::Duration;
 
 use gantry_types::account::User;
@@ -19,6 +21,16 @@ use gantry_types::{ApiKeyId, ErrorBody, JobId, JobRunId, RecipeId};
 use reqwest::Method;
 pub use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
+
+pub use events::{EventStream, EventsQuery};
+
+/// The error of a failed response: the API's error body, or what came instead.
+pub(crate) fn error_of(status: StatusCode, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(body) => ClientError::Api { status, body },
+        Err(_) => ClientError::Decode { status, detail: String::from_utf8_lossy(bytes).into_owned() },
+    }
+}
 
 /// Where and as whom to connect.
 #[derive(Clone, Debug)]

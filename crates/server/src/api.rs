@@ -8,6 +8,7 @@
 mod api_keys;
 mod common_responses;
 mod compute;
+mod events;
 mod gpu_registry;
 mod job_runs;
 mod jobs;
@@ -51,7 +52,8 @@ use crate::state::AppState;
         (name = "job-runs", description = "Executions of jobs on nodes, with logs"),
         (name = "nodes", description = "Machines that run jobs; drain and undrain"),
         (name = "node-protocol", description = "What gantry agent speaks: register, then sync"),
-        (name = "billing", description = "Consumer profiles, compute offers, balances, the ledger and credit purchases")
+        (name = "billing", description = "Consumer profiles, compute offers, balances, the ledger and credit purchases"),
+        (name = "events", description = "What happened, in order: the event stream (SSE or JSON long-poll), resumable by id")
     )
 )]
 struct ApiDoc;
@@ -106,6 +108,7 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(compute::create_credit_purchase, compute::list_credit_purchases))
         .routes(routes!(compute::reconcile_credit_purchase))
         .routes(routes!(compute::settle_credit_purchase))
+        .routes(routes!(events::list_events))
 }
 
 /// The OpenAPI document of the signed API, as committed in `openapi/api.json`.

@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod caller;
 pub mod capacity;
 pub mod error;
+pub mod events;
 pub mod gpu_registry;
 pub mod jobs;
 pub mod ledger;

@@ -9,6 +9,7 @@
 //! activation is the retry. Errors are logged and counted, never fatal.
 
 pub mod billing;
+pub mod events;
 pub mod lifecycle;
 pub mod scheduler;
 
@@ -69,6 +70,7 @@ pub fn spawn(state: Arc<AppState>) -> Loops {
         ("scheduler", tokio::spawn(scheduler::run(state.clone()))),
         ("lifecycle", tokio::spawn(lifecycle::run(state.clone()))),
         ("billing", tokio::spawn(billing::run(state.clone()))),
+        ("event log", tokio::spawn(events::run(state.clone()))),
         ("usage flusher", tokio::spawn(crate::usage::run_flusher(state.clone()))),
         ("gpu registry refresher", tokio::spawn(crate::app::gpu_registry::run_refresher(state))),
     ];

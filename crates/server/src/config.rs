@@ -4,6 +4,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// Events are kept a week by default.
+pub const DEFAULT_EVENT_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 /// How a server runs.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -34,6 +37,9 @@ pub struct ServerConfig {
     /// How often the stored-state metrics gauges are recomputed (`/metrics` itself
     /// never reads the store).
     pub metrics_refresh_every: std::time::Duration,
+    /// How long events are kept (`GET /v1/events`, webhooks); resuming from an older
+    /// id is a 410.
+    pub event_retention: std::time::Duration,
 }
 
 /// Billing: what compute costs and who gets what. Amounts are micro-USD per hour.
@@ -90,6 +96,7 @@ impl ServerConfig {
             connections: Default::default(),
             rate_limits: Default::default(),
             metrics_refresh_every: std::time::Duration::from_secs(1),
+            event_retention: DEFAULT_EVENT_RETENTION,
         }
     }
 }

@@ -132,6 +132,7 @@ fn app_status(e: AppError) -> (StatusCode, &'static str, String, Vec<FieldError>
             (StatusCode::BAD_REQUEST, "validation_failed", message, details)
         }
         AppError::PaymentRequired { message } => (StatusCode::PAYMENT_REQUIRED, "payment_required", message, vec![]),
+        AppError::Gone { message } => (StatusCode::GONE, "gone", message, vec![]),
         e @ AppError::Unavailable(_) => {
             tracing::error!(error = %chain(&e), "store unavailable");
             let msg = "the store is unavailable; retry shortly".to_string();
@@ -162,6 +163,7 @@ mod tests {
         assert_eq!(status(AppError::field("name", "is required")), StatusCode::BAD_REQUEST);
         assert_eq!(status(AppError::PaymentRequired { message: "m".into() }), StatusCode::PAYMENT_REQUIRED);
         assert_eq!(status(AppError::internal("bug")), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(status(AppError::Gone { message: "m".into() }), StatusCode::GONE);
         assert_eq!(status(StoreError::Unavailable), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(status(StoreError::Conflict { what: "job".into() }), StatusCode::CONFLICT);
         let corrupt = StoreError::Corrupt { table: "jobs", detail: "x".into() };

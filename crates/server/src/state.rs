@@ -41,6 +41,15 @@ pub struct AppState {
     pub billing: Billing,
     /// Prometheus metrics (`/metrics`; see `crate::metrics`).
     pub metrics: crate::metrics::Metrics,
+    /// The event log's settings.
+    pub events: EventSettings,
+}
+
+/// The event log's settings.
+#[derive(Clone, Debug)]
+pub struct EventSettings {
+    /// How long events are kept.
+    pub retention: std::time::Duration,
 }
 
 /// Checking signed requests.
@@ -116,6 +125,7 @@ impl AppState {
             },
             billing: Billing { config: config.billing.clone(), payments: Arc::new(ManualProvider) },
             metrics: crate::metrics::Metrics::new(store_for_metrics, config.metrics_refresh_every),
+            events: EventSettings { retention: config.event_retention },
         }
     }
 }
