@@ -21,7 +21,7 @@ mod signing;
 mod timestamp;
 
 pub use canonical::{JsonStyle, body_hash_candidates, canonical_json, canonical_query, query_candidates, sha256_hex};
-pub use ip::{allow_list_within, ip_allowed, parse_allow_list};
+pub use ip::{allow_list_within, ip_allowed, is_internal, parse_allow_list};
 pub use keys::{generate_key_pair, new_nonce};
 pub use nonce::{NonceCache, NonceError, nonce_is_well_formed};
 pub use secret_box::{SecretBox, SecretError, parse_server_key};

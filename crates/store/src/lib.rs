@@ -7,7 +7,7 @@
 //!
 //! **Layout: one resource, one trait, one file per backend.** Each resource module
 //! ([`accounts`], [`api_keys`], [`jobs`], [`cluster`] (nodes and job runs),
-//! [`gpu_models`], [`recipes`], [`billing`], [`events`]) holds its records and its trait
+//! [`gpu_models`], [`recipes`], [`billing`], [`events`], [`webhooks`]) holds its records and its trait
 //! ([`AccountStore`], [`ApiKeyStore`], ...). Each backend implements that trait
 //! directly in its file of the same name (`sqlite/jobs.rs`, `postgres/jobs.rs`), and
 //! the conformance suite checks it in its module of the same name
@@ -52,6 +52,7 @@ pub mod recipes;
 mod sql;
 pub mod sqlite;
 pub mod stats;
+pub mod webhooks;
 mod sync;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
@@ -64,6 +65,7 @@ pub use events::{EventHorizon, EventStore};
 pub use gpu_models::GpuModelStore;
 pub use jobs::{JobStore, JobTransition};
 pub use recipes::{RecipeRecord, RecipeStore, RecipeViewer};
+pub use webhooks::{WebhookRecord, WebhookStore};
 
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +156,7 @@ pub trait Store:
     + RecipeStore
     + BillingStore
     + EventStore
+    + WebhookStore
     + Send
     + Sync
     + 'static
@@ -170,6 +173,7 @@ impl<T> Store for T where
         + RecipeStore
         + BillingStore
         + EventStore
+        + WebhookStore
         + Send
         + Sync
         + 'static

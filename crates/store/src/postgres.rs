@@ -22,6 +22,7 @@ mod events;
 mod gpu_models;
 mod jobs;
 mod recipes;
+mod webhooks;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -23,6 +23,7 @@ mod gpu_models;
 mod jobs;
 mod readers;
 mod recipes;
+mod webhooks;
 mod rows;
 mod writer;
 

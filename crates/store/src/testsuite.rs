@@ -39,6 +39,7 @@ mod gpu_models;
 mod jobs;
 mod recipes;
 pub mod scratch_pg;
+mod webhooks;
 
 pub use self::accounts::*;
 pub use self::api_keys::*;
@@ -48,6 +49,7 @@ pub use self::events::*;
 pub use self::gpu_models::*;
 pub use self::jobs::*;
 pub use self::recipes::*;
+pub use self::webhooks::*;
 
 /// A backend under test: owns the store and whatever it needs (a temp dir, a
 /// throwaway database).
@@ -119,6 +121,8 @@ macro_rules! store_test_suite {
             event_log_follows_changes,
             event_not_written_when_the_change_fails,
             event_prune_moves_the_horizon,
+            webhook_create_list_delete_scoped,
+            webhook_outbox_orders_per_endpoint,
         );
         $crate::store_test_suite!(@fixture $fixture;
             job_create_concurrent,

@@ -29,10 +29,11 @@ pub mod recipe;
 pub mod region;
 pub mod time;
 pub mod validate;
+pub mod webhook;
 
 pub use error::{ErrorBody, ErrorDetail, FieldError};
 pub use ids::{
     AccountId, ApiKeyId, ConsumerProfileId, CreditPurchaseId, GpuModelId, JobId, JobRunId, LedgerEntryId,
-    LedgerTransactionId, NodeId, RecipeId,
+    LedgerTransactionId, NodeId, RecipeId, WebhookDeliveryId, WebhookId,
 };
 pub use time::Timestamp;
