@@ -95,6 +95,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         rate_limit_rps: 0.0,
         rate_limit_burst: None,
         event_retention_hours: 168,
+        webhooks_allow_private: true,
         service: Default::default(),
     };
     let server = gantry_server::start_with_store(server_args.config()?, store)

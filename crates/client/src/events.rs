@@ -78,11 +78,8 @@ fn frame_end(buf: &[u8]) -> Option<(usize, usize)> {
 /// The event of one SSE frame (its `data:` lines joined), if it has data.
 fn parse_frame(frame: &[u8]) -> Result<Option<Event>, ClientError> {
     let text = String::from_utf8_lossy(frame);
-    let data: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .map(|d| d.strip_prefix(' ').unwrap_or(d))
-        .collect();
+    let data: Vec<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.strip_prefix(' ').unwrap_or(d)).collect();
     if data.is_empty() {
         return Ok(None);
     }

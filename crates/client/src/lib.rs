@@ -5,6 +5,7 @@
 //! left to callers, and must re-sign (nonces are single-use).
 
 mod events;
+mod webhooks;
 
 use std::time::Duration;
 

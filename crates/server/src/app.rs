@@ -18,3 +18,4 @@ pub mod pricing;
 pub mod profiles;
 pub mod recipes;
 pub mod runs;
+pub mod webhooks;

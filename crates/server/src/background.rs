@@ -12,6 +12,7 @@ pub mod billing;
 pub mod events;
 pub mod lifecycle;
 pub mod scheduler;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +72,8 @@ pub fn spawn(state: Arc<AppState>) -> Loops {
         ("lifecycle", tokio::spawn(lifecycle::run(state.clone()))),
         ("billing", tokio::spawn(billing::run(state.clone()))),
         ("event log", tokio::spawn(events::run(state.clone()))),
+        ("webhook fan-out", tokio::spawn(webhooks::run_fanout(state.clone()))),
+        ("webhook delivery", tokio::spawn(webhooks::run_delivery(state.clone()))),
         ("usage flusher", tokio::spawn(crate::usage::run_flusher(state.clone()))),
         ("gpu registry refresher", tokio::spawn(crate::app::gpu_registry::run_refresher(state))),
     ];

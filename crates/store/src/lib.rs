@@ -52,10 +52,10 @@ pub mod recipes;
 mod sql;
 pub mod sqlite;
 pub mod stats;
-pub mod webhooks;
 mod sync;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
+pub mod webhooks;
 
 pub use accounts::{AccountRecord, AccountStore};
 pub use api_keys::{ApiKeyRecord, ApiKeyStore};

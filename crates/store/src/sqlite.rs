@@ -23,8 +23,8 @@ mod gpu_models;
 mod jobs;
 mod readers;
 mod recipes;
-mod webhooks;
 mod rows;
+mod webhooks;
 mod writer;
 
 use std::path::{Path, PathBuf};

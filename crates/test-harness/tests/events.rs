@@ -121,7 +121,8 @@ async fn accounts_see_only_their_own_events_and_operators_their_nodes() {
 
     let alice_events = all_after(&alice, now, &[]).await;
     let types: Vec<EventType> = alice_events.iter().map(|e| e.event_type).collect();
-    for t in [EventType::JobCreated, EventType::JobStatusChanged, EventType::JobRunCreated, EventType::JobRunStatusChanged]
+    for t in
+        [EventType::JobCreated, EventType::JobStatusChanged, EventType::JobRunCreated, EventType::JobRunStatusChanged]
     {
         assert!(types.contains(&t), "alice sees {t:?}: {types:?}");
     }
@@ -227,9 +228,7 @@ async fn bad_parameters_are_400s_naming_the_field() {
         assert_eq!(raw.status, StatusCode::BAD_REQUEST, "{key}={value}: {}", raw.body);
         assert_eq!(raw.body["error"]["details"][0]["field"], key, "{}", raw.body);
     }
-    let (status, _, body) = user
-        .send_raw_with(reqwest::Method::GET, "/v1/events", None, &[("Last-Event-ID", "x")], false)
-        .await
-        .unwrap();
+    let (status, _, body) =
+        user.send_raw_with(reqwest::Method::GET, "/v1/events", None, &[("Last-Event-ID", "x")], false).await.unwrap();
     assert_eq!(status, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(&body));
 }

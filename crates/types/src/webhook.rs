@@ -220,7 +220,9 @@ mod tests {
         assert_eq!(parse_url("https://Hooks.Example.com/x?y=1").unwrap(), (true, "hooks.example.com".into(), 443));
         assert_eq!(parse_url("http://127.0.0.1:8080/h").unwrap(), (false, "127.0.0.1".into(), 8080));
         assert_eq!(parse_url("http://[::1]:9/").unwrap(), (false, "::1".into(), 9));
-        for bad in ["", "ftp://x", "http://", "http://u:p@h/", "http://h:0/", "http://h:x/", "http://h /", "http://h/#f"] {
+        for bad in
+            ["", "ftp://x", "http://", "http://u:p@h/", "http://h:0/", "http://h:x/", "http://h /", "http://h/#f"]
+        {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
         let req = CreateWebhookRequest { url: None, events: Some(vec!["job.nope".into()]), description: None };

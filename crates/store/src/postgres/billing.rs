@@ -62,7 +62,10 @@ async fn post(tx: &mut Transaction<'static, Postgres>, posting: &LedgerPosting) 
 
 /// [`post`], then its `balance.changed` events (the event lock last, held briefly):
 /// whether it posted, and the newest event id to publish after COMMIT.
-async fn post_with_events(tx: &mut Transaction<'static, Postgres>, posting: &LedgerPosting) -> StoreResult<(bool, i64)> {
+async fn post_with_events(
+    tx: &mut Transaction<'static, Postgres>,
+    posting: &LedgerPosting,
+) -> StoreResult<(bool, i64)> {
     if !post(tx, posting).await? {
         return Ok((false, 0));
     }

@@ -20,12 +20,12 @@ use gantry_types::{
 use sqlx::AssertSqlSafe;
 
 use super::{PgStore, db, events, insert_static, record, write_error};
+use crate::cluster::{ClusterStore, JobPlacement, NodeRecord, RunFilter, RunRecord, RunUpdate};
 use crate::events::NewEventRow;
 use crate::jobs::JobRow;
-use crate::cluster::{ClusterStore, JobPlacement, NodeRecord, RunFilter, RunRecord, RunUpdate};
 use crate::sql::{
-    self, ACTIVE_RUNS, JOB_COLUMNS, NODE_COLUMNS, NodeRow, Placeholders, RUN_COLUMNS, RUNS_OF_A_JOB_ORDER, RunRow, Subject,
-    Violation,
+    self, ACTIVE_RUNS, JOB_COLUMNS, NODE_COLUMNS, NodeRow, Placeholders, RUN_COLUMNS, RUNS_OF_A_JOB_ORDER, RunRow,
+    Subject, Violation,
 };
 use crate::{Page, StoreResult};
 
@@ -239,12 +239,9 @@ impl ClusterStore for PgStore {
         if !placed.is_empty() {
             let uuids: Vec<&str> = placed.iter().map(|p| p.job_uuid.as_str()).collect();
             let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE uuid = ANY($1)");
-            let rows =
-                sqlx::query(AssertSqlSafe(sql)).bind(&uuids).fetch_all(&mut *tx).await.map_err(db(during))?;
-            let jobs: HashMap<JobId, Job> = rows
-                .iter()
-                .map(|r| record::<JobRow>(r).map(|j| (j.uuid, j)))
-                .collect::<StoreResult<_>>()?;
+            let rows = sqlx::query(AssertSqlSafe(sql)).bind(&uuids).fetch_all(&mut *tx).await.map_err(db(during))?;
+            let jobs: HashMap<JobId, Job> =
+                rows.iter().map(|r| record::<JobRow>(r).map(|j| (j.uuid, j))).collect::<StoreResult<_>>()?;
             for p in &placed {
                 if let Some(job) = jobs.get(&p.job) {
                     events.push(NewEventRow::job(EventType::JobStatusChanged, job, p.now_ms)?);

@@ -13,8 +13,8 @@ use super::{PgStore, db, insert_static, record, write_error};
 use crate::sql::row::{ToRow, insert_sql};
 use crate::sql::{Placeholders, Subject};
 use crate::webhooks::{
-    DELIVERY_COLUMNS, DeliveryRow, WEBHOOK_COLUMNS, WebhookRecord, WebhookRow, WebhookStore, delivery_order,
-    due_sql, fanout_sql, webhook_order,
+    DELIVERY_COLUMNS, DeliveryRow, WEBHOOK_COLUMNS, WebhookRecord, WebhookRow, WebhookStore, delivery_order, due_sql,
+    fanout_sql, webhook_order,
 };
 use crate::{Page, StoreResult};
 
@@ -50,11 +50,12 @@ impl WebhookStore for PgStore {
     async fn webhook_list(&self, account: Option<AccountId>, paging: Paging) -> StoreResult<Page<WebhookRecord>> {
         let scope = account.map(|a| a.to_string());
         let mut tx = self.pool.begin().await.map_err(db("webhook list"))?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE ($1::text IS NULL OR account_uuid = $1)")
-            .bind(&scope)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db("webhook list"))?;
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE ($1::text IS NULL OR account_uuid = $1)")
+                .bind(&scope)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db("webhook list"))?;
         let sql = format!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE ($1::text IS NULL OR account_uuid = $1) {} LIMIT $2 OFFSET $3",
             webhook_order(paging)

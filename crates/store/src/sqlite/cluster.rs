@@ -15,15 +15,15 @@ use gantry_types::{
 };
 use rusqlite::{OptionalExtension, params};
 
-use super::{SqliteStore, events};
 use super::rows::{self, db, write_error};
+use super::{SqliteStore, events};
+use crate::cluster::{ClusterStore, JobPlacement, NodeRecord, RunFilter, RunRecord, RunUpdate};
 use crate::events::NewEventRow;
 use crate::jobs::JobRow;
-use crate::cluster::{ClusterStore, JobPlacement, NodeRecord, RunFilter, RunRecord, RunUpdate};
 use crate::sql::row::{FromRow, IntoRecord, ToRow, insert_sql};
 use crate::sql::{
-    self, ACTIVE_RUNS, JOB_COLUMNS, NODE_COLUMNS, NodeRow, Placeholders, RUN_COLUMNS, RUNS_OF_A_JOB_ORDER, RunRow, Subject,
-    Violation,
+    self, ACTIVE_RUNS, JOB_COLUMNS, NODE_COLUMNS, NodeRow, Placeholders, RUN_COLUMNS, RUNS_OF_A_JOB_ORDER, RunRow,
+    Subject, Violation,
 };
 use crate::{Page, StoreResult};
 

@@ -10,10 +10,10 @@ use rusqlite::{Connection, params};
 
 use super::SqliteStore;
 use super::rows::{self, db};
+use crate::StoreResult;
 use crate::events::{EVENT_COLUMNS, EventHorizon, EventRow, EventStore, NewEventRow, type_names};
 use crate::sql::row::insert_sql;
 use crate::sql::{self, Placeholders};
-use crate::StoreResult;
 
 /// The insert of an event.
 static INSERT: LazyLock<String> = LazyLock::new(|| insert_sql::<NewEventRow>(Placeholders::Question, ""));

@@ -11,8 +11,8 @@ use gantry_types::list::{JobFilter, Paging};
 use gantry_types::{AccountId, JobId};
 use rusqlite::params;
 
-use super::{SqliteStore, events};
 use super::rows::{self, write_error};
+use super::{SqliteStore, events};
 use crate::events::NewEventRow;
 use crate::jobs::{JobRow, JobStore, JobTransition, NewJobRow};
 use crate::sql::row::insert_sql;

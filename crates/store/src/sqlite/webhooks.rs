@@ -15,8 +15,8 @@ use super::rows::{self, db, write_error};
 use crate::sql::row::{ToRow, insert_sql};
 use crate::sql::{Placeholders, Subject};
 use crate::webhooks::{
-    DELIVERY_COLUMNS, DeliveryRow, WEBHOOK_COLUMNS, WebhookRecord, WebhookRow, WebhookStore, delivery_order,
-    due_sql, fanout_sql, webhook_order,
+    DELIVERY_COLUMNS, DeliveryRow, WEBHOOK_COLUMNS, WebhookRecord, WebhookRow, WebhookStore, delivery_order, due_sql,
+    fanout_sql, webhook_order,
 };
 use crate::{Page, StoreResult};
 

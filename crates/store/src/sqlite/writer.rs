@@ -234,9 +234,8 @@ fn commit_batch(
 
 /// Publishes the newest committed event id when it moved (waking event readers).
 pub(super) fn publish_events(conn: &Connection, events: &watch::Sender<i64>) {
-    let newest: rusqlite::Result<i64> = conn
-        .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")
-        .and_then(|mut s| s.query_row([], |r| r.get(0)));
+    let newest: rusqlite::Result<i64> =
+        conn.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events").and_then(|mut s| s.query_row([], |r| r.get(0)));
     match newest {
         Ok(id) => {
             events.send_if_modified(|v| {

@@ -41,7 +41,8 @@ pub async fn event_log_follows_changes(store: &dyn Store) {
         image_size_bytes: None,
     };
     store.run_update(run.run.uuid, &update).await.unwrap().unwrap();
-    let running = JobTransition { from: vec![JobStatus::Assigned], to: JobStatus::Running, reason: None, now_ms: T0 + 5 };
+    let running =
+        JobTransition { from: vec![JobStatus::Assigned], to: JobStatus::Running, reason: None, now_ms: T0 + 5 };
     store.job_transition(None, j.uuid, &running).await.unwrap().unwrap();
     // A compare-and-set that does not apply tells nothing.
     assert!(store.job_transition(None, j.uuid, &running).await.unwrap().is_none());
