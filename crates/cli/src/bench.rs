@@ -32,6 +32,8 @@ pub enum BenchCommand {
     NodeLoss(crate::bench_cluster::NodeLossArgs),
     /// Docker agent overhead: assignment → container process running, vs a bare `docker run`.
     Agent(crate::bench_agent::AgentBenchArgs),
+    /// Status change → SSE client latency (p50/p99) and webhook delivery throughput.
+    Events(crate::bench_events::EventsBenchArgs),
 }
 
 /// `gantry bench submit`.
@@ -64,6 +66,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Schedule(args) => crate::bench_cluster::schedule(args).await,
         BenchCommand::NodeLoss(args) => crate::bench_cluster::node_loss(args).await,
         BenchCommand::Agent(args) => crate::bench_agent::agent(args).await,
+        BenchCommand::Events(args) => crate::bench_events::events(args).await,
     }
 }
 
@@ -79,11 +82,17 @@ pub(crate) struct Target {
 /// Starts a fresh `gantry server` (this binary) on a temp data dir, as a separate
 /// process, with a consumer key.
 pub(crate) async fn start_server() -> anyhow::Result<Target> {
+    start_server_with(&[]).await
+}
+
+/// [`start_server`] with extra `gantry server` flags.
+pub(crate) async fn start_server_with(extra: &[&str]) -> anyhow::Result<Target> {
     let dir = tempfile::tempdir()?;
     let key = crate::admin::create_key_in(dir.path(), None, "bench", Preset::Consumer, None, None).await?;
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
         .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)

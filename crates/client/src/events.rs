@@ -41,7 +41,8 @@ pub struct EventStream {
 }
 
 impl EventStream {
-    /// The id of the last event returned (resume after it).
+    /// The id of the last event returned, or where the stream started before the
+    /// first (resume after it).
     pub fn last_id(&self) -> Option<i64> {
         self.last_id
     }
@@ -138,7 +139,14 @@ impl Client {
             let bytes = response.bytes().await.map_err(ClientError::Http)?;
             return Err(error_of(status, &bytes));
         }
-        Ok(EventStream { response, buffer: Vec::new(), last_id: query.after.or(last_event_id) })
+        // The server names where the stream starts, so even a stream that drops before
+        // its first event resumes exactly.
+        let start = response
+            .headers()
+            .get("x-gantry-events-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i64>().ok());
+        Ok(EventStream { response, buffer: Vec::new(), last_id: start.or(query.after).or(last_event_id) })
     }
 }
 

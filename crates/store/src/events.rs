@@ -60,6 +60,9 @@ pub trait EventStore {
         types: &[EventType],
         limit: u32,
     ) -> StoreResult<Vec<Event>>;
+    /// The ids and types of the events with `id > after` (every account), oldest
+    /// first, at most `limit`: what counting needs, without decoding the data.
+    async fn event_list_types(&self, after: i64, limit: u32) -> StoreResult<Vec<(i64, EventType)>>;
     /// The retention horizon and the newest id.
     async fn event_horizon(&self) -> StoreResult<EventHorizon>;
     /// Deletes the events created before `before_ms` (the whole prefix of the log up
@@ -183,6 +186,15 @@ impl IntoRecord for EventRow {
             data,
         })
     }
+}
+
+/// Decodes an (id, type name) pair of [`EventStore::event_list_types`].
+pub(crate) fn id_and_type(id: i64, name: &str) -> StoreResult<(i64, EventType)> {
+    let t = EventType::parse(name).ok_or_else(|| StoreError::Corrupt {
+        table: "events",
+        detail: format!("unknown type {name:?} of event {id}"),
+    })?;
+    Ok((id, t))
 }
 
 /// The wire names of `types`, for a backend's `IN`/`ANY` (`None`: no filter).

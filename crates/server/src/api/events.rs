@@ -30,6 +30,9 @@ use crate::state::AppState;
 /// How often an idle SSE stream sends a comment line, so proxies keep it open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// The SSE response header naming the id the stream starts after.
+pub const START_HEADER: &str = "x-gantry-events-after";
+
 /// Events an SSE stream reads from the store at a time.
 const SSE_BATCH: u32 = 500;
 
@@ -89,7 +92,9 @@ fn parse(query: &[(String, String)], headers: &HeaderMap) -> Result<Params, ApiE
 }
 
 /// The event stream. SSE by default: each event is `id: <id>`, `event: <type>`,
-/// `data: <event JSON>`; resume with `Last-Event-ID` or `after`. With `format=json`,
+/// `data: <event JSON>`; resume with `Last-Event-ID` or `after`. The response header
+/// `X-Gantry-Events-After` names the id the stream starts after (resume from it if
+/// the connection drops before the first event). With `format=json`,
 /// a long-poll: the events after `after` (up to `limit`), waiting up to `wait_ms` for
 /// the first one, in the list envelope (`page` is always 1, `total` the number
 /// returned). A caller sees its own account's events (operators: their nodes');
@@ -136,7 +141,11 @@ pub(super) async fn list_events(
     };
     let query = EventQuery { after, types: params.types, limit: SSE_BATCH };
     let stream = sse_stream(state, scope, query);
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response())
+    let mut response = Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response();
+    // Where the stream starts: a client that loses the connection before the first
+    // event resumes from here, not from "now" again.
+    response.headers_mut().insert(START_HEADER, axum::http::HeaderValue::from(after));
+    Ok(response)
 }
 
 /// Events as they come, forever (until the client goes away, which drops the stream).

@@ -5,8 +5,8 @@
 //!
 //! It wakes on the store's event watch (the commit that appended events) and on a
 //! fallback timer (another server process may append to a shared PostgreSQL). Its
-//! position starts at the newest event when the server starts: counters count what
-//! this process saw appended; the webhook outbox keeps its own durable position.
+//! position starts at the newest event when the store was opened: counters count
+//! what was appended since; the webhook outbox keeps its own durable position.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,15 +24,9 @@ const BATCH: u32 = 1000;
 /// Runs until aborted.
 pub async fn run(state: Arc<AppState>) {
     let mut watch = state.store.event_watch();
-    let mut after = loop {
-        match state.store.event_horizon().await {
-            Ok(h) => break h.last_id,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the event log's position; retrying");
-                tokio::time::sleep(FALLBACK_POLL).await;
-            }
-        }
-    };
+    // The newest id when the store was opened: counting starts there, with no race
+    // against writes that follow the start.
+    let mut after = *watch.borrow();
     let mut next_prune = tokio::time::Instant::now();
     loop {
         if tokio::time::Instant::now() >= next_prune {
@@ -40,13 +34,13 @@ pub async fn run(state: Arc<AppState>) {
             next_prune = tokio::time::Instant::now() + PRUNE_EVERY;
         }
         watch.borrow_and_update();
-        match state.store.event_list(None, after, &[], BATCH).await {
+        match state.store.event_list_types(after, BATCH).await {
             Ok(events) => {
-                for e in &events {
-                    state.metrics.events.get_or_create(&TypeLabel { event_type: e.event_type.as_str() }).inc();
+                for (_, t) in &events {
+                    state.metrics.events.get_or_create(&TypeLabel { event_type: t.as_str() }).inc();
                 }
-                if let Some(last) = events.last() {
-                    after = last.id;
+                if let Some((last, _)) = events.last() {
+                    after = *last;
                 }
                 if events.len() == BATCH as usize {
                     continue;

@@ -11,7 +11,9 @@ use sqlx::{AssertSqlSafe, PgConnection};
 
 use super::{PgStore, db, record};
 use crate::StoreResult;
-use crate::events::{EVENT_COLUMNS, EventHorizon, EventRow, EventStore, NewEventRow, PG_EVENTS_LOCK, type_names};
+use crate::events::{
+    EVENT_COLUMNS, EventHorizon, EventRow, EventStore, NewEventRow, PG_EVENTS_LOCK, id_and_type, type_names,
+};
 use crate::sql::Placeholders;
 use crate::sql::row::{ToRow, insert_sql};
 
@@ -79,6 +81,17 @@ impl EventStore for PgStore {
             .await
             .map_err(db("event list"))?;
         rows.iter().map(record::<EventRow>).collect()
+    }
+
+    async fn event_list_types(&self, after: i64, limit: u32) -> StoreResult<Vec<(i64, EventType)>> {
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, event_type FROM events WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("event list types"))?;
+        rows.iter().map(|(id, name)| id_and_type(*id, name)).collect()
     }
 
     async fn event_horizon(&self) -> StoreResult<EventHorizon> {

@@ -11,7 +11,7 @@ use rusqlite::{Connection, params};
 use super::SqliteStore;
 use super::rows::{self, db};
 use crate::StoreResult;
-use crate::events::{EVENT_COLUMNS, EventHorizon, EventRow, EventStore, NewEventRow, type_names};
+use crate::events::{EVENT_COLUMNS, EventHorizon, EventRow, EventStore, NewEventRow, id_and_type, type_names};
 use crate::sql::row::insert_sql;
 use crate::sql::{self, Placeholders};
 
@@ -42,6 +42,19 @@ impl EventStore for SqliteStore {
             rows::all::<EventRow>(conn, &sql, params![after, scope, types, limit], "event list")
         })
         .await
+    }
+
+    async fn event_list_types(&self, after: i64, limit: u32) -> StoreResult<Vec<(i64, EventType)>> {
+        let rows: Vec<(i64, String)> = self
+            .read(move |conn| {
+                conn.prepare_cached("SELECT id, event_type FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")
+                    .and_then(|mut s| {
+                        s.query_map(params![after, limit], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()
+                    })
+                    .map_err(db("event list types"))
+            })
+            .await?;
+        rows.iter().map(|(id, name)| id_and_type(*id, name)).collect()
     }
 
     async fn event_horizon(&self) -> StoreResult<EventHorizon> {

@@ -92,6 +92,8 @@ pub async fn event_log_follows_changes(store: &dyn Store) {
     assert_eq!(status.iter().map(|e| e.id).collect::<Vec<_>>(), [mine[1].id, mine[4].id]);
     let after = store.event_list(Some(a), mine[2].id, &[], 2).await.unwrap();
     assert_eq!(after, mine[3..5]);
+    let typed = store.event_list_types(start, 100).await.unwrap();
+    assert_eq!(typed, all.iter().map(|e| (e.id, e.event_type)).collect::<Vec<_>>());
     let horizon = store.event_horizon().await.unwrap();
     assert_eq!(horizon.last_id, *ids.last().unwrap());
     assert_eq!(*watch.borrow(), horizon.last_id, "the watch carries the newest committed id");
