@@ -22,7 +22,8 @@
 //!
 //! **Retention:** [`EventStore::event_prune`] deletes a prefix of the log (by id, so
 //! the horizon is one number) and records how far it went, so a reader resuming from
-//! inside the deleted prefix is told so instead of silently missing events.
+//! inside the deleted prefix is told so instead of silently missing events. The newest
+//! event is never deleted, so the largest id never goes back (SQLite ids are rowids).
 
 use async_trait::async_trait;
 use gantry_types::event::{BalanceChange, Event, EventType};
@@ -66,7 +67,8 @@ pub trait EventStore {
     /// The retention horizon and the newest id.
     async fn event_horizon(&self) -> StoreResult<EventHorizon>;
     /// Deletes the events created before `before_ms` (the whole prefix of the log up
-    /// to the newest such event); returns how many.
+    /// to the newest such event), always keeping the newest event of all (so ids never
+    /// restart); returns how many.
     async fn event_prune(&self, before_ms: i64) -> StoreResult<u64>;
     /// The newest committed event id this process knows of; changes after each
     /// commit that appended events.

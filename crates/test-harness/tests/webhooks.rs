@@ -157,10 +157,14 @@ async fn a_receiver_failing_twice_gets_one_acknowledged_delivery_after_three_att
     if let Some(ok) = documented_recipe_verifies("whsec_wrong", &got[2]) {
         assert!(!ok, "the documented recipe rejects a wrong secret");
     }
-    let metrics = reqwest::get(format!("{}/metrics", ctx.base_url)).await.unwrap().text().await.unwrap();
+    let url = format!("{}/metrics", ctx.base_url);
+    let metrics = wait_for("the event to be counted", WAIT, || async {
+        let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+        text.contains("gantry_events_total{type=\"job.created\"} 1").then_some(text)
+    })
+    .await;
     assert!(metrics.contains("gantry_webhook_deliveries_total{outcome=\"retried\"} 2"), "{metrics}");
     assert!(metrics.contains("gantry_webhook_deliveries_total{outcome=\"delivered\"} 1"));
-    assert!(metrics.contains("gantry_events_total{type=\"job.created\"} 1"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -48,7 +48,7 @@ pub async fn create(state: &AppState, caller: &Caller, req: CreateWebhookRequest
     let after_event_id = state.store.event_horizon().await?.last_id;
     let record = WebhookRecord { webhook, secret_encrypted: state.secrets.encrypt(&secret), after_event_id };
     state.store.webhook_create(&record).await?;
-    state.webhooks.changed.notify_waiters();
+    state.webhooks.changed.notify_one();
     Ok(Webhook { secret: Some(secret), ..record.webhook })
 }
 
@@ -73,7 +73,7 @@ pub async fn fetch(state: &AppState, scope: Option<AccountId>, id: WebhookId) ->
 /// `DELETE /v1/webhooks/{uuid}`: the endpoint and its pending deliveries go.
 pub async fn delete(state: &AppState, scope: Option<AccountId>, id: WebhookId) -> Result<Webhook, AppError> {
     let record = state.store.webhook_delete(scope, id).await?.ok_or_else(|| AppError::not_found("webhook", id))?;
-    state.webhooks.changed.notify_waiters();
+    state.webhooks.changed.notify_one();
     Ok(record.webhook)
 }
 

@@ -21,6 +21,10 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Events read per step.
 const BATCH: u32 = 1000;
 
+/// The shortest time between two reads: counting need not follow every commit, and
+/// under load one read then covers many commits.
+const COALESCE: Duration = Duration::from_millis(250);
+
 /// Runs until aborted.
 pub async fn run(state: Arc<AppState>) {
     let mut watch = state.store.event_watch();
@@ -48,6 +52,7 @@ pub async fn run(state: Arc<AppState>) {
             }
             Err(e) => tracing::warn!(error = %e, "reading the event log failed"),
         }
+        tokio::time::sleep(COALESCE).await;
         tokio::select! {
             _ = watch.changed() => {}
             _ = tokio::time::sleep(FALLBACK_POLL) => {}

@@ -46,13 +46,29 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// Most bytes of a failed response's body kept in `last_error`.
 const ERROR_BODY_BYTES: usize = 200;
 
+/// How long "there is no endpoint at all" is believed without asking the store again
+/// (endpoints created by another server process; one created here says so at once).
+const NO_ENDPOINTS_FOR: Duration = Duration::from_secs(1);
+
 /// Runs the fan-out step until aborted.
 pub async fn run_fanout(state: Arc<AppState>) {
     let mut watch = state.store.event_watch();
     let mut cursor = None;
+    // When the store last said there is no endpoint. Skipping a step never moves the
+    // cursor, so an endpoint noticed late still gets every event after its creation.
+    let mut none_since: Option<tokio::time::Instant> = None;
     loop {
         watch.borrow_and_update();
-        match fanout_step(&state, &mut cursor).await {
+        if none_since.is_some_and(|t| t.elapsed() < NO_ENDPOINTS_FOR) {
+            tokio::select! {
+                _ = watch.changed() => {}
+                _ = state.webhooks.changed.notified() => none_since = None,
+                _ = tokio::time::sleep(FALLBACK_POLL) => {}
+            }
+            continue;
+        }
+        none_since = None;
+        match fanout_step(&state, &mut cursor, &mut none_since).await {
             Ok(true) => continue, // a full batch: more may be waiting
             Ok(false) => {}
             Err(e) => {
@@ -74,9 +90,14 @@ pub async fn run_fanout(state: Arc<AppState>) {
 /// later starts after the newest event at its creation, so it wants none of the batch,
 /// and an endpoint created before is in the list. Reading them before the batch would
 /// let an endpoint created in between miss events the cursor then moves past.
-async fn fanout_step(state: &AppState, cursor: &mut Option<i64>) -> Result<bool, crate::app::error::AppError> {
+async fn fanout_step(
+    state: &AppState,
+    cursor: &mut Option<i64>,
+    none_since: &mut Option<tokio::time::Instant>,
+) -> Result<bool, crate::app::error::AppError> {
     // No endpoint at all: nothing to read (each starts after its creation anyway).
     let Some(first) = state.store.webhook_list_all().await?.iter().map(|h| h.after_event_id).min() else {
+        *none_since = Some(tokio::time::Instant::now());
         return Ok(false);
     };
     let stored = match *cursor {

@@ -1,20 +1,20 @@
 -- Gantry schema, version 8 (SQLite): the event log (see src/events.rs).
 --
--- AUTOINCREMENT so an id is never reused after retention deletes the newest rows;
--- one writer thread appends, so ids increase in commit order.
+-- One writer thread appends, so ids (the rowid: the largest plus one) increase in
+-- commit order. No AUTOINCREMENT (it costs a write per insert): retention never
+-- deletes the newest event, so the largest id never goes back and none is reused.
 
 CREATE TABLE events (
-    id            INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    id            INTEGER NOT NULL PRIMARY KEY,
     event_type    TEXT    NOT NULL,
     account_uuid  TEXT    NOT NULL,
     created_at_ms INTEGER NOT NULL,
     data          TEXT    NOT NULL -- JSON: the object as the API shows it, secrets redacted
 ) STRICT;
 
--- One account's events in log order (GET /v1/events).
+-- One account's events in log order (GET /v1/events). Retention finds the newest
+-- expired event by a scan (hourly) rather than pay an index on every append.
 CREATE INDEX events_account_id ON events (account_uuid, id);
--- Retention finds the newest expired event.
-CREATE INDEX events_created ON events (created_at_ms);
 
 -- How far retention deleted (one row).
 CREATE TABLE event_log_state (

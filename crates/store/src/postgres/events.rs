@@ -108,7 +108,10 @@ impl EventStore for PgStore {
 
     async fn event_prune(&self, before_ms: i64) -> StoreResult<u64> {
         let mut tx = self.pool.begin().await.map_err(db("event prune"))?;
-        let through: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM events WHERE created_at_ms < $1")
+        // Like SQLite, the newest event is kept (one rule for both backends).
+        let through: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(id) FROM events WHERE created_at_ms < $1 AND id < (SELECT MAX(id) FROM events)",
+        )
             .bind(before_ms)
             .fetch_one(&mut *tx)
             .await

@@ -59,9 +59,9 @@ impl EventStore for SqliteStore {
 
     async fn event_horizon(&self) -> StoreResult<EventHorizon> {
         self.read(|conn| {
+            // MAX(id), not a sequence: retention never deletes the newest event.
             conn.prepare_cached(
-                "SELECT (SELECT pruned_through FROM event_log_state), \
-                 COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
+                "SELECT (SELECT pruned_through FROM event_log_state), COALESCE((SELECT MAX(id) FROM events), 0)",
             )
             .and_then(|mut s| s.query_row([], |r| Ok(EventHorizon { pruned_through: r.get(0)?, last_id: r.get(1)? })))
             .map_err(db("event horizon"))
@@ -70,15 +70,22 @@ impl EventStore for SqliteStore {
     }
 
     async fn event_prune(&self, before_ms: i64) -> StoreResult<u64> {
+        // The scan runs on a reader, not on the writer thread every write waits for.
+        // The newest event is kept: the largest rowid must never go back.
+        let through: Option<i64> = self
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT MAX(id) FROM events WHERE created_at_ms < ?1 AND id < (SELECT MAX(id) FROM events)",
+                )
+                .and_then(|mut s| s.query_row([before_ms], |r| r.get(0)))
+                .map_err(db("event prune"))
+            })
+            .await?;
+        let Some(through) = through else {
+            return Ok(0);
+        };
         self.writer
             .write(move |conn| {
-                let through: Option<i64> = conn
-                    .prepare_cached("SELECT MAX(id) FROM events WHERE created_at_ms < ?1")
-                    .and_then(|mut s| s.query_row([before_ms], |r| r.get(0)))
-                    .map_err(db("event prune"))?;
-                let Some(through) = through else {
-                    return Ok(0);
-                };
                 let deleted = conn
                     .prepare_cached("DELETE FROM events WHERE id <= ?1")
                     .and_then(|mut s| s.execute([through]))
