@@ -61,6 +61,10 @@ pub struct StoreArgs {
     /// PostgreSQL URL, when the server uses PostgreSQL.
     #[arg(long, env = "GANTRY_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// The server's key file, when it is not DATA_DIR/server.key (as the server's
+    /// --server-key-file).
+    #[arg(long, visible_alias = "secret-key-file", env = "GANTRY_SERVER_KEY_FILE", value_name = "FILE")]
+    pub server_key_file: Option<PathBuf>,
 }
 
 /// `gantry admin create-key`.
@@ -102,12 +106,18 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
 pub async fn open(
     store: &StoreArgs,
 ) -> anyhow::Result<(std::sync::Arc<dyn gantry_store::Store>, gantry_auth::SecretBox)> {
-    let server_key = std::env::var("GANTRY_SERVER_KEY").ok().filter(|k| !k.is_empty());
+    let server_key = match &store.server_key_file {
+        Some(path) => Some(crate::config_file::read_secret_file(path)?),
+        None => std::env::var("GANTRY_SERVER_KEY").ok().filter(|k| !k.is_empty()),
+    };
     let key = gantry_server::admin::load_server_key(&store.data_dir, server_key.as_deref())?;
     let db = gantry_store::open(&store.data_dir, store.database_url.as_deref())
         .await
         .with_context(|| format!("cannot open the store in {}", store.data_dir.display()))?;
-    Ok((db, gantry_auth::SecretBox::new(key)))
+    let secrets = gantry_auth::SecretBox::new(key);
+    // Keys created with another key than the servers' would be unusable.
+    gantry_server::admin::verify_server_key(db.as_ref(), &secrets).await?;
+    Ok((db, secrets))
 }
 
 /// Creates an account (unless given) and a key; returns the key with its secret.
@@ -119,8 +129,12 @@ pub async fn create_key_in(
     account: Option<AccountId>,
     email: Option<String>,
 ) -> anyhow::Result<gantry_types::api_key::ApiKey> {
-    let (store, secrets) =
-        open(&StoreArgs { data_dir: data_dir.to_path_buf(), database_url: database_url.map(str::to_string) }).await?;
+    let (store, secrets) = open(&StoreArgs {
+        data_dir: data_dir.to_path_buf(),
+        database_url: database_url.map(str::to_string),
+        server_key_file: None,
+    })
+    .await?;
     create_key_with(store.as_ref(), &secrets, name, preset, account, email).await
 }
 

@@ -30,9 +30,11 @@ use gantry_client::{Client, Credentials};
 /// `gantry agent`.
 #[derive(Args)]
 pub struct AgentArgs {
-    /// Control plane base URL.
-    #[arg(long, env = "GANTRY_API_BASE_URL", default_value = "http://127.0.0.1:8080")]
-    server: String,
+    /// Control plane base URL. Repeat it (or separate with commas) to name several
+    /// instances of one control plane: the agent syncs with one and moves to the next
+    /// when it fails, keeping its containers running.
+    #[arg(long, env = "GANTRY_API_BASE_URL", default_value = "http://127.0.0.1:8080", value_delimiter = ',')]
+    server: Vec<String>,
     /// Public key of a `node` preset key.
     #[arg(long, env = "GANTRY_PUBLIC_KEY", required_unless_present = "print_inventory")]
     public_key: Option<String>,
@@ -186,7 +188,7 @@ impl AgentArgs {
         fake_gpus: Option<String>,
     ) -> Self {
         Self {
-            server,
+            server: vec![server],
             public_key: Some(public_key),
             secret_key: Some(secret_key),
             secret_key_file: None,
@@ -219,10 +221,15 @@ impl AgentArgs {
         }
     }
 
+    /// The control-plane instances, comma-separated (the client's `base_url` form).
+    fn servers(&self) -> String {
+        self.server.join(",")
+    }
+
     /// A client with the agent's key.
     pub fn client(&self) -> Client {
         Client::new(Credentials {
-            base_url: self.server.clone(),
+            base_url: self.servers(),
             public_key: self.public_key.clone().unwrap_or_default(),
             secret_key: self.secret_key.clone().unwrap_or_default(),
         })
@@ -239,7 +246,7 @@ pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let client = args.client();
-    client.me().await.with_context(|| format!("cannot reach the control plane at {} with this key", args.server))?;
+    client.me().await.with_context(|| format!("cannot reach the control plane at {} with this key", args.servers()))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics = Arc::new(AgentMetrics::default());
     let mut listener = None;
@@ -247,7 +254,7 @@ pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
         let (local, task) = gantry_agent::metrics::serve(addr, metrics.clone())
             .await
             .with_context(|| format!("cannot listen on {addr} for --metrics-listen"))?;
-        println!("gantry agent: metrics on http://{local}/metrics");
+        outln!("gantry agent: metrics on http://{local}/metrics")?;
         listener = Some(task);
     }
     let tasks = match args.simulate {
@@ -257,7 +264,7 @@ pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
     if args.simulate.is_none() {
         wait_registered(&args).await;
     }
-    crate::sd_notify::notify(&format!("READY=1\nSTATUS=syncing with {}", args.server));
+    crate::sd_notify::notify(&format!("READY=1\nSTATUS=syncing with {}", args.servers()));
     crate::serve::shutdown_signal().await;
     crate::sd_notify::notify("STOPPING=1");
     let _ = stop_tx.send(true);
@@ -299,7 +306,7 @@ fn simulated(
             tokio::spawn(agent.run(stop.clone()))
         })
         .collect();
-    outln!("gantry agent: {count} simulated node(s) syncing with {}", args.server)?;
+    outln!("gantry agent: {count} simulated node(s) syncing with {}", args.servers())?;
     Ok(tasks)
 }
 
@@ -322,13 +329,13 @@ async fn docker_agent_with_metrics(
     let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
     let file = StateFile::in_dir(&state_dir);
     let mut state = file.load_or_create().with_context(|| format!("agent state in {}", state_dir.display()))?;
-    if state.server_url.as_deref() != Some(args.server.as_str()) {
+    if !same_control_plane(state.server_url.as_deref(), &args.server) {
         if state.node_uuid.is_some() {
             outln!("note: {} belonged to another control plane; registering as a new node", state_dir.display())?;
         }
         state.node_uuid = None;
         state.log_cursors.clear();
-        state.server_url = Some(args.server.clone());
+        state.server_url = Some(args.servers());
         file.save(&state).with_context(|| format!("cannot write {}", state_dir.display()))?;
     }
     let probe = HostProbe::discover(&args.host_options()).map_err(anyhow::Error::msg)?;
@@ -338,7 +345,7 @@ async fn docker_agent_with_metrics(
     let real_gpus = args.fake_gpus.is_none() && !probe.description().inventory.gpus.is_empty();
     let advertise = match &args.advertise_host {
         Some(h) => h.clone(),
-        None => route_address(&args.server).unwrap_or_else(|| "127.0.0.1".into()),
+        None => args.server.first().and_then(|s| route_address(s)).unwrap_or_else(|| "127.0.0.1".into()),
     };
     let mut config = DockerConfig::new(state.agent_id.clone(), advertise.clone());
     config.bind_ip = args.bind;
@@ -375,7 +382,7 @@ async fn docker_agent_with_metrics(
         "gantry agent: node {name:?} ({gpus} GPU(s){}) on Docker {} syncing with {}; ports published on {advertise}",
         if real_gpus || gpus == 0 { "" } else { ", pretended" },
         version.version.unwrap_or_default(),
-        args.server
+        args.servers()
     )?;
     Ok(tokio::spawn(agent.run(stop)))
 }
@@ -405,6 +412,14 @@ fn default_state_dir() -> PathBuf {
     }
 }
 
+/// Whether the control plane an agent state file was written for (`stored`, the
+/// comma-separated instance list of then) is the one named now: any instance in
+/// common. Adding or removing an instance must not make the node a new one.
+fn same_control_plane(stored: Option<&str>, now: &[String]) -> bool {
+    let norm = |u: &str| u.trim().trim_end_matches('/').to_string();
+    stored.is_some_and(|stored| stored.split(',').map(norm).any(|s| now.iter().any(|n| norm(n) == s)))
+}
+
 /// This machine's address on the route to the control plane (no packet is sent:
 /// connecting a UDP socket only picks the route).
 fn route_address(server: &str) -> Option<String> {
@@ -422,4 +437,18 @@ fn host_name() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "node".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_control_plane;
+
+    #[test]
+    fn adding_or_removing_an_instance_keeps_the_control_plane() {
+        let now = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(same_control_plane(Some("http://a:1"), &now(&["http://a:1/", "http://b:2"])));
+        assert!(same_control_plane(Some("http://a:1,http://b:2"), &now(&["http://b:2"])));
+        assert!(!same_control_plane(Some("http://a:1"), &now(&["http://c:3"])));
+        assert!(!same_control_plane(None, &now(&["http://a:1"])));
+    }
 }

@@ -158,7 +158,7 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
             args.data_dir.display()
         );
     }
-    println!("Backed up {} (schema {schema_version}) to {}", args.data_dir.display(), args.out.display());
+    outln!("Backed up {} (schema {schema_version}) to {}", args.data_dir.display(), args.out.display())?;
     Ok(())
 }
 
@@ -218,12 +218,12 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         }
     }
     File::open(&args.data_dir)?.sync_all()?;
-    println!(
+    outln!(
         "Restored {} into {} (schema {schema}{})",
         args.from.display(),
         args.data_dir.display(),
         if found.iter().any(|n| n == gantry_server::admin::SERVER_KEY_FILE) { ", with its server key" } else { "" }
-    );
+    )?;
     Ok(())
 }
 
@@ -242,14 +242,14 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
             "schema_version": gantry_store::migrate::newest_version(),
             "pending": listed,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
     } else if pending.is_empty() {
-        println!("The store is at schema {}; nothing to apply.", gantry_store::migrate::newest_version());
+        outln!("The store is at schema {}; nothing to apply.", gantry_store::migrate::newest_version())?;
     } else {
         let verb = if args.dry_run { "A start would apply" } else { "Applied" };
-        println!("{verb} {} migration(s):", pending.len());
+        outln!("{verb} {} migration(s):", pending.len())?;
         for m in &pending {
-            println!("  {:04} {}", m.version, m.name);
+            outln!("  {:04} {}", m.version, m.name)?;
         }
     }
     Ok(())

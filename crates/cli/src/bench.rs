@@ -32,6 +32,8 @@ pub enum BenchCommand {
     NodeLoss(crate::bench_cluster::NodeLossArgs),
     /// Docker agent overhead: assignment → container process running, vs a bare `docker run`.
     Agent(crate::bench_agent::AgentBenchArgs),
+    /// Idle fleet: N nodes syncing once a second; syncs/s, sync p99, server CPU.
+    Heartbeats(crate::bench_heartbeats::HeartbeatArgs),
     /// Status change → SSE client latency (p50/p99) and webhook delivery throughput.
     Events(crate::bench_events::EventsBenchArgs),
 }
@@ -66,6 +68,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Schedule(args) => crate::bench_cluster::schedule(args).await,
         BenchCommand::NodeLoss(args) => crate::bench_cluster::node_loss(args).await,
         BenchCommand::Agent(args) => crate::bench_agent::agent(args).await,
+        BenchCommand::Heartbeats(args) => crate::bench_heartbeats::heartbeats(args).await,
         BenchCommand::Events(args) => crate::bench_events::events(args).await,
     }
 }

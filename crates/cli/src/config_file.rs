@@ -91,7 +91,8 @@ pub fn expand(cli: Command, argv: Vec<OsString>) -> anyhow::Result<Vec<OsString>
     let final_matches = cli.clone().try_get_matches_from(&argv).unwrap_or_else(|e| e.exit());
     let (_, sub_final) = final_matches.subcommand().expect("same subcommand");
     if sub_final.get_flag("print_config") {
-        print!("{}", render(&sub, sub_matches, sub_final, &from_file, path.as_deref()));
+        // A reader that stops early (`--print-config | grep -q`) is not a failure.
+        let _ = out!("{}", render(&sub, sub_matches, sub_final, &from_file, path.as_deref()));
         std::process::exit(0);
     }
     Ok(argv)

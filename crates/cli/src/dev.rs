@@ -74,7 +74,8 @@ const CREDENTIALS_FILE: &str = "dev-credentials.json";
 /// Runs the dev platform until Ctrl-C.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     // One store for the keys and the server: opened (and logged) once.
-    let store_args = crate::admin::StoreArgs { data_dir: args.data_dir.clone(), database_url: None };
+    let store_args =
+        crate::admin::StoreArgs { data_dir: args.data_dir.clone(), database_url: None, server_key_file: None };
     let (store, secrets) = crate::admin::open(&store_args).await?;
     let creds = credentials(&args.data_dir, store.as_ref(), &secrets).await?;
     let server_args = ServerArgs {

@@ -11,6 +11,7 @@ mod backup;
 mod bench;
 mod bench_agent;
 mod bench_cluster;
+mod bench_heartbeats;
 mod bench_events;
 mod billing;
 mod completions;

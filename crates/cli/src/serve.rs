@@ -82,10 +82,12 @@ pub struct ServerArgs {
 pub struct ServerServiceArgs {
     #[command(flatten)]
     pub config: crate::config_file::ConfigArgs,
-    /// File holding the server key (64 hex chars or base64 of 32 bytes), instead of
-    /// GANTRY_SERVER_KEY or DATA_DIR/server.key. Under systemd, a credential named
-    /// `server.key` (LoadCredential=) is used when neither is given.
-    #[arg(long, env = "GANTRY_SERVER_KEY_FILE", value_name = "FILE")]
+    /// File holding the key that encrypts secrets at rest (64 hex chars or base64 of
+    /// 32 bytes), instead of GANTRY_SERVER_KEY or DATA_DIR/server.key. Instances sharing
+    /// one database must all be given the same file. Under systemd, a credential named
+    /// `server.key` (LoadCredential=) is used when none is given. (Not read from
+    /// GANTRY_SECRET_KEY_FILE: that names an API key's secret, for agents and clients.)
+    #[arg(long, visible_alias = "secret-key-file", env = "GANTRY_SERVER_KEY_FILE", value_name = "FILE")]
     pub server_key_file: Option<PathBuf>,
 }
 

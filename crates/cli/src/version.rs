@@ -70,16 +70,16 @@ fn short(commit: &str) -> &str {
 pub fn run(args: VersionArgs) -> anyhow::Result<()> {
     let i = info();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&i)?);
+        outln!("{}", serde_json::to_string_pretty(&i)?)?;
     } else {
-        println!("gantry {}", i.version);
-        println!("commit:          {}", i.commit);
-        println!("build date:      {}", i.build_date);
+        outln!("gantry {}", i.version)?;
+        outln!("commit:          {}", i.commit)?;
+        outln!("build date:      {}", i.build_date)?;
         let features = if i.features.is_empty() { "(default)".to_string() } else { i.features.join(", ") };
-        println!("features:        {features}");
-        println!("store backends:  {}", i.store_backends.join(", "));
-        println!("schema version:  {}", i.schema_version);
-        println!("target:          {} ({})", i.target, i.profile);
+        outln!("features:        {features}")?;
+        outln!("store backends:  {}", i.store_backends.join(", "))?;
+        outln!("schema version:  {}", i.schema_version)?;
+        outln!("target:          {} ({})", i.target, i.profile)?;
     }
     Ok(())
 }

@@ -212,6 +212,27 @@ async fn a_command_piped_into_head_exits_quietly() {
 }
 
 #[tokio::test]
+async fn commands_whose_reader_is_gone_exit_quietly() {
+    // `gantry version --json | grep -q schema_version` in the package test: grep quits at
+    // the first match and the rest of the write meets a closed pipe. Here the reader is
+    // gone before the command writes anything, so every write fails the same way.
+    let commands: &[&[&str]] = &[&["version"], &["version", "--json"], &["server", "--print-config"]];
+    for args in commands {
+        let mut child = Command::new(GANTRY)
+            .args(*args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "gantry {args:?}: exit {:?}: {stderr}", out.status);
+        assert!(stderr.is_empty(), "gantry {args:?}: nothing on stderr, got: {stderr}");
+    }
+}
+
+#[tokio::test]
 async fn server_logs_are_plain_text_when_stderr_is_not_a_terminal() {
     use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().unwrap();

@@ -43,6 +43,8 @@ async fn version_prints_the_build_facts_and_healthz_carries_the_version() {
     let (_server, url) = start_server(dir.path()).await;
     let health: Value = reqwest::get(format!("{url}/healthz")).await.unwrap().json().await.unwrap();
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(health["backend"], "sqlite");
+    assert_eq!(health["instance"].as_str().map(str::len), Some(32), "{health}");
     let out = gantry(&["admin", "healthcheck", "--url", &url]).await;
     assert!(out.status.success(), "{}", text(&out));
     let out = gantry(&["admin", "healthcheck", "--url", "http://127.0.0.1:9"]).await;

@@ -3,10 +3,20 @@
 //! Used by the CLI and by the integration tests, so the tests exercise exactly what
 //! users run. Every request is signed with a fresh nonce and timestamp; retries are
 //! left to callers, and must re-sign (nonces are single-use).
+//!
+//! **Several control-plane instances.** `base_url` may list several instances,
+//! comma-separated (`http://cp1:8080,http://cp2:8080`). The client uses one at a time
+//! and moves to the next when a request to it fails in transport (refused, reset,
+//! timed out) or answers 502/503/504; a request whose connection was refused never
+//! reached a server, so it is re-sent (re-signed) to the next instance at once. Any
+//! other failure is returned, and the next request goes to the next instance: an agent
+//! whose instance died is back within its next sync.
 
 mod events;
 mod webhooks;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use gantry_types::account::User;
@@ -116,11 +126,47 @@ impl ClientError {
     }
 }
 
-/// A signed API client. Cheap to clone.
+/// A signed API client. Cheap to clone (clones share which instance is in use).
 #[derive(Clone, Debug)]
 pub struct Client {
     http: reqwest::Client,
     creds: Credentials,
+    endpoints: Arc<Endpoints>,
+}
+
+/// The control-plane instances of `Credentials::base_url`, and the one in use.
+#[derive(Debug)]
+struct Endpoints {
+    urls: Vec<String>,
+    current: AtomicUsize,
+}
+
+impl Endpoints {
+    fn parse(base_url: &str) -> Self {
+        let mut urls: Vec<String> =
+            base_url.split(',').map(|u| u.trim().trim_end_matches('/').to_string()).filter(|u| !u.is_empty()).collect();
+        if urls.is_empty() {
+            urls.push(base_url.trim_end_matches('/').to_string());
+        }
+        Self { urls, current: AtomicUsize::new(0) }
+    }
+
+    /// The instance in use: its index (for [`Endpoints::failed`]) and base URL.
+    fn current(&self) -> (usize, &str) {
+        let i = self.current.load(Ordering::Relaxed) % self.urls.len();
+        (i, &self.urls[i])
+    }
+
+    /// Moves on from instance `i` (unless a concurrent request already did).
+    fn failed(&self, i: usize) {
+        let next = (i + 1) % self.urls.len();
+        let _ = self.current.compare_exchange(i, next, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
+/// Answers that mean "this instance cannot serve now; another may".
+fn instance_unavailable(status: StatusCode) -> bool {
+    matches!(status, StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT)
 }
 
 /// A raw response, for callers that inspect statuses themselves (tests, tools).
@@ -144,7 +190,14 @@ impl Client {
             .pool_max_idle_per_host(256)
             .build()
             .expect("reqwest client builds");
-        Self { http, creds }
+        let endpoints = Arc::new(Endpoints::parse(&creds.base_url));
+        Self { http, creds, endpoints }
+    }
+
+    /// The base URL of the instance requests go to now (the first of `base_url`'s
+    /// list until one fails).
+    pub fn current_base_url(&self) -> &str {
+        self.endpoints.current().1
     }
 
     /// The credentials in use.
@@ -160,6 +213,17 @@ impl Client {
         query: &[(String, String)],
         body: Option<&serde_json::Value>,
     ) -> reqwest::RequestBuilder {
+        self.signed_to(self.endpoints.current().1, method, path, query, body)
+    }
+
+    fn signed_to(
+        &self,
+        base_url: &str,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&serde_json::Value>,
+    ) -> reqwest::RequestBuilder {
         let signed = gantry_auth::sign_request(
             &self.creds.public_key,
             &self.creds.secret_key,
@@ -169,7 +233,7 @@ impl Client {
             body,
             now_ms(),
         );
-        let mut url = format!("{}{}", self.creds.base_url.trim_end_matches('/'), path);
+        let mut url = format!("{base_url}{path}");
         if !signed.query.is_empty() {
             url.push('?');
             url.push_str(&signed.query);
@@ -196,11 +260,44 @@ impl Client {
         query: &[(String, String)],
         body: Option<&serde_json::Value>,
     ) -> Result<RawResponse, ClientError> {
-        let resp = self.signed(method, path, query, body).send().await.map_err(ClientError::Http)?;
+        let (used, resp) =
+            self.send_with_failover(|base| self.signed_to(base, method.clone(), path, query, body)).await?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(ClientError::Http)?;
+        let bytes = resp.bytes().await.map_err(|e| {
+            self.endpoints.failed(used);
+            ClientError::Http(e)
+        })?;
         let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         Ok(RawResponse { status, body })
+    }
+
+    /// Sends the request `build` makes for the instance in use; on a refused
+    /// connection, rebuilds (re-signs) it for each other instance in turn. Any failure
+    /// or unavailable answer moves the client to the next instance. Returns the index
+    /// of the instance that answered with its response.
+    async fn send_with_failover(
+        &self,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<(usize, reqwest::Response), ClientError> {
+        let mut tries = self.endpoints.urls.len();
+        loop {
+            let (i, base) = self.endpoints.current();
+            tries -= 1;
+            match build(base).send().await {
+                Ok(resp) => {
+                    if instance_unavailable(resp.status()) {
+                        self.endpoints.failed(i);
+                    }
+                    return Ok((i, resp));
+                }
+                Err(e) => {
+                    self.endpoints.failed(i);
+                    if !(e.is_connect() && tries > 0) {
+                        return Err(ClientError::Http(e));
+                    }
+                }
+            }
+        }
     }
 
     /// Like [`Client::send_raw`], with `headers` set after the signing ones (replacing
@@ -215,14 +312,18 @@ impl Client {
         headers: &[(&str, &str)],
         json_without_body: bool,
     ) -> Result<(StatusCode, Option<String>, Vec<u8>), ClientError> {
-        let mut req = self.signed(method, path, &[], body);
-        if json_without_body && body.is_none() {
-            req = req.header("Content-Type", "application/json");
-        }
-        for (name, value) in headers {
-            req = req.header(*name, *value);
-        }
-        let resp = req.send().await.map_err(ClientError::Http)?;
+        let (_, resp) = self
+            .send_with_failover(|base| {
+                let mut req = self.signed_to(base, method.clone(), path, &[], body);
+                if json_without_body && body.is_none() {
+                    req = req.header("Content-Type", "application/json");
+                }
+                for (name, value) in headers {
+                    req = req.header(*name, *value);
+                }
+                req
+            })
+            .await?;
         let status = resp.status();
         let content_type =
             resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -235,13 +336,13 @@ impl Client {
     /// it with [`reqwest::Response::chunk`].
     pub async fn run_logs(&self, id: JobRunId, follow: bool) -> Result<reqwest::Response, ClientError> {
         let query = if follow { vec![("follow".to_string(), "true".to_string())] } else { vec![] };
-        let resp = self
-            .signed(Method::GET, &format!("/v1/job-runs/{id}/logs"), &query, None)
-            // A followed run may go on for days: no overall deadline.
-            .timeout(Duration::from_secs(365 * 24 * 3600))
-            .send()
-            .await
-            .map_err(ClientError::Http)?;
+        let (_, resp) = self
+            .send_with_failover(|base| {
+                self.signed_to(base, Method::GET, &format!("/v1/job-runs/{id}/logs"), &query, None)
+                    // A followed run may go on for days: no overall deadline.
+                    .timeout(Duration::from_secs(365 * 24 * 3600))
+            })
+            .await?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -459,4 +560,26 @@ impl Client {
 /// Builds query pairs from `(&str, &str)` tuples.
 pub fn query(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_base_url_list_is_split_trimmed_and_rotated() {
+        let e = Endpoints::parse(" http://a:1/ ,http://b:2,, ");
+        assert_eq!(e.urls, ["http://a:1", "http://b:2"]);
+        assert_eq!(e.current(), (0, "http://a:1"));
+        e.failed(0);
+        assert_eq!(e.current(), (1, "http://b:2"));
+        // A second request that failed on the old instance does not skip the new one.
+        e.failed(0);
+        assert_eq!(e.current(), (1, "http://b:2"));
+        e.failed(1);
+        assert_eq!(e.current(), (0, "http://a:1"));
+        let single = Endpoints::parse("http://only:8080/");
+        single.failed(0);
+        assert_eq!(single.current(), (0, "http://only:8080"));
+    }
 }

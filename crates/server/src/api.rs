@@ -151,10 +151,29 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
     axum::Router::new().fallback_service(lenient)
 }
 
-async fn healthz() -> Json<serde_json::Value> {
+/// How long `/healthz` waits for the database before calling the instance unhealthy.
+const HEALTH_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn healthz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<serde_json::Value>) {
     // The version lets an operator (or a rolling upgrade's script) see which release
-    // answers behind a load balancer.
-    Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+    // answers behind a load balancer; the instance id (fresh per start), role and
+    // backend, which of several instances it is and what it stands on. An instance
+    // whose database does not answer is 503, so a load balancer sends clients elsewhere.
+    let mut body = serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "instance": state.signals.instance(),
+        "role": if state.scheduling.leading.load(std::sync::atomic::Ordering::Relaxed) { "leader" } else { "follower" },
+        "backend": state.store.backend(),
+    });
+    let problem = match tokio::time::timeout(HEALTH_PING_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => return (StatusCode::OK, Json(body)),
+        Ok(Err(e)) => format!("the database fails: {}", crate::chain(&e)),
+        Err(_) => format!("the database did not answer within {} s", HEALTH_PING_TIMEOUT.as_secs()),
+    };
+    body["status"] = "unavailable".into();
+    body["reason"] = problem.into();
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body))
 }
 
 /// Prometheus text format (see `crate::metrics`): encodes what is in memory, never

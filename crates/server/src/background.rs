@@ -10,6 +10,7 @@
 
 pub mod billing;
 pub mod events;
+pub mod leader;
 pub mod lifecycle;
 pub mod scheduler;
 pub mod webhooks;
@@ -63,19 +64,22 @@ impl Loops {
     }
 }
 
-/// Starts every background loop of the server: the place to look for what runs on
-/// its own. The reconcilers (scheduler, lifecycle, billing) plus two flushers of
-/// in-memory state (API key usage to the store; the GPU registry from it).
-pub fn spawn(state: Arc<AppState>) -> Loops {
+/// Starts every background loop of the server (`leadership`: what
+/// [`leader::first_try`] got): the place to look for what runs on
+/// its own. The reconcilers (scheduler, lifecycle, billing: on the leader only, see
+/// [`leader`]), two flushers of
+/// in-memory state (API key usage to the store; the GPU registry from it), and the
+/// wake-ups exchanged with other instances on the same database (`crate::peers`).
+pub fn spawn(state: Arc<AppState>, leadership: Option<Box<dyn gantry_store::deployment::Leadership>>) -> Loops {
+    if leadership.is_some() {
+        state.scheduling.leading.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let handles = vec![
-        ("scheduler", tokio::spawn(scheduler::run(state.clone()))),
-        ("lifecycle", tokio::spawn(lifecycle::run(state.clone()))),
-        ("billing", tokio::spawn(billing::run(state.clone()))),
         ("event log", tokio::spawn(events::run(state.clone()))),
-        ("webhook fan-out", tokio::spawn(webhooks::run_fanout(state.clone()))),
-        ("webhook delivery", tokio::spawn(webhooks::run_delivery(state.clone()))),
+        ("leader's reconcilers", tokio::spawn(leader::run(state.clone(), leadership))),
         ("usage flusher", tokio::spawn(crate::usage::run_flusher(state.clone()))),
-        ("gpu registry refresher", tokio::spawn(crate::app::gpu_registry::run_refresher(state))),
+        ("gpu registry refresher", tokio::spawn(crate::app::gpu_registry::run_refresher(state.clone()))),
+        ("peer notifications", tokio::spawn(crate::peers::run(state))),
     ];
     Loops { handles }
 }

@@ -2,8 +2,9 @@
 //!
 //! Every signed request needs its key's secret; reading and decrypting it from the
 //! store each time would cost a database round trip per request. Entries expire after
-//! [`TTL`], which bounds how long a key revoked on *another* server (or by the admin
-//! CLI) keeps working here; a revoke through this server's API evicts at once.
+//! [`TTL`], which bounds how long a key revoked by the admin CLI keeps working here; a
+//! revoke through this server's API evicts at once, and through another instance's as
+//! soon as its notification arrives (`crate::peers`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -57,5 +58,10 @@ impl KeyCache {
     /// Forgets a key (after a revoke).
     pub fn evict(&self, public_key: &str) {
         self.entries.write().expect("key cache poisoned").remove(public_key);
+    }
+
+    /// Forgets every key (after revocations may have been missed).
+    pub fn clear(&self) {
+        self.entries.write().expect("key cache poisoned").clear();
     }
 }

@@ -44,3 +44,38 @@ pub fn load_or_create(data_dir: &Path, configured: Option<&str>) -> anyhow::Resu
     gantry_auth::parse_server_key(text.trim())
         .with_context(|| format!("{} does not hold a valid server key", path.display()))
 }
+
+/// What the check value decrypts to.
+const CHECK_PLAINTEXT: &str = "gantry server key check v1";
+
+/// Proves that `secrets` holds the key this database's secrets are encrypted with, so
+/// an instance given another key (several instances on one PostgreSQL, each with its
+/// own data dir's key) refuses to start instead of writing secrets no other instance
+/// can read. The first start stores a value encrypted with its key
+/// ([`gantry_store::deployment::KEY_CHECK`]); every start decrypts it. A database
+/// from before the check existed is checked against one of its stored API key
+/// secrets before the check value is written.
+pub async fn verify(store: &dyn gantry_store::Store, secrets: &gantry_auth::SecretBox) -> anyhow::Result<()> {
+    use gantry_store::deployment::KEY_CHECK;
+    let wrong_key = || {
+        anyhow::anyhow!(
+            "the server key cannot decrypt the secrets in this database: they were encrypted with another \
+             key. Every instance sharing a database needs the same key: give each the same \
+             --secret-key-file FILE (or GANTRY_SECRET_KEY_FILE); a single instance uses DATA_DIR/{KEY_FILE}"
+        )
+    };
+    let reading = "cannot read the server key's check value from the store";
+    if store.setting_fetch(KEY_CHECK).await.context(reading)?.is_none() {
+        let filter = gantry_types::list::ApiKeyFilter::default();
+        let paging = gantry_types::list::Paging { page: 1, limit: 1, newest_first: false };
+        let oldest = store.api_key_list(None, &filter, paging).await.context(reading)?;
+        if let Some(key) = oldest.items.first() {
+            secrets.decrypt(&key.secret_encrypted).map_err(|_| wrong_key())?;
+        }
+    }
+    let stored = store.setting_insert_if_absent(KEY_CHECK, &secrets.encrypt(CHECK_PLAINTEXT)).await.context(reading)?;
+    match secrets.decrypt(&stored) {
+        Ok(text) if text == CHECK_PLAINTEXT => Ok(()),
+        _ => Err(wrong_key()),
+    }
+}

@@ -20,6 +20,7 @@ mod error;
 mod key_cache;
 mod keyfile;
 mod metrics;
+mod peers;
 mod rate_limit;
 pub mod request_log;
 mod serve;
@@ -47,7 +48,9 @@ pub mod admin {
     pub use crate::app::api_keys::{KeySpec, create_account, create_in};
     pub use crate::app::ledger::credit;
     pub use crate::app::recipes::Imported;
-    pub use crate::keyfile::{KEY_FILE as SERVER_KEY_FILE, load_or_create as load_server_key};
+    pub use crate::keyfile::{
+        KEY_FILE as SERVER_KEY_FILE, load_or_create as load_server_key, verify as verify_server_key,
+    };
 
     /// Imports job recipes under the uuids they carry (`gantry admin recipes import`),
     /// checked exactly like `POST /v1/job-recipes` (GPU registry included).
@@ -150,7 +153,9 @@ pub async fn start_with_store(
 ) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir)?;
     let key = keyfile::load_or_create(&config.data_dir, config.server_key.as_deref())?;
-    let state = Arc::new(AppState::new(store, gantry_auth::SecretBox::new(key), &config));
+    let secrets = gantry_auth::SecretBox::new(key);
+    keyfile::verify(store.as_ref(), &secrets).await?;
+    let state = Arc::new(AppState::new(store, secrets, &config));
     app::gpu_registry::seed(&state).await?;
     app::recipes::seed(&state).await?;
     // A price for a name the registry does not know would silently never apply.
@@ -163,7 +168,8 @@ pub async fn start_with_store(
     let local_addr = listener.local_addr()?;
     let app = api::router(state.clone());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let loops = background::spawn(state.clone());
+    let leadership = background::leader::first_try(&state).await;
+    let loops = background::spawn(state.clone(), leadership);
     let gauges = tokio::spawn(metrics::gauges::run(state.clone()));
     let served = state.clone();
     let connections = config.connections.clone();

@@ -3,6 +3,10 @@
 //!
 //! These carry no data that matters for correctness: every reconciler rereads the
 //! store when woken, and also runs on a timer, so a lost wake-up only costs latency.
+//!
+//! With several instances on one database, each wake-up is also handed to
+//! [`crate::peers`], which tells the other instances (the `*_local` methods are how
+//! their wake-ups arrive here, without being sent back out).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,6 +48,23 @@ pub struct Signals {
     /// New output per run, for `GET /v1/job-runs/{uuid}/logs?follow=true`; a channel
     /// exists only while someone follows the run.
     logs: Mutex<HashMap<JobRunId, broadcast::Sender<Arc<str>>>>,
+    /// This instance's id (fresh per start): in `/healthz`, and on its notifications
+    /// to other instances so it can skip its own.
+    instance: String,
+    /// Where wake-ups for other instances go, once [`crate::peers`] listens (never on
+    /// SQLite, which has no other instance).
+    peers: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<PeerWakeup>>,
+}
+
+/// A wake-up other instances must hear of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerWakeup {
+    /// A node's desired state changed.
+    Node(NodeId),
+    /// The scheduler should run.
+    Schedule,
+    /// An API key was revoked: cached copies must go.
+    KeyRevoked(String),
 }
 
 impl Signals {
@@ -55,7 +76,30 @@ impl Signals {
             schedule: Notify::new(),
             contact: Mutex::new(HashMap::new()),
             logs: Mutex::new(HashMap::new()),
+            peers: std::sync::OnceLock::new(),
+            instance: uuid::Uuid::new_v4().simple().to_string(),
         }
+    }
+
+    /// This instance's id.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// From now on, every wake-up is also sent to `peers` (set once).
+    pub fn connect_peers(&self, peers: tokio::sync::mpsc::UnboundedSender<PeerWakeup>) {
+        let _ = self.peers.set(peers);
+    }
+
+    fn tell_peers(&self, wakeup: PeerWakeup) {
+        if let Some(peers) = self.peers.get() {
+            let _ = peers.send(wakeup);
+        }
+    }
+
+    /// Tells other instances that `public_key` was revoked (this one evicts it itself).
+    pub fn key_revoked(&self, public_key: &str) {
+        self.tell_peers(PeerWakeup::KeyRevoked(public_key.to_string()));
     }
 
     /// Notes that `node` reached this server at `now_ms`.
@@ -79,9 +123,25 @@ impl Signals {
         *self.sender(node).borrow()
     }
 
-    /// Marks the node's desired state as changed, waking its long-polls.
+    /// Marks the node's desired state as changed, waking its long-polls here and on
+    /// the other instances.
     pub fn bump(&self, node: NodeId) {
+        self.bump_local(node);
+        self.tell_peers(PeerWakeup::Node(node));
+    }
+
+    /// [`Signals::bump`] for a change another instance made.
+    pub fn bump_local(&self, node: NodeId) {
         self.sender(node).send_modify(|v| *v += 1);
+    }
+
+    /// Marks every node's desired state as changed (after notifications may have been
+    /// missed).
+    pub fn bump_all_local(&self) {
+        let senders: Vec<_> = self.nodes.lock().expect("signals poisoned").values().cloned().collect();
+        for sender in senders {
+            sender.send_modify(|v| *v += 1);
+        }
     }
 
     /// Waits until the node's version differs from `known` or `wait` passes.
@@ -107,8 +167,15 @@ impl Signals {
         }
     }
 
-    /// Asks the scheduler for a pass.
+    /// Asks the scheduler for a pass (here, and on the other instances: whichever
+    /// runs the scheduler).
     pub fn wake_scheduler(&self) {
+        self.wake_scheduler_local();
+        self.tell_peers(PeerWakeup::Schedule);
+    }
+
+    /// [`Signals::wake_scheduler`] for another instance's wake-up.
+    pub fn wake_scheduler_local(&self) {
         self.schedule.notify_one();
     }
 }

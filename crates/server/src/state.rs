@@ -131,9 +131,12 @@ pub struct SchedulingState {
     pub pending_reasons: RwLock<HashMap<JobId, String>>,
     /// Recent placements per account (fair share across scheduler passes).
     pub recent_placements: RecentPlacements,
-    /// When this server started: nodes get one loss-detection period of grace after a
-    /// restart to re-attach before silence counts against them.
-    pub started: std::time::Instant,
+    /// When this instance last became the leader (at start on SQLite): nodes get one
+    /// loss-detection period of grace after a restart or a change of leader to
+    /// re-attach before silence counts against them.
+    pub leading_since: std::sync::Mutex<std::time::Instant>,
+    /// Whether this instance runs the leader's loops now (see `background::leader`).
+    pub leading: std::sync::atomic::AtomicBool,
 }
 
 /// Billing.
@@ -165,7 +168,8 @@ impl AppState {
                 timing: config.timing,
                 pending_reasons: Default::default(),
                 recent_placements: Default::default(),
-                started: std::time::Instant::now(),
+                leading_since: std::sync::Mutex::new(std::time::Instant::now()),
+                leading: std::sync::atomic::AtomicBool::new(false),
             },
             billing: Billing { config: config.billing.clone(), payments: Arc::new(ManualProvider) },
             metrics: crate::metrics::Metrics::new(store_for_metrics, config.metrics_refresh_every),

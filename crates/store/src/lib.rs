@@ -43,10 +43,12 @@ pub mod api_keys;
 pub mod backup;
 pub mod billing;
 pub mod cluster;
+pub mod deployment;
 pub mod events;
 pub mod gpu_models;
 pub mod jobs;
 pub mod migrate;
+pub mod notify;
 pub mod postgres;
 pub mod recipes;
 mod sql;
@@ -61,9 +63,11 @@ pub use accounts::{AccountRecord, AccountStore};
 pub use api_keys::{ApiKeyRecord, ApiKeyStore};
 pub use billing::{BillingStore, CreditPurchaseRecord, LedgerPosting, LedgerSide, PLATFORM_ACCOUNT, PurchaseKey};
 pub use cluster::{ClusterStore, JobPlacement, NodeRecord, RunFilter, RunRecord, RunUpdate};
+pub use deployment::DeploymentStore;
 pub use events::{EventHorizon, EventStore};
 pub use gpu_models::GpuModelStore;
 pub use jobs::{JobStore, JobTransition};
+pub use notify::{Notice, NotifyStore, Topic};
 pub use recipes::{RecipeRecord, RecipeStore, RecipeViewer};
 pub use webhooks::{WebhookRecord, WebhookStore};
 
@@ -155,6 +159,8 @@ pub trait Store:
     + GpuModelStore
     + RecipeStore
     + BillingStore
+    + DeploymentStore
+    + NotifyStore
     + EventStore
     + WebhookStore
     + Send
@@ -172,6 +178,8 @@ impl<T> Store for T where
         + GpuModelStore
         + RecipeStore
         + BillingStore
+        + DeploymentStore
+        + NotifyStore
         + EventStore
         + WebhookStore
         + Send

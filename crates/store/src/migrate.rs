@@ -44,6 +44,11 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 3, name: "nodes_runs", sql: include_str!("../migrations/sqlite/0003_nodes_runs.sql") },
     Migration { version: 4, name: "recipes", sql: include_str!("../migrations/sqlite/0004_recipes.sql") },
     Migration { version: 5, name: "billing", sql: include_str!("../migrations/sqlite/0005_billing.sql") },
+    Migration {
+        version: 7,
+        name: "deployment_settings",
+        sql: include_str!("../migrations/sqlite/0007_deployment_settings.sql"),
+    },
     Migration { version: 8, name: "events", sql: include_str!("../migrations/sqlite/0008_events.sql") },
 ];
 
@@ -54,6 +59,11 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 3, name: "nodes_runs", sql: include_str!("../migrations/postgres/0003_nodes_runs.sql") },
     Migration { version: 4, name: "recipes", sql: include_str!("../migrations/postgres/0004_recipes.sql") },
     Migration { version: 5, name: "billing", sql: include_str!("../migrations/postgres/0005_billing.sql") },
+    Migration {
+        version: 7,
+        name: "deployment_settings",
+        sql: include_str!("../migrations/postgres/0007_deployment_settings.sql"),
+    },
     Migration { version: 8, name: "events", sql: include_str!("../migrations/postgres/0008_events.sql") },
 ];
 

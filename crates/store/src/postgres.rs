@@ -18,9 +18,11 @@ mod accounts;
 mod api_keys;
 mod billing;
 mod cluster;
+mod deployment;
 mod events;
 mod gpu_models;
 mod jobs;
+mod notify;
 mod recipes;
 mod webhooks;
 

@@ -34,9 +34,11 @@ mod accounts;
 mod api_keys;
 mod billing;
 mod cluster;
+mod deployment;
 mod events;
 mod gpu_models;
 mod jobs;
+mod notify;
 mod recipes;
 pub mod scratch_pg;
 mod webhooks;
@@ -45,9 +47,11 @@ pub use self::accounts::*;
 pub use self::api_keys::*;
 pub use self::billing::*;
 pub use self::cluster::*;
+pub use self::deployment::*;
 pub use self::events::*;
 pub use self::gpu_models::*;
 pub use self::jobs::*;
+pub use self::notify::*;
 pub use self::recipes::*;
 pub use self::webhooks::*;
 
@@ -118,6 +122,10 @@ macro_rules! store_test_suite {
             ledger_post_balances_and_is_idempotent,
             run_list_unbilled_and_node_earnings,
             credit_purchase_settles_once,
+            setting_first_value_wins,
+            setting_concurrent_inserts_agree,
+            leadership_is_exclusive_and_passes_on,
+            notifications_reach_every_listener_in_order,
             event_log_follows_changes,
             event_not_written_when_the_change_fails,
             event_prune_moves_the_horizon,
@@ -133,6 +141,7 @@ macro_rules! store_test_suite {
             recipes_survive_reopen,
             ledger_concurrent_charges,
             billing_survives_reopen,
+            settings_survive_reopen,
             event_ids_follow_commit_order,
         );
     };

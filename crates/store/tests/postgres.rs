@@ -102,3 +102,52 @@ async fn servers_starting_together_migrate_once() {
     conn.close().await.unwrap();
     drop_database(&admin_url, &database).await;
 }
+
+/// A request cancelled while its transaction's `BEGIN` is in flight (a client that
+/// disconnects, a timeout) must not hand the next caller a connection still inside
+/// that transaction. sqlx 0.9.0 did (transact-rs/sqlx#4393): the next caller's writes
+/// ran inside the stale read-only transaction and failed, and once one failed every
+/// statement on that pooled connection answered 25P02 ("current transaction is
+/// aborted") — the 500s seen with several instances on one database. Fixed in sqlx
+/// 0.9.1; this keeps it fixed.
+#[tokio::test]
+async fn a_list_cancelled_mid_begin_leaves_no_connection_in_a_transaction() {
+    use gantry_store::JobStore;
+    use gantry_store::testsuite::{T0, job, new_account};
+    use gantry_types::list::{JobFilter, Paging};
+    use std::time::Duration;
+
+    let Some(admin_url) = admin_url() else { return };
+    let (database, url) = create_database(&admin_url).await;
+    // One connection, so every call reuses the one a cancelled call gave back.
+    let store = PgStore::connect_with_max_connections(&url, 1).await.unwrap();
+    let account = new_account(&store, "Cancelled").await;
+    let all = JobFilter::default();
+    let mut other = PgConnection::connect(&url).await.unwrap();
+    let mut cancelled = 0;
+    // Cancel after 0, 10, 20, ... µs: some land between BEGIN being sent and its
+    // answer, the window the bug lived in.
+    for step in 0..300u64 {
+        let list = store.job_list(Some(account), &all, Paging::default());
+        if tokio::time::timeout(Duration::from_micros(step * 10), list).await.is_err() {
+            cancelled += 1;
+        }
+        // A write right after must commit, visible to another connection.
+        let created = job(account, T0 + step as i64, step as usize);
+        store.job_create(&created).await.unwrap_or_else(|e| panic!("create after {cancelled} cancels: {e:?}"));
+        let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE uuid = $1")
+            .bind(created.uuid.to_string())
+            .fetch_one(&mut other)
+            .await
+            .unwrap();
+        assert_eq!(
+            seen, 1,
+            "job {} of step {step} is not committed: the write ran in a stale transaction",
+            created.uuid
+        );
+    }
+    assert!(cancelled > 0, "no call was cancelled: the test proves nothing");
+    other.close().await.unwrap();
+    store.close().await;
+    drop_database(&admin_url, &database).await;
+}

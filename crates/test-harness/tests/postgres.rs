@@ -70,3 +70,53 @@ async fn recipes_seed_cook_and_stay_private_on_postgres() {
     assert_eq!(ctx.secrets().decrypt(&sealed).unwrap(), "pg-recipe-secret");
     ctx.shutdown().await;
 }
+
+/// An instance whose database goes away says so on `/healthz` (503, for load
+/// balancers) and stops leading; when the database is back it is healthy and leads
+/// again.
+#[tokio::test]
+async fn losing_the_database_makes_healthz_503_and_the_leader_step_down() {
+    use std::time::Duration;
+
+    use gantry_test_harness::wait_for;
+    use sqlx::{Connection, PgConnection};
+
+    let Some(admin_url) = gantry_store::testsuite::scratch_pg::admin_url() else { return };
+    let (database, url) = gantry_store::testsuite::scratch_pg::create_database(&admin_url).await;
+    let ctx = TestContext::start_with(|c| c.database_url = Some(url.clone())).await;
+    let health = || async {
+        let resp = reqwest::get(format!("{}/healthz", ctx.base_url)).await.unwrap();
+        (resp.status(), resp.json::<serde_json::Value>().await.unwrap())
+    };
+    let (status, body) = health().await;
+    assert_eq!((status, body["role"].as_str()), (StatusCode::OK, Some("leader")), "{body}");
+
+    // The database refuses new connections and drops the server's.
+    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+    let cut = |allow: bool| format!("ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS {allow}");
+    sqlx::query(sqlx::AssertSqlSafe(cut(false))).execute(&mut admin).await.unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(&database)
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let body = wait_for("healthz to report the database gone", Duration::from_secs(20), || async {
+        let (status, body) = health().await;
+        (status == StatusCode::SERVICE_UNAVAILABLE && body["role"] == "follower").then_some(body)
+    })
+    .await;
+    assert_eq!(body["status"], "unavailable");
+    assert!(body["reason"].as_str().unwrap().contains("database"), "{body}");
+
+    sqlx::query(sqlx::AssertSqlSafe(cut(true))).execute(&mut admin).await.unwrap();
+    wait_for("the instance to be healthy and lead again", Duration::from_secs(20), || async {
+        let (status, body) = health().await;
+        (status == StatusCode::OK && body["role"] == "leader").then_some(())
+    })
+    .await;
+    admin.close().await.unwrap();
+    ctx.shutdown().await;
+    gantry_store::testsuite::scratch_pg::drop_database(&admin_url, &database).await;
+}

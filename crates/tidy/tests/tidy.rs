@@ -5,6 +5,9 @@
 //! - one module-file style: `foo.rs` next to a `foo/` folder, never `foo/mod.rs`
 //!   (except `tests/common/mod.rs`, Cargo's way to share code between test binaries
 //!   without making it a test binary itself).
+//! - the CLI (`crates/cli/src`) prints to stdout only through `outln!`/`out!`, which
+//!   return the write's error: `println!` panics when the reader has gone
+//!   (`gantry version --json | grep -q ...`), and a panic is exit 101, not a quiet 0.
 
 use std::path::{Path, PathBuf};
 
@@ -79,6 +82,36 @@ fn modules_with_children_are_foo_rs_not_foo_mod_rs() {
         .filter(|f| !f.contains("/tests/common/"))
         .collect();
     assert!(mod_rs.is_empty(), "use `foo.rs` next to `foo/` instead of `foo/mod.rs`:\n{}", mod_rs.join("\n"));
+}
+
+#[test]
+fn the_cli_never_prints_to_stdout_with_println() {
+    let cli_src = workspace_root().join("crates/cli/src");
+    let offenders: Vec<String> = rust_files()
+        .into_iter()
+        .filter(|f| f.starts_with(&cli_src) && !f.ends_with("output.rs"))
+        .flat_map(|f| {
+            let text = std::fs::read_to_string(&f).expect("source is UTF-8");
+            let file = relative(&f);
+            text.lines()
+                .enumerate()
+                .filter(|(_, line)| {
+                    let code = line.split("//").next().unwrap_or_default();
+                    // `eprintln!`/`eprint!` end in the same letters; only stdout is checked.
+                    code.match_indices("print").any(|(i, _)| {
+                        let before = code[..i].chars().last();
+                        before != Some('e') && (code[i..].starts_with("println!(") || code[i..].starts_with("print!("))
+                    })
+                })
+                .map(move |(n, _)| format!("{file}:{}", n + 1))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "print to stdout with `outln!`/`out!` and `?` (println! panics on a closed pipe):\n{}",
+        offenders.join("\n")
+    );
 }
 
 #[test]

@@ -190,6 +190,7 @@ pub async fn revoke(state: &AppState, scope: Option<AccountId>, id: ApiKeyId) ->
     let record =
         state.store.api_key_revoke(scope, id, now_ms()).await?.ok_or_else(|| AppError::not_found("api key", id))?;
     state.auth.keys.evict(&record.public_key);
+    state.signals.key_revoked(&record.public_key);
     Ok(view(record))
 }
 

@@ -42,13 +42,19 @@ pub async fn activate(state: &AppState) -> Result<(), AppError> {
     let all_nodes = state.store.node_list_all().await?;
     let mut active = state.store.run_list_active().await?;
     let mut lost = std::collections::HashSet::new();
-    let grace_over = state.scheduling.started.elapsed() >= state.scheduling.timing.node_lost_after;
+    let leading_since = *state.scheduling.leading_since.lock().expect("leading_since poisoned");
+    let grace_over = leading_since.elapsed() >= state.scheduling.timing.node_lost_after;
     let last_heard =
         |n: &gantry_store::NodeRecord| nodes::last_heard(n.last_seen_at_ms, state.signals.last_contact(n.uuid));
     let silent = all_nodes.iter().filter(|n| nodes::is_lost(n.status, last_heard(n), lost_before, grace_over));
     for node in silent {
+        // A sync may have arrived since the list was read (its heartbeat write not yet
+        // committed, so the store's compare-and-set below would not see it): look again.
+        let silence = now - last_heard(node);
+        if silence < state.scheduling.timing.node_lost_after.as_millis() as i64 {
+            continue;
+        }
         if state.store.node_mark_lost(node.uuid, lost_before, now).await? {
-            let silence = now - last_heard(node);
             tracing::warn!(node = %node.uuid, "node lost: no heartbeat for {}", human(silence));
             state.signals.bump(node.uuid);
             lost.insert(node.uuid);
