@@ -112,10 +112,10 @@ impl EventStore for PgStore {
         let through: Option<i64> = sqlx::query_scalar(
             "SELECT MAX(id) FROM events WHERE created_at_ms < $1 AND id < (SELECT MAX(id) FROM events)",
         )
-            .bind(before_ms)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db("event prune"))?;
+        .bind(before_ms)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db("event prune"))?;
         let Some(through) = through else {
             return Ok(0);
         };
