@@ -1,7 +1,7 @@
 //! Per-key IP allow-lists (`allowed_ips`, API.md §5.4): parsing the configured entries and
 //! matching a peer address against them.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 
@@ -63,6 +63,35 @@ fn unmap_net(net: IpNet) -> IpNet {
         return mapped;
     }
     net
+}
+
+/// Whether `ip` is an internal address that tenants must not make Gantry reach (a
+/// node's registry pulls, the control plane's webhook deliveries): loopback,
+/// unspecified, link-local, private (RFC 1918), shared (RFC 6598), unique-local, or
+/// an IPv4-mapped form of those.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_internal_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_internal_v4(v4),
+            None => {
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || (v6.segments()[0] & 0xffc0) == 0xfe80
+                    || (v6.segments()[0] & 0xfe00) == 0xfc00
+            }
+        },
+    }
+}
+
+fn is_internal_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_link_local()
+        || ip.is_private()
+        || ip.is_broadcast()
+        || (a == 100 && (64..128).contains(&b))
 }
 
 #[cfg(test)]

@@ -37,6 +37,13 @@ pub fn sign(secret: &str, canonical: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// [`sign`] over raw bytes (a webhook body need not be UTF-8 text to be signed).
+pub fn sign_bytes(secret: &str, message: &[u8]) -> String {
+    let mut mac = keyed_mac(secret);
+    mac.update(message);
+    hex::encode(mac.finalize().into_bytes())
+}
+
 /// True when `signature_hex` is the signature of any of `canonicals` under `secret`.
 ///
 /// Each comparison is constant time (`verify_slice`), so timing does not reveal how much of a

@@ -37,6 +37,8 @@ pub enum BenchCommand {
     Relay(crate::bench_relay::RelayBenchArgs),
     /// Idle fleet: N nodes syncing once a second; syncs/s, sync p99, server CPU.
     Heartbeats(crate::bench_heartbeats::HeartbeatArgs),
+    /// Status change → SSE client latency (p50/p99) and webhook delivery throughput.
+    Events(crate::bench_events::EventsBenchArgs),
 }
 
 /// `gantry bench submit`.
@@ -75,6 +77,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Agent(args) => crate::bench_agent::agent(args).await,
         BenchCommand::Relay(args) => crate::bench_relay::relay(args).await,
         BenchCommand::Heartbeats(args) => crate::bench_heartbeats::heartbeats(args).await,
+        BenchCommand::Events(args) => crate::bench_events::events(args).await,
     }
 }
 

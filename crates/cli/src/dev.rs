@@ -101,6 +101,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         max_pending_jobs: 0,
         max_stored_job_bytes: 0,
         scheduler_pass_limit: 20_000,
+        event_retention_hours: 168,
+        webhooks_allow_private: true,
         service: Default::default(),
     };
     let server = gantry_server::start_with_store(server_args.config()?, store)

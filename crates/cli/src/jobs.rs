@@ -84,6 +84,10 @@ pub struct CreateArgs {
     /// After submitting, stream the job's output until it ends.
     #[arg(long, conflicts_with = "json")]
     follow: bool,
+    /// After submitting, wait until the job ends (following the event stream, not
+    /// polling); exits 0 when it completed, 1 otherwise.
+    #[arg(long, conflicts_with = "follow")]
+    wait: bool,
     #[command(flatten)]
     out: JsonFlag,
 }
@@ -112,9 +116,23 @@ pub async fn run(cmd: JobsCommand) -> anyhow::Result<()> {
     let client = crate::tls::client(Credentials::from_env()?)?;
     match cmd {
         JobsCommand::Create(args) => {
-            let (json_out, follow) = (args.out.json, args.follow);
+            let (json_out, follow, wait) = (args.out.json, args.follow, args.wait);
             let body = create_body(args)?;
+            // Subscribed before the submit, so no status change can slip by.
+            let waiter = if wait { Some(crate::events::JobWait::open(&client).await?) } else { None };
             let job = client.create_job(&body).await?;
+            if let Some(waiter) = waiter {
+                if !json_out {
+                    outln!("Submitted job {}; waiting for it to end", job.uuid)?;
+                }
+                let ended = waiter.until_done(job.uuid, json_out).await?;
+                if json_out {
+                    output::json(&ended)?;
+                } else {
+                    outln!("Job {} ended {}", ended.uuid, ended.status.as_str())?;
+                }
+                return crate::events::wait_outcome(&ended);
+            }
             if json_out {
                 return output::json(&job);
             }

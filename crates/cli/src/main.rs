@@ -11,12 +11,14 @@ mod backup;
 mod bench;
 mod bench_agent;
 mod bench_cluster;
+mod bench_events;
 mod bench_heartbeats;
 mod bench_relay;
 mod billing;
 mod completions;
 mod config_file;
 mod dev;
+mod events;
 mod gpus;
 mod jobs;
 mod keys;
@@ -81,6 +83,11 @@ enum Command {
     Offers(billing::OffersArgs),
     /// Show the configured key's account balance and latest ledger lines.
     Balance(output::JsonFlag),
+    /// Print what happened (job, run, node and balance events); --follow streams them.
+    Events(events::EventsArgs),
+    /// Create, list and delete webhook endpoints, and see their deliveries.
+    #[command(subcommand)]
+    Webhooks(events::WebhooksCommand),
     /// Print the OpenAPI document of the API.
     Openapi,
     /// Print the version, git commit, build date, features and store schema version.
@@ -124,6 +131,8 @@ fn main() -> std::process::ExitCode {
             Command::Gpus(flag) => gpus::run(flag).await,
             Command::Offers(args) => billing::offers(args).await,
             Command::Balance(flag) => billing::balance(flag).await,
+            Command::Events(args) => events::events(args).await,
+            Command::Webhooks(cmd) => events::webhooks(cmd).await,
             Command::Openapi => {
                 outln!("{}", gantry_server::openapi().to_pretty_json()?)?;
                 Ok(())

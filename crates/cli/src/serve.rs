@@ -83,6 +83,15 @@ pub struct ServerArgs {
     /// pending jobs (each gets at least its oldest job).
     #[arg(long, env = "GANTRY_SCHEDULER_PASS_LIMIT", value_name = "N", default_value_t = 20_000)]
     pub scheduler_pass_limit: u32,
+    /// How long events are kept for `GET /v1/events` and webhooks, in hours
+    /// (resuming from an older event id is refused with 410 Gone).
+    #[arg(long, env = "GANTRY_EVENT_RETENTION_HOURS", value_name = "HOURS", default_value_t = 168)]
+    pub event_retention_hours: u64,
+    /// Deliver webhooks to loopback, private and link-local addresses too (refused by
+    /// default, so tenants cannot make the server reach internal services). For
+    /// self-hosted receivers on a private network.
+    #[arg(long, env = "GANTRY_WEBHOOKS_ALLOW_PRIVATE")]
+    pub webhooks_allow_private: bool,
     #[command(flatten)]
     pub service: ServerServiceArgs,
 }
@@ -138,6 +147,9 @@ impl ServerArgs {
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
             config.tls = Some(gantry_tls::CertFiles { cert: cert.clone(), key: key.clone() });
         }
+        anyhow::ensure!(self.event_retention_hours > 0, "--event-retention-hours must be at least 1");
+        config.event_retention = std::time::Duration::from_secs(self.event_retention_hours.saturating_mul(3600));
+        config.webhooks.allow_private = self.webhooks_allow_private;
         anyhow::ensure!(
             self.rate_limit_rps.is_finite() && self.rate_limit_rps >= 0.0,
             "--rate-limit-rps must be a number >= 0"

@@ -18,6 +18,9 @@
 //! does not verify is [`ClientError::Untrusted`], whose message says what to do.
 
 use std::path::Path;
+mod events;
+mod webhooks;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -35,6 +38,16 @@ use gantry_types::{ApiKeyId, ErrorBody, JobId, JobRunId, RecipeId};
 use reqwest::Method;
 pub use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
+
+pub use events::{EventStream, EventsQuery};
+
+/// The error of a failed response: the API's error body, or what came instead.
+pub(crate) fn error_of(status: StatusCode, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(body) => ClientError::Api { status, body },
+        Err(_) => ClientError::Decode { status, detail: String::from_utf8_lossy(bytes).into_owned() },
+    }
+}
 
 /// Where and as whom to connect.
 #[derive(Clone, Debug)]

@@ -8,6 +8,7 @@
 mod api_keys;
 mod common_responses;
 mod compute;
+mod events;
 mod gpu_registry;
 mod job_runs;
 mod jobs;
@@ -16,6 +17,7 @@ mod nodes;
 mod profiles;
 mod recipes;
 mod users;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -51,7 +53,9 @@ use crate::state::AppState;
         (name = "job-runs", description = "Executions of jobs on nodes, with logs"),
         (name = "nodes", description = "Machines that run jobs; drain and undrain"),
         (name = "node-protocol", description = "What gantry agent speaks: register, then sync"),
-        (name = "billing", description = "Consumer profiles, compute offers, balances, the ledger and credit purchases")
+        (name = "billing", description = "Consumer profiles, compute offers, balances, the ledger and credit purchases"),
+        (name = "events", description = "What happened, in order: the event stream (SSE or JSON long-poll), resumable by id"),
+        (name = "webhooks", description = "Endpoints that receive events as signed POSTs, and their deliveries")
     )
 )]
 struct ApiDoc;
@@ -106,6 +110,10 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(compute::create_credit_purchase, compute::list_credit_purchases))
         .routes(routes!(compute::reconcile_credit_purchase))
         .routes(routes!(compute::settle_credit_purchase))
+        .routes(routes!(events::list_events))
+        .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))
+        .routes(routes!(webhooks::get_webhook, webhooks::delete_webhook))
+        .routes(routes!(webhooks::list_webhook_deliveries))
 }
 
 /// The OpenAPI document of the signed API, as committed in `openapi/api.json`.

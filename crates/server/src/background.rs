@@ -9,9 +9,11 @@
 //! activation is the retry. Errors are logged and counted, never fatal.
 
 pub mod billing;
+pub mod events;
 pub mod leader;
 pub mod lifecycle;
 pub mod scheduler;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,6 +75,7 @@ pub fn spawn(state: Arc<AppState>, leadership: Option<Box<dyn gantry_store::depl
         state.scheduling.leading.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     let handles = vec![
+        ("event log", tokio::spawn(events::run(state.clone()))),
         ("leader's reconcilers", tokio::spawn(leader::run(state.clone(), leadership))),
         ("usage flusher", tokio::spawn(crate::usage::run_flusher(state.clone()))),
         ("gpu registry refresher", tokio::spawn(crate::app::gpu_registry::run_refresher(state.clone()))),

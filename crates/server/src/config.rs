@@ -4,6 +4,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// Events are kept a week by default.
+pub const DEFAULT_EVENT_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 /// How a server runs.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -43,6 +46,40 @@ pub struct ServerConfig {
     /// How often the stored-state metrics gauges are recomputed (`/metrics` itself
     /// never reads the store).
     pub metrics_refresh_every: std::time::Duration,
+    /// How long events are kept (`GET /v1/events`, webhooks); resuming from an older
+    /// id is a 410.
+    pub event_retention: std::time::Duration,
+    /// Webhook delivery.
+    pub webhooks: WebhookConfig,
+}
+
+/// Webhook delivery.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// Deliver to loopback, private and link-local addresses too (self-hosted
+    /// receivers, tests). Off by default.
+    pub allow_private: bool,
+    /// The wait after the first failed attempt; each further one doubles it (up to an
+    /// hour), with jitter.
+    pub retry_base: std::time::Duration,
+    /// A delivery still failing this long after its event is given up (FAILED).
+    pub give_up_after: std::time::Duration,
+    /// One attempt's limit (connect, send, answer).
+    pub attempt_timeout: std::time::Duration,
+    /// How often the delivery worker looks for due retries without being woken.
+    pub poll_every: std::time::Duration,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            allow_private: false,
+            retry_base: std::time::Duration::from_secs(1),
+            give_up_after: std::time::Duration::from_secs(24 * 3600),
+            attempt_timeout: std::time::Duration::from_secs(10),
+            poll_every: std::time::Duration::from_millis(500),
+        }
+    }
 }
 
 /// Billing: what compute costs and who gets what. Amounts are micro-USD per hour.
@@ -102,6 +139,8 @@ impl ServerConfig {
             quotas: Default::default(),
             scheduler_pass_limit: crate::background::scheduler::PASS_LIMIT,
             metrics_refresh_every: std::time::Duration::from_secs(1),
+            event_retention: DEFAULT_EVENT_RETENTION,
+            webhooks: WebhookConfig::default(),
         }
     }
 }

@@ -134,6 +134,7 @@ fn app_status(e: AppError) -> (StatusCode, &'static str, String, Vec<FieldError>
         }
         AppError::TooMany { code, message, .. } => (StatusCode::TOO_MANY_REQUESTS, code, message, vec![]),
         AppError::PaymentRequired { message } => (StatusCode::PAYMENT_REQUIRED, "payment_required", message, vec![]),
+        AppError::Gone { message } => (StatusCode::GONE, "gone", message, vec![]),
         e @ AppError::Unavailable(_) => {
             tracing::error!(error = %chain(&e), "store unavailable");
             let msg = "the store is unavailable; retry shortly".to_string();
@@ -168,6 +169,7 @@ mod tests {
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "7");
         assert_eq!(status(AppError::internal("bug")), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(status(AppError::Gone { message: "m".into() }), StatusCode::GONE);
         assert_eq!(status(StoreError::Unavailable), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(status(StoreError::Conflict { what: "job".into() }), StatusCode::CONFLICT);
         let corrupt = StoreError::Corrupt { table: "jobs", detail: "x".into() };

@@ -4,8 +4,8 @@
 //! **Where metrics live.** Every family is declared and registered here, in
 //! [`Metrics::new`], so the whole catalogue (and the README table that documents it)
 //! has one place. Code elsewhere only increments a field of [`Metrics`]; families a
-//! later feature will feed (`gantry_events_total`, `gantry_webhook_deliveries_total`)
-//! are already registered so dashboards and alerts can refer to them today.
+//! loop will feed (`gantry_events_total`, `gantry_webhook_deliveries_total`) are
+//! registered at 0, so dashboards and alerts see them before the first event.
 //!
 //! **Labels** are route templates, methods, statuses and outcomes: closed sets, never
 //! an account, a key, a raw path or anything else a caller chooses (cardinality stays
@@ -111,14 +111,14 @@ pub struct Metrics {
     pub runs_finished: Family<OutcomeLabel, Counter>,
     /// `gantry_billing_charged_usd_total`: run charges posted to the ledger.
     pub billing_charged_usd: Counter<f64, AtomicU64>,
-    /// `gantry_events_total{type}`: events appended to the event log. The event log
-    /// (issue 12, point 3) increments it where it appends, once per event, with a
-    /// type from [`EVENT_TYPES`]; registered now so dashboards and rules can use it.
+    /// `gantry_events_total{type}`: events appended to the event log, counted once
+    /// per event by `background::events` as it follows the log, with a type from
+    /// [`EVENT_TYPES`].
     pub events: Family<TypeLabel, Counter>,
     /// `gantry_webhook_deliveries_total{outcome}`: one per delivery attempt, with an
     /// outcome from [`WEBHOOK_OUTCOMES`] (`delivered`: 2xx; `retried`: failed, another
-    /// attempt scheduled; `failed`: failed and given up). Fed by webhook delivery
-    /// (issue 12, point 4) once it exists.
+    /// attempt scheduled; `failed`: failed and given up). Fed by
+    /// `background::webhooks`.
     pub webhook_deliveries: Family<OutcomeLabel, Counter>,
     /// `gantry_nonce_cache_entries`: set from the nonce cache at each scrape.
     pub nonce_entries: Gauge,

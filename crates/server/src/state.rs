@@ -41,6 +41,59 @@ pub struct AppState {
     pub billing: Billing,
     /// Prometheus metrics (`/metrics`; see `crate::metrics`).
     pub metrics: crate::metrics::Metrics,
+    /// The event log's settings.
+    pub events: EventSettings,
+    /// Webhook delivery.
+    pub webhooks: WebhookState,
+}
+
+/// Webhook delivery: settings, the HTTP client and the wake-ups between its loops.
+pub struct WebhookState {
+    /// `--webhooks-allow-private`.
+    pub allow_private: bool,
+    /// First retry wait (doubling).
+    pub retry_base: std::time::Duration,
+    /// Give up after.
+    pub give_up_after: std::time::Duration,
+    /// Fallback period of the delivery worker.
+    pub poll_every: std::time::Duration,
+    /// No redirects, no proxy, internal addresses refused after DNS.
+    pub client: reqwest::Client,
+    /// An endpoint was created or deleted (the fan-out step rereads them).
+    pub changed: tokio::sync::Notify,
+    /// Deliveries were queued or an attempt ended (the worker looks again).
+    pub outbox: tokio::sync::Notify,
+}
+
+impl WebhookState {
+    fn new(config: &crate::config::WebhookConfig) -> Self {
+        let resolver = crate::app::webhooks::destination::GuardedResolver { allow_private: config.allow_private };
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(resolver))
+            .connect_timeout(config.attempt_timeout)
+            .timeout(config.attempt_timeout)
+            .user_agent(concat!("Gantry-Webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the webhook HTTP client builds");
+        Self {
+            allow_private: config.allow_private,
+            retry_base: config.retry_base,
+            give_up_after: config.give_up_after,
+            poll_every: config.poll_every,
+            client,
+            changed: tokio::sync::Notify::new(),
+            outbox: tokio::sync::Notify::new(),
+        }
+    }
+}
+
+/// The event log's settings.
+#[derive(Clone, Debug)]
+pub struct EventSettings {
+    /// How long events are kept.
+    pub retention: std::time::Duration,
 }
 
 /// Checking signed requests.
@@ -126,6 +179,8 @@ impl AppState {
             },
             billing: Billing { config: config.billing.clone(), payments: Arc::new(ManualProvider) },
             metrics: crate::metrics::Metrics::new(store_for_metrics, config.metrics_refresh_every),
+            events: EventSettings { retention: config.event_retention },
+            webhooks: WebhookState::new(&config.webhooks),
         }
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! **Layout: one resource, one trait, one file per backend.** Each resource module
 //! ([`accounts`], [`api_keys`], [`jobs`], [`cluster`] (nodes and job runs),
-//! [`gpu_models`], [`recipes`], [`billing`]) holds its records and its trait
+//! [`gpu_models`], [`recipes`], [`billing`], [`events`], [`webhooks`]) holds its records and its trait
 //! ([`AccountStore`], [`ApiKeyStore`], ...). Each backend implements that trait
 //! directly in its file of the same name (`sqlite/jobs.rs`, `postgres/jobs.rs`), and
 //! the conformance suite checks it in its module of the same name
@@ -44,6 +44,7 @@ pub mod backup;
 pub mod billing;
 pub mod cluster;
 pub mod deployment;
+pub mod events;
 pub mod gpu_models;
 pub mod jobs;
 pub mod migrate;
@@ -56,16 +57,19 @@ pub mod stats;
 mod sync;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
+pub mod webhooks;
 
 pub use accounts::{AccountRecord, AccountStore};
 pub use api_keys::{ApiKeyRecord, ApiKeyStore};
 pub use billing::{BillingStore, CreditPurchaseRecord, LedgerPosting, LedgerSide, PLATFORM_ACCOUNT, PurchaseKey};
 pub use cluster::{ClusterStore, JobPlacement, NodeRecord, RunFilter, RunRecord, RunUpdate};
 pub use deployment::DeploymentStore;
+pub use events::{EventHorizon, EventStore};
 pub use gpu_models::GpuModelStore;
 pub use jobs::{AccountUsage, JobQuota, JobStore, JobTransition, Quota, QuotaExceeded};
 pub use notify::{Notice, NotifyStore, Topic};
 pub use recipes::{RecipeRecord, RecipeStore, RecipeViewer};
+pub use webhooks::{WebhookRecord, WebhookStore};
 
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +164,8 @@ pub trait Store:
     + BillingStore
     + DeploymentStore
     + NotifyStore
+    + EventStore
+    + WebhookStore
     + Send
     + Sync
     + 'static
@@ -177,6 +183,8 @@ impl<T> Store for T where
         + BillingStore
         + DeploymentStore
         + NotifyStore
+        + EventStore
+        + WebhookStore
         + Send
         + Sync
         + 'static

@@ -50,6 +50,7 @@ pub const SQLITE: &[Migration] = &[
         name: "deployment_settings",
         sql: include_str!("../migrations/sqlite/0007_deployment_settings.sql"),
     },
+    Migration { version: 8, name: "events", sql: include_str!("../migrations/sqlite/0008_events.sql") },
 ];
 
 /// PostgreSQL migrations, oldest first (same versions as [`SQLITE`]).
@@ -65,6 +66,7 @@ pub const POSTGRES: &[Migration] = &[
         name: "deployment_settings",
         sql: include_str!("../migrations/postgres/0007_deployment_settings.sql"),
     },
+    Migration { version: 8, name: "events", sql: include_str!("../migrations/postgres/0008_events.sql") },
 ];
 
 /// The newest schema version this binary knows (both backends share versions).

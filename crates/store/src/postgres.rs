@@ -19,10 +19,12 @@ mod api_keys;
 mod billing;
 mod cluster;
 mod deployment;
+mod events;
 mod gpu_models;
 mod jobs;
 mod notify;
 mod recipes;
+mod webhooks;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +44,8 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 pub struct PgStore {
     pool: PgPool,
     writes: AtomicU64,
+    /// The newest event id this process committed or found at start.
+    events: tokio::sync::watch::Sender<i64>,
 }
 
 impl PgStore {
@@ -62,8 +66,12 @@ impl PgStore {
         let pool =
             PgPoolOptions::new().max_connections(max_connections).connect_with(options).await.map_err(db("connect"))?;
         migrate::run_postgres(&pool).await?;
+        let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
+            .fetch_one(&pool)
+            .await
+            .map_err(db("reading the newest event id"))?;
         tracing::info!("connected to PostgreSQL store");
-        Ok(Self { pool, writes: AtomicU64::new(0) })
+        Ok(Self { pool, writes: AtomicU64::new(0), events: tokio::sync::watch::Sender::new(newest) })
     }
 
     /// Closes the pool's connections (waiting for them to be returned).

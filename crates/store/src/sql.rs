@@ -270,6 +270,11 @@ impl Subject {
         Self { row: format!("account {id}"), unique: None, reference: None }
     }
 
+    /// A webhook endpoint insert.
+    pub fn webhook(id: gantry_types::WebhookId, account: AccountId) -> Self {
+        Self { row: format!("webhook {id}"), unique: None, reference: Some(format!("account {account}")) }
+    }
+
     /// The store error for `violation`.
     pub fn error(self, violation: Violation) -> StoreError {
         match violation {

@@ -19,12 +19,14 @@ mod api_keys;
 mod billing;
 mod cluster;
 mod deployment;
+mod events;
 mod gpu_models;
 mod jobs;
 mod notify;
 mod readers;
 mod recipes;
 mod rows;
+mod webhooks;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +49,8 @@ pub struct SqliteStore {
     writer: Writer,
     readers: Arc<Readers>,
     path: PathBuf,
+    /// The newest committed event id (the writer publishes it after each commit).
+    events: tokio::sync::watch::Receiver<i64>,
 }
 
 impl SqliteStore {
@@ -58,9 +62,11 @@ impl SqliteStore {
         let conn = tokio::task::spawn_blocking(move || open_writer(&writer_path))
             .await
             .map_err(|e| StoreError::Database { during: "open", source: Box::new(e) })??;
-        let writer = Writer::spawn(conn)?;
+        let (events_tx, events) = tokio::sync::watch::channel(0);
+        writer::publish_events(&conn, &events_tx);
+        let writer = Writer::spawn(conn, events_tx)?;
         tracing::info!(path = %path.display(), "opened SQLite store");
-        Ok(Self { writer, readers: Arc::new(Readers::new(path.clone())), path })
+        Ok(Self { writer, readers: Arc::new(Readers::new(path.clone())), path, events })
     }
 
     /// The database file.

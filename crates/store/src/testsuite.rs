@@ -35,23 +35,27 @@ mod api_keys;
 mod billing;
 mod cluster;
 mod deployment;
+mod events;
 mod gpu_models;
 mod jobs;
 mod notify;
 mod recipes;
 pub mod scratch_pg;
 mod usage;
+mod webhooks;
 
 pub use self::accounts::*;
 pub use self::api_keys::*;
 pub use self::billing::*;
 pub use self::cluster::*;
 pub use self::deployment::*;
+pub use self::events::*;
 pub use self::gpu_models::*;
 pub use self::jobs::*;
 pub use self::notify::*;
 pub use self::recipes::*;
 pub use self::usage::*;
+pub use self::webhooks::*;
 
 /// A backend under test: owns the store and whatever it needs (a temp dir, a
 /// throwaway database).
@@ -127,6 +131,11 @@ macro_rules! store_test_suite {
             setting_concurrent_inserts_agree,
             leadership_is_exclusive_and_passes_on,
             notifications_reach_every_listener_in_order,
+            event_log_follows_changes,
+            event_not_written_when_the_change_fails,
+            event_prune_moves_the_horizon,
+            webhook_create_list_delete_scoped,
+            webhook_outbox_orders_per_endpoint,
         );
         $crate::store_test_suite!(@fixture $fixture;
             job_create_concurrent,
@@ -139,6 +148,7 @@ macro_rules! store_test_suite {
             ledger_concurrent_charges,
             billing_survives_reopen,
             settings_survive_reopen,
+            event_ids_follow_commit_order,
         );
     };
     (@store $fixture:expr; $($name:ident),* $(,)?) => {$(

@@ -71,4 +71,8 @@ typed_uuid!(
     LedgerEntryId,
     /// A credit purchase.
     CreditPurchaseId,
+    /// A webhook endpoint.
+    WebhookId,
+    /// One event's delivery to one webhook endpoint.
+    WebhookDeliveryId,
 );

@@ -426,6 +426,20 @@ impl JobSpec {
     }
 }
 
+/// What a secret (or, for anyone but a job's owner, an `env` value) reads as in
+/// responses and events.
+pub const REDACTED: &str = "********";
+
+impl Job {
+    /// The job with registry secrets and `env` values replaced by [`REDACTED`]: what
+    /// anyone but its owner sees, and what events carry.
+    pub fn redacted(mut self) -> Self {
+        let _ = self.parameters.parameters.map_secrets(|_| Ok::<_, ()>(REDACTED.to_string()));
+        let _ = self.parameters.parameters.map_env(|_| Ok::<_, ()>(REDACTED.to_string()));
+        self
+    }
+}
+
 impl DockerParameters {
     /// Applies `f` to every `env` value (encrypted at rest like registry secrets: in
     /// practice they carry cloud credentials).

@@ -13,6 +13,7 @@ pub mod api_key;
 pub mod billing;
 pub mod docker_ref;
 pub mod error;
+pub mod event;
 pub mod gpu;
 pub mod ids;
 pub mod job;
@@ -28,10 +29,11 @@ pub mod recipe;
 pub mod region;
 pub mod time;
 pub mod validate;
+pub mod webhook;
 
 pub use error::{ErrorBody, ErrorDetail, FieldError};
 pub use ids::{
     AccountId, ApiKeyId, ConsumerProfileId, CreditPurchaseId, GpuModelId, JobId, JobRunId, LedgerEntryId,
-    LedgerTransactionId, NodeId, RecipeId,
+    LedgerTransactionId, NodeId, RecipeId, WebhookDeliveryId, WebhookId,
 };
 pub use time::Timestamp;

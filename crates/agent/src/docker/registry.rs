@@ -9,39 +9,13 @@
 //! address they resolve to is such an address; a name that does not resolve is left
 //! to the pull, which then fails as unreachable.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 /// How long a registry name may take to resolve.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Whether `ip` is on an address a job must not make the node reach: loopback,
-/// unspecified, link-local, private (RFC 1918), shared (RFC 6598), unique-local, or
-/// an IPv4-mapped form of those.
-pub fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_internal_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_internal_v4(v4),
-            None => {
-                v6.is_loopback()
-                    || v6.is_unspecified()
-                    || (v6.segments()[0] & 0xffc0) == 0xfe80
-                    || (v6.segments()[0] & 0xfe00) == 0xfc00
-            }
-        },
-    }
-}
-
-fn is_internal_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
-    ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_link_local()
-        || ip.is_private()
-        || ip.is_broadcast()
-        || (a == 100 && (64..128).contains(&b))
-}
+pub use gantry_auth::is_internal;
 
 /// `host[:port]` → (host, port); `[v6]:port` and bare IPv6 understood.
 fn split_host(registry: &str) -> (&str, u16) {

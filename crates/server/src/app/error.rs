@@ -52,6 +52,13 @@ pub enum AppError {
         /// What it would cost and what is available.
         message: String,
     },
+    /// What was asked for existed once but is gone for good (an event id older than
+    /// the retention kept).
+    #[error("{message}")]
+    Gone {
+        /// What is gone and what to do instead.
+        message: String,
+    },
     /// The store is shutting down or cannot be reached; retrying later may work.
     #[error("the store is unavailable; retry shortly")]
     Unavailable(#[source] gantry_store::StoreError),

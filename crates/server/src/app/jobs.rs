@@ -20,7 +20,7 @@ use crate::app::quotas::Admission;
 use crate::state::{AppState, now_ms};
 
 /// What a secret reads as in responses.
-pub const REDACTED: &str = "********";
+pub use gantry_types::job::REDACTED;
 
 /// Reason recorded when a cancel request gives none.
 pub const DEFAULT_CANCEL_REASON: &str = "Cancelled by user";
@@ -188,10 +188,8 @@ fn with_reason(state: &AppState, mut job: Job) -> Job {
 
 /// The job as anyone but its owner may see it (and as run snapshots keep it): secrets
 /// and `env` values replaced by [`REDACTED`].
-pub fn redact(mut job: Job) -> Job {
-    let _ = job.parameters.parameters.map_secrets(|_| Ok::<_, ()>(REDACTED.to_string()));
-    let _ = job.parameters.parameters.map_env(|_| Ok::<_, ()>(REDACTED.to_string()));
-    job
+pub fn redact(job: Job) -> Job {
+    job.redacted()
 }
 
 /// The job as `viewer` sees it: the owner reading with `.own` scope (`Some(account)`)

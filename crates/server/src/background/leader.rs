@@ -1,6 +1,6 @@
 //! One leader for the reconcilers: of the instances sharing a database, only the one
 //! holding the store's leadership ([`gantry_store::DeploymentStore::try_lead`]) runs
-//! the scheduler, lifecycle and billing loops; the others serve the API and keep
+//! the scheduler, lifecycle and billing loops and webhook delivery; the others serve the API and keep
 //! trying to take over. On SQLite the only instance leads from the start.
 //!
 //! The leader checks its hold every [`CHECK_EVERY`] and stops its loops the moment
@@ -61,6 +61,10 @@ pub async fn run(state: Arc<AppState>, first: Option<Box<dyn Leadership>>) {
                 tokio::spawn(super::scheduler::run(state.clone())),
                 tokio::spawn(super::lifecycle::run(state.clone())),
                 tokio::spawn(super::billing::run(state.clone())),
+                // One instance delivers webhooks, so endpoints get their events in
+                // order and an attempt is not made twice at once.
+                tokio::spawn(super::webhooks::run_fanout(state.clone())),
+                tokio::spawn(super::webhooks::run_delivery(state.clone())),
             ]);
             while leadership.still_leading().await {
                 tokio::time::sleep(CHECK_EVERY).await;

@@ -17,6 +17,7 @@ use crate::billing::{
     BillingStore, ENTRY_COLUMNS, EntryRow, PROFILE_COLUMNS, PURCHASE_COLUMNS, ProfileRow, PurchaseRow, ledger_subject,
     order, patched, purchase_statuses, purchase_subject,
 };
+use crate::events::NewEventRow;
 use crate::sql::row::insert_sql;
 use crate::sql::{Placeholders, RUN_COLUMNS, RunRow, Subject};
 use crate::{CreditPurchaseRecord, LedgerPosting, Page, PurchaseKey, RunRecord, StoreResult};
@@ -57,6 +58,19 @@ async fn post(tx: &mut Transaction<'static, Postgres>, posting: &LedgerPosting) 
         .await
         .map_err(write_error("ledger post", || ledger_subject(posting)))?;
     Ok(true)
+}
+
+/// [`post`], then its `balance.changed` events (the event lock last, held briefly):
+/// whether it posted, and the newest event id to publish after COMMIT.
+async fn post_with_events(
+    tx: &mut Transaction<'static, Postgres>,
+    posting: &LedgerPosting,
+) -> StoreResult<(bool, i64)> {
+    if !post(tx, posting).await? {
+        return Ok((false, 0));
+    }
+    let id = super::events::append(tx, &NewEventRow::balance(posting)?).await?;
+    Ok((true, id))
 }
 
 #[async_trait]
@@ -173,9 +187,10 @@ impl BillingStore for PgStore {
 
     async fn ledger_post(&self, posting: &LedgerPosting) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await.map_err(db("ledger post"))?;
-        let posted = post(&mut tx, posting).await?;
+        let (posted, id) = post_with_events(&mut tx, posting).await?;
         tx.commit().await.map_err(db("ledger post"))?;
         self.wrote();
+        self.published(id);
         Ok(posted)
     }
 
@@ -371,11 +386,13 @@ impl BillingStore for PgStore {
             .await
             .map_err(db("credit purchase settle"))?;
         let Some(after) = row.as_ref().map(record::<PurchaseRow>).transpose()? else { return Ok(None) };
+        let mut id = 0;
         if let Some(posting) = credit {
-            post(&mut tx, posting).await?;
+            id = post_with_events(&mut tx, posting).await?.1;
         }
         tx.commit().await.map_err(db("credit purchase settle"))?;
         self.wrote();
+        self.published(id);
         Ok(Some(after))
     }
 }

@@ -4,45 +4,54 @@
 //! (the jobs' update and one `UNNEST` insert of every run), so thousands of placements
 //! cost two round trips, not thousands.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
 
 use gantry_types::{
     AccountId, JobId, JobRunId, NodeId,
-    job::JobStatus,
+    event::EventType,
+    job::{Job, JobStatus},
     job_run::JobRunStatus,
     list::Paging,
     node::{HardwareSample, NodeStatus},
 };
 use sqlx::AssertSqlSafe;
 
-use super::{PgStore, db, insert_static, record, write_error};
+use super::{PgStore, db, events, insert_static, record, write_error};
 use crate::cluster::{ClusterStore, JobPlacement, NodeRecord, RunFilter, RunRecord, RunUpdate};
+use crate::events::NewEventRow;
+use crate::jobs::JobRow;
 use crate::sql::{
-    self, ACTIVE_RUNS, NODE_COLUMNS, NodeRow, Placeholders, RUN_COLUMNS, RUNS_OF_A_JOB_ORDER, RunRow, Subject,
-    Violation,
+    self, ACTIVE_RUNS, JOB_COLUMNS, NODE_COLUMNS, NodeRow, Placeholders, RUN_COLUMNS, RUNS_OF_A_JOB_ORDER, RunRow,
+    Subject, Violation,
 };
 use crate::{Page, StoreResult};
 
 /// The node upsert (see [`sql::node_upsert_sql`]).
-static UPSERT_NODE: LazyLock<String> = LazyLock::new(|| sql::node_upsert_sql(Placeholders::Dollar));
+static UPSERT_NODE: LazyLock<String> =
+    LazyLock::new(|| format!("{} RETURNING {NODE_COLUMNS}", sql::node_upsert_sql(Placeholders::Dollar)));
 
 #[async_trait]
 impl ClusterStore for PgStore {
     async fn node_upsert(&self, node: &NodeRecord) -> StoreResult<()> {
         let r = NodeRow::new(node)?;
         let subject = || Subject::node(node.uuid, node.account_uuid);
-        let done = insert_static(UPSERT_NODE.as_str(), r)
-            .execute(&self.pool)
+        let mut tx = self.pool.begin().await.map_err(db("node upsert"))?;
+        let row = insert_static(UPSERT_NODE.as_str(), r)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(write_error("node upsert", subject))?;
-        self.wrote();
         // No row changed: the uuid is another account's node.
-        if done.rows_affected() == 0 {
+        let Some(after) = row.as_ref().map(record::<NodeRow>).transpose()? else {
             return Err(subject().error(Violation::PrimaryKey));
-        }
+        };
+        let event = NewEventRow::node(EventType::NodeRegistered, &after, after.updated_at_ms)?;
+        let id = events::append(&mut tx, &[event]).await?;
+        tx.commit().await.map_err(db("node upsert"))?;
+        self.wrote();
+        self.published(id);
         Ok(())
     }
 
@@ -126,20 +135,28 @@ impl ClusterStore for PgStore {
     }
 
     async fn node_mark_lost(&self, id: NodeId, seen_before_ms: i64, now_ms: i64) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let mut tx = self.pool.begin().await.map_err(db("node mark lost"))?;
+        let sql = format!(
             "UPDATE nodes SET status = $4, updated_at_ms = $3 \
-             WHERE uuid = $1 AND status = $5 AND last_seen_at_ms < $2",
-        )
-        .bind(id.to_string())
-        .bind(seen_before_ms)
-        .bind(now_ms)
-        .bind(NodeStatus::Lost.as_str())
-        .bind(NodeStatus::Online.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(db("node mark lost"))?;
+             WHERE uuid = $1 AND status = $5 AND last_seen_at_ms < $2 RETURNING {NODE_COLUMNS}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(seen_before_ms)
+            .bind(now_ms)
+            .bind(NodeStatus::Lost.as_str())
+            .bind(NodeStatus::Online.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db("node mark lost"))?;
+        let Some(after) = row.as_ref().map(record::<NodeRow>).transpose()? else {
+            return Ok(false);
+        };
+        let id = events::append(&mut tx, &[NewEventRow::node(EventType::NodeStatusChanged, &after, now_ms)?]).await?;
+        tx.commit().await.map_err(db("node mark lost"))?;
         self.wrote();
-        Ok(done.rows_affected() == 1)
+        self.published(id);
+        Ok(true)
     }
 
     async fn run_place(&self, placements: &[JobPlacement]) -> StoreResult<Vec<JobId>> {
@@ -218,8 +235,24 @@ impl ClusterStore for PgStore {
                 .await
                 .map_err(write_error(during, Subject::placed_runs))?;
         }
+        let mut events = Vec::new();
+        if !placed.is_empty() {
+            let uuids: Vec<&str> = placed.iter().map(|p| p.job_uuid.as_str()).collect();
+            let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE uuid = ANY($1)");
+            let rows = sqlx::query(AssertSqlSafe(sql)).bind(&uuids).fetch_all(&mut *tx).await.map_err(db(during))?;
+            let jobs: HashMap<JobId, Job> =
+                rows.iter().map(|r| record::<JobRow>(r).map(|j| (j.uuid, j))).collect::<StoreResult<_>>()?;
+            for p in &placed {
+                if let Some(job) = jobs.get(&p.job) {
+                    events.push(NewEventRow::job(EventType::JobStatusChanged, job, p.now_ms)?);
+                }
+                events.extend(p.run_events.iter().cloned());
+            }
+        }
+        let id = events::append(&mut tx, &events).await?;
         tx.commit().await.map_err(db(during))?;
         self.wrote();
+        self.published(id);
         Ok(placed.iter().map(|p| p.job).collect())
     }
 
@@ -277,6 +310,7 @@ impl ClusterStore for PgStore {
              j AS (UPDATE jobs SET image_size_bytes = $10 FROM r WHERE $10::bigint IS NOT NULL AND jobs.uuid = r.job_uuid) \
              SELECT {RUN_COLUMNS} FROM r"
         );
+        let mut tx = self.pool.begin().await.map_err(db("job run update"))?;
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(update.to.as_str())
             .bind(&update.reason)
@@ -288,11 +322,19 @@ impl ClusterStore for PgStore {
             .bind(id.to_string())
             .bind(from)
             .bind(update.image_size_bytes)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db("job run update"))?;
+        let run = row.as_ref().map(record::<RunRow>).transpose()?;
+        let mut id = 0;
+        if let Some(run) = &run {
+            let event = NewEventRow::run(EventType::JobRunStatusChanged, &run.run, update.now_ms)?;
+            id = events::append(&mut tx, &[event]).await?;
+        }
+        tx.commit().await.map_err(db("job run update"))?;
         self.wrote();
-        row.as_ref().map(record::<RunRow>).transpose()
+        self.published(id);
+        Ok(run)
     }
 
     async fn run_logs_append(&self, id: JobRunId, chunk: &str, max_bytes: usize) -> StoreResult<()> {

@@ -4,12 +4,14 @@
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
+use gantry_types::event::EventType;
 use gantry_types::job::{Job, JobStatus};
 use gantry_types::list::{JobFilter, Paging};
 use gantry_types::{AccountId, JobId};
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{PgStore, db, insert_static, record, write_error};
+use super::{PgStore, db, events, insert_static, record, write_error};
+use crate::events::NewEventRow;
 use crate::jobs::{AccountUsage, JobQuota, JobRow, JobStore, JobTransition, NewJobRow};
 use crate::sql::row::insert_sql;
 use crate::sql::{self, JOB_COLUMNS, Placeholders, Subject};
@@ -22,30 +24,32 @@ static INSERT: LazyLock<String> = LazyLock::new(|| insert_sql::<NewJobRow>(Place
 impl JobStore for PgStore {
     async fn job_create_within(&self, job: &Job, quota: &JobQuota) -> StoreResult<()> {
         let row = NewJobRow::new(job)?;
+        let event = NewEventRow::job(EventType::JobCreated, job, job.created_at.0)?;
         let conflict = write_error("job create", || Subject::job(job.uuid, job.account_uuid));
-        if !quota.is_limited() {
-            // One statement, as before quotas: the trigger moves the counters.
-            insert_static(INSERT.as_str(), row).execute(&self.pool).await.map_err(conflict)?;
-            self.wrote();
-            return Ok(());
-        }
-        // Submissions of one account under a quota take turns on a transaction-scoped
-        // advisory lock; the counters are read after it is taken (a new snapshot per
-        // statement under READ COMMITTED), so they include every earlier commit and the
-        // check is exact. A refusal rolls back: nothing is written.
+        // One transaction: the job, its counters (moved by the trigger) and its
+        // `job.created` event commit together or not at all.
         let mut tx = self.pool.begin().await.map_err(db("job create"))?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('gantry.account_usage:' || $1, 0))")
-            .bind(&row.account_uuid)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("job create (quota lock)"))?;
-        let usage = usage(&mut *tx, &row.account_uuid).await?;
-        quota
-            .check(usage, row.spec.len() as u64, job.status == JobStatus::Pending)
-            .map_err(StoreError::QuotaExceeded)?;
+        if quota.is_limited() {
+            // Submissions of one account under a quota take turns on a transaction-scoped
+            // advisory lock; the counters are read after it is taken (a new snapshot per
+            // statement under READ COMMITTED), so they include every earlier commit and
+            // the check is exact. A refusal rolls back: nothing is written. (Taken before
+            // the event log's lock, which every event-writing transaction takes last.)
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('gantry.account_usage:' || $1, 0))")
+                .bind(&row.account_uuid)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("job create (quota lock)"))?;
+            let usage = usage(&mut *tx, &row.account_uuid).await?;
+            quota
+                .check(usage, row.spec.len() as u64, job.status == JobStatus::Pending)
+                .map_err(StoreError::QuotaExceeded)?;
+        }
         insert_static(INSERT.as_str(), row).execute(&mut *tx).await.map_err(conflict)?;
+        let id = events::append(&mut tx, &[event]).await?;
         tx.commit().await.map_err(db("job create"))?;
         self.wrote();
+        self.published(id);
         Ok(())
     }
 
@@ -123,6 +127,7 @@ impl JobStore for PgStore {
              WHERE uuid = $6 AND status = ANY($7) AND ($8::text IS NULL OR account_uuid = $8) \
              RETURNING {JOB_COLUMNS}"
         );
+        let mut tx = self.pool.begin().await.map_err(db("job transition"))?;
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(transition.to.as_str())
             .bind(&transition.reason)
@@ -132,11 +137,19 @@ impl JobStore for PgStore {
             .bind(id.to_string())
             .bind(from)
             .bind(account.map(|a| a.to_string()))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db("job transition"))?;
+        let job = row.as_ref().map(record::<JobRow>).transpose()?;
+        let mut id = 0;
+        if let Some(job) = &job {
+            let event = NewEventRow::job(EventType::JobStatusChanged, job, transition.now_ms)?;
+            id = events::append(&mut tx, &[event]).await?;
+        }
+        tx.commit().await.map_err(db("job transition"))?;
         self.wrote();
-        row.as_ref().map(record::<JobRow>).transpose()
+        self.published(id);
+        Ok(job)
     }
 
     async fn job_list_pending(&self, limit: u32) -> StoreResult<Vec<Job>> {

@@ -346,6 +346,8 @@ pub(crate) struct PlacementRows {
     pub job_uuid: String,
     pub now_ms: i64,
     pub runs: Vec<RunRow>,
+    /// The runs' `job_run.created` events, appended when the job is placed.
+    pub run_events: Vec<crate::events::NewEventRow>,
 }
 
 /// Encodes `placements` for `run_place`, keeping only the first placement of each
@@ -362,6 +364,14 @@ pub(crate) fn placement_rows(placements: &[JobPlacement]) -> StoreResult<Vec<Pla
                 job_uuid: p.job.to_string(),
                 now_ms: p.now_ms,
                 runs: p.runs.iter().map(RunRow::new).collect::<StoreResult<_>>()?,
+                run_events: p
+                    .runs
+                    .iter()
+                    .map(|r| {
+                        let t = gantry_types::event::EventType::JobRunCreated;
+                        crate::events::NewEventRow::run(t, &r.run, p.now_ms)
+                    })
+                    .collect::<StoreResult<_>>()?,
             })
         })
         .collect()

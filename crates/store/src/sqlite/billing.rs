@@ -17,6 +17,7 @@ use crate::billing::{
     BillingStore, ENTRY_COLUMNS, EntryRow, PROFILE_COLUMNS, PURCHASE_COLUMNS, ProfileRow, PurchaseRow, ledger_subject,
     order, patched, purchase_statuses, purchase_subject,
 };
+use crate::events::NewEventRow;
 use crate::sql::row::{FromRow, IntoRecord, ToRow, insert_sql};
 use crate::sql::{Placeholders, RUN_COLUMNS, RunRow, Subject, json_list};
 use crate::{CreditPurchaseRecord, LedgerPosting, Page, PurchaseKey, RunRecord, StoreResult};
@@ -52,6 +53,9 @@ fn post(conn: &Connection, posting: &LedgerPosting) -> StoreResult<bool> {
     for e in posting.rows() {
         e.with_sqlite_params(|params| stmt.execute(params))
             .map_err(write_error("ledger post", || ledger_subject(posting)))?;
+    }
+    for change in NewEventRow::balance(posting)? {
+        super::events::append(conn, &change)?;
     }
     Ok(true)
 }

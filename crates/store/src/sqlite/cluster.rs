@@ -7,6 +7,7 @@ use std::sync::LazyLock;
 use async_trait::async_trait;
 use gantry_types::{
     AccountId, JobId, JobRunId, NodeId,
+    event::EventType,
     job::JobStatus,
     job_run::JobRunStatus,
     list::Paging,
@@ -14,18 +15,21 @@ use gantry_types::{
 };
 use rusqlite::{OptionalExtension, params};
 
-use super::SqliteStore;
 use super::rows::{self, db, write_error};
+use super::{SqliteStore, events};
 use crate::cluster::{ClusterStore, JobPlacement, NodeRecord, RunFilter, RunRecord, RunUpdate};
-use crate::sql::row::{ToRow, insert_sql};
+use crate::events::NewEventRow;
+use crate::jobs::JobRow;
+use crate::sql::row::{FromRow, IntoRecord, ToRow, insert_sql};
 use crate::sql::{
-    self, ACTIVE_RUNS, NODE_COLUMNS, NodeRow, Placeholders, RUN_COLUMNS, RUNS_OF_A_JOB_ORDER, RunRow, Subject,
-    Violation,
+    self, ACTIVE_RUNS, JOB_COLUMNS, NODE_COLUMNS, NodeRow, Placeholders, RUN_COLUMNS, RUNS_OF_A_JOB_ORDER, RunRow,
+    Subject, Violation,
 };
 use crate::{Page, StoreResult};
 
 /// The node upsert (see [`sql::node_upsert_sql`]).
-static UPSERT_NODE: LazyLock<String> = LazyLock::new(|| sql::node_upsert_sql(Placeholders::Question));
+static UPSERT_NODE: LazyLock<String> =
+    LazyLock::new(|| format!("{} RETURNING {NODE_COLUMNS}", sql::node_upsert_sql(Placeholders::Question)));
 
 /// The insert of a placed run.
 static INSERT_RUN: LazyLock<String> = LazyLock::new(|| insert_sql::<RunRow>(Placeholders::Question, ""));
@@ -37,13 +41,17 @@ impl ClusterStore for SqliteStore {
         let (id, account) = (node.uuid, node.account_uuid);
         self.writer
             .write(move |conn| {
-                let changed = rows::insert(conn, &UPSERT_NODE, &r)
-                    .map_err(write_error("node upsert", || Subject::node(id, account)))?;
+                let after = {
+                    let mut stmt = conn.prepare_cached(&UPSERT_NODE).map_err(db("node upsert"))?;
+                    r.with_sqlite_params(|params| stmt.query_row(params, |row| NodeRow::from_row(row)).optional())
+                        .map_err(write_error("node upsert", || Subject::node(id, account)))?
+                };
                 // No row changed: the uuid is another account's node.
-                if changed == 0 {
+                let Some(after) = after else {
                     return Err(Subject::node(id, account).error(Violation::PrimaryKey));
-                }
-                Ok(())
+                };
+                let after = after.into_record()?;
+                events::append(conn, &NewEventRow::node(EventType::NodeRegistered, &after, after.updated_at_ms)?)
             })
             .await
     }
@@ -124,21 +132,17 @@ impl ClusterStore for SqliteStore {
         let id = id.to_string();
         self.writer
             .write(move |conn| {
-                conn.prepare_cached(
+                let sql = format!(
                     "UPDATE nodes SET status = ?4, updated_at_ms = ?3 \
-                     WHERE uuid = ?1 AND status = ?5 AND last_seen_at_ms < ?2",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        id,
-                        seen_before_ms,
-                        now_ms,
-                        NodeStatus::Lost.as_str(),
-                        NodeStatus::Online.as_str()
-                    ])
-                })
-                .map(|changed| changed == 1)
-                .map_err(db("node mark lost"))
+                     WHERE uuid = ?1 AND status = ?5 AND last_seen_at_ms < ?2 RETURNING {NODE_COLUMNS}"
+                );
+                let (lost, online) = (NodeStatus::Lost.as_str(), NodeStatus::Online.as_str());
+                let params = params![id, seen_before_ms, now_ms, lost, online];
+                let Some(after) = rows::one::<NodeRow>(conn, &sql, params, "node mark lost")? else {
+                    return Ok(false);
+                };
+                events::append(conn, &NewEventRow::node(EventType::NodeStatusChanged, &after, now_ms)?)?;
+                Ok(true)
             })
             .await
     }
@@ -151,24 +155,25 @@ impl ClusterStore for SqliteStore {
         self.writer
             .write(move |conn| {
                 // One op of the group commit: its savepoint undoes the whole call on error.
-                let mut assign = conn
-                    .prepare_cached(
-                        "UPDATE jobs SET status = ?3, status_reason = NULL, updated_at_ms = ?2 \
-                         WHERE uuid = ?1 AND status = ?4",
-                    )
-                    .map_err(db("run place"))?;
+                let assign_sql = format!(
+                    "UPDATE jobs SET status = ?3, status_reason = NULL, updated_at_ms = ?2 \
+                     WHERE uuid = ?1 AND status = ?4 RETURNING {JOB_COLUMNS}"
+                );
                 let mut insert = conn.prepare_cached(&INSERT_RUN).map_err(db("run place"))?;
                 let (assigned, pending) = (JobStatus::Assigned.as_str(), JobStatus::Pending.as_str());
                 let mut placed = Vec::new();
                 for p in &placements {
-                    let changed =
-                        assign.execute(params![p.job_uuid, p.now_ms, assigned, pending]).map_err(db("run place"))?;
-                    if changed == 0 {
+                    let params = params![p.job_uuid, p.now_ms, assigned, pending];
+                    let Some(job) = rows::one::<JobRow>(conn, &assign_sql, params, "run place")? else {
                         continue; // no longer PENDING (or unknown): skipped
-                    }
+                    };
                     for r in &p.runs {
                         r.with_sqlite_params(|params| insert.execute(params))
                             .map_err(write_error("run place", || Subject::run(r)))?;
+                    }
+                    events::append(conn, &NewEventRow::job(EventType::JobStatusChanged, &job, p.now_ms)?)?;
+                    for e in &p.run_events {
+                        events::append(conn, e)?;
                     }
                     placed.push(p.job);
                 }
@@ -241,6 +246,7 @@ impl ClusterStore for SqliteStore {
                 let Some(run) = rows::one::<RunRow>(conn, &sql, params, "job run update")? else {
                     return Ok(None);
                 };
+                events::append(conn, &NewEventRow::run(EventType::JobRunStatusChanged, &run.run, u.now_ms)?)?;
                 if let Some(size) = u.image_size_bytes {
                     conn.prepare_cached("UPDATE jobs SET image_size_bytes = ?2 WHERE uuid = ?1")
                         .and_then(|mut s| s.execute(params![run.run.job_uuid.to_string(), size]))

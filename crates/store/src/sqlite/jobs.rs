@@ -5,13 +5,15 @@
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
+use gantry_types::event::EventType;
 use gantry_types::job::{Job, JobStatus};
 use gantry_types::list::{JobFilter, Paging};
 use gantry_types::{AccountId, JobId};
 use rusqlite::params;
 
-use super::SqliteStore;
 use super::rows::{self, db, write_error};
+use super::{SqliteStore, events};
+use crate::events::NewEventRow;
 use crate::jobs::{AccountUsage, JobQuota, JobRow, JobStore, JobTransition, NewJobRow};
 use crate::sql::row::insert_sql;
 use crate::sql::{self, JOB_COLUMNS, Placeholders, Subject};
@@ -29,6 +31,7 @@ impl JobStore for SqliteStore {
     async fn job_create_within(&self, job: &Job, quota: &JobQuota) -> StoreResult<()> {
         // Serialize here, on the caller's thread; the writer thread only inserts.
         let row = NewJobRow::new(job)?;
+        let event = NewEventRow::job(EventType::JobCreated, job, job.created_at.0)?;
         let (id, account, quota) = (job.uuid, job.account_uuid, *quota);
         let pending = job.status == JobStatus::Pending;
         self.writer
@@ -66,9 +69,8 @@ impl JobStore for SqliteStore {
                     .and_then(|mut st| st.execute(params![row.account_uuid, add.0, add.1]))
                     .map_err(db("job create (usage)"))?;
                 }
-                rows::insert(conn, &INSERT, &row)
-                    .map(drop)
-                    .map_err(write_error("job create", || Subject::job(id, account)))
+                rows::insert(conn, &INSERT, &row).map_err(write_error("job create", || Subject::job(id, account)))?;
+                events::append(conn, &event)
             })
             .await
     }
@@ -161,7 +163,11 @@ impl JobStore for SqliteStore {
                     from,
                     scope,
                 ];
-                rows::one::<JobRow>(conn, &sql, params, "job transition")
+                let job = rows::one::<JobRow>(conn, &sql, params, "job transition")?;
+                if let Some(job) = &job {
+                    events::append(conn, &NewEventRow::job(EventType::JobStatusChanged, job, t.now_ms)?)?;
+                }
+                Ok(job)
             })
             .await
     }

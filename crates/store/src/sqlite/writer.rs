@@ -21,6 +21,10 @@
 //! gets the error. A plain OS thread (not `spawn_blocking`) because it lives as long
 //! as the store and must never wait behind the runtime's blocking pool.
 //!
+//! After each commit the thread reads the newest event id (the primary key's maximum,
+//! one index probe) and publishes it on the event watch when it moved, so readers of
+//! the event log wake once per commit that appended events, not per write.
+//!
 //! Shutdown: dropping the [`Writer`] closes the channel; the thread finishes what is
 //! queued, closes the connection and exits, and the drop joins it.
 
@@ -30,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use rusqlite::Connection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{StoreError, StoreResult, WriteStats};
 
@@ -120,13 +124,13 @@ pub(super) struct Writer {
 
 impl Writer {
     /// Starts the thread; it owns `conn` from now on.
-    pub fn spawn(conn: Connection) -> StoreResult<Self> {
+    pub fn spawn(conn: Connection, events: watch::Sender<i64>) -> StoreResult<Self> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
         let thread_counters = Arc::clone(&counters);
         let thread = std::thread::Builder::new()
             .name("gantry-sqlite-writer".into())
-            .spawn(move || run(conn, rx, &thread_counters))
+            .spawn(move || run(conn, rx, &thread_counters, &events))
             .map_err(|e| StoreError::Database { during: "starting the writer thread", source: Box::new(e) })?;
         Ok(Self { queue: Some(tx), thread: Some(thread), counters })
     }
@@ -170,11 +174,16 @@ impl Drop for Writer {
 }
 
 /// The thread's loop: one batch per iteration until the channel is closed and empty.
-fn run(conn: Connection, mut queue: mpsc::Receiver<Box<dyn PendingWrite>>, counters: &Counters) {
+fn run(
+    conn: Connection,
+    mut queue: mpsc::Receiver<Box<dyn PendingWrite>>,
+    counters: &Counters,
+    events: &watch::Sender<i64>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // Blocks for the first op, then takes whatever else is already queued.
     while queue.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
-        commit_batch(&conn, &mut batch, counters);
+        commit_batch(&conn, &mut batch, counters, events);
     }
     tracing::debug!("SQLite writer stopped");
 }
@@ -195,7 +204,12 @@ fn sql_name(sql: &'static str) -> &'static str {
 }
 
 /// Runs and commits one batch, counts it, then replies to every op.
-fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn PendingWrite>>, counters: &Counters) {
+fn commit_batch(
+    conn: &Connection,
+    batch: &mut Vec<Box<dyn PendingWrite>>,
+    counters: &Counters,
+    events: &watch::Sender<i64>,
+) {
     let started = std::time::Instant::now();
     let outcome = run_in_transaction(conn, batch);
     match &outcome {
@@ -205,6 +219,7 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn PendingWrite>>, count
             counters.commits.fetch_add(1, Ordering::Relaxed);
             counters.writes.fetch_add(*writes, Ordering::Relaxed);
             counters.durations.record(started.elapsed());
+            publish_events(conn, events);
         }
         // Whatever failed, leave the connection clean for the next batch.
         Err(_) if !conn.is_autocommit() => {
@@ -214,6 +229,22 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn PendingWrite>>, count
     }
     for op in batch.drain(..) {
         op.finish(outcome.as_ref().map(drop));
+    }
+}
+
+/// Publishes the newest committed event id when it moved (waking event readers).
+pub(super) fn publish_events(conn: &Connection, events: &watch::Sender<i64>) {
+    let newest: rusqlite::Result<i64> =
+        conn.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events").and_then(|mut s| s.query_row([], |r| r.get(0)));
+    match newest {
+        Ok(id) => {
+            events.send_if_modified(|v| {
+                let moved = id > *v;
+                *v = (*v).max(id);
+                moved
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read the newest event id"),
     }
 }
 

@@ -1,0 +1,141 @@
+//! The event log on PostgreSQL: appends run inside the transactions that cause them,
+//! after taking [`PG_EVENTS_LOCK`] (held through COMMIT, so ids become visible in
+//! order; see `crate::events`); reads are plain queries.
+
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use gantry_types::AccountId;
+use gantry_types::event::{Event, EventType};
+use sqlx::{AssertSqlSafe, PgConnection};
+
+use super::{PgStore, db, record};
+use crate::StoreResult;
+use crate::events::{
+    EVENT_COLUMNS, EventHorizon, EventRow, EventStore, NewEventRow, PG_EVENTS_LOCK, id_and_type, type_names,
+};
+use crate::sql::Placeholders;
+use crate::sql::row::{ToRow, insert_sql};
+
+/// The insert of an event, returning its id.
+static INSERT: LazyLock<String> = LazyLock::new(|| insert_sql::<NewEventRow>(Placeholders::Dollar, " RETURNING id"));
+
+/// Appends `events` inside the caller's transaction, after taking the event lock
+/// (call it last, just before COMMIT, to hold the lock briefly); the newest id
+/// (0 when `events` is empty). Publish it with [`PgStore::published`] after COMMIT.
+pub(super) async fn append(tx: &mut PgConnection, events: &[NewEventRow]) -> StoreResult<i64> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(PG_EVENTS_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("event append (lock)"))?;
+    let mut last = 0;
+    for event in events {
+        let id: i64 = event
+            .clone()
+            .bind_pg(sqlx::query(AssertSqlSafe(INSERT.as_str())))
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|r| sqlx::Row::try_get(&r, 0))
+            .map_err(db("event append"))?;
+        last = last.max(id);
+    }
+    Ok(last)
+}
+
+impl PgStore {
+    /// Tells this process's event readers that events up to `id` committed.
+    pub(super) fn published(&self, id: i64) {
+        if id > 0 {
+            self.events.send_if_modified(|v| {
+                let moved = id > *v;
+                *v = (*v).max(id);
+                moved
+            });
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for PgStore {
+    async fn event_list(
+        &self,
+        account: Option<AccountId>,
+        after: i64,
+        types: &[EventType],
+        limit: u32,
+    ) -> StoreResult<Vec<Event>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE id > $1 AND ($2::text IS NULL OR account_uuid = $2) \
+             AND ($3::text[] IS NULL OR event_type = ANY($3)) ORDER BY id LIMIT $4"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(after)
+            .bind(account.map(|a| a.to_string()))
+            .bind(type_names(types))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("event list"))?;
+        rows.iter().map(record::<EventRow>).collect()
+    }
+
+    async fn event_list_types(&self, after: i64, limit: u32) -> StoreResult<Vec<(i64, EventType)>> {
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, event_type FROM events WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("event list types"))?;
+        rows.iter().map(|(id, name)| id_and_type(*id, name)).collect()
+    }
+
+    async fn event_horizon(&self) -> StoreResult<EventHorizon> {
+        // The sequence's last value, not MAX(id): retention may have emptied the table.
+        let (pruned_through, last_id): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT pruned_through FROM event_log_state), \
+             COALESCE((SELECT last_value FROM events_id_seq WHERE is_called), 0)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("event horizon"))?;
+        Ok(EventHorizon { pruned_through, last_id })
+    }
+
+    async fn event_prune(&self, before_ms: i64) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(db("event prune"))?;
+        // Like SQLite, the newest event is kept (one rule for both backends).
+        let through: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(id) FROM events WHERE created_at_ms < $1 AND id < (SELECT MAX(id) FROM events)",
+        )
+        .bind(before_ms)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db("event prune"))?;
+        let Some(through) = through else {
+            return Ok(0);
+        };
+        let deleted = sqlx::query("DELETE FROM events WHERE id <= $1")
+            .bind(through)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("event prune"))?
+            .rows_affected();
+        sqlx::query("UPDATE event_log_state SET pruned_through = GREATEST(pruned_through, $1)")
+            .bind(through)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("event prune"))?;
+        tx.commit().await.map_err(db("event prune"))?;
+        self.wrote();
+        Ok(deleted)
+    }
+
+    fn event_watch(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.events.subscribe()
+    }
+}
