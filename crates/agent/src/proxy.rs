@@ -169,15 +169,34 @@ impl Drop for PortProxy {
     }
 }
 
-/// When a connection last moved a byte, as milliseconds since the proxy started.
+/// Orders every touch of every connection: the connection whose last touch is the
+/// smallest is the one idle the longest, exactly, where times in milliseconds tie
+/// (dozens of connections can open within one millisecond).
+static TOUCHES: AtomicU64 = AtomicU64::new(0);
+
+/// When a connection last moved a byte, as milliseconds since the proxy started (for
+/// the idle timeout) and as a place in [`TOUCHES`] (for choosing the idlest).
 struct Activity {
     since: Instant,
     last_ms: AtomicU64,
+    last_touch: AtomicU64,
 }
 
 impl Activity {
+    fn new(since: Instant) -> Self {
+        let activity = Self { since, last_ms: AtomicU64::new(0), last_touch: AtomicU64::new(0) };
+        activity.touch();
+        activity
+    }
+
     fn touch(&self) {
         self.last_ms.store(self.since.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_touch.store(TOUCHES.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// The place of the last touch: smaller is idler.
+    fn last_touch(&self) -> u64 {
+        self.last_touch.load(Ordering::Relaxed)
     }
 
     fn idle(&self) -> Duration {
@@ -206,14 +225,13 @@ async fn accept_loop(listener: TcpListener, target: SocketAddr, allowed: AllowLi
                     }
                     if live.len() >= limits.max_connections.max(1) {
                         // Full: the connection idle the longest makes room.
-                        let idlest = live.iter().max_by_key(|(_, l)| l.activity.idle()).map(|(id, _)| *id);
+                        let idlest = live.iter().min_by_key(|(_, l)| l.activity.last_touch()).map(|(id, _)| *id);
                         if let Some(old) = idlest.and_then(|id| live.remove(&id)) {
                             tracing::debug!(%peer, %target, idle = ?old.activity.idle(), "port proxy full; closing its idlest connection");
                             old.abort.abort();
                         }
                     }
-                    let activity = Arc::new(Activity { since, last_ms: AtomicU64::new(0) });
-                    activity.touch();
+                    let activity = Arc::new(Activity::new(since));
                     let abort = connections.spawn(forward(stream, peer, target, activity.clone(), limits.idle_timeout));
                     live.insert(abort.id(), Live { activity, abort });
                 }

@@ -58,15 +58,28 @@ impl Default for PortLimits {
     }
 }
 
-/// When a connection last moved a byte, in ms since it started.
+/// Orders every touch of every connection: the smallest last touch is the connection
+/// idle the longest, exactly, where times in milliseconds tie (dozens of connections
+/// can open within one millisecond).
+static TOUCHES: AtomicU64 = AtomicU64::new(0);
+
+/// When a connection last moved a byte: in ms since it started (for the idle
+/// timeout) and as a place in [`TOUCHES`] (for choosing the idlest).
 struct Activity {
     start: Instant,
     last: AtomicU64,
+    last_touch: AtomicU64,
 }
 
 impl Activity {
     fn new() -> Self {
-        Self { start: Instant::now(), last: AtomicU64::new(0) }
+        let last_touch = AtomicU64::new(TOUCHES.fetch_add(1, Ordering::Relaxed));
+        Self { start: Instant::now(), last: AtomicU64::new(0), last_touch }
+    }
+
+    /// The place of the last touch: smaller is idler.
+    fn last_touch(&self) -> u64 {
+        self.last_touch.load(Ordering::Relaxed)
     }
 
     fn now(&self) -> u64 {
@@ -75,6 +88,7 @@ impl Activity {
 
     fn touch(&self) {
         self.last.store(self.now(), Ordering::Relaxed);
+        self.last_touch.store(TOUCHES.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
     }
 
     fn idle_for(&self) -> Duration {
@@ -112,7 +126,7 @@ pub fn serve_port(
             }
             live.retain(|(handle, _)| !handle.is_finished());
             if live.len() >= limits.max_connections.max(1)
-                && let Some(idlest) = (0..live.len()).max_by_key(|&i| live[i].1.idle_for())
+                && let Some(idlest) = (0..live.len()).min_by_key(|&i| live[i].1.last_touch())
             {
                 let (handle, _) = live.swap_remove(idlest);
                 handle.abort();
