@@ -103,6 +103,11 @@ async fn servers_starting_together_migrate_once() {
     drop_database(&admin_url, &database).await;
 }
 
+/// Polls `f` once; whether it finished.
+async fn poll_once<F: Future>(mut f: std::pin::Pin<&mut F>) -> bool {
+    std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx).is_ready())).await
+}
+
 /// A request cancelled while its transaction's `BEGIN` is in flight (a client that
 /// disconnects, a timeout) must not hand the next caller a connection still inside
 /// that transaction. sqlx 0.9.0 did (transact-rs/sqlx#4393): the next caller's writes
@@ -125,11 +130,29 @@ async fn a_list_cancelled_mid_begin_leaves_no_connection_in_a_transaction() {
     let all = JobFilter::default();
     let mut other = PgConnection::connect(&url).await.unwrap();
     let mut cancelled = 0;
-    // Cancel after 0, 10, 20, ... µs: some land between BEGIN being sent and its
-    // answer, the window the bug lived in.
+    // Each step cancels a list at another point of its round trips: odd steps poll it
+    // once (it sends what it sends first), let the runtime run `step` times (answers
+    // may arrive) and drop it unless it finished; even steps drop it after 0, 20,
+    // 40, ... µs. Some land between BEGIN being sent and its answer, the window the bug
+    // lived in (the timer alone rounds up to whole milliseconds, in which an idle
+    // database answers everything, so it cannot be the only way).
     for step in 0..300u64 {
-        let list = store.job_list(Some(account), &all, Paging::default());
-        if tokio::time::timeout(Duration::from_micros(step * 10), list).await.is_err() {
+        let done = if step % 2 == 1 {
+            let mut list = std::pin::pin!(store.job_list(Some(account), &all, Paging::default()));
+            let mut done = poll_once(list.as_mut()).await;
+            for _ in 0..step {
+                if done {
+                    break;
+                }
+                tokio::task::yield_now().await;
+                done = poll_once(list.as_mut()).await;
+            }
+            done
+        } else {
+            let list = store.job_list(Some(account), &all, Paging::default());
+            tokio::time::timeout(Duration::from_micros(step * 10), list).await.is_ok()
+        };
+        if !done {
             cancelled += 1;
         }
         // A write right after must commit, visible to another connection.
