@@ -213,6 +213,15 @@ pub(crate) fn api_key_list(
     c.finish("api_keys", API_KEY_COLUMNS, paging)
 }
 
+/// The `webhook_list` query: `account` scopes (operators see every endpoint).
+pub(crate) fn webhook_list(style: Placeholders, account: Option<AccountId>, paging: Paging) -> ListQuery {
+    let mut c = Conditions::new(style);
+    if let Some(account) = account {
+        c.eq("account_uuid", SqlValue::Text(account.to_string()));
+    }
+    c.finish("webhooks", crate::webhooks::WEBHOOK_COLUMNS, paging)
+}
+
 /// An API key's list columns, encoded for insertion.
 pub(crate) fn json_list(list: &[String]) -> String {
     // Serializing a list of strings cannot fail.

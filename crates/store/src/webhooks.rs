@@ -196,11 +196,6 @@ impl IntoRecord for DeliveryRow {
     }
 }
 
-/// `ORDER BY` of endpoint lists.
-pub(crate) fn webhook_order(paging: Paging) -> &'static str {
-    if paging.newest_first { "ORDER BY created_at_ms DESC, uuid DESC" } else { "ORDER BY created_at_ms, uuid" }
-}
-
 /// `ORDER BY` of delivery lists.
 pub(crate) fn delivery_order(paging: Paging) -> &'static str {
     if paging.newest_first { "ORDER BY event_id DESC" } else { "ORDER BY event_id" }

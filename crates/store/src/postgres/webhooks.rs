@@ -11,10 +11,10 @@ use sqlx::AssertSqlSafe;
 
 use super::{PgStore, db, insert_static, record, write_error};
 use crate::sql::row::{ToRow, insert_sql};
-use crate::sql::{Placeholders, Subject};
+use crate::sql::{self, Placeholders, Subject};
 use crate::webhooks::{
     DELIVERY_COLUMNS, DeliveryRow, WEBHOOK_COLUMNS, WebhookRecord, WebhookRow, WebhookStore, delivery_order, due_sql,
-    fanout_sql, webhook_order,
+    fanout_sql,
 };
 use crate::{Page, StoreResult};
 
@@ -48,28 +48,8 @@ impl WebhookStore for PgStore {
     }
 
     async fn webhook_list(&self, account: Option<AccountId>, paging: Paging) -> StoreResult<Page<WebhookRecord>> {
-        let scope = account.map(|a| a.to_string());
-        let mut tx = self.pool.begin().await.map_err(db("webhook list"))?;
-        let total: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE ($1::text IS NULL OR account_uuid = $1)")
-                .bind(&scope)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db("webhook list"))?;
-        let sql = format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE ($1::text IS NULL OR account_uuid = $1) {} LIMIT $2 OFFSET $3",
-            webhook_order(paging)
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(&scope)
-            .bind(i64::from(paging.limit))
-            .bind(i64::try_from(paging.offset()).unwrap_or(i64::MAX))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db("webhook list"))?;
-        tx.commit().await.map_err(db("webhook list"))?;
-        let items = rows.iter().map(record::<WebhookRow>).collect::<StoreResult<_>>()?;
-        Ok(Page { items, total: u64::try_from(total).unwrap_or(0) })
+        let query = sql::webhook_list(Placeholders::Dollar, account, paging);
+        self.list(query, "webhook list", record::<WebhookRow>).await
     }
 
     async fn webhook_list_all(&self) -> StoreResult<Vec<WebhookRecord>> {

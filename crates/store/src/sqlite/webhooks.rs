@@ -13,10 +13,10 @@ use rusqlite::params;
 use super::SqliteStore;
 use super::rows::{self, db, write_error};
 use crate::sql::row::{ToRow, insert_sql};
-use crate::sql::{Placeholders, Subject};
+use crate::sql::{self, Placeholders, Subject};
 use crate::webhooks::{
     DELIVERY_COLUMNS, DeliveryRow, WEBHOOK_COLUMNS, WebhookRecord, WebhookRow, WebhookStore, delivery_order, due_sql,
-    fanout_sql, webhook_order,
+    fanout_sql,
 };
 use crate::{Page, StoreResult};
 
@@ -49,24 +49,8 @@ impl WebhookStore for SqliteStore {
     }
 
     async fn webhook_list(&self, account: Option<AccountId>, paging: Paging) -> StoreResult<Page<WebhookRecord>> {
-        let scope = account.map(|a| a.to_string());
-        self.read(move |conn| {
-            let tx = conn.unchecked_transaction().map_err(db("webhook list"))?;
-            let total: i64 = tx
-                .query_row("SELECT COUNT(*) FROM webhooks WHERE (?1 IS NULL OR account_uuid = ?1)", [&scope], |r| {
-                    r.get(0)
-                })
-                .map_err(db("webhook list"))?;
-            let sql = format!(
-                "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE (?1 IS NULL OR account_uuid = ?1) {} LIMIT ?2 OFFSET ?3",
-                webhook_order(paging)
-            );
-            let offset = i64::try_from(paging.offset()).unwrap_or(i64::MAX);
-            let items = rows::all::<WebhookRow>(&tx, &sql, params![scope, paging.limit, offset], "webhook list")?;
-            tx.finish().map_err(db("webhook list"))?;
-            Ok(Page { items, total: u64::try_from(total).unwrap_or(0) })
-        })
-        .await
+        let query = sql::webhook_list(Placeholders::Question, account, paging);
+        self.read(move |conn| rows::page::<WebhookRow>(conn, &query, "webhook list")).await
     }
 
     async fn webhook_list_all(&self) -> StoreResult<Vec<WebhookRecord>> {
