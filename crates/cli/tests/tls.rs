@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use gantry_test_harness::wait_for;
 use serde_json::Value;
-use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
 mod common;
@@ -31,30 +30,14 @@ fn text(out: &std::process::Output) -> String {
 
 /// `gantry server` over TLS on a free port; the child and the URL it printed.
 async fn start_tls_server(data_dir: &Path, tls: &Path) -> (Child, String) {
-    let mut child = gantry()
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+    let mut cmd = gantry();
+    cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .arg("--tls-cert")
         .arg(tls.join("server.pem"))
         .arg("--tls-key")
-        .arg(tls.join("server.key"))
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let line = lines.next_line().await.unwrap().expect("server exited before listening");
-            if let Some(url) = line.strip_prefix("gantry server listening on ") {
-                return url.to_string();
-            }
-        }
-    })
-    .await
-    .expect("server listens within 30 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, url)
+        .arg(tls.join("server.key"));
+    common::serve(cmd).await
 }
 
 #[tokio::test]

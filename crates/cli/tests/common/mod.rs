@@ -15,14 +15,22 @@ pub const GANTRY: &str = env!("CARGO_BIN_EXE_gantry");
 
 /// Starts `gantry server` on a free port; returns the child and its base URL.
 pub async fn start_server(data_dir: &Path) -> (Child, String) {
-    let mut child = Command::new(GANTRY)
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("gantry server starts");
+    let mut cmd = Command::new(GANTRY);
+    cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir).env("RUST_LOG", "warn");
+    let (child, url) = serve(cmd).await;
+    let health = format!("{url}/healthz");
+    wait_for("healthz", Duration::from_secs(10), || async {
+        reqwest::get(&health).await.ok().filter(|r| r.status().is_success())
+    })
+    .await;
+    (child, url)
+}
+
+/// Spawns `cmd`, a `gantry server` listening on port 0, and returns the child and the
+/// URL it printed once listening (its stdout is drained from then on, so the server
+/// never blocks on a full pipe).
+pub async fn serve(mut cmd: Command) -> (Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).kill_on_drop(true).spawn().expect("gantry server starts");
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let url = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
@@ -34,13 +42,7 @@ pub async fn start_server(data_dir: &Path) -> (Child, String) {
     })
     .await
     .expect("server listens within 30 s");
-    // Keep draining stdout so the server never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let health = format!("{url}/healthz");
-    wait_for("healthz", Duration::from_secs(10), || async {
-        reqwest::get(&health).await.ok().filter(|r| r.status().is_success())
-    })
-    .await;
     (child, url)
 }
 
