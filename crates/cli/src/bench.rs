@@ -98,11 +98,19 @@ pub(crate) async fn start_server() -> anyhow::Result<Target> {
 
 /// [`start_server`] with extra `gantry server` arguments.
 pub(crate) async fn start_server_with(extra: &[String]) -> anyhow::Result<Target> {
+    start_server_on(None, extra).await
+}
+
+/// [`start_server_with`] on a PostgreSQL database (`None`: SQLite in the data dir).
+pub(crate) async fn start_server_on(database_url: Option<&str>, extra: &[String]) -> anyhow::Result<Target> {
     let dir = tempfile::tempdir()?;
-    let key = crate::admin::create_key_in(dir.path(), None, "bench", Preset::Consumer, None, None).await?;
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
+    let key = crate::admin::create_key_in(dir.path(), database_url, "bench", Preset::Consumer, None, None).await?;
+    let mut command = tokio::process::Command::new(std::env::current_exe()?);
+    command.args(["server", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path());
+    if let Some(url) = database_url {
+        command.args(["--database-url", url]);
+    }
+    let mut child = command
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())

@@ -22,7 +22,7 @@ use gantry_types::node::{Node, NodeStatus};
 use gantry_types::permissions::Preset;
 use serde_json::json;
 
-use crate::bench::{Target, start_server};
+use crate::bench::{Target, start_server_on};
 
 /// `gantry bench schedule`.
 #[derive(Args)]
@@ -36,6 +36,10 @@ pub struct ScheduleArgs {
     /// Jobs to submit.
     #[arg(long, default_value_t = 10_000)]
     jobs: usize,
+    /// Run the server the bench starts on this PostgreSQL database instead of SQLite
+    /// (use an empty database of its own: the run's nodes and jobs stay there).
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
 }
 
 /// `gantry bench node-loss`.
@@ -47,6 +51,9 @@ pub struct NodeLossArgs {
     /// Percentage of nodes killed at once.
     #[arg(long, default_value_t = 10)]
     kill_percent: usize,
+    /// Run the server on this (empty) PostgreSQL database instead of SQLite.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
 }
 
 fn now_ms() -> i64 {
@@ -70,17 +77,18 @@ struct Cluster {
 }
 
 /// Starts a server and `nodes` simulated agents, and waits until all registered.
-async fn cluster(nodes: usize, spec: &str) -> anyhow::Result<Cluster> {
-    let mut c = cluster_without_nodes().await?;
+async fn cluster(nodes: usize, spec: &str, database_url: Option<&str>) -> anyhow::Result<Cluster> {
+    let mut c = cluster_without_nodes(database_url).await?;
     c.start_agents(nodes, spec).await?;
     Ok(c)
 }
 
-/// Starts a server with a consumer and a node key, and no nodes yet.
-async fn cluster_without_nodes() -> anyhow::Result<Cluster> {
-    let target = start_server().await?;
+/// Starts a server (on SQLite, or on `database_url`) with a consumer and a node key,
+/// and no nodes yet.
+async fn cluster_without_nodes(database_url: Option<&str>) -> anyhow::Result<Cluster> {
+    let target = start_server_on(database_url, &[]).await?;
     let dir = target.server.as_ref().map(|(_, d)| d.path().to_path_buf()).context("own server")?;
-    let key = crate::admin::create_key_in(&dir, None, "bench nodes", Preset::Node, None, None).await?;
+    let key = crate::admin::create_key_in(&dir, database_url, "bench nodes", Preset::Node, None, None).await?;
     let creds = |pk: String, sk: String| Credentials { base_url: target.url.clone(), public_key: pk, secret_key: sk };
     let node_client = Client::new(creds(key.public_key, key.secret_key.context("secret")?));
     let consumer = Client::new(creds(target.public_key.clone(), target.secret_key.clone()));
@@ -213,7 +221,7 @@ pub async fn schedule(args: ScheduleArgs) -> anyhow::Result<()> {
     );
     // Phase 1, throughput: a queue of jobs meets capacity all at once (the nodes start
     // after the jobs are in); placements/s from the first placement to the last.
-    let mut c = cluster_without_nodes().await?;
+    let mut c = cluster_without_nodes(args.database_url.as_deref()).await?;
     let burst = args.jobs - (args.jobs / 5).max(1);
     eprintln!("bench: throughput: queueing {burst} jobs, then starting {} nodes ...", args.nodes);
     submit_all(&c.consumer, burst).await?;
@@ -255,8 +263,9 @@ pub async fn schedule(args: ScheduleArgs) -> anyhow::Result<()> {
         percentile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(0)
     )?;
+    let backend = if args.database_url.is_some() { "postgres" } else { "sqlite" };
     outln!(
-        "over-committed nodes: {overcommitted} of {}   ratio placements/s to submits/s in this run: {:.2}",
+        "backend {backend}   over-committed nodes: {overcommitted} of {}   ratio placements/s to submits/s in this run: {:.2}",
         per_node.len(),
         rate / submit_rate.max(1.0)
     )?;
@@ -266,7 +275,7 @@ pub async fn schedule(args: ScheduleArgs) -> anyhow::Result<()> {
 
 /// `gantry bench node-loss`.
 pub async fn node_loss(args: NodeLossArgs) -> anyhow::Result<()> {
-    let c = cluster(args.nodes, "cpus=1").await?;
+    let c = cluster(args.nodes, "cpus=1", args.database_url.as_deref()).await?;
     // One run per node, with retries, so each killed node's run is re-placed.
     let half = args.nodes - args.nodes * args.kill_percent / 100;
     let jobs = half.min(args.nodes);

@@ -12,6 +12,7 @@ pub mod billing;
 pub mod events;
 pub mod leader;
 pub mod lifecycle;
+pub mod model;
 pub mod scheduler;
 pub mod webhooks;
 

@@ -46,7 +46,7 @@ async fn receive(state: &AppState, mut incoming: mpsc::Receiver<Notice>) {
             Notice::Resync => {
                 tracing::info!("reconnected to other instances' notifications; waking everything");
                 state.signals.bump_all_local();
-                state.signals.wake_scheduler_local();
+                state.signals.rebuild_scheduler_local();
                 state.auth.keys.clear();
             }
             Notice::Message { topic, payload } => {
@@ -64,7 +64,14 @@ fn apply(state: &AppState, topic: Topic, items: &str) {
     let items = items.split(',').filter(|i| !i.is_empty());
     match topic {
         Topic::NodeDesired => items.filter_map(|i| i.parse::<NodeId>().ok()).for_each(|n| state.signals.bump_local(n)),
-        Topic::Schedule => state.signals.wake_scheduler_local(),
+        // Without items: reread the queue; with node ids: those nodes' capacity changed.
+        Topic::Schedule => {
+            let mut nodes = items.filter_map(|i| i.parse::<NodeId>().ok()).peekable();
+            if nodes.peek().is_none() {
+                state.signals.wake_scheduler_local();
+            }
+            nodes.for_each(|n| state.signals.capacity_changed_local(n));
+        }
         Topic::KeyRevoked => items.for_each(|k| state.auth.keys.evict(k)),
     }
 }
@@ -74,6 +81,7 @@ async fn send(state: Arc<AppState>, mut outgoing: mpsc::UnboundedReceiver<PeerWa
     while let Some(first) = outgoing.recv().await {
         let mut nodes = BTreeSet::new();
         let mut keys = BTreeSet::new();
+        let mut capacity = BTreeSet::new();
         let mut schedule = false;
         let mut next = Some(first);
         while let Some(wakeup) = next {
@@ -82,6 +90,9 @@ async fn send(state: Arc<AppState>, mut outgoing: mpsc::UnboundedReceiver<PeerWa
                     nodes.insert(n.to_string());
                 }
                 PeerWakeup::Schedule => schedule = true,
+                PeerWakeup::Capacity(n) => {
+                    capacity.insert(n.to_string());
+                }
                 PeerWakeup::KeyRevoked(k) => {
                     keys.insert(k);
                 }
@@ -91,6 +102,7 @@ async fn send(state: Arc<AppState>, mut outgoing: mpsc::UnboundedReceiver<PeerWa
         let mut messages: Vec<(Topic, String)> = Vec::new();
         messages.extend(payloads(&me, &nodes).into_iter().map(|p| (Topic::NodeDesired, p)));
         messages.extend(payloads(&me, &keys).into_iter().map(|p| (Topic::KeyRevoked, p)));
+        messages.extend(payloads(&me, &capacity).into_iter().map(|p| (Topic::Schedule, p)));
         if schedule {
             messages.push((Topic::Schedule, me.clone()));
         }

@@ -41,6 +41,9 @@ pub struct Signals {
     base: u64,
     /// Wakes the scheduler (a job arrived, capacity was freed, a node came).
     pub schedule: Notify,
+    /// What changed since the scheduler last looked, for its in-memory model
+    /// (`background::model`): the wake-up says what to reread instead of everything.
+    inbox: Mutex<SchedulerInbox>,
     /// When each node last reached this server (epoch ms), noted as a sync arrives,
     /// before its heartbeat write commits: under write load a committed heartbeat can
     /// trail the real one, and silence must be judged by the real one.
@@ -56,6 +59,28 @@ pub struct Signals {
     peers: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<PeerWakeup>>,
 }
 
+/// What the scheduler's model must catch up with (drained by each pass). Only the
+/// leader drains it; on a follower it stays bounded ([`SchedulerInbox::MAX_JOBS`]).
+#[derive(Debug, Default)]
+pub struct SchedulerInbox {
+    /// Jobs created PENDING on this instance since the last pass (already committed).
+    pub jobs: Vec<gantry_types::job::Job>,
+    /// Nodes whose capacity may have changed (a run ended, the node registered,
+    /// drained or was lost): reread the node and its active runs.
+    pub nodes: std::collections::HashSet<NodeId>,
+    /// The pending queue may have changed in a way the jobs above do not say (a job
+    /// back to PENDING for a retry, a submit on another instance, a profile's regions
+    /// changed): reread it.
+    pub queue: bool,
+    /// Wake-ups may have been missed (notifications reconnected): rebuild everything.
+    pub rebuild: bool,
+}
+
+impl SchedulerInbox {
+    /// Past this many queued jobs the inbox keeps only "reread the queue".
+    pub const MAX_JOBS: usize = 10_000;
+}
+
 /// A wake-up other instances must hear of.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerWakeup {
@@ -63,6 +88,8 @@ pub enum PeerWakeup {
     Node(NodeId),
     /// The scheduler should run.
     Schedule,
+    /// The scheduler should run: the capacity of this node may have changed.
+    Capacity(NodeId),
     /// An API key was revoked: cached copies must go.
     KeyRevoked(String),
 }
@@ -74,6 +101,7 @@ impl Signals {
             nodes: Mutex::new(HashMap::new()),
             base,
             schedule: Notify::new(),
+            inbox: Mutex::new(SchedulerInbox::default()),
             contact: Mutex::new(HashMap::new()),
             logs: Mutex::new(HashMap::new()),
             peers: std::sync::OnceLock::new(),
@@ -167,8 +195,8 @@ impl Signals {
         }
     }
 
-    /// Asks the scheduler for a pass (here, and on the other instances: whichever
-    /// runs the scheduler).
+    /// Asks the scheduler for a pass that rereads the pending queue (here, and on the
+    /// other instances: whichever runs the scheduler).
     pub fn wake_scheduler(&self) {
         self.wake_scheduler_local();
         self.tell_peers(PeerWakeup::Schedule);
@@ -176,6 +204,46 @@ impl Signals {
 
     /// [`Signals::wake_scheduler`] for another instance's wake-up.
     pub fn wake_scheduler_local(&self) {
+        self.inbox.lock().expect("signals poisoned").queue = true;
         self.schedule.notify_one();
+    }
+
+    /// A job was created PENDING here (committed): the scheduler adds it to its model
+    /// without rereading the queue. Other instances reread theirs.
+    pub fn job_submitted(&self, job: &gantry_types::job::Job) {
+        {
+            let mut inbox = self.inbox.lock().expect("signals poisoned");
+            if inbox.jobs.len() < SchedulerInbox::MAX_JOBS {
+                inbox.jobs.push(job.clone());
+            } else {
+                inbox.queue = true;
+            }
+        }
+        self.schedule.notify_one();
+        self.tell_peers(PeerWakeup::Schedule);
+    }
+
+    /// The capacity of `node` may have changed (a run on it ended; it registered,
+    /// drained or was lost): the scheduler rereads that node, here and elsewhere.
+    pub fn capacity_changed(&self, node: NodeId) {
+        self.capacity_changed_local(node);
+        self.tell_peers(PeerWakeup::Capacity(node));
+    }
+
+    /// [`Signals::capacity_changed`] for another instance's wake-up.
+    pub fn capacity_changed_local(&self, node: NodeId) {
+        self.inbox.lock().expect("signals poisoned").nodes.insert(node);
+        self.schedule.notify_one();
+    }
+
+    /// Wake-ups may have been missed: the scheduler rebuilds its model.
+    pub fn rebuild_scheduler_local(&self) {
+        self.inbox.lock().expect("signals poisoned").rebuild = true;
+        self.schedule.notify_one();
+    }
+
+    /// Takes what changed since the last call (for the scheduler's pass).
+    pub fn take_inbox(&self) -> SchedulerInbox {
+        std::mem::take(&mut *self.inbox.lock().expect("signals poisoned"))
     }
 }

@@ -86,7 +86,7 @@ pub async fn create(
     job.parameters.parameters.map_secrets(|s| Ok::<_, AppError>(state.secrets.encrypt(s)))?;
     job.parameters.parameters.map_env(|v| Ok::<_, AppError>(state.secrets.encrypt(v)))?;
     state.store.job_create_within(&job, &quota).await?;
-    state.signals.wake_scheduler();
+    state.signals.job_submitted(&job);
     Ok(with_reason(state, view(state, job, Some(account))))
 }
 

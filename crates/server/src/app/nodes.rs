@@ -78,7 +78,7 @@ pub async fn register(
     };
     state.store.node_upsert(&record).await?;
     state.signals.bump(record.uuid);
-    state.signals.wake_scheduler();
+    state.signals.capacity_changed(record.uuid);
     let active = active_runs_on(state, vec![record.uuid]).await?;
     Ok(Registration { lease_epoch, node: view(record, &active) })
 }
@@ -163,7 +163,7 @@ pub async fn set_draining(
         .node_set_draining(scope, id, draining, now_ms())
         .await?
         .ok_or_else(|| AppError::not_found("node", id))?;
-    state.signals.wake_scheduler();
+    state.signals.capacity_changed(node.uuid);
     let active = active_runs_on(state, vec![node.uuid]).await?;
     Ok(view(node, &active))
 }

@@ -150,6 +150,8 @@ pub async fn update(
         .await?
         .ok_or_else(|| AppError::not_found("consumer profile", id))?;
     state.caches.profiles.put(&after);
+    // The scheduler rereads the region allowlists with the queue.
+    state.signals.wake_scheduler();
     Ok(after)
 }
 

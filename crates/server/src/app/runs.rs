@@ -99,6 +99,7 @@ pub async fn observe(state: &AppState, node: NodeId, report: &ObservedRun) -> Re
         state.store.job_transition(None, current.run.job_uuid, &t).await?;
     }
     if report.status.is_terminal() {
+        state.signals.capacity_changed(current.run.node_uuid);
         settle_job(state, current.run.job_uuid).await?;
     }
     Ok(())
@@ -141,6 +142,7 @@ pub async fn fail_run(state: &AppState, run: &RunRecord, reason: String) -> Resu
         state.metrics.run_finished(&after);
         crate::app::ledger::charge_ended(state, &after).await;
         state.signals.bump(run.run.node_uuid);
+        state.signals.capacity_changed(run.run.node_uuid);
         settle_job(state, run.run.job_uuid).await?;
     }
     Ok(())

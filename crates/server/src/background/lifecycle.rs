@@ -59,6 +59,7 @@ pub async fn activate(state: &AppState) -> Result<(), AppError> {
         if state.store.node_mark_lost(node.uuid, lost_before, now).await? {
             tracing::warn!(node = %node.uuid, "node lost: no heartbeat for {}", human(silence));
             state.signals.bump(node.uuid);
+            state.signals.capacity_changed(node.uuid);
             lost.insert(node.uuid);
             for run in active.iter().filter(|r| r.run.node_uuid == node.uuid) {
                 fail_run(state, run, nodes::lost_run_reason(&node.name, silence)).await?;

@@ -1,16 +1,17 @@
-//! The scheduler loop: snapshot (nodes, active runs, pending jobs) → the pure
-//! planner (`gantry-scheduler`) → one batched write of the placements.
+//! The scheduler loop: the leader's in-memory model (`super::model`), caught up
+//! with what woke it → the pure planner (`gantry-scheduler`) → one batched write of
+//! the placements → the model updated from that write.
 //!
 //! Capacity is derived, never stored (`app::capacity`, shared with offers and node
-//! views). [`pass`] is a sequence of named steps (snapshot, retry history, requests,
-//! plan, placements, write, announce, explain). Because placements are written with
-//! a compare-and-set on each job (PENDING → ASSIGNED) in one transaction, a job is
-//! never placed twice, even by two servers sharing a database; a node could in that
-//! case be over-committed for one pass, which is why one scheduler per deployment is
-//! the supported setup (documented).
+//! views). [`pass`] is a sequence of named steps (refresh the model, retry history,
+//! requests, plan, placements, write, apply, announce, explain). Placements are
+//! written with a compare-and-set on each job (PENDING → ASSIGNED) in one
+//! transaction, so a job is never placed twice; a conflict (a job the model thought
+//! pending was not) or any error rebuilds the model from the store.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use gantry_scheduler::{JobRequest, NodeView, plan};
 use gantry_store::{JobPlacement, NodeRecord, RunRecord};
@@ -19,31 +20,40 @@ use gantry_types::job_run::{JobRun, JobRunStatus};
 use gantry_types::money::micros_to_usd;
 use gantry_types::{AccountId, JobId, JobRunId, NodeId, Timestamp};
 
-use crate::app::capacity;
+use super::model::{History, Model};
 use crate::app::error::AppError;
 use crate::app::jobs::redact;
 use crate::state::{AppState, now_ms};
 
 /// Most pending jobs considered per pass by default (`--scheduler-pass-limit`), split
-/// among the accounts with pending jobs (see [`read_snapshot`]).
+/// among the accounts with pending jobs (see `Model::reread_queue`).
 pub const PASS_LIMIT: u32 = 20_000;
 /// Most unplaced jobs whose reason is recomputed per pass.
 const EXPLAIN_LIMIT: usize = 200;
+/// Reasons are recomputed at most this often (a pass may run per submitted job).
+const EXPLAIN_EVERY: Duration = Duration::from_millis(200);
 
-/// Runs passes until aborted.
+/// Runs passes until aborted. Each pass starts with a fresh (rebuilt) model the first
+/// time, i.e. on taking the leadership.
 pub async fn run(state: Arc<AppState>) {
+    let mut model = Model::default();
+    let mut explained: Option<Instant> = None;
     loop {
-        let started = std::time::Instant::now();
-        let outcome = pass(&state).await;
+        let started = Instant::now();
+        let outcome = pass(&state, &mut model, &mut explained).await;
         state.metrics.scheduler_pass.observe(started.elapsed().as_secs_f64());
         match outcome {
             Ok(placed) if placed > 0 => continue, // more may fit; go again at once
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %crate::app::error::chain(&e), "scheduler pass failed"),
+            Err(e) => {
+                model.invalidate();
+                tracing::warn!(error = %crate::app::error::chain(&e), "scheduler pass failed; rebuilding its model");
+                // Not a hot loop against a failing store.
+                tokio::time::sleep(state.scheduling.timing.schedule_every / 5).await;
+            }
         }
-        // A pass that placed nothing is not repeated for every job that arrives: under a
-        // burst of submissions that would re-read the whole queue per request.
-        tokio::time::sleep(state.scheduling.timing.schedule_every / 5).await;
+        // A pass plans from memory, so one per wake-up is cheap: no pause before
+        // waiting (a wake-up that came during the pass is kept by `Notify`).
         let _ = tokio::time::timeout(state.scheduling.timing.schedule_every, state.signals.schedule.notified()).await;
     }
 }
@@ -79,34 +89,39 @@ pub fn request(
     }
 }
 
-/// One pass; returns how many jobs it placed. The steps: read a snapshot, turn the
-/// pending jobs into planner requests, plan (pure), write the placements in one batch,
-/// then record why the oldest unplaced jobs wait.
-pub async fn pass(state: &AppState) -> Result<usize, AppError> {
-    let started = std::time::Instant::now();
-    let Some(snapshot) = read_snapshot(state).await? else {
+/// One pass; returns how many jobs it placed. The steps: catch the model up with
+/// what woke the scheduler, turn its pending jobs into planner requests, plan (pure),
+/// write the placements in one batch, apply them to the model, then (at most every
+/// [`EXPLAIN_EVERY`]) record why the oldest unplaced jobs wait.
+pub async fn pass(state: &AppState, model: &mut Model, explained: &mut Option<Instant>) -> Result<usize, AppError> {
+    let started = Instant::now();
+    model.refresh(state, state.signals.take_inbox()).await?;
+    let t_refresh = started.elapsed();
+    // Retried jobs: (id, when it re-entered PENDING).
+    let retried: Vec<(JobId, i64)> =
+        model.pending().iter().filter(|j| j.updated_at != j.created_at).map(|j| (j.uuid, j.updated_at.0)).collect();
+    if !model.has_pending() {
         state.scheduling.pending_reasons.write().expect("reasons poisoned").clear();
         return Ok(0);
-    };
-    let t_snapshot = started.elapsed();
-    let history = retry_history(state, &snapshot.pending).await?;
-    let allowlists = region_allowlists(state).await?;
-    let requests = requests(state, &snapshot, &history, &allowlists);
+    }
+    retry_history(state, &mut model.history, &retried).await?;
+    let snapshot = Snapshot { nodes: &model.nodes, pending: model.pending(), views: model.views() };
+    let requests = requests(state, &snapshot, &model.history, &model.allowlists, &model.active_per_account);
     let planned = plan(&snapshot.views, &requests);
     let t_plan = started.elapsed();
-    let placements = placements(state, &snapshot, &history, &planned, now_ms());
+    let placements = placements(state, &snapshot, &model.history, &planned, now_ms());
     let placed = if placements.is_empty() { vec![] } else { state.store.run_place(&placements).await? };
     let t_write = started.elapsed();
-    if t_write > std::time::Duration::from_millis(1000) {
+    if t_write > Duration::from_millis(1000) {
         tracing::warn!(
             pending = snapshot.pending.len(),
             placed = placed.len(),
             schedulable = snapshot.views.iter().filter(|v| v.schedulable).count(),
             free_cpu = snapshot.views.iter().filter(|v| v.schedulable).map(|v| v.free_cpu).sum::<u32>(),
             planned = planned.placements.len(),
-            active = snapshot.active.len(),
-            read_snapshot_ms = t_snapshot.as_millis() as u64,
-            plan_ms = (t_plan - t_snapshot).as_millis() as u64,
+            active = model.active_count(),
+            refresh_ms = t_refresh.as_millis() as u64,
+            plan_ms = (t_plan - t_refresh).as_millis() as u64,
             write_ms = (t_write - t_plan).as_millis() as u64,
             "slow scheduler pass"
         );
@@ -117,76 +132,46 @@ pub async fn pass(state: &AppState) -> Result<usize, AppError> {
         let now = placements.first().map_or_else(now_ms, |p| p.now_ms);
         state.metrics.placement_latency.observe((now - job.updated_at.0).max(0) as f64 / 1000.0);
     }
-    explain_unplaced(state, &snapshot, &requests, &planned.unplaced, &allowlists);
+    if explained.is_none_or(|at| at.elapsed() >= EXPLAIN_EVERY) {
+        explain_unplaced(state, &snapshot, &requests, &planned.unplaced, &model.allowlists);
+        *explained = Some(Instant::now());
+    }
+    drop(snapshot);
+    if !model.placed(&placements, &placed) {
+        tracing::info!(
+            planned = placements.len(),
+            placed = placed.len(),
+            "some planned jobs were no longer pending; rebuilding the scheduler's model"
+        );
+        model.invalidate();
+    }
     Ok(placed.len())
 }
 
-/// What one pass works from.
-struct Snapshot {
-    nodes: Vec<NodeRecord>,
-    /// Each account's oldest pending jobs, within the pass limit (see
-    /// [`read_snapshot`]), oldest first overall.
-    pending: Vec<Job>,
-    /// Active runs (empty when no node is schedulable: nothing will be placed).
-    active: Vec<RunRecord>,
+/// What one pass works from: the model's nodes and pending jobs, and the free
+/// capacity per node.
+struct Snapshot<'a> {
+    nodes: &'a HashMap<NodeId, NodeRecord>,
+    /// The pending jobs the model holds, oldest first.
+    pending: Vec<&'a Job>,
     /// Free capacity per node, from `app::capacity`.
     views: Vec<NodeView>,
 }
 
-/// Reads nodes, pending jobs and active runs; `None` when nothing is pending.
-///
-/// The queue is read per account: the store's usage counters say which accounts have
-/// pending jobs, `gantry_scheduler::queue_shares` splits the pass limit among them
-/// (each gets at least its oldest job), and each account's oldest jobs are read by
-/// index. Reading the oldest N across all accounts let one account's backlog of more
-/// than N unplaceable jobs hide every other account's jobs (issue 15, point 4).
-async fn read_snapshot(state: &AppState) -> Result<Option<Snapshot>, AppError> {
-    let nodes = state.store.node_list_all().await?;
-    // With no node to place on, only the reasons of the oldest jobs need refreshing;
-    // reading the whole queue would be wasted work.
-    let schedulable = nodes.iter().any(capacity::is_schedulable);
-    let limit = if schedulable { state.scheduling.pass_limit } else { EXPLAIN_LIMIT as u32 };
-    let accounts = state.store.job_pending_accounts().await?;
-    if accounts.is_empty() {
-        return Ok(None);
-    }
-    let shares = gantry_scheduler::queue_shares(&accounts, limit);
-    let mut pending = state.store.job_list_pending_by_account(&shares).await?;
-    if pending.is_empty() {
-        return Ok(None);
-    }
-    pending.sort_by_key(|j| (j.created_at.0, j.uuid));
-    let active = if schedulable { state.store.run_list_active().await? } else { Vec::new() };
-    let views = capacity::node_views(&nodes, &active);
-    Ok(Some(Snapshot { nodes, pending, active, views }))
-}
-
-/// Per retried job: its next attempt number and the nodes it failed on.
-type History = HashMap<JobId, (u32, Vec<NodeId>)>;
-
 /// A job back in PENDING after a failed attempt (its updated_at moved) gets its next
-/// attempt number and prefers other nodes than the ones it failed on.
-async fn retry_history(state: &AppState, pending: &[Job]) -> Result<History, AppError> {
-    let mut history = History::new();
-    for job in pending.iter().filter(|j| j.updated_at != j.created_at) {
-        let runs = state.store.run_list_for_job(job.uuid).await?;
+/// attempt number and prefers other nodes than the ones it failed on. Read once per
+/// time the job re-entered PENDING (`history` is the model's cache).
+async fn retry_history(state: &AppState, history: &mut History, retried: &[(JobId, i64)]) -> Result<(), AppError> {
+    for key in retried {
+        if history.contains_key(key) {
+            continue;
+        }
+        let runs = state.store.run_list_for_job(key.0).await?;
         let next = runs.iter().map(|r| r.run.attempt + 1).max().unwrap_or(0);
         let avoid = runs.iter().filter(|r| r.run.status == JobRunStatus::Failed).map(|r| r.run.node_uuid).collect();
-        history.insert(job.uuid, (next, avoid));
+        history.insert(*key, (next, avoid));
     }
-    Ok(history)
-}
-
-/// Consumer profiles' region allowlists (only restricted ones matter).
-async fn region_allowlists(state: &AppState) -> Result<HashMap<AccountId, Vec<String>>, AppError> {
-    Ok(state
-        .store
-        .consumer_profile_list_all()
-        .await?
-        .into_iter()
-        .filter(|p| !p.allowed_region_codes.is_empty())
-        .map(|p| (p.account_uuid, p.allowed_region_codes))
-        .collect())
+    Ok(())
 }
 
 fn allowlist<'a>(allowlists: &'a HashMap<AccountId, Vec<String>>, account: &AccountId) -> &'a [String] {
@@ -200,16 +185,17 @@ fn requests(
     snapshot: &Snapshot,
     history: &History,
     allowlists: &HashMap<AccountId, Vec<String>>,
+    active: &HashMap<AccountId, u32>,
 ) -> Vec<JobRequest> {
     let mut running: HashMap<AccountId, u32> = state.scheduling.recent_placements.counts(now_ms());
-    for r in &snapshot.active {
-        *running.entry(r.run.account_uuid).or_default() += 1;
+    for (account, n) in active {
+        *running.entry(*account).or_default() += n;
     }
     snapshot
         .pending
         .iter()
         .map(|j| {
-            let avoid = history.get(&j.uuid).map(|h| h.1.clone()).unwrap_or_default();
+            let avoid = history.get(&(j.uuid, j.updated_at.0)).map(|h| h.1.clone()).unwrap_or_default();
             let usage = running.get(&j.account_uuid).copied().unwrap_or(0);
             request(state, j, allowlist(allowlists, &j.account_uuid), avoid, usage)
         })
@@ -225,15 +211,15 @@ fn placements(
     planned: &gantry_scheduler::Plan,
     now: i64,
 ) -> Vec<JobPlacement> {
-    let jobs: HashMap<JobId, &Job> = snapshot.pending.iter().map(|j| (j.uuid, j)).collect();
-    let by_id: HashMap<NodeId, &NodeRecord> = snapshot.nodes.iter().map(|n| (n.uuid, n)).collect();
+    let jobs: HashMap<JobId, &Job> = snapshot.pending.iter().map(|j| (j.uuid, *j)).collect();
+    let by_id = snapshot.nodes;
     planned
         .placements
         .iter()
         .map(|p| {
             let job = jobs[&p.job];
             let job_snapshot = serde_json::to_value(redact(job.clone())).unwrap_or_default();
-            let attempt = history.get(&p.job).map_or(0, |h| h.0);
+            let attempt = history.get(&(job.uuid, job.updated_at.0)).map_or(0, |h| h.0);
             let runs = p
                 .nodes
                 .iter()
@@ -253,7 +239,7 @@ fn placements(
                         exit_code: None,
                         node_urls: vec![],
                         container_access_tokens: vec![ContainerAccessToken { token: access_token() }],
-                        hourly_rate_usd: Some(micros_to_usd(rate_on(state, job, by_id.get(&a.node).copied(), a))),
+                        hourly_rate_usd: Some(micros_to_usd(rate_on(state, job, by_id.get(&a.node), a))),
                         attempt,
                         rank: rank as u32,
                         gang_size: p.nodes.len() as u32,
@@ -301,7 +287,7 @@ fn explain_unplaced(
         // `requests` were built from `pending` in order, so one position finds both.
         if let Some(i) = requests.iter().position(|r| r.id == id) {
             let mut reason = gantry_scheduler::explain(&snapshot.views, &requests[i], &names);
-            let job = &snapshot.pending[i];
+            let job = snapshot.pending[i];
             if let Some(note) =
                 crate::app::profiles::region_note(&job.allowed_region_codes, allowlist(allowlists, &job.account_uuid))
             {

@@ -1,0 +1,279 @@
+//! The leader's in-memory model of what the scheduler plans from: the nodes, their
+//! active runs and free capacity, and the pending queue.
+//!
+//! Rereading every node, every active run and the pending queue on each pass cost
+//! the 200–400 ms between a submit and its placement (issue 11, point 4). The model
+//! is instead kept up to date incrementally, and each pass plans from memory:
+//!
+//! - **its own writes**: the runs a pass placed join their nodes, their jobs leave
+//!   the queue ([`Model::placed`]);
+//! - **wake-ups** ([`crate::signals::SchedulerInbox`]): a job submitted on this
+//!   instance arrives whole (no read); a node whose capacity may have changed (a run
+//!   on it ended, it registered, drained or was lost; here or on another instance) is
+//!   reread with its active runs; a queue change the inbox cannot describe (a retry,
+//!   a submit on another instance, a profile's regions) rereads the queue;
+//! - **a full rebuild** from the store when the model is new (on taking the
+//!   leadership), every [`REBUILD_EVERY`] as a safety net against a lost wake-up,
+//!   after notifications reconnect, and after any write conflict or error.
+//!
+//! Staleness is safe in one direction only, and the wake-ups cover the other: freed
+//! capacity the model has not heard of costs latency (until the rebuild); capacity the
+//! model believes free but is not could only come from a node change, and every node
+//! change wakes the scheduler with the node. Placements stay a compare-and-set on each
+//! job (PENDING → ASSIGNED), so a stale queue can never place a job twice: a conflict
+//! just rebuilds.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use gantry_scheduler::NodeView;
+use gantry_store::{JobPlacement, NodeRecord, RunRecord};
+use gantry_types::job::{Job, JobStatus};
+use gantry_types::job_run::JobRunStatus;
+use gantry_types::{AccountId, JobId, NodeId};
+
+use crate::app::capacity;
+use crate::app::error::AppError;
+use crate::signals::SchedulerInbox;
+use crate::state::AppState;
+
+/// The safety net: the model is rebuilt from the store at least this often.
+pub const REBUILD_EVERY: Duration = Duration::from_secs(30);
+/// More changed nodes than this in one wake-up are read as a rebuild (one query for
+/// all nodes beats one per node).
+const REREAD_NODES_MAX: usize = 64;
+/// How many placed job ids are remembered (see [`Model::recently_placed`]).
+const RECENT_PLACED: usize = 10_000;
+
+/// Per retried job (keyed with the time it re-entered PENDING): its next attempt
+/// number and the nodes it failed on.
+pub type History = HashMap<(JobId, i64), (u32, Vec<NodeId>)>;
+
+/// The model; owned by the scheduler loop of the leader.
+#[derive(Default)]
+pub struct Model {
+    pub nodes: HashMap<NodeId, NodeRecord>,
+    /// Active runs (ASSIGNED, PREPARING, RUNNING) per node.
+    runs: HashMap<NodeId, Vec<RunRecord>>,
+    /// Each node's free capacity, recomputed when the node or its runs change.
+    views: HashMap<NodeId, NodeView>,
+    /// Active runs per account (fair share across passes).
+    pub active_per_account: HashMap<AccountId, u32>,
+    /// The pending jobs the model holds: at most the pass limit, split fairly.
+    pending: HashMap<JobId, Job>,
+    /// The store holds pending jobs the model does not (a read or a trim was capped):
+    /// after placing some, the queue is reread to bring the next ones in.
+    truncated: bool,
+    /// Reread the queue on the next refresh (see `truncated`).
+    queue_stale: bool,
+    pub history: History,
+    /// Consumer profiles' region allowlists (restricted ones only).
+    pub allowlists: HashMap<AccountId, Vec<String>>,
+    /// Jobs placed lately: a submit wake-up can arrive after a reread already saw
+    /// (and a pass placed) its job; it must not come back as pending.
+    recently_placed: (HashSet<JobId>, VecDeque<JobId>),
+    built_at: Option<Instant>,
+    /// How many times the model was rebuilt from the store (for the logs).
+    pub rebuilds: u64,
+}
+
+impl Model {
+    /// Forces a rebuild on the next refresh (after a conflict or an error).
+    pub fn invalidate(&mut self) {
+        self.built_at = None;
+    }
+
+    /// Catches up with `inbox` (taken just before, so everything it names is
+    /// committed and visible to the reads below).
+    pub async fn refresh(&mut self, state: &AppState, inbox: SchedulerInbox) -> Result<(), AppError> {
+        let stale = self.built_at.is_none_or(|t| t.elapsed() >= REBUILD_EVERY);
+        if stale || inbox.rebuild || inbox.nodes.len() > REREAD_NODES_MAX {
+            self.rebuild(state).await?;
+        } else {
+            if !inbox.nodes.is_empty() {
+                self.reread_nodes(state, inbox.nodes.into_iter().collect()).await?;
+            }
+            if inbox.queue || self.queue_stale {
+                self.reread_queue(state).await?;
+            }
+        }
+        for job in inbox.jobs {
+            if job.status == JobStatus::Pending && !self.recently_placed.0.contains(&job.uuid) {
+                self.pending.insert(job.uuid, job);
+            }
+        }
+        self.trim(state.scheduling.pass_limit);
+        Ok(())
+    }
+
+    /// Everything from the store.
+    async fn rebuild(&mut self, state: &AppState) -> Result<(), AppError> {
+        self.built_at = None;
+        let nodes = state.store.node_list_all().await?;
+        let active = state.store.run_list_active().await?;
+        self.nodes = nodes.into_iter().map(|n| (n.uuid, n)).collect();
+        self.runs.clear();
+        self.active_per_account.clear();
+        for r in active {
+            *self.active_per_account.entry(r.run.account_uuid).or_default() += 1;
+            self.runs.entry(r.run.node_uuid).or_default().push(r);
+        }
+        self.views.clear();
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        ids.into_iter().for_each(|id| self.recompute(id));
+        self.history.clear();
+        self.reread_queue(state).await?;
+        self.built_at = Some(Instant::now());
+        self.rebuilds += 1;
+        Ok(())
+    }
+
+    /// `ids` and their active runs from the store.
+    async fn reread_nodes(&mut self, state: &AppState, ids: Vec<NodeId>) -> Result<(), AppError> {
+        let active = crate::app::nodes::active_runs_on(state, ids.clone()).await?;
+        let mut fresh: HashMap<NodeId, Vec<RunRecord>> = HashMap::new();
+        for r in active {
+            fresh.entry(r.run.node_uuid).or_default().push(r);
+        }
+        for id in ids {
+            match state.store.node_fetch(None, id).await? {
+                Some(node) => {
+                    self.nodes.insert(id, node);
+                }
+                None => {
+                    self.nodes.remove(&id);
+                }
+            }
+            let runs = fresh.remove(&id).unwrap_or_default();
+            for r in self.runs.get(&id).into_iter().flatten() {
+                if let Some(n) = self.active_per_account.get_mut(&r.run.account_uuid) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+            for r in &runs {
+                *self.active_per_account.entry(r.run.account_uuid).or_default() += 1;
+            }
+            self.runs.insert(id, runs);
+            self.recompute(id);
+        }
+        self.active_per_account.retain(|_, n| *n > 0);
+        Ok(())
+    }
+
+    /// The pending queue (each account's oldest jobs within the pass limit) and the
+    /// region allowlists that go with it.
+    async fn reread_queue(&mut self, state: &AppState) -> Result<(), AppError> {
+        let accounts = state.store.job_pending_accounts().await?;
+        let shares = gantry_scheduler::queue_shares(&accounts, state.scheduling.pass_limit);
+        let pending =
+            if shares.is_empty() { vec![] } else { state.store.job_list_pending_by_account(&shares).await? };
+        let queued: u64 = accounts.iter().map(|a| a.1).sum();
+        self.truncated = queued > pending.len() as u64;
+        self.queue_stale = false;
+        self.pending = pending.into_iter().map(|j| (j.uuid, j)).collect();
+        self.history.retain(|(id, _), _| self.pending.contains_key(id));
+        self.allowlists = state
+            .store
+            .consumer_profile_list_all()
+            .await?
+            .into_iter()
+            .filter(|p| !p.allowed_region_codes.is_empty())
+            .map(|p| (p.account_uuid, p.allowed_region_codes))
+            .collect();
+        Ok(())
+    }
+
+    /// Keeps at most `limit` pending jobs, each account's oldest, split as the store
+    /// read splits them (`gantry_scheduler::queue_shares`).
+    fn trim(&mut self, limit: u32) {
+        if self.pending.len() <= limit as usize {
+            return;
+        }
+        let mut by_account: HashMap<AccountId, Vec<(i64, JobId)>> = HashMap::new();
+        for j in self.pending.values() {
+            by_account.entry(j.account_uuid).or_default().push((j.created_at.0, j.uuid));
+        }
+        let counts: Vec<(AccountId, u64)> = by_account.iter().map(|(a, v)| (*a, v.len() as u64)).collect();
+        for (account, share) in gantry_scheduler::queue_shares(&counts, limit) {
+            let jobs = by_account.get_mut(&account).expect("counted account");
+            jobs.sort_unstable();
+            for (_, id) in jobs.drain(..).skip(share as usize) {
+                self.pending.remove(&id);
+            }
+        }
+        self.truncated = true;
+    }
+
+    fn recompute(&mut self, id: NodeId) {
+        match self.nodes.get(&id) {
+            Some(node) => {
+                let runs = self.runs.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+                let view = capacity::node_views(std::slice::from_ref(node), runs).pop().expect("one view");
+                self.views.insert(id, view);
+            }
+            None => {
+                self.views.remove(&id);
+            }
+        }
+    }
+
+    /// The pending jobs, oldest first (created_at, uuid).
+    pub fn pending(&self) -> Vec<&Job> {
+        let mut jobs: Vec<&Job> = self.pending.values().collect();
+        jobs.sort_by_key(|j| (j.created_at.0, j.uuid));
+        jobs
+    }
+
+    /// Whether the model holds any pending job.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Every node's free capacity, as the planner takes it.
+    pub fn views(&self) -> Vec<NodeView> {
+        self.views.values().cloned().collect()
+    }
+
+    /// How many active runs the model holds.
+    pub fn active_count(&self) -> usize {
+        self.runs.values().map(Vec::len).sum()
+    }
+
+    /// Applies a pass's write: the placed jobs leave the queue and their runs join
+    /// their nodes. Returns false on a conflict (a job planned but not placed: it was
+    /// no longer PENDING), after which the model must be rebuilt.
+    pub fn placed(&mut self, placements: &[JobPlacement], placed: &[JobId]) -> bool {
+        let placed_set: HashSet<JobId> = placed.iter().copied().collect();
+        let mut touched = HashSet::new();
+        for p in placements.iter().filter(|p| placed_set.contains(&p.job)) {
+            if let Some(job) = self.pending.remove(&p.job) {
+                self.history.remove(&(job.uuid, job.updated_at.0));
+            }
+            self.remember_placed(p.job);
+            for r in &p.runs {
+                debug_assert_eq!(r.run.status, JobRunStatus::Assigned);
+                *self.active_per_account.entry(r.run.account_uuid).or_default() += 1;
+                self.runs.entry(r.run.node_uuid).or_default().push(r.clone());
+                touched.insert(r.run.node_uuid);
+            }
+        }
+        touched.into_iter().for_each(|id| self.recompute(id));
+        if self.truncated && !placed.is_empty() {
+            // Room was made in the queue the model holds: bring the next jobs in.
+            self.queue_stale = true;
+        }
+        placed.len() == placements.len()
+    }
+
+    fn remember_placed(&mut self, job: JobId) {
+        let (set, order) = &mut self.recently_placed;
+        if set.insert(job) {
+            order.push_back(job);
+        }
+        while order.len() > RECENT_PLACED {
+            if let Some(old) = order.pop_front() {
+                set.remove(&old);
+            }
+        }
+    }
+}
