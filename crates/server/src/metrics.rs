@@ -107,6 +107,9 @@ pub struct Metrics {
     pub placement_latency: Histogram,
     /// `gantry_scheduler_pass_duration_seconds`: every pass, placing or not.
     pub scheduler_pass: Histogram,
+    /// `gantry_leader_fenced_writes_total`: leader-loop writes the store refused
+    /// because this instance no longer held the lease they ran under.
+    pub fenced_writes: Counter,
     /// `gantry_job_runs_finished_total{outcome}`.
     pub runs_finished: Family<OutcomeLabel, Counter>,
     /// `gantry_billing_charged_usd_total`: run charges posted to the ledger.
@@ -150,6 +153,7 @@ impl Metrics {
             gauges_refreshed_at: Gauge::default(),
             placement_latency: Histogram::new(placement_buckets()),
             scheduler_pass: Histogram::new(latency_buckets()),
+            fenced_writes: Counter::default(),
             runs_finished: Family::default(),
             billing_charged_usd: Counter::default(),
             events: Family::default(),
@@ -185,6 +189,11 @@ impl Metrics {
             "gantry_scheduler_pass_duration_seconds",
             "Duration of scheduler passes (every pass, placing or not)",
             m.scheduler_pass.clone(),
+        );
+        r.register(
+            "gantry_leader_fenced_writes",
+            "Leader-loop writes refused because the lease they ran under was lost",
+            m.fenced_writes.clone(),
         );
         r.register("gantry_job_runs_finished", "Job runs that ended, by outcome", m.runs_finished.clone());
         r.register_with_unit(

@@ -141,6 +141,8 @@ pub struct SchedulingState {
     pub leading_since: std::sync::Mutex<std::time::Instant>,
     /// Whether this instance runs the leader's loops now (see `background::leader`).
     pub leading: std::sync::atomic::AtomicBool,
+    /// The epoch of the lease this instance last led under (0: never led).
+    pub lease_epoch: std::sync::atomic::AtomicI64,
 }
 
 /// Billing.
@@ -176,6 +178,7 @@ impl AppState {
                 recent_placements: Default::default(),
                 leading_since: std::sync::Mutex::new(std::time::Instant::now()),
                 leading: std::sync::atomic::AtomicBool::new(false),
+                lease_epoch: std::sync::atomic::AtomicI64::new(0),
             },
             billing: Billing { config: config.billing.clone(), payments: Arc::new(ManualProvider) },
             metrics: crate::metrics::Metrics::new(store_for_metrics, config.metrics_refresh_every),

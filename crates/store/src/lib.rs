@@ -45,6 +45,7 @@ pub mod billing;
 pub mod cluster;
 pub mod deployment;
 pub mod events;
+pub mod fence;
 pub mod gpu_models;
 pub mod jobs;
 pub mod migrate;
@@ -106,6 +107,13 @@ pub enum StoreError {
     /// The store is shutting down or its writer died.
     #[error("store is unavailable")]
     Unavailable,
+    /// A leader loop's write under a lease that is no longer held (see
+    /// [`fence`]); nothing was written.
+    #[error("{during}: refused, this instance no longer holds the leader lease")]
+    Fenced {
+        /// The operation refused.
+        during: &'static str,
+    },
     /// A job creation would take its account past a quota; nothing was written.
     #[error("{0}")]
     QuotaExceeded(jobs::QuotaExceeded),

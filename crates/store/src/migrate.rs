@@ -67,6 +67,7 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0007_deployment_settings.sql"),
     },
     Migration { version: 8, name: "events", sql: include_str!("../migrations/postgres/0008_events.sql") },
+    Migration { version: 9, name: "leader_lease", sql: include_str!("../migrations/postgres/0009_leader_lease.sql") },
 ];
 
 /// The newest schema version this binary knows (both backends share versions).

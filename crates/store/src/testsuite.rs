@@ -130,6 +130,8 @@ macro_rules! store_test_suite {
             setting_first_value_wins,
             setting_concurrent_inserts_agree,
             leadership_is_exclusive_and_passes_on,
+            leadership_lease_runs_out,
+            leader_writes_are_fenced,
             notifications_reach_every_listener_in_order,
             event_log_follows_changes,
             event_not_written_when_the_change_fails,

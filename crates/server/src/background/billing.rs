@@ -36,6 +36,7 @@ pub async fn run(state: Arc<AppState>) {
         tick.tick().await;
         match activate(&state, since).await {
             Ok(next) => since = next,
+            Err(e) if super::leader::fenced(&state, &e) => {}
             Err(e) => tracing::warn!(error = %crate::app::error::chain(&e), "billing pass failed"),
         }
     }

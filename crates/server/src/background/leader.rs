@@ -3,12 +3,13 @@
 //! the scheduler, lifecycle and billing loops and webhook delivery; the others serve the API and keep
 //! trying to take over. On SQLite the only instance leads from the start.
 //!
-//! The leader checks its hold every [`CHECK_EVERY`] and stops its loops the moment
-//! the check fails (the database session holding the lock is gone or slow to answer),
-//! so two instances run the loops at once for at most about that long. There is no
-//! fencing of each write by a lease epoch yet: an instance paused mid-pass keeps its
-//! lock while paused (its session stays open), so nobody takes over meanwhile, but a
-//! leader cut off from the database could finish a pass it had started.
+//! The leadership is a lease of [`LEASE_TTL`] in database time, renewed every
+//! [`CHECK_EVERY`]; the leader stops its loops the moment a renewal fails (the lease
+//! expired or was taken over, or the database is slow or gone), rather than act on
+//! stale state. Each loop runs inside the lease's fence (`gantry_store::fence`): a
+//! leader frozen past its lease (SIGSTOP, a stalled VM) that resumes mid-pass has its
+//! writes refused by the store, because the instance that took over holds a newer
+//! epoch; it then notices the failed renewal and steps down.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,8 +19,13 @@ use gantry_store::deployment::Leadership;
 
 use crate::state::AppState;
 
-/// How often a follower tries to take over, and the leader checks it still leads.
+/// How often a follower tries to take over, and the leader renews its lease.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How long a lease lasts without renewal: a leader silent this long (frozen, cut
+/// off) is replaced. Five renewals fit in it, so a slow one or two cost nothing.
+pub const LEASE_TTL: Duration = Duration::from_secs(5);
+
+type LoopFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// Aborts the loops it holds when dropped: losing the leadership, or the whole task
 /// being aborted at shutdown, stops them.
@@ -33,10 +39,26 @@ impl Drop for LeaderLoops {
     }
 }
 
+/// Whether a loop's pass failed because its write was fenced (counted in
+/// `gantry_leader_fenced_writes_total`): the lease is gone and the leader is about to
+/// step down, which is expected, not an error to alarm on.
+pub fn fenced(state: &AppState, e: &crate::app::error::AppError) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if matches!(err.downcast_ref::<gantry_store::StoreError>(), Some(gantry_store::StoreError::Fenced { .. })) {
+            state.metrics.fenced_writes.inc();
+            tracing::warn!(error = %crate::app::error::chain(e), "write refused: the leader lease was lost");
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 /// The first try to lead, made before the server reports ready so that `/healthz`
 /// gives the role from the first answer (and the only SQLite instance schedules at once).
 pub async fn first_try(state: &AppState) -> Option<Box<dyn Leadership>> {
-    match state.store.try_lead().await {
+    match state.store.try_lead(state.signals.instance(), LEASE_TTL).await {
         Ok(leadership) => leadership,
         Err(e) => {
             tracing::warn!(error = %crate::chain(&e), "cannot reach the store to take the leadership");
@@ -57,14 +79,17 @@ pub async fn run(state: Arc<AppState>, first: Option<Box<dyn Leadership>>) {
                 instance = state.signals.instance(),
                 "leading: running the scheduler, lifecycle and billing loops"
             );
+            let fence = leadership.fence();
+            state.scheduling.lease_epoch.store(fence.epoch, Ordering::Relaxed);
+            let fenced = |f| tokio::spawn(gantry_store::fence::scope(fence, f));
             let loops = LeaderLoops(vec![
-                tokio::spawn(super::scheduler::run(state.clone())),
-                tokio::spawn(super::lifecycle::run(state.clone())),
-                tokio::spawn(super::billing::run(state.clone())),
+                fenced(Box::pin(super::scheduler::run(state.clone())) as LoopFuture),
+                fenced(Box::pin(super::lifecycle::run(state.clone()))),
+                fenced(Box::pin(super::billing::run(state.clone()))),
                 // One instance delivers webhooks, so endpoints get their events in
                 // order and an attempt is not made twice at once.
-                tokio::spawn(super::webhooks::run_fanout(state.clone())),
-                tokio::spawn(super::webhooks::run_delivery(state.clone())),
+                fenced(Box::pin(super::webhooks::run_fanout(state.clone()))),
+                fenced(Box::pin(super::webhooks::run_delivery(state.clone()))),
             ]);
             while leadership.still_leading().await {
                 tokio::time::sleep(CHECK_EVERY).await;
@@ -73,7 +98,7 @@ pub async fn run(state: Arc<AppState>, first: Option<Box<dyn Leadership>>) {
             state.scheduling.leading.store(false, Ordering::Relaxed);
             tracing::warn!(
                 instance = state.signals.instance(),
-                "lost the leadership (its database session failed a check); loops stopped, trying to lead again"
+                "lost the leadership (its lease could not be renewed); loops stopped, trying to lead again"
             );
         }
         tokio::time::sleep(CHECK_EVERY).await;

@@ -26,7 +26,9 @@ pub async fn run(state: Arc<AppState>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = activate(&state).await {
+        if let Err(e) = activate(&state).await
+            && !super::leader::fenced(&state, &e)
+        {
             tracing::warn!(error = %crate::app::error::chain(&e), "lifecycle pass failed");
         }
     }

@@ -47,7 +47,9 @@ pub async fn run(state: Arc<AppState>) {
             Ok(_) => {}
             Err(e) => {
                 model.invalidate();
-                tracing::warn!(error = %crate::app::error::chain(&e), "scheduler pass failed; rebuilding its model");
+                if !super::leader::fenced(&state, &e) {
+                    tracing::warn!(error = %crate::app::error::chain(&e), "scheduler pass failed; rebuilding its model");
+                }
                 // Not a hot loop against a failing store.
                 tokio::time::sleep(state.scheduling.timing.schedule_every / 5).await;
             }

@@ -186,7 +186,7 @@ impl BillingStore for PgStore {
     }
 
     async fn ledger_post(&self, posting: &LedgerPosting) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(db("ledger post"))?;
+        let mut tx = self.begin_write("ledger post").await?;
         let (posted, id) = post_with_events(&mut tx, posting).await?;
         tx.commit().await.map_err(db("ledger post"))?;
         self.wrote();

@@ -135,7 +135,7 @@ impl ClusterStore for PgStore {
     }
 
     async fn node_mark_lost(&self, id: NodeId, seen_before_ms: i64, now_ms: i64) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(db("node mark lost"))?;
+        let mut tx = self.begin_write("node mark lost").await?;
         let sql = format!(
             "UPDATE nodes SET status = $4, updated_at_ms = $3 \
              WHERE uuid = $1 AND status = $5 AND last_seen_at_ms < $2 RETURNING {NODE_COLUMNS}"
@@ -167,7 +167,7 @@ impl ClusterStore for PgStore {
         let during = "run place";
         let jobs: Vec<String> = placements.iter().map(|p| p.job_uuid.clone()).collect();
         let times: Vec<i64> = placements.iter().map(|p| p.now_ms).collect();
-        let mut tx = self.pool.begin().await.map_err(db(during))?;
+        let mut tx = self.begin_write(during).await?;
         // Lock the PENDING ones in uuid order first, so two concurrent batches cannot
         // deadlock; a job that changed meanwhile is re-checked and left out.
         sqlx::query("SELECT uuid FROM jobs WHERE uuid = ANY($1) AND status = $2 ORDER BY uuid FOR UPDATE")
@@ -310,7 +310,7 @@ impl ClusterStore for PgStore {
              j AS (UPDATE jobs SET image_size_bytes = $10 FROM r WHERE $10::bigint IS NOT NULL AND jobs.uuid = r.job_uuid) \
              SELECT {RUN_COLUMNS} FROM r"
         );
-        let mut tx = self.pool.begin().await.map_err(db("job run update"))?;
+        let mut tx = self.begin_write("job run update").await?;
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(update.to.as_str())
             .bind(&update.reason)

@@ -1,19 +1,15 @@
-//! Deployment settings on PostgreSQL.
+//! Deployment settings on PostgreSQL, and the leader lease.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::{Connection, PgConnection};
 
 use super::{PgStore, db};
 use crate::StoreResult;
 use crate::deployment::{DeploymentStore, Leadership};
+use crate::fence::Fence;
 
-/// The advisory lock key of the leadership ("gantry" and 1, as a 64-bit number).
-const LEADER_LOCK: i64 = 0x6761_6e74_7279_0001;
-
-/// How long a liveness check of the leader's session may take before the leader
-/// assumes it lost the lock.
+/// How long a renewal of the lease may take before the leader assumes it lost it.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[async_trait]
@@ -53,51 +49,82 @@ impl DeploymentStore for PgStore {
         Ok(())
     }
 
-    async fn try_lead(&self) -> StoreResult<Option<Box<dyn Leadership>>> {
-        // A connection of its own, out of the pool: the lock lives as long as it.
-        let mut conn = self.pool.acquire().await.map_err(db("leader lock"))?.detach();
-        // The database notices a vanished leader within seconds, not the default
-        // two hours, and releases its lock.
-        for set in ["SET tcp_keepalives_idle = 5", "SET tcp_keepalives_interval = 2", "SET tcp_keepalives_count = 3"] {
-            sqlx::query(set).execute(&mut conn).await.map_err(db("leader lock"))?;
-        }
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(LEADER_LOCK)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(db("leader lock"))?;
-        if !got {
-            let _ = conn.close().await;
-            return Ok(None);
-        }
-        Ok(Some(Box::new(PgLeadership { conn: Some(conn) })))
+    async fn try_lead(&self, instance: &str, ttl: Duration) -> StoreResult<Option<Box<dyn Leadership>>> {
+        // Taken when expired (by database time), or again by its own holder (after it
+        // stepped down on a failed renewal), always with the next epoch: whatever the
+        // loops of an earlier hold still try to write is fenced out. A fenced write in
+        // flight holds the row FOR SHARE; the takeover waits for it (briefly: the
+        // lock timeout; the next try comes a second later).
+        let mut tx = self.pool.begin().await.map_err(db("leader lease"))?;
+        sqlx::query("SET LOCAL lock_timeout = '1s'").execute(&mut *tx).await.map_err(db("leader lease"))?;
+        let epoch: Option<i64> = sqlx::query_scalar(
+            "UPDATE leader_lease SET holder = $1, epoch = epoch + 1, \
+             expires_at = now() + make_interval(secs => $2) \
+             WHERE id = 1 AND (expires_at <= now() OR holder = $1) RETURNING epoch",
+        )
+        .bind(instance)
+        .bind(ttl.as_secs_f64())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db("leader lease"))?;
+        tx.commit().await.map_err(db("leader lease"))?;
+        Ok(epoch.map(|epoch| {
+            self.wrote();
+            Box::new(PgLeadership { pool: self.pool.clone(), instance: instance.to_string(), epoch, ttl, lost: false })
+                as Box<dyn Leadership>
+        }))
     }
 }
 
-/// The session holding the leader lock.
+/// A held lease: renewed by [`Leadership::still_leading`], expired at once when
+/// dropped (a clean shutdown or step-down hands over without waiting for the TTL).
 struct PgLeadership {
-    conn: Option<PgConnection>,
+    pool: sqlx::PgPool,
+    instance: String,
+    epoch: i64,
+    ttl: Duration,
+    lost: bool,
 }
 
 #[async_trait]
 impl Leadership for PgLeadership {
     async fn still_leading(&mut self) -> bool {
-        let Some(conn) = self.conn.as_mut() else { return false };
-        let check = sqlx::query_scalar::<_, bool>(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
-             AND pid = pg_backend_pid() AND (classid::bigint << 32 | objid::bigint) = $1)",
+        if self.lost {
+            return false;
+        }
+        // Renewed only while unexpired: a leader that was paused past its lease has
+        // lost it even if nobody took over yet (its loops' state is stale).
+        let renew = sqlx::query(
+            "UPDATE leader_lease SET expires_at = now() + make_interval(secs => $3) \
+             WHERE id = 1 AND holder = $1 AND epoch = $2 AND expires_at > now()",
         )
-        .bind(LEADER_LOCK)
-        .fetch_one(conn);
-        match tokio::time::timeout(CHECK_TIMEOUT, check).await {
-            Ok(Ok(true)) => true,
-            _ => {
-                // Lost or unsure: close the session so the lock is surely released.
-                if let Some(conn) = self.conn.take() {
-                    let _ = conn.close().await;
-                }
-                false
-            }
+        .bind(&self.instance)
+        .bind(self.epoch)
+        .bind(self.ttl.as_secs_f64())
+        .execute(&self.pool);
+        self.lost = !matches!(tokio::time::timeout(CHECK_TIMEOUT, renew).await, Ok(Ok(r)) if r.rows_affected() == 1);
+        !self.lost
+    }
+
+    fn fence(&self) -> Fence {
+        Fence { epoch: self.epoch }
+    }
+}
+
+impl Drop for PgLeadership {
+    fn drop(&mut self) {
+        if self.lost {
+            return;
+        }
+        let (pool, instance, epoch) = (self.pool.clone(), self.instance.clone(), self.epoch);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = sqlx::query("UPDATE leader_lease SET expires_at = now() WHERE id = 1 AND holder = $1 AND epoch = $2")
+                    .bind(instance)
+                    .bind(epoch)
+                    .execute(&pool)
+                    .await;
+            });
         }
     }
 }

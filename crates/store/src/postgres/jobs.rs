@@ -127,7 +127,7 @@ impl JobStore for PgStore {
              WHERE uuid = $6 AND status = ANY($7) AND ($8::text IS NULL OR account_uuid = $8) \
              RETURNING {JOB_COLUMNS}"
         );
-        let mut tx = self.pool.begin().await.map_err(db("job transition"))?;
+        let mut tx = self.begin_write("job transition").await?;
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(transition.to.as_str())
             .bind(&transition.reason)

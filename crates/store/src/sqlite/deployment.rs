@@ -39,7 +39,7 @@ impl DeploymentStore for SqliteStore {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(db("ping"))).await
     }
 
-    async fn try_lead(&self) -> StoreResult<Option<Box<dyn Leadership>>> {
+    async fn try_lead(&self, _instance: &str, _ttl: std::time::Duration) -> StoreResult<Option<Box<dyn Leadership>>> {
         Ok(Some(Box::new(SoleInstance)))
     }
 }

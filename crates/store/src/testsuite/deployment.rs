@@ -1,8 +1,14 @@
 //! Conformance checks for deployment settings (see the parent module).
 
+use std::time::Duration;
+
+use gantry_types::node::NodeStatus;
+
 use super::StoreFixture;
 use super::gpu_models::join_all;
-use crate::Store;
+use crate::deployment::Leadership;
+use crate::fence::scope;
+use crate::{Store, StoreError};
 
 /// The first value written under a name stays; later inserts get it back.
 pub async fn setting_first_value_wins(store: &dyn Store) {
@@ -29,25 +35,74 @@ pub async fn settings_survive_reopen(fixture: &mut dyn StoreFixture) {
     assert_eq!(fixture.store().setting_fetch("kept").await.unwrap().as_deref(), Some("yes"));
 }
 
-/// One leader at a time: while one instance leads, another cannot; when the leader
-/// gives up (or dies), another can lead. SQLite's only instance always leads.
+/// One leader at a time: while one instance holds the lease, another cannot take
+/// it; when the leader gives it up (dropped) or lets it run out, another takes it
+/// with the next epoch. SQLite's only instance always leads.
 pub async fn leadership_is_exclusive_and_passes_on(store: &dyn Store) {
-    let mut first = store.try_lead().await.unwrap().expect("nobody leads yet");
+    let ttl = Duration::from_secs(30);
+    let mut first = store.try_lead("first", ttl).await.unwrap().expect("nobody leads yet");
     assert!(first.still_leading().await);
     if store.backend() == "sqlite" {
-        assert!(store.try_lead().await.unwrap().is_some(), "the sole instance always leads");
+        assert!(store.try_lead("other", ttl).await.unwrap().is_some(), "the sole instance always leads");
         return;
     }
-    assert!(store.try_lead().await.unwrap().is_none(), "a second leader");
+    assert!(store.try_lead("second", ttl).await.unwrap().is_none(), "a second leader");
     assert!(first.still_leading().await);
+    let first_epoch = first.fence().epoch;
     drop(first);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut next = loop {
-        if let Some(next) = store.try_lead().await.unwrap() {
-            break next;
-        }
-        assert!(std::time::Instant::now() < deadline, "the leadership was not released");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let mut next = take_within(store, "second", ttl, Duration::from_secs(10)).await;
     assert!(next.still_leading().await);
+    assert!(next.fence().epoch > first_epoch, "a new holder gets a new epoch");
+}
+
+/// A leader that does not renew within its lease (paused) loses it, by database
+/// time: another instance takes over, and the old one's renewal then fails.
+pub async fn leadership_lease_runs_out(store: &dyn Store) {
+    if store.backend() == "sqlite" {
+        return; // the sole instance always leads
+    }
+    let ttl = Duration::from_millis(300);
+    let mut paused = store.try_lead("paused", ttl).await.unwrap().expect("nobody leads yet");
+    assert!(store.try_lead("other", ttl).await.unwrap().is_none(), "the lease is held");
+    let mut other = take_within(store, "other", ttl, Duration::from_secs(10)).await;
+    assert!(other.fence().epoch > paused.fence().epoch);
+    assert!(!paused.still_leading().await, "a lease taken over cannot be renewed");
+    assert!(other.still_leading().await);
+}
+
+/// Fencing: a write made by the loops of a leader whose lease was taken over is
+/// refused and writes nothing; the same write under the current lease lands, as
+/// does one outside any leader loop. SQLite's sole instance is never fenced.
+pub async fn leader_writes_are_fenced(store: &dyn Store) {
+    use super::cluster::new_node;
+    let account = super::new_account(store, "Fenced").await;
+    let node = new_node(store, account, super::T0, 1).await;
+    let ttl = Duration::from_millis(300);
+    let old = store.try_lead("old", ttl).await.unwrap().expect("nobody leads yet");
+    let old_fence = old.fence();
+    if store.backend() == "sqlite" {
+        let lost = scope(old_fence, store.node_mark_lost(node.uuid, i64::MAX, 1)).await.unwrap();
+        assert!(lost, "SQLite's sole instance is never fenced");
+        return;
+    }
+    let new = take_within(store, "new", ttl, Duration::from_secs(10)).await;
+    let refused = scope(old_fence, store.node_mark_lost(node.uuid, i64::MAX, 1)).await;
+    assert!(matches!(refused, Err(StoreError::Fenced { .. })), "{refused:?}");
+    let status = store.node_fetch(None, node.uuid).await.unwrap().unwrap().status;
+    assert_eq!(status, NodeStatus::Online, "a fenced write wrote nothing");
+    assert!(scope(new.fence(), store.node_mark_lost(node.uuid, i64::MAX, 1)).await.unwrap());
+    assert_eq!(store.node_fetch(None, node.uuid).await.unwrap().unwrap().status, NodeStatus::Lost);
+    drop(old);
+}
+
+/// Tries to lead every 20 ms until it does, or fails the test after `within`.
+async fn take_within(store: &dyn Store, instance: &str, ttl: Duration, within: Duration) -> Box<dyn Leadership> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(lead) = store.try_lead(instance, ttl).await.unwrap() {
+            return lead;
+        }
+        assert!(std::time::Instant::now() < deadline, "the leadership never passed to {instance}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
