@@ -8,7 +8,7 @@
 //! loops are mid-pass on stale state; fencing makes every write they attempt fail
 //! instead of landing: a write transaction begun inside [`scope`] first checks, in
 //! that same transaction, that the lease still has this epoch and has not expired
-//! (PostgreSQL: `SELECT ... FOR SHARE` on the lease row, so a takeover waits for the
+//! (PostgreSQL: `SELECT ... FOR KEY SHARE` on the lease row, so a takeover waits for the
 //! transaction and a fenced write can never commit after a newer epoch). A refused
 //! write is [`crate::StoreError::Fenced`], and writes nothing.
 //!

@@ -85,16 +85,20 @@ impl PgStore {
 
     /// Begins a write transaction. Inside a leader loop ([`crate::fence::scope`]) it
     /// first checks, in the transaction, that the lease still has the loop's epoch
-    /// and has not expired, holding the lease row FOR SHARE until commit: a takeover
-    /// (which updates that row) waits for this transaction, so a fenced write never
-    /// commits after a newer epoch. A leader frozen inside the transaction must not
-    /// block the takeover for ever: the session is ended after 3 s idle in it.
+    /// and has not expired, holding the lease row FOR KEY SHARE until commit: a
+    /// takeover (which locks that row FOR UPDATE first) waits for this transaction,
+    /// so a fenced write never commits after a newer epoch, while the leader's own
+    /// renewals (a plain UPDATE, FOR NO KEY UPDATE) do not wait for its long writes
+    /// (with FOR SHARE they did: a 3 s placement batch blocked the renewal past its
+    /// timeout and the leader stepped down in a loop). A leader frozen inside the
+    /// transaction must not block the takeover for ever: the session is ended after
+    /// 3 s idle in it.
     async fn begin_write(&self, during: &'static str) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
         let mut tx = self.pool.begin().await.map_err(db(during))?;
         if let Some(fence) = crate::fence::current() {
             let held: Option<String> = sqlx::query_scalar(
                 "SELECT set_config('idle_in_transaction_session_timeout', '3s', true) FROM leader_lease \
-                 WHERE id = 1 AND epoch = $1 AND expires_at > now() FOR SHARE",
+                 WHERE id = 1 AND epoch = $1 AND expires_at > now() FOR KEY SHARE",
             )
             .bind(fence.epoch)
             .fetch_optional(&mut *tx)

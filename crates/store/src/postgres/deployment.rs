@@ -53,10 +53,15 @@ impl DeploymentStore for PgStore {
         // Taken when expired (by database time), or again by its own holder (after it
         // stepped down on a failed renewal), always with the next epoch: whatever the
         // loops of an earlier hold still try to write is fenced out. A fenced write in
-        // flight holds the row FOR SHARE; the takeover waits for it (briefly: the
-        // lock timeout; the next try comes a second later).
+        // flight holds the row FOR KEY SHARE; FOR UPDATE waits for it (briefly: the
+        // lock timeout; the next try comes a second later), so no fenced write can
+        // commit after the epoch moved.
         let mut tx = self.pool.begin().await.map_err(db("leader lease"))?;
         sqlx::query("SET LOCAL lock_timeout = '1s'").execute(&mut *tx).await.map_err(db("leader lease"))?;
+        sqlx::query("SELECT 1 FROM leader_lease WHERE id = 1 FOR UPDATE")
+            .execute(&mut *tx)
+            .await
+            .map_err(db("leader lease"))?;
         let epoch: Option<i64> = sqlx::query_scalar(
             "UPDATE leader_lease SET holder = $1, epoch = epoch + 1, \
              expires_at = now() + make_interval(secs => $2) \
