@@ -15,7 +15,9 @@
 //!
 //! Published `ports` are real loopback listeners that answer while the run is RUNNING
 //! (see [`listen`]), reported as the run's `node_urls`. The run's
-//! `CONTAINER_ACCESS_TOKEN` comes from the control plane, as for any run.
+//! `CONTAINER_ACCESS_TOKEN` comes from the control plane, as for any run. With a relay
+//! ([`FakeRuntime::with_relay`]) each listener is published there too, and the run's
+//! `node_urls` name the relay's host and public ports, as on a Docker node behind NAT.
 
 mod listen;
 
@@ -54,6 +56,7 @@ impl FakeContainer {
 pub struct FakeRuntime {
     containers: Arc<Mutex<HashMap<JobRunId, FakeContainer>>>,
     changed: Arc<Notify>,
+    relay: Option<Arc<gantry_relay::node::Publisher>>,
 }
 
 fn env_ms(spec: &RunSpec, key: &str, default: u64) -> u64 {
@@ -61,16 +64,48 @@ fn env_ms(spec: &RunSpec, key: &str, default: u64) -> u64 {
 }
 
 impl FakeRuntime {
+    /// A runtime whose runs' ports `relay` carries (an agent with `--relay`).
+    pub fn with_relay(relay: Arc<gantry_relay::node::Publisher>) -> Self {
+        Self { relay: Some(relay), ..Self::default() }
+    }
+
+    /// Closes `run`'s public ports at the relay, if any (in the background: the relay
+    /// closes them and their connections as soon as it hears).
+    fn unpublish(&self, run: JobRunId) {
+        if let Some(relay) = self.relay.clone() {
+            tokio::spawn(async move { relay.unpublish(&run.to_string()).await });
+        }
+    }
+
+    /// Publishes `ports` at the relay; `node_urls` then name the relay (a port the
+    /// relay refuses is left out, as a real node reports only what it published).
+    async fn carry(&self, run: JobRunId, ports: &mut listen::SimPorts, allowed_ips: &[String]) {
+        let Some(relay) = &self.relay else { return };
+        let mut urls = Vec::new();
+        for ((container_port, target), url) in ports.targets.iter().zip(&ports.urls) {
+            match relay.publish(&run.to_string(), *container_port, *target, allowed_ips).await {
+                Ok(carried) => urls.push(gantry_types::job_run::NodeUrl {
+                    hostname: carried.host,
+                    port: carried.port,
+                    ..url.clone()
+                }),
+                Err(e) => tracing::warn!(%run, container_port, error = %gantry_relay::chain(&e), "relay refused a port"),
+            }
+        }
+        ports.urls = urls;
+    }
+
     /// Advances containers whose time has come.
     fn tick(&self, now: Instant) -> bool {
         let mut changed = false;
-        for c in self.containers.lock().expect("fake runtime poisoned").values_mut() {
+        for (run, c) in self.containers.lock().expect("fake runtime poisoned").iter_mut() {
             if c.state == ContainerState::Preparing && now >= c.ready_at {
                 c.state = ContainerState::Running;
                 changed = true;
             }
             if c.state == ContainerState::Running && c.exits_at.is_some_and(|at| now >= at) {
                 c.end(ContainerState::Exited { code: c.exit_code });
+                self.unpublish(*run);
                 c.logs.push_str(&format!("simulated run exited with code {}\n", c.exit_code));
                 changed = true;
             }
@@ -96,7 +131,8 @@ impl ContainerRuntime for FakeRuntime {
         if self.containers.lock().expect("fake runtime poisoned").contains_key(&run) {
             return Ok(());
         }
-        let ports = listen::SimPorts::open(run, &spec.ports).await;
+        let mut ports = listen::SimPorts::open(run, &spec.ports).await;
+        self.carry(run, &mut ports, &spec.allowed_ips).await;
         {
             let mut containers = self.containers.lock().expect("fake runtime poisoned");
             if containers.contains_key(&run) {
@@ -134,6 +170,7 @@ impl ContainerRuntime for FakeRuntime {
         {
             c.end(ContainerState::Stopped);
             c.logs.push_str("simulated run stopped\n");
+            self.unpublish(run);
         }
         self.changed.notify_one();
         Ok(())
@@ -141,6 +178,7 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn remove(&self, run: JobRunId) -> Result<(), RuntimeError> {
         self.containers.lock().expect("fake runtime poisoned").remove(&run);
+        self.unpublish(run);
         Ok(())
     }
 

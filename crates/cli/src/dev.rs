@@ -79,6 +79,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let (store, secrets) = crate::admin::open(&store_args).await?;
     let creds = credentials(&args.data_dir, store.as_ref(), &secrets).await?;
     let server_args = ServerArgs {
+        relay: Default::default(),
         data_dir: args.data_dir.clone(),
         listen: args.listen,
         database_url: None,

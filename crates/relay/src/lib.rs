@@ -34,6 +34,7 @@ pub mod node;
 pub mod port;
 pub mod public;
 mod session;
+pub mod token;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

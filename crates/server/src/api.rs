@@ -16,6 +16,7 @@ pub mod lenient;
 mod nodes;
 mod profiles;
 mod recipes;
+pub mod relays;
 mod users;
 mod webhooks;
 
@@ -55,7 +56,8 @@ use crate::state::AppState;
         (name = "node-protocol", description = "What gantry agent speaks: register, then sync"),
         (name = "billing", description = "Consumer profiles, compute offers, balances, the ledger and credit purchases"),
         (name = "events", description = "What happened, in order: the event stream (SSE or JSON long-poll), resumable by id"),
-        (name = "webhooks", description = "Endpoints that receive events as signed POSTs, and their deliveries")
+        (name = "webhooks", description = "Endpoints that receive events as signed POSTs, and their deliveries"),
+        (name = "relays", description = "What relays for nodes behind NAT ask the control plane")
     )
 )]
 struct ApiDoc;
@@ -114,6 +116,7 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))
         .routes(routes!(webhooks::get_webhook, webhooks::delete_webhook))
         .routes(routes!(webhooks::list_webhook_deliveries))
+        .routes(routes!(relays::relay_token_key))
 }
 
 /// The OpenAPI document of the signed API, as committed in `openapi/api.json`.

@@ -111,6 +111,12 @@ impl RunningServer {
         &self.state.secrets
     }
 
+    /// What relays verify this control plane's relay tokens with (`gantry server
+    /// --relay` hands it to the relay it runs in process).
+    pub fn relay_token_verifier(&self) -> gantry_relay::token::Verifier {
+        self.state.relays.issuer.verifier()
+    }
+
     /// The reconcilers' timing this server runs with.
     pub fn timing(&self) -> Timing {
         self.state.scheduling.timing

@@ -57,7 +57,7 @@ async fn a_docker_runs_port_is_reached_through_the_relay_and_closed_when_it_ends
         token: "lab-token".into(),
     };
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(gantry_relay::node::run(relay, hello, publisher.clone(), stop_rx));
+    tokio::spawn(gantry_relay::node::run_fixed(relay, hello, publisher.clone(), stop_rx));
     let ctx = start_for_containers().await;
     let carrier = publisher.clone();
     let _node = ctx.docker_node_with("cpus=4,ram=8,disk=50", move |c| c.relay = Some(carrier.clone())).await;
