@@ -261,3 +261,52 @@ async fn bench_relay_prints_its_figures() {
         assert!(figures[key].as_f64().is_some_and(f64::is_finite), "{key}: {figures}");
     }
 }
+
+/// `gantry server --relay`: the control plane runs a relay in its own process over its
+/// TLS certificate and offers it in sync answers; `gantry agent --relay auto` uses it.
+#[tokio::test]
+async fn a_server_relay_is_offered_to_agents_with_relay_auto() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tls = dir.path().join("tls");
+    gantry_tls::write_self_signed(&tls, &["127.0.0.1".into()], false).unwrap();
+    let range = free_range(10);
+    let mut cmd = Command::new(GANTRY);
+    cmd.args(["server", "--listen", "127.0.0.1:0", "--relay", "--relay-listen", "127.0.0.1:0"])
+        .args(["--relay-public-host", "127.0.0.1", "--relay-bind", "127.0.0.1"])
+        .args(["--relay-port-range", &format!("{}-{}", range.0, range.1), "--tls-cert"])
+        .arg(tls.join("server.pem"))
+        .arg("--tls-key")
+        .arg(tls.join("server.key"))
+        .arg("--data-dir")
+        .arg(&data)
+        .env("RUST_LOG", "warn");
+    let (_server, url) = common::serve(cmd).await;
+    let key = |k: &Value| gantry_client::Credentials {
+        base_url: url.clone(),
+        public_key: k["public_key"].as_str().unwrap().into(),
+        secret_key: k["secret_key"].as_str().unwrap().into(),
+    };
+    let node_key = common::create_key(&data, "node").await;
+    let consumer = Client::with_ca_cert(key(&common::create_key(&data, "consumer").await), Some(&tls.join("ca.pem")))
+        .unwrap();
+    let (_agent, _) = spawn_listening(
+        {
+            let mut cmd = Command::new(GANTRY);
+            cmd.args(["agent", "--server", &url, "--simulate", "1", "--relay", "auto", "--ca-cert"])
+                .arg(tls.join("ca.pem"))
+                .env("GANTRY_PUBLIC_KEY", node_key["public_key"].as_str().unwrap())
+                .env("GANTRY_SECRET_KEY", node_key["secret_key"].as_str().unwrap())
+                .env("RUST_LOG", "warn");
+            cmd
+        },
+        "gantry agent: 1 simulated node(s)",
+    )
+    .await;
+    let created = consumer.create_job(&job("auto", &[8080], &["127.0.0.1"])).await.unwrap();
+    let run = running(&consumer, created.uuid, 1).await;
+    let u = &run.node_urls[0];
+    assert!((range.0..=range.1).contains(&u.port), "the server's relay carries it: {u:?}");
+    let page = wait_for("the run through the server's relay", Duration::from_secs(20), || get(u)).await;
+    assert!(page.contains(&run.uuid.to_string()), "{page}");
+}
