@@ -152,7 +152,7 @@ async fn serve_stream(mut stream: Stream, targets: Arc<dyn Targets>) {
         let _ = stream.shutdown().await;
         return;
     };
-    let mut upstream = match tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(target)).await {
+    let upstream = match tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(target)).await {
         Ok(Ok(upstream)) => upstream,
         _ => {
             let _ = stream.write_u8(OPEN_UNREACHABLE).await;
@@ -164,7 +164,7 @@ async fn serve_stream(mut stream: Stream, targets: Arc<dyn Targets>) {
     if stream.write_u8(OPEN_OK).await.is_err() || stream.flush().await.is_err() {
         return;
     }
-    let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
+    crate::port::copy_both(stream, upstream).await;
 }
 
 /// A run's published port, as the node wants it carried.
