@@ -3,7 +3,8 @@
 //! `gantry_tls`, public ports on loopback) and the node's agent, whose runtime
 //! publishes each run's ports there; the run's `node_urls` name the relay's host and
 //! public port, the container answers through it, and the port closes when the run
-//! ends. (The namespace-isolated NAT tests of point 5 are not built yet.)
+//! ends. (The NAT namespace test is crates/cli/tests/relay_nat.rs; the control-plane
+//! tokens and the binaries are tested in crates/cli/tests/relay.rs.)
 
 use std::sync::Arc;
 use std::time::Duration;
