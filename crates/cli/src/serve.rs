@@ -71,7 +71,7 @@ pub struct ServerArgs {
     #[arg(long, env = "GANTRY_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     #[command(flatten)]
-    pub relay: crate::relay::ServerRelayArgs,
+    pub relay: Box<crate::relay::ServerRelayArgs>,
     /// Most PENDING jobs each account may have (0 = no limit). A consumer profile's
     /// max_pending_jobs overrides it; operator keys are exempt. Over it: 429.
     #[arg(long, env = "GANTRY_MAX_PENDING_JOBS", value_name = "N", default_value_t = 0)]
