@@ -118,6 +118,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn derived_keys_depend_on_the_server_key_and_the_purpose_only() {
+        let key = SecretBox::generate_key();
+        let (a, b) = (SecretBox::new(key), SecretBox::new(key));
+        assert_eq!(a.derive("relay"), b.derive("relay"), "every instance with the key derives alike");
+        assert_ne!(a.derive("relay"), a.derive("other"));
+        assert_ne!(a.derive("relay"), SecretBox::new(SecretBox::generate_key()).derive("relay"));
+        assert_ne!(a.derive("relay"), key, "the server key itself never comes out");
+    }
+
+    #[test]
     fn round_trip() {
         let sealed = SecretBox::new(SecretBox::generate_key());
         for secret in ["sk_0123", "", "pässwörd 😀"] {
