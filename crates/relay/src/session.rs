@@ -31,10 +31,11 @@ const MAX_STREAMS: usize = 4096;
 /// that fourfold (they still take at most a stream's window of credit).
 const SPLIT_SEND_SIZE: usize = 64 * 1024;
 
-/// Buffer between yamux and TLS, each way. yamux writes a frame as two writes (a
-/// 12-byte header, then the body) and flushes after every frame; unbuffered, each
-/// write became its own TLS record and socket write (a 12-byte record per frame).
-/// Buffered, a frame and whatever follows it before the flush go out together.
+/// Write buffer between yamux and TLS. yamux writes a frame as two writes (a 12-byte
+/// header, then the body) and flushes after every frame; unbuffered, each write became
+/// its own TLS record and socket write (a 12-byte record per frame). Buffered, a frame
+/// and whatever follows it before the flush go out together. Reads need no buffer:
+/// TLS already holds the decrypted plaintext, and another would only add a copy.
 const IO_BUFFER: usize = 128 * 1024;
 
 /// Opens streams on a running session. Cheap to clone.
@@ -74,7 +75,7 @@ where
     let mut config = yamux::Config::default();
     config.set_max_num_streams(MAX_STREAMS);
     config.set_split_send_size(SPLIT_SEND_SIZE);
-    let io = tokio::io::BufStream::with_capacity(IO_BUFFER, IO_BUFFER, io);
+    let io = tokio::io::BufWriter::with_capacity(IO_BUFFER, io);
     let mut conn = yamux::Connection::new(io.compat(), config, mode);
     let (open_tx, mut open_rx) = mpsc::channel::<Reply>(64);
     let (in_tx, in_rx) = mpsc::channel(256);
