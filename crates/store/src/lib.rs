@@ -106,6 +106,14 @@ pub enum StoreError {
     /// The store is shutting down or its writer died.
     #[error("store is unavailable")]
     Unavailable,
+    /// The database could not be reached when connecting (refused, timed out, name
+    /// not resolved): worth retrying, unlike a bad URL or refused credentials.
+    #[error("the database cannot be reached")]
+    Unreachable {
+        /// The driver's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A job creation would take its account past a quota; nothing was written.
     #[error("{0}")]
     QuotaExceeded(jobs::QuotaExceeded),
