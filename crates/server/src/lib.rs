@@ -28,6 +28,7 @@ mod signals;
 mod signed;
 mod state;
 mod usage;
+mod waiting;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -155,9 +156,20 @@ impl RunningServer {
 
 /// Opens the store, binds the listener and starts serving. Returns once the server
 /// is ready: `/healthz` answers 200 from this point on.
-pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+///
+/// A PostgreSQL database that cannot be reached is waited for (see [`waiting`]):
+/// meanwhile the address answers 503 and this returns once connected.
+pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let store = gantry_store::open(&config.data_dir, config.database_url.as_deref()).await?;
+    let store = match gantry_store::open(&config.data_dir, config.database_url.as_deref()).await {
+        Ok(store) => store,
+        Err(e @ gantry_store::StoreError::Unreachable { .. }) => {
+            let (store, served) = waiting::until_reachable(&config, e).await?;
+            config.listen = served;
+            store
+        }
+        Err(e) => return Err(e.into()),
+    };
     start_with_store(config, store).await
 }
 
