@@ -1,0 +1,181 @@
+//! The web console in a real browser: headless Chromium driven through chromedriver
+//! (WebDriver) against a real server with a simulated node. Signs in (and fails to with a
+//! wrong pair), submits a job from the form and watches it complete with its log line,
+//! submits a PERSISTENT job and cancels it, sees a field error, creates and revokes a key,
+//! signs out; checks the Content-Security-Policy, that the first load stays under 150 KB and
+//! touches no other origin, and that a 390-px phone screen needs no sideways scrolling.
+//!
+//! Skips with a message when chromium or chromedriver is absent; CI sets
+//! `GANTRY_REQUIRE_CHROMIUM=1`. With `GANTRY_CONSOLE_SCREENSHOTS=docs/console` (relative to
+//! the workspace root) it saves a 1280×800 PNG of each page there.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gantry_client::Client;
+use gantry_test_harness::webdriver::Browser;
+use gantry_test_harness::{TestContext, wait_for};
+use gantry_types::permissions::Preset;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
+const FIRST_LOAD_BUDGET: u64 = 150 * 1024;
+
+async fn shot(browser: &Browser, name: &str) {
+    let Ok(dir) = std::env::var("GANTRY_CONSOLE_SCREENSHOTS") else { return };
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(dir);
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    // Let layout settle after the last update before the picture.
+    browser.execute("return new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));", json!([])).await;
+    std::fs::write(dir.join(format!("{name}.png")), browser.screenshot().await).expect("write screenshot");
+}
+
+async fn sign_in(browser: &Browser, client: &Client) {
+    let creds = client.credentials();
+    browser.fill("input[name=public_key]", &creds.public_key).await;
+    browser.fill("input[name=secret_key]", &creds.secret_key).await;
+    browser.click("form.signin button[type=submit]").await;
+    browser.find("#sign-out").await;
+}
+
+async fn sign_out(browser: &Browser) {
+    browser.click("#sign-out").await;
+    browser.find("input[name=public_key]").await;
+    let stored = browser.execute("return sessionStorage.length;", json!([])).await;
+    assert_eq!(stored, json!(0), "sign-out leaves nothing in sessionStorage");
+}
+
+/// The first load: the page and its assets carry the policy, the bytes fit the budget.
+async fn check_first_load(ctx: &TestContext, browser: &Browser) {
+    let http = reqwest::Client::new();
+    let page = http.get(format!("{}/", ctx.base_url)).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    for part in ["default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"] {
+        assert!(csp.contains(part), "CSP {csp:?} lacks {part:?}");
+    }
+    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval") && !csp.contains("http"), "CSP {csp:?}");
+    // What the browser fetched to show the sign-in page: all same-origin, within budget.
+    let entries = browser
+        .execute(
+            "return [performance.getEntriesByType('navigation')[0], ...performance.getEntriesByType('resource')]
+               .map((e) => ({name: e.name, bytes: e.encodedBodySize, kind: e.initiatorType}));",
+            json!([]),
+        )
+        .await;
+    let entries = entries.as_array().unwrap();
+    assert!(entries.len() >= 3, "the page, its stylesheet and scripts: {entries:?}");
+    let mut total = 0;
+    for e in entries {
+        let name = e["name"].as_str().unwrap();
+        assert!(name.starts_with(&ctx.base_url), "a request to another origin: {name}");
+        total += e["bytes"].as_u64().unwrap();
+    }
+    assert!(total > 10_000 && total <= FIRST_LOAD_BUDGET, "first load transferred {total} bytes");
+    eprintln!("console first load: {total} bytes in {} requests", entries.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn console_in_a_real_browser() {
+    let Some(browser) = Browser::start().await else { return };
+    let ctx = TestContext::start_fast().await;
+    let user = ctx.new_account(Preset::Consumer).await;
+    let nodes = ctx.sim_nodes(1, "2xNVIDIA RTX 4090:24,region=us-east-1").await;
+    let _ = user.create_job(&gantry_test_harness::batch_job("made by the CLI")).await.unwrap();
+
+    browser.goto(&format!("{}/", ctx.base_url)).await;
+    browser.find("input[name=public_key]").await;
+    check_first_load(&ctx, &browser).await;
+    shot(&browser, "sign-in").await;
+
+    // A wrong pair: a clear message, still on the sign-in form.
+    browser.fill("input[name=public_key]", &user.credentials().public_key).await;
+    browser.fill("input[name=secret_key]", "sk_not_the_secret").await;
+    browser.click("form.signin button[type=submit]").await;
+    browser.wait_text("#signin-msg", "not accepted", WAIT).await;
+    sign_in(&browser, &user).await;
+    browser.wait_text("#jobs-list", "made by the CLI", WAIT).await;
+    shot(&browser, "jobs").await;
+
+    // A bad value: the API's field error appears next to its input.
+    browser.goto(&format!("{}/#/jobs/new", ctx.base_url)).await;
+    browser.fill("#new-job input[name=title]", "from the console").await;
+    browser.fill("#new-job input[name=cpu_count]", "-3").await;
+    browser.click("#new-job button[type=submit]").await;
+    let error = browser.wait_text("#new-job [data-field=cpu_count] ~ .field-error", "cpu_count", WAIT).await;
+    assert!(!error.is_empty());
+    shot(&browser, "new-job").await;
+
+    // A BATCH job from the form runs on the simulated node to COMPLETED, its log visible.
+    browser.fill("#new-job input[name=cpu_count]", "2").await;
+    browser.fill("#new-job input[name=gpu_count]", "1").await;
+    browser.fill("#new-job textarea[name=env]", "GANTRY_SIM_DURATION_MS=1500").await;
+    browser.click("#new-job button[type=submit]").await;
+    browser.wait_text("#job-head", "COMPLETED", WAIT).await;
+    browser.wait_text("#logs", "simulated run of ubuntu:latest started", WAIT).await;
+    browser.wait_text("#logs", "exited with code 0", WAIT).await;
+    let listed = user.list_jobs(&[]).await.unwrap();
+    assert!(listed.data.iter().any(|j| j.title == "from the console" && j.cpu_count == 2 && j.gpu_count == 1));
+    shot(&browser, "job").await;
+
+    // A PERSISTENT job, cancelled with a reason.
+    browser.goto(&format!("{}/#/jobs/new", ctx.base_url)).await;
+    browser.fill("#new-job input[name=title]", "a service").await;
+    browser.select("#new-job select[name=task]", "PERSISTENT").await;
+    browser.fill("#new-job input[name=ports]", "22, 8080").await;
+    browser.click("#new-job button[type=submit]").await;
+    browser.wait_text("#job-head", "RUNNING", WAIT).await;
+    browser.wait_text("table", "ssh -p", WAIT).await;
+    shot(&browser, "job-running").await;
+    browser.fill("#cancel-reason", "done with it").await;
+    browser.click("#cancel-form button[type=submit]").await;
+    browser.wait_text("#job-head", "CANCELLED", WAIT).await;
+    browser.wait_text("#job-head", "done with it", WAIT).await;
+
+    // A key: created (the secret shown once), then revoked.
+    browser.goto(&format!("{}/#/keys", ctx.base_url)).await;
+    browser.fill("#new-key input[name=name]", "laptop").await;
+    browser.click("#new-key button[type=submit]").await;
+    let secret = browser.wait_text("#new-secret-key", "sk_", WAIT).await;
+    let public = browser.text("#new-public-key").await;
+    let made = ctx.client(public.clone(), secret.trim().to_owned());
+    made.me().await.expect("the secret the console showed works");
+    shot(&browser, "keys").await;
+    browser.click(&format!("button[data-revoke='{public}']")).await;
+    browser.accept_dialog().await;
+    wait_for("the key to be revoked", WAIT, || async { made.me().await.is_err().then_some(()) }).await;
+    browser.wait_text("#keys-list", "REVOKED", WAIT).await;
+
+    for (page, ready, name) in [
+        ("#/offers", "#offers-list table", "offers"),
+        ("#/billing", "#billing", "billing"),
+        ("#/recipes", "#recipes-list table", "recipes"),
+    ] {
+        browser.goto(&format!("{}/{page}", ctx.base_url)).await;
+        browser.find(ready).await;
+        shot(&browser, name).await;
+    }
+
+    // A phone: the jobs page fits 390 px without sideways scrolling.
+    browser.goto(&format!("{}/#/jobs", ctx.base_url)).await;
+    browser.find("#jobs-list table").await;
+    browser.resize(390, 844).await;
+    let width = browser.execute("return document.documentElement.scrollWidth;", json!([])).await;
+    let inner = browser.execute("return window.innerWidth;", json!([])).await;
+    assert!(width.as_u64() <= inner.as_u64(), "page {width} px wide in a {inner} px window");
+    browser.resize(1280, 800).await;
+    sign_out(&browser).await;
+
+    // The operator's view: nodes with inventory and drain.
+    sign_in(&browser, &nodes.client).await;
+    browser.goto(&format!("{}/#/nodes", ctx.base_url)).await;
+    browser.wait_text("#nodes-list", "sim-0", WAIT).await;
+    browser.wait_text("#nodes-list", "NVIDIA RTX 4090", WAIT).await;
+    shot(&browser, "nodes").await;
+    browser.click("#nodes-list article button").await;
+    browser.wait_text("#nodes-list", "DRAINING", WAIT).await;
+    sign_out(&browser).await;
+
+    browser.quit().await;
+    nodes.stop().await;
+    ctx.shutdown().await;
+}
