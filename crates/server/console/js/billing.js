@@ -18,7 +18,7 @@ export function render(main, _params, ctx) {
         h("section", { class: "card" }, h("h2", {}, "Balance"),
           balance ? h("p", { class: "big", id: "balance" }, usd(balance.available_balance), " ", h("span", { class: "muted" }, balance.currency)) : h("p", { class: "muted" }, "This key cannot read the balance.")),
         h("section", {}, h("h2", {}, "Ledger"), table(["When", "Kind", "Amount", "Memo", "Run"], ledger.data.map((t) => [
-          when(t.created_at), t.kind, usd(t.amount), t.memo || "", t.job_run_uuid ? h("code", {}, String(t.job_run_uuid).slice(0, 8)) : ""]))),
+          when(t.created_at), t.kind, usd(t.amount), t.memo || "", t.job_run_uuid ? h("code", {}, String(t.job_run_uuid).slice(-8)) : ""]))),
         h("section", {}, h("h2", {}, "Credit purchases"), table(["When", "Amount", "Status", "Memo"], purchases.data.map((p) => [
           when(p.created_at), usd(p.amount), badge(p.status), p.memo || ""]))));
       say(msg, "");

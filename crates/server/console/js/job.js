@@ -48,32 +48,31 @@ export function render(main, { id }, ctx) {
     finally { if (following === run.uuid) stream = null; }
   }
 
-  function cancelForm(job) {
-    if (!["PENDING", "ASSIGNED", "RUNNING"].includes(job.status)) return null;
-    const reason = h("input", { id: "cancel-reason", name: "reason", placeholder: "Cancelled by user" });
-    const form = h("form", { class: "inline", id: "cancel-form" },
-      h("label", { for: "cancel-reason" }, "Reason"), reason, h("button", { type: "submit", class: "danger" }, "Cancel job"));
-    form.addEventListener("submit", async (e) => {
-      e.preventDefault();
-      try { render1(await api("PUT", `/v1/jobs/${id}/cancel`, { body: { reason: reason.value || "Cancelled by user" } })); }
-      catch (err) { say(msg, "Cancel failed: " + err.message, "error"); }
-    });
-    return form;
-  }
+  // Built once and only shown or hidden, so a live update never wipes a reason being typed.
+  const reason = h("input", { id: "cancel-reason", name: "reason", placeholder: "Cancelled by user" });
+  const cancel = h("form", { class: "inline", id: "cancel-form", hidden: true },
+    h("label", { for: "cancel-reason" }, "Reason"), reason, h("button", { type: "submit", class: "danger" }, "Cancel job"));
+  cancel.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try { render1(await api("PUT", `/v1/jobs/${id}/cancel`, { body: { reason: reason.value || "Cancelled by user" } })); }
+    catch (err) { say(msg, "Cancel failed: " + err.message, "error"); }
+  });
+  main.insertBefore(cancel, runs);
+  let revealed = false;
 
   function tokens(job) {
     if (!job.container_access_tokens.length) return null;
     const box = h("div", { class: "field" }, h("span", { class: "label" }, "Container access token"));
+    const shown = () => job.container_access_tokens.map((t) => h("span", {}, h("code", { class: "token" }, t.token), " ", copyButton(t.token)));
+    if (revealed) { box.append(...shown()); return box; }
     const btn = h("button", { type: "button", id: "reveal-token", class: "small" }, "Reveal");
-    btn.addEventListener("click", () => {
-      btn.replaceWith(...job.container_access_tokens.map((t) => h("span", {}, h("code", { class: "token" }, t.token), " ", copyButton(t.token))));
-    });
+    btn.addEventListener("click", () => { revealed = true; btn.replaceWith(...shown()); });
     box.append(btn);
     return box;
   }
 
   function render1(job) {
-    head.replaceChildren(
+    head.replaceChildren(...[
       h("div", { class: "head" }, h("h1", {}, job.title), badge(job.status)),
       job.status_reason ? h("p", { id: "status-reason" }, h("strong", {}, job.status === "PENDING" ? "Why pending: " : "Reason: "), job.status_reason) : null,
       h("dl", { class: "facts" },
@@ -81,7 +80,8 @@ export function render(main, { id }, ctx) {
           ["GPUs", `${job.gpu_count}× ${job.gpu_name || "any"} (≥ ${job.min_vram_gb} GB VRAM)`], ["CPUs / RAM / disk", `${job.cpu_count} / ${job.min_ram_gb} GB / ${job.min_storage_gb} GB`],
           ["Nodes", job.max_node_count], ["Retries", job.max_retry_count], ["Created", when(job.created_at)], ["Started", when(job.started_at)], ["Ended", when(job.completed_at)], ["ID", job.uuid]]
           .flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))])),
-      tokens(job), cancelForm(job));
+      tokens(job)].filter(Boolean));
+    cancel.hidden = !["PENDING", "ASSIGNED", "RUNNING"].includes(job.status);
   }
 
   function renderRuns(list) {
@@ -90,7 +90,7 @@ export function render(main, { id }, ctx) {
       : h("a", { href: `http://${u.hostname}:${u.port}/`, target: "_blank", rel: "noopener" }, `${u.description} → ${u.hostname}:${u.port}`)));
     const cost = (r) => (r.hourly_rate_usd && r.duration_ms ? usd((r.hourly_rate_usd * r.duration_ms) / 3600000) : "—");
     runsBody.replaceChildren(table(["Attempt", "Rank", "Status", "Node", "Exit code", "Duration", "Cost", "Ports", ""],
-      list.map((r) => [r.attempt, r.rank, badge(r.status), h("code", { title: r.node_uuid }, r.node_uuid.slice(0, 8)), r.exit_code ?? "—",
+      list.map((r) => [r.attempt, r.rank, badge(r.status), h("code", { title: r.node_uuid }, r.node_uuid.slice(-8)), r.exit_code ?? "—",
         duration(r.duration_ms ?? (r.started_at_ms ? Date.now() - r.started_at_ms : null)), cost(r), urls(r),
         h("button", { type: "button", class: "small", onclick: () => { following = null; followLogs(r); } }, "Logs")])));
     if (list.length) followLogs(list[list.length - 1]);

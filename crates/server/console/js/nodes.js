@@ -44,8 +44,10 @@ export function render(main, _params, ctx) {
             n.hard_drives.map((d) => `${d.name}: ${d.available_capacity_gb}/${d.max_capacity_gb} GB free`).join(", "),
             n.gpus.map((g) => `${g.name} (${g.vram_gb_max} GB)${g.in_use ? " in use" : ""}`).join(", ") || "none"]]),
           h("h3", {}, "Latest sample"), bars(n),
-          h("h3", {}, "Runs"), table(["Run", "Status", "Job", "Started"], runs.data.map((r) => [
-            h("code", {}, r.uuid.slice(0, 8)), badge(r.status), h("code", {}, r.job_uuid.slice(0, 8)), when(r.started_at_ms)])));
+          h("h3", {}, "Your runs on this node"),
+          h("p", { class: "muted" }, `${n.gpus.filter((g) => g.in_use).length} of ${n.gpus.length} GPUs in use. A run of another account's job belongs to that account, so the API lists only your own here.`),
+          table(["Run", "Status", "Job", "Started"], runs.data.map((r) => [
+            h("code", {}, r.uuid.slice(-8)), badge(r.status), h("code", {}, r.job_uuid.slice(-8)), when(r.started_at_ms)])));
       }));
       list.replaceChildren(...cards, pager(env, (p) => { page = p; load(); }));
       if (!env.data.length) list.prepend(h("p", { class: "muted" }, "No nodes: this key's account operates none (start one with gantry agent)."));

@@ -6,13 +6,13 @@ import { h, table, field, option, say, when } from "./ui.js";
 function view(main, id) {
   const msg = h("p", { class: "msg" });
   main.append(h("p", {}, h("a", { href: "#/recipes" }, "‹ Recipes")), msg);
-  api("GET", `/v1/job-recipes/${id}`).then((r) => main.append(
+  api("GET", `/v1/job-recipes/${id}`).then((r) => main.append(...[
     h("div", { class: "head" }, h("h1", {}, r.name), h("a", { class: "btn primary", href: `#/jobs/new?recipe=${r.uuid}` }, "Cook")),
     r.description ? h("p", {}, r.description) : null,
     h("h2", {}, "Inputs"), table(["Key", "Type", "Required", "Default", "Description"], r.input_schema.map((i) => [
       h("code", {}, i.key), i.type, i.required ? "yes" : "no", i.default_value === undefined ? "" : JSON.stringify(i.default_value), i.description || ""])),
     h("h2", {}, "Template"), h("pre", { class: "json", tabindex: "0" }, JSON.stringify(r.payload, null, 2)),
-    r.quickstart_md ? h("section", {}, h("h2", {}, "Quick start"), h("pre", { class: "md" }, r.quickstart_md)) : null),
+    r.quickstart_md ? h("section", {}, h("h2", {}, "Quick start"), h("pre", { class: "md" }, r.quickstart_md)) : null].filter(Boolean)),
   (e) => say(msg, e.status === 404 ? "No such recipe." : e.message, "error"));
 }
 

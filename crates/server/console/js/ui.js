@@ -50,7 +50,12 @@ export function duration(ms) {
   return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
 }
 
-export const usd = (n) => (n === null || n === undefined ? "—" : "$" + Number(n).toFixed(Math.abs(n) < 1 ? 4 : 2));
+/** USD with enough decimals to show small run charges (the API keeps micro-dollars). */
+export function usd(n) {
+  if (n === null || n === undefined) return "—";
+  const a = Math.abs(Number(n));
+  return (n < 0 ? "−" : "") + "$" + a.toFixed(a === 0 || a >= 1 ? 2 : a < 0.01 ? 6 : 4);
+}
 
 /** A button that copies `text` to the clipboard and says so. */
 export function copyButton(text, label = "Copy") {
