@@ -54,7 +54,9 @@ pub const ROUTE_TEMPLATES: [&str; 3] = ["/", "/console/style.css", "/console/js/
 async fn script(Path(file): Path<String>) -> Response {
     match SCRIPTS.iter().find(|(name, _)| *name == file) {
         Some((_, body)) => asset("text/javascript; charset=utf-8", body),
-        None => (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain")], "no such console file\n").into_response(),
+        None => {
+            (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain")], "no such console file\n").into_response()
+        }
     }
 }
 

@@ -41,8 +41,11 @@ impl Browser {
     pub async fn start() -> Option<Self> {
         let chromium = program("GANTRY_CHROMIUM", "/usr/bin/chromium");
         let chromedriver = program("GANTRY_CHROMEDRIVER", "/usr/bin/chromedriver");
-        let missing: Vec<&str> =
-            [&chromium, &chromedriver].into_iter().filter(|p| !std::path::Path::new(p).exists()).map(String::as_str).collect();
+        let missing: Vec<&str> = [&chromium, &chromedriver]
+            .into_iter()
+            .filter(|p| !std::path::Path::new(p).exists())
+            .map(String::as_str)
+            .collect();
         if !missing.is_empty() {
             assert!(
                 std::env::var("GANTRY_REQUIRE_CHROMIUM").as_deref() != Ok("1"),
@@ -62,7 +65,9 @@ impl Browser {
         let port = tokio::task::spawn_blocking(move || {
             let mut lines = BufReader::new(stdout).lines();
             let port = lines.by_ref().map_while(Result::ok).find_map(|l| {
-                l.split("started successfully on port ").nth(1).map(|p| p.trim_end_matches('.').trim().parse::<u16>().expect("port"))
+                l.split("started successfully on port ")
+                    .nth(1)
+                    .map(|p| p.trim_end_matches('.').trim().parse::<u16>().expect("port"))
             });
             // Keep draining so chromedriver never blocks on a full pipe.
             std::thread::spawn(move || lines.for_each(drop));
@@ -79,7 +84,15 @@ impl Browser {
                 "--window-size=1280,800", "--no-first-run", "--disable-extensions"]}
         }}});
         let base = format!("http://127.0.0.1:{port}");
-        let resp: Value = http.post(format!("{base}/session")).json(&caps).send().await.expect("new session").json().await.expect("json");
+        let resp: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .expect("new session")
+            .json()
+            .await
+            .expect("json");
         let id = resp["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {resp}")).to_owned();
         Some(Self { driver, http, session: format!("{base}/session/{id}") })
     }
@@ -108,6 +121,16 @@ impl Browser {
     /// Runs `script` (a function body; `arguments` holds `args`) and returns its value.
     pub async fn execute(&self, script: &str, args: Value) -> Value {
         self.post("/execute/sync", json!({ "script": script, "args": args })).await
+    }
+
+    /// Runs `script` as an async function body (it may `await`; `arguments` holds `args`) and
+    /// returns what it resolves to.
+    pub async fn execute_async(&self, script: &str, args: Value) -> Value {
+        let wrapped = format!(
+            "const done = arguments[arguments.length - 1]; \
+             (async (...arguments) => {{ {script} }})(...Array.from(arguments).slice(0, -1)).then(done, (e) => done({{error: String(e)}}));"
+        );
+        self.post("/execute/async", json!({ "script": wrapped, "args": args })).await
     }
 
     /// The first element matching `css`, if any.

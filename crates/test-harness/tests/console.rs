@@ -26,7 +26,9 @@ async fn shot(browser: &Browser, name: &str) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(dir);
     std::fs::create_dir_all(&dir).expect("screenshot dir");
     // Let layout settle after the last update before the picture.
-    browser.execute("return new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));", json!([])).await;
+    browser
+        .execute("return new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));", json!([]))
+        .await;
     std::fs::write(dir.join(format!("{name}.png")), browser.screenshot().await).expect("write screenshot");
 }
 
@@ -50,7 +52,9 @@ async fn check_first_load(ctx: &TestContext, browser: &Browser) {
     let http = reqwest::Client::new();
     let page = http.get(format!("{}/", ctx.base_url)).send().await.unwrap();
     let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
-    for part in ["default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"] {
+    for part in
+        ["default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"]
+    {
         assert!(csp.contains(part), "CSP {csp:?} lacks {part:?}");
     }
     assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval") && !csp.contains("http"), "CSP {csp:?}");
@@ -98,7 +102,7 @@ async fn console_in_a_real_browser() {
 
     // A bad value: the API's field error appears next to its input.
     browser.goto(&format!("{}/#/jobs/new", ctx.base_url)).await;
-    browser.fill("#new-job input[name=title]", "from the console").await;
+    browser.fill("#new-job input[name=title]", "from the console é 日本").await;
     browser.fill("#new-job input[name=cpu_count]", "-3").await;
     browser.click("#new-job button[type=submit]").await;
     let error = browser.wait_text("#new-job [data-field=cpu_count] ~ .field-error", "cpu_count", WAIT).await;
@@ -114,7 +118,7 @@ async fn console_in_a_real_browser() {
     browser.wait_text("#logs", "simulated run of ubuntu:latest started", WAIT).await;
     browser.wait_text("#logs", "exited with code 0", WAIT).await;
     let listed = user.list_jobs(&[]).await.unwrap();
-    assert!(listed.data.iter().any(|j| j.title == "from the console" && j.cpu_count == 2 && j.gpu_count == 1));
+    assert!(listed.data.iter().any(|j| j.title == "from the console é 日本" && j.cpu_count == 2 && j.gpu_count == 1));
     shot(&browser, "job").await;
 
     // A PERSISTENT job, cancelled with a reason.
@@ -125,11 +129,58 @@ async fn console_in_a_real_browser() {
     browser.click("#new-job button[type=submit]").await;
     browser.wait_text("#job-head", "RUNNING", WAIT).await;
     browser.wait_text("table", "ssh -p", WAIT).await;
+    let running = user.list_jobs(&gantry_client::query(&[("filter[status]", "RUNNING")])).await.unwrap().data;
+    let token = running.iter().find(|j| j.title == "a service").unwrap().container_access_tokens[0].token.clone();
+    browser.click("#reveal-token").await;
+    assert_eq!(browser.text("code.token").await, token, "the revealed token is the job's");
     shot(&browser, "job-running").await;
     browser.fill("#cancel-reason", "done with it").await;
     browser.click("#cancel-form button[type=submit]").await;
     browser.wait_text("#job-head", "CANCELLED", WAIT).await;
     browser.wait_text("#job-head", "done with it", WAIT).await;
+
+    // A job no node can take: pending, and the page says why.
+    let big = user
+        .create_job(&json!({"title": "too big", "task": "PERSISTENT", "gpu_count": 8,
+        "parameters": {"type": "docker", "parameters": {"image": "ubuntu"}}}))
+        .await
+        .unwrap();
+    browser.goto(&format!("{}/#/jobs/{}", ctx.base_url, big.uuid)).await;
+    browser.wait_text("#status-reason", "Why pending", WAIT).await;
+    user.cancel_job(big.uuid, "test over").await.unwrap();
+
+    // From a recipe: its inputs as fields (a select for options), cooked into a job.
+    let recipe = user.create_recipe(&json!({"name": "trainer", "payload": {
+        "title": "trainer", "task": "BATCH", "max_timeout_run_ms": 900000, "cpu_count": 1,
+        "parameters": {"type": "docker", "parameters": {"image": "registry.example.com/team/trainer", "tag": "v3",
+            "env": {"EPOCHS": "3", "MODE": "full"}}}},
+        "input_schema": [
+            {"key": "epochs", "type": "integer", "default_value": 10, "target": "env.EPOCHS"},
+            {"key": "mode", "options": [{"label": "Full", "value": "full"}, {"label": "Quick", "value": "quick"}], "target": "env.MODE"}]}))
+        .await.unwrap();
+    browser.goto(&format!("{}/#/jobs/new?recipe={}", ctx.base_url, recipe.uuid)).await;
+    browser.fill("#cook-form input[name=in-epochs]", "7").await;
+    browser.select("#cook-form select[name=in-mode]", "quick").await;
+    browser.click("#cook-form button[type=submit]").await;
+    browser.wait_text("#job-head", "trainer", WAIT).await;
+    let rid = recipe.uuid.to_string();
+    let cooked = user.list_jobs(&gantry_client::query(&[("filter[source_recipe_uuid]", rid.as_str())])).await.unwrap();
+    let env = cooked.data[0].parameters.parameters.env.clone().unwrap_or_default();
+    assert_eq!((env["EPOCHS"].as_str(), env["MODE"].as_str()), ("7", "quick"));
+
+    // The browser's canonical JSON and query are the Rust client's, byte for byte.
+    let body =
+        json!({"z": 1, "é": "日本 😀 \u{7f} \"q\"\n", "a": {"b": [1.5, 2.0, -0.0, 1e21, null, true]}, "A": "tab\t"});
+    let pairs = [("tag", "b c"), ("filter[x]", "1,2"), ("é", "~*'()!"), ("a", "")];
+    let ours = browser.execute_async(
+        "const m = await import('/console/js/api.js'); return [m.canonicalJson(arguments[0]), m.canonicalQuery(arguments[1])];",
+        json!([body, pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<std::collections::BTreeMap<_, _>>()]),
+    ).await;
+    let style = gantry_auth::JsonStyle { ascii: true, js_numbers: true };
+    assert_eq!(ours[0], json!(gantry_auth::canonical_json(&body, style)));
+    let owned: Vec<(String, String)> =
+        pairs.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    assert_eq!(ours[1], json!(gantry_auth::canonical_query(&owned)));
 
     // A key: created (the secret shown once), then revoked.
     browser.goto(&format!("{}/#/keys", ctx.base_url)).await;

@@ -87,6 +87,21 @@ function formTab(gpus) {
   return [form, jform];
 }
 
+/** One recipe input: a select when it lists options (or is boolean), else a text or number box. */
+function inputField(i) {
+  const attrs = { name: "in-" + i.key, "data-field": "inputs." + i.key, required: i.required || undefined };
+  const def = i.default_value === undefined || i.default_value === null ? "" : String(i.default_value);
+  const choices = i.options && i.options.length ? i.options.map((o) => [String(o.value), o.label || String(o.value)])
+    : i.type === "boolean" ? [["true", "yes"], ["false", "no"]] : null;
+  if (choices) {
+    const blank = i.required ? [] : [option("", def ? `default (${def})` : "—")];
+    return field(i.label || i.key, { ...attrs, tag: "select", options: [...blank, ...choices.map(([v, l]) => option(v, l))] }, i.description);
+  }
+  const numeric = i.type === "number" || i.type === "integer";
+  return field(i.label || i.key, { ...attrs, type: numeric ? "number" : "text", step: numeric ? "any" : undefined,
+    placeholder: i.placeholder || (def ? `default: ${def}` : undefined) }, i.description);
+}
+
 function recipeTab(recipes, chosen) {
   const msg = h("p", { class: "msg" });
   const inputs = h("div", { class: "grid" });
@@ -96,9 +111,7 @@ function recipeTab(recipes, chosen) {
   const select = pick.querySelector("select");
   const show = () => {
     const r = recipes.find((x) => x.uuid === select.value);
-    inputs.replaceChildren(...(r ? r.input_schema.map((i) => field(i.label || i.key, {
-      name: "in-" + i.key, "data-field": "inputs." + i.key, required: i.required || undefined, placeholder: i.placeholder || undefined,
-      value: i.default_value ?? undefined, type: i.type === "number" || i.type === "integer" ? "number" : "text" }, i.description)) : []));
+    inputs.replaceChildren(...(r ? r.input_schema.map(inputField) : []));
   };
   select.addEventListener("change", show);
   show();
