@@ -213,6 +213,7 @@ async fn console_in_a_real_browser() {
     let width = browser.execute("return document.documentElement.scrollWidth;", json!([])).await;
     let inner = browser.execute("return window.innerWidth;", json!([])).await;
     assert!(width.as_u64() <= inner.as_u64(), "page {width} px wide in a {inner} px window");
+    shot(&browser, "jobs-phone").await;
     browser.resize(1280, 800).await;
     sign_out(&browser).await;
 

@@ -25,12 +25,13 @@ export function field(label, attrs, hint) {
 
 export function option(value, label, selected) { return h("option", { value, selected: selected || undefined }, label ?? value); }
 
-/** A table from column heads and rows of cells. */
+/** A table from column heads and rows of cells; on a phone each row becomes a labelled card
+ * (the CSS reads the head from each cell's `data-label`). */
 export function table(heads, rows, caption) {
   return h("div", { class: "scroll" }, h("table", {},
     caption ? h("caption", {}, caption) : null,
     h("thead", {}, h("tr", {}, heads.map((x) => h("th", { scope: "col" }, x)))),
-    h("tbody", {}, rows.length ? rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c ?? "")))) :
+    h("tbody", {}, rows.length ? rows.map((r) => h("tr", {}, r.map((c, i) => h("td", { "data-label": heads[i] || undefined }, c ?? "")))) :
       h("tr", {}, h("td", { colspan: heads.length, class: "muted" }, "Nothing here yet.")))));
 }
 
