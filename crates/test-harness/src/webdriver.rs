@@ -157,6 +157,13 @@ impl Browser {
         self.post(&format!("/element/{}/value", el.0), json!({ "text": text })).await;
     }
 
+    /// Types `text` into the element matching `css` (WebDriver key codes allowed: `\u{E004}` Tab,
+    /// `\u{E007}` Enter).
+    pub async fn keys(&self, css: &str, text: &str) {
+        let el = self.find(css).await;
+        self.post(&format!("/element/{}/value", el.0), json!({ "text": text })).await;
+    }
+
     /// Sets a `<select>`'s value and fires `change`, as choosing an option does.
     pub async fn select(&self, css: &str, value: &str) {
         self.find(css).await;
@@ -198,9 +205,16 @@ impl Browser {
         .await;
     }
 
-    /// Resizes the window (outer size; headless Chromium has no chrome around the page).
-    pub async fn resize(&self, width: u32, height: u32) {
+    /// Resizes the window so that the page's viewport is `width`×`height` CSS pixels (the
+    /// window's outer size includes its frame, even headless).
+    pub async fn set_viewport(&self, width: i64, height: i64) {
         self.post("/window/rect", json!({ "width": width, "height": height })).await;
+        let inner = self.execute("return [window.innerWidth, window.innerHeight];", json!([])).await;
+        let (w, h) = (inner[0].as_i64().unwrap_or(width), inner[1].as_i64().unwrap_or(height));
+        if (w, h) != (width, height) {
+            let rect = json!({ "width": 2 * width - w, "height": 2 * height - h });
+            self.post("/window/rect", rect).await;
+        }
     }
 
     /// A PNG of the viewport.

@@ -88,13 +88,23 @@ async fn console_in_a_real_browser() {
 
     browser.goto(&format!("{}/", ctx.base_url)).await;
     browser.find("input[name=public_key]").await;
+    browser.set_viewport(1280, 800).await;
     check_first_load(&ctx, &browser).await;
     shot(&browser, "sign-in").await;
 
     // A wrong pair: a clear message, still on the sign-in form.
     browser.fill("input[name=public_key]", &user.credentials().public_key).await;
     browser.fill("input[name=secret_key]", "sk_not_the_secret").await;
-    browser.click("form.signin button[type=submit]").await;
+    // By keyboard: Tab reaches the button, which shows its focus, and Enter submits.
+    browser.keys("input[name=secret_key]", "\u{E004}").await;
+    let focus = browser
+        .execute(
+            "const e = document.activeElement; return [e.textContent, e.matches(':focus-visible'), getComputedStyle(e).outlineStyle];",
+            json!([]),
+        )
+        .await;
+    assert_eq!(focus, json!(["Sign in", true, "solid"]), "Tab moves to a visibly focused Sign in button");
+    browser.keys("form.signin button[type=submit]", "\u{E007}").await;
     browser.wait_text("#signin-msg", "not accepted", WAIT).await;
     sign_in(&browser, &user).await;
     browser.wait_text("#jobs-list", "made by the CLI", WAIT).await;
@@ -209,12 +219,12 @@ async fn console_in_a_real_browser() {
     // A phone: the jobs page fits 390 px without sideways scrolling.
     browser.goto(&format!("{}/#/jobs", ctx.base_url)).await;
     browser.find("#jobs-list table").await;
-    browser.resize(390, 844).await;
+    browser.set_viewport(390, 844).await;
     let width = browser.execute("return document.documentElement.scrollWidth;", json!([])).await;
     let inner = browser.execute("return window.innerWidth;", json!([])).await;
     assert!(width.as_u64() <= inner.as_u64(), "page {width} px wide in a {inner} px window");
     shot(&browser, "jobs-phone").await;
-    browser.resize(1280, 800).await;
+    browser.set_viewport(1280, 800).await;
     sign_out(&browser).await;
 
     // The operator's view: nodes with inventory and drain.

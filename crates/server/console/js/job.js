@@ -101,15 +101,20 @@ export function render(main, { id }, ctx) {
       const [job, runs] = await Promise.all([api("GET", `/v1/jobs/${id}`),
         api("GET", "/v1/job-runs", { query: { "filter[job_uuid]": id, limit: 50 } })]);
       render1(job);
+      // Why a job waits is worked out by each scheduler pass and changes no state, so no
+      // event announces it: a pending job is re-read every few seconds.
+      clearTimeout(pendingTimer);
+      if (job.status === "PENDING") pendingTimer = setTimeout(load, 3000);
       renderRuns(runs.data.sort((a, b) => a.attempt - b.attempt || a.rank - b.rank));
       say(msg, "");
     } catch (e) { say(msg, e.status === 404 ? "No such job." : "Could not load the job: " + e.message, "error"); }
   }
+  let pendingTimer = null;
   load();
   let timer = null;
   const off = ctx.onEvent((ev) => {
     const d = ev.data || {};
     if (d.uuid === id || d.job_uuid === id) { clearTimeout(timer); timer = setTimeout(load, 150); }
   });
-  return () => { off(); clearTimeout(timer); if (stream) stream.abort(); };
+  return () => { off(); clearTimeout(timer); clearTimeout(pendingTimer); if (stream) stream.abort(); };
 }
