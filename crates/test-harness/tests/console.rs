@@ -32,6 +32,13 @@ async fn shot(browser: &Browser, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), browser.screenshot().await).expect("write screenshot");
 }
 
+/// Every input, select and textarea on the page has a label.
+async fn assert_labelled(browser: &Browser, page: &str) {
+    let script = "return [...document.querySelectorAll('input, select, textarea')]
+                    .filter((e) => !e.labels.length && !e.getAttribute('aria-label')).map((e) => e.name || e.id);";
+    assert_eq!(browser.execute(script, json!([])).await, json!([]), "unlabelled inputs on {page}");
+}
+
 async fn sign_in(browser: &Browser, client: &Client) {
     let creds = client.credentials();
     browser.fill("input[name=public_key]", &creds.public_key).await;
@@ -108,6 +115,10 @@ async fn console_in_a_real_browser() {
     browser.wait_text("#signin-msg", "not accepted", WAIT).await;
     sign_in(&browser, &user).await;
     browser.wait_text("#jobs-list", "made by the CLI", WAIT).await;
+    // The list is live: a job made elsewhere appears without a reload.
+    user.create_job(&gantry_test_harness::batch_job("arrived live")).await.unwrap();
+    browser.wait_text("#jobs-list", "arrived live", WAIT).await;
+    assert_labelled(&browser, "jobs").await;
     shot(&browser, "jobs").await;
 
     // A bad value: the API's field error appears next to its input.
@@ -117,6 +128,7 @@ async fn console_in_a_real_browser() {
     browser.click("#new-job button[type=submit]").await;
     let error = browser.wait_text("#new-job [data-field=cpu_count] ~ .field-error", "cpu_count", WAIT).await;
     assert!(!error.is_empty());
+    assert_labelled(&browser, "new job").await;
     shot(&browser, "new-job").await;
 
     // A BATCH job from the form runs on the simulated node to COMPLETED, its log visible.
@@ -200,6 +212,7 @@ async fn console_in_a_real_browser() {
     let public = browser.text("#new-public-key").await;
     let made = ctx.client(public.clone(), secret.trim().to_owned());
     made.me().await.expect("the secret the console showed works");
+    assert_labelled(&browser, "keys").await;
     shot(&browser, "keys").await;
     browser.click(&format!("button[data-revoke='{public}']")).await;
     browser.accept_dialog().await;
@@ -213,6 +226,7 @@ async fn console_in_a_real_browser() {
     ] {
         browser.goto(&format!("{}/{page}", ctx.base_url)).await;
         browser.find(ready).await;
+        assert_labelled(&browser, name).await;
         shot(&browser, name).await;
     }
 
