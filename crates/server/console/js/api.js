@@ -129,6 +129,10 @@ export function followEvents(onEvent) {
       try {
         const query = after === null ? {} : { after };
         const resp = await signedFetch("GET", "/v1/events", { query, signal: ctl.signal, accept: "text/event-stream" });
+        // 410: our position fell out of retention; start again from now (pages re-read on events).
+        if (resp.status === 410) { after = null; continue; }
+        // 401/403: the key no longer may read events; pages still work by their own requests.
+        if (resp.status === 401 || resp.status === 403) return;
         if (!resp.ok) throw new ApiError(resp.status, null);
         const start = resp.headers.get("X-Gantry-Events-After");
         if (after === null && start) after = Number(start);
