@@ -34,9 +34,10 @@ export function render(main, { id }, ctx) {
     logs.textContent = "";
     logHead.textContent = `Logs of attempt ${run.attempt}, rank ${run.rank}`;
     const alive = ALIVE.has(run.status);
-    stream = new AbortController();
+    const mine = new AbortController();
+    stream = mine;
     try {
-      const resp = await signedFetch("GET", `/v1/job-runs/${run.uuid}/logs`, { query: alive ? { follow: "true" } : {}, signal: stream.signal, accept: "text/plain" });
+      const resp = await signedFetch("GET", `/v1/job-runs/${run.uuid}/logs`, { query: alive ? { follow: "true" } : {}, signal: mine.signal, accept: "text/plain" });
       if (!resp.ok) { append(`(logs unavailable: HTTP ${resp.status})\n`); return; }
       const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
       for (;;) {
@@ -45,7 +46,7 @@ export function render(main, { id }, ctx) {
         append(value);
       }
     } catch (e) { if (e.name !== "AbortError") append(`(log stream ended: ${e.message})\n`); }
-    finally { if (following === run.uuid) stream = null; }
+    finally { if (stream === mine) stream = null; }
   }
 
   // Built once and only shown or hidden, so a live update never wipes a reason being typed.
