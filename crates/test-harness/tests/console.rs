@@ -114,6 +114,13 @@ async fn console_in_a_real_browser() {
     browser.keys("form.signin button[type=submit]", "\u{E007}").await;
     browser.wait_text("#signin-msg", "not accepted", WAIT).await;
     sign_in(&browser, &user).await;
+    let stored =
+        browser.execute("return [document.cookie, localStorage.length, sessionStorage.length];", json!([])).await;
+    assert_eq!(stored, json!(["", 0, 1]), "the pair is in sessionStorage only, never a cookie");
+    // Anything the policy blocks from here on (an inline style, a foreign request) is recorded.
+    let watch = "window.cspViolations = []; document.addEventListener('securitypolicyviolation', \
+                 (e) => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));";
+    browser.execute(watch, json!([])).await;
     browser.wait_text("#jobs-list", "made by the CLI", WAIT).await;
     // The list is live: a job made elsewhere appears without a reload.
     user.create_job(&gantry_test_harness::batch_job("arrived live")).await.unwrap();
@@ -239,6 +246,8 @@ async fn console_in_a_real_browser() {
     assert!(width.as_u64() <= inner.as_u64(), "page {width} px wide in a {inner} px window");
     shot(&browser, "jobs-phone").await;
     browser.set_viewport(1280, 800).await;
+    let violations = browser.execute("return window.cspViolations;", json!([])).await;
+    assert_eq!(violations, json!([]), "the console never trips its own Content-Security-Policy");
     sign_out(&browser).await;
 
     // The operator's view: nodes with inventory and drain.
