@@ -264,3 +264,35 @@ async fn console_in_a_real_browser() {
     nodes.stop().await;
     ctx.shutdown().await;
 }
+
+/// An account with 10,000 jobs: the jobs page reads one server page (25 rows in the DOM,
+/// the total from the envelope) and shows it as fast as for a small account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_jobs_page_pages_through_10000_jobs() {
+    const JOBS: usize = 10_000;
+    let Some(browser) = Browser::start().await else { return };
+    let ctx = TestContext::start().await;
+    let user = ctx.new_account(Preset::Consumer).await;
+    let account = user.me().await.unwrap().account_uuid;
+    for chunk in (0..JOBS).collect::<Vec<_>>().chunks(500) {
+        futures_util::future::join_all(chunk.iter().map(|i| {
+            let body = gantry_test_harness::batch_job(&format!("bulk {i}"));
+            let ctx = &ctx;
+            async move { ctx.insert_job(account, body).await }
+        }))
+        .await;
+    }
+    browser.goto(&format!("{}/", ctx.base_url)).await;
+    let started = std::time::Instant::now();
+    sign_in(&browser, &user).await;
+    browser.wait_text("#jobs-list", &format!("({JOBS} in all)"), WAIT).await;
+    let shown = started.elapsed();
+    let rows = browser.execute("return document.querySelectorAll('#jobs-list tbody tr').length;", json!([])).await;
+    assert_eq!(rows, json!(25), "one page of rows, never the whole account");
+    browser.click("#jobs-list .pager button:last-child").await;
+    browser.wait_text("#jobs-list", "Page 2 of 400", WAIT).await;
+    eprintln!("jobs page with {JOBS} jobs shown {shown:?} after pressing Sign in");
+    assert!(shown < Duration::from_secs(5), "the first page took {shown:?}");
+    browser.quit().await;
+    ctx.shutdown().await;
+}
