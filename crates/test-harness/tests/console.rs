@@ -130,7 +130,7 @@ async fn console_in_a_real_browser() {
 
     // A bad value: the API's field error appears next to its input.
     browser.goto(&format!("{}/#/jobs/new", ctx.base_url)).await;
-    browser.fill("#new-job input[name=title]", "from the console é 日本").await;
+    browser.fill("#new-job input[name=title]", "from the console – café").await;
     browser.fill("#new-job input[name=cpu_count]", "-3").await;
     browser.click("#new-job button[type=submit]").await;
     let error = browser.wait_text("#new-job [data-field=cpu_count] ~ .field-error", "cpu_count", WAIT).await;
@@ -147,7 +147,7 @@ async fn console_in_a_real_browser() {
     browser.wait_text("#logs", "simulated run of ubuntu:latest started", WAIT).await;
     browser.wait_text("#logs", "exited with code 0", WAIT).await;
     let listed = user.list_jobs(&[]).await.unwrap();
-    assert!(listed.data.iter().any(|j| j.title == "from the console é 日本" && j.cpu_count == 2 && j.gpu_count == 1));
+    assert!(listed.data.iter().any(|j| j.title == "from the console – café" && j.cpu_count == 2 && j.gpu_count == 1));
     shot(&browser, "job").await;
 
     // A PERSISTENT job, cancelled with a reason.
