@@ -11,7 +11,9 @@
 //! timeouts. For gang jobs, `GANTRY_SIM_FAIL_RANK=R` makes only the run with
 //! `GANTRY_NODE_RANK=R` exit with code 1 after `GANTRY_SIM_FAIL_AFTER_MS` (default 50),
 //! while the others keep their normal duration. A stop request ends a run as `Stopped`
-//! at once. It prints one log line when it starts and one when it exits.
+//! at once. It prints one log line when it starts and one when it exits, and with
+//! `GANTRY_SIM_OUTPUT_EVERY_MS=N` a numbered line (`simulated output 1`, ...) every N
+//! ms while it runs (for trying log viewers and followers).
 //!
 //! Published `ports` are real loopback listeners that answer while the run is RUNNING
 //! (see [`listen`]), reported as the run's `node_urls`. The run's
@@ -79,6 +81,26 @@ impl FakeRuntime {
     }
 }
 
+impl FakeRuntime {
+    /// Appends a numbered line to `run`'s output every `every` while it runs.
+    async fn print_every(self, run: JobRunId, every: Duration) {
+        let mut printed = 0u64;
+        loop {
+            tokio::time::sleep(every).await;
+            {
+                let mut containers = self.containers.lock().expect("fake runtime poisoned");
+                let Some(c) = containers.get_mut(&run).filter(|c| !c.state.is_final()) else { return };
+                if c.state != ContainerState::Running {
+                    continue;
+                }
+                printed += 1;
+                c.logs.push_str(&format!("simulated output {printed}\n"));
+            }
+            self.changed.notify_one();
+        }
+    }
+}
+
 #[async_trait]
 impl ContainerRuntime for FakeRuntime {
     async fn start(&self, run: JobRunId, spec: &RunSpec, _epoch: i64) -> Result<(), RuntimeError> {
@@ -113,6 +135,9 @@ impl ContainerRuntime for FakeRuntime {
                     ports: Some(ports),
                 },
             );
+        }
+        if let Some(every) = spec.env.get("GANTRY_SIM_OUTPUT_EVERY_MS").and_then(|v| v.parse::<u64>().ok()) {
+            tokio::spawn(self.clone().print_every(run, Duration::from_millis(every.max(10))));
         }
         // Wake the agent when this container becomes ready and when it exits.
         let me = self.clone();

@@ -13,6 +13,7 @@ mod gpu_registry;
 mod job_runs;
 mod jobs;
 pub mod lenient;
+mod log_follow;
 mod nodes;
 mod profiles;
 mod recipes;

@@ -51,6 +51,7 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0007_deployment_settings.sql"),
     },
     Migration { version: 8, name: "events", sql: include_str!("../migrations/sqlite/0008_events.sql") },
+    Migration { version: 12, name: "log_offsets", sql: include_str!("../migrations/sqlite/0012_log_offsets.sql") },
 ];
 
 /// PostgreSQL migrations, oldest first (same versions as [`SQLITE`]).
@@ -67,6 +68,7 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0007_deployment_settings.sql"),
     },
     Migration { version: 8, name: "events", sql: include_str!("../migrations/postgres/0008_events.sql") },
+    Migration { version: 12, name: "log_offsets", sql: include_str!("../migrations/postgres/0012_log_offsets.sql") },
 ];
 
 /// The newest schema version this binary knows (both backends share versions).
