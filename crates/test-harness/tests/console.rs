@@ -155,6 +155,7 @@ async fn console_in_a_real_browser() {
     browser.fill("#new-job input[name=title]", "a service").await;
     browser.select("#new-job select[name=task]", "PERSISTENT").await;
     browser.fill("#new-job input[name=ports]", "22, 8080").await;
+    browser.fill("#new-job textarea[name=env]", "GANTRY_SIM_OUTPUT_EVERY_MS=20").await;
     browser.click("#new-job button[type=submit]").await;
     browser.wait_text("#job-head", "RUNNING", WAIT).await;
     browser.wait_text("table", "ssh -p", WAIT).await;
@@ -163,6 +164,25 @@ async fn console_in_a_real_browser() {
     browser.click("#reveal-token").await;
     assert_eq!(browser.text("code.token").await, token, "the revealed token is the job's");
     shot(&browser, "job-running").await;
+    // The followed log stays at the bottom while lines arrive, until the reader scrolls up.
+    browser.wait_text("#logs", "simulated output 60\n", WAIT).await;
+    let at_bottom =
+        "const l = document.getElementById('logs'); return l.scrollTop + l.clientHeight >= l.scrollHeight - 8;";
+    let overflowing = "const l = document.getElementById('logs'); return l.scrollHeight > l.clientHeight;";
+    assert_eq!(browser.execute(overflowing, json!([])).await, json!(true));
+    assert_eq!(browser.execute(at_bottom, json!([])).await, json!(true), "the log follows its end");
+    browser
+        .execute_async(
+            "const l = document.getElementById('logs'); l.scrollTop = 0; \
+             await new Promise((r) => l.addEventListener('scroll', r, {once: true}));",
+            json!([]),
+        )
+        .await;
+    let lines = |text: String| text.lines().count();
+    let seen = lines(browser.text("#logs").await);
+    wait_for("more log lines", WAIT, || async { (lines(browser.text("#logs").await) > seen + 20).then_some(()) }).await;
+    let top = browser.execute("return document.getElementById('logs').scrollTop;", json!([])).await;
+    assert_eq!(top, json!(0), "scrolled up, the reader stays where they are");
     browser.fill("#cancel-reason", "done with it").await;
     browser.click("#cancel-form button[type=submit]").await;
     browser.wait_text("#job-head", "CANCELLED", WAIT).await;
