@@ -34,6 +34,47 @@ fn program(env: &str, default: &str) -> String {
     std::env::var(env).unwrap_or_else(|_| default.to_owned())
 }
 
+/// Starts chromedriver on a port it picks; returns it and the port. `--port=0` is racy
+/// (chromedriver picks a port, then binds it: two starting at once may collide and the loser
+/// exits with "port not available"), so a start that prints no port is retried.
+async fn start_driver(chromedriver: &str) -> (Child, u16) {
+    let mut said = Vec::new();
+    for _ in 0..10 {
+        let mut driver = Command::new(chromedriver)
+            .arg("--port=0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let stdout = driver.stdout.take().expect("piped stdout");
+        // "ChromeDriver was started successfully on port 42661."
+        let (port, seen) = tokio::task::spawn_blocking(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut seen = Vec::new();
+            let port = lines.by_ref().map_while(Result::ok).find_map(|l| {
+                let port = l
+                    .split("started successfully on port ")
+                    .nth(1)
+                    .and_then(|p| p.trim_end_matches('.').trim().parse().ok());
+                seen.push(l);
+                port
+            });
+            // Keep draining so chromedriver never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            (port, seen)
+        })
+        .await
+        .expect("reader");
+        if let Some(port) = port {
+            return (driver, port);
+        }
+        let _ = driver.kill();
+        let _ = driver.wait();
+        said = seen;
+    }
+    panic!("chromedriver printed no port in 10 starts; last said: {said:?}");
+}
+
 impl Browser {
     /// Starts chromedriver on an ephemeral port and a headless Chromium session with a
     /// 1280×800 window; `None` (after saying why) when either is not installed, unless
@@ -54,28 +95,7 @@ impl Browser {
             eprintln!("skipping the browser test: {missing:?} not found (apt-get install chromium chromium-driver)");
             return None;
         }
-        let mut driver = Command::new(&chromedriver)
-            .arg("--port=0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let stdout = driver.stdout.take().expect("piped stdout");
-        // "ChromeDriver was started successfully on port 42661."
-        let port = tokio::task::spawn_blocking(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let port = lines.by_ref().map_while(Result::ok).find_map(|l| {
-                l.split("started successfully on port ")
-                    .nth(1)
-                    .map(|p| p.trim_end_matches('.').trim().parse::<u16>().expect("port"))
-            });
-            // Keep draining so chromedriver never blocks on a full pipe.
-            std::thread::spawn(move || lines.for_each(drop));
-            port
-        })
-        .await
-        .expect("reader")
-        .expect("chromedriver printed its port");
+        let (driver, port) = start_driver(&chromedriver).await;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client");
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
