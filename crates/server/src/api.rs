@@ -132,7 +132,8 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
     let (api, mut doc) = api_router().split_for_parts();
     common_responses::add(&mut doc);
     let templates = doc.paths.paths.keys().map(String::as_str);
-    state.metrics.http.know_routes(templates.chain(["/v1/openapi.json", "/healthz", "/metrics"]));
+    let fixed = ["/v1/openapi.json", "/healthz", "/metrics"].into_iter().chain(crate::console::ROUTE_TEMPLATES);
+    state.metrics.http.know_routes(templates.chain(fixed));
     let doc = Arc::new(doc.to_pretty_json().expect("OpenAPI document serializes"));
     let api: axum::Router = api
         .route(
@@ -144,6 +145,8 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        // The web console: static files that call the API above like any client.
+        .merge(crate::console::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::http::track))

@@ -16,6 +16,7 @@ mod api;
 mod app;
 mod background;
 mod config;
+mod console;
 mod error;
 mod key_cache;
 mod keyfile;

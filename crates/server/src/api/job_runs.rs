@@ -106,4 +106,3 @@ pub(super) async fn get_job_run_logs(
         .body(body)
         .expect("static headers are valid"))
 }
-

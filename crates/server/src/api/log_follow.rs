@@ -168,12 +168,7 @@ fn unseen(shown: u64, tail: &LogTail) -> String {
         }
         return tail.logs[from..].to_owned();
     }
-    format!(
-        "[gantry: {} bytes of output skipped: older than the {} bytes kept]\n{}",
-        missing - kept,
-        kept,
-        tail.logs
-    )
+    format!("[gantry: {} bytes of output skipped: older than the {} bytes kept]\n{}", missing - kept, kept, tail.logs)
 }
 
 #[cfg(test)]
