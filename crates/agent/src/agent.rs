@@ -55,6 +55,7 @@ pub struct Agent<R: ContainerRuntime> {
     config: AgentConfig,
     node: Option<NodeId>,
     metrics: Option<Arc<crate::metrics::AgentMetrics>>,
+    relay: Option<Arc<crate::relay::RelayLink>>,
 }
 
 /// Maps what the runtime observed to what the control plane records.
@@ -89,7 +90,14 @@ impl<R: ContainerRuntime> Agent<R> {
     /// An agent that will register as a new node.
     pub fn new(client: Client, runtime: Arc<R>, config: AgentConfig) -> Self {
         let node = config.state.as_ref().and_then(|(_, s)| s.node_uuid);
-        Self { client, runtime, config, node, metrics: None }
+        Self { client, runtime, config, node, metrics: None, relay: None }
+    }
+
+    /// Asks for relay tokens on every sync and hands them to `relay` (whose publisher
+    /// the runtime must carry its ports with).
+    pub fn with_relay(mut self, relay: Arc<crate::relay::RelayLink>) -> Self {
+        self.relay = Some(relay);
+        self
     }
 
     /// Records syncs and GPU samples in `metrics` (`gantry agent --metrics-listen`).
@@ -227,6 +235,7 @@ impl<R: ContainerRuntime> Agent<R> {
                 runs: unsent.values().cloned().collect(),
                 desired_version: version,
                 wait_ms: Some(if long_poll { self.config.sync_wait_ms } else { 0 }),
+                want_relay_token: self.relay.is_some(),
             };
             let sync_started = tokio::time::Instant::now();
             let result = if long_poll {
@@ -278,6 +287,9 @@ impl<R: ContainerRuntime> Agent<R> {
                 cursors.clear();
                 epoch = None;
                 continue;
+            }
+            if let Some(relay) = &self.relay {
+                relay.update(node, &desired);
             }
             version = Some(desired.version);
             held = desired.runs.iter().filter(|d| d.action == DesiredAction::Run).map(|d| d.spec.clone()).collect();

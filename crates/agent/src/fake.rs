@@ -11,11 +11,15 @@
 //! timeouts. For gang jobs, `GANTRY_SIM_FAIL_RANK=R` makes only the run with
 //! `GANTRY_NODE_RANK=R` exit with code 1 after `GANTRY_SIM_FAIL_AFTER_MS` (default 50),
 //! while the others keep their normal duration. A stop request ends a run as `Stopped`
-//! at once. It prints one log line when it starts and one when it exits.
+//! at once. It prints one log line when it starts and one when it exits, and with
+//! `GANTRY_SIM_OUTPUT_EVERY_MS=N` a numbered line (`simulated output 1`, ...) every N
+//! ms while it runs (for trying log viewers and followers).
 //!
 //! Published `ports` are real loopback listeners that answer while the run is RUNNING
 //! (see [`listen`]), reported as the run's `node_urls`. The run's
-//! `CONTAINER_ACCESS_TOKEN` comes from the control plane, as for any run.
+//! `CONTAINER_ACCESS_TOKEN` comes from the control plane, as for any run. With a relay
+//! ([`FakeRuntime::with_relay`]) each listener is published there too, and the run's
+//! `node_urls` name the relay's host and public ports, as on a Docker node behind NAT.
 
 mod listen;
 
@@ -54,6 +58,7 @@ impl FakeContainer {
 pub struct FakeRuntime {
     containers: Arc<Mutex<HashMap<JobRunId, FakeContainer>>>,
     changed: Arc<Notify>,
+    relay: Option<Arc<gantry_relay::node::Publisher>>,
 }
 
 fn env_ms(spec: &RunSpec, key: &str, default: u64) -> u64 {
@@ -61,21 +66,73 @@ fn env_ms(spec: &RunSpec, key: &str, default: u64) -> u64 {
 }
 
 impl FakeRuntime {
+    /// A runtime whose runs' ports `relay` carries (an agent with `--relay`).
+    pub fn with_relay(relay: Arc<gantry_relay::node::Publisher>) -> Self {
+        Self { relay: Some(relay), ..Self::default() }
+    }
+
+    /// Closes `run`'s public ports at the relay, if any (in the background: the relay
+    /// closes them and their connections as soon as it hears).
+    fn unpublish(&self, run: JobRunId) {
+        if let Some(relay) = self.relay.clone() {
+            tokio::spawn(async move { relay.unpublish(&run.to_string()).await });
+        }
+    }
+
+    /// Publishes `ports` at the relay; `node_urls` then name the relay (a port the
+    /// relay refuses is left out, as a real node reports only what it published).
+    async fn carry(&self, run: JobRunId, ports: &mut listen::SimPorts, allowed_ips: &[String]) {
+        let Some(relay) = &self.relay else { return };
+        let mut urls = Vec::new();
+        for ((container_port, target), url) in ports.targets.iter().zip(&ports.urls) {
+            match relay.publish(&run.to_string(), *container_port, *target, allowed_ips).await {
+                Ok(carried) => urls.push(gantry_types::job_run::NodeUrl {
+                    hostname: carried.host,
+                    port: carried.port,
+                    ..url.clone()
+                }),
+                Err(e) => tracing::warn!(%run, container_port, error = %gantry_relay::chain(&e), "relay refused a port"),
+            }
+        }
+        ports.urls = urls;
+    }
+
     /// Advances containers whose time has come.
     fn tick(&self, now: Instant) -> bool {
         let mut changed = false;
-        for c in self.containers.lock().expect("fake runtime poisoned").values_mut() {
+        for (run, c) in self.containers.lock().expect("fake runtime poisoned").iter_mut() {
             if c.state == ContainerState::Preparing && now >= c.ready_at {
                 c.state = ContainerState::Running;
                 changed = true;
             }
             if c.state == ContainerState::Running && c.exits_at.is_some_and(|at| now >= at) {
                 c.end(ContainerState::Exited { code: c.exit_code });
+                self.unpublish(*run);
                 c.logs.push_str(&format!("simulated run exited with code {}\n", c.exit_code));
                 changed = true;
             }
         }
         changed
+    }
+}
+
+impl FakeRuntime {
+    /// Appends a numbered line to `run`'s output every `every` while it runs.
+    async fn print_every(self, run: JobRunId, every: Duration) {
+        let mut printed = 0u64;
+        loop {
+            tokio::time::sleep(every).await;
+            {
+                let mut containers = self.containers.lock().expect("fake runtime poisoned");
+                let Some(c) = containers.get_mut(&run).filter(|c| !c.state.is_final()) else { return };
+                if c.state != ContainerState::Running {
+                    continue;
+                }
+                printed += 1;
+                c.logs.push_str(&format!("simulated output {printed}\n"));
+            }
+            self.changed.notify_one();
+        }
     }
 }
 
@@ -96,7 +153,8 @@ impl ContainerRuntime for FakeRuntime {
         if self.containers.lock().expect("fake runtime poisoned").contains_key(&run) {
             return Ok(());
         }
-        let ports = listen::SimPorts::open(run, &spec.ports).await;
+        let mut ports = listen::SimPorts::open(run, &spec.ports).await;
+        self.carry(run, &mut ports, &spec.allowed_ips).await;
         {
             let mut containers = self.containers.lock().expect("fake runtime poisoned");
             if containers.contains_key(&run) {
@@ -113,6 +171,9 @@ impl ContainerRuntime for FakeRuntime {
                     ports: Some(ports),
                 },
             );
+        }
+        if let Some(every) = spec.env.get("GANTRY_SIM_OUTPUT_EVERY_MS").and_then(|v| v.parse::<u64>().ok()) {
+            tokio::spawn(self.clone().print_every(run, Duration::from_millis(every.max(10))));
         }
         // Wake the agent when this container becomes ready and when it exits.
         let me = self.clone();
@@ -134,6 +195,7 @@ impl ContainerRuntime for FakeRuntime {
         {
             c.end(ContainerState::Stopped);
             c.logs.push_str("simulated run stopped\n");
+            self.unpublish(run);
         }
         self.changed.notify_one();
         Ok(())
@@ -141,6 +203,7 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn remove(&self, run: JobRunId) -> Result<(), RuntimeError> {
         self.containers.lock().expect("fake runtime poisoned").remove(&run);
+        self.unpublish(run);
         Ok(())
     }
 

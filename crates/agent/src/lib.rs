@@ -14,6 +14,7 @@ pub mod host;
 pub mod inventory;
 pub mod metrics;
 pub mod proxy;
+pub mod relay;
 pub mod runtime;
 pub mod state;
 

@@ -31,6 +31,8 @@ pub enum SecretError {
 /// Encrypts and decrypts secrets at rest under one 32-byte server key.
 pub struct SecretBox {
     cipher: XChaCha20Poly1305,
+    /// Keys for other purposes are derived from the server key ([`SecretBox::derive`]).
+    root: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -43,7 +45,17 @@ impl std::fmt::Debug for SecretBox {
 impl SecretBox {
     /// A box using `key` (see [`parse_server_key`] for reading it from configuration).
     pub fn new(key: [u8; 32]) -> Self {
-        Self { cipher: XChaCha20Poly1305::new(&Key::from(key)) }
+        Self { cipher: XChaCha20Poly1305::new(&Key::from(key)), root: key }
+    }
+
+    /// A 32-byte key for `purpose`, derived from the server key (HMAC-SHA256 of the
+    /// purpose under it): every instance sharing the server key derives the same one,
+    /// and knowing it reveals nothing about the server key or other purposes' keys.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.root).expect("HMAC takes any key length");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// A fresh random server key from the operating system's RNG.
@@ -104,6 +116,16 @@ pub fn parse_server_key(text: &str) -> Result<[u8; 32], SecretError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_keys_depend_on_the_server_key_and_the_purpose_only() {
+        let key = SecretBox::generate_key();
+        let (a, b) = (SecretBox::new(key), SecretBox::new(key));
+        assert_eq!(a.derive("relay"), b.derive("relay"), "every instance with the key derives alike");
+        assert_ne!(a.derive("relay"), a.derive("other"));
+        assert_ne!(a.derive("relay"), SecretBox::new(SecretBox::generate_key()).derive("relay"));
+        assert_ne!(a.derive("relay"), key, "the server key itself never comes out");
+    }
 
     #[test]
     fn round_trip() {

@@ -78,8 +78,8 @@ pub struct CreateKeyArgs {
     /// Name of the key (and of the new account).
     #[arg(long)]
     name: String,
-    /// consumer, node or admin.
-    #[arg(long, value_parser = ["consumer", "node", "admin"])]
+    /// consumer, node, admin or relay.
+    #[arg(long, value_parser = ["consumer", "node", "admin", "relay"])]
     preset: String,
     /// Add the key to this existing account instead of creating one.
     #[arg(long)]
@@ -192,7 +192,7 @@ async fn credit(args: CreditArgs) -> anyhow::Result<()> {
 }
 
 async fn create_key(args: CreateKeyArgs) -> anyhow::Result<()> {
-    let preset = Preset::parse(&args.preset).context("--preset must be consumer, node or admin")?;
+    let preset = Preset::parse(&args.preset).context("--preset must be consumer, node, admin or relay")?;
     let key = create_key_in(
         &args.store.data_dir,
         args.store.database_url.as_deref(),

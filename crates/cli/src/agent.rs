@@ -97,13 +97,12 @@ pub struct AgentArgs {
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
     /// A relay (HOST:PORT of its tunnel listener) to carry published ports for a node
-    /// behind NAT: the agent keeps one TLS tunnel to it (verified like the server: the
-    /// system's roots or --ca-cert), and `node_urls` name the relay's host and ports.
-    #[arg(long, env = "GANTRY_RELAY", value_name = "HOST:PORT", requires = "relay_token_file")]
+    /// behind NAT, or `auto` for the relay the control plane offers: the agent keeps
+    /// one TLS tunnel to it (verified like the server: the system's roots or
+    /// --ca-cert), admitted with a token the control plane issues, and `node_urls`
+    /// name the relay's host and ports.
+    #[arg(long, env = "GANTRY_RELAY", value_name = "HOST:PORT|auto")]
     relay: Option<String>,
-    /// File holding the token the relay admits nodes with (`gantry relay --agent-token-file`).
-    #[arg(long, env = "GANTRY_RELAY_TOKEN_FILE", value_name = "FILE")]
-    relay_token_file: Option<PathBuf>,
     #[command(flatten)]
     isolation: IsolationArgs,
 }
@@ -225,7 +224,6 @@ impl AgentArgs {
             sync_wait_ms: 1000,
             metrics_listen: None,
             relay: None,
-            relay_token_file: None,
             isolation: IsolationArgs::for_dev(),
         }
     }
@@ -258,6 +256,9 @@ impl AgentArgs {
 pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.secret_key_file {
         args.secret_key = Some(crate::config_file::read_secret_file(path)?);
+    }
+    if let Some(relay) = args.relay.as_deref().filter(|r| *r != "auto") {
+        gantry_agent::relay::relay_host(relay).map_err(|e| anyhow::anyhow!("--relay: {e}"))?;
     }
     if args.print_inventory {
         out!("{}", gantry_agent::host::inventory_report(&args.host_options(), args.json).map_err(anyhow::Error::msg)?)?;
@@ -319,11 +320,15 @@ fn simulated(
                 state: None,
                 probe: None,
             };
-            let agent =
-                Agent::new(client.clone(), Arc::new(FakeRuntime::default()), config).with_metrics(metrics.clone());
-            tokio::spawn(agent.run(stop.clone()))
+            let relay = relay_link(args, &stop)?;
+            let runtime = relay.as_ref().map_or_else(FakeRuntime::default, |r| FakeRuntime::with_relay(r.publisher()));
+            let mut agent = Agent::new(client.clone(), Arc::new(runtime), config).with_metrics(metrics.clone());
+            if let Some(relay) = relay {
+                agent = agent.with_relay(relay);
+            }
+            Ok(tokio::spawn(agent.run(stop.clone())))
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     outln!("gantry agent: {count} simulated node(s) syncing with {}", args.servers())?;
     Ok(tasks)
 }
@@ -373,9 +378,8 @@ async fn docker_agent_with_metrics(
     config.log_cursors = state.log_cursors.clone();
     config.private_images_file = Some(state_dir.join("private-images.json"));
     args.isolation.apply(&mut config)?;
-    if let Some(relay) = &args.relay {
-        config.relay = Some(start_relay_tunnel(args, relay, &state.agent_id, stop.clone())?);
-    }
+    let relay = relay_link(args, &stop)?;
+    config.relay = relay.as_ref().map(|link| link.publisher());
     let runtime = DockerRuntime::connect(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let version = runtime.docker().version().await.map_err(|e| {
         anyhow::anyhow!(
@@ -395,6 +399,10 @@ async fn docker_agent_with_metrics(
         probe: Some(Arc::new(probe)),
     };
     let mut agent = Agent::new(client, Arc::new(runtime.clone()), agent_config);
+    if let Some(relay) = relay {
+        outln!("gantry agent: published ports are carried by the relay {}", args.relay.as_deref().unwrap_or_default())?;
+        agent = agent.with_relay(relay);
+    }
     if let Some(metrics) = metrics {
         runtime.set_metrics(metrics.clone());
         agent = agent.with_metrics(metrics);
@@ -408,30 +416,16 @@ async fn docker_agent_with_metrics(
     Ok(tokio::spawn(agent.run(stop)))
 }
 
-/// Starts keeping a tunnel to the relay at `relay` (HOST:PORT) until `stop`; the
-/// returned publisher carries the runs' ports over it. The node names itself by its
-/// agent id (stable per state directory) until relay tokens come from the control
-/// plane.
-fn start_relay_tunnel(
+/// The relay link of `--relay` (none without it); its tunnel runs until `stop`.
+fn relay_link(
     args: &AgentArgs,
-    relay: &str,
-    agent_id: &str,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<Arc<gantry_relay::node::Publisher>> {
-    let token_file = args.relay_token_file.as_ref().context("--relay needs --relay-token-file")?;
-    let token = crate::config_file::read_secret_file(token_file)?;
-    let host = relay
-        .rsplit_once(':')
-        .map(|(host, _)| host.trim_start_matches('[').trim_end_matches(']'))
-        .filter(|h| !h.is_empty())
-        .with_context(|| format!("--relay {relay:?}: give HOST:PORT of the relay's tunnel listener"))?;
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<Arc<gantry_agent::relay::RelayLink>>> {
+    let Some(relay) = &args.relay else { return Ok(None) };
+    let fixed = (relay != "auto").then(|| relay.clone());
     let tls = gantry_tls::client_config_or_system(crate::tls::ca_cert()).context("--ca-cert for the relay")?;
-    let addr = gantry_relay::node::RelayAddr { addr: relay.to_string(), server_name: host.to_string(), tls };
-    let hello = gantry_relay::Hello { version: gantry_relay::PROTOCOL_VERSION, node: agent_id.to_string(), token };
-    let publisher = Arc::new(gantry_relay::node::Publisher::default());
-    tokio::spawn(gantry_relay::node::run(addr, hello, publisher.clone(), stop));
-    outln!("gantry agent: published ports are carried by the relay at {relay}")?;
-    Ok(publisher)
+    let link = gantry_agent::relay::RelayLink::start(fixed, tls, stop.clone()).map_err(|e| anyhow::anyhow!("--relay: {e}"))?;
+    Ok(Some(link))
 }
 
 /// Waits until the node is registered (the agent records its node in the state

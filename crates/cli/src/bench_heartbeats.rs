@@ -164,6 +164,7 @@ async fn measure(
                     runs: vec![],
                     desired_version: None,
                     wait_ms: Some(0),
+                    ..Default::default()
                 };
                 let sent = Instant::now();
                 let result = client.sync_node(node, &req).await;

@@ -78,7 +78,7 @@ pub async fn relay(args: RelayBenchArgs) -> anyhow::Result<()> {
     let hello =
         gantry_relay::Hello { version: gantry_relay::PROTOCOL_VERSION, node: "bench".into(), token: "-".into() };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let node_task = tokio::spawn(gantry_relay::node::run(addr, hello, publisher.clone(), stop_rx));
+    let node_task = tokio::spawn(gantry_relay::node::run_fixed(addr, hello, publisher.clone(), stop_rx));
     let carried = publisher.publish("bench-run", 8080, echo, &[]).await.context("publishing the bench port")?;
     let public: SocketAddr = ([127, 0, 0, 1], carried.port).into();
 

@@ -79,6 +79,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let (store, secrets) = crate::admin::open(&store_args).await?;
     let creds = credentials(&args.data_dir, store.as_ref(), &secrets).await?;
     let server_args = ServerArgs {
+        relay: Default::default(),
         data_dir: args.data_dir.clone(),
         listen: args.listen,
         database_url: None,
@@ -109,6 +110,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot start the server on {} (is another one running?)", args.listen))?;
     let url = format!("http://{}", server.local_addr);
+    // The console first: it is what most people opening `gantry dev` want to click.
+    outln!("Web console: {url}/ (sign in with GANTRY_PUBLIC_KEY and GANTRY_SECRET_KEY printed below)")?;
     outln!("Gantry is up: control plane at {url}, data in {}", args.data_dir.display())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut agent = None;

@@ -70,6 +70,8 @@ pub struct ServerArgs {
     /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "GANTRY_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub relay: Box<crate::relay::ServerRelayArgs>,
     /// Most PENDING jobs each account may have (0 = no limit). A consumer profile's
     /// max_pending_jobs overrides it; operator keys are exempt. Over it: 429.
     #[arg(long, env = "GANTRY_MAX_PENDING_JOBS", value_name = "N", default_value_t = 0)]
@@ -198,14 +200,39 @@ impl ServerArgs {
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Held until exit: `gantry admin restore` refuses a data dir a server is using.
     let _lock = crate::backup::DataDirLock::acquire(&args.data_dir)?;
-    let server = gantry_server::start(args.config()?).await?;
+    let mut config = args.config()?;
+    let relay = args.relay.bind().await?;
+    config.relay_offer = relay.as_ref().map(|(_, offer)| offer.clone());
+    let tls = config.tls.clone();
+    let server = gantry_server::start(config).await?;
     // Tools and tests read this line to learn the port when listening on port 0.
     outln!("gantry server listening on {}", server.base_url())?;
+    let _relay = match (relay, tls) {
+        (Some((listener, offer)), Some(tls)) => {
+            let local = listener.local_addr()?;
+            let settings = args.relay.settings(tls)?;
+            let range = settings.range;
+            let task = crate::relay::start(listener, settings, server.relay_token_verifier())?;
+            outln!("gantry relay listening on {local}; public ports {}-{}; offered to agents as {offer}", range.first, range.last)?;
+            Some(AbortOnDrop(task))
+        }
+        (Some(_), None) => anyhow::bail!("--relay needs --tls-cert and --tls-key (the tunnel is always TLS)"),
+        _ => None,
+    };
     crate::sd_notify::notify(&format!("READY=1\nSTATUS=serving on {}", server.local_addr));
     shutdown_signal().await;
     tracing::info!("shutting down");
     crate::sd_notify::notify("STOPPING=1\nSTATUS=draining in-flight requests");
     server.shutdown().await
+}
+
+/// Ends a task when dropped (the in-process relay ends with the server).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -98,6 +98,8 @@ async fn start_dev(data_dir: &std::path::Path, extra: &[&str]) -> (Child, String
     .await
     .expect("gantry dev prints its exports within 60 s");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let first = printed.lines().next().unwrap_or_default();
+    assert!(first.starts_with("Web console: http://127.0.0.1:"), "the console's URL comes first: {printed}");
     let vars = printed
         .lines()
         .filter_map(|l| l.strip_prefix("export "))

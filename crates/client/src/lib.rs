@@ -566,6 +566,11 @@ impl Client {
         self.send(Method::GET, "/v1/users/me", &[], None).await
     }
 
+    /// `GET /v1/relays/token-key` (a `relay` key): what relay tokens verify with.
+    pub async fn relay_token_key(&self) -> Result<gantry_types::protocol::RelayTokenKey, ClientError> {
+        self.send(Method::GET, "/v1/relays/token-key", &[], None).await
+    }
+
     /// `GET /v1/nodes/{uuid}`.
     pub async fn get_node(&self, id: gantry_types::NodeId) -> Result<gantry_types::node::Node, ClientError> {
         self.send(Method::GET, &format!("/v1/nodes/{id}"), &[], None).await

@@ -22,9 +22,11 @@
 //!   caller-supplied resolver approves (a run's own ports only); [`node::Publisher`]
 //!   publishes runs' ports and keeps them published across reconnects.
 //!
-//! What is not here yet (see ARCHITECTURE.md, "Nodes behind NAT"): the `gantry relay`
-//! process and `gantry agent --relay`, server-issued tokens, allocations recorded by the
-//! control plane and `node_urls` pointing at the relay.
+//! * [`token`]: relay tokens, issued per node by the control plane and verified
+//!   offline by relays with its public key.
+//!
+//! The processes (`gantry relay`, `gantry server --relay`, `gantry agent --relay`) are
+//! in the CLI and the agent crate; the design is in ARCHITECTURE.md, "Nodes behind NAT".
 //!
 //! Frames of the protocol (the hello, the verdict, the open header) are a 4-byte
 //! big-endian length and that many bytes of JSON, at most [`MAX_FRAME`].
@@ -34,6 +36,7 @@ pub mod node;
 pub mod port;
 pub mod public;
 mod session;
+pub mod token;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

@@ -152,7 +152,7 @@ async fn serve_stream(mut stream: Stream, targets: Arc<dyn Targets>) {
         let _ = stream.shutdown().await;
         return;
     };
-    let mut upstream = match tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(target)).await {
+    let upstream = match tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(target)).await {
         Ok(Ok(upstream)) => upstream,
         _ => {
             let _ = stream.write_u8(OPEN_UNREACHABLE).await;
@@ -164,7 +164,7 @@ async fn serve_stream(mut stream: Stream, targets: Arc<dyn Targets>) {
     if stream.write_u8(OPEN_OK).await.is_err() || stream.flush().await.is_err() {
         return;
     }
-    let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
+    crate::port::copy_both(stream, upstream).await;
 }
 
 /// A run's published port, as the node wants it carried.
@@ -283,15 +283,37 @@ impl Publisher {
     }
 }
 
-/// Keeps a tunnel to `relay` up for `publisher` until `stop` turns true: reconnects
-/// after every loss or failure, waiting 0.5 s, then twice as long each time up to 30 s
-/// (back to 0.5 s once a tunnel was accepted), and publishes every port again on each
-/// new tunnel.
-pub async fn run(relay: RelayAddr, hello: Hello, publisher: Arc<Publisher>, mut stop: watch::Receiver<bool>) {
+/// Where to tunnel and with what; the agent replaces it as the control plane hands
+/// out fresh tokens (each reconnect uses the newest).
+#[derive(Clone, Debug)]
+pub struct Grant {
+    /// The relay.
+    pub relay: RelayAddr,
+    /// The node's hello (its uuid and relay token).
+    pub hello: Hello,
+}
+
+/// Keeps a tunnel up for `publisher` until `stop` turns true, to the relay of the
+/// newest [`Grant`] in `grants` (waiting for the first): reconnects after every loss
+/// or failure, waiting 0.5 s, then twice as long each time up to 30 s (back to 0.5 s
+/// once a tunnel was accepted), and publishes every port again on each new tunnel.
+pub async fn run(
+    mut grants: watch::Receiver<Option<Grant>>,
+    publisher: Arc<Publisher>,
+    mut stop: watch::Receiver<bool>,
+) {
     const FIRST: Duration = Duration::from_millis(500);
     const MOST: Duration = Duration::from_secs(30);
     let mut backoff = FIRST;
     while !*stop.borrow() {
+        let grant = grants.borrow_and_update().clone();
+        let Some(Grant { relay, hello }) = grant else {
+            tokio::select! {
+                changed = grants.changed() => if changed.is_err() { return },
+                _ = stop.changed() => return,
+            }
+            continue;
+        };
         match connect(&relay, &hello, publisher.clone()).await {
             Ok(mut tunnel) => {
                 backoff = FIRST;
@@ -319,4 +341,11 @@ pub async fn run(relay: RelayAddr, hello: Hello, publisher: Arc<Publisher>, mut 
         }
         backoff = (backoff * 2).min(MOST);
     }
+}
+
+/// Keeps a tunnel to one relay with a fixed hello (tests, and relays whose tokens
+/// never change): [`run`] with a grant that never changes.
+pub async fn run_fixed(relay: RelayAddr, hello: Hello, publisher: Arc<Publisher>, stop: watch::Receiver<bool>) {
+    let (_keep, grants) = watch::channel(Some(Grant { relay, hello }));
+    run(grants, publisher, stop).await
 }

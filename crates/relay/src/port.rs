@@ -156,7 +156,7 @@ where
     let (mut a_read, mut a_write) = tokio::io::split(a);
     let (mut b_read, mut b_write) = tokio::io::split(b);
     let both = async {
-        tokio::join!(pump(&mut a_read, &mut b_write, activity), pump(&mut b_read, &mut a_write, activity));
+        tokio::join!(pump(&mut a_read, &mut b_write, Some(activity)), pump(&mut b_read, &mut a_write, Some(activity)));
     };
     let tick = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
     let watchdog = async {
@@ -173,14 +173,33 @@ where
     }
 }
 
+/// The read buffer of one direction of a relayed connection starts this small (most
+/// connections are interactive or idle: 1,000 held connections cost little) ...
+const FIRST_BUFFER: usize = 8 * 1024;
+/// ... and doubles each time a read fills it, up to this (a bulk transfer then moves
+/// a yamux frame's worth per read: fewer, fuller frames through the tunnel; 16 KiB
+/// reads halved the throughput of one stream).
+const MOST_BUFFER: usize = 64 * 1024;
+
+/// Copies both ways until both directions end (the agent's side of a stream).
+pub(crate) async fn copy_both<A, B>(a: A, b: B)
+where
+    A: AsyncRead + AsyncWrite,
+    B: AsyncRead + AsyncWrite,
+{
+    let (mut a_read, mut a_write) = tokio::io::split(a);
+    let (mut b_read, mut b_write) = tokio::io::split(b);
+    tokio::join!(pump(&mut a_read, &mut b_write, None), pump(&mut b_read, &mut a_write, None));
+}
+
 /// One direction: reads until end of stream, writes everything, then shuts the
 /// writer (half-close) so the other side sees the end.
-async fn pump<R, W>(from: &mut R, to: &mut W, activity: &Activity)
+async fn pump<R, W>(from: &mut R, to: &mut W, activity: Option<&Activity>)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = vec![0u8; FIRST_BUFFER];
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -189,7 +208,12 @@ where
         if to.write_all(&buf[..n]).await.is_err() {
             break;
         }
-        activity.touch();
+        if let Some(activity) = activity {
+            activity.touch();
+        }
+        if n == buf.len() && buf.len() < MOST_BUFFER {
+            buf.resize(buf.len() * 2, 0);
+        }
     }
     let _ = to.shutdown().await;
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gantry_relay::edge::{Tunnels, serve_tunnels};
-use gantry_relay::node::{Publisher, RelayAddr, connect, run};
+use gantry_relay::node::{Publisher, RelayAddr, connect, run_fixed};
 use gantry_relay::port::{PortLimits, Route, serve_port};
 use gantry_relay::public::PublicPorts;
 use gantry_relay::{Hello, Open, PROTOCOL_VERSION, TunnelError};
@@ -267,7 +267,7 @@ async fn published_ports_survive_a_lost_tunnel_and_a_restarted_relay() {
     let echo = echo().await;
     let publisher = Arc::new(Publisher::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let agent = tokio::spawn(run(relay.addr(), hello("good"), publisher.clone(), stop_rx));
+    let agent = tokio::spawn(run_fixed(relay.addr(), hello("good"), publisher.clone(), stop_rx));
     let all = vec!["127.0.0.0/8".to_string()];
     let carried = publisher.publish("run-1", 8080, echo, &all).await.unwrap();
     assert_eq!(carried.host, "relay.test");
@@ -315,7 +315,7 @@ async fn bad_publish_requests_are_refused_with_a_reason() {
     let relay = relay().await;
     let publisher = Arc::new(Publisher::default());
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let _agent = tokio::spawn(run(relay.addr(), hello("good"), publisher.clone(), stop_rx));
+    let _agent = tokio::spawn(run_fixed(relay.addr(), hello("good"), publisher.clone(), stop_rx));
     let target: SocketAddr = ([127, 0, 0, 1], 9).into();
     let err = publisher.publish("run-1", 80, target, &["not-an-ip".into()]).await.unwrap_err();
     assert!(matches!(&err, TunnelError::Refused(why) if why.contains("allowed_ips")), "{err:?}");

@@ -13,9 +13,11 @@ mod gpu_registry;
 mod job_runs;
 mod jobs;
 pub mod lenient;
+mod log_follow;
 mod nodes;
 mod profiles;
 mod recipes;
+pub mod relays;
 mod users;
 mod webhooks;
 
@@ -55,7 +57,8 @@ use crate::state::AppState;
         (name = "node-protocol", description = "What gantry agent speaks: register, then sync"),
         (name = "billing", description = "Consumer profiles, compute offers, balances, the ledger and credit purchases"),
         (name = "events", description = "What happened, in order: the event stream (SSE or JSON long-poll), resumable by id"),
-        (name = "webhooks", description = "Endpoints that receive events as signed POSTs, and their deliveries")
+        (name = "webhooks", description = "Endpoints that receive events as signed POSTs, and their deliveries"),
+        (name = "relays", description = "What relays for nodes behind NAT ask the control plane")
     )
 )]
 struct ApiDoc;
@@ -114,6 +117,7 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))
         .routes(routes!(webhooks::get_webhook, webhooks::delete_webhook))
         .routes(routes!(webhooks::list_webhook_deliveries))
+        .routes(routes!(relays::relay_token_key))
 }
 
 /// The OpenAPI document of the signed API, as committed in `openapi/api.json`.
@@ -128,7 +132,8 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
     let (api, mut doc) = api_router().split_for_parts();
     common_responses::add(&mut doc);
     let templates = doc.paths.paths.keys().map(String::as_str);
-    state.metrics.http.know_routes(templates.chain(["/v1/openapi.json", "/healthz", "/metrics"]));
+    let fixed = ["/v1/openapi.json", "/healthz", "/metrics"].into_iter().chain(crate::console::ROUTE_TEMPLATES);
+    state.metrics.http.know_routes(templates.chain(fixed));
     let doc = Arc::new(doc.to_pretty_json().expect("OpenAPI document serializes"));
     let api: axum::Router = api
         .route(
@@ -140,6 +145,8 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        // The web console: static files that call the API above like any client.
+        .merge(crate::console::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::http::track))

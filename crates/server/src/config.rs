@@ -51,6 +51,9 @@ pub struct ServerConfig {
     pub event_retention: std::time::Duration,
     /// Webhook delivery.
     pub webhooks: WebhookConfig,
+    /// The relay this control plane offers agents (`HOST:PORT` of its tunnel
+    /// listener; `gantry server --relay`), named in sync answers.
+    pub relay_offer: Option<String>,
 }
 
 /// Webhook delivery.
@@ -141,6 +144,7 @@ impl ServerConfig {
             metrics_refresh_every: std::time::Duration::from_secs(1),
             event_retention: DEFAULT_EVENT_RETENTION,
             webhooks: WebhookConfig::default(),
+            relay_offer: None,
         }
     }
 }

@@ -16,6 +16,7 @@ mod api;
 mod app;
 mod background;
 mod config;
+mod console;
 mod error;
 mod key_cache;
 mod keyfile;
@@ -28,6 +29,7 @@ mod signals;
 mod signed;
 mod state;
 mod usage;
+mod waiting;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -111,6 +113,12 @@ impl RunningServer {
         &self.state.secrets
     }
 
+    /// What relays verify this control plane's relay tokens with (`gantry server
+    /// --relay` hands it to the relay it runs in process).
+    pub fn relay_token_verifier(&self) -> gantry_relay::token::Verifier {
+        self.state.relays.issuer.verifier()
+    }
+
     /// The reconcilers' timing this server runs with.
     pub fn timing(&self) -> Timing {
         self.state.scheduling.timing
@@ -149,9 +157,20 @@ impl RunningServer {
 
 /// Opens the store, binds the listener and starts serving. Returns once the server
 /// is ready: `/healthz` answers 200 from this point on.
-pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+///
+/// A PostgreSQL database that cannot be reached is waited for (see [`waiting`]):
+/// meanwhile the address answers 503 and this returns once connected.
+pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let store = gantry_store::open(&config.data_dir, config.database_url.as_deref()).await?;
+    let store = match gantry_store::open(&config.data_dir, config.database_url.as_deref()).await {
+        Ok(store) => store,
+        Err(e @ gantry_store::StoreError::Unreachable { .. }) => {
+            let (store, served) = waiting::until_reachable(&config, e).await?;
+            config.listen = served;
+            store
+        }
+        Err(e) => return Err(e.into()),
+    };
     start_with_store(config, store).await
 }
 

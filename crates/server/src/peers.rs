@@ -2,7 +2,8 @@
 //! LISTEN/NOTIFY through [`gantry_store::NotifyStore`]): a placement made by one
 //! instance wakes the agent long-polling on another at once, a job submitted on one
 //! wakes the scheduler on whichever runs it, a key revoked on one is dropped from
-//! every instance's cache.
+//! every instance's cache, output stored by one reaches the log followers on all
+//! (they read it from the store: the notification names only the run).
 //!
 //! Outgoing wake-ups are batched: whatever queued while the previous NOTIFY was in
 //! flight goes in the next, grouped by topic, so a burst of placements costs a few
@@ -15,7 +16,7 @@ use std::sync::Arc;
 
 use gantry_store::notify::MAX_PAYLOAD;
 use gantry_store::{Notice, Topic};
-use gantry_types::NodeId;
+use gantry_types::{JobRunId, NodeId};
 use tokio::sync::mpsc;
 
 use crate::signals::PeerWakeup;
@@ -73,6 +74,9 @@ fn apply(state: &AppState, topic: Topic, items: &str) {
             nodes.for_each(|n| state.signals.capacity_changed_local(n));
         }
         Topic::KeyRevoked => items.for_each(|k| state.auth.keys.evict(k)),
+        Topic::Logs => {
+            items.filter_map(|i| i.parse::<JobRunId>().ok()).for_each(|r| state.signals.logs_arrived_elsewhere(r))
+        }
     }
 }
 
@@ -82,6 +86,7 @@ async fn send(state: Arc<AppState>, mut outgoing: mpsc::UnboundedReceiver<PeerWa
         let mut nodes = BTreeSet::new();
         let mut keys = BTreeSet::new();
         let mut capacity = BTreeSet::new();
+        let mut logs = BTreeSet::new();
         let mut schedule = false;
         let mut next = Some(first);
         while let Some(wakeup) = next {
@@ -96,6 +101,9 @@ async fn send(state: Arc<AppState>, mut outgoing: mpsc::UnboundedReceiver<PeerWa
                 PeerWakeup::KeyRevoked(k) => {
                     keys.insert(k);
                 }
+                PeerWakeup::Logs(r) => {
+                    logs.insert(r.to_string());
+                }
             }
             next = outgoing.try_recv().ok();
         }
@@ -103,6 +111,7 @@ async fn send(state: Arc<AppState>, mut outgoing: mpsc::UnboundedReceiver<PeerWa
         messages.extend(payloads(&me, &nodes).into_iter().map(|p| (Topic::NodeDesired, p)));
         messages.extend(payloads(&me, &keys).into_iter().map(|p| (Topic::KeyRevoked, p)));
         messages.extend(payloads(&me, &capacity).into_iter().map(|p| (Topic::Schedule, p)));
+        messages.extend(payloads(&me, &logs).into_iter().map(|p| (Topic::Logs, p)));
         if schedule {
             messages.push((Topic::Schedule, me.clone()));
         }

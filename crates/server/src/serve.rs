@@ -153,6 +153,9 @@ pub async fn serve(
             drop(slot);
         });
     }
+    // New connections are refused from now on (not queued in a backlog nobody reads),
+    // and the address is free for whoever binds it next.
+    drop(listener);
     let _ = stop_tx.send(true);
     // Every connection holds a slot until it ends.
     let _all = slots.acquire_many(max as u32).await;

@@ -50,7 +50,7 @@ pub struct Signals {
     contact: Mutex<HashMap<NodeId, i64>>,
     /// New output per run, for `GET /v1/job-runs/{uuid}/logs?follow=true`; a channel
     /// exists only while someone follows the run.
-    logs: Mutex<HashMap<JobRunId, broadcast::Sender<Arc<str>>>>,
+    logs: Mutex<HashMap<JobRunId, broadcast::Sender<LogNews>>>,
     /// This instance's id (fresh per start): in `/healthz`, and on its notifications
     /// to other instances so it can skip its own.
     instance: String,
@@ -81,6 +81,21 @@ impl SchedulerInbox {
     pub const MAX_JOBS: usize = 10_000;
 }
 
+/// What a run's log followers are told.
+#[derive(Clone, Debug)]
+pub enum LogNews {
+    /// Output that reached this instance: `text` ends at byte `end` of everything the
+    /// run ever output (the store's `appended_bytes` after it was appended).
+    Chunk {
+        /// Bytes ever appended, this chunk included.
+        end: u64,
+        /// The chunk.
+        text: Arc<str>,
+    },
+    /// Output reached another instance: what is new is in the store.
+    Elsewhere,
+}
+
 /// A wake-up other instances must hear of.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerWakeup {
@@ -92,6 +107,8 @@ pub enum PeerWakeup {
     Capacity(NodeId),
     /// An API key was revoked: cached copies must go.
     KeyRevoked(String),
+    /// New output of a run was stored: its followers elsewhere should read it.
+    Logs(JobRunId),
 }
 
 impl Signals {
@@ -178,18 +195,30 @@ impl Signals {
         let _ = tokio::time::timeout(wait, rx.wait_for(|v| *v != known)).await;
     }
 
-    /// Follows the output of `run` arriving at this server from now on.
-    pub fn follow_logs(&self, run: JobRunId) -> broadcast::Receiver<Arc<str>> {
+    /// Follows the news of `run`'s output from now on.
+    pub fn follow_logs(&self, run: JobRunId) -> broadcast::Receiver<LogNews> {
         let mut logs = self.logs.lock().expect("signals poisoned");
         logs.entry(run).or_insert_with(|| broadcast::channel(1024).0).subscribe()
     }
 
-    /// Hands new output of `run` to its followers, if any (forgetting the channel
-    /// once nobody follows).
-    pub fn publish_logs(&self, run: JobRunId, chunk: &str) {
+    /// Hands new output of `run` (stored, ending at byte `end` of its output) to its
+    /// followers here and tells the other instances it was stored.
+    pub fn publish_logs(&self, run: JobRunId, chunk: &str, end: u64) {
+        self.tell_followers(run, LogNews::Chunk { end, text: Arc::from(chunk) });
+        self.tell_peers(PeerWakeup::Logs(run));
+    }
+
+    /// Another instance stored new output of `run`.
+    pub fn logs_arrived_elsewhere(&self, run: JobRunId) {
+        self.tell_followers(run, LogNews::Elsewhere);
+    }
+
+    /// Sends `news` to `run`'s followers, if any (forgetting the channel once nobody
+    /// follows).
+    fn tell_followers(&self, run: JobRunId, news: LogNews) {
         let mut logs = self.logs.lock().expect("signals poisoned");
         if let Some(tx) = logs.get(&run)
-            && tx.send(Arc::from(chunk)).is_err()
+            && tx.send(news).is_err()
         {
             logs.remove(&run);
         }

@@ -45,6 +45,18 @@ pub struct AppState {
     pub events: EventSettings,
     /// Webhook delivery.
     pub webhooks: WebhookState,
+    /// Relay tokens and the relay offered to agents (issue 14).
+    pub relays: RelayState,
+}
+
+/// What the control plane knows of relays: how it signs nodes' relay tokens, and the
+/// relay it offers (its own, with `gantry server --relay`).
+pub struct RelayState {
+    /// Signs relay tokens; its seed is derived from the server key, so every instance
+    /// signs alike.
+    pub issuer: gantry_relay::token::Issuer,
+    /// `HOST:PORT` of the offered relay's tunnel listener.
+    pub offer: Option<String>,
 }
 
 /// Webhook delivery: settings, the HTTP client and the wake-ups between its loops.
@@ -157,6 +169,7 @@ impl AppState {
     /// Builds the state for a configured server.
     pub fn new(store: Arc<dyn Store>, secrets: SecretBox, config: &ServerConfig) -> Self {
         let store_for_metrics = store.clone();
+        let secrets_seed = secrets.derive(gantry_relay::token::SEED_PURPOSE);
         Self {
             store,
             secrets,
@@ -184,6 +197,10 @@ impl AppState {
             metrics: crate::metrics::Metrics::new(store_for_metrics, config.metrics_refresh_every),
             events: EventSettings { retention: config.event_retention },
             webhooks: WebhookState::new(&config.webhooks),
+            relays: RelayState {
+                issuer: gantry_relay::token::Issuer::from_seed(&secrets_seed),
+                offer: config.relay_offer.clone(),
+            },
         }
     }
 }

@@ -174,9 +174,25 @@ pub trait ClusterStore {
     /// when it is absent or in another status.
     async fn run_update(&self, id: JobRunId, update: &RunUpdate) -> StoreResult<Option<RunRecord>>;
     /// Appends container output, keeping only the newest `max_bytes` bytes (cut at a
-    /// UTF-8 boundary). `MissingReference` for an unknown run.
-    async fn run_logs_append(&self, id: JobRunId, chunk: &str, max_bytes: usize) -> StoreResult<()>;
+    /// UTF-8 boundary). Returns the bytes ever appended to the run, this chunk
+    /// included (see [`LogTail`]). `MissingReference` for an unknown run.
+    async fn run_logs_append(&self, id: JobRunId, chunk: &str, max_bytes: usize) -> StoreResult<u64>;
+    /// A run's stored logs with the bytes ever appended, for a follower catching up
+    /// (no scope: the caller checked it); `None` when the run does not exist.
+    async fn run_logs_tail(&self, id: JobRunId) -> StoreResult<Option<LogTail>>;
     /// A run's logs (`Some("")` before any output), `None` when the run does not
     /// exist in scope.
     async fn run_logs_fetch(&self, account: Option<AccountId>, id: JobRunId) -> StoreResult<Option<String>>;
+}
+
+/// A run's stored logs and how many bytes were ever appended to it. The logs keep
+/// only the newest bytes, so they are the last `logs.len()` of `appended_bytes`: a
+/// reader that has seen the first N bytes of the output has not seen the last
+/// `appended_bytes - N` (all of them still stored when that is at most `logs.len()`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogTail {
+    /// The stored (newest) output.
+    pub logs: String,
+    /// Bytes ever appended.
+    pub appended_bytes: u64,
 }

@@ -63,7 +63,7 @@ pub mod webhooks;
 pub use accounts::{AccountRecord, AccountStore};
 pub use api_keys::{ApiKeyRecord, ApiKeyStore};
 pub use billing::{BillingStore, CreditPurchaseRecord, LedgerPosting, LedgerSide, PLATFORM_ACCOUNT, PurchaseKey};
-pub use cluster::{ClusterStore, JobPlacement, NodeRecord, RunFilter, RunRecord, RunUpdate};
+pub use cluster::{ClusterStore, JobPlacement, LogTail, NodeRecord, RunFilter, RunRecord, RunUpdate};
 pub use deployment::DeploymentStore;
 pub use events::{EventHorizon, EventStore};
 pub use gpu_models::GpuModelStore;
@@ -113,6 +113,14 @@ pub enum StoreError {
     Fenced {
         /// The operation refused.
         during: &'static str,
+    },
+    /// The database could not be reached when connecting (refused, timed out, name
+    /// not resolved): worth retrying, unlike a bad URL or refused credentials.
+    #[error("the database cannot be reached")]
+    Unreachable {
+        /// The driver's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A job creation would take its account past a quota; nothing was written.
     #[error("{0}")]

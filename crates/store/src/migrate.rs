@@ -51,6 +51,8 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0007_deployment_settings.sql"),
     },
     Migration { version: 8, name: "events", sql: include_str!("../migrations/sqlite/0008_events.sql") },
+    Migration { version: 9, name: "leader_lease", sql: include_str!("../migrations/sqlite/0009_leader_lease.sql") },
+    Migration { version: 12, name: "log_offsets", sql: include_str!("../migrations/sqlite/0012_log_offsets.sql") },
 ];
 
 /// PostgreSQL migrations, oldest first (same versions as [`SQLITE`]).
@@ -68,6 +70,7 @@ pub const POSTGRES: &[Migration] = &[
     },
     Migration { version: 8, name: "events", sql: include_str!("../migrations/postgres/0008_events.sql") },
     Migration { version: 9, name: "leader_lease", sql: include_str!("../migrations/postgres/0009_leader_lease.sql") },
+    Migration { version: 12, name: "log_offsets", sql: include_str!("../migrations/postgres/0012_log_offsets.sql") },
 ];
 
 /// The newest schema version this binary knows (both backends share versions).

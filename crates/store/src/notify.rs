@@ -21,11 +21,13 @@ pub enum Topic {
     Schedule,
     /// Payload: public keys revoked (or changed) that caches must drop.
     KeyRevoked,
+    /// Payload: job run uuids with new output stored.
+    Logs,
 }
 
 impl Topic {
     /// Every topic.
-    pub const ALL: [Topic; 3] = [Topic::NodeDesired, Topic::Schedule, Topic::KeyRevoked];
+    pub const ALL: [Topic; 4] = [Topic::NodeDesired, Topic::Schedule, Topic::KeyRevoked, Topic::Logs];
 
     /// The PostgreSQL channel name.
     pub fn channel(self) -> &'static str {
@@ -33,6 +35,7 @@ impl Topic {
             Topic::NodeDesired => "gantry_node_desired",
             Topic::Schedule => "gantry_schedule",
             Topic::KeyRevoked => "gantry_key_revoked",
+            Topic::Logs => "gantry_logs",
         }
     }
 

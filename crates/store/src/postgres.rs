@@ -63,8 +63,23 @@ impl PgStore {
             // migration bookkeeping on every start) are not news: only warnings and
             // errors come back from the server.
             .options([("synchronous_commit", "on"), ("client_min_messages", "warning")]);
+        // One plain connection first: the pool would retry a refused connection for
+        // its whole acquire timeout (30 s) before saying anything.
+        match tokio::time::timeout(CONNECT_TIMEOUT, <sqlx::PgConnection as sqlx::Connection>::connect_with(&options)).await {
+            Ok(Ok(probe)) => {
+                let _ = sqlx::Connection::close(probe).await;
+            }
+            Ok(Err(e)) => return Err(connect_error(e)),
+            Err(_) => {
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+                );
+                return Err(StoreError::Unreachable { source: Box::new(e) });
+            }
+        }
         let pool =
-            PgPoolOptions::new().max_connections(max_connections).connect_with(options).await.map_err(db("connect"))?;
+            PgPoolOptions::new().max_connections(max_connections).connect_with(options).await.map_err(connect_error)?;
         migrate::run_postgres(&pool).await?;
         let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
             .fetch_one(&pool)
@@ -142,6 +157,21 @@ fn bind_all<'a>(mut query: PgQuery<'a>, params: &[SqlValue]) -> PgQuery<'a> {
         };
     }
     query
+}
+
+/// How long connecting waits for the database to answer.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Transport trouble (refused, reset, TLS, no connection in time) is `Unreachable`:
+/// the caller may retry. Anything else (a refused password, an unknown database)
+/// will not get better by waiting.
+fn connect_error(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => {
+            StoreError::Unreachable { source: Box::new(e) }
+        }
+        e => StoreError::Database { during: "connect", source: Box::new(e) },
+    }
 }
 
 fn db(during: &'static str) -> impl Fn(sqlx::Error) -> StoreError {

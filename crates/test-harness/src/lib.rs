@@ -7,6 +7,7 @@
 
 pub mod docker;
 pub mod prom;
+pub mod webdriver;
 
 use std::future::Future;
 use std::sync::Arc;

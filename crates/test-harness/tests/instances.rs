@@ -3,8 +3,9 @@
 //! once, and an agent whose instance goes away carries on with another, keeping its
 //! runs and never being declared lost; instances on one PostgreSQL tell each other of
 //! placements (an agent long-polling on one sees a job placed by another at once) and
-//! of revoked keys (refused everywhere within a second, not after the cache's 5 s);
-//! one of them leads the reconcilers, and another takes over when it stops.
+//! of revoked keys (refused everywhere within a second, not after the cache's 5 s),
+//! and of new output (a log follower on one streams what a node delivered to
+//! another); one of them leads the reconcilers, and another takes over when it stops.
 
 use std::time::Duration;
 
@@ -136,6 +137,56 @@ async fn an_agent_fails_over_to_another_instance_and_keeps_its_runs() {
 
     nodes.stop().await;
     second.shutdown().await.unwrap();
+    drop_database(&database).await;
+}
+
+#[tokio::test]
+async fn a_follower_on_one_instance_streams_output_delivered_to_another() {
+    let Some((first, second, _dir, database)) = two_instances().await else { return };
+    let (a, b) = (first.server().local_addr, second.local_addr);
+    // The node talks to the first instance only; the follower reads from the second.
+    let node_key = first.new_account(Preset::Node).await;
+    let nodes = SimNodes::start(with_base_url(&node_key, format!("http://{a}")), 1, "1xNVIDIA RTX 4090:24").await;
+    let user = first.new_account(Preset::Consumer).await;
+    let on_second = with_base_url(&user, format!("http://{b}"));
+    let body = json!({"title": "chatty", "task": "PERSISTENT", "max_timeout_run_ms": null, "cpu_count": 1,
+        "gpu_count": 1, "parameters": {"type": "docker", "parameters": {"image": "busybox",
+        "env": {"GANTRY_SIM_OUTPUT_EVERY_MS": "200"}}}});
+    let job = user.create_job(&body).await.unwrap();
+    let run = wait_for("the run to be running", Duration::from_secs(20), || async {
+        let runs = user.runs_of_job(job.uuid).await.ok()?;
+        runs.into_iter().find(|r| r.status == gantry_types::job_run::JobRunStatus::Running)
+    })
+    .await;
+
+    let mut resp = on_second.run_logs(run.uuid, true).await.unwrap();
+    let opened = std::time::Instant::now();
+    let mut text = String::new();
+    let lines = |text: &str| text.lines().filter(|l| l.starts_with("simulated output ")).count();
+    let mut at_open = None;
+    // Three more lines than the follower found stored, well within the 5 s a follower
+    // waits before rereading the store without being told: the notification did it.
+    while at_open.is_none_or(|n| lines(&text) < n + 3) {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk()).await.expect("output streams");
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap().expect("the run is still going")));
+        at_open.get_or_insert(lines(&text));
+    }
+    assert!(opened.elapsed() < Duration::from_secs(4), "new output took {:?}", opened.elapsed());
+    user.cancel_job(job.uuid, "done watching").await.unwrap();
+    while let Some(chunk) =
+        tokio::time::timeout(Duration::from_secs(10), resp.chunk()).await.expect("the stream ends").unwrap()
+    {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    // Every line once, in order, nothing skipped: positions, not guesses.
+    let mut expected = vec!["simulated run of busybox:latest started".to_string()];
+    expected.extend((1..=lines(&text)).map(|i| format!("simulated output {i}")));
+    expected.push("simulated run stopped".into());
+    assert_eq!(text.lines().collect::<Vec<_>>(), expected, "{text}");
+
+    nodes.stop().await;
+    second.shutdown().await.unwrap();
+    first.shutdown().await;
     drop_database(&database).await;
 }
 

@@ -120,3 +120,63 @@ async fn losing_the_database_makes_healthz_503_and_the_leader_step_down() {
     ctx.shutdown().await;
     gantry_store::testsuite::scratch_pg::drop_database(&admin_url, &database).await;
 }
+
+/// A server whose database cannot be reached at start keeps trying, answering 503
+/// meanwhile (`/healthz` says why, the API asks to retry), and serves once the
+/// database answers. The database appears behind a loopback forwarder started late.
+#[tokio::test]
+async fn a_server_started_before_its_database_answers_503_until_it_connects() {
+    use std::time::Duration;
+
+    use gantry_test_harness::wait_for;
+
+    let Some(admin_url) = gantry_store::testsuite::scratch_pg::admin_url() else { return };
+    let (database, url) = gantry_store::testsuite::scratch_pg::create_database(&admin_url).await;
+    let real: reqwest::Url = url.parse().unwrap();
+    let real_addr = format!("{}:{}", real.host_str().unwrap(), real.port().unwrap_or(5432));
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (db_port, api_port) = (free_port(), free_port());
+    let mut through_forwarder = real.clone();
+    through_forwarder.set_host(Some("127.0.0.1")).unwrap();
+    through_forwarder.set_port(Some(db_port)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = gantry_server::ServerConfig::new(dir.path(), format!("127.0.0.1:{api_port}").parse().unwrap());
+    config.database_url = Some(through_forwarder.to_string());
+    let starting = tokio::spawn(gantry_server::start(config));
+    let health = || async {
+        let resp = reqwest::get(format!("http://127.0.0.1:{api_port}/healthz")).await.ok()?;
+        Some((resp.status(), resp.json::<serde_json::Value>().await.ok()?))
+    };
+    let body = wait_for("healthz to answer 503", Duration::from_secs(20), || async {
+        health().await.filter(|(s, _)| *s == StatusCode::SERVICE_UNAVAILABLE).map(|(_, b)| b)
+    })
+    .await;
+    assert_eq!(body["status"], "unavailable");
+    assert!(body["reason"].as_str().unwrap().contains("waiting for the database"), "{body}");
+    let api = reqwest::get(format!("http://127.0.0.1:{api_port}/v1/jobs")).await.unwrap();
+    assert_eq!(api.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(api.headers()["retry-after"], "5");
+    assert_eq!(api.json::<serde_json::Value>().await.unwrap()["error"]["code"], "unavailable");
+    assert!(!starting.is_finished(), "start waits for the database rather than failing");
+
+    // The database becomes reachable.
+    let forwarder = tokio::net::TcpListener::bind(("127.0.0.1", db_port)).await.unwrap();
+    let forwarding = tokio::spawn(async move {
+        while let Ok((mut client, _)) = forwarder.accept().await {
+            let real_addr = real_addr.clone();
+            tokio::spawn(async move {
+                if let Ok(mut db) = tokio::net::TcpStream::connect(real_addr).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut db).await;
+                }
+            });
+        }
+    });
+    let server = tokio::time::timeout(Duration::from_secs(30), starting).await.expect("connects").unwrap().unwrap();
+    assert_eq!(server.local_addr.port(), api_port, "the same address");
+    let (status, body) = health().await.unwrap();
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")), "{body}");
+    server.shutdown().await.unwrap();
+    forwarding.abort();
+    gantry_store::testsuite::scratch_pg::drop_database(&admin_url, &database).await;
+}

@@ -3,7 +3,8 @@
 //! `gantry_tls`, public ports on loopback) and the node's agent, whose runtime
 //! publishes each run's ports there; the run's `node_urls` name the relay's host and
 //! public port, the container answers through it, and the port closes when the run
-//! ends. (The namespace-isolated NAT tests of point 5 are not built yet.)
+//! ends. (The NAT namespace test is crates/cli/tests/relay_nat.rs; the control-plane
+//! tokens and the binaries are tested in crates/cli/tests/relay.rs.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +58,7 @@ async fn a_docker_runs_port_is_reached_through_the_relay_and_closed_when_it_ends
         token: "lab-token".into(),
     };
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(gantry_relay::node::run(relay, hello, publisher.clone(), stop_rx));
+    tokio::spawn(gantry_relay::node::run_fixed(relay, hello, publisher.clone(), stop_rx));
     let ctx = start_for_containers().await;
     let carrier = publisher.clone();
     let _node = ctx.docker_node_with("cpus=4,ram=8,disk=50", move |c| c.relay = Some(carrier.clone())).await;

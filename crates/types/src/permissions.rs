@@ -27,6 +27,7 @@ pub const RESOURCES: &[(&str, &[&str])] = &[
     ("consumer_profiles", &["read", "update"]),
     ("compute", &["read", "create"]),
     ("gpu_registry", &["read", "create"]),
+    ("relays", &["read"]),
 ];
 
 /// A named permission set, as the upstream console offers ("Compute Consumer",
@@ -40,15 +41,19 @@ pub enum Preset {
     Node,
     /// Everything, on every account.
     Admin,
+    /// Runs a relay (`gantry relay`): reads the key relay tokens are verified with,
+    /// nothing else (issue 14).
+    Relay,
 }
 
 impl Preset {
-    /// Parses `consumer`, `node` or `admin`.
+    /// Parses `consumer`, `node`, `admin` or `relay`.
     pub fn parse(text: &str) -> Option<Self> {
         match text.to_ascii_lowercase().as_str() {
             "consumer" => Some(Self::Consumer),
             "node" => Some(Self::Node),
             "admin" => Some(Self::Admin),
+            "relay" => Some(Self::Relay),
             _ => None,
         }
     }
@@ -87,6 +92,7 @@ impl Preset {
                 "accounts.read",
                 "gpu_registry.read",
             ]),
+            Self::Relay => own(&["relays.read"]),
             Self::Admin => {
                 RESOURCES.iter().flat_map(|(r, actions)| actions.iter().map(move |a| format!("{r}.{a}.all"))).collect()
             }
@@ -146,7 +152,7 @@ mod tests {
 
     #[test]
     fn presets_hold_only_valid_permissions() {
-        for preset in [Preset::Consumer, Preset::Node, Preset::Admin] {
+        for preset in [Preset::Consumer, Preset::Node, Preset::Admin, Preset::Relay] {
             for p in preset.permissions() {
                 check_permission(&p).unwrap();
             }

@@ -64,6 +64,9 @@ pub struct SyncRequest {
     /// How long to wait for a change, ms (capped by the server at 25 s).
     #[serde(default)]
     pub wait_ms: Option<u64>,
+    /// Asks for a relay token in the answer (an agent whose ports a relay carries).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub want_relay_token: bool,
 }
 
 /// Whether a desired run should be running.
@@ -148,6 +151,14 @@ pub struct DesiredState {
     pub runs: Vec<DesiredRun>,
     /// How often to sync when nothing changes, ms.
     pub sync_interval_ms: u64,
+    /// A token admitting this node at the control plane's relays, when asked for
+    /// (`want_relay_token`); it expires, so agents ask on every sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_token: Option<String>,
+    /// The relay (`HOST:PORT` of its tunnel listener) the control plane offers, when it
+    /// runs one (`gantry server --relay`); agents started with `--relay auto` use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
 }
 
 /// `POST /v1/nodes/register` answer: the node and the epoch to sync under.
@@ -157,4 +168,13 @@ pub struct Registration {
     pub node: crate::node::Node,
     /// The epoch to send with every sync.
     pub lease_epoch: i64,
+}
+
+/// `GET /v1/relays/token-key` answer: what relays verify nodes' relay tokens with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RelayTokenKey {
+    /// The Ed25519 public key (hex) relay tokens are signed with.
+    pub public_key: String,
+    /// The token format it verifies (`v1`).
+    pub format: String,
 }

@@ -135,8 +135,10 @@ fn fresh_name() -> String {
     format!("{NETWORK_PREFIX}{}", hex::encode(bytes))
 }
 
-/// Creates the network `name` on a free /28 of `pool`.
-async fn create(docker: &Docker, name: &str, owner: &str, pool: &NetworkPool) -> Result<(), String> {
+/// Creates the network `name` on a free /26 of `pool`, made as every job network is
+/// (inter-container traffic off, NATed outbound). Public for `gantry bench agent`,
+/// whose "docker run with the same isolation" reference attaches to such a network.
+pub async fn create(docker: &Docker, name: &str, owner: &str, pool: &NetworkPool) -> Result<(), String> {
     let labels = HashMap::from([(LABEL_OWNER.to_string(), owner.to_string())]);
     let options = HashMap::from([
         ("com.docker.network.bridge.enable_icc".to_string(), "false".to_string()),

@@ -33,6 +33,8 @@ pub struct SimPorts {
     tasks: Vec<JoinHandle<()>>,
     /// What the run reports as `node_urls`.
     pub urls: Vec<NodeUrl>,
+    /// Each published container port and where its listener is (what a relay carries).
+    pub targets: Vec<(u16, std::net::SocketAddr)>,
 }
 
 impl Drop for SimPorts {
@@ -52,6 +54,7 @@ impl SimPorts {
             let Ok(listener) = bind() else { continue };
             let Ok(addr) = listener.local_addr() else { continue };
             out.tasks.push(tokio::spawn(serve(listener, run, container_port)));
+            out.targets.push((container_port, addr));
             out.urls.push(NodeUrl {
                 description: if container_port == 22 { "ssh".into() } else { container_port.to_string() },
                 hostname: SIM_HOST.into(),

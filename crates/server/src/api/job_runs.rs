@@ -60,9 +60,8 @@ pub(super) async fn get_job_run(
 /// A run's output as plain text; with `follow=true` the response stays open and
 /// carries new output as the node delivers it, ending when the run ends.
 ///
-/// Follow streams what reaches *this* server: behind a load balancer with several
-/// servers, a follower sees output delivered to the server it is connected to, and
-/// the complete logs are always in `GET /v1/job-runs/{uuid}`.
+/// Following works on any instance of the control plane, whichever instance the node
+/// delivers its output to (see `log_follow`).
 #[utoipa::path(get, path = "/v1/job-runs/{uuid}/logs", tag = "job-runs",
     params(
         ("uuid" = String, Path, description = "Job run uuid"),
@@ -92,13 +91,13 @@ pub(super) async fn get_job_run_logs(
             _ => {}
         }
     }
-    // Subscribe before reading what is stored, so nothing delivered in between is missed.
-    let live = follow.then(|| state.signals.follow_logs(id));
-    let run = app::runs::fetch(&state, scope, id).await?;
-    let stored = run.logs.unwrap_or_default();
-    let body = match live {
-        None => axum::body::Body::from(stored),
-        Some(rx) => axum::body::Body::from_stream(follow_stream(state.clone(), id, stored, rx)),
+    let body = if follow {
+        // Subscribe before reading what is stored, so nothing delivered in between is missed.
+        let news = state.signals.follow_logs(id);
+        let tail = app::runs::log_tail(&state, scope, id).await?;
+        axum::body::Body::from_stream(super::log_follow::stream(state.clone(), id, tail, news))
+    } else {
+        axum::body::Body::from(app::runs::fetch(&state, scope, id).await?.logs.unwrap_or_default())
     };
     Ok(axum::response::Response::builder()
         .header(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
@@ -106,63 +105,4 @@ pub(super) async fn get_job_run_logs(
         .header("X-Content-Type-Options", "nosniff")
         .body(body)
         .expect("static headers are valid"))
-}
-
-/// Stored output first, then live chunks, until the run is terminal.
-fn follow_stream(
-    state: Arc<AppState>,
-    run: gantry_types::JobRunId,
-    stored: String,
-    rx: tokio::sync::broadcast::Receiver<Arc<str>>,
-) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> {
-    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-    struct Follow {
-        state: Arc<AppState>,
-        run: gantry_types::JobRunId,
-        first: Option<String>,
-        rx: tokio::sync::broadcast::Receiver<Arc<str>>,
-        tick: tokio::time::Interval,
-        done: bool,
-    }
-    let tick = tokio::time::interval(std::time::Duration::from_millis(500));
-    let start = Follow { state, run, first: Some(stored), rx, tick, done: false };
-    futures_util::stream::unfold(start, |mut f| async move {
-        if let Some(first) = f.first.take().filter(|s| !s.is_empty()) {
-            return Some((Ok(bytes::Bytes::from(first)), f));
-        }
-        if f.done {
-            return None;
-        }
-        loop {
-            tokio::select! {
-                chunk = f.rx.recv() => return match chunk {
-                    Ok(c) => Some((Ok(bytes::Bytes::copy_from_slice(c.as_bytes())), f)),
-                    Err(RecvError::Lagged(n)) => {
-                        let note = format!("[gantry: {n} chunks of output skipped: this reader fell behind]\n");
-                        Some((Ok(bytes::Bytes::from(note)), f))
-                    }
-                    Err(RecvError::Closed) => None,
-                },
-                _ = f.tick.tick() => {
-                    let ended = match f.state.store.run_fetch(None, f.run).await {
-                        Ok(r) => r.is_none_or(|r| r.run.status.is_terminal()),
-                        Err(_) => false,
-                    };
-                    if ended {
-                        // A run's last output is delivered before it is marked ended.
-                        f.done = true;
-                        let mut rest = String::new();
-                        loop {
-                            match f.rx.try_recv() {
-                                Ok(c) => rest.push_str(&c),
-                                Err(TryRecvError::Lagged(_)) => continue,
-                                Err(_) => break,
-                            }
-                        }
-                        return (!rest.is_empty()).then(|| (Ok(bytes::Bytes::from(rest)), f));
-                    }
-                }
-            }
-        }
-    })
 }

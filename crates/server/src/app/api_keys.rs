@@ -50,7 +50,7 @@ pub fn validate(req: CreateApiKeyRequest, now_ms: i64) -> Result<KeySpec, Vec<Fi
         }
         (None, Some(preset)) => match Preset::parse(preset) {
             Some(p) => permissions = p.permissions(),
-            None => errors.push(FieldError::new("preset", "must be consumer, node or admin")),
+            None => errors.push(FieldError::new("preset", "must be consumer, node, admin or relay")),
         },
         (Some(_), Some(_)) => errors.push(FieldError::new("preset", "give permissions or preset, not both")),
         _ => errors.push(FieldError::new("permissions", "at least one permission (or a preset) is required")),

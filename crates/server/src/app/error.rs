@@ -101,7 +101,7 @@ impl From<gantry_store::StoreError> for AppError {
         match e {
             S::Conflict { what } => Self::Conflict { what },
             S::QuotaExceeded(e) => crate::app::quotas::refusal(e),
-            e @ S::Unavailable => Self::Unavailable(e),
+            e @ (S::Unavailable | S::Unreachable { .. }) => Self::Unavailable(e),
             e => Self::Internal { what: "store error".into(), source: Some(Box::new(e)) },
         }
     }

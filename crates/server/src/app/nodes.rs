@@ -192,6 +192,8 @@ pub async fn sync(
         version: state.signals.version(node.uuid),
         runs: vec![],
         sync_interval_ms: SYNC_INTERVAL_MS,
+        relay_token: None,
+        relay: None,
     };
     if node.status != NodeStatus::Online || node.lease_epoch != req.lease_epoch {
         return Ok(fenced(&node));
@@ -228,6 +230,8 @@ pub async fn sync(
         version,
         runs,
         sync_interval_ms: SYNC_INTERVAL_MS,
+        relay_token: req.want_relay_token.then(|| state.relays.issuer.issue(&id.to_string(), now_ms())),
+        relay: state.relays.offer.clone(),
     })
 }
 

@@ -8,7 +8,7 @@
 //! calling it twice changes nothing.
 
 use gantry_lifecycle::settle::{JobFacts, RunFacts, settle};
-use gantry_store::{JobTransition, Page, RunFilter, RunRecord, RunUpdate};
+use gantry_store::{JobTransition, LogTail, Page, RunFilter, RunRecord, RunUpdate};
 use gantry_types::job::{Job, JobStatus};
 use gantry_types::job_run::{JobRun, JobRunStatus};
 use gantry_types::list::Paging;
@@ -55,6 +55,12 @@ pub async fn fetch(state: &AppState, scope: Option<AccountId>, id: JobRunId) -> 
     Ok(run)
 }
 
+/// One run's stored output and the bytes it ever output, for a follower.
+pub async fn log_tail(state: &AppState, scope: Option<AccountId>, id: JobRunId) -> Result<LogTail, AppError> {
+    state.store.run_fetch(scope, id).await?.ok_or_else(|| AppError::not_found("job run", id))?;
+    Ok(state.store.run_logs_tail(id).await?.unwrap_or_default())
+}
+
 /// Applies what a node reported about one of its runs. Reports are idempotent: a
 /// repeated or stale one (the run already moved on) changes nothing.
 pub async fn observe(state: &AppState, node: NodeId, report: &ObservedRun) -> Result<(), AppError> {
@@ -63,8 +69,8 @@ pub async fn observe(state: &AppState, node: NodeId, report: &ObservedRun) -> Re
         return Ok(()); // not this node's run: ignore rather than trust it
     }
     if let Some(logs) = report.logs.as_deref().filter(|l| !l.is_empty()) {
-        state.store.run_logs_append(report.run_uuid, logs, MAX_LOG_BYTES).await?;
-        state.signals.publish_logs(report.run_uuid, logs);
+        let end = state.store.run_logs_append(report.run_uuid, logs, MAX_LOG_BYTES).await?;
+        state.signals.publish_logs(report.run_uuid, logs, end);
     }
     if current.run.status.is_terminal() {
         return Ok(());

@@ -151,22 +151,20 @@ fn new_delivery(hook: &WebhookRecord, event: &Event, now: i64) -> WebhookDeliver
 
 /// Runs the delivery worker until aborted.
 pub async fn run_delivery(state: Arc<AppState>) {
-    let in_flight: Arc<Mutex<HashSet<WebhookId>>> = Arc::default();
+    let claims: Arc<Mutex<Claims>> = Arc::default();
     loop {
+        lock(&claims).before_query();
         match state.store.webhook_delivery_due(now_ms(), DUE_BATCH).await {
             Ok(due) => {
                 for delivery in due {
                     let endpoint = delivery.webhook_uuid;
-                    {
-                        let mut busy = in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                        if busy.len() >= MAX_IN_FLIGHT || !busy.insert(endpoint) {
-                            continue;
-                        }
+                    if !lock(&claims).claim(endpoint) {
+                        continue;
                     }
-                    let (state, in_flight) = (state.clone(), in_flight.clone());
+                    let (state, claims) = (state.clone(), claims.clone());
                     tokio::spawn(async move {
                         attempt(&state, delivery).await;
-                        in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&endpoint);
+                        lock(&claims).finish(endpoint);
                         state.webhooks.outbox.notify_one();
                     });
                 }
@@ -177,6 +175,42 @@ pub async fn run_delivery(state: Arc<AppState>) {
             _ = state.webhooks.outbox.notified() => {}
             _ = tokio::time::sleep(state.webhooks.poll_every) => {}
         }
+    }
+}
+
+fn lock(claims: &Mutex<Claims>) -> std::sync::MutexGuard<'_, Claims> {
+    claims.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Which endpoints the worker may start an attempt for.
+///
+/// An endpoint with an attempt in flight is busy. An endpoint whose attempt *ended*
+/// while the worker was reading the due list is skipped too: that list may have been
+/// read before the attempt was recorded, so its "oldest PENDING" can be the delivery
+/// just sent, and sending it again would duplicate it. The finished attempt wakes the
+/// worker, whose next read sees the record.
+#[derive(Default)]
+struct Claims {
+    busy: HashSet<WebhookId>,
+    finished_since_query: HashSet<WebhookId>,
+}
+
+impl Claims {
+    fn before_query(&mut self) {
+        self.finished_since_query.clear();
+    }
+
+    /// Whether an attempt for `endpoint` may start now (and if so, it is busy).
+    fn claim(&mut self, endpoint: WebhookId) -> bool {
+        if self.busy.len() >= MAX_IN_FLIGHT || self.finished_since_query.contains(&endpoint) {
+            return false;
+        }
+        self.busy.insert(endpoint)
+    }
+
+    fn finish(&mut self, endpoint: WebhookId) {
+        self.busy.remove(&endpoint);
+        self.finished_since_query.insert(endpoint);
     }
 }
 
@@ -321,6 +355,22 @@ mod tests {
             let exp = (base * (1u32 << (attempts - 1).min(20))).min(MAX_BACKOFF);
             assert!(d >= exp / 2 && d < exp, "attempt {attempts}: {d:?} vs {exp:?}");
         }
+    }
+
+    #[test]
+    fn an_endpoint_whose_attempt_ended_during_the_read_waits_for_the_next_read() {
+        let (a, b) = (WebhookId::new(), WebhookId::new());
+        let mut claims = Claims::default();
+        claims.before_query();
+        assert!(claims.claim(a));
+        assert!(!claims.claim(a), "one attempt per endpoint at a time");
+        claims.before_query();
+        // The read is under way when a's attempt ends: its result may predate the record.
+        claims.finish(a);
+        assert!(!claims.claim(a), "a due list read before the record could resend it");
+        assert!(claims.claim(b));
+        claims.before_query();
+        assert!(claims.claim(a), "a read begun after the record is trusted");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use gantry_types::{
 use sqlx::AssertSqlSafe;
 
 use super::{PgStore, db, events, insert_static, record, write_error};
-use crate::cluster::{ClusterStore, JobPlacement, NodeRecord, RunFilter, RunRecord, RunUpdate};
+use crate::cluster::{ClusterStore, JobPlacement, LogTail, NodeRecord, RunFilter, RunRecord, RunUpdate};
 use crate::events::NewEventRow;
 use crate::jobs::JobRow;
 use crate::sql::{
@@ -337,32 +337,36 @@ impl ClusterStore for PgStore {
         Ok(run)
     }
 
-    async fn run_logs_append(&self, id: JobRunId, chunk: &str, max_bytes: usize) -> StoreResult<()> {
+    async fn run_logs_append(&self, id: JobRunId, chunk: &str, max_bytes: usize) -> StoreResult<u64> {
         let during = "job run logs append";
         let run = id.to_string();
         let missing = || Subject::run_logs(id);
+        let added = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
+        let total = |t: i64| u64::try_from(t).unwrap_or(0);
         if chunk.len() >= max_bytes {
             // As long as the limit: the chunk's newest bytes replace everything.
             let logs = sql::append_log("", chunk, max_bytes);
-            sqlx::query(AssertSqlSafe(sql::log_replace_sql(Placeholders::Dollar)))
+            let t: i64 = sqlx::query_scalar(AssertSqlSafe(sql::log_replace_sql(Placeholders::Dollar)))
                 .bind(&run)
                 .bind(logs)
-                .execute(&self.pool)
+                .bind(added)
+                .fetch_one(&self.pool)
                 .await
                 .map_err(write_error(during, missing))?;
             self.wrote();
-            return Ok(());
+            return Ok(total(t));
         }
-        let appended = sqlx::query(AssertSqlSafe(sql::log_append_sql(Placeholders::Dollar)))
+        let appended: Option<i64> = sqlx::query_scalar(AssertSqlSafe(sql::log_append_sql(Placeholders::Dollar)))
             .bind(&run)
             .bind(chunk)
             .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
-            .execute(&self.pool)
+            .bind(added)
+            .fetch_optional(&self.pool)
             .await
             .map_err(write_error(during, missing))?;
-        if appended.rows_affected() == 1 {
+        if let Some(t) = appended {
             self.wrote();
-            return Ok(());
+            return Ok(total(t));
         }
         // Too long together (so the row exists): trim under a row lock.
         let mut tx = self.pool.begin().await.map_err(db(during))?;
@@ -371,15 +375,28 @@ impl ClusterStore for PgStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(db(during))?;
-        sqlx::query("UPDATE job_run_logs SET logs = $2 WHERE run_uuid = $1")
-            .bind(&run)
-            .bind(sql::append_log(&existing, chunk, max_bytes))
-            .execute(&mut *tx)
-            .await
-            .map_err(db(during))?;
+        let t: i64 = sqlx::query_scalar(
+            "UPDATE job_run_logs SET logs = $2, appended_bytes = appended_bytes + $3 WHERE run_uuid = $1 \
+             RETURNING appended_bytes",
+        )
+        .bind(&run)
+        .bind(sql::append_log(&existing, chunk, max_bytes))
+        .bind(added)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db(during))?;
         tx.commit().await.map_err(db(during))?;
         self.wrote();
-        Ok(())
+        Ok(total(t))
+    }
+
+    async fn run_logs_tail(&self, id: JobRunId) -> StoreResult<Option<LogTail>> {
+        let row: Option<(String, i64)> = sqlx::query_as(AssertSqlSafe(format!("{}$1", sql::LOG_TAIL)))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("job run logs tail"))?;
+        Ok(row.map(|(logs, n)| LogTail { logs, appended_bytes: u64::try_from(n).unwrap_or(0) }))
     }
 
     async fn run_logs_fetch(&self, account: Option<AccountId>, id: JobRunId) -> StoreResult<Option<String>> {

@@ -318,26 +318,36 @@ pub(crate) fn node_upsert_sql(style: Placeholders) -> String {
     )
 }
 
-/// The fast path of `run_logs_append` (parameters: run, chunk, max bytes): inserts
-/// the first chunk, or appends in place while the result fits. No row changes when
-/// it would not fit; the backend then trims with [`append_log`].
+/// The fast path of `run_logs_append` (parameters: run, chunk, max bytes, chunk
+/// bytes): inserts the first chunk, or appends in place while the result fits, and
+/// returns the bytes ever appended. No row (and nothing returned) when it would not
+/// fit; the backend then trims with [`append_log`].
 pub(crate) fn log_append_sql(style: Placeholders) -> String {
-    let (run, chunk, max) = (style.nth(1), style.nth(2), style.nth(3));
+    let (run, chunk, max, added) = (style.nth(1), style.nth(2), style.nth(3), style.nth(4));
     format!(
-        "INSERT INTO job_run_logs (run_uuid, logs) VALUES ({run}, {chunk}) \
-         ON CONFLICT (run_uuid) DO UPDATE SET logs = job_run_logs.logs || excluded.logs \
-         WHERE octet_length(job_run_logs.logs) + octet_length(excluded.logs) <= {max}"
+        "INSERT INTO job_run_logs (run_uuid, logs, appended_bytes) VALUES ({run}, {chunk}, {added}) \
+         ON CONFLICT (run_uuid) DO UPDATE SET logs = job_run_logs.logs || excluded.logs, \
+         appended_bytes = job_run_logs.appended_bytes + excluded.appended_bytes \
+         WHERE octet_length(job_run_logs.logs) + octet_length(excluded.logs) <= {max} \
+         RETURNING appended_bytes"
     )
 }
 
-/// Sets a run's logs (parameters: run, logs), inserting the row if needed.
+/// Sets a run's logs (parameters: run, logs, bytes appended by this write), inserting
+/// the row if needed; returns the bytes ever appended.
 pub(crate) fn log_replace_sql(style: Placeholders) -> String {
     format!(
-        "INSERT INTO job_run_logs (run_uuid, logs) VALUES {} \
-         ON CONFLICT (run_uuid) DO UPDATE SET logs = excluded.logs",
-        values(style, 2)
+        "INSERT INTO job_run_logs (run_uuid, logs, appended_bytes) VALUES {} \
+         ON CONFLICT (run_uuid) DO UPDATE SET logs = excluded.logs, \
+         appended_bytes = job_run_logs.appended_bytes + excluded.appended_bytes \
+         RETURNING appended_bytes",
+        values(style, 3)
     )
 }
+
+/// A run's logs and bytes ever appended (parameter: run); no row for an unknown run.
+pub(crate) const LOG_TAIL: &str = "SELECT COALESCE(l.logs, ''), COALESCE(l.appended_bytes, 0) FROM job_runs r \
+     LEFT JOIN job_run_logs l ON l.run_uuid = r.uuid WHERE r.uuid = ";
 
 /// A placement's job and its runs' rows, encoded before the write.
 #[derive(Debug)]

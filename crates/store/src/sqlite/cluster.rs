@@ -17,7 +17,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::rows::{self, db, write_error};
 use super::{SqliteStore, events};
-use crate::cluster::{ClusterStore, JobPlacement, NodeRecord, RunFilter, RunRecord, RunUpdate};
+use crate::cluster::{ClusterStore, JobPlacement, LogTail, NodeRecord, RunFilter, RunRecord, RunUpdate};
 use crate::events::NewEventRow;
 use crate::jobs::JobRow;
 use crate::sql::row::{FromRow, IntoRecord, ToRow, insert_sql};
@@ -257,8 +257,9 @@ impl ClusterStore for SqliteStore {
             .await
     }
 
-    async fn run_logs_append(&self, id: JobRunId, chunk: &str, max_bytes: usize) -> StoreResult<()> {
+    async fn run_logs_append(&self, id: JobRunId, chunk: &str, max_bytes: usize) -> StoreResult<u64> {
         let max = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+        let added = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
         // A chunk as long as the limit replaces everything: no need to read the old logs.
         let (chunk, replace) = if chunk.len() >= max_bytes {
             (sql::append_log("", chunk, max_bytes), true)
@@ -271,12 +272,12 @@ impl ClusterStore for SqliteStore {
                 let run = id.to_string();
                 let replace_sql = sql::log_replace_sql(Placeholders::Question);
                 if !replace {
-                    let appended = conn
+                    let total: Option<i64> = conn
                         .prepare_cached(&sql::log_append_sql(Placeholders::Question))
-                        .and_then(|mut s| s.execute(params![run, chunk, max]))
+                        .and_then(|mut s| s.query_row(params![run, chunk, max, added], |r| r.get(0)).optional())
                         .map_err(write_error("job run logs append", missing))?;
-                    if appended == 1 {
-                        return Ok(());
+                    if let Some(total) = total {
+                        return Ok(u64::try_from(total).unwrap_or(0));
                     }
                 }
                 let logs = if replace {
@@ -290,11 +291,26 @@ impl ClusterStore for SqliteStore {
                     sql::append_log(&existing, &chunk, max_bytes)
                 };
                 conn.prepare_cached(&replace_sql)
-                    .and_then(|mut s| s.execute(params![run, logs]))
-                    .map(drop)
+                    .and_then(|mut s| s.query_row(params![run, logs, added], |r| r.get::<_, i64>(0)))
+                    .map(|total| u64::try_from(total).unwrap_or(0))
                     .map_err(write_error("job run logs append", missing))
             })
             .await
+    }
+
+    async fn run_logs_tail(&self, id: JobRunId) -> StoreResult<Option<LogTail>> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("{}?1", sql::LOG_TAIL))
+                .and_then(|mut s| {
+                    s.query_row([id], |r| {
+                        Ok(LogTail { logs: r.get(0)?, appended_bytes: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0) })
+                    })
+                    .optional()
+                })
+                .map_err(db("job run logs tail"))
+        })
+        .await
     }
 
     async fn run_logs_fetch(&self, account: Option<AccountId>, id: JobRunId) -> StoreResult<Option<String>> {

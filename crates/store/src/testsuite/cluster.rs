@@ -14,7 +14,7 @@ use gantry_types::{
 };
 
 use super::{StoreFixture, T0, full_job, job, new_account, oldest_first};
-use crate::{JobPlacement, JobTransition, NodeRecord, RunFilter, RunRecord, RunUpdate, Store, StoreError};
+use crate::{JobPlacement, JobTransition, LogTail, NodeRecord, RunFilter, RunRecord, RunUpdate, Store, StoreError};
 
 // ---------------------------------------------------------------------------------
 // Test data
@@ -771,6 +771,23 @@ pub async fn run_logs_keep_the_newest_bytes(store: &dyn Store) {
 
     let result = store.run_logs_append(JobRunId::new(), "lost", 1024).await;
     assert!(matches!(result, Err(StoreError::MissingReference { .. })), "{result:?}");
+
+    // Bytes ever appended count every path (append in place, trim, replace by a chunk
+    // over the limit), so a follower can tell what it has not seen.
+    let tail = |id| async move { store.run_logs_tail(id).await.unwrap() };
+    assert_eq!(tail(JobRunId::new()).await, None);
+    let fresh = new_job(store, a, T0 + 50, 9).await;
+    let fresh_run = run_record(&fresh, &node, 0, 0, T0 + 51);
+    assert!(place(store, fresh.uuid, std::slice::from_ref(&fresh_run), T0 + 51).await);
+    let id = fresh_run.run.uuid;
+    assert_eq!(tail(id).await, Some(LogTail { logs: String::new(), appended_bytes: 0 }), "no output yet");
+    assert_eq!(store.run_logs_append(id, "abc", 8).await.unwrap(), 3);
+    assert_eq!(store.run_logs_append(id, "défg", 8).await.unwrap(), 8, "é is two bytes");
+    assert_eq!(store.run_logs_append(id, "hij", 8).await.unwrap(), 11, "trimmed");
+    assert_eq!(store.run_logs_append(id, "0123456789", 8).await.unwrap(), 21, "replaced");
+    let t = tail(id).await.unwrap();
+    assert_eq!((t.logs.as_str(), t.appended_bytes), ("23456789", 21));
+    assert_eq!(tail(runs[1]).await.unwrap().appended_bytes, 10, "abcdef + ghij");
 }
 
 // ---------------------------------------------------------------------------------
