@@ -365,6 +365,7 @@ pub async fn job_create_batch_isolates_failures(fixture: &mut dyn StoreFixture) 
     let (mut created, mut twins, mut quota_created) = (BTreeSet::new(), 0, 0);
     for ((j, _, expect), task) in cases.iter().zip(tasks) {
         let result = task.await.expect("task");
+        let ok = result.is_ok();
         match (expect, &result) {
             (Expect::Created, Ok(())) => {}
             (Expect::Conflict, _) => assert_conflict(result),
@@ -375,7 +376,7 @@ pub async fn job_create_batch_isolates_failures(fixture: &mut dyn StoreFixture) 
             (Expect::QuotaLimited, Err(StoreError::QuotaExceeded(e))) => assert_eq!(e.usage, LIMIT),
             (expect, result) => panic!("job {} expected {expect:?}, got {result:?}", j.uuid),
         }
-        if result.is_ok() {
+        if ok {
             created.insert(j.uuid);
         }
     }
