@@ -327,9 +327,8 @@ async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     let cpu1 = pid.map(crate::bench_heartbeats::cpu_ticks).transpose()?;
     let (commits1, writes1) = store_counters(&http, &target.url).await?;
     // Clock ticks are 10 ms (USER_HZ 100).
-    let cpu_us_per_job = cpu0
-        .zip(cpu1)
-        .map(|(a, b)| (b.saturating_sub(a) as f64 * 10_000.0 / create_phase.ok.max(1) as f64).round());
+    let cpu_us_per_job =
+        cpu0.zip(cpu1).map(|(a, b)| (b.saturating_sub(a) as f64 * 10_000.0 / create_phase.ok.max(1) as f64).round());
     let commits = commits1.saturating_sub(commits0);
     let per_commit = if commits == 0 { 0.0 } else { writes1.saturating_sub(writes0) as f64 / commits as f64 };
 

@@ -88,7 +88,8 @@ impl PgStore {
         tracing::info!("connected to PostgreSQL store");
         let counters = Arc::new(Counters::default());
         let events = Arc::new(tokio::sync::watch::Sender::new(newest));
-        let shared = job_batch::Shared { pool: pool.clone(), counters: Arc::clone(&counters), events: Arc::clone(&events) };
+        let shared =
+            job_batch::Shared { pool: pool.clone(), counters: Arc::clone(&counters), events: Arc::clone(&events) };
         let creates = job_batch::JobCreates::spawn(shared, max_connections);
         Ok(Self { pool, counters, events, creates })
     }

@@ -48,7 +48,11 @@ pub(super) async fn append(tx: &mut PgConnection, events: &[NewEventRow]) -> Sto
 
 /// Like [`append`] for many events in one statement: `insert` is an INSERT of them
 /// from one JSON array that answers the newest id (`job_batch.rs`).
-pub(super) async fn append_json(tx: &mut PgConnection, insert: &'static str, events: &[&NewEventRow]) -> Result<i64, sqlx::Error> {
+pub(super) async fn append_json(
+    tx: &mut PgConnection,
+    insert: &'static str,
+    events: &[&NewEventRow],
+) -> Result<i64, sqlx::Error> {
     if events.is_empty() {
         return Ok(0);
     }

@@ -73,7 +73,10 @@ static INSERT_JOBS: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| insert_json_sql::<NewJobRow>(" ON CONFLICT (uuid) DO NOTHING RETURNING uuid"));
 
 static INSERT_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!("WITH ins AS ({}) SELECT COALESCE(MAX(id), 0)::bigint FROM ins", insert_json_sql::<NewEventRow>(" RETURNING id"))
+    format!(
+        "WITH ins AS ({}) SELECT COALESCE(MAX(id), 0)::bigint FROM ins",
+        insert_json_sql::<NewEventRow>(" RETURNING id")
+    )
 });
 
 /// A creation to make: the row and event encoded on the caller's task.
@@ -216,7 +219,9 @@ async fn commit(pool: &PgPool, batch: &[Create]) -> Result<(Vec<StoreResult<()>>
     // order of the rows, and locked until COMMIT. Concurrent batches that took those
     // rows in different orders would deadlock (PostgreSQL breaks it after
     // deadlock_timeout, 1 s), so every batch takes them in one order.
-    rows.sort_unstable_by(|a, b| (a.account_uuid.as_str(), shard(&a.uuid)).cmp(&(b.account_uuid.as_str(), shard(&b.uuid))));
+    rows.sort_unstable_by(|a, b| {
+        (a.account_uuid.as_str(), shard(&a.uuid)).cmp(&(b.account_uuid.as_str(), shard(&b.uuid)))
+    });
     let mut inserted = HashSet::with_capacity(rows.len());
     if !rows.is_empty() {
         let json = serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
@@ -283,7 +288,10 @@ async fn check_quotas(
     let mut usage: HashMap<String, AccountUsage> = HashMap::with_capacity(rows.len());
     for r in rows {
         let (pending, bytes): (i64, i64) = (r.try_get(1)?, r.try_get(2)?);
-        let u = AccountUsage { pending_jobs: u64::try_from(pending).unwrap_or(0), job_bytes: u64::try_from(bytes).unwrap_or(0) };
+        let u = AccountUsage {
+            pending_jobs: u64::try_from(pending).unwrap_or(0),
+            job_bytes: u64::try_from(bytes).unwrap_or(0),
+        };
         usage.insert(r.try_get(0)?, u);
     }
     for (c, outcome) in batch.iter().zip(outcomes.iter_mut()) {

@@ -384,7 +384,11 @@ pub async fn job_create_batch_isolates_failures(fixture: &mut dyn StoreFixture) 
     assert_eq!(store.job_fetch(None, existing.uuid).await.unwrap(), Some(existing), "the stored job is untouched");
     for (j, _, expect) in &cases {
         if *expect == Expect::Created {
-            assert_eq!(store.job_fetch(None, j.uuid).await.unwrap().as_ref(), Some(j), "a batch-mate of failures commits");
+            assert_eq!(
+                store.job_fetch(None, j.uuid).await.unwrap().as_ref(),
+                Some(j),
+                "a batch-mate of failures commits"
+            );
         }
     }
     assert_eq!(store.job_usage(limited).await.unwrap().pending_jobs, LIMIT);
