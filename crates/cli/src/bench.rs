@@ -68,8 +68,9 @@ pub struct SubmitArgs {
     /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
-    /// Run the server the bench starts on this PostgreSQL database instead of SQLite
-    /// (its jobs stay there; use a database of its own).
+    /// Run the server the bench starts on this PostgreSQL database instead of SQLite:
+    /// an empty database of its own (its jobs stay there, and each run's server has a
+    /// fresh key, which a database used by another key refuses).
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
     /// An argument for the server the run starts (repeatable), e.g.
