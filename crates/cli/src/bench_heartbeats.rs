@@ -235,7 +235,7 @@ async fn measure(
 }
 
 /// The process's user + system CPU time so far, in clock ticks (`/proc/PID/stat`).
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("cannot read the server's CPU time")?;
     // Fields after the command (which may hold spaces) start after the last ')'.
     let rest = stat.rsplit_once(')').context("unexpected /proc stat")?.1;

@@ -1,5 +1,5 @@
 //! The HTTP surface: routes, the OpenAPI document generated from them, and the few
-//! unauthenticated endpoints (`/healthz`, `/metrics`, `/v1/openapi.json`).
+//! unauthenticated endpoints (`/healthz`, `/version`, `/metrics`, `/v1/openapi.json`).
 //!
 //! Every route under `/v1` except the OpenAPI document requires a signed request;
 //! the document lists exactly those routes, and a test walks it to check that each
@@ -132,7 +132,8 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
     let (api, mut doc) = api_router().split_for_parts();
     common_responses::add(&mut doc);
     let templates = doc.paths.paths.keys().map(String::as_str);
-    let fixed = ["/v1/openapi.json", "/healthz", "/metrics"].into_iter().chain(crate::console::ROUTE_TEMPLATES);
+    let fixed =
+        ["/v1/openapi.json", "/healthz", "/version", "/metrics"].into_iter().chain(crate::console::ROUTE_TEMPLATES);
     state.metrics.http.know_routes(templates.chain(fixed));
     let doc = Arc::new(doc.to_pretty_json().expect("OpenAPI document serializes"));
     let api: axum::Router = api
@@ -144,6 +145,7 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
             }),
         )
         .route("/healthz", get(healthz))
+        .route("/version", get(version))
         .route("/metrics", get(metrics))
         // The web console: static files that call the API above like any client.
         .merge(crate::console::routes())
@@ -156,6 +158,12 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
     // Rewrites that must happen before routing (a Router's own layers run after it).
     let lenient = tower::ServiceBuilder::new().map_request(lenient::trim_trailing_slash).service(api);
     axum::Router::new().fallback_service(lenient)
+}
+
+/// The release answering, and nothing else: no IO, no state. Also the no-op reference
+/// of `gantry bench submit` (`/healthz` pings the database, so it no longer is one).
+async fn version() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }))
 }
 
 /// How long `/healthz` waits for the database before calling the instance unhealthy.

@@ -89,8 +89,9 @@ row! {
 
 row! {
     /// A new event: everything but the id, which the database assigns. Encoded on the
-    /// caller's thread where the data is known before the write.
-    #[derive(Clone, Debug)]
+    /// caller's thread where the data is known before the write. (Serialize: a batch
+    /// of them travels to PostgreSQL as one JSON array.)
+    #[derive(Clone, Debug, serde::Serialize)]
     pub(crate) struct NewEventRow in "events" (write) {
         event_type: &'static str,
         account_uuid: String,

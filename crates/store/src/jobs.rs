@@ -37,7 +37,8 @@ pub struct JobTransition {
 row! {
     /// The columns of a new job row, computed before the write so that serialization
     /// happens on the caller's thread, not on the (single) SQLite writer thread.
-    #[derive(Clone, Debug)]
+    /// (Serialize: a batch of them travels to PostgreSQL as one JSON array.)
+    #[derive(Clone, Debug, serde::Serialize)]
     pub(crate) struct NewJobRow in "jobs" (write) {
         uuid: String,
         account_uuid: String,

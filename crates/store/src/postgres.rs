@@ -1,14 +1,17 @@
 //! The PostgreSQL backend, for deployments that outgrow one machine or want a managed
 //! database.
 //!
-//! Each write is a single statement (its own implicit transaction), so it holds a
-//! pool connection for one round trip. Group commit needs no code here: PostgreSQL's
-//! WAL writer already flushes the commit records of all transactions that committed
-//! meanwhile with one fsync (`commit_delay`/`commit_siblings` tune it), so concurrent
-//! writes share fsyncs just as they do through the SQLite writer thread. Durability
-//! is pinned per connection (`synchronous_commit=on`) so a server-side default of
-//! `off` cannot silently weaken it. [`WriteStats`] therefore counts one commit per
-//! write.
+//! Most writes are one short transaction each. PostgreSQL's WAL writer flushes the
+//! commit records of all transactions that committed meanwhile with one fsync
+//! (`commit_delay`/`commit_siblings` tune it), so concurrent writes share fsyncs by
+//! themselves, except where a lock orders them: event-writing transactions hold the
+//! event log's lock through COMMIT (`crate::events`), so their flushes queue one after
+//! another. Job creation, the write clients make at volume, is therefore
+//! group-committed by this crate (`job_batch.rs`): concurrent creations share one
+//! transaction, like the SQLite writer thread's batches. Durability is pinned per
+//! connection (`synchronous_commit=on`) so a server-side default of `off` cannot
+//! silently weaken it. [`WriteStats`] counts commits and writes apart (a batch is one
+//! commit of many writes).
 //!
 //! Queries are runtime-checked (`sqlx::query` with `$N` placeholders), so building
 //! needs no database. SQLSTATE 23505 (unique violation) becomes `Conflict`, 23503
@@ -21,12 +24,14 @@ mod cluster;
 mod deployment;
 mod events;
 mod gpu_models;
+mod job_batch;
 mod jobs;
 mod notify;
 mod recipes;
 mod webhooks;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
@@ -43,9 +48,19 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 /// The PostgreSQL store.
 pub struct PgStore {
     pool: PgPool,
-    writes: AtomicU64,
+    counters: Arc<Counters>,
     /// The newest event id this process committed or found at start.
-    events: tokio::sync::watch::Sender<i64>,
+    events: Arc<tokio::sync::watch::Sender<i64>>,
+    /// The group commit of job creations.
+    creates: job_batch::JobCreates,
+}
+
+/// Counters behind [`WriteStats`].
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    writes: AtomicU64,
+    durations: crate::stats::CommitClock,
 }
 
 impl PgStore {
@@ -86,7 +101,12 @@ impl PgStore {
             .await
             .map_err(db("reading the newest event id"))?;
         tracing::info!("connected to PostgreSQL store");
-        Ok(Self { pool, writes: AtomicU64::new(0), events: tokio::sync::watch::Sender::new(newest) })
+        let counters = Arc::new(Counters::default());
+        let events = Arc::new(tokio::sync::watch::Sender::new(newest));
+        let shared =
+            job_batch::Shared { pool: pool.clone(), counters: Arc::clone(&counters), events: Arc::clone(&events) };
+        let creates = job_batch::JobCreates::spawn(shared, max_connections);
+        Ok(Self { pool, counters, events, creates })
     }
 
     /// Closes the pool's connections (waiting for them to be returned).
@@ -94,8 +114,10 @@ impl PgStore {
         self.pool.close().await;
     }
 
+    /// Counts a write that committed alone.
     fn wrote(&self) {
-        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        self.counters.writes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Begins a write transaction. Inside a leader loop ([`crate::fence::scope`]) it
@@ -221,7 +243,10 @@ impl StoreInfo for PgStore {
     }
 
     fn write_stats(&self) -> WriteStats {
-        let writes = self.writes.load(Ordering::Relaxed);
-        WriteStats { commits: writes, writes, commit_times: Default::default() }
+        WriteStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            writes: self.counters.writes.load(Ordering::Relaxed),
+            commit_times: self.counters.durations.snapshot(),
+        }
     }
 }

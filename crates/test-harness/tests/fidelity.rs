@@ -287,4 +287,14 @@ async fn lenient_http_edge_cases_answer_and_never_500() {
     // Unsigned HEAD /healthz answers too.
     let health = reqwest::Client::new().head(format!("{}/healthz", ctx.base_url)).send().await.unwrap();
     assert_eq!(health.status().as_u16(), 200);
+    // And unsigned GET /version, the IO-free reference of `gantry bench submit`.
+    let version: serde_json::Value = reqwest::get(format!("{}/version", ctx.base_url))
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(version["version"].as_str(), Some(env!("CARGO_PKG_VERSION")), "{version}");
 }

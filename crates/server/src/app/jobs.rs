@@ -83,11 +83,15 @@ pub async fn create(
     let quota = crate::app::quotas::job_quota(state.auth.quotas, &profile, admission);
     let mut job = spec.into_job(JobId::new(), account, now_ms());
     job.source_recipe_uuid = source_recipe.map(|r| r.to_string());
+    // The owner's answer shows `env` in clear: keep it rather than decrypt it again.
+    let plain_env = job.parameters.parameters.env.clone();
     job.parameters.parameters.map_secrets(|s| Ok::<_, AppError>(state.secrets.encrypt(s)))?;
     job.parameters.parameters.map_env(|v| Ok::<_, AppError>(state.secrets.encrypt(v)))?;
     state.store.job_create_within(&job, &quota).await?;
     state.signals.job_submitted(&job);
-    Ok(with_reason(state, view(state, job, Some(account))))
+    let _ = job.parameters.parameters.map_secrets(|_| Ok::<_, ()>(REDACTED.to_string()));
+    job.parameters.parameters.env = plain_env;
+    Ok(with_reason(state, job))
 }
 
 /// Fetches a job in scope; another account's job is "not found".

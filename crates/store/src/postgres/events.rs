@@ -46,16 +46,25 @@ pub(super) async fn append(tx: &mut PgConnection, events: &[NewEventRow]) -> Sto
     Ok(last)
 }
 
+/// Like [`append`] for many events in one statement: `insert` is an INSERT of them
+/// from one JSON array that answers the newest id (`job_batch.rs`).
+pub(super) async fn append_json(
+    tx: &mut PgConnection,
+    insert: &'static str,
+    events: &[&NewEventRow],
+) -> Result<i64, sqlx::Error> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(PG_EVENTS_LOCK).execute(&mut *tx).await?;
+    let json = serde_json::to_string(events).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query_scalar(insert).bind(json).fetch_one(&mut *tx).await
+}
+
 impl PgStore {
     /// Tells this process's event readers that events up to `id` committed.
     pub(super) fn published(&self, id: i64) {
-        if id > 0 {
-            self.events.send_if_modified(|v| {
-                let moved = id > *v;
-                *v = (*v).max(id);
-                moved
-            });
-        }
+        super::job_batch::publish(&self.events, id);
     }
 }
 

@@ -1,7 +1,4 @@
-//! Jobs on PostgreSQL: creation is the submit path, so its statement text is built
-//! once.
-
-use std::sync::LazyLock;
+//! Jobs on PostgreSQL: creation is the submit path, group-committed (`job_batch.rs`).
 
 use async_trait::async_trait;
 use gantry_types::event::EventType;
@@ -10,47 +7,27 @@ use gantry_types::list::{JobFilter, Paging};
 use gantry_types::{AccountId, JobId};
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{PgStore, db, events, insert_static, record, write_error};
+use super::{PgStore, db, events, job_batch, record};
 use crate::events::NewEventRow;
 use crate::jobs::{AccountUsage, JobQuota, JobRow, JobStore, JobTransition, NewJobRow};
-use crate::sql::row::insert_sql;
-use crate::sql::{self, JOB_COLUMNS, Placeholders, Subject};
-use crate::{Page, StoreError, StoreResult};
-
-/// The insert of a new job.
-static INSERT: LazyLock<String> = LazyLock::new(|| insert_sql::<NewJobRow>(Placeholders::Dollar, ""));
+use crate::sql::{self, JOB_COLUMNS, Placeholders};
+use crate::{Page, StoreResult};
 
 #[async_trait]
 impl JobStore for PgStore {
     async fn job_create_within(&self, job: &Job, quota: &JobQuota) -> StoreResult<()> {
-        let row = NewJobRow::new(job)?;
-        let event = NewEventRow::job(EventType::JobCreated, job, job.created_at.0)?;
-        let conflict = write_error("job create", || Subject::job(job.uuid, job.account_uuid));
-        // One transaction: the job, its counters (moved by the trigger) and its
-        // `job.created` event commit together or not at all.
-        let mut tx = self.pool.begin().await.map_err(db("job create"))?;
-        if quota.is_limited() {
-            // Submissions of one account under a quota take turns on a transaction-scoped
-            // advisory lock; the counters are read after it is taken (a new snapshot per
-            // statement under READ COMMITTED), so they include every earlier commit and
-            // the check is exact. A refusal rolls back: nothing is written. (Taken before
-            // the event log's lock, which every event-writing transaction takes last.)
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('gantry.account_usage:' || $1, 0))")
-                .bind(&row.account_uuid)
-                .execute(&mut *tx)
-                .await
-                .map_err(db("job create (quota lock)"))?;
-            let usage = usage(&mut *tx, &row.account_uuid).await?;
-            quota
-                .check(usage, row.spec.len() as u64, job.status == JobStatus::Pending)
-                .map_err(StoreError::QuotaExceeded)?;
-        }
-        insert_static(INSERT.as_str(), row).execute(&mut *tx).await.map_err(conflict)?;
-        let id = events::append(&mut tx, &[event]).await?;
-        tx.commit().await.map_err(db("job create"))?;
-        self.wrote();
-        self.published(id);
-        Ok(())
+        // Encoded here, on the caller's task; the job, its counters (moved by the
+        // trigger) and its `job.created` event commit together in a batch of
+        // concurrent creations (see `job_batch.rs`), the quota checked inside it.
+        let create = job_batch::NewJob {
+            row: NewJobRow::new(job)?,
+            event: NewEventRow::job(EventType::JobCreated, job, job.created_at.0)?,
+            quota: *quota,
+            pending: job.status == JobStatus::Pending,
+            id: job.uuid,
+            account: job.account_uuid,
+        };
+        self.creates.create(create).await
     }
 
     async fn job_usage(&self, account: AccountId) -> StoreResult<AccountUsage> {
@@ -165,7 +142,7 @@ impl JobStore for PgStore {
 }
 
 /// The account's counters, summed over its shards (none yet is zero).
-async fn usage<'e, E: sqlx::PgExecutor<'e>>(executor: E, account: &str) -> StoreResult<AccountUsage> {
+pub(super) async fn usage<'e, E: sqlx::PgExecutor<'e>>(executor: E, account: &str) -> StoreResult<AccountUsage> {
     let row = sqlx::query(
         "SELECT COALESCE(SUM(pending_jobs), 0)::bigint, COALESCE(SUM(job_bytes), 0)::bigint \
          FROM account_usage WHERE account_uuid = $1",

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use gantry_types::event::EventType;
 use gantry_types::{
     AccountId, JobId, Timestamp,
     job::{JobStatus, JobTask},
@@ -11,7 +12,7 @@ use gantry_types::{
 };
 
 use super::{StoreFixture, T0, api_key, assert_conflict, assert_missing, full_job, job, job_ids, new_account, range};
-use crate::{AccountRecord, ApiKeyRecord, JobTransition, Store};
+use crate::{AccountRecord, ApiKeyRecord, JobQuota, JobTransition, Store, StoreError};
 
 /// A job comes back exactly as created: every field, nested ones and f64 sizes.
 pub async fn job_create_fetch_roundtrip(store: &dyn Store) {
@@ -307,6 +308,94 @@ pub async fn job_create_concurrent(fixture: &mut dyn StoreFixture) {
     let after = store.write_stats();
     assert!(after.writes - before.writes >= N as u64, "{before:?} -> {after:?}");
     assert!(after.commits > before.commits, "{before:?} -> {after:?}");
+}
+
+/// What one creation of [`job_create_batch_isolates_failures`] should get.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Expect {
+    Created,
+    Conflict,
+    Missing,
+    /// Created or refused by the quota (which ones is a race; how many is not).
+    QuotaLimited,
+}
+
+/// Concurrent creations that share a group commit keep their own outcomes: a
+/// duplicate uuid (of a stored job, or of a batch-mate), a job of an unknown account
+/// and jobs past their account's quota fail alone, while every other job commits with
+/// its `job.created` event.
+pub async fn job_create_batch_isolates_failures(fixture: &mut dyn StoreFixture) {
+    const LIMIT: u64 = 3;
+    let store = fixture.store();
+    let (a, limited) = (new_account(&*store, "Batch").await, new_account(&*store, "Batch quota").await);
+    let existing = job(a, T0, 0);
+    store.job_create(&existing).await.unwrap();
+    let events_before = store.event_horizon().await.unwrap().last_id;
+    let quota = JobQuota { max_pending_jobs: Some(LIMIT), max_job_bytes: None };
+    let twin = JobId::new();
+    let mut cases = Vec::new();
+    for i in 0..120_i64 {
+        let variant = i as usize;
+        let case = match i % 8 {
+            1 => {
+                let mut dup = job(a, T0 + i, variant);
+                dup.uuid = existing.uuid;
+                (dup, JobQuota::UNLIMITED, Expect::Conflict)
+            }
+            3 => (job(AccountId::new(), T0 + i, variant), JobQuota::UNLIMITED, Expect::Missing),
+            5 => (job(limited, T0 + i, 0), quota, Expect::QuotaLimited),
+            7 if i < 16 => {
+                // Two new jobs with one new uuid: exactly one is created.
+                let mut j = job(a, T0 + i, variant);
+                j.uuid = twin;
+                (j, JobQuota::UNLIMITED, Expect::QuotaLimited)
+            }
+            _ => (job(a, T0 + i, variant), JobQuota::UNLIMITED, Expect::Created),
+        };
+        cases.push(case);
+    }
+    let tasks: Vec<_> = cases
+        .iter()
+        .cloned()
+        .map(|(j, q, _)| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.job_create_within(&j, &q).await })
+        })
+        .collect();
+    let (mut created, mut twins, mut quota_created) = (BTreeSet::new(), 0, 0);
+    for ((j, _, expect), task) in cases.iter().zip(tasks) {
+        let result = task.await.expect("task");
+        let ok = result.is_ok();
+        match (expect, &result) {
+            (Expect::Created, Ok(())) => {}
+            (Expect::Conflict, _) => assert_conflict(result),
+            (Expect::Missing, _) => assert_missing(result),
+            (Expect::QuotaLimited, Ok(())) if j.uuid == twin => twins += 1,
+            (Expect::QuotaLimited, Err(StoreError::Conflict { .. })) if j.uuid == twin => {}
+            (Expect::QuotaLimited, Ok(())) => quota_created += 1,
+            (Expect::QuotaLimited, Err(StoreError::QuotaExceeded(e))) => assert_eq!(e.usage, LIMIT),
+            (expect, result) => panic!("job {} expected {expect:?}, got {result:?}", j.uuid),
+        }
+        if ok {
+            created.insert(j.uuid);
+        }
+    }
+    assert_eq!((twins, quota_created), (1, LIMIT), "one twin and exactly the quota are created");
+    assert_eq!(store.job_fetch(None, existing.uuid).await.unwrap(), Some(existing), "the stored job is untouched");
+    for (j, _, expect) in &cases {
+        if *expect == Expect::Created {
+            assert_eq!(
+                store.job_fetch(None, j.uuid).await.unwrap().as_ref(),
+                Some(j),
+                "a batch-mate of failures commits"
+            );
+        }
+    }
+    assert_eq!(store.job_usage(limited).await.unwrap().pending_jobs, LIMIT);
+    let events = store.event_list(None, events_before, &[EventType::JobCreated], 1000).await.unwrap();
+    let announced: BTreeSet<JobId> = events.iter().map(|e| e.data["uuid"].as_str().unwrap().parse().unwrap()).collect();
+    assert_eq!(events.len(), created.len(), "one job.created per created job");
+    assert_eq!(announced, created);
 }
 
 /// Everything written is there after the store is dropped and reopened.
