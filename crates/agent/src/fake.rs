@@ -91,7 +91,9 @@ impl FakeRuntime {
                     port: carried.port,
                     ..url.clone()
                 }),
-                Err(e) => tracing::warn!(%run, container_port, error = %gantry_relay::chain(&e), "relay refused a port"),
+                Err(e) => {
+                    tracing::warn!(%run, container_port, error = %gantry_relay::chain(&e), "relay refused a port")
+                }
             }
         }
         ports.urls = urls;

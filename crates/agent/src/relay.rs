@@ -80,8 +80,7 @@ impl RelayLink {
                 return;
             }
         };
-        let hello =
-            gantry_relay::Hello { version: gantry_relay::PROTOCOL_VERSION, node: node.to_string(), token };
+        let hello = gantry_relay::Hello { version: gantry_relay::PROTOCOL_VERSION, node: node.to_string(), token };
         // The tunnel task reads the newest grant when it (re)connects; a fresh token
         // alone is no reason to wake it.
         self.grants.send_if_modified(|grant| {

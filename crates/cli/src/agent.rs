@@ -424,7 +424,8 @@ fn relay_link(
     let Some(relay) = &args.relay else { return Ok(None) };
     let fixed = (relay != "auto").then(|| relay.clone());
     let tls = gantry_tls::client_config_or_system(crate::tls::ca_cert()).context("--ca-cert for the relay")?;
-    let link = gantry_agent::relay::RelayLink::start(fixed, tls, stop.clone()).map_err(|e| anyhow::anyhow!("--relay: {e}"))?;
+    let link =
+        gantry_agent::relay::RelayLink::start(fixed, tls, stop.clone()).map_err(|e| anyhow::anyhow!("--relay: {e}"))?;
     Ok(Some(link))
 }
 

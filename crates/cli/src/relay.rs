@@ -166,9 +166,8 @@ pub fn start(
             max_connections: limits.max_connections_per_port.max(1),
         },
     ));
-    let check = move |hello: &gantry_relay::Hello| {
-        verifier.check(&hello.node, &hello.token, gantry_relay::token::now_ms())
-    };
+    let check =
+        move |hello: &gantry_relay::Hello| verifier.check(&hello.node, &hello.token, gantry_relay::token::now_ms());
     Ok(gantry_relay::edge::serve_tunnels(
         listener,
         acceptor,
@@ -191,7 +190,8 @@ async fn token_key(client: &gantry_client::Client, server: &str) -> anyhow::Resu
                     .with_context(|| format!("{server} refused this relay's key (a `relay` preset key is needed)"));
             }
             Err(e) if attempt >= 12 => {
-                return Err(anyhow::Error::new(e)).with_context(|| format!("cannot reach the control plane at {server}"));
+                return Err(anyhow::Error::new(e))
+                    .with_context(|| format!("cannot reach the control plane at {server}"));
             }
             Err(e) => tracing::warn!(error = %e, retry_in = ?wait, "cannot fetch the relay token key yet"),
         }

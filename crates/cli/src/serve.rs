@@ -213,7 +213,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             let settings = args.relay.settings(tls)?;
             let range = settings.range;
             let task = crate::relay::start(listener, settings, server.relay_token_verifier())?;
-            outln!("gantry relay listening on {local}; public ports {}-{}; offered to agents as {offer}", range.first, range.last)?;
+            outln!(
+                "gantry relay listening on {local}; public ports {}-{}; offered to agents as {offer}",
+                range.first,
+                range.last
+            )?;
             Some(AbortOnDrop(task))
         }
         (Some(_), None) => anyhow::bail!("--relay needs --tls-cert and --tls-key (the tunnel is always TLS)"),

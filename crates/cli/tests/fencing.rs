@@ -25,7 +25,11 @@ const FROZEN: Duration = Duration::from_secs(8);
 
 /// Starts an instance; `key_file`: the first instance's key (the first one creates
 /// it in its data dir).
-async fn start(dir: &std::path::Path, url: &str, key_file: Option<&std::path::Path>) -> (tokio::process::Child, String) {
+async fn start(
+    dir: &std::path::Path,
+    url: &str,
+    key_file: Option<&std::path::Path>,
+) -> (tokio::process::Child, String) {
     let mut cmd = Command::new(GANTRY);
     cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir).args(["--database-url", url]);
     if let Some(key_file) = key_file {
@@ -76,7 +80,8 @@ async fn a_leader_frozen_past_its_lease_writes_nothing_when_it_resumes() {
     assert_eq!(role(&url_b).await.as_deref(), Some("follower"));
 
     let user = client(&url_b, &create_key(dir_a.path(), &url, "consumer").await);
-    let nodes = SimNodes::start(client(&url_b, &create_key(dir_a.path(), &url, "node").await), 1, "1xNVIDIA RTX 4090:24").await;
+    let nodes =
+        SimNodes::start(client(&url_b, &create_key(dir_a.path(), &url, "node").await), 1, "1xNVIDIA RTX 4090:24").await;
     wait_for("the node to register", Duration::from_secs(20), || async {
         let page: gantry_types::list::ListResponse<gantry_types::node::Node> =
             nodes.client.send(reqwest::Method::GET, "/v1/nodes", &[], None).await.ok()?;

@@ -188,7 +188,8 @@ async fn a_relay_carries_a_nat_nodes_ports_by_the_rules_of_each_run() {
     // node_urls work again.
     relay.kill().await.unwrap();
     let (_relay, _) = start_relay(&url, &relay_key, &relay_addr, range, &tls).await;
-    let again = wait_for("the same public port after the relay restarted", Duration::from_secs(40), || get(&http)).await;
+    let again =
+        wait_for("the same public port after the relay restarted", Duration::from_secs(40), || get(&http)).await;
     assert!(again.contains(&run.uuid.to_string()), "{again}");
 
     // The run ends: its ports close within a second of the end being recorded.
@@ -199,10 +200,8 @@ async fn a_relay_carries_a_nat_nodes_ports_by_the_rules_of_each_run() {
     })
     .await;
     wait_for("its public ports to close", Duration::from_secs(1), || async {
-        let (a, b) = (
-            TcpStream::connect(("127.0.0.1", http.port)).await,
-            TcpStream::connect(("127.0.0.1", ssh.port)).await,
-        );
+        let (a, b) =
+            (TcpStream::connect(("127.0.0.1", http.port)).await, TcpStream::connect(("127.0.0.1", ssh.port)).await);
         (a.is_err() && b.is_err()).then_some(())
     })
     .await;
@@ -219,7 +218,17 @@ async fn a_relay_refuses_a_key_without_the_relay_preset() {
     let (_server, url) = common::start_server(&data).await;
     let consumer = common::create_key(&data, "consumer").await;
     let out = Command::new(GANTRY)
-        .args(["relay", "--server", &url, "--listen", "127.0.0.1:0", "--public-host", "x", "--port-range", "40000-40001"])
+        .args([
+            "relay",
+            "--server",
+            &url,
+            "--listen",
+            "127.0.0.1:0",
+            "--public-host",
+            "x",
+            "--port-range",
+            "40000-40001",
+        ])
         .arg("--tls-cert")
         .arg(tls.join("server.pem"))
         .arg("--tls-key")
@@ -288,8 +297,8 @@ async fn a_server_relay_is_offered_to_agents_with_relay_auto() {
         secret_key: k["secret_key"].as_str().unwrap().into(),
     };
     let node_key = common::create_key(&data, "node").await;
-    let consumer = Client::with_ca_cert(key(&common::create_key(&data, "consumer").await), Some(&tls.join("ca.pem")))
-        .unwrap();
+    let consumer =
+        Client::with_ca_cert(key(&common::create_key(&data, "consumer").await), Some(&tls.join("ca.pem"))).unwrap();
     let (_agent, _) = spawn_listening(
         {
             let mut cmd = Command::new(GANTRY);

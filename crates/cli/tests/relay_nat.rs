@@ -91,12 +91,31 @@ impl Nat {
     /// to a node): inbound TCP SYNs on its link. Stateless, so the answers to its own
     /// outbound connections (SYN+ACK and on) pass.
     fn block_inbound(&self) {
-        sh(&["ip", "netns", "exec", &self.ns, "iptables", "-A", "INPUT", "-i", &self.node_if, "-p", "tcp", "--syn", "-j", "DROP"]);
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.ns,
+            "iptables",
+            "-A",
+            "INPUT",
+            "-i",
+            &self.node_if,
+            "-p",
+            "tcp",
+            "--syn",
+            "-j",
+            "DROP",
+        ]);
     }
 
     fn remove(&self) {
         let quiet = |args: &[&str]| {
-            let _ = std::process::Command::new(args[0]).args(&args[1..]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            let _ = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         };
         quiet(&["iptables", "-t", "nat", "-D", "POSTROUTING", "-s", &self.subnet, "-j", "MASQUERADE"]);
         quiet(&["ip", "netns", "del", &self.ns]);

@@ -80,7 +80,8 @@ async fn websocket_server() -> SocketAddr {
                         head.push(line.to_ascii_lowercase());
                     }
                     if head.iter().any(|l| l.starts_with("upgrade: websocket")) {
-                        let answer = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n";
+                        let answer =
+                            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n";
                         stream.get_mut().write_all(answer.as_bytes()).await.unwrap();
                         let (mut r, mut w) = stream.into_inner().into_split();
                         let _ = tokio::io::copy(&mut r, &mut w).await;

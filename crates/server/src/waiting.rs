@@ -110,8 +110,9 @@ async fn unavailable() -> impl IntoResponse {
     let body = gantry_types::ErrorBody {
         error: gantry_types::ErrorDetail {
             code: "unavailable".into(),
-            message: "this instance is starting and cannot reach its database yet; retry shortly or use another instance"
-                .into(),
+            message:
+                "this instance is starting and cannot reach its database yet; retry shortly or use another instance"
+                    .into(),
             details: vec![],
         },
     };

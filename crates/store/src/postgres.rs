@@ -80,7 +80,9 @@ impl PgStore {
             .options([("synchronous_commit", "on"), ("client_min_messages", "warning")]);
         // One plain connection first: the pool would retry a refused connection for
         // its whole acquire timeout (30 s) before saying anything.
-        match tokio::time::timeout(CONNECT_TIMEOUT, <sqlx::PgConnection as sqlx::Connection>::connect_with(&options)).await {
+        match tokio::time::timeout(CONNECT_TIMEOUT, <sqlx::PgConnection as sqlx::Connection>::connect_with(&options))
+            .await
+        {
             Ok(Ok(probe)) => {
                 let _ = sqlx::Connection::close(probe).await;
             }

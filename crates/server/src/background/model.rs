@@ -165,8 +165,7 @@ impl Model {
     async fn reread_queue(&mut self, state: &AppState) -> Result<(), AppError> {
         let accounts = state.store.job_pending_accounts().await?;
         let shares = gantry_scheduler::queue_shares(&accounts, state.scheduling.pass_limit);
-        let pending =
-            if shares.is_empty() { vec![] } else { state.store.job_list_pending_by_account(&shares).await? };
+        let pending = if shares.is_empty() { vec![] } else { state.store.job_list_pending_by_account(&shares).await? };
         let queued: u64 = accounts.iter().map(|a| a.1).sum();
         self.truncated = queued > pending.len() as u64;
         self.queue_stale = false;

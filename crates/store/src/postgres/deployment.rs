@@ -124,11 +124,13 @@ impl Drop for PgLeadership {
         let (pool, instance, epoch) = (self.pool.clone(), self.instance.clone(), self.epoch);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = sqlx::query("UPDATE leader_lease SET expires_at = now() WHERE id = 1 AND holder = $1 AND epoch = $2")
-                    .bind(instance)
-                    .bind(epoch)
-                    .execute(&pool)
-                    .await;
+                let _ = sqlx::query(
+                    "UPDATE leader_lease SET expires_at = now() WHERE id = 1 AND holder = $1 AND epoch = $2",
+                )
+                .bind(instance)
+                .bind(epoch)
+                .execute(&pool)
+                .await;
             });
         }
     }
