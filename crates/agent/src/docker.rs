@@ -22,6 +22,7 @@
 //! Bollard sends no API version (crates.md), so the daemon answers in its own
 //! version: only fields of API 1.41 are used and every response field is optional.
 
+pub mod firewall;
 pub mod image;
 pub mod logs;
 pub mod network;
@@ -277,6 +278,12 @@ impl DockerRuntime {
             return Ok(());
         }
         self.adopt().await?;
+        if let Err(e) = firewall::isolate_pool(self.inner.config.network_pool.base()).await {
+            tracing::warn!(
+                reason = %e,
+                "cannot add the agent's own drop rule between job networks to DOCKER-USER; isolation between accounts relies on Docker's rules alone (run the agent as root for both)"
+            );
+        }
         self.inner.adopted.store(true, Ordering::Release);
         Ok(())
     }

@@ -123,6 +123,16 @@ async fn jobs_of_two_accounts_cannot_reach_each_other_on_one_node() {
     }
     assert!(logs.contains(&format!(":{proxy_port}")), "the proxy was probed: {logs}");
     assert!(logs.contains("outside-ok"), "outbound traffic leaves the job's network: {logs}");
+    // Besides Docker's own isolation chains (which the daemon rewrites on every network
+    // change), the agent keeps a drop rule between job networks in DOCKER-USER.
+    if let Ok(out) = std::process::Command::new("iptables").args(["-w", "-S", "DOCKER-USER"]).output()
+        && out.status.success()
+    {
+        let rules = String::from_utf8_lossy(&out.stdout);
+        assert!(rules.contains("-A DOCKER-USER -s 10.213.0.0/16 -d 10.213.0.0/16 -j DROP"), "{rules}");
+    } else {
+        eprintln!("iptables is not usable here: the DOCKER-USER rule was not checked");
+    }
 
     alice.cancel_job(served.uuid, "done").await.unwrap();
     final_run(&alice, served.uuid).await;

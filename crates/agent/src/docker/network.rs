@@ -107,6 +107,11 @@ impl NetworkPool {
         Ok(Self { base: base.trunc() })
     }
 
+    /// The pool's address range.
+    pub fn base(&self) -> Ipv4Net {
+        self.base
+    }
+
     /// How many networks fit.
     pub fn capacity(&self) -> u32 {
         1 << (NET_PREFIX - self.base.prefix_len())

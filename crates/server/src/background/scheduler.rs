@@ -57,7 +57,8 @@ pub async fn run(state: Arc<AppState>) {
                 // loop always paused after an empty pass before the in-memory model,
                 // and it is short when the queue is (a pass over 100 waiting jobs
                 // takes well under a millisecond).
-                let rest = started.elapsed().saturating_mul(FUTILE_REST).min(state.scheduling.timing.schedule_every / 5);
+                let rest =
+                    started.elapsed().saturating_mul(FUTILE_REST).min(state.scheduling.timing.schedule_every / 5);
                 tokio::time::sleep(rest).await;
             }
             Ok(_) => {}
