@@ -189,20 +189,6 @@ fn is_secret(key: &str) -> bool {
     !key.ends_with("_file") && (key.contains("secret") || key.ends_with("server_key") || key.contains("password"))
 }
 
-/// `postgres://user:password@host/db` with the password replaced.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:<redacted>{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
 /// The effective configuration as a TOML file one could use.
 fn render(
     sub: &Command,
@@ -239,7 +225,7 @@ fn render(
                 return "\"<redacted>\"".into();
             }
             if key == "database_url" {
-                return toml::Value::String(redact_url(v)).to_string();
+                return toml::Value::String(gantry_store::database_url::redacted(v)).to_string();
             }
             match (v.parse::<i64>(), v) {
                 (Ok(n), _) => n.to_string(),
@@ -265,10 +251,10 @@ mod tests {
     #[test]
     fn urls_lose_only_the_password() {
         assert_eq!(
-            redact_url("postgres://gantry:hunter2@db:5432/gantry"),
+            gantry_store::database_url::redacted("postgres://gantry:hunter2@db:5432/gantry"),
             "postgres://gantry:<redacted>@db:5432/gantry"
         );
-        assert_eq!(redact_url("postgres://gantry@db/gantry"), "postgres://gantry@db/gantry");
+        assert_eq!(gantry_store::database_url::redacted("postgres://gantry@db/gantry"), "postgres://gantry@db/gantry");
         assert!(is_secret("secret_key") && is_secret("server_key") && !is_secret("secret_key_file"));
     }
 }

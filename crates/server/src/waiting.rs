@@ -49,7 +49,7 @@ pub(crate) async fn until_reachable(
     let opened = loop {
         tracing::warn!(
             %local_addr,
-            database = %redacted(config.database_url.as_deref().unwrap_or_default()),
+            database = %gantry_store::database_url::redacted(config.database_url.as_deref().unwrap_or_default()),
             error = %crate::chain(&error),
             retry_in_secs = backoff.as_secs(),
             "cannot reach the database; retrying (/healthz answers 503 until connected)"
@@ -70,25 +70,6 @@ pub(crate) async fn until_reachable(
     let store = opened?;
     tracing::info!("connected to the database");
     Ok((store, local_addr))
-}
-
-/// `url` without its password (`postgres://user:***@host/db`) or query string (which
-/// may carry one), for logs.
-fn redacted(url: &str) -> String {
-    let (url, query) = match url.split_once('?') {
-        Some((base, _)) => (base, "?..."),
-        None => (url, ""),
-    };
-    let Some((scheme, rest)) = url.split_once("://") else { return format!("{url}{query}") };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let hidden = match rest[..authority_end].rfind('@') {
-        Some(at) => match rest[..at].split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
-            None => format!("{scheme}://{rest}"),
-        },
-        None => format!("{scheme}://{rest}"),
-    };
-    format!("{hidden}{query}")
 }
 
 fn describe(e: &StoreError) -> String {
@@ -117,17 +98,4 @@ async fn unavailable() -> impl IntoResponse {
         },
     };
     (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "5")], Json(body))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_stay_out_of_the_logs() {
-        assert_eq!(redacted("postgres://gantry:s3cr@t@db.example:5432/g"), "postgres://gantry:***@db.example:5432/g");
-        assert_eq!(redacted("postgres://gantry@db.example/g"), "postgres://gantry@db.example/g");
-        assert_eq!(redacted("postgres://db.example/g?password=x"), "postgres://db.example/g?...");
-        assert_eq!(redacted("not a url"), "not a url");
-    }
 }

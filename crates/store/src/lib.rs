@@ -43,6 +43,7 @@ pub mod api_keys;
 pub mod backup;
 pub mod billing;
 pub mod cluster;
+pub mod database_url;
 pub mod deployment;
 pub mod events;
 pub mod fence;
