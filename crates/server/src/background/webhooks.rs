@@ -321,7 +321,7 @@ async fn send(state: &AppState, delivery: &WebhookDelivery) -> Outcome {
             let snippet: String = text.chars().take(ERROR_BODY_BYTES).collect();
             Outcome::Failed { status: Some(status.as_u16()), error: format!("HTTP {status}: {snippet}") }
         }
-        Err(e) => Outcome::Failed { status: None, error: error_chain(&e) },
+        Err(e) => Outcome::Failed { status: None, error: crate::chain(&e) },
     }
 }
 
@@ -330,17 +330,6 @@ pub fn sign(secret: &str, t: i64, body: &[u8]) -> String {
     let mut signed = format!("{t}.").into_bytes();
     signed.extend_from_slice(body);
     gantry_auth::sign_bytes(secret, &signed)
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
