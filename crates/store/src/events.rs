@@ -126,7 +126,13 @@ fn encode(what: &'static str) -> impl Fn(serde_json::Error) -> StoreError {
 impl NewEventRow {
     fn new(t: EventType, account: AccountId, at_ms: i64, data: &impl Serialize) -> StoreResult<Self> {
         let data = serde_json::to_string(data).map_err(encode("event encoding"))?;
-        Ok(Self { event_type: t.as_str(), account_uuid: account.to_string(), created_at_ms: at_ms, data, job_uuid: None })
+        Ok(Self {
+            event_type: t.as_str(),
+            account_uuid: account.to_string(),
+            created_at_ms: at_ms,
+            data,
+            job_uuid: None,
+        })
     }
 
     /// `job.created`: a reference to the job, whose row (inserted in the same
@@ -215,9 +221,7 @@ impl IntoRecord for EventRow {
                 serde_json::to_value(job.redacted()).map_err(|e| corrupt(format!("job of event {}: {e}", self.id)))?
             }
             None if self.data.is_empty() => return Err(corrupt(format!("event {} refers to no stored job", self.id))),
-            None => {
-                serde_json::from_str(&self.data).map_err(|e| corrupt(format!("data of event {}: {e}", self.id)))?
-            }
+            None => serde_json::from_str(&self.data).map_err(|e| corrupt(format!("data of event {}: {e}", self.id)))?,
         };
         Ok(Event {
             object: "event".into(),
