@@ -20,6 +20,17 @@
 //! this process wake at once without polling. Another process's appends (a second
 //! server on one PostgreSQL) are seen by readers' fallback timer.
 //!
+//! **`job.created` refers to its job instead of copying it.** Its `data` would be
+//! the job as created, redacted: exactly the job's creation snapshot, which the jobs
+//! table already holds in `jobs.spec` (the mutable fields live in columns of their
+//! own; the snapshot is never updated and jobs are never deleted). Writing it twice
+//! in the submit transaction doubled the bytes every submit commits and cost an
+//! encoding of the job on each request; so the event row stores `data = ''` and
+//! `job_uuid`, and a read takes the snapshot from `jobs.spec` and redacts it as the
+//! write used to ([`Job::redacted`]): the `data` a reader sees is the same JSON. Every
+//! other event (`job.status_changed` included: it shows the job as it then was)
+//! carries its own `data`. Events written before migration 14 keep their copies.
+//!
 //! **Retention:** [`EventStore::event_prune`] deletes a prefix of the log (by id, so
 //! the horizon is one number) and records how far it went, so a reader resuming from
 //! inside the deleted prefix is told so instead of silently missing events. The newest
@@ -76,7 +87,8 @@ pub trait EventStore {
 }
 
 row! {
-    /// An event as read.
+    /// An event as read ([`EVENT_SELECT`]): `job_spec` is the referred job's snapshot
+    /// (a `job.created` event's data), NULL for the others.
     #[derive(Debug)]
     pub(crate) struct EventRow in "events" (read) {
         id: i64,
@@ -84,6 +96,7 @@ row! {
         account_uuid: String,
         created_at_ms: i64,
         data: String,
+        job_spec: Option<String>,
     }
 }
 
@@ -97,11 +110,14 @@ row! {
         account_uuid: String,
         created_at_ms: i64,
         data: String,
+        job_uuid: Option<String>,
     }
 }
 
-/// The columns a read selects.
-pub(crate) const EVENT_COLUMNS: &str = <EventRow as crate::sql::row::Columns>::LIST;
+/// What a read selects from `events`: [`EventRow`]'s columns, `job_spec` looked up
+/// by the jobs primary key (one probe per `job.created` event, none for the others).
+pub(crate) const EVENT_SELECT: &str = "id, event_type, account_uuid, created_at_ms, data, \
+     (SELECT spec FROM jobs WHERE jobs.uuid = events.job_uuid) AS job_spec";
 
 fn encode(what: &'static str) -> impl Fn(serde_json::Error) -> StoreError {
     move |e| StoreError::Database { during: what, source: Box::new(e) }
@@ -110,10 +126,28 @@ fn encode(what: &'static str) -> impl Fn(serde_json::Error) -> StoreError {
 impl NewEventRow {
     fn new(t: EventType, account: AccountId, at_ms: i64, data: &impl Serialize) -> StoreResult<Self> {
         let data = serde_json::to_string(data).map_err(encode("event encoding"))?;
-        Ok(Self { event_type: t.as_str(), account_uuid: account.to_string(), created_at_ms: at_ms, data })
+        Ok(Self {
+            event_type: t.as_str(),
+            account_uuid: account.to_string(),
+            created_at_ms: at_ms,
+            data,
+            job_uuid: None,
+        })
     }
 
-    /// `job.created` / `job.status_changed`: the job, redacted.
+    /// `job.created`: a reference to the job, whose row (inserted in the same
+    /// transaction) holds the snapshot a read redacts (see the module doc).
+    pub(crate) fn job_created(job: &Job) -> Self {
+        Self {
+            event_type: EventType::JobCreated.as_str(),
+            account_uuid: job.account_uuid.to_string(),
+            created_at_ms: job.created_at.0,
+            data: String::new(),
+            job_uuid: Some(job.uuid.to_string()),
+        }
+    }
+
+    /// `job.status_changed`: the job as it now is, redacted.
     pub(crate) fn job(t: EventType, job: &Job, at_ms: i64) -> StoreResult<Self> {
         Self::new(t, job.account_uuid, at_ms, &job.clone().redacted())
     }
@@ -179,7 +213,16 @@ impl IntoRecord for EventRow {
             .ok_or_else(|| corrupt(format!("unknown type {:?} of event {}", self.event_type, self.id)))?;
         let account_uuid =
             self.account_uuid.parse().map_err(|_| corrupt(format!("bad account uuid {:?}", self.account_uuid)))?;
-        let data = serde_json::from_str(&self.data).map_err(|e| corrupt(format!("data of event {}: {e}", self.id)))?;
+        let data = match self.job_spec {
+            // The job's creation snapshot, redacted as every job event's data is.
+            Some(spec) => {
+                let job: Job =
+                    serde_json::from_str(&spec).map_err(|e| corrupt(format!("job of event {}: {e}", self.id)))?;
+                serde_json::to_value(job.redacted()).map_err(|e| corrupt(format!("job of event {}: {e}", self.id)))?
+            }
+            None if self.data.is_empty() => return Err(corrupt(format!("event {} refers to no stored job", self.id))),
+            None => serde_json::from_str(&self.data).map_err(|e| corrupt(format!("data of event {}: {e}", self.id)))?,
+        };
         Ok(Event {
             object: "event".into(),
             id: self.id,

@@ -53,6 +53,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 8, name: "events", sql: include_str!("../migrations/sqlite/0008_events.sql") },
     Migration { version: 9, name: "leader_lease", sql: include_str!("../migrations/sqlite/0009_leader_lease.sql") },
     Migration { version: 12, name: "log_offsets", sql: include_str!("../migrations/sqlite/0012_log_offsets.sql") },
+    Migration { version: 14, name: "submit_path", sql: include_str!("../migrations/sqlite/0014_submit_path.sql") },
 ];
 
 /// PostgreSQL migrations, oldest first (same versions as [`SQLITE`]).
@@ -71,6 +72,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 8, name: "events", sql: include_str!("../migrations/postgres/0008_events.sql") },
     Migration { version: 9, name: "leader_lease", sql: include_str!("../migrations/postgres/0009_leader_lease.sql") },
     Migration { version: 12, name: "log_offsets", sql: include_str!("../migrations/postgres/0012_log_offsets.sql") },
+    Migration { version: 14, name: "submit_path", sql: include_str!("../migrations/postgres/0014_submit_path.sql") },
 ];
 
 /// The newest schema version this binary knows (both backends share versions).

@@ -12,7 +12,7 @@ use sqlx::{AssertSqlSafe, PgConnection};
 use super::{PgStore, db, record};
 use crate::StoreResult;
 use crate::events::{
-    EVENT_COLUMNS, EventHorizon, EventRow, EventStore, NewEventRow, PG_EVENTS_LOCK, id_and_type, type_names,
+    EVENT_SELECT, EventHorizon, EventRow, EventStore, NewEventRow, PG_EVENTS_LOCK, id_and_type, type_names,
 };
 use crate::sql::Placeholders;
 use crate::sql::row::{ToRow, insert_sql};
@@ -78,7 +78,7 @@ impl EventStore for PgStore {
         limit: u32,
     ) -> StoreResult<Vec<Event>> {
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE id > $1 AND ($2::text IS NULL OR account_uuid = $2) \
+            "SELECT {EVENT_SELECT} FROM events WHERE id > $1 AND ($2::text IS NULL OR account_uuid = $2) \
              AND ($3::text[] IS NULL OR event_type = ANY($3)) ORDER BY id LIMIT $4"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))

@@ -354,6 +354,6 @@ mod tests {
     fn the_batch_inserts_list_the_declared_columns() {
         assert!(INSERT_JOBS.starts_with("INSERT INTO jobs (uuid, account_uuid, status,"), "{}", *INSERT_JOBS);
         assert!(INSERT_JOBS.contains("json_populate_recordset(NULL::jobs, $1::json)"), "{}", *INSERT_JOBS);
-        assert!(INSERT_EVENTS.contains("INSERT INTO events (event_type, account_uuid, created_at_ms, data)"));
+        assert!(INSERT_EVENTS.contains("INSERT INTO events (event_type, account_uuid, created_at_ms, data, job_uuid)"));
     }
 }

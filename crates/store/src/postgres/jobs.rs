@@ -21,7 +21,7 @@ impl JobStore for PgStore {
         // concurrent creations (see `job_batch.rs`), the quota checked inside it.
         let create = job_batch::NewJob {
             row: NewJobRow::new(job)?,
-            event: NewEventRow::job(EventType::JobCreated, job, job.created_at.0)?,
+            event: NewEventRow::job_created(job),
             quota: *quota,
             pending: job.status == JobStatus::Pending,
             id: job.uuid,

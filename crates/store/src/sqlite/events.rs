@@ -11,7 +11,7 @@ use rusqlite::{Connection, params};
 use super::SqliteStore;
 use super::rows::{self, db};
 use crate::StoreResult;
-use crate::events::{EVENT_COLUMNS, EventHorizon, EventRow, EventStore, NewEventRow, id_and_type, type_names};
+use crate::events::{EVENT_SELECT, EventHorizon, EventRow, EventStore, NewEventRow, id_and_type, type_names};
 use crate::sql::row::insert_sql;
 use crate::sql::{self, Placeholders};
 
@@ -36,7 +36,7 @@ impl EventStore for SqliteStore {
         let types = type_names(types).map(|t| sql::json_list(&t));
         self.read(move |conn| {
             let sql = format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE id > ?1 AND (?2 IS NULL OR account_uuid = ?2) \
+                "SELECT {EVENT_SELECT} FROM events WHERE id > ?1 AND (?2 IS NULL OR account_uuid = ?2) \
                  AND (?3 IS NULL OR event_type IN (SELECT value FROM json_each(?3))) ORDER BY id LIMIT ?4"
             );
             rows::all::<EventRow>(conn, &sql, params![after, scope, types, limit], "event list")

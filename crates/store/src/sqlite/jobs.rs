@@ -31,7 +31,7 @@ impl JobStore for SqliteStore {
     async fn job_create_within(&self, job: &Job, quota: &JobQuota) -> StoreResult<()> {
         // Serialize here, on the caller's thread; the writer thread only inserts.
         let row = NewJobRow::new(job)?;
-        let event = NewEventRow::job(EventType::JobCreated, job, job.created_at.0)?;
+        let event = NewEventRow::job_created(job);
         let (id, account, quota) = (job.uuid, job.account_uuid, *quota);
         let pending = job.status == JobStatus::Pending;
         self.writer

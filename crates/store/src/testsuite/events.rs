@@ -79,6 +79,10 @@ pub async fn event_log_follows_changes(store: &dyn Store) {
     assert_eq!(params["volumes"][0]["secret"], "********");
     assert_eq!(params["env"]["A"], "********");
     assert!(!created.data.to_string().contains("enc:v1"), "no ciphertext in events");
+    // `job.created` is the job as created, not as it is now (it has run since): the
+    // stored snapshot, redacted exactly as `Job::redacted` does.
+    assert_eq!(created.data, serde_json::to_value(j.clone().redacted()).unwrap());
+    assert_eq!(created.data["status"], j.status.as_str());
     assert_eq!(mine[1].data["status"], "ASSIGNED");
     assert_eq!(mine[2].data["uuid"], run.run.uuid.to_string());
     assert_eq!(mine[3].data["status"], "RUNNING");
