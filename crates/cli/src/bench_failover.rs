@@ -169,7 +169,7 @@ pub async fn failover(args: FailoverArgs) -> anyhow::Result<()> {
     let survivors: Vec<String> =
         urls.iter().enumerate().filter(|(i, _)| *i != leader).map(|(_, u)| u.clone()).collect();
     let new_leader_after = loop {
-        if let Ok(_) = leader_of(&survivors).await {
+        if leader_of(&survivors).await.is_ok() {
             break killed.elapsed();
         }
         anyhow::ensure!(killed.elapsed() < Duration::from_secs(60), "no new leader 60 s after the kill");
