@@ -45,6 +45,12 @@ pub enum BenchCommand {
     Heartbeats(crate::bench_heartbeats::HeartbeatArgs),
     /// Status change → SSE client latency (p50/p99) and webhook delivery throughput.
     Events(crate::bench_events::EventsBenchArgs),
+    /// Three instances on PostgreSQL, the leader killed under load: takeover time,
+    /// and nothing lost, doubled or over-committed.
+    Failover(crate::bench_failover::FailoverArgs),
+    /// The only instance killed and restarted with a large store: time to accepting
+    /// requests and to the first placement.
+    Restart(crate::bench_restart::RestartArgs),
 }
 
 /// `gantry bench submit`.
@@ -89,6 +95,8 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Relay(args) => crate::bench_relay::relay(args).await,
         BenchCommand::Heartbeats(args) => crate::bench_heartbeats::heartbeats(args).await,
         BenchCommand::Events(args) => crate::bench_events::events(args).await,
+        BenchCommand::Failover(args) => crate::bench_failover::failover(args).await,
+        BenchCommand::Restart(args) => crate::bench_restart::restart(args).await,
     }
 }
 
@@ -121,8 +129,23 @@ pub(crate) async fn start_server_on(database_url: Option<&str>, extra: &[String]
     if let Some(url) = database_url {
         command.args(["--database-url", url]);
     }
+    command.args(extra);
+    let (child, url) = spawn_server(command).await?;
+    Ok(Target {
+        url,
+        public_key: key.public_key,
+        secret_key: key.secret_key.context("secret")?,
+        server: Some((child, dir)),
+    })
+}
+
+/// Spawns `command`, a `gantry server` listening on port 0 (with `RUST_LOG=warn`,
+/// killed when dropped), and returns it with the URL it printed once listening; its
+/// stdout is drained from then on, so the server never writes to a closed pipe.
+pub(crate) async fn spawn_server(
+    mut command: tokio::process::Command,
+) -> anyhow::Result<(tokio::process::Child, String)> {
     let mut child = command
-        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -135,12 +158,8 @@ pub(crate) async fn start_server_on(database_url: Option<&str>, extra: &[String]
             break url.to_string();
         }
     };
-    Ok(Target {
-        url,
-        public_key: key.public_key,
-        secret_key: key.secret_key.context("secret")?,
-        server: Some((child, dir)),
-    })
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, url))
 }
 
 /// Results of one phase.

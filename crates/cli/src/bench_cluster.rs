@@ -56,11 +56,11 @@ pub struct NodeLossArgs {
     database_url: Option<String>,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-fn percentile(sorted: &[i64], p: f64) -> i64 {
+pub(crate) fn percentile(sorted: &[i64], p: f64) -> i64 {
     if sorted.is_empty() {
         return 0;
     }
@@ -160,7 +160,7 @@ impl Cluster {
     }
 }
 
-fn cpu_job(title: &str) -> serde_json::Value {
+pub(crate) fn cpu_job(title: &str) -> serde_json::Value {
     json!({"title": title, "task": "PERSISTENT", "cpu_count": 1,
            "parameters": {"type": "docker", "parameters": {"image": "bench", "env": {"GANTRY_SIM_DURATION_MS": "3600000"}}}})
 }

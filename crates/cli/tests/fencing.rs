@@ -19,7 +19,7 @@ use tokio::process::Command;
 
 use common::{GANTRY, client, serve};
 
-/// The lease's TTL (`background::leader::LEASE_TTL`) is 5 s; frozen this long, the
+/// The lease's TTL (`background::leader::LEASE_TTL`) is 3 s; frozen this long, the
 /// leader has surely lost it.
 const FROZEN: Duration = Duration::from_secs(8);
 

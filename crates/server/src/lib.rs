@@ -39,6 +39,7 @@ use tokio::sync::oneshot;
 pub use app::error::{AppError, chain};
 pub use app::quotas::Quotas;
 pub use background::Timing;
+pub use background::leader::LEASE_TTL;
 pub use config::{BillingConfig, ServerConfig, WebhookConfig};
 pub use rate_limit::RateLimits;
 pub use serve::ConnectionLimits;

@@ -15,8 +15,9 @@
 //! The epoch travels as a tokio task-local rather than as a parameter of every
 //! write: the leader runs each loop inside [`scope`], so every write the loop makes,
 //! through whatever shared application code, is fenced, and the API handlers (not in
-//! a scope) are not. A task a loop spawns does not inherit it; the loops spawn none
-//! that write. SQLite has one instance, which always leads: it ignores the fence.
+//! a scope) are not. A task a loop spawns does not inherit it: the one loop that
+//! spawns writing tasks (webhook delivery, one task per attempt) wraps each in the
+//! loop's [`scope`] itself. SQLite has one instance, which always leads: it ignores the fence.
 
 use std::future::Future;
 

@@ -138,6 +138,7 @@ macro_rules! store_test_suite {
             event_prune_moves_the_horizon,
             webhook_create_list_delete_scoped,
             webhook_outbox_orders_per_endpoint,
+            webhook_writes_are_fenced,
         );
         $crate::store_test_suite!(@fixture $fixture;
             job_create_concurrent,

@@ -162,11 +162,18 @@ pub async fn run_delivery(state: Arc<AppState>) {
                         continue;
                     }
                     let (state, claims) = (state.clone(), claims.clone());
-                    tokio::spawn(async move {
+                    let attempt = async move {
                         attempt(&state, delivery).await;
                         lock(&claims).finish(endpoint);
                         state.webhooks.outbox.notify_one();
-                    });
+                    };
+                    // The attempt records its outcome under the loop's fence (a
+                    // task-local, which a spawned task does not inherit): a leader
+                    // that lost its lease mid-attempt records nothing.
+                    match gantry_store::fence::current() {
+                        Some(fence) => tokio::spawn(gantry_store::fence::scope(fence, attempt)),
+                        None => tokio::spawn(attempt),
+                    };
                 }
             }
             Err(e) => tracing::warn!(error = %e, "reading due webhook deliveries failed"),

@@ -56,6 +56,19 @@ impl DeploymentStore for PgStore {
         // flight holds the row FOR KEY SHARE; FOR UPDATE waits for it (briefly: the
         // lock timeout; the next try comes a second later), so no fenced write can
         // commit after the epoch moved.
+        //
+        // A plain read first: while the lease is held and unexpired (nearly every try
+        // of a follower), nothing is locked, so followers polling often cost the
+        // leader's fenced writes no waits. The locked UPDATE below decides.
+        let free: Option<bool> =
+            sqlx::query_scalar("SELECT expires_at <= now() OR holder = $1 FROM leader_lease WHERE id = 1")
+                .bind(instance)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db("leader lease"))?;
+        if free == Some(false) {
+            return Ok(None);
+        }
         let mut tx = self.pool.begin().await.map_err(db("leader lease"))?;
         sqlx::query("SET LOCAL lock_timeout = '1s'").execute(&mut *tx).await.map_err(db("leader lease"))?;
         sqlx::query("SELECT 1 FROM leader_lease WHERE id = 1 FOR UPDATE")

@@ -80,7 +80,9 @@ impl WebhookStore for PgStore {
     }
 
     async fn webhook_fanout(&self, deliveries: &[WebhookDelivery], cursor: i64) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db("webhook fanout"))?;
+        // Fenced: a stale leader's fan-out must not advance the cursor or add
+        // deliveries behind the current leader's back.
+        let mut tx = self.begin_write("webhook fanout").await?;
         for d in deliveries {
             DeliveryRow::new(d)
                 .bind_pg(sqlx::query(AssertSqlSafe(FANOUT.as_str())))
@@ -110,6 +112,9 @@ impl WebhookStore for PgStore {
 
     async fn webhook_delivery_update(&self, delivery: &WebhookDelivery) -> StoreResult<()> {
         let r = DeliveryRow::new(delivery);
+        // Fenced: a stale leader must not record an attempt (and so, for a delivery it
+        // sent late, overwrite what the current leader recorded for the same one).
+        let mut tx = self.begin_write("webhook delivery update").await?;
         sqlx::query(
             "UPDATE webhook_deliveries SET status = $2, attempts = $3, status_code = $4, last_error = $5, \
              next_attempt_at_ms = $6, delivered_at_ms = $7, updated_at_ms = $8 WHERE uuid = $1",
@@ -122,9 +127,10 @@ impl WebhookStore for PgStore {
         .bind(r.next_attempt_at_ms)
         .bind(r.delivered_at_ms)
         .bind(r.updated_at_ms)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db("webhook delivery update"))?;
+        tx.commit().await.map_err(db("webhook delivery update"))?;
         self.wrote();
         Ok(())
     }

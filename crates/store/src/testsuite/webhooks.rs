@@ -124,3 +124,57 @@ pub async fn webhook_outbox_orders_per_endpoint(store: &dyn Store) {
     let due = store.webhook_delivery_due(T0 + 2000, 10).await.unwrap();
     assert!(due.iter().all(|d| d.webhook_uuid == w2.webhook.uuid));
 }
+
+/// Fencing: a leader whose lease was taken over can neither fan out (no deliveries,
+/// the cursor stays) nor record a delivery attempt; under the current lease both
+/// land. SQLite's sole instance is never fenced.
+pub async fn webhook_writes_are_fenced(store: &dyn Store) {
+    use crate::fence::scope;
+    let account = new_account(store, "Hooked").await;
+    let w = endpoint(account, T0 + 1, vec![]);
+    store.webhook_create(&w).await.unwrap();
+    let ttl = std::time::Duration::from_millis(300);
+    let old = store.try_lead("old", ttl).await.unwrap().expect("nobody leads yet");
+    let old_fence = old.fence();
+    if store.backend() == "sqlite" {
+        scope(old_fence, store.webhook_fanout(&[delivery(&w, 20)], 20)).await.unwrap();
+        assert_eq!(store.webhook_outbox_cursor().await.unwrap(), 20, "SQLite's sole instance is never fenced");
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let new = loop {
+        // Long enough for the whole test: the new lease must not run out midway.
+        if let Some(lead) = store.try_lead("new", std::time::Duration::from_secs(60)).await.unwrap() {
+            break lead;
+        }
+        assert!(std::time::Instant::now() < deadline, "the leadership never passed on");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+
+    let refused = scope(old_fence, store.webhook_fanout(&[delivery(&w, 20)], 20)).await;
+    assert!(matches!(refused, Err(crate::StoreError::Fenced { .. })), "{refused:?}");
+    assert_eq!(store.webhook_outbox_cursor().await.unwrap(), 0, "a fenced fan-out moves no cursor");
+    assert!(store.webhook_delivery_due(T0, 10).await.unwrap().is_empty(), "and adds no delivery");
+
+    scope(new.fence(), store.webhook_fanout(&[delivery(&w, 20)], 20)).await.unwrap();
+    assert_eq!(store.webhook_outbox_cursor().await.unwrap(), 20);
+    let pending = store.webhook_delivery_due(T0, 10).await.unwrap().pop().expect("fanned out");
+    let sent = WebhookDelivery {
+        status: DeliveryStatus::Delivered,
+        attempts: 1,
+        status_code: Some(204),
+        next_attempt_at: None,
+        delivered_at: Some(Timestamp(T0 + 5)),
+        updated_at: Timestamp(T0 + 5),
+        ..pending.clone()
+    };
+    let refused = scope(old_fence, store.webhook_delivery_update(&sent)).await;
+    assert!(matches!(refused, Err(crate::StoreError::Fenced { .. })), "{refused:?}");
+    let list = store.webhook_delivery_list(None, w.webhook.uuid, Paging::default()).await.unwrap().unwrap();
+    assert_eq!(list.items, vec![pending], "a fenced attempt records nothing");
+    scope(new.fence(), store.webhook_delivery_update(&sent)).await.unwrap();
+    let list = store.webhook_delivery_list(None, w.webhook.uuid, Paging::default()).await.unwrap().unwrap();
+    assert_eq!(list.items, vec![sent]);
+    drop(old);
+    drop(new);
+}
