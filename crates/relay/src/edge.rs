@@ -21,8 +21,7 @@ use crate::public::PublicPorts;
 use crate::session::{self, Handle, Stream};
 use crate::token::now_ms;
 use crate::{
-    Hello, OPEN_OK, OPEN_REFUSED, Open, PROTOCOL_VERSION, Reply, Request, TunnelError, Verdict, read_frame,
-    write_frame,
+    Hello, OPEN_OK, OPEN_REFUSED, Open, PROTOCOL_VERSION, Reply, Request, TunnelError, Verdict, read_frame, write_frame,
 };
 
 /// Decides whether a hello's token entitles its node to a tunnel; `Err` says why not

@@ -220,10 +220,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
         std::pin::Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<std::io::Result<()>> {
         std::task::ready!(self.poll_drain(cx))?;
         std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
