@@ -4,8 +4,11 @@
 //! A tunnel is admitted in three bounded steps: the TLS handshake, the agent's first
 //! stream with its [`Hello`], and the caller's [`TokenCheck`] on it; each step must
 //! finish within `handshake_timeout`, so a socket that stalls anywhere never becomes a
-//! tunnel. A node that connects again replaces its older tunnel. Public ports, which
-//! carry users' connections over these tunnels, are in [`crate::port`].
+//! tunnel. A node that connects again replaces its older tunnel. A tunnel ends when
+//! its token expires ([`TokenCheck::expires_ms`]) unless the agent renewed it on the
+//! hello stream first ([`Request::Renew`]), so a token's lifetime bounds an open
+//! tunnel, not only new ones. Public ports, which carry users' connections over these
+//! tunnels, are in [`crate::port`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
