@@ -173,9 +173,7 @@ async fn admit(
 ) -> Result<(), TunnelError> {
     let _ = tcp.set_nodelay(true);
     let bounded = |_| TunnelError::Timeout(limit);
-    let mut tls =
-        tokio::time::timeout(limit, acceptor.accept(session::read_buffered(tcp))).await.map_err(bounded)??;
-    tls.get_mut().1.set_buffer_limit(Some(session::TLS_BUFFER_LIMIT));
+    let tls = tokio::time::timeout(limit, acceptor.accept(tcp)).await.map_err(bounded)??;
     let (handle, mut inbound, task) = session::start(tls, yamux::Mode::Server);
     let hello = tokio::time::timeout(limit, async {
         let mut first = inbound.recv().await.ok_or(TunnelError::Session(yamux::ConnectionError::Closed))?;

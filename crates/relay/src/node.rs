@@ -108,8 +108,7 @@ pub async fn connect(relay: &RelayAddr, hello: &Hello, targets: Arc<dyn Targets>
     let dialled = tokio::time::timeout(STEP_TIMEOUT, async {
         let tcp = TcpStream::connect(&relay.addr).await?;
         let _ = tcp.set_nodelay(true);
-        let mut tls = connector.connect(name, session::read_buffered(tcp)).await?;
-        tls.get_mut().1.set_buffer_limit(Some(session::TLS_BUFFER_LIMIT));
+        let tls = connector.connect(name, tcp).await?;
         let (handle, inbound, task) = session::start(tls, yamux::Mode::Client);
         let mut first = handle.open().await?;
         write_frame(&mut first, hello).await?;
