@@ -4,7 +4,8 @@
 //! `--relay auto` for the relay the control plane offers) asks for a relay token on
 //! every sync (`want_relay_token`); each answer's token and relay become the newest
 //! [`Grant`], which the tunnel task (`gantry_relay::node::run`) uses on its next
-//! (re)connect. The node names itself by its node uuid, which the token is bound to.
+//! (re)connect and to renew its open tunnel before the relay closes it at the old
+//! token's expiry. The node names itself by its node uuid, which the token is bound to.
 //! The runtimes publish runs' ports through the link's [`Publisher`].
 
 use std::sync::Arc;
@@ -81,12 +82,9 @@ impl RelayLink {
             }
         };
         let hello = gantry_relay::Hello { version: gantry_relay::PROTOCOL_VERSION, node: node.to_string(), token };
-        // The tunnel task reads the newest grant when it (re)connects; a fresh token
-        // alone is no reason to wake it.
-        self.grants.send_if_modified(|grant| {
-            let wake = grant.as_ref().is_none_or(|g| g.relay.addr != relay.addr || g.hello.node != hello.node);
-            *grant = Some(Grant { relay, hello });
-            wake
-        });
+        // The tunnel task reads the newest grant when it (re)connects, moves to
+        // another relay, or renews its open tunnel's token before that expires (it
+        // decides when: not on every sync).
+        self.grants.send_replace(Some(Grant { relay, hello }));
     }
 }

@@ -166,12 +166,11 @@ pub fn start(
             max_connections: limits.max_connections_per_port.max(1),
         },
     ));
-    let check =
-        move |hello: &gantry_relay::Hello| verifier.check(&hello.node, &hello.token, gantry_relay::token::now_ms());
+    // The verifier also ends each tunnel at its token's expiry unless the agent renews it.
     Ok(gantry_relay::edge::serve_tunnels(
         listener,
         acceptor,
-        Arc::new(check),
+        Arc::new(verifier),
         tunnels,
         ports,
         Duration::from_secs(limits.handshake_timeout_secs.max(1)),

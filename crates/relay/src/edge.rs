@@ -4,8 +4,11 @@
 //! A tunnel is admitted in three bounded steps: the TLS handshake, the agent's first
 //! stream with its [`Hello`], and the caller's [`TokenCheck`] on it; each step must
 //! finish within `handshake_timeout`, so a socket that stalls anywhere never becomes a
-//! tunnel. A node that connects again replaces its older tunnel. Public ports, which
-//! carry users' connections over these tunnels, are in [`crate::port`].
+//! tunnel. A node that connects again replaces its older tunnel. A tunnel ends when
+//! its token expires ([`TokenCheck::expires_ms`]) unless the agent renewed it on the
+//! hello stream first ([`Request::Renew`]), so a token's lifetime bounds an open
+//! tunnel, not only new ones. Public ports, which carry users' connections over these
+//! tunnels, are in [`crate::port`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,8 +22,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::public::PublicPorts;
 use crate::session::{self, Handle, Stream};
+use crate::token::now_ms;
 use crate::{
-    Hello, OPEN_OK, OPEN_REFUSED, Open, PROTOCOL_VERSION, Request, TunnelError, Verdict, read_frame, write_frame,
+    Hello, OPEN_OK, OPEN_REFUSED, Open, PROTOCOL_VERSION, Reply, Request, TunnelError, Verdict, read_frame, write_frame,
 };
 
 /// Decides whether a hello's token entitles its node to a tunnel; `Err` says why not
@@ -28,6 +32,24 @@ use crate::{
 pub trait TokenCheck: Send + Sync + 'static {
     /// Checks one hello.
     fn check(&self, hello: &Hello) -> Result<(), String>;
+
+    /// When the accepted hello's token expires (epoch ms): its tunnel is closed then
+    /// unless renewed. `None`: never.
+    fn expires_ms(&self, _hello: &Hello) -> Option<i64> {
+        None
+    }
+}
+
+/// The control plane's tokens (what `gantry relay` admits with): valid until their
+/// expiry, which also ends the tunnel they opened unless renewed.
+impl TokenCheck for crate::token::Verifier {
+    fn check(&self, hello: &Hello) -> Result<(), String> {
+        crate::token::Verifier::check(self, &hello.node, &hello.token, crate::token::now_ms())
+    }
+
+    fn expires_ms(&self, hello: &Hello) -> Option<i64> {
+        crate::token::expires_ms(&hello.token)
+    }
 }
 
 impl<F: Fn(&Hello) -> Result<(), String> + Send + Sync + 'static> TokenCheck for F {
@@ -190,16 +212,40 @@ async fn admit(
     tracing::info!(%peer, node = %hello.node, "node tunnel up");
     // Agents open no other streams: any is dropped (reset).
     let drain = tokio::spawn(async move { while inbound.recv().await.is_some() {} });
-    // The hello stream carries the agent's publish requests until the session ends.
+    // The hello stream carries the agent's requests until the session ends, or its
+    // token expires unrenewed.
+    let mut expires = check.expires_ms(&hello);
     loop {
+        let expiry = async {
+            match expires {
+                Some(ms) => tokio::time::sleep(Duration::from_millis(ms.saturating_sub(now_ms()).max(0) as u64)).await,
+                None => std::future::pending().await,
+            }
+        };
         let request = tokio::select! {
             request = read_frame::<_, Request>(&mut first) => match request {
                 Ok(request) => request,
                 Err(_) => break,
             },
             () = ended.closed() => break,
+            () = expiry => {
+                tracing::info!(%peer, node = %hello.node, "the tunnel's relay token expired unrenewed: closing it");
+                break;
+            }
         };
-        let reply = ports.handle(&hello.node, request);
+        let reply = match request {
+            Request::Renew { token } => {
+                let fresh = Hello { token, ..hello.clone() };
+                match check.check(&fresh) {
+                    Ok(()) => {
+                        expires = check.expires_ms(&fresh);
+                        Reply { ok: true, public_port: None, public_host: None, error: None }
+                    }
+                    Err(why) => Reply { ok: false, public_port: None, public_host: None, error: Some(why) },
+                }
+            }
+            request => ports.handle(&hello.node, request),
+        };
         if write_frame(&mut first, &reply).await.is_err() {
             break;
         }

@@ -92,6 +92,13 @@ pub enum Request {
         /// The run.
         run: String,
     },
+    /// A fresh token for this tunnel: the relay checks it like the hello's and keeps
+    /// the tunnel open until the fresh token expires instead (a tunnel whose token
+    /// expires unrenewed is closed).
+    Renew {
+        /// The fresh token (for the same node).
+        token: String,
+    },
 }
 
 /// The relay's answer to a [`Request`].

@@ -262,6 +262,23 @@ impl Publisher {
         }
     }
 
+    /// Hands the relay a fresh token for the open tunnel; whether it took it.
+    async fn renew(&self, token: &str) -> bool {
+        let mut tunnel = self.tunnel.lock().await;
+        let Some(tunnel) = tunnel.as_mut() else { return false };
+        match tunnel.request(&Request::Renew { token: token.to_string() }).await {
+            Ok(Reply { ok: true, .. }) => true,
+            Ok(reply) => {
+                tracing::warn!(error = ?reply.error, "the relay refused the fresh token");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew the relay token");
+                false
+            }
+        }
+    }
+
     /// Publishes everything again on a new tunnel, asking for the same public ports.
     async fn republish(&self, tunnel: &mut Connected) {
         let all: Vec<_> = self.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -297,6 +314,8 @@ pub struct Grant {
 /// newest [`Grant`] in `grants` (waiting for the first): reconnects after every loss
 /// or failure, waiting 0.5 s, then twice as long each time up to 30 s (back to 0.5 s
 /// once a tunnel was accepted), and publishes every port again on each new tunnel.
+/// While a tunnel is up, a grant for another relay moves the tunnel there, and a
+/// fresh token renews the tunnel's before it expires (see [`should_renew`]).
 pub async fn run(
     mut grants: watch::Receiver<Option<Grant>>,
     publisher: Arc<Publisher>,
@@ -322,11 +341,35 @@ pub async fn run(
                 let mut ended = tunnel.ended.clone();
                 *publisher.tunnel.lock().await = Some(tunnel);
                 publisher.up.notify_waiters();
-                tokio::select! {
-                    _ = ended.changed() => tracing::warn!(relay = %relay.addr, "relay tunnel lost; reconnecting"),
-                    _ = stop.changed() => {
-                        publisher.tunnel.lock().await.take();
-                        return;
+                let mut token = hello.token.clone();
+                let mut grants_open = true;
+                loop {
+                    tokio::select! {
+                        _ = ended.changed() => {
+                            tracing::warn!(relay = %relay.addr, "relay tunnel lost; reconnecting");
+                            break;
+                        }
+                        _ = stop.changed() => {
+                            publisher.tunnel.lock().await.take();
+                            return;
+                        }
+                        changed = grants.changed(), if grants_open => {
+                            if changed.is_err() {
+                                grants_open = false;
+                                continue;
+                            }
+                            let Some(grant) = grants.borrow_and_update().clone() else { continue };
+                            if grant.relay.addr != relay.addr || grant.hello.node != hello.node {
+                                tracing::info!(relay = %grant.relay.addr, "told to use another relay; reconnecting");
+                                break;
+                            }
+                            if should_renew(&token, &grant.hello.token, crate::token::now_ms()) {
+                                let fresh = grant.hello.token;
+                                if publisher.renew(&fresh).await {
+                                    token = fresh;
+                                }
+                            }
+                        }
                     }
                 }
                 publisher.tunnel.lock().await.take();
@@ -343,9 +386,44 @@ pub async fn run(
     }
 }
 
+/// Whether to hand the relay `fresh` in place of the tunnel's `current` token at
+/// `now_ms`: once less than half of the fresh token's lifetime is left on the current
+/// one (with hour-long tokens, every half hour; not on every sync). Tokens without an
+/// expiry are never renewed.
+fn should_renew(current: &str, fresh: &str, now_ms: i64) -> bool {
+    match (crate::token::expires_ms(current), crate::token::expires_ms(fresh)) {
+        (Some(current), Some(fresh)) => fresh > current && current - now_ms < (fresh - now_ms) / 2,
+        _ => false,
+    }
+}
+
 /// Keeps a tunnel to one relay with a fixed hello (tests, and relays whose tokens
 /// never change): [`run`] with a grant that never changes.
 pub async fn run_fixed(relay: RelayAddr, hello: Hello, publisher: Arc<Publisher>, stop: watch::Receiver<bool>) {
     let (_keep, grants) = watch::channel(Some(Grant { relay, hello }));
     run(grants, publisher, stop).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::should_renew;
+    use crate::token::Issuer;
+
+    #[test]
+    fn a_tunnel_token_is_renewed_once_less_than_half_a_lifetime_is_left() {
+        let issuer = Issuer::from_seed(&[3; 32]);
+        // Tokens live 10 s; the tunnel's was issued at 0.
+        let current = issuer.issue_until("n", 10_000);
+        let fresh_at = |now: i64| issuer.issue_until("n", now + 10_000);
+        // At 4 s, 6 s are left: more than half a lifetime, no renewal on this sync.
+        assert!(!should_renew(&current, &fresh_at(4_000), 4_000));
+        // At 6 s, 4 s are left: renewed.
+        assert!(should_renew(&current, &fresh_at(6_000), 6_000));
+        let fresh = fresh_at(6_000);
+        // An older or equal token, or tokens without an expiry, never replace it.
+        assert!(!should_renew(&fresh, &current, 9_000));
+        assert!(!should_renew(&current, &current, 9_999));
+        assert!(!should_renew("good", &fresh, 9_999));
+        assert!(!should_renew(&current, "good", 9_999));
+    }
 }

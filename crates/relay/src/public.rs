@@ -66,6 +66,13 @@ impl PublicPorts {
                 self.unpublish(node, &run);
                 Reply { ok: true, public_port: None, public_host: None, error: None }
             }
+            // The tunnel's own business (crate::edge answers it before it gets here).
+            Request::Renew { .. } => Reply {
+                ok: false,
+                public_port: None,
+                public_host: None,
+                error: Some("a renewal is answered by the tunnel, not the public ports".into()),
+            },
         }
     }
 

@@ -12,8 +12,11 @@
 //!
 //! Choice: a token is valid at every relay of the control plane (the server need not
 //! know which relay a node will dial); it expires ([`TOKEN_LIFETIME_MS`]) and agents
-//! ask for a fresh one on every sync, so a node taken out of the control plane stops
-//! being admitted at its next reconnect after expiry.
+//! ask for a fresh one on every sync. A tunnel lives no longer than its token: the
+//! relay closes it at the token's expiry unless the agent renewed it on the tunnel
+//! first ([`crate::Request::Renew`]; agents renew once less than half of the fresh
+//! token's lifetime is left on the old one), so a node taken out of the control plane
+//! loses its open tunnel within one token lifetime, not only at its next reconnect.
 
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 
@@ -56,7 +59,11 @@ impl Issuer {
 
     /// A token for `node` valid until `now_ms + TOKEN_LIFETIME_MS`.
     pub fn issue(&self, node: &str, now_ms: i64) -> String {
-        let expires = now_ms + TOKEN_LIFETIME_MS;
+        self.issue_until(node, now_ms + TOKEN_LIFETIME_MS)
+    }
+
+    /// A token for `node` valid until `expires` (epoch ms).
+    pub fn issue_until(&self, node: &str, expires: i64) -> String {
         let signature = self.pair.sign(message(node, expires).as_bytes());
         format!("v1.{node}.{expires}.{}", hex::encode(signature.as_ref()))
     }
@@ -102,6 +109,18 @@ impl Verifier {
     }
 }
 
+/// When `token` expires (epoch ms), read without checking its signature: what an
+/// agent plans its renewals by and a relay its tunnel's end by, once
+/// [`Verifier::check`] has accepted the token. `None` when it is not a token of this
+/// form.
+pub fn expires_ms(token: &str) -> Option<i64> {
+    let mut parts = token.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("v1"), Some(_), Some(expires), Some(_), None) => expires.parse().ok(),
+        _ => None,
+    }
+}
+
 /// Now, in epoch ms (for [`Verifier::check`]).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -133,5 +152,9 @@ mod tests {
             assert!(verifier.check("node-a", bad, 0).is_err(), "{bad:?}");
         }
         assert!(Verifier::from_hex("abcd").is_err());
+        assert_eq!(expires_ms(&token), Some(1_000 + TOKEN_LIFETIME_MS));
+        assert_eq!(expires_ms(&issuer.issue_until("node-a", 42)), Some(42));
+        assert_eq!(expires_ms("v1.node-a.x.00"), None);
+        assert_eq!(expires_ms("good"), None);
     }
 }

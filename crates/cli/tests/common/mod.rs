@@ -78,3 +78,29 @@ pub fn cli_as<'a>(url: &'a str, key: &'a Value, family: &'a str) -> impl Fn(&[&s
         cmd
     }
 }
+
+/// Removes, when dropped, every container and network of the agent whose state
+/// directory is `.0` (its owner id is in `agent.json` there): a failed test leaves
+/// nothing running on the Docker Engine.
+pub struct DockerLeftovers(pub std::path::PathBuf);
+
+impl Drop for DockerLeftovers {
+    fn drop(&mut self) {
+        let Ok(state) = std::fs::read(self.0.join("agent.json")) else { return };
+        let Some(owner) =
+            serde_json::from_slice::<Value>(&state).ok().and_then(|v| v["agent_id"].as_str().map(str::to_string))
+        else {
+            return;
+        };
+        let docker = |args: &[&str]| {
+            let _ =
+                std::process::Command::new("docker").args(args).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        };
+        for container in gantry_test_harness::docker::owned_containers(&owner) {
+            docker(&["rm", "-f", &container]);
+        }
+        for network in gantry_test_harness::docker::owned_networks(&owner) {
+            docker(&["network", "rm", &network]);
+        }
+    }
+}
