@@ -54,6 +54,11 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 9, name: "leader_lease", sql: include_str!("../migrations/sqlite/0009_leader_lease.sql") },
     Migration { version: 12, name: "log_offsets", sql: include_str!("../migrations/sqlite/0012_log_offsets.sql") },
     Migration { version: 14, name: "submit_path", sql: include_str!("../migrations/sqlite/0014_submit_path.sql") },
+    Migration {
+        version: 16,
+        name: "usage_update_order",
+        sql: include_str!("../migrations/sqlite/0016_usage_update_order.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, oldest first (same versions as [`SQLITE`]).
@@ -73,6 +78,11 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 9, name: "leader_lease", sql: include_str!("../migrations/postgres/0009_leader_lease.sql") },
     Migration { version: 12, name: "log_offsets", sql: include_str!("../migrations/postgres/0012_log_offsets.sql") },
     Migration { version: 14, name: "submit_path", sql: include_str!("../migrations/postgres/0014_submit_path.sql") },
+    Migration {
+        version: 16,
+        name: "usage_update_order",
+        sql: include_str!("../migrations/postgres/0016_usage_update_order.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows (both backends share versions).

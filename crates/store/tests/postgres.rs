@@ -174,3 +174,90 @@ async fn a_list_cancelled_mid_begin_leaves_no_connection_in_a_transaction() {
     store.close().await;
     drop_database(&admin_url, &database).await;
 }
+
+/// Two status changes that need the same two usage-counter shards of an account,
+/// in opposite orders, must not deadlock. A placement changes many jobs in one
+/// UPDATE; the row trigger of migration 6 took their counter rows in the order the
+/// UPDATE visited the jobs (by uuid here), so it held shard B and waited for shard A
+/// while another transaction held A and wanted B: PostgreSQL broke the cycle after
+/// `deadlock_timeout` by failing one of them (seen under `gantry bench failover`,
+/// placements against group-committed creations). Migration 16 takes the counter
+/// rows once per statement in (account, shard) order, so the placement waits for A
+/// holding nothing, and the other transaction finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_multi_job_status_change_takes_counter_shards_in_order() {
+    use gantry_store::JobStore;
+    use gantry_store::testsuite::{T0, job, new_account};
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    let Some(admin_url) = admin_url() else { return };
+    let (database, url) = create_database(&admin_url).await;
+    let store = PgStore::connect_with_max_connections(&url, 2).await.unwrap();
+    let account = new_account(&store, "Shard order").await;
+    // Jobs by shard (the uuid's last hex digit), in uuid order.
+    let mut by_shard: BTreeMap<char, Vec<String>> = BTreeMap::new();
+    for i in 0..96 {
+        let j = job(account, T0 + i, i as usize);
+        store.job_create(&j).await.unwrap();
+        let uuid = j.uuid.to_string();
+        by_shard.entry(uuid.chars().last().unwrap()).or_default().push(uuid);
+    }
+    for list in by_shard.values_mut() {
+        list.sort();
+    }
+    // Shards A < B, each with two jobs, where B's first job sorts before A's last, so
+    // the UPDATE visits B's job first (what made the row trigger lock B before A).
+    let (a, b) = by_shard
+        .iter()
+        .filter(|(_, l)| l.len() >= 2)
+        .flat_map(|(sa, la)| by_shard.range(sa..).skip(1).map(move |(sb, lb)| (sa, la, sb, lb)))
+        .find(|(_, la, _, lb)| lb.len() >= 2 && lb[0] < la[1])
+        .map(|(_, la, _, lb)| (la.clone(), lb.clone()))
+        .expect("96 random uuids give such a pair of shards");
+    let (placed_a, other_a) = (a[1].clone(), a[0].clone());
+    let (placed_b, other_b) = (b[0].clone(), b[1].clone());
+
+    let mut first = PgConnection::connect(&url).await.unwrap();
+    let cancel = "UPDATE jobs SET status = 'CANCELLED' WHERE uuid = $1";
+    sqlx::query("BEGIN").execute(&mut first).await.unwrap();
+    sqlx::query(cancel).bind(&other_a).execute(&mut first).await.unwrap(); // holds shard A
+    let placement = tokio::spawn({
+        let url = url.clone();
+        async move {
+            let mut conn = PgConnection::connect(&url).await.unwrap();
+            sqlx::query("UPDATE jobs SET status = 'ASSIGNED' WHERE uuid = ANY($1)")
+                .bind(vec![placed_b, placed_a])
+                .execute(&mut conn)
+                .await
+        }
+    });
+    // Let the placement reach its wait for shard A (it cannot finish before `first`
+    // commits), then take shard B.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut probe = PgConnection::connect(&url).await.unwrap();
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE 'UPDATE jobs SET status = ''ASSIGNED''%'",
+        )
+        .fetch_one(&mut probe)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the placement never waited for shard A");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sqlx::query(cancel).bind(&other_b).execute(&mut first).await.expect("shard B is free: no deadlock");
+    sqlx::query("COMMIT").execute(&mut first).await.unwrap();
+    let placed = placement.await.unwrap().expect("the placement completes once shard A is free");
+    assert_eq!(placed.rows_affected(), 2);
+    assert_eq!(store.job_usage(account).await.unwrap().pending_jobs, 96 - 4, "counters exact");
+    store.close().await;
+    for c in [first, probe] {
+        c.close().await.unwrap();
+    }
+    drop_database(&admin_url, &database).await;
+}

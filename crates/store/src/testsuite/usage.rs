@@ -165,3 +165,52 @@ pub async fn job_create_within_quota_concurrent(fixture: &mut dyn StoreFixture) 
     assert_eq!(stored as u64, LIMIT);
     assert_eq!(store.job_usage(account).await.unwrap().pending_jobs, LIMIT);
 }
+
+/// A placement (many jobs leaving PENDING in one statement) racing concurrent,
+/// group-committed creations of the same account: every write succeeds (on
+/// PostgreSQL the two once took the account's counter shards in different orders and
+/// deadlocked) and the counters end exact.
+pub async fn placements_racing_creations_keep_counters_exact(fixture: &mut dyn StoreFixture) {
+    const CHUNKS: usize = 8;
+    const PER_CHUNK: usize = 64;
+    let store = fixture.store();
+    let account = new_account(&*store, "Placement race").await;
+    let node = new_node(&*store, account, T0, 3).await;
+    let mut queued = Vec::new();
+    for i in 0..CHUNKS * PER_CHUNK {
+        let j = job(account, T0 + 1 + i as i64, i);
+        store.job_create(&j).await.unwrap();
+        queued.push(j);
+    }
+    let placer = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            for (c, chunk) in queued.chunks(PER_CHUNK).enumerate() {
+                let at = T0 + 10_000 + c as i64;
+                let batch: Vec<crate::JobPlacement> = chunk
+                    .iter()
+                    .map(|j| crate::JobPlacement {
+                        job: j.uuid,
+                        runs: vec![run_record(j, &node, 0, 0, at)],
+                        now_ms: at,
+                    })
+                    .collect();
+                let placed = store.run_place(&batch).await.expect("placement racing creations");
+                assert_eq!(placed.len(), chunk.len(), "every queued job of chunk {c} placed");
+            }
+        })
+    };
+    let creators: Vec<_> = (0..CHUNKS * PER_CHUNK)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.job_create(&job(account, T0 + 20_000 + i as i64, i)).await })
+        })
+        .collect();
+    for task in creators {
+        task.await.expect("task").expect("creation racing placements");
+    }
+    placer.await.expect("placer");
+    let pending = store.job_list_pending(u32::MAX).await.unwrap().iter().filter(|j| j.account_uuid == account).count();
+    assert_eq!(pending, CHUNKS * PER_CHUNK, "only the new jobs wait");
+    assert_eq!(store.job_usage(account).await.unwrap().pending_jobs, (CHUNKS * PER_CHUNK) as u64);
+}
