@@ -89,6 +89,7 @@ impl SchedulerInbox {
 pub struct SyncInProgress<'a> {
     signals: &'a Signals,
     node: NodeId,
+    heard_at_end: bool,
 }
 
 impl Drop for SyncInProgress<'_> {
@@ -102,7 +103,9 @@ impl Drop for SyncInProgress<'_> {
                 }
             }
         }
-        self.signals.contact(self.node, crate::state::now_ms());
+        if self.heard_at_end {
+            self.signals.contact(self.node, crate::state::now_ms());
+        }
     }
 }
 
@@ -196,7 +199,15 @@ impl Signals {
     pub fn syncing(&self, node: NodeId, now_ms: i64) -> SyncInProgress<'_> {
         self.contact(node, now_ms);
         *self.syncing.lock().expect("signals poisoned").entry(node).or_default() += 1;
-        SyncInProgress { signals: self, node }
+        SyncInProgress { signals: self, node, heard_at_end: true }
+    }
+
+    /// Like [`Signals::syncing`] for the answer built after a sync's long-poll: heard
+    /// while it is being built, but neither its start nor its end counts as contact
+    /// (the node may have gone during the long-poll without the server noticing).
+    pub fn answering(&self, node: NodeId) -> SyncInProgress<'_> {
+        *self.syncing.lock().expect("signals poisoned").entry(node).or_default() += 1;
+        SyncInProgress { signals: self, node, heard_at_end: false }
     }
 
     fn sender(&self, node: NodeId) -> watch::Sender<u64> {
@@ -339,6 +350,12 @@ mod tests {
         // Done: heard when the last sync's writes ended (the wall clock, after 30).
         let after = signals.last_contact(node, i64::MAX).unwrap();
         assert!(after >= crate::state::now_ms() - 60_000 && after < i64::MAX, "{after}");
+        // Building an answer after the long-poll: heard meanwhile, no contact noted.
+        let before = signals.last_contact(node, 0);
+        let answer = signals.answering(node);
+        assert_eq!(signals.last_contact(node, 70_000), Some(70_000));
+        drop(answer);
+        assert_eq!(signals.last_contact(node, 0), before);
         // Another node is not affected.
         assert_eq!(signals.last_contact(NodeId::new(), 50), None);
     }

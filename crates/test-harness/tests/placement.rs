@@ -18,7 +18,8 @@ use gantry_types::permissions::Preset;
 use serde_json::json;
 
 const JOBS: usize = 600;
-const CORES: usize = 300;
+const NODES: usize = 6;
+const CORES: usize = JOBS / NODES;
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Every item of a list endpoint, page by page.
@@ -26,11 +27,11 @@ macro_rules! all {
     ($client:expr, $path:expr, $t:ty) => {{
         let mut out: Vec<$t> = Vec::new();
         for page in 1.. {
-            let q = query(&[("limit", "100"), ("page", &page.to_string())]);
+            let q = query(&[("limit", "50"), ("page", &page.to_string())]);
             let l: ListResponse<$t> = $client.send(reqwest::Method::GET, $path, &q, None).await.unwrap();
             let n = l.data.len();
             out.extend(l.data);
-            if n < 100 {
+            if n < 50 {
                 break;
             }
         }
@@ -58,9 +59,9 @@ async fn backlog_is_placed_once(ctx: TestContext) {
     for t in tasks {
         jobs.extend(t.await.unwrap());
     }
-    // Two nodes with exactly enough cores for every job: one run too many anywhere
-    // would leave a job pending or a node over-committed.
-    let nodes = ctx.sim_nodes(2, &format!("cpus={CORES}")).await;
+    // Exactly enough cores for every job: one run too many anywhere would leave a job
+    // pending or a node over-committed.
+    let nodes = ctx.sim_nodes(NODES, &format!("cpus={CORES}")).await;
     // Meanwhile cancel a few, racing the scheduler (a cancelled job planned before its
     // write is a compare-and-set conflict: the model is rebuilt, nothing placed twice).
     let cancelled: HashSet<_> = jobs.iter().step_by(40).copied().collect();
@@ -94,7 +95,7 @@ async fn backlog_is_placed_once(ctx: TestContext) {
     // Nobody was declared lost while the writes went on (a node lost and back would
     // have a higher lease epoch).
     let registered = all!(nodes.client, "/v1/nodes", Node);
-    assert_eq!(registered.len(), 2);
+    assert_eq!(registered.len(), NODES);
     for n in &registered {
         assert_eq!((n.status, n.lease_epoch), (NodeStatus::Online, 1), "{}", n.name);
     }

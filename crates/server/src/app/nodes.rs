@@ -216,6 +216,8 @@ pub async fn sync(
     // them bumps it), so a node syncing without news gets the cached list instead of a
     // rebuild that reads each of its runs' jobs.
     let version = state.signals.version(id);
+    // Building the answer reads each run's job: heard meanwhile, as for the writes.
+    let _answering = state.signals.answering(id);
     let runs = match state.caches.desired.get(id, version) {
         Some(runs) => runs,
         None => {
