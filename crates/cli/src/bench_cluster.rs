@@ -301,15 +301,16 @@ pub async fn schedule(args: ScheduleArgs) -> anyhow::Result<()> {
     let rate = burst_runs.len() as f64 / ((last - first).max(1) as f64 / 1000.0);
 
     // Phase 2, steady state: jobs placed as they arrive; submit -> assigned latency.
-    // It starts once the burst's runs all report RUNNING, so the nodes are idle (their
-    // reports of thousands of starts would otherwise share the store with the submits).
+    // It starts once none of the burst's jobs is still ASSIGNED (each runs, or failed
+    // with a lost node), so the nodes are idle: their reports of thousands of starts
+    // would otherwise share the store with the submits.
     let started = Instant::now();
     loop {
-        let l = c.consumer.list_jobs(&query(&[("filter[status]", "RUNNING"), ("limit", "1")])).await?;
-        if l.total as usize >= burst {
+        let l = c.consumer.list_jobs(&query(&[("filter[status]", "ASSIGNED"), ("limit", "1")])).await?;
+        if l.total == 0 {
             break;
         }
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(300), "{} of {burst} jobs running after 300 s", l.total);
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(300), "{} jobs still starting after 300 s", l.total);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let steady = args.jobs - burst;
