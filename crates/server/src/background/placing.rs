@@ -37,8 +37,11 @@ use crate::state::{AppState, now_ms};
 /// Most jobs placed per transaction.
 pub const CHUNK: usize = 256;
 /// Most chunk writes in flight: a pass that would start more first waits for the
-/// oldest (backpressure on the planner when the store is the bottleneck).
-const MAX_IN_FLIGHT: usize = 4;
+/// oldest (backpressure on the planner when the store is the bottleneck). One: two
+/// placement transactions at once deadlocked on PostgreSQL (seen in `gantry bench
+/// schedule`: each updates the account's usage row by trigger and then takes the
+/// event-log lock, in opposite orders), and SQLite's one writer serializes them anyway.
+const MAX_IN_FLIGHT: usize = 1;
 
 /// What one chunk's write came to.
 struct Written {
