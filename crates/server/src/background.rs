@@ -13,6 +13,7 @@ pub mod events;
 pub mod leader;
 pub mod lifecycle;
 pub mod model;
+pub mod placing;
 pub mod scheduler;
 pub mod webhooks;
 

@@ -48,6 +48,10 @@ pub struct Signals {
     /// before its heartbeat write commits: under write load a committed heartbeat can
     /// trail the real one, and silence must be judged by the real one.
     contact: Mutex<HashMap<NodeId, i64>>,
+    /// Syncs whose writes (heartbeat, run reports) are under way, per node. While the
+    /// store is slow to take them (a big placement batch holding PostgreSQL's event
+    /// lock), the node is plainly alive: it is heard *now* (see [`Signals::syncing`]).
+    syncing: Mutex<HashMap<NodeId, u32>>,
     /// New output per run, for `GET /v1/job-runs/{uuid}/logs?follow=true`; a channel
     /// exists only while someone follows the run.
     logs: Mutex<HashMap<JobRunId, broadcast::Sender<LogNews>>>,
@@ -79,6 +83,30 @@ pub struct SchedulerInbox {
 impl SchedulerInbox {
     /// Past this many queued jobs the inbox keeps only "reread the queue".
     pub const MAX_JOBS: usize = 10_000;
+}
+
+/// A sync's writes under way (see [`Signals::syncing`]).
+pub struct SyncInProgress<'a> {
+    signals: &'a Signals,
+    node: NodeId,
+    heard_at_end: bool,
+}
+
+impl Drop for SyncInProgress<'_> {
+    fn drop(&mut self) {
+        {
+            let mut syncing = self.signals.syncing.lock().expect("signals poisoned");
+            if let Some(n) = syncing.get_mut(&self.node) {
+                *n -= 1;
+                if *n == 0 {
+                    syncing.remove(&self.node);
+                }
+            }
+        }
+        if self.heard_at_end {
+            self.signals.contact(self.node, crate::state::now_ms());
+        }
+    }
 }
 
 /// What a run's log followers are told.
@@ -120,6 +148,7 @@ impl Signals {
             schedule: Notify::new(),
             inbox: Mutex::new(SchedulerInbox::default()),
             contact: Mutex::new(HashMap::new()),
+            syncing: Mutex::new(HashMap::new()),
             logs: Mutex::new(HashMap::new()),
             peers: std::sync::OnceLock::new(),
             instance: uuid::Uuid::new_v4().simple().to_string(),
@@ -154,9 +183,31 @@ impl Signals {
         *at = (*at).max(now_ms);
     }
 
-    /// When `node` last reached this server, if it did since the server started.
-    pub fn last_contact(&self, node: NodeId) -> Option<i64> {
+    /// When `node` last reached this server, if it did since the server started;
+    /// `now_ms` while one of its syncs is being written.
+    pub fn last_contact(&self, node: NodeId, now_ms: i64) -> Option<i64> {
+        if self.syncing.lock().expect("signals poisoned").get(&node).is_some_and(|n| *n > 0) {
+            return Some(now_ms);
+        }
         self.contact.lock().expect("signals poisoned").get(&node).copied()
+    }
+
+    /// Notes that a sync of `node` arrived (`now_ms`) and that its writes are under
+    /// way until the guard drops, which notes the contact again. A node is judged
+    /// lost by its silence; a sync stuck behind the server's own slow writes is not
+    /// silence.
+    pub fn syncing(&self, node: NodeId, now_ms: i64) -> SyncInProgress<'_> {
+        self.contact(node, now_ms);
+        *self.syncing.lock().expect("signals poisoned").entry(node).or_default() += 1;
+        SyncInProgress { signals: self, node, heard_at_end: true }
+    }
+
+    /// Like [`Signals::syncing`] for the answer built after a sync's long-poll: heard
+    /// while it is being built, but neither its start nor its end counts as contact
+    /// (the node may have gone during the long-poll without the server noticing).
+    pub fn answering(&self, node: NodeId) -> SyncInProgress<'_> {
+        *self.syncing.lock().expect("signals poisoned").entry(node).or_default() += 1;
+        SyncInProgress { signals: self, node, heard_at_end: false }
     }
 
     fn sender(&self, node: NodeId) -> watch::Sender<u64> {
@@ -274,5 +325,38 @@ impl Signals {
     /// Takes what changed since the last call (for the scheduler's pass).
     pub fn take_inbox(&self) -> SchedulerInbox {
         std::mem::take(&mut *self.inbox.lock().expect("signals poisoned"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_whose_sync_is_being_written_is_heard_now() {
+        let signals = Signals::new(1);
+        let node = NodeId::new();
+        assert_eq!(signals.last_contact(node, 50), None, "never heard");
+        signals.contact(node, 10);
+        assert_eq!(signals.last_contact(node, 50), Some(10));
+        {
+            let _a = signals.syncing(node, 20);
+            let _b = signals.syncing(node, 30);
+            // However long the writes take, the node is heard at every look.
+            assert_eq!(signals.last_contact(node, 10_000), Some(10_000));
+            drop(_b);
+            assert_eq!(signals.last_contact(node, 20_000), Some(20_000), "one sync still under way");
+        }
+        // Done: heard when the last sync's writes ended (the wall clock, after 30).
+        let after = signals.last_contact(node, i64::MAX).unwrap();
+        assert!(after >= crate::state::now_ms() - 60_000 && after < i64::MAX, "{after}");
+        // Building an answer after the long-poll: heard meanwhile, no contact noted.
+        let before = signals.last_contact(node, 0);
+        let answer = signals.answering(node);
+        assert_eq!(signals.last_contact(node, 70_000), Some(70_000));
+        drop(answer);
+        assert_eq!(signals.last_contact(node, 0), before);
+        // Another node is not affected.
+        assert_eq!(signals.last_contact(NodeId::new(), 50), None);
     }
 }

@@ -182,9 +182,9 @@ pub async fn sync(
         }
     }
     let node = state.store.node_fetch(account, id).await?.ok_or_else(|| AppError::not_found("node", id))?;
-    if node.status == NodeStatus::Online && node.lease_epoch == req.lease_epoch {
-        state.signals.contact(id, now_ms());
-    }
+    // Heard from now, and for as long as its writes take (see `Signals::syncing`).
+    let busy = (node.status == NodeStatus::Online && node.lease_epoch == req.lease_epoch)
+        .then(|| state.signals.syncing(id, now_ms()));
     let fenced = |node: &NodeRecord| DesiredState {
         node_uuid: node.uuid,
         lease_epoch: node.lease_epoch,
@@ -204,6 +204,7 @@ pub async fn sync(
     for report in &req.runs {
         runs::observe(state, id, report).await?;
     }
+    drop(busy);
     let wait = req.wait_ms.unwrap_or(0).min(MAX_WAIT_MS);
     if let Some(known) = req.desired_version
         && known == state.signals.version(id)
@@ -215,6 +216,8 @@ pub async fn sync(
     // them bumps it), so a node syncing without news gets the cached list instead of a
     // rebuild that reads each of its runs' jobs.
     let version = state.signals.version(id);
+    // Building the answer reads each run's job: heard meanwhile, as for the writes.
+    let _answering = state.signals.answering(id);
     let runs = match state.caches.desired.get(id, version) {
         Some(runs) => runs,
         None => {

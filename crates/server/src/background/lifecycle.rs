@@ -49,7 +49,7 @@ pub async fn activate(state: &AppState) -> Result<(), AppError> {
     let leading_since = *state.scheduling.leading_since.lock().expect("leading_since poisoned");
     let grace_over = leading_since.elapsed() >= state.scheduling.timing.node_lost_after;
     let last_heard =
-        |n: &gantry_store::NodeRecord| nodes::last_heard(n.last_seen_at_ms, state.signals.last_contact(n.uuid));
+        |n: &gantry_store::NodeRecord| nodes::last_heard(n.last_seen_at_ms, state.signals.last_contact(n.uuid, now));
     let silent = all_nodes.iter().filter(|n| nodes::is_lost(n.status, last_heard(n), lost_before, grace_over));
     for node in silent {
         // A sync may have arrived since the list was read (its heartbeat write not yet

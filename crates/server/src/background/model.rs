@@ -5,16 +5,18 @@
 //! the 200–400 ms between a submit and its placement (issue 11, point 4). The model
 //! is instead kept up to date incrementally, and each pass plans from memory:
 //!
-//! - **its own writes**: the runs a pass placed join their nodes, their jobs leave
-//!   the queue ([`Model::placed`]);
+//! - **its own plans**: the runs a pass planned join their nodes and their jobs leave
+//!   the queue at once, before the write commits ([`Model::placed`]; a write that
+//!   places fewer, or fails, rebuilds the model: see `super::placing`);
 //! - **wake-ups** ([`crate::signals::SchedulerInbox`]): a job submitted on this
 //!   instance arrives whole (no read); a node whose capacity may have changed (a run
 //!   on it ended, it registered, drained or was lost; here or on another instance) is
 //!   reread with its active runs; a queue change the inbox cannot describe (a retry,
 //!   a submit on another instance, a profile's regions) rereads the queue;
 //! - **a full rebuild** from the store when the model is new (on taking the
-//!   leadership), every [`REBUILD_EVERY`] as a safety net against a lost wake-up,
-//!   after notifications reconnect, and after any write conflict or error.
+//!   leadership), every [`REBUILD_EVERY`] as a safety net against a lost wake-up
+//!   (put off while submits keep arriving, up to twice that), after notifications
+//!   reconnect, and after any write conflict or error.
 //!
 //! Staleness is safe in one direction only, and the wake-ups cover the other: freed
 //! capacity the model has not heard of costs latency (until the rebuild); capacity the
@@ -83,11 +85,28 @@ impl Model {
         self.built_at = None;
     }
 
+    /// Whether catching up with `inbox` reads the store (a rebuild, nodes, the
+    /// queue); the writes in flight must be settled first (`super::placing`).
+    pub fn must_read(&self, inbox: &SchedulerInbox) -> bool {
+        self.rebuild_due(inbox) || !inbox.nodes.is_empty() || inbox.queue || self.queue_stale
+    }
+
+    /// A rebuild is due: the model is new or invalidated, the inbox asks for one or
+    /// names too many nodes, or the safety net's period passed. The periodic one waits
+    /// while submitted jobs keep arriving (a rebuild reads every node and active run:
+    /// it would stall the placements of a steady stream), up to twice the period.
+    fn rebuild_due(&self, inbox: &SchedulerInbox) -> bool {
+        let age = self.built_at.map(|t| t.elapsed());
+        let periodic = age.is_none_or(|age| {
+            age >= REBUILD_EVERY && (inbox.jobs.is_empty() || age >= REBUILD_EVERY.saturating_mul(2))
+        });
+        periodic || inbox.rebuild || inbox.nodes.len() > REREAD_NODES_MAX
+    }
+
     /// Catches up with `inbox` (taken just before, so everything it names is
     /// committed and visible to the reads below).
     pub async fn refresh(&mut self, state: &AppState, inbox: SchedulerInbox) -> Result<(), AppError> {
-        let stale = self.built_at.is_none_or(|t| t.elapsed() >= REBUILD_EVERY);
-        if stale || inbox.rebuild || inbox.nodes.len() > REREAD_NODES_MAX {
+        if self.rebuild_due(&inbox) {
             self.rebuild(state).await?;
         } else {
             if !inbox.nodes.is_empty() {
@@ -238,13 +257,13 @@ impl Model {
         self.runs.values().map(Vec::len).sum()
     }
 
-    /// Applies a pass's write: the placed jobs leave the queue and their runs join
-    /// their nodes. Returns false on a conflict (a job planned but not placed: it was
-    /// no longer PENDING), after which the model must be rebuilt.
-    pub fn placed(&mut self, placements: &[JobPlacement], placed: &[JobId]) -> bool {
-        let placed_set: HashSet<JobId> = placed.iter().copied().collect();
+    /// Applies a pass's plan before its write commits (`super::placing`): the jobs
+    /// leave the queue and their runs join their nodes. If the write then places
+    /// fewer (a job was no longer PENDING) or fails, the model is rebuilt; until then
+    /// it counts capacity as taken that is not, the safe direction.
+    pub fn placed(&mut self, placements: &[JobPlacement]) {
         let mut touched = HashSet::new();
-        for p in placements.iter().filter(|p| placed_set.contains(&p.job)) {
+        for p in placements {
             if let Some(job) = self.pending.remove(&p.job) {
                 self.history.remove(&(job.uuid, job.updated_at.0));
             }
@@ -257,11 +276,10 @@ impl Model {
             }
         }
         touched.into_iter().for_each(|id| self.recompute(id));
-        if self.truncated && !placed.is_empty() {
+        if self.truncated && !placements.is_empty() {
             // Room was made in the queue the model holds: bring the next jobs in.
             self.queue_stale = true;
         }
-        placed.len() == placements.len()
     }
 
     fn remember_placed(&mut self, job: JobId) {
@@ -274,5 +292,95 @@ impl Model {
                 set.remove(&old);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gantry_store::testsuite::{job, node_record, run_record};
+    use gantry_types::AccountId;
+
+    use super::*;
+
+    /// A model built by hand: one node (variant 0: no GPUs, 32 cores) and `jobs`
+    /// pending jobs of one core each, as if just rebuilt.
+    fn model(jobs: usize) -> (Model, NodeRecord, Vec<Job>) {
+        let account = AccountId::new();
+        let node = node_record(account, 1_000, 0);
+        let jobs: Vec<Job> = (0..jobs)
+            .map(|i| {
+                let mut j = job(account, 2_000 + i as i64, 1);
+                (j.cpu_count, j.gpu_count, j.min_ram_gb, j.min_storage_gb) = (1, 0, 1.0, 1.0);
+                j
+            })
+            .collect();
+        let mut m = Model::default();
+        m.nodes.insert(node.uuid, node.clone());
+        m.recompute(node.uuid);
+        m.pending = jobs.iter().map(|j| (j.uuid, j.clone())).collect();
+        m.built_at = Some(Instant::now());
+        (m, node, jobs)
+    }
+
+    fn placement(job: &Job, node: &NodeRecord) -> JobPlacement {
+        let mut run = run_record(job, node, 0, 0, 3_000);
+        (run.cpu, run.ram_gb, run.storage_gb) = (1, 1.0, 1.0);
+        run.run.gpu_indices = vec![];
+        JobPlacement { job: job.uuid, runs: vec![run], now_ms: 3_000 }
+    }
+
+    #[test]
+    fn a_plan_takes_its_capacity_and_leaves_the_queue_before_the_write() {
+        let (mut m, node, jobs) = model(3);
+        let free = m.views()[0].free_cpu;
+        m.placed(&[placement(&jobs[0], &node), placement(&jobs[1], &node)]);
+        assert_eq!(m.views()[0].free_cpu, free - 2, "the planned runs hold their cores at once");
+        assert_eq!(m.pending().iter().map(|j| j.uuid).collect::<Vec<_>>(), [jobs[2].uuid]);
+        assert_eq!(m.active_count(), 2);
+        assert_eq!(m.active_per_account[&jobs[0].account_uuid], 2);
+        // A submit wake-up that arrives after the plan does not bring the job back.
+        assert!(m.recently_placed.0.contains(&jobs[0].uuid));
+        assert!(!m.queue_stale, "the whole queue is held: nothing to reread");
+    }
+
+    #[test]
+    fn a_plan_from_a_truncated_queue_brings_the_next_jobs_in() {
+        let (mut m, node, jobs) = model(4);
+        m.trim(2);
+        assert_eq!(m.pending().len(), 2);
+        let oldest = m.pending()[0].clone();
+        assert_eq!(oldest.uuid, jobs[0].uuid, "each account's oldest are kept");
+        m.placed(&[placement(&oldest, &node)]);
+        assert!(m.queue_stale);
+        assert!(m.must_read(&SchedulerInbox::default()), "the queue is reread, after the writes settle");
+    }
+
+    #[test]
+    fn only_wakeups_that_name_no_store_state_skip_the_read() {
+        let (m, _, jobs) = model(1);
+        let submitted = SchedulerInbox { jobs: vec![jobs[0].clone()], ..Default::default() };
+        assert!(!m.must_read(&submitted), "a submitted job arrives whole");
+        assert!(!m.must_read(&SchedulerInbox::default()));
+        let node = SchedulerInbox { nodes: [NodeId::new()].into(), ..Default::default() };
+        assert!(m.must_read(&node));
+        assert!(m.must_read(&SchedulerInbox { queue: true, ..Default::default() }));
+        assert!(m.must_read(&SchedulerInbox { rebuild: true, ..Default::default() }));
+        let mut fresh = Model::default();
+        assert!(fresh.must_read(&submitted), "a new model is built from the store");
+        fresh.built_at = Some(Instant::now());
+        fresh.invalidate();
+        assert!(fresh.must_read(&submitted), "an invalidated one is rebuilt");
+    }
+
+    #[test]
+    fn the_periodic_rebuild_waits_while_submits_stream_in_up_to_twice_its_period() {
+        let (mut m, _, jobs) = model(1);
+        let submitted = SchedulerInbox { jobs: vec![jobs[0].clone()], ..Default::default() };
+        let ago = |d: Duration| Instant::now().checked_sub(d).expect("uptime");
+        m.built_at = Some(ago(REBUILD_EVERY + Duration::from_secs(1)));
+        assert!(!m.rebuild_due(&submitted), "put off while jobs arrive");
+        assert!(m.rebuild_due(&SchedulerInbox::default()), "done at the first quiet pass");
+        m.built_at = Some(ago(REBUILD_EVERY * 2 + Duration::from_secs(1)));
+        assert!(m.rebuild_due(&submitted), "not put off for ever");
     }
 }

@@ -1,13 +1,19 @@
 //! The scheduler loop: the leader's in-memory model (`super::model`), caught up
-//! with what woke it → the pure planner (`gantry-scheduler`) → one batched write of
-//! the placements → the model updated from that write.
+//! with what woke it → the pure planner (`gantry-scheduler`) → the placements applied
+//! to the model at once and written in chunks while the next pass plans
+//! (`super::placing`).
 //!
 //! Capacity is derived, never stored (`app::capacity`, shared with offers and node
-//! views). [`pass`] is a sequence of named steps (refresh the model, retry history,
-//! requests, plan, placements, write, apply, announce, explain). Placements are
-//! written with a compare-and-set on each job (PENDING → ASSIGNED) in one
-//! transaction, so a job is never placed twice; a conflict (a job the model thought
+//! views). [`pass`] is a sequence of named steps (settle the writes if the model must
+//! read, refresh the model, retry history, requests, plan, placements, apply, write,
+//! explain). Placements are written with a compare-and-set on each job (PENDING →
+//! ASSIGNED), so a job is never placed twice; a conflict (a job the model thought
 //! pending was not) or any error rebuilds the model from the store.
+//!
+//! Latency: a job submitted to an idle leader with free capacity wakes the loop
+//! (`Signals::job_submitted` hands it over whole, no read), is planned against the
+//! model in memory, and its write starts at once, without waiting for the writes of
+//! earlier passes to commit.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +27,7 @@ use gantry_types::money::micros_to_usd;
 use gantry_types::{AccountId, JobId, JobRunId, NodeId, Timestamp};
 
 use super::model::{History, Model};
+use super::placing::Writes;
 use crate::app::error::AppError;
 use crate::app::jobs::redact;
 use crate::state::{AppState, now_ms};
@@ -40,10 +47,11 @@ const EXPLAIN_EVERY: Duration = Duration::from_millis(200);
 /// time, i.e. on taking the leadership.
 pub async fn run(state: Arc<AppState>) {
     let mut model = Model::default();
+    let mut writes = Writes::new(Arc::clone(&state));
     let mut explained: Option<Instant> = None;
     loop {
         let started = Instant::now();
-        let outcome = pass(&state, &mut model, &mut explained).await;
+        let outcome = pass(&state, &mut model, &mut writes, &mut explained).await;
         state.metrics.scheduler_pass.observe(started.elapsed().as_secs_f64());
         match outcome {
             Ok(placed) if placed > 0 => continue, // more may fit; go again at once
@@ -64,6 +72,8 @@ pub async fn run(state: Arc<AppState>) {
             Ok(_) => {}
             Err(e) => {
                 model.invalidate();
+                // Nothing may read the store for a rebuild while a write is in flight.
+                let _ = writes.settle().await;
                 if !super::leader::fenced(&state, &e) {
                     tracing::warn!(error = %crate::app::error::chain(&e), "scheduler pass failed; rebuilding its model");
                 }
@@ -108,13 +118,24 @@ pub fn request(
     }
 }
 
-/// One pass; returns how many jobs it placed. The steps: catch the model up with
-/// what woke the scheduler, turn its pending jobs into planner requests, plan (pure),
-/// write the placements in one batch, apply them to the model, then (at most every
-/// [`EXPLAIN_EVERY`]) record why the oldest unplaced jobs wait.
-pub async fn pass(state: &AppState, model: &mut Model, explained: &mut Option<Instant>) -> Result<usize, AppError> {
+/// One pass; returns how many jobs it planned (their writes may still be in
+/// flight). The steps: settle the writes in flight if the model must read the store,
+/// catch the model up with what woke the scheduler, turn its pending jobs into planner
+/// requests, plan (pure), apply the plan to the model, start the writes, then (at
+/// most every [`EXPLAIN_EVERY`]) record why the oldest unplaced jobs wait.
+pub async fn pass(
+    state: &AppState,
+    model: &mut Model,
+    writes: &mut Writes,
+    explained: &mut Option<Instant>,
+) -> Result<usize, AppError> {
     let started = Instant::now();
-    model.refresh(state, state.signals.take_inbox()).await?;
+    let inbox = state.signals.take_inbox();
+    // The model may read the store only with no write in flight (see `placing`).
+    if (writes.reap().await || model.must_read(&inbox)) && !writes.settle().await? {
+        model.invalidate();
+    }
+    model.refresh(state, inbox).await?;
     let t_refresh = started.elapsed();
     // Retried jobs: (id, when it re-entered PENDING).
     let retried: Vec<(JobId, i64)> =
@@ -129,42 +150,26 @@ pub async fn pass(state: &AppState, model: &mut Model, explained: &mut Option<In
     let planned = plan(&snapshot.views, &requests);
     let t_plan = started.elapsed();
     let placements = placements(state, &snapshot, &model.history, &planned, now_ms());
-    let placed = if placements.is_empty() { vec![] } else { state.store.run_place(&placements).await? };
-    let t_write = started.elapsed();
-    if t_write > Duration::from_millis(1000) {
+    if t_plan > Duration::from_millis(500) {
         tracing::warn!(
             pending = snapshot.pending.len(),
-            placed = placed.len(),
             schedulable = snapshot.views.iter().filter(|v| v.schedulable).count(),
-            free_cpu = snapshot.views.iter().filter(|v| v.schedulable).map(|v| v.free_cpu).sum::<u32>(),
             planned = planned.placements.len(),
             active = model.active_count(),
             refresh_ms = t_refresh.as_millis() as u64,
             plan_ms = (t_plan - t_refresh).as_millis() as u64,
-            write_ms = (t_write - t_plan).as_millis() as u64,
             "slow scheduler pass"
         );
-    }
-    announce(state, &placements, &placed);
-    // Placement latency: since the job (re-)entered PENDING (its submission, or its last retry).
-    for job in snapshot.pending.iter().filter(|j| placed.contains(&j.uuid)) {
-        let now = placements.first().map_or_else(now_ms, |p| p.now_ms);
-        state.metrics.placement_latency.observe((now - job.updated_at.0).max(0) as f64 / 1000.0);
     }
     if explained.is_none_or(|at| at.elapsed() >= EXPLAIN_EVERY) {
         explain_unplaced(state, &snapshot, &requests, &planned.unplaced, &model.allowlists);
         *explained = Some(Instant::now());
     }
     drop(snapshot);
-    if !model.placed(&placements, &placed) {
-        tracing::info!(
-            planned = placements.len(),
-            placed = placed.len(),
-            "some planned jobs were no longer pending; rebuilding the scheduler's model"
-        );
-        model.invalidate();
-    }
-    Ok(placed.len())
+    let count = placements.len();
+    model.placed(&placements);
+    writes.start(placements).await;
+    Ok(count)
 }
 
 /// What one pass works from: the model's nodes and pending jobs, and the free
@@ -277,19 +282,6 @@ fn placements(
             JobPlacement { job: job.uuid, runs, now_ms: now }
         })
         .collect()
-}
-
-/// Tells the nodes that got runs (their desired state moved) and remembers the
-/// placements for fairness.
-fn announce(state: &AppState, placements: &[JobPlacement], placed: &[JobId]) {
-    for p in placements.iter().filter(|p| placed.contains(&p.job)) {
-        if let Some(run) = p.runs.first() {
-            state.scheduling.recent_placements.record(run.run.account_uuid, p.now_ms);
-        }
-        for r in &p.runs {
-            state.signals.bump(r.run.node_uuid);
-        }
-    }
 }
 
 /// Why the oldest unplaced jobs wait, for their status_reason.
