@@ -15,7 +15,7 @@
 //! model in memory, and its write starts at once, without waiting for the writes of
 //! earlier passes to commit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -145,7 +145,23 @@ pub async fn pass(
         return Ok(0);
     }
     retry_history(state, &mut model.history, &retried).await?;
-    let snapshot = Snapshot { nodes: &model.nodes, pending: model.pending(), views: model.views() };
+    let views = model.views();
+    let mut pending = model.pending();
+    if !views.iter().any(|v| v.schedulable) {
+        // No node can take anything (none online, or all draining or lost): planning
+        // the whole queue would place nothing, and with submissions streaming into
+        // such a deployment (a fleet that is down; `gantry bench submit`) one such
+        // pass per wake-up was a fifth of the server's instructions per created job.
+        // Only the jobs whose reason is due to be recomputed are planned (to be
+        // explained), the same ones a full pass would explain.
+        if explained.is_some_and(|at| at.elapsed() < EXPLAIN_EVERY) {
+            return Ok(0);
+        }
+        let ids: Vec<JobId> = pending.iter().map(|j| j.uuid).collect();
+        let explain: HashSet<JobId> = heads_first(&pending, &ids).into_iter().take(EXPLAIN_LIMIT).collect();
+        pending.retain(|j| explain.contains(&j.uuid));
+    }
+    let snapshot = Snapshot { nodes: &model.nodes, pending, views };
     let requests = requests(state, &snapshot, &model.history, &model.allowlists, &model.active_per_account);
     let planned = plan(&snapshot.views, &requests);
     let t_plan = started.elapsed();
@@ -294,9 +310,10 @@ fn explain_unplaced(
 ) {
     let names = |id: gantry_types::GpuModelId| state.caches.gpus.name(id).unwrap_or_else(|| id.to_string());
     let mut reasons = HashMap::new();
-    for id in heads_first(snapshot, unplaced).into_iter().take(EXPLAIN_LIMIT) {
-        // `requests` were built from `pending` in order, so one position finds both.
-        if let Some(i) = requests.iter().position(|r| r.id == id) {
+    // `requests` were built from `pending` in order, so one position finds both.
+    let position: HashMap<JobId, usize> = requests.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
+    for id in heads_first(&snapshot.pending, unplaced).into_iter().take(EXPLAIN_LIMIT) {
+        if let Some(&i) = position.get(&id) {
             let mut reason = gantry_scheduler::explain(&snapshot.views, &requests[i], &names);
             let job = snapshot.pending[i];
             if let Some(note) =
@@ -313,8 +330,8 @@ fn explain_unplaced(
 /// The unplaced jobs, each account's first before anyone's second (and so on), so
 /// the explained ones include every account's head of line however long another
 /// account's backlog is.
-fn heads_first(snapshot: &Snapshot, unplaced: &[JobId]) -> Vec<JobId> {
-    let accounts: HashMap<JobId, AccountId> = snapshot.pending.iter().map(|j| (j.uuid, j.account_uuid)).collect();
+fn heads_first(pending: &[&Job], unplaced: &[JobId]) -> Vec<JobId> {
+    let accounts: HashMap<JobId, AccountId> = pending.iter().map(|j| (j.uuid, j.account_uuid)).collect();
     let mut seen: HashMap<AccountId, usize> = HashMap::new();
     let mut ranked: Vec<(usize, usize, JobId)> = unplaced
         .iter()
