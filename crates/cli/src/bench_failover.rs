@@ -14,7 +14,8 @@
 //! - **double runs**: jobs with two runs of the same attempt and rank (must be 0);
 //! - **over-committed nodes**: nodes that at some instant held more active runs than
 //!   cores, from the runs' created/ended times (must be 0);
-//! - **agents lost**: nodes not ONLINE at the end, and runs that ended (the jobs run
+//! - **agents lost**: nodes not ONLINE at the end or registered again after being
+//!   declared lost (a higher lease epoch than before the load), and runs that ended (the jobs run
 //!   for an hour, so any ended run was failed by the control plane) (must be 0).
 //!
 //! Real processes and a real kill, because what is measured is what a kill -9 leaves
@@ -152,6 +153,10 @@ pub async fn failover(args: FailoverArgs) -> anyhow::Result<()> {
     }
     let observer = Client::new(creds(urls.join(","), &node_key));
     wait_online(&observer, args.nodes).await?;
+    // A node declared lost registers again with a higher lease epoch, ONLINE by the
+    // end: the epochs now tell such a node from one that was never lost.
+    let epochs: HashMap<NodeId, i64> =
+        all::<Node>(&observer, "/v1/nodes", &[]).await?.into_iter().map(|n| (n.uuid, n.lease_epoch)).collect();
     let leader = leader_of(&urls).await?;
     eprintln!(
         "bench: 3 instances, {} nodes online; leader {}; submitting {}/s for {} s ...",
@@ -206,7 +211,10 @@ pub async fn failover(args: FailoverArgs) -> anyhow::Result<()> {
     }
     let double_runs = per_attempt.values().filter(|n| **n > 1).count() as u64;
     let overcommitted_nodes = overcommitted(&runs, args.cores);
-    let agents_lost = nodes.iter().filter(|n| n.status != NodeStatus::Online).count() as u64
+    let agents_lost = nodes
+        .iter()
+        .filter(|n| n.status != NodeStatus::Online || epochs.get(&n.uuid).is_none_or(|e| n.lease_epoch > *e))
+        .count() as u64
         + args.nodes.saturating_sub(nodes.len()) as u64;
     let runs_ended = runs.iter().filter(|r| r.ended_at_ms.is_some()).count() as u64;
     let job_created: HashMap<JobId, i64> = jobs.iter().map(|j| (j.uuid, j.created_at.0)).collect();
