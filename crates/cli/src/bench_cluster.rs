@@ -140,26 +140,6 @@ impl Cluster {
         Ok(l.total)
     }
 
-    async fn all<T: serde::de::DeserializeOwned>(
-        &self,
-        client: &Client,
-        path: &str,
-        filter: &[(&str, &str)],
-    ) -> anyhow::Result<Vec<T>> {
-        let mut out = Vec::new();
-        for page in 1.. {
-            let mut q = query(filter);
-            q.extend(query(&[("limit", "50"), ("page", &page.to_string()), ("sort", "created_at")]));
-            let l: ListResponse<T> = client.send(reqwest::Method::GET, path, &q, None).await?;
-            let n = l.data.len();
-            out.extend(l.data);
-            if n < 50 {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
     async fn shutdown(self) {
         let _ = self.stop.send(true);
         for a in self.agents {
@@ -173,50 +153,62 @@ pub(crate) fn cpu_job(title: &str) -> serde_json::Value {
            "parameters": {"type": "docker", "parameters": {"image": "bench", "env": {"GANTRY_SIM_DURATION_MS": "3600000"}}}})
 }
 
-/// Submits `count` jobs with 64 concurrent clients; returns the submit rate.
-async fn submit_all(client: &Client, count: usize) -> anyhow::Result<f64> {
-    let started = Instant::now();
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..64)
-        .map(|_| {
-            let (client, next) = (client.clone(), next.clone());
-            tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= count {
-                        return Ok::<_, anyhow::Error>(());
-                    }
-                    client.create_job(&cpu_job(&format!("bench-{i}"))).await?;
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await??;
+/// Every item of a list endpoint, page by page (oldest first).
+pub(crate) async fn all<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    path: &str,
+    filter: &[(&str, &str)],
+) -> anyhow::Result<Vec<T>> {
+    let mut out = Vec::new();
+    for page in 1.. {
+        let mut q = query(filter);
+        q.extend(query(&[("limit", "50"), ("page", &page.to_string()), ("sort", "created_at")]));
+        let l: ListResponse<T> = client.send(reqwest::Method::GET, path, &q, None).await?;
+        let n = l.data.len();
+        out.extend(l.data);
+        if n < 50 {
+            return Ok(out);
+        }
     }
-    Ok(count as f64 / started.elapsed().as_secs_f64())
+    unreachable!("the pages end")
 }
 
-/// Submits `count` jobs at `rate` per second: job `i` is due `i / rate` s after the
-/// start, and 64 clients take the next due job (so a slow answer does not delay the
-/// schedule unless all 64 are waiting). Returns the achieved submit rate.
+/// Submits `count` jobs with 64 concurrent clients; returns the submit rate.
+async fn submit_all(client: &Client, count: usize) -> anyhow::Result<f64> {
+    submit_jobs(client, count, 0, |i| cpu_job(&format!("bench-{i}"))).await
+}
+
+/// Submits `count` jobs at `rate` per second (0: as fast as the clients go); returns
+/// the achieved submit rate.
 async fn submit_paced(client: &Client, count: usize, rate: u32) -> anyhow::Result<f64> {
-    if rate == 0 {
-        return submit_all(client, count).await;
-    }
+    submit_jobs(client, count, rate, |i| cpu_job(&format!("steady-{i}"))).await
+}
+
+/// Creates `count` jobs, job `i` from `body(i)`, with 64 concurrent clients, each
+/// taking the next job. With `rate` > 0 job `i` is due `i / rate` s after the start
+/// (so a slow answer delays the schedule only when all 64 clients are waiting).
+/// Returns the achieved submit rate.
+async fn submit_jobs(
+    client: &Client,
+    count: usize,
+    rate: u32,
+    body: impl Fn(usize) -> serde_json::Value + Send + Sync + 'static,
+) -> anyhow::Result<f64> {
     let started = tokio::time::Instant::now();
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (next, body) = (Arc::new(std::sync::atomic::AtomicUsize::new(0)), Arc::new(body));
     let tasks: Vec<_> = (0..64)
         .map(|_| {
-            let (client, next) = (client.clone(), next.clone());
+            let (client, next, body) = (client.clone(), Arc::clone(&next), Arc::clone(&body));
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if i >= count {
                         return Ok::<_, anyhow::Error>(());
                     }
-                    tokio::time::sleep_until(started + Duration::from_secs_f64(i as f64 / f64::from(rate))).await;
-                    client.create_job(&cpu_job(&format!("steady-{i}"))).await?;
+                    if rate > 0 {
+                        tokio::time::sleep_until(started + Duration::from_secs_f64(i as f64 / f64::from(rate))).await;
+                    }
+                    client.create_job(&body(i)).await?;
                 }
             })
         })
@@ -294,9 +286,9 @@ pub async fn schedule(args: ScheduleArgs) -> anyhow::Result<()> {
     let first = now_ms();
     c.start_agents(args.nodes, &format!("cpus={}", args.cores)).await?;
     let epochs: HashMap<gantry_types::NodeId, i64> =
-        c.all::<Node>(&c.node_client, "/v1/nodes", &[]).await?.into_iter().map(|n| (n.uuid, n.lease_epoch)).collect();
+        all::<Node>(&c.node_client, "/v1/nodes", &[]).await?.into_iter().map(|n| (n.uuid, n.lease_epoch)).collect();
     wait_none_pending(&c.consumer).await?;
-    let burst_runs: Vec<JobRun> = c.all(&c.consumer, "/v1/job-runs", &[]).await?;
+    let burst_runs: Vec<JobRun> = all(&c.consumer, "/v1/job-runs", &[]).await?;
     let (_, _, last) = placement_figures(&burst_runs);
     let rate = burst_runs.len() as f64 / ((last - first).max(1) as f64 / 1000.0);
 
@@ -317,7 +309,7 @@ pub async fn schedule(args: ScheduleArgs) -> anyhow::Result<()> {
     eprintln!("bench: steady state: submitting {steady} jobs at {} /s while nodes take them ...", args.rate);
     let submit_rate = submit_paced(&c.consumer, steady, args.rate).await?;
     wait_none_pending(&c.consumer).await?;
-    let runs: Vec<JobRun> = c.all(&c.consumer, "/v1/job-runs", &[]).await?;
+    let runs: Vec<JobRun> = all(&c.consumer, "/v1/job-runs", &[]).await?;
     anyhow::ensure!(runs.len() == args.jobs, "{} runs for {} jobs", runs.len(), args.jobs);
     let burst_ids: std::collections::HashSet<_> = burst_runs.iter().map(|r| r.uuid).collect();
     let steady_runs: Vec<JobRun> = runs.iter().filter(|r| !burst_ids.contains(&r.uuid)).cloned().collect();
@@ -325,7 +317,7 @@ pub async fn schedule(args: ScheduleArgs) -> anyhow::Result<()> {
 
     let per_node = peak_active(&runs);
     let overcommitted = per_node.values().filter(|n| **n > args.cores).count();
-    let nodes_now: Vec<Node> = c.all(&c.node_client, "/v1/nodes", &[]).await?;
+    let nodes_now: Vec<Node> = all(&c.node_client, "/v1/nodes", &[]).await?;
     let lost = nodes_now
         .iter()
         .filter(|n| n.status == NodeStatus::Lost || epochs.get(&n.uuid).is_none_or(|e| n.lease_epoch > *e))
@@ -362,27 +354,12 @@ pub async fn node_loss(args: NodeLossArgs) -> anyhow::Result<()> {
     let jobs = half.min(args.nodes);
     eprintln!("bench: placing {jobs} long runs (one per node, leaving room for retries) ...");
     // 64 clients at once: one at a time, 9,000 creations at 10,000 nodes took minutes.
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let creators: Vec<_> = (0..64)
-        .map(|_| {
-            let (client, next) = (c.consumer.clone(), Arc::clone(&next));
-            tokio::spawn(async move {
-                let mut body = cpu_job("survivor");
-                body["max_retry_count"] = json!(3);
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= jobs {
-                        return Ok::<_, anyhow::Error>(());
-                    }
-                    body["title"] = json!(format!("survivor-{i}"));
-                    client.create_job(&body).await?;
-                }
-            })
-        })
-        .collect();
-    for creator in creators {
-        creator.await??;
-    }
+    submit_jobs(&c.consumer, jobs, 0, |i| {
+        let mut body = cpu_job(&format!("survivor-{i}"));
+        body["max_retry_count"] = json!(3);
+        body
+    })
+    .await?;
     loop {
         let l = c.consumer.list_jobs(&query(&[("filter[status]", "RUNNING"), ("limit", "1")])).await?;
         if l.total as usize >= jobs {
@@ -391,8 +368,8 @@ pub async fn node_loss(args: NodeLossArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Kill agents whose nodes hold runs: abort them, as kill -9 would.
-    let nodes: Vec<Node> = c.all(&c.node_client, "/v1/nodes", &[]).await?;
-    let runs_before: Vec<JobRun> = c.all(&c.consumer, "/v1/job-runs", &[("filter[status]", "RUNNING")]).await?;
+    let nodes: Vec<Node> = all(&c.node_client, "/v1/nodes", &[]).await?;
+    let runs_before: Vec<JobRun> = all(&c.consumer, "/v1/job-runs", &[("filter[status]", "RUNNING")]).await?;
     let busy_nodes: std::collections::HashSet<_> = runs_before.iter().map(|r| r.node_uuid).collect();
     let victims: Vec<(usize, gantry_types::NodeId)> = nodes
         .iter()
@@ -408,8 +385,8 @@ pub async fn node_loss(args: NodeLossArgs) -> anyhow::Result<()> {
     let victim_ids: std::collections::HashSet<_> = victims.iter().map(|v| v.1).collect();
     let started = Instant::now();
     let (detect, replace) = loop {
-        let lost: Vec<Node> = c.all(&c.node_client, "/v1/nodes", &[("filter[status]", "LOST")]).await?;
-        let runs: Vec<JobRun> = c.all(&c.consumer, "/v1/job-runs", &[]).await?;
+        let lost: Vec<Node> = all(&c.node_client, "/v1/nodes", &[("filter[status]", "LOST")]).await?;
+        let runs: Vec<JobRun> = all(&c.consumer, "/v1/job-runs", &[]).await?;
         let retries: Vec<&JobRun> = runs.iter().filter(|r| r.attempt > 0).collect();
         if lost.len() >= victims.len() && retries.len() >= victims.len() {
             let mut d: Vec<i64> = lost

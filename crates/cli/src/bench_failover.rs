@@ -39,7 +39,7 @@ use gantry_types::{JobId, NodeId};
 use serde::Serialize;
 
 use crate::bench::spawn_server;
-use crate::bench_cluster::{cpu_job, now_ms, percentile};
+use crate::bench_cluster::{all, cpu_job, now_ms, percentile};
 
 /// `gantry bench failover`.
 #[derive(Args)]
@@ -385,24 +385,4 @@ async fn wait_online(client: &Client, nodes: usize) -> anyhow::Result<()> {
         anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "only {} of {nodes} nodes registered", l.total);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Every item of a list endpoint, page by page (oldest first).
-async fn all<T: serde::de::DeserializeOwned>(
-    client: &Client,
-    path: &str,
-    filter: &[(&str, &str)],
-) -> anyhow::Result<Vec<T>> {
-    let mut out = Vec::new();
-    for page in 1.. {
-        let mut q = query(filter);
-        q.extend(query(&[("limit", "50"), ("page", &page.to_string()), ("sort", "created_at")]));
-        let l: ListResponse<T> = client.send(reqwest::Method::GET, path, &q, None).await?;
-        let n = l.data.len();
-        out.extend(l.data);
-        if n < 50 {
-            return Ok(out);
-        }
-    }
-    unreachable!("the pages end")
 }
