@@ -9,14 +9,13 @@
 //! `relay_nat.rs`.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use gantry_client::Client;
 use gantry_test_harness::wait_for;
 use gantry_types::job_run::{JobRun, JobRunStatus, NodeUrl};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
@@ -36,39 +35,10 @@ fn free_range(n: u16) -> (u16, u16) {
     }
 }
 
-/// Spawns a command that prints `prefix ADDR...` once listening; returns the child and
-/// the rest of that line (stdout is drained from then on).
-async fn spawn_listening(mut cmd: Command, prefix: &str) -> (Child, String) {
-    let mut child = cmd.stdout(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let rest = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            let line = lines.next_line().await.unwrap().unwrap_or_else(|| panic!("exited before printing {prefix:?}"));
-            if let Some(rest) = line.strip_prefix(prefix) {
-                return rest.to_string();
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{prefix:?} within 60 s"));
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, rest)
-}
-
-/// `gantry relay` on `listen` for the control plane at `url`.
-pub async fn start_relay(url: &str, key: &Value, listen: &str, range: (u16, u16), tls: &Path) -> (Child, String) {
-    let mut cmd = Command::new(GANTRY);
-    cmd.args(["relay", "--server", url, "--listen", listen, "--public-host", "127.0.0.1", "--bind", "127.0.0.1"])
-        .args(["--port-range", &format!("{}-{}", range.0, range.1), "--max-connections-per-port", "2000"])
-        .arg("--tls-cert")
-        .arg(tls.join("server.pem"))
-        .arg("--tls-key")
-        .arg(tls.join("server.key"))
-        .env("GANTRY_PUBLIC_KEY", key["public_key"].as_str().unwrap())
-        .env("GANTRY_SECRET_KEY", key["secret_key"].as_str().unwrap())
-        .env("RUST_LOG", "warn");
-    let (child, rest) = spawn_listening(cmd, "gantry relay listening on ").await;
-    (child, rest.split(';').next().unwrap().to_string())
+/// `gantry relay` on `listen` for the control plane at `url`, up to 2,000
+/// connections per port (the concurrency test holds 1,000).
+async fn start_relay(url: &str, key: &Value, listen: &str, range: (u16, u16), tls: &Path) -> (Child, String) {
+    common::start_relay(url, key, listen, range, tls, &["--max-connections-per-port", "2000"]).await
 }
 
 /// A PERSISTENT simulated job publishing `ports`, admitting `allowed`.
@@ -117,7 +87,7 @@ async fn a_relay_carries_a_nat_nodes_ports_by_the_rules_of_each_run() {
 
     let range = free_range(40);
     let (mut relay, relay_addr) = start_relay(&url, &relay_key, "127.0.0.1:0", range, &tls).await;
-    let (_agent, _) = spawn_listening(
+    let (_agent, _) = common::spawn_listening(
         {
             let mut cmd = Command::new(GANTRY);
             cmd.args(["agent", "--server", &url, "--simulate", "1", "--relay", &relay_addr, "--ca-cert"])
@@ -128,6 +98,7 @@ async fn a_relay_carries_a_nat_nodes_ports_by_the_rules_of_each_run() {
             cmd
         },
         "gantry agent: 1 simulated node(s)",
+        Duration::from_secs(60),
     )
     .await;
 
@@ -299,7 +270,7 @@ async fn a_server_relay_is_offered_to_agents_with_relay_auto() {
     let node_key = common::create_key(&data, "node").await;
     let consumer =
         Client::with_ca_cert(key(&common::create_key(&data, "consumer").await), Some(&tls.join("ca.pem"))).unwrap();
-    let (_agent, _) = spawn_listening(
+    let (_agent, _) = common::spawn_listening(
         {
             let mut cmd = Command::new(GANTRY);
             cmd.args(["agent", "--server", &url, "--simulate", "1", "--relay", "auto", "--ca-cert"])
@@ -310,6 +281,7 @@ async fn a_server_relay_is_offered_to_agents_with_relay_auto() {
             cmd
         },
         "gantry agent: 1 simulated node(s)",
+        Duration::from_secs(60),
     )
     .await;
     let created = consumer.create_job(&job("auto", &[8080], &["127.0.0.1"])).await.unwrap();

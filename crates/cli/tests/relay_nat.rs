@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use gantry_test_harness::wait_for;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::Command;
 
@@ -197,23 +197,8 @@ impl Plane {
         let first = probe.local_addr().unwrap().port().min(65_000);
         drop(probe);
         let last = first + 9;
-        let mut cmd = Command::new(GANTRY);
-        cmd.args(["relay", "--server", &url, "--listen", &format!("{}:0", nat.host_ip), "--public-host", "127.0.0.1"])
-            .args(["--bind", "127.0.0.1", "--port-range", &format!("{first}-{last}"), "--tls-cert"])
-            .arg(tls.join("server.pem"))
-            .arg("--tls-key")
-            .arg(tls.join("server.key"))
-            .env("GANTRY_PUBLIC_KEY", relay_key["public_key"].as_str().unwrap())
-            .env("GANTRY_SECRET_KEY", relay_key["secret_key"].as_str().unwrap())
-            .env("RUST_LOG", "warn");
-        let mut relay = cmd.stdout(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
-        let mut lines = tokio::io::BufReader::new(relay.stdout.take().unwrap()).lines();
-        let relay_addr = loop {
-            let line = lines.next_line().await.unwrap().expect("the relay exited before listening");
-            if let Some(rest) = line.strip_prefix("gantry relay listening on ") {
-                break rest.split(';').next().unwrap().to_string();
-            }
-        };
+        let listen = format!("{}:0", nat.host_ip);
+        let (relay, relay_addr) = common::start_relay(&url, &relay_key, &listen, (first, last), &tls, &[]).await;
         Plane { dir, url, relay_addr, node_key, consumer, first, last, _server: server, _relay: relay }
     }
 

@@ -16,8 +16,7 @@ use std::time::Duration;
 
 use gantry_test_harness::wait_for;
 use serde_json::json;
-use tokio::io::AsyncBufReadExt;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 mod common;
 
@@ -106,25 +105,6 @@ async fn build_image() -> String {
     reference
 }
 
-/// Spawns a command that prints `prefix ADDR...` once listening; returns the child and
-/// the rest of that line (stdout is drained from then on).
-async fn spawn_listening(mut cmd: Command, prefix: &str) -> (Child, String) {
-    let mut child = cmd.stdout(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let rest = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            let line = lines.next_line().await.unwrap().unwrap_or_else(|| panic!("exited before printing {prefix:?}"));
-            if let Some(rest) = line.strip_prefix(prefix) {
-                return rest.to_string();
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{prefix:?} within 60 s"));
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, rest)
-}
-
 #[tokio::test]
 async fn the_real_ssh_client_logs_in_to_a_container_through_the_relay() {
     if let Some(why) = missing().await {
@@ -148,17 +128,8 @@ async fn the_real_ssh_client_logs_in_to_a_container_through_the_relay() {
     let node_key = common::create_key(&data, "node").await;
     let consumer = common::client(&url, &common::create_key(&data, "consumer").await);
     let first = gantry_test_harness::docker::free_port().min(65_000);
-    let mut cmd = Command::new(GANTRY);
-    cmd.args(["relay", "--server", &url, "--listen", "127.0.0.1:0", "--public-host", "127.0.0.1"])
-        .args(["--bind", "127.0.0.1", "--port-range", &format!("{first}-{}", first + 9), "--tls-cert"])
-        .arg(tls.join("server.pem"))
-        .arg("--tls-key")
-        .arg(tls.join("server.key"))
-        .env("GANTRY_PUBLIC_KEY", relay_key["public_key"].as_str().unwrap())
-        .env("GANTRY_SECRET_KEY", relay_key["secret_key"].as_str().unwrap())
-        .env("RUST_LOG", "warn");
-    let (_relay, rest) = spawn_listening(cmd, "gantry relay listening on ").await;
-    let relay_addr = rest.split(';').next().unwrap().to_string();
+    let (_relay, relay_addr) =
+        common::start_relay(&url, &relay_key, "127.0.0.1:0", (first, first + 9), &tls, &[]).await;
     // Declared before the agent, so dropped after it: its container goes even when this fails.
     let _leftovers = common::DockerLeftovers(dir.path().join("agent"));
     let _agent = Command::new(GANTRY)

@@ -27,23 +27,55 @@ pub async fn start_server(data_dir: &Path) -> (Child, String) {
 }
 
 /// Spawns `cmd`, a `gantry server` listening on port 0, and returns the child and the
-/// URL it printed once listening (its stdout is drained from then on, so the server
-/// never blocks on a full pipe).
-pub async fn serve(mut cmd: Command) -> (Child, String) {
-    let mut child = cmd.stdout(Stdio::piped()).kill_on_drop(true).spawn().expect("gantry server starts");
+/// URL it printed once listening.
+pub async fn serve(cmd: Command) -> (Child, String) {
+    spawn_listening(cmd, "gantry server listening on ", Duration::from_secs(30)).await
+}
+
+/// Spawns a command that prints `prefix ADDR...` once listening (within `within`);
+/// returns the child and the rest of that line. Its stdout is drained from then on, so
+/// it never blocks on a full pipe.
+pub async fn spawn_listening(mut cmd: Command, prefix: &str, within: Duration) -> (Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = tokio::time::timeout(Duration::from_secs(30), async {
+    let rest = tokio::time::timeout(within, async {
         loop {
-            let line = lines.next_line().await.unwrap().expect("server exited before listening");
-            if let Some(url) = line.strip_prefix("gantry server listening on ") {
-                return url.to_string();
+            let line = lines.next_line().await.unwrap().unwrap_or_else(|| panic!("exited before printing {prefix:?}"));
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.to_string();
             }
         }
     })
     .await
-    .expect("server listens within 30 s");
+    .unwrap_or_else(|_| panic!("{prefix:?} within {within:?}"));
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, url)
+    (child, rest)
+}
+
+/// `gantry relay` on `listen` for the control plane at `url`, publishing ports
+/// `range` on 127.0.0.1 with the TLS certificate in `tls` (`gantry_tls::write_self_signed`),
+/// plus `extra` arguments; returns the child and the tunnel address it listens on.
+pub async fn start_relay(
+    url: &str,
+    key: &Value,
+    listen: &str,
+    range: (u16, u16),
+    tls: &Path,
+    extra: &[&str],
+) -> (Child, String) {
+    let mut cmd = Command::new(GANTRY);
+    cmd.args(["relay", "--server", url, "--listen", listen, "--public-host", "127.0.0.1", "--bind", "127.0.0.1"])
+        .args(["--port-range", &format!("{}-{}", range.0, range.1)])
+        .args(extra)
+        .arg("--tls-cert")
+        .arg(tls.join("server.pem"))
+        .arg("--tls-key")
+        .arg(tls.join("server.key"))
+        .env("GANTRY_PUBLIC_KEY", key["public_key"].as_str().unwrap())
+        .env("GANTRY_SECRET_KEY", key["secret_key"].as_str().unwrap())
+        .env("RUST_LOG", "warn");
+    let (child, rest) = spawn_listening(cmd, "gantry relay listening on ", Duration::from_secs(60)).await;
+    (child, rest.split(';').next().unwrap().to_string())
 }
 
 /// `gantry admin create-key ... --json`, as tooling calls it.
