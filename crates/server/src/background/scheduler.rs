@@ -137,26 +137,27 @@ pub async fn pass(
     }
     model.refresh(state, inbox).await?;
     let t_refresh = started.elapsed();
-    // Retried jobs: (id, when it re-entered PENDING).
-    let retried: Vec<(JobId, i64)> =
-        model.pending().iter().filter(|j| j.updated_at != j.created_at).map(|j| (j.uuid, j.updated_at.0)).collect();
     if !model.has_pending() {
         state.scheduling.pending_reasons.write().expect("reasons poisoned").clear();
         return Ok(0);
     }
-    retry_history(state, &mut model.history, &retried).await?;
     let views = model.views();
+    // No node can take anything (none online, or all draining or lost): planning the
+    // whole queue would place nothing, and with submissions streaming into such a
+    // deployment (a fleet that is down; `gantry bench submit`) one such pass per
+    // wake-up was a fifth of the server's instructions per created job. So such a pass
+    // does nothing until reasons are due, and then plans only the jobs whose reason is
+    // recomputed (to be explained), the same ones a full pass would explain.
+    let nothing_fits = !views.iter().any(|v| v.schedulable);
+    if nothing_fits && explained.is_some_and(|at| at.elapsed() < EXPLAIN_EVERY) {
+        return Ok(0);
+    }
+    // Retried jobs: (id, when it re-entered PENDING).
+    let retried: Vec<(JobId, i64)> =
+        model.pending().iter().filter(|j| j.updated_at != j.created_at).map(|j| (j.uuid, j.updated_at.0)).collect();
+    retry_history(state, &mut model.history, &retried).await?;
     let mut pending = model.pending();
-    if !views.iter().any(|v| v.schedulable) {
-        // No node can take anything (none online, or all draining or lost): planning
-        // the whole queue would place nothing, and with submissions streaming into
-        // such a deployment (a fleet that is down; `gantry bench submit`) one such
-        // pass per wake-up was a fifth of the server's instructions per created job.
-        // Only the jobs whose reason is due to be recomputed are planned (to be
-        // explained), the same ones a full pass would explain.
-        if explained.is_some_and(|at| at.elapsed() < EXPLAIN_EVERY) {
-            return Ok(0);
-        }
+    if nothing_fits {
         let ids: Vec<JobId> = pending.iter().map(|j| j.uuid).collect();
         let explain: HashSet<JobId> = heads_first(&pending, &ids).into_iter().take(EXPLAIN_LIMIT).collect();
         pending.retain(|j| explain.contains(&j.uuid));
