@@ -48,10 +48,12 @@ pub struct Signals {
     /// before its heartbeat write commits: under write load a committed heartbeat can
     /// trail the real one, and silence must be judged by the real one.
     contact: Mutex<HashMap<NodeId, i64>>,
-    /// Syncs whose writes (heartbeat, run reports) are under way, per node. While the
-    /// store is slow to take them (a big placement batch holding PostgreSQL's event
-    /// lock), the node is plainly alive: it is heard *now* (see [`Signals::syncing`]).
-    syncing: Mutex<HashMap<NodeId, u32>>,
+    /// Syncs whose writes (heartbeat, run reports) are under way, per node: how many,
+    /// and the node's lease epoch. While the store is slow to take them (a big
+    /// placement batch holding PostgreSQL's event lock), the node is plainly alive: it
+    /// is heard *now* (see [`Signals::syncing`]), here and, through
+    /// [`crate::peers`]' keep-alive writes, on the other instances.
+    syncing: Mutex<HashMap<NodeId, (u32, i64)>>,
     /// New output per run, for `GET /v1/job-runs/{uuid}/logs?follow=true`; a channel
     /// exists only while someone follows the run.
     logs: Mutex<HashMap<JobRunId, broadcast::Sender<LogNews>>>,
@@ -96,7 +98,7 @@ impl Drop for SyncInProgress<'_> {
     fn drop(&mut self) {
         {
             let mut syncing = self.signals.syncing.lock().expect("signals poisoned");
-            if let Some(n) = syncing.get_mut(&self.node) {
+            if let Some((n, _)) = syncing.get_mut(&self.node) {
                 *n -= 1;
                 if *n == 0 {
                     syncing.remove(&self.node);
@@ -186,7 +188,7 @@ impl Signals {
     /// When `node` last reached this server, if it did since the server started;
     /// `now_ms` while one of its syncs is being written.
     pub fn last_contact(&self, node: NodeId, now_ms: i64) -> Option<i64> {
-        if self.syncing.lock().expect("signals poisoned").get(&node).is_some_and(|n| *n > 0) {
+        if self.syncing.lock().expect("signals poisoned").get(&node).is_some_and(|(n, _)| *n > 0) {
             return Some(now_ms);
         }
         self.contact.lock().expect("signals poisoned").get(&node).copied()
@@ -196,18 +198,31 @@ impl Signals {
     /// way until the guard drops, which notes the contact again. A node is judged
     /// lost by its silence; a sync stuck behind the server's own slow writes is not
     /// silence.
-    pub fn syncing(&self, node: NodeId, now_ms: i64) -> SyncInProgress<'_> {
+    pub fn syncing(&self, node: NodeId, lease_epoch: i64, now_ms: i64) -> SyncInProgress<'_> {
         self.contact(node, now_ms);
-        *self.syncing.lock().expect("signals poisoned").entry(node).or_default() += 1;
+        self.count_sync(node, lease_epoch);
         SyncInProgress { signals: self, node, heard_at_end: true }
     }
 
     /// Like [`Signals::syncing`] for the answer built after a sync's long-poll: heard
     /// while it is being built, but neither its start nor its end counts as contact
     /// (the node may have gone during the long-poll without the server noticing).
-    pub fn answering(&self, node: NodeId) -> SyncInProgress<'_> {
-        *self.syncing.lock().expect("signals poisoned").entry(node).or_default() += 1;
+    pub fn answering(&self, node: NodeId, lease_epoch: i64) -> SyncInProgress<'_> {
+        self.count_sync(node, lease_epoch);
         SyncInProgress { signals: self, node, heard_at_end: false }
+    }
+
+    fn count_sync(&self, node: NodeId, lease_epoch: i64) {
+        let mut syncing = self.syncing.lock().expect("signals poisoned");
+        let entry = syncing.entry(node).or_insert((0, lease_epoch));
+        *entry = (entry.0 + 1, lease_epoch);
+    }
+
+    /// The nodes with a sync under way here, with their lease epochs: alive now,
+    /// whatever their last committed heartbeat says.
+    pub fn syncs_in_progress(&self) -> Vec<(NodeId, i64)> {
+        let syncing = self.syncing.lock().expect("signals poisoned");
+        syncing.iter().filter(|(_, (n, _))| *n > 0).map(|(node, (_, epoch))| (*node, *epoch)).collect()
     }
 
     fn sender(&self, node: NodeId) -> watch::Sender<u64> {
@@ -340,8 +355,9 @@ mod tests {
         signals.contact(node, 10);
         assert_eq!(signals.last_contact(node, 50), Some(10));
         {
-            let _a = signals.syncing(node, 20);
-            let _b = signals.syncing(node, 30);
+            let _a = signals.syncing(node, 1, 20);
+            let _b = signals.syncing(node, 1, 30);
+            assert_eq!(signals.syncs_in_progress(), vec![(node, 1)], "one node, its epoch");
             // However long the writes take, the node is heard at every look.
             assert_eq!(signals.last_contact(node, 10_000), Some(10_000));
             drop(_b);
@@ -352,11 +368,12 @@ mod tests {
         assert!(after >= crate::state::now_ms() - 60_000 && after < i64::MAX, "{after}");
         // Building an answer after the long-poll: heard meanwhile, no contact noted.
         let before = signals.last_contact(node, 0);
-        let answer = signals.answering(node);
+        let answer = signals.answering(node, 1);
         assert_eq!(signals.last_contact(node, 70_000), Some(70_000));
         drop(answer);
         assert_eq!(signals.last_contact(node, 0), before);
         // Another node is not affected.
+        assert!(signals.syncs_in_progress().is_empty(), "every guard dropped");
         assert_eq!(signals.last_contact(NodeId::new(), 50), None);
     }
 }

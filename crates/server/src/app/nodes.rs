@@ -184,7 +184,7 @@ pub async fn sync(
     let node = state.store.node_fetch(account, id).await?.ok_or_else(|| AppError::not_found("node", id))?;
     // Heard from now, and for as long as its writes take (see `Signals::syncing`).
     let busy = (node.status == NodeStatus::Online && node.lease_epoch == req.lease_epoch)
-        .then(|| state.signals.syncing(id, now_ms()));
+        .then(|| state.signals.syncing(id, node.lease_epoch, now_ms()));
     let fenced = |node: &NodeRecord| DesiredState {
         node_uuid: node.uuid,
         lease_epoch: node.lease_epoch,
@@ -217,7 +217,7 @@ pub async fn sync(
     // rebuild that reads each of its runs' jobs.
     let version = state.signals.version(id);
     // Building the answer reads each run's job: heard meanwhile, as for the writes.
-    let _answering = state.signals.answering(id);
+    let _answering = state.signals.answering(id, node.lease_epoch);
     let runs = match state.caches.desired.get(id, version) {
         Some(runs) => runs,
         None => {
