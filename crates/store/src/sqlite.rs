@@ -26,6 +26,7 @@ mod notify;
 mod readers;
 mod recipes;
 mod rows;
+mod usage;
 mod webhooks;
 mod writer;
 

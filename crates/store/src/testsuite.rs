@@ -147,6 +147,7 @@ macro_rules! store_test_suite {
             data_survives_reopen,
             run_place_batch_of_1000,
             placements_racing_creations_keep_counters_exact,
+            counters_exact_across_mixed_group_commits,
             cluster_survives_reopen,
             gpu_models_survive_reopen,
             recipes_survive_reopen,

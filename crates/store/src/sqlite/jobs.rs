@@ -17,7 +17,7 @@ use crate::events::NewEventRow;
 use crate::jobs::{AccountUsage, JobQuota, JobRow, JobStore, JobTransition, NewJobRow};
 use crate::sql::row::insert_sql;
 use crate::sql::{self, JOB_COLUMNS, Placeholders, Subject};
-use crate::{Page, StoreError, StoreResult};
+use crate::{Page, StoreResult};
 
 /// The insert of a new job.
 static INSERT: LazyLock<String> = LazyLock::new(|| insert_sql::<NewJobRow>(Placeholders::Question, ""));
@@ -35,42 +35,20 @@ impl JobStore for SqliteStore {
         let (id, account, quota) = (job.uuid, job.account_uuid, *quota);
         let pending = job.status == JobStatus::Pending;
         self.writer
-            .write(move |conn| {
-                // One writer, and this op runs in its own savepoint: the counters move
-                // in the same step as the insert (a failed insert rolls both back), so
-                // they are exact. The quota check is the UPDATE's condition, so a
-                // submission under its quotas costs one statement besides the insert;
-                // SQLite has no insert trigger for this reason (status changes, spec
-                // changes and deletes are counted by triggers, migration 0006).
+            .write_counted(move |conn, usage| {
+                // One writer, and this op runs in its own savepoint: the quota check
+                // reads the counters as of this op (the row plus what this batch's
+                // earlier creations added), and the batch adds this job's share only
+                // if the insert succeeded, moving the row once per account just before
+                // COMMIT (`super::usage`). SQLite has no insert trigger for this reason
+                // (status changes, spec changes and deletes are counted by triggers,
+                // migration 0006).
                 let bytes = row.spec.len() as u64;
-                let add = (i64::from(pending), i64::try_from(bytes).unwrap_or(i64::MAX));
-                let limits = (
-                    quota.max_pending_jobs.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
-                    quota.max_job_bytes.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
-                );
-                let moved = conn
-                    .prepare_cached(
-                        "UPDATE account_usage SET pending_jobs = pending_jobs + ?2, job_bytes = job_bytes + ?3 \
-                         WHERE account_uuid = ?1 AND shard = 0 \
-                         AND (?4 IS NULL OR ?2 = 0 OR pending_jobs + ?2 <= ?4) \
-                         AND (?5 IS NULL OR job_bytes + ?3 <= ?5)",
-                    )
-                    .and_then(|mut st| st.execute(params![row.account_uuid, add.0, add.1, limits.0, limits.1]))
-                    .map_err(db("job create (usage)"))?;
-                if moved == 0 {
-                    // No counters yet, or over a quota: the cold path says which.
-                    let usage = usage(conn, &row.account_uuid)?;
-                    quota.check(usage, bytes, pending).map_err(StoreError::QuotaExceeded)?;
-                    conn.prepare_cached(
-                        "INSERT INTO account_usage (account_uuid, shard, pending_jobs, job_bytes) VALUES (?1, 0, ?2, ?3) \
-                         ON CONFLICT (account_uuid, shard) DO UPDATE \
-                         SET pending_jobs = pending_jobs + excluded.pending_jobs, job_bytes = job_bytes + excluded.job_bytes",
-                    )
-                    .and_then(|mut st| st.execute(params![row.account_uuid, add.0, add.1]))
-                    .map_err(db("job create (usage)"))?;
-                }
+                let shares = usage.check(conn, &row.account_uuid, &quota, pending, bytes)?;
                 rows::insert(conn, &INSERT, &row).map_err(write_error("job create", || Subject::job(id, account)))?;
-                events::append(conn, &event)
+                events::append(conn, &event)?;
+                usage.add(&row.account_uuid, shares);
+                Ok(())
             })
             .await
     }

@@ -21,6 +21,10 @@
 //! gets the error. A plain OS thread (not `spawn_blocking`) because it lives as long
 //! as the store and must never wait behind the runtime's blocking pool.
 //!
+//! Job creations also add to their account's usage counters through the batch's
+//! [`UsageBatch`], which moves each account's row once, just before COMMIT (see
+//! [`super::usage`]).
+//!
 //! After each commit the thread reads the newest event id (the primary key's maximum,
 //! one index probe) and publishes it on the event watch when it moved, so readers of
 //! the event log wake once per commit that appended events, not per write.
@@ -36,6 +40,7 @@ use std::thread::JoinHandle;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::usage::UsageBatch;
 use crate::{StoreError, StoreResult, WriteStats};
 
 /// Most operations per transaction: bounds the latency one batch adds to its last op.
@@ -62,7 +67,7 @@ impl BatchError {
 /// A queued write, type-erased so one channel carries every result type.
 trait PendingWrite: Send {
     /// Runs the operation (inside its savepoint); `true` if it succeeded.
-    fn run(&mut self, conn: &Connection) -> bool;
+    fn run(&mut self, conn: &Connection, usage: &mut UsageBatch) -> bool;
     /// Replies to the caller once the transaction ended (`Err`: it did not commit).
     fn finish(self: Box<Self>, batch: Result<(), &BatchError>);
 }
@@ -76,15 +81,15 @@ struct Op<F, R> {
 
 impl<F, R> PendingWrite for Op<F, R>
 where
-    F: FnOnce(&Connection) -> StoreResult<R> + Send,
+    F: FnOnce(&Connection, &mut UsageBatch) -> StoreResult<R> + Send,
     R: Send,
 {
-    fn run(&mut self, conn: &Connection) -> bool {
+    fn run(&mut self, conn: &Connection, usage: &mut UsageBatch) -> bool {
         let Some(work) = self.work.take() else {
             return false;
         };
         // A bug in one op must not kill the thread every write depends on.
-        let outcome = catch_unwind(AssertUnwindSafe(|| work(conn))).unwrap_or_else(|_| {
+        let outcome = catch_unwind(AssertUnwindSafe(|| work(conn, usage))).unwrap_or_else(|_| {
             tracing::error!("a SQLite write operation panicked; it was rolled back");
             Err(StoreError::Unavailable)
         });
@@ -141,6 +146,16 @@ impl Writer {
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
         R: Send + 'static,
     {
+        self.write_counted(move |conn, _| work(conn)).await
+    }
+
+    /// [`Self::write`] for a job creation: `work` also gets the batch's usage
+    /// counters, to check quotas against and add to.
+    pub async fn write_counted<R, F>(&self, work: F) -> StoreResult<R>
+    where
+        F: FnOnce(&Connection, &mut UsageBatch) -> StoreResult<R> + Send + 'static,
+        R: Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let op: Box<dyn PendingWrite> = Box::new(Op { work: Some(work), outcome: None, reply });
         let queue = self.queue.as_ref().ok_or(StoreError::Unavailable)?;
@@ -181,9 +196,10 @@ fn run(
     events: &watch::Sender<i64>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut usage = UsageBatch::default();
     // Blocks for the first op, then takes whatever else is already queued.
     while queue.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
-        commit_batch(&conn, &mut batch, counters, events);
+        commit_batch(&conn, &mut batch, &mut usage, counters, events);
     }
     tracing::debug!("SQLite writer stopped");
 }
@@ -199,6 +215,7 @@ fn sql_name(sql: &'static str) -> &'static str {
     match sql {
         "BEGIN IMMEDIATE" => "begin (group commit)",
         "COMMIT" => "commit (group commit)",
+        "UPDATE account_usage" => "usage counters (group commit)",
         _ => "savepoint (group commit)",
     }
 }
@@ -207,11 +224,15 @@ fn sql_name(sql: &'static str) -> &'static str {
 fn commit_batch(
     conn: &Connection,
     batch: &mut Vec<Box<dyn PendingWrite>>,
+    usage: &mut UsageBatch,
     counters: &Counters,
     events: &watch::Sender<i64>,
 ) {
     let started = std::time::Instant::now();
-    let outcome = run_in_transaction(conn, batch);
+    let outcome = run_in_transaction(conn, batch, usage);
+    if outcome.is_err() {
+        usage.clear();
+    }
     match &outcome {
         // Counted before replying, so a caller that saw its write acknowledged also
         // sees it in the stats.
@@ -248,14 +269,20 @@ pub(super) fn publish_events(conn: &Connection, events: &watch::Sender<i64>) {
     }
 }
 
-fn run_in_transaction(conn: &Connection, batch: &mut [Box<dyn PendingWrite>]) -> Result<u64, BatchError> {
+fn run_in_transaction(
+    conn: &Connection,
+    batch: &mut [Box<dyn PendingWrite>],
+    usage: &mut UsageBatch,
+) -> Result<u64, BatchError> {
     // IMMEDIATE: take the write lock up front. Another process (the admin CLI) may
     // hold it; busy_timeout waits for it here rather than failing mid-batch.
     exec(conn, "BEGIN IMMEDIATE")?;
     let mut ok = 0;
     for op in batch.iter_mut() {
         exec(conn, "SAVEPOINT w")?;
-        if op.run(conn) {
+        let succeeded = op.run(conn, usage);
+        usage.op_done();
+        if succeeded {
             ok += 1;
         } else {
             if conn.is_autocommit() {
@@ -273,6 +300,8 @@ fn run_in_transaction(conn: &Connection, batch: &mut [Box<dyn PendingWrite>]) ->
         }
         exec(conn, "RELEASE w")?;
     }
+    // The creations' counters, in the transaction of their jobs.
+    usage.flush(conn).map_err(|e| BatchError { during: sql_name("UPDATE account_usage"), error: Arc::new(e) })?;
     exec(conn, "COMMIT")?;
     Ok(ok)
 }

@@ -214,3 +214,98 @@ pub async fn placements_racing_creations_keep_counters_exact(fixture: &mut dyn S
     assert_eq!(pending, CHUNKS * PER_CHUNK, "only the new jobs wait");
     assert_eq!(store.job_usage(account).await.unwrap().pending_jobs, (CHUNKS * PER_CHUNK) as u64);
 }
+
+/// One group commit holding creations of several accounts together with what moves
+/// the same counters another way (cancels, placements of earlier jobs) and with
+/// creations that fail (a duplicate uuid, a byte quota, an account's very first
+/// creation failing): the counters end exact for every account, pending jobs and
+/// bytes alike. (SQLite moves each account's row once per group commit for all its
+/// creations; a failed creation or any other op must not leave that sum wrong.)
+pub async fn counters_exact_across_mixed_group_commits(fixture: &mut dyn StoreFixture) {
+    const ROUNDS: i64 = 4;
+    const PER_ROUND: i64 = 48;
+    let store = fixture.store();
+    let (a, fresh) = (new_account(&*store, "Mixed A").await, new_account(&*store, "Mixed fresh").await);
+    let node = new_node(&*store, a, T0, 2).await;
+    let mut earlier = Vec::new();
+    for i in 0..ROUNDS * PER_ROUND / 4 {
+        let j = job(a, T0 + 1 + i, i as usize);
+        store.job_create(&j).await.unwrap();
+        earlier.push(j);
+    }
+    // A byte quota that lets about half of this test's creations of `a` in.
+    let per_job = bytes(&job(a, T0, 0));
+    let base = store.job_usage(a).await.unwrap().job_bytes;
+    let quota = JobQuota { max_pending_jobs: None, max_job_bytes: Some(base + per_job * 40) };
+    let mut tasks = Vec::new();
+    let mut at = T0 + 1_000;
+    for round in 0..ROUNDS {
+        for i in 0..PER_ROUND {
+            at += 1;
+            let store = Arc::clone(&store);
+            let k = (round * PER_ROUND + i) as usize;
+            let old = earlier[k / 4].clone();
+            let node = node.clone();
+            tasks.push(tokio::spawn(async move {
+                match k % 6 {
+                    0 => {
+                        // Leaves PENDING through a trigger, in someone's batch.
+                        let t = JobTransition {
+                            from: vec![JobStatus::Pending],
+                            to: JobStatus::Cancelled,
+                            reason: None,
+                            now_ms: at,
+                        };
+                        store.job_transition(None, old.uuid, &t).await.unwrap();
+                        None
+                    }
+                    1 => {
+                        let placement = crate::JobPlacement {
+                            job: old.uuid,
+                            runs: vec![run_record(&old, &node, 0, 0, at)],
+                            now_ms: at,
+                        };
+                        store.run_place(&[placement]).await.unwrap();
+                        None
+                    }
+                    2 => {
+                        // The same uuid as an earlier job: a conflict, counted nowhere.
+                        let mut dup = job(fresh, at, k);
+                        dup.uuid = old.uuid;
+                        assert!(matches!(store.job_create(&dup).await, Err(StoreError::Conflict { .. })));
+                        None
+                    }
+                    3 => {
+                        let j = job(fresh, at, k);
+                        store.job_create(&j).await.unwrap();
+                        Some(j)
+                    }
+                    _ => {
+                        let j = job(a, at, k);
+                        match store.job_create_within(&j, &quota).await {
+                            Ok(()) => Some(j),
+                            Err(StoreError::QuotaExceeded(e)) => {
+                                assert_eq!(e.quota, Quota::JobBytes);
+                                None
+                            }
+                            Err(e) => panic!("unexpected error {e}"),
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    let mut created = Vec::new();
+    for task in tasks {
+        created.extend(task.await.expect("task"));
+    }
+    let limited = created.iter().filter(|j| j.account_uuid == a).count();
+    assert!(limited > 0 && limited < (ROUNDS * PER_ROUND / 3) as usize, "the byte quota let some in ({limited})");
+    let pending = store.job_list_pending(u32::MAX).await.unwrap();
+    for account in [a, fresh] {
+        let stored_bytes: u64 = earlier.iter().chain(&created).filter(|j| j.account_uuid == account).map(bytes).sum();
+        let waiting = pending.iter().filter(|j| j.account_uuid == account).count() as u64;
+        assert_eq!(store.job_usage(account).await.unwrap(), usage(waiting, stored_bytes), "counters of {account}");
+    }
+    assert!(store.job_usage(a).await.unwrap().job_bytes <= quota.max_job_bytes.unwrap(), "the quota held");
+}
