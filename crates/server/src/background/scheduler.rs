@@ -154,7 +154,7 @@ pub async fn pass(
     }
     // Retried jobs: (id, when it re-entered PENDING).
     let retried: Vec<(JobId, i64)> =
-        model.pending().iter().filter(|j| j.updated_at != j.created_at).map(|j| (j.uuid, j.updated_at.0)).collect();
+        model.pending_unordered().filter(|j| j.updated_at != j.created_at).map(|j| (j.uuid, j.updated_at.0)).collect();
     retry_history(state, &mut model.history, &retried).await?;
     let mut pending = model.pending();
     if nothing_fits {
