@@ -212,7 +212,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             let local = listener.local_addr()?;
             let settings = args.relay.settings(tls)?;
             let range = settings.range;
-            let task = crate::relay::start(listener, settings, server.relay_token_verifier(), server.relay_ended_runs())?;
+            let task =
+                crate::relay::start(listener, settings, server.relay_token_verifier(), server.relay_ended_runs())?;
             outln!(
                 "gantry relay listening on {local}; public ports {}-{}; offered to agents as {offer}",
                 range.first,

@@ -51,7 +51,10 @@ pub(super) async fn ended_runs(
     req.caller.require("relays", "read")?;
     let runs = req.body.runs;
     if runs.len() > MAX_ENDED_RUNS_QUERY {
-        return Err(ApiError::field("runs", format!("{} runs; at most {MAX_ENDED_RUNS_QUERY} per request", runs.len())));
+        return Err(ApiError::field(
+            "runs",
+            format!("{} runs; at most {MAX_ENDED_RUNS_QUERY} per request", runs.len()),
+        ));
     }
     Ok(Json(EndedRuns { ended: app::runs::ended_among(&state, &runs).await? }))
 }
