@@ -21,21 +21,10 @@ pub type Stream = Compat<yamux::Stream>;
 
 type Reply = oneshot::Sender<Result<yamux::Stream, yamux::ConnectionError>>;
 
-/// Most streams one session carries at once (each is one user connection).
+/// Most streams one session carries at once (each is one user connection). yamux
+/// wants the session's total receive window (1 GiB, its default: an upper bound, not
+/// an allocation) to hold 256 KiB per stream, hence 4,096.
 const MAX_STREAMS: usize = 4096;
-
-/// The session's total receive window: the 256 KiB every stream is guaranteed, plus
-/// [`WINDOW_HEADROOM`] that busy streams may grow into. yamux doubles a stream's
-/// window while its sender uses half of it in under two round trips, but only out of
-/// what the total leaves beyond the guaranteed windows: at exactly 256 KiB per stream
-/// (yamux's 1 GiB default over 4,096 streams) no window ever grew, and one bulk stream
-/// stalled every 128 KiB for a window update to cross both tasks of the tunnel.
-/// An upper bound, not an allocation: a window fills only with bytes its reader has
-/// not taken yet, and grows only while that reader keeps up.
-const RECEIVE_WINDOW: usize = MAX_STREAMS * 256 * 1024 + WINDOW_HEADROOM;
-
-/// What all of a session's streams together may add to their 256 KiB windows.
-const WINDOW_HEADROOM: usize = 64 * 1024 * 1024;
 
 /// Largest yamux data frame. yamux's default (16 KiB) makes a bulk transfer one frame,
 /// one trip through the session task and one header per 16 KiB; 64 KiB frames cut
@@ -84,7 +73,6 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut config = yamux::Config::default();
-    config.set_max_connection_receive_window(Some(RECEIVE_WINDOW));
     config.set_max_num_streams(MAX_STREAMS);
     config.set_split_send_size(SPLIT_SEND_SIZE);
     let io = tokio::io::BufWriter::with_capacity(IO_BUFFER, io);
