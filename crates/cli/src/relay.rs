@@ -8,8 +8,10 @@
 //! `node_urls`.
 //!
 //! The relay authenticates to the control plane (`--server`) with its own API key of
-//! preset `relay`, only to fetch the public key relay tokens are verified with
-//! (`GET /v1/relays/token-key`); it holds no other secret of the control plane.
+//! preset `relay`, to fetch the public key relay tokens are verified with
+//! (`GET /v1/relays/token-key`) and to ask every half second which of the runs it
+//! carries ended (`POST /v1/relays/ended-runs`: their ports close even when their node
+//! is down); it holds no other secret of the control plane.
 //! `gantry server --relay` runs the same [`start`] in the control plane's process.
 
 use std::net::{IpAddr, SocketAddr};
@@ -146,11 +148,12 @@ pub struct Settings {
 }
 
 /// Serves a relay on `listener` until the returned task is aborted, admitting agents
-/// whose tokens `verifier` accepts.
+/// whose tokens `verifier` accepts and closing the ports of runs `ended` says ended.
 pub fn start(
     listener: tokio::net::TcpListener,
     settings: Settings,
     verifier: Verifier,
+    ended: gantry_relay::reap::Ask,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let acceptor = gantry_tls::acceptor(&settings.tls)?;
     let tunnels = gantry_relay::edge::Tunnels::default();
@@ -166,15 +169,33 @@ pub fn start(
             max_connections: limits.max_connections_per_port.max(1),
         },
     ));
+    let reaper = gantry_relay::reap::reap(ports.clone(), ended, gantry_relay::reap::EVERY);
     // The verifier also ends each tunnel at its token's expiry unless the agent renews it.
-    Ok(gantry_relay::edge::serve_tunnels(
+    let tunnels = gantry_relay::edge::serve_tunnels(
         listener,
         acceptor,
         Arc::new(verifier),
         tunnels,
         ports,
         Duration::from_secs(limits.handshake_timeout_secs.max(1)),
-    ))
+    );
+    // One task to abort for both: dropping the guards aborts them.
+    Ok(tokio::spawn(async move {
+        let _both = (crate::serve::AbortOnDrop(reaper), crate::serve::AbortOnDrop(tunnels));
+        std::future::pending::<()>().await
+    }))
+}
+
+/// Asks the control plane at `client` which runs ended (`POST /v1/relays/ended-runs`).
+fn ask_server(client: gantry_client::Client) -> gantry_relay::reap::Ask {
+    Arc::new(move |runs: Vec<uuid::Uuid>| {
+        let client = client.clone();
+        Box::pin(async move {
+            let runs: Vec<gantry_types::JobRunId> = runs.into_iter().map(gantry_types::JobRunId).collect();
+            let answer = client.relay_ended_runs(&runs).await.map_err(|e| gantry_relay::chain(&e))?;
+            Ok(answer.ended.into_iter().map(|r| r.0).collect())
+        })
+    })
 }
 
 /// Fetches the token key from the control plane, retrying for about a minute while it
@@ -225,7 +246,7 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
         tls: gantry_tls::CertFiles { cert: args.tls_cert.clone(), key: args.tls_key.clone() },
         limits: args.limits,
     };
-    let task = start(listener, settings, verifier)?;
+    let task = start(listener, settings, verifier, ask_server(client))?;
     // Tools and tests read this line to learn the port when listening on port 0.
     outln!("gantry relay listening on {local}; public ports {}-{} on {}", range.first, range.last, args.public_host)?;
     crate::sd_notify::notify(&format!("READY=1\nSTATUS=relaying on {local}"));

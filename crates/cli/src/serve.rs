@@ -212,7 +212,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             let local = listener.local_addr()?;
             let settings = args.relay.settings(tls)?;
             let range = settings.range;
-            let task = crate::relay::start(listener, settings, server.relay_token_verifier())?;
+            let task =
+                crate::relay::start(listener, settings, server.relay_token_verifier(), server.relay_ended_runs())?;
             outln!(
                 "gantry relay listening on {local}; public ports {}-{}; offered to agents as {offer}",
                 range.first,
@@ -231,7 +232,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 }
 
 /// Ends a task when dropped (the in-process relay ends with the server).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

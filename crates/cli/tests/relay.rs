@@ -4,9 +4,10 @@
 //! token the server issues it. Through the relay: a run's ports answer at the
 //! `node_urls` (relay host, public ports from the range, "ssh" for 22); a client outside
 //! `allowed_ips` is closed at once; each public port reaches its own run only; the ports
-//! of an ended run close within a second; a restarted relay hands out the same ports
-//! again; 1,000 connections are carried at once. The namespace NAT test is in
-//! `relay_nat.rs`.
+//! of an ended run close within a second, also when the run is cancelled while its
+//! node is down (the relay asks the control plane, `POST /v1/relays/ended-runs`); a
+//! restarted relay hands out the same ports again; 1,000 connections are carried at
+//! once. The namespace NAT test is in `relay_nat.rs`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -180,6 +181,83 @@ async fn a_relay_carries_a_nat_nodes_ports_by_the_rules_of_each_run() {
     assert!(get(&other_run.node_urls[0]).await.is_some());
 }
 
+/// The node's agent is killed (its tunnel goes with it), then the run is cancelled:
+/// its job goes CANCELLING and the run stays RUNNING, since no agent confirms the
+/// stop; the relay learns of the end from the control plane and closes the public
+/// port within about a second, freeing it for reuse.
+async fn cancelled_while_the_node_is_down(consumer: &Client, mut agent: Child, run: &JobRun) {
+    let url = &run.node_urls[0];
+    agent.kill().await.unwrap();
+    // Bound, and refusing (no tunnel behind it), until the relay hears of the end.
+    assert!(TcpStream::connect((url.hostname.as_str(), url.port)).await.is_ok(), "still bound before the cancel");
+    consumer.cancel_job(run.job_uuid, "done").await.unwrap();
+    let cancelled = Instant::now();
+    wait_for("the public port to close after the cancel", Duration::from_millis(1500), || async {
+        TcpStream::connect((url.hostname.as_str(), url.port)).await.is_err().then_some(())
+    })
+    .await;
+    let took = cancelled.elapsed();
+    assert_eq!(consumer.get_job_run(run.uuid).await.unwrap().status, JobRunStatus::Running, "nobody stopped it");
+    std::net::TcpListener::bind((url.hostname.as_str(), url.port)).expect("the closed public port is free again");
+    eprintln!("the public port closed {took:?} after the cancel");
+}
+
+#[tokio::test]
+async fn a_relay_closes_the_port_of_a_run_cancelled_while_its_node_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tls = dir.path().join("tls");
+    gantry_tls::write_self_signed(&tls, &["127.0.0.1".into()], false).unwrap();
+    let (_server, url) = common::start_server(&data).await;
+    let relay_key = common::create_key(&data, "relay").await;
+    let node_key = common::create_key(&data, "node").await;
+    let consumer = common::client(&url, &common::create_key(&data, "consumer").await);
+    let as_relay = common::client(&url, &relay_key);
+    let range = free_range(10);
+    let (_relay, relay_addr) = start_relay(&url, &relay_key, "127.0.0.1:0", range, &tls).await;
+    let agent = start_agent(&url, &node_key, &relay_addr, &tls).await;
+    let created = consumer.create_job(&job("ends", &[8080], &["127.0.0.1"])).await.unwrap();
+    let run = running(&consumer, created.uuid, 1).await;
+    assert!(get(&run.node_urls[0]).await.is_some_and(|page| page.contains(&run.uuid.to_string())));
+
+    // What the relay asks: a running run has not ended; an unknown one has.
+    let unknown = gantry_types::JobRunId::new();
+    let answer = as_relay.relay_ended_runs(&[run.uuid, unknown]).await.unwrap();
+    assert_eq!(answer.ended, [unknown]);
+    // Only a relay key may ask; the runs are uuids, at most 1,000.
+    let status = |e: gantry_client::ClientError| e.status().map(|s| s.as_u16());
+    assert_eq!(consumer.relay_ended_runs(&[run.uuid]).await.map_err(status).unwrap_err(), Some(403));
+    let ask = |body: Value| {
+        let as_relay = as_relay.clone();
+        async move { as_relay.send::<Value>(reqwest::Method::POST, "/v1/relays/ended-runs", &[], Some(&body)).await }
+    };
+    for (body, field) in [
+        (json!({"runs": [run.uuid.to_string(), "not-a-uuid"]}), "runs[1]"),
+        (json!({"runs": "x"}), "runs"),
+        (json!({"runs": vec![run.uuid.to_string(); 1001]}), "runs"),
+        (json!({}), "body"),
+    ] {
+        let e = ask(body.clone()).await.unwrap_err();
+        assert_eq!(e.status().map(|s| s.as_u16()), Some(400), "{body}: {e}");
+        assert!(e.to_string().contains(&format!("\n  {field}: ")), "{body}: names {field}: {e}");
+    }
+
+    cancelled_while_the_node_is_down(&consumer, agent, &run).await;
+    let answer = as_relay.relay_ended_runs(&[run.uuid]).await.unwrap();
+    assert_eq!(answer.ended, [run.uuid], "cancelling counts as ended");
+}
+
+/// `gantry agent --simulate 1` for the node key `key`, through the relay at `relay`.
+async fn start_agent(url: &str, key: &Value, relay: &str, tls: &Path) -> Child {
+    let mut cmd = Command::new(GANTRY);
+    cmd.args(["agent", "--server", url, "--simulate", "1", "--relay", relay, "--ca-cert"])
+        .arg(tls.join("ca.pem"))
+        .env("GANTRY_PUBLIC_KEY", key["public_key"].as_str().unwrap())
+        .env("GANTRY_SECRET_KEY", key["secret_key"].as_str().unwrap())
+        .env("RUST_LOG", "warn");
+    common::spawn_listening(cmd, "gantry agent: 1 simulated node(s)", Duration::from_secs(60)).await.0
+}
+
 #[tokio::test]
 async fn a_relay_refuses_a_key_without_the_relay_preset() {
     let dir = tempfile::tempdir().unwrap();
@@ -270,24 +348,13 @@ async fn a_server_relay_is_offered_to_agents_with_relay_auto() {
     let node_key = common::create_key(&data, "node").await;
     let consumer =
         Client::with_ca_cert(key(&common::create_key(&data, "consumer").await), Some(&tls.join("ca.pem"))).unwrap();
-    let (_agent, _) = common::spawn_listening(
-        {
-            let mut cmd = Command::new(GANTRY);
-            cmd.args(["agent", "--server", &url, "--simulate", "1", "--relay", "auto", "--ca-cert"])
-                .arg(tls.join("ca.pem"))
-                .env("GANTRY_PUBLIC_KEY", node_key["public_key"].as_str().unwrap())
-                .env("GANTRY_SECRET_KEY", node_key["secret_key"].as_str().unwrap())
-                .env("RUST_LOG", "warn");
-            cmd
-        },
-        "gantry agent: 1 simulated node(s)",
-        Duration::from_secs(60),
-    )
-    .await;
+    let agent = start_agent(&url, &node_key, "auto", &tls).await;
     let created = consumer.create_job(&job("auto", &[8080], &["127.0.0.1"])).await.unwrap();
     let run = running(&consumer, created.uuid, 1).await;
     let u = &run.node_urls[0];
     assert!((range.0..=range.1).contains(&u.port), "the server's relay carries it: {u:?}");
     let page = wait_for("the run through the server's relay", Duration::from_secs(20), || get(u)).await;
     assert!(page.contains(&run.uuid.to_string()), "{page}");
+    // The relay in the server's process learns of ended runs from the store.
+    cancelled_while_the_node_is_down(&consumer, agent, &run).await;
 }

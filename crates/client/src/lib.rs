@@ -571,6 +571,15 @@ impl Client {
         self.send(Method::GET, "/v1/relays/token-key", &[], None).await
     }
 
+    /// `POST /v1/relays/ended-runs` (a `relay` key): which of `runs` ended.
+    pub async fn relay_ended_runs(
+        &self,
+        runs: &[gantry_types::JobRunId],
+    ) -> Result<gantry_types::protocol::EndedRuns, ClientError> {
+        let body = serde_json::json!({ "runs": runs });
+        self.send(Method::POST, "/v1/relays/ended-runs", &[], Some(&body)).await
+    }
+
     /// `GET /v1/nodes/{uuid}`.
     pub async fn get_node(&self, id: gantry_types::NodeId) -> Result<gantry_types::node::Node, ClientError> {
         self.send(Method::GET, &format!("/v1/nodes/{id}"), &[], None).await

@@ -22,6 +22,8 @@
 //!   caller-supplied resolver approves (a run's own ports only); [`node::Publisher`]
 //!   publishes runs' ports and keeps them published across reconnects.
 //!
+//! * [`reap`]: closes the public ports of runs the control plane says ended (the
+//!   node may be down and unable to unpublish them).
 //! * [`token`]: relay tokens, issued per node by the control plane and verified
 //!   offline by relays with its public key.
 //!
@@ -35,6 +37,7 @@ pub mod edge;
 pub mod node;
 pub mod port;
 pub mod public;
+pub mod reap;
 mod session;
 pub mod token;
 

@@ -131,6 +131,25 @@ impl PublicPorts {
         });
     }
 
+    /// The runs with a published port, each once.
+    pub fn published_runs(&self) -> Vec<String> {
+        let runs: std::collections::BTreeSet<String> = self.lock().keys().map(|(_, run, _)| run.clone()).collect();
+        runs.into_iter().collect()
+    }
+
+    /// Closes every public port of `run`, whichever node published it (when a run
+    /// ended, no node should carry it), and the connections through them.
+    pub fn unpublish_run(&self, run: &str) {
+        self.lock().retain(|(node, r, _), allocation| {
+            let keep = r != run;
+            if !keep {
+                allocation.task.abort();
+                tracing::info!(node, run, public_port = allocation.public_port, "public port closed: the run ended");
+            }
+            keep
+        });
+    }
+
     /// The public port of `run`'s `port` on `node`, when published.
     pub fn public_port(&self, node: &str, run: &str, port: u16) -> Option<u16> {
         self.lock().get(&(node.to_string(), run.to_string(), port)).map(|a| a.public_port)

@@ -118,6 +118,7 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(webhooks::get_webhook, webhooks::delete_webhook))
         .routes(routes!(webhooks::list_webhook_deliveries))
         .routes(routes!(relays::relay_token_key))
+        .routes(routes!(relays::ended_runs))
 }
 
 /// The OpenAPI document of the signed API, as committed in `openapi/api.json`.

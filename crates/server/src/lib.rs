@@ -120,6 +120,20 @@ impl RunningServer {
         self.state.relays.issuer.verifier()
     }
 
+    /// How the relay `gantry server --relay` runs in process learns which of its runs
+    /// ended: what `POST /v1/relays/ended-runs` answers, read here without a request.
+    pub fn relay_ended_runs(&self) -> gantry_relay::reap::Ask {
+        let state = self.state.clone();
+        Arc::new(move |runs: Vec<uuid::Uuid>| {
+            let state = state.clone();
+            Box::pin(async move {
+                let runs: Vec<gantry_types::JobRunId> = runs.into_iter().map(gantry_types::JobRunId).collect();
+                let ended = app::runs::ended_among(&state, &runs).await.map_err(|e| e.to_string())?;
+                Ok(ended.into_iter().map(|r| r.0).collect())
+            })
+        })
+    }
+
     /// The reconcilers' timing this server runs with.
     pub fn timing(&self) -> Timing {
         self.state.scheduling.timing

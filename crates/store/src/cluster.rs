@@ -165,6 +165,12 @@ pub trait ClusterStore {
     ) -> StoreResult<Page<RunRecord>>;
     /// Every non-terminal run (ASSIGNED, PREPARING, RUNNING), unpaged, oldest first.
     async fn run_list_active(&self) -> StoreResult<Vec<RunRecord>>;
+    /// Of `ids`, the runs still wanted on their nodes: active (ASSIGNED, PREPARING,
+    /// RUNNING) and of a job ASSIGNED or RUNNING, so not being cancelled or ended (the
+    /// rule of a node's desired state). Unknown ids are left out; order is unspecified.
+    /// One indexed query, whatever the run count: a relay asks every half second
+    /// which of the runs it carries ended (`POST /v1/relays/ended-runs`).
+    async fn run_still_wanted(&self, ids: &[JobRunId]) -> StoreResult<Vec<JobRunId>>;
     /// Every run of one job, oldest first: (created_at, attempt, rank, uuid).
     async fn run_list_for_job(&self, job: JobId) -> StoreResult<Vec<RunRecord>>;
     /// Applies `update` if the run is in one of `update.from` (compare-and-set): sets

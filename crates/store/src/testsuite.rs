@@ -103,6 +103,7 @@ macro_rules! store_test_suite {
             run_place_error_places_nothing,
             run_fetch_list_filters_and_scoping,
             run_list_active_and_for_job,
+            run_still_wanted_follows_run_and_job,
             run_update_compare_and_set,
             run_update_records_image_size,
             run_logs_keep_the_newest_bytes,

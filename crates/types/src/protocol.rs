@@ -170,6 +170,25 @@ pub struct Registration {
     pub lease_epoch: i64,
 }
 
+/// Most runs one `POST /v1/relays/ended-runs` asks about (a relay with more asks in
+/// several requests).
+pub const MAX_ENDED_RUNS_QUERY: usize = 1000;
+
+/// `POST /v1/relays/ended-runs` body: the runs whose ports a relay carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EndedRunsQuery {
+    /// Run uuids, at most [`MAX_ENDED_RUNS_QUERY`].
+    pub runs: Vec<crate::JobRunId>,
+}
+
+/// `POST /v1/relays/ended-runs` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EndedRuns {
+    /// Those of the asked runs that no node should carry any more: ended, being
+    /// cancelled, or unknown to this control plane.
+    pub ended: Vec<crate::JobRunId>,
+}
+
 /// `GET /v1/relays/token-key` answer: what relays verify nodes' relay tokens with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RelayTokenKey {

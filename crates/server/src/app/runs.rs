@@ -61,6 +61,14 @@ pub async fn log_tail(state: &AppState, scope: Option<AccountId>, id: JobRunId) 
     Ok(state.store.run_logs_tail(id).await?.unwrap_or_default())
 }
 
+/// Of `runs`, those no node should carry any more: ended, being cancelled, or
+/// unknown (a relay closes their public ports). In the order asked, each once.
+pub async fn ended_among(state: &AppState, runs: &[JobRunId]) -> Result<Vec<JobRunId>, AppError> {
+    let wanted: std::collections::HashSet<JobRunId> = state.store.run_still_wanted(runs).await?.into_iter().collect();
+    let mut seen = std::collections::HashSet::new();
+    Ok(runs.iter().copied().filter(|r| !wanted.contains(r) && seen.insert(*r)).collect())
+}
+
 /// Applies what a node reported about one of its runs. Reports are idempotent: a
 /// repeated or stale one (the run already moved on) changes nothing.
 pub async fn observe(state: &AppState, node: NodeId, report: &ObservedRun) -> Result<(), AppError> {

@@ -284,6 +284,16 @@ impl ClusterStore for PgStore {
         rows.iter().map(record::<RunRow>).collect()
     }
 
+    async fn run_still_wanted(&self, ids: &[JobRunId]) -> StoreResult<Vec<JobRunId>> {
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let uuids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql::still_wanted_sql("uuid = ANY($1)")))
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("job runs still wanted"))?;
+        sql::run_ids(uuids)
+    }
+
     async fn run_list_for_job(&self, job: JobId) -> StoreResult<Vec<RunRecord>> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM job_runs WHERE job_uuid = $1 ORDER BY {RUNS_OF_A_JOB_ORDER}");
         let rows = sqlx::query(AssertSqlSafe(sql))

@@ -30,6 +30,26 @@ pub(crate) const RUN_COLUMNS: &str = RunRow::LIST;
 /// partial index `job_runs_active` only for a query repeating its condition verbatim.
 pub(crate) const ACTIVE_RUNS: &str = "status IN ('ASSIGNED', 'PREPARING', 'RUNNING')";
 
+/// `run_still_wanted`'s query, `ids_condition` being the backend's way of saying
+/// "uuid is one of the given list". Its job must still be wanted (the rule of a node's
+/// desired state: not cancelling, not ended).
+pub(crate) fn still_wanted_sql(ids_condition: &str) -> String {
+    format!(
+        "SELECT uuid FROM job_runs WHERE {ids_condition} AND {ACTIVE_RUNS} AND EXISTS \
+         (SELECT 1 FROM jobs j WHERE j.uuid = job_runs.job_uuid AND j.status IN ('ASSIGNED', 'RUNNING'))"
+    )
+}
+
+/// Run uuids as read back (a bad one is a corrupt row).
+pub(crate) fn run_ids(uuids: Vec<String>) -> StoreResult<Vec<JobRunId>> {
+    uuids
+        .into_iter()
+        .map(|u| {
+            u.parse().map_err(|_| StoreError::Corrupt { table: "job_runs", detail: format!("bad run uuid {u:?}") })
+        })
+        .collect()
+}
+
 /// The order of `run_list_for_job` (a gang's runs share `created_at`).
 pub(crate) const RUNS_OF_A_JOB_ORDER: &str = "created_at_ms, attempt, rank, uuid";
 

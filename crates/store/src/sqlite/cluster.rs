@@ -210,6 +210,19 @@ impl ClusterStore for SqliteStore {
         .await
     }
 
+    async fn run_still_wanted(&self, ids: &[JobRunId]) -> StoreResult<Vec<JobRunId>> {
+        // SQLite cannot bind a list; the ids travel as one JSON array.
+        let ids = sql::json_list(&ids.iter().map(ToString::to_string).collect::<Vec<_>>());
+        let uuids: Vec<String> = self
+            .read(move |conn| {
+                conn.prepare_cached(&sql::still_wanted_sql("uuid IN (SELECT value FROM json_each(?1))"))
+                    .and_then(|mut s| s.query_map([ids], |r| r.get(0))?.collect::<rusqlite::Result<Vec<_>>>())
+                    .map_err(db("job runs still wanted"))
+            })
+            .await?;
+        sql::run_ids(uuids)
+    }
+
     async fn run_list_for_job(&self, job: JobId) -> StoreResult<Vec<RunRecord>> {
         let job = job.to_string();
         self.read(move |conn| {

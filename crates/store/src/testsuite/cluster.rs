@@ -612,6 +612,48 @@ pub async fn run_list_active_and_for_job(store: &dyn Store) {
     assert_eq!(active[0], second[0], "every field comes back");
 }
 
+/// Of the ids asked about, only active runs of jobs still ASSIGNED or RUNNING are
+/// still wanted: a run whose job is cancelling (its node may be down and never say
+/// the run stopped), an ended run and an unknown id are not.
+pub async fn run_still_wanted_follows_run_and_job(store: &dyn Store) {
+    use JobRunStatus::*;
+    let account = new_account(store, "Wanted").await;
+    let node = new_node(store, account, T0, 5).await;
+    let mut runs = Vec::new();
+    for (i, to) in [Assigned, Preparing, Running, Completed, Failed, Cancelled].into_iter().enumerate() {
+        let at = T0 + 10 + i as i64;
+        let job = new_job(store, account, at, i).await;
+        let run = run_record(&job, &node, 0, 0, at);
+        assert!(place(store, job.uuid, std::slice::from_ref(&run), at).await);
+        if to != Assigned {
+            let from = [Assigned, Preparing, Running];
+            store.run_update(run.run.uuid, &status_change(&from, to, at)).await.unwrap().expect("applies");
+        }
+        runs.push(run);
+    }
+    let mut asked: Vec<JobRunId> = runs.iter().map(|r| r.run.uuid).collect();
+    asked.push(JobRunId::new());
+    let mut wanted = store.run_still_wanted(&asked).await.unwrap();
+    wanted.sort();
+    let mut expected = ids(&[&runs[0], &runs[1], &runs[2]]);
+    expected.sort();
+    assert_eq!(wanted, expected, "the active runs of live jobs");
+
+    // The RUNNING run's job is cancelled: its run is still RUNNING, but not wanted.
+    let job = runs[2].run.job_uuid;
+    let running = job_change(&[JobStatus::Assigned], JobStatus::Running, T0 + 30);
+    store.job_transition(None, job, &running).await.unwrap().expect("job runs");
+    assert!(store.run_still_wanted(&[runs[2].run.uuid]).await.unwrap() == [runs[2].run.uuid]);
+    let cancelling = job_change(&[JobStatus::Running], JobStatus::Cancelling, T0 + 31);
+    store.job_transition(None, job, &cancelling).await.unwrap().expect("cancelling");
+    assert!(store.run_still_wanted(&[runs[2].run.uuid, runs[0].run.uuid]).await.unwrap() == [runs[0].run.uuid]);
+    assert!(store.run_still_wanted(&[]).await.unwrap().is_empty());
+
+    // A thousand ids at once (what a relay may ask in one request).
+    let many: Vec<JobRunId> = (0..1000).map(|_| JobRunId::new()).chain([runs[1].run.uuid]).collect();
+    assert_eq!(store.run_still_wanted(&many).await.unwrap(), [runs[1].run.uuid]);
+}
+
 /// Compare-and-set: applies only from an allowed status, else `None` and nothing
 /// changes; started_at on the first RUNNING, ended_at and duration on a terminal
 /// status, exit code and node URLs only when given.
