@@ -384,6 +384,19 @@ pub async fn node_loss(args: NodeLossArgs) -> anyhow::Result<()> {
     eprintln!("bench: killed {} nodes holding runs; waiting for detection and re-placement ...", victims.len());
     let victim_ids: std::collections::HashSet<_> = victims.iter().map(|v| v.1).collect();
     let started = Instant::now();
+    // Waiting reads two totals (a page of one), not every node and run: listing 10,000
+    // nodes and runs five times a second was a load of its own on the server being
+    // measured. The figures come from the server's timestamps, not from this polling.
+    loop {
+        let lost = c.node_list_total("LOST").await? as usize;
+        let l: ListResponse<JobRun> =
+            c.consumer.send(reqwest::Method::GET, "/v1/job-runs", &query(&[("limit", "1")]), None).await?;
+        if lost >= victims.len() && l.total as usize >= runs_before.len() + victims.len() {
+            break;
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "not all losses handled after 120 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let (detect, replace) = loop {
         let lost: Vec<Node> = all(&c.node_client, "/v1/nodes", &[("filter[status]", "LOST")]).await?;
         let runs: Vec<JobRun> = all(&c.consumer, "/v1/job-runs", &[]).await?;
@@ -402,7 +415,12 @@ pub async fn node_loss(args: NodeLossArgs) -> anyhow::Result<()> {
         anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "not all losses handled after 120 s");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    outln!("node loss: {} of {} nodes killed", victims.len(), args.nodes)?;
+    outln!(
+        "node loss: {} of {} nodes killed (load average {})",
+        victims.len(),
+        args.nodes,
+        crate::bench_heartbeats::load_average()
+    )?;
     outln!(
         "detection:    p50 {} ms  p99 {} ms  (loss threshold {} ms)",
         percentile(&detect, 0.5),

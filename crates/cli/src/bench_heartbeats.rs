@@ -5,6 +5,10 @@
 //! syncs/s against what was offered, sync latency p50/p99, and the server process's
 //! CPU (cores used, from `/proc`). The reference, measured in the same run at the same
 //! rate, is an unsigned `GET /healthz` (transport, HTTP and one store round trip).
+//! The bench's own CPU (the simulated nodes: signing, JSON, HTTP) is reported apart as
+//! client CPU: on a small machine it competes with the server for the same cores, so a
+//! latency figure is only the server's own when client + server stay below the cores
+//! there are (the load average is printed with each step for that reason).
 //!
 //! Several fleet sizes may be given (`--nodes 1000,5000,10000`); the ceiling reported
 //! is the largest that met the target (sync p99 ≤ 20 ms, at least 95% of offered
@@ -45,6 +49,7 @@ struct Step {
     p99_ms: f64,
     errors: u64,
     cores: f64,
+    client_cores: f64,
     reference_p99_ms: f64,
 }
 
@@ -92,7 +97,8 @@ pub async fn heartbeats(args: HeartbeatArgs) -> anyhow::Result<()> {
 fn print_step(s: &Step) -> std::io::Result<()> {
     outln!(
         "{:>6} nodes: {:>7.0} syncs/s of {:>7.0} offered ({:.0}%), sync p50 {:.1} ms p99 {:.1} ms, \
-         {} errors, server CPU {:.2} cores; reference GET /healthz p99 {:.1} ms (ratio {:.2})",
+         {} errors, server CPU {:.2} cores ({:.0} µs/sync), bench client CPU {:.2} cores; \
+         reference GET /healthz p99 {:.1} ms (ratio {:.2}); load average {}",
         s.nodes,
         s.done,
         s.offered,
@@ -101,8 +107,11 @@ fn print_step(s: &Step) -> std::io::Result<()> {
         s.p99_ms,
         s.errors,
         s.cores,
+        1e6 * s.cores / s.done.max(1.0),
+        s.client_cores,
         s.reference_p99_ms,
-        s.p99_ms / s.reference_p99_ms.max(0.001)
+        s.p99_ms / s.reference_p99_ms.max(0.001),
+        load_average()
     )
 }
 
@@ -199,12 +208,14 @@ async fn measure(
     });
     tokio::time::sleep(warmup).await;
     let cpu_before = cpu_ticks(pid)?;
+    let client_before = cpu_ticks(std::process::id())?;
     let started = Instant::now();
     measuring.store(true, Ordering::Relaxed);
     tokio::time::sleep(length).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
     let cpu_after = cpu_ticks(pid)?;
+    let client_after = cpu_ticks(std::process::id())?;
     stop.store(true, Ordering::Relaxed);
     let mut all = Vec::new();
     let mut errors = 0;
@@ -229,9 +240,18 @@ async fn measure(
         p99_ms: pct(&all, 0.99),
         errors,
         cores: (cpu_after - cpu_before) as f64 / ticks_per_second / elapsed,
+        client_cores: (client_after - client_before) as f64 / ticks_per_second / elapsed,
         reference_p99_ms: pct(&reference, 0.99),
     };
     Ok((step, ids))
+}
+
+/// The 1, 5 and 15 minute load averages (`/proc/loadavg`), or "?".
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// The process's user + system CPU time so far, in clock ticks (`/proc/PID/stat`).

@@ -69,8 +69,9 @@ impl Loops {
 /// Starts every background loop of the server (`leadership`: what
 /// [`leader::first_try`] got): the place to look for what runs on
 /// its own. The reconcilers (scheduler, lifecycle, billing: on the leader only, see
-/// [`leader`]), two flushers of
-/// in-memory state (API key usage to the store; the GPU registry from it), and the
+/// [`leader`]), three flushers of
+/// in-memory state (API key usage and node heartbeats to the store; the GPU registry
+/// from it), and the
 /// wake-ups exchanged with other instances on the same database (`crate::peers`).
 pub fn spawn(state: Arc<AppState>, leadership: Option<Box<dyn gantry_store::deployment::Leadership>>) -> Loops {
     if leadership.is_some() {
@@ -80,6 +81,7 @@ pub fn spawn(state: Arc<AppState>, leadership: Option<Box<dyn gantry_store::depl
         ("event log", tokio::spawn(events::run(state.clone()))),
         ("leader's reconcilers", tokio::spawn(leader::run(state.clone(), leadership))),
         ("usage flusher", tokio::spawn(crate::usage::run_flusher(state.clone()))),
+        ("heartbeat flusher", tokio::spawn(crate::heartbeats::run_flusher(state.clone()))),
         ("gpu registry refresher", tokio::spawn(crate::app::gpu_registry::run_refresher(state.clone()))),
         ("peer notifications", tokio::spawn(crate::peers::run(state))),
     ];

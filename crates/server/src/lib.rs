@@ -18,6 +18,7 @@ mod background;
 mod config;
 mod console;
 mod error;
+mod heartbeats;
 mod key_cache;
 mod keyfile;
 mod metrics;
@@ -229,6 +230,7 @@ pub async fn start_with_store(
         loops.stop();
         gauges.abort();
         state.auth.usage.flush(state.store.as_ref()).await;
+        state.heartbeats.flush(state.store.as_ref()).await;
         Ok(())
     });
     tracing::info!(%local_addr, tls = serves_tls, backend = state.store.backend(), "gantry server ready");

@@ -31,6 +31,8 @@ pub struct AppState {
     pub secrets: SecretBox,
     /// Wake-ups: node desired-state versions, scheduler passes, last contact per node.
     pub signals: Signals,
+    /// Heartbeats noted by syncs, written in batches (`crate::heartbeats`).
+    pub heartbeats: crate::heartbeats::Heartbeats,
     /// Checking signed requests.
     pub auth: AuthState,
     /// In-memory views of stored data.
@@ -174,6 +176,7 @@ impl AppState {
             store,
             secrets,
             signals: Signals::new(now_ms() as u64),
+            heartbeats: Default::default(),
             auth: AuthState {
                 nonces: NonceCache::new(config.nonce_capacity),
                 keys: KeyCache::default(),

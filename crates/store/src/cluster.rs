@@ -18,6 +18,19 @@ use gantry_types::{
 
 use crate::{Page, StoreResult};
 
+/// One node's latest heartbeat, for [`ClusterStore::node_heartbeats`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Heartbeat {
+    /// The node.
+    pub node: NodeId,
+    /// The epoch the node synced under (applies only while the node still has it).
+    pub lease_epoch: i64,
+    /// When the node was heard (epoch ms); last_seen_at_ms never moves back.
+    pub seen_at_ms: i64,
+    /// Its latest sample, if it sent one since the last write.
+    pub sample: Option<HardwareSample>,
+}
+
 /// A node as stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeRecord {
@@ -133,6 +146,10 @@ pub trait ClusterStore {
         now_ms: i64,
         sample: Option<&HardwareSample>,
     ) -> StoreResult<bool>;
+    /// Many heartbeats in one write (the server's coalesced heartbeats, flushed about
+    /// once a second): each applies as [`ClusterStore::node_heartbeat`] would, alone
+    /// (a stale epoch, a LOST or unknown node skip theirs). Returns how many applied.
+    async fn node_heartbeats(&self, beats: &[Heartbeat]) -> StoreResult<u64>;
     /// Sets is_draining (updated_at moves only when it changes); the node after, or
     /// `None` when it does not exist in scope.
     async fn node_set_draining(

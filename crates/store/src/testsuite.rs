@@ -97,6 +97,7 @@ macro_rules! store_test_suite {
             node_fetch_other_account_is_none,
             node_list_filters_paging_and_scoping,
             node_heartbeat_needs_epoch_and_online,
+            node_heartbeats_apply_each_like_one,
             node_mark_lost_compare_and_set,
             node_set_draining_is_scoped,
             run_place_assigns_pending_jobs_only,

@@ -191,6 +191,52 @@ async fn a_lost_node_fails_its_runs_which_retry_elsewhere() {
     nodes.stop().await;
 }
 
+/// Many nodes lost at once (a rack, a partition) are all declared lost, and all their
+/// runs retried elsewhere: the lifecycle marks them and fails their runs concurrently.
+#[tokio::test]
+async fn many_nodes_lost_at_once_all_fail_their_runs_which_retry_elsewhere() {
+    let ctx = TestContext::start_fast().await;
+    let nodes = ctx.sim_nodes(12, "1xNVIDIA RTX 4090:24").await;
+    let user = ctx.new_account(Preset::Consumer).await;
+    let mut jobs = Vec::new();
+    for i in 0..6 {
+        let mut body = job(&format!("survivor-{i}"), json!({"GANTRY_SIM_DURATION_MS": "60000"}));
+        body["max_retry_count"] = json!(1);
+        jobs.push(user.create_job(&body).await.unwrap().uuid);
+    }
+    let mut first = Vec::new();
+    for id in &jobs {
+        wait_status(&user, *id, JobStatus::Running).await;
+        first.push(runs(&user, *id).await.remove(0));
+    }
+    let node_list: gantry_types::list::ListResponse<gantry_types::node::Node> =
+        nodes.client.send(reqwest::Method::GET, "/v1/nodes", &query(&[("limit", "50")]), None).await.unwrap();
+    let busy: std::collections::HashSet<_> = first.iter().map(|r| r.node_uuid).collect();
+    assert_eq!(busy.len(), 6, "one run per node (one GPU each)");
+    for n in node_list.data.iter().filter(|n| busy.contains(&n.uuid)) {
+        nodes.kill(n.name.trim_start_matches("sim-").parse().unwrap());
+    }
+    for (id, before) in jobs.iter().zip(&first) {
+        let retried = wait_for("a retry on a surviving node", WAIT, || async {
+            let r = runs(&user, *id).await;
+            (r.len() == 2 && r[1].status == JobRunStatus::Running).then_some(r)
+        })
+        .await;
+        assert_eq!(retried[0].uuid, before.uuid);
+        assert_eq!(retried[0].status, JobRunStatus::Failed);
+        assert!(retried[0].status_reason.as_deref().unwrap().starts_with("node lost"), "{:?}", retried[0]);
+        assert!(!busy.contains(&retried[1].node_uuid), "retried on a surviving node: {retried:?}");
+    }
+    let lost: gantry_types::list::ListResponse<gantry_types::node::Node> = nodes
+        .client
+        .send(reqwest::Method::GET, "/v1/nodes", &query(&[("filter[status]", "LOST"), ("limit", "50")]), None)
+        .await
+        .unwrap();
+    let lost: std::collections::HashSet<_> = lost.data.iter().map(|n| n.uuid).collect();
+    assert_eq!(lost, busy, "exactly the killed nodes are lost");
+    nodes.stop().await;
+}
+
 #[tokio::test]
 async fn a_node_that_returns_after_being_declared_lost_is_fenced() {
     let ctx = TestContext::start_fast().await;

@@ -198,9 +198,9 @@ pub async fn sync(
     if node.status != NodeStatus::Online || node.lease_epoch != req.lease_epoch {
         return Ok(fenced(&node));
     }
-    if !state.store.node_heartbeat(id, req.lease_epoch, now_ms(), req.sample.as_ref()).await? {
-        return Ok(fenced(&node));
-    }
+    // Written with the others' in about a second (`crate::heartbeats`: why that is
+    // enough); the status and epoch just read are what fences this sync.
+    state.heartbeats.note(id, req.lease_epoch, now_ms(), req.sample.clone());
     for report in &req.runs {
         runs::observe(state, id, report).await?;
     }

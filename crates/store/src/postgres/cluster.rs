@@ -20,7 +20,7 @@ use gantry_types::{
 use sqlx::AssertSqlSafe;
 
 use super::{PgStore, db, events, insert_static, record, write_error};
-use crate::cluster::{ClusterStore, JobPlacement, LogTail, NodeRecord, RunFilter, RunRecord, RunUpdate};
+use crate::cluster::{ClusterStore, Heartbeat, JobPlacement, LogTail, NodeRecord, RunFilter, RunRecord, RunUpdate};
 use crate::events::NewEventRow;
 use crate::jobs::JobRow;
 use crate::sql::{
@@ -107,6 +107,38 @@ impl ClusterStore for PgStore {
         .map_err(db("node heartbeat"))?;
         self.wrote();
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn node_heartbeats(&self, beats: &[Heartbeat]) -> StoreResult<u64> {
+        if beats.is_empty() {
+            return Ok(0);
+        }
+        let mut ids = Vec::with_capacity(beats.len());
+        let (mut epochs, mut seen, mut samples) = (Vec::new(), Vec::new(), Vec::<Option<String>>::new());
+        for b in beats {
+            ids.push(b.node.to_string());
+            epochs.push(b.lease_epoch);
+            seen.push(b.seen_at_ms);
+            samples.push(b.sample.as_ref().map(sql::sample_json).transpose()?);
+        }
+        // One statement for the whole batch, the same compare-and-set per row as
+        // `node_heartbeat`; a node listed twice is not expected (one entry per node).
+        let done = sqlx::query(
+            "UPDATE nodes AS n SET last_seen_at_ms = GREATEST(n.last_seen_at_ms, b.seen), \
+             latest_sample = COALESCE(b.sample, n.latest_sample) \
+             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[]) AS b(uuid, epoch, seen, sample) \
+             WHERE n.uuid = b.uuid AND n.lease_epoch = b.epoch AND n.status = $5",
+        )
+        .bind(ids)
+        .bind(epochs)
+        .bind(seen)
+        .bind(samples)
+        .bind(NodeStatus::Online.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db("node heartbeats"))?;
+        self.wrote();
+        Ok(done.rows_affected())
     }
 
     async fn node_set_draining(

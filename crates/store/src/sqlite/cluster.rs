@@ -17,7 +17,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::rows::{self, db, write_error};
 use super::{SqliteStore, events};
-use crate::cluster::{ClusterStore, JobPlacement, LogTail, NodeRecord, RunFilter, RunRecord, RunUpdate};
+use crate::cluster::{ClusterStore, Heartbeat, JobPlacement, LogTail, NodeRecord, RunFilter, RunRecord, RunUpdate};
 use crate::events::NewEventRow;
 use crate::jobs::JobRow;
 use crate::sql::row::{FromRow, IntoRecord, ToRow, insert_sql};
@@ -103,6 +103,42 @@ impl ClusterStore for SqliteStore {
                 .and_then(|mut s| s.execute(params![id, lease_epoch, now_ms, sample, NodeStatus::Online.as_str()]))
                 .map(|changed| changed == 1)
                 .map_err(db("node heartbeat"))
+            })
+            .await
+    }
+
+    async fn node_heartbeats(&self, beats: &[Heartbeat]) -> StoreResult<u64> {
+        if beats.is_empty() {
+            return Ok(0);
+        }
+        let rows = beats
+            .iter()
+            .map(|b| {
+                Ok((
+                    b.node.to_string(),
+                    b.lease_epoch,
+                    b.seen_at_ms,
+                    b.sample.as_ref().map(sql::sample_json).transpose()?,
+                ))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.writer
+            .write(move |conn| {
+                // One write (one commit) for the batch, the same statement as `node_heartbeat`.
+                let mut stmt = conn
+                    .prepare_cached(
+                        "UPDATE nodes SET last_seen_at_ms = max(last_seen_at_ms, ?3), \
+                         latest_sample = COALESCE(?4, latest_sample) \
+                         WHERE uuid = ?1 AND lease_epoch = ?2 AND status = ?5",
+                    )
+                    .map_err(db("node heartbeats"))?;
+                let mut applied = 0;
+                for (id, epoch, seen, sample) in rows {
+                    applied += stmt
+                        .execute(params![id, epoch, seen, sample, NodeStatus::Online.as_str()])
+                        .map_err(db("node heartbeats"))? as u64;
+                }
+                Ok(applied)
             })
             .await
     }

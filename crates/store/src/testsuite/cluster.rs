@@ -14,7 +14,9 @@ use gantry_types::{
 };
 
 use super::{StoreFixture, T0, full_job, job, new_account, oldest_first};
-use crate::{JobPlacement, JobTransition, LogTail, NodeRecord, RunFilter, RunRecord, RunUpdate, Store, StoreError};
+use crate::{
+    Heartbeat, JobPlacement, JobTransition, LogTail, NodeRecord, RunFilter, RunRecord, RunUpdate, Store, StoreError,
+};
 
 // ---------------------------------------------------------------------------------
 // Test data
@@ -309,6 +311,51 @@ pub async fn node_heartbeat_needs_epoch_and_online(store: &dyn Store) {
     assert!(!store.node_heartbeat(node.uuid, 3, T0 + 110, None).await.unwrap());
     let lost = fetch().await;
     assert_eq!((lost.status, lost.last_seen_at_ms), (NodeStatus::Lost, T0 + 20));
+}
+
+/// A batch of heartbeats applies each as a single heartbeat would: only to ONLINE
+/// nodes with the epoch given, last_seen only forward, the sample only when given;
+/// the others in the batch (stale epoch, LOST, unknown) are skipped, not an error.
+pub async fn node_heartbeats_apply_each_like_one(store: &dyn Store) {
+    let account = new_account(store, "Batched heartbeats").await;
+    let (a, b, c) = (
+        new_node(store, account, T0, 1).await,
+        new_node(store, account, T0, 2).await,
+        new_node(store, account, T0, 3).await,
+    );
+    assert!(store.node_mark_lost(c.uuid, T0 + 1, T0 + 1).await.unwrap());
+    let fetch = |id: NodeId| async move { store.node_fetch(None, id).await.unwrap().expect("exists") };
+    let beat = |node: &NodeRecord, epoch: i64, at: i64, s: Option<HardwareSample>| Heartbeat {
+        node: node.uuid,
+        lease_epoch: epoch,
+        seen_at_ms: at,
+        sample: s,
+    };
+    assert_eq!(store.node_heartbeats(&[]).await.unwrap(), 0);
+    let batch = [
+        beat(&a, a.lease_epoch, T0 + 50, Some(sample(5.0))),
+        beat(&b, b.lease_epoch + 1, T0 + 50, Some(sample(6.0))),
+        beat(&c, c.lease_epoch, T0 + 50, None),
+        Heartbeat { node: NodeId::new(), lease_epoch: 1, seen_at_ms: T0 + 50, sample: None },
+    ];
+    assert_eq!(store.node_heartbeats(&batch).await.unwrap(), 1, "only the ONLINE node with its epoch");
+    assert_eq!(
+        fetch(a.uuid).await,
+        NodeRecord { last_seen_at_ms: T0 + 50, latest_sample: Some(sample(5.0)), ..a.clone() }
+    );
+    assert_eq!(fetch(b.uuid).await, b, "stale epoch: untouched");
+    assert_eq!(fetch(c.uuid).await.last_seen_at_ms, c.last_seen_at_ms, "LOST: untouched");
+
+    // A delayed batch keeps last_seen, takes the sample; none keeps the old sample.
+    let batch = [beat(&a, a.lease_epoch, T0 + 20, Some(sample(7.0))), beat(&b, b.lease_epoch, T0 + 60, None)];
+    assert_eq!(store.node_heartbeats(&batch).await.unwrap(), 2);
+    assert_eq!(
+        fetch(a.uuid).await,
+        NodeRecord { last_seen_at_ms: T0 + 50, latest_sample: Some(sample(7.0)), ..a.clone() }
+    );
+    assert_eq!(fetch(b.uuid).await, NodeRecord { last_seen_at_ms: T0 + 60, ..b.clone() });
+    // mark_lost sees the batch's last_seen.
+    assert!(!store.node_mark_lost(b.uuid, T0 + 60, T0 + 70).await.unwrap(), "heard at the cutoff");
 }
 
 /// mark_lost is a compare-and-set: not while recently seen, not twice, and a
