@@ -296,7 +296,7 @@ impl ClusterStore for PgStore {
     async fn run_update(&self, id: JobRunId, update: &RunUpdate) -> StoreResult<Option<RunRecord>> {
         // Agents' reports at volume: group-committed with other status writes.
         match self.status_write(status_batch::Change::Run(id, update.clone())).await? {
-            status_batch::Changed::Run(run) => Ok(run),
+            status_batch::Changed::Run(run) => Ok(run.map(|r| *r)),
             status_batch::Changed::Job(_) => unreachable!("a run change answers a run"),
         }
     }

@@ -96,7 +96,7 @@ impl JobStore for PgStore {
         // The RUNNING that follows a node's report, and settlements, are group-committed
         // with other status writes; those that move a usage counter go alone.
         match self.status_write(status_batch::Change::Job(account, id, transition.clone())).await? {
-            status_batch::Changed::Job(job) => Ok(job),
+            status_batch::Changed::Job(job) => Ok(job.map(|j| *j)),
             status_batch::Changed::Run(_) => unreachable!("a job change answers a job"),
         }
     }

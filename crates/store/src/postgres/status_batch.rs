@@ -65,10 +65,11 @@ pub(super) enum Change {
     Job(Option<AccountId>, JobId, JobTransition),
 }
 
-/// What a status write changed (`None`: the compare-and-set did not apply).
+/// What a status write changed (`None`: the compare-and-set did not apply); boxed,
+/// so the answers queued per batch stay small.
 pub(super) enum Changed {
-    Run(Option<RunRecord>),
-    Job(Option<Job>),
+    Run(Option<Box<RunRecord>>),
+    Job(Option<Box<Job>>),
 }
 
 impl Change {
@@ -110,12 +111,12 @@ pub(super) async fn apply(tx: &mut PgConnection, change: &Change) -> StoreResult
                 .as_ref()
                 .map(|r| NewEventRow::run(EventType::JobRunStatusChanged, &r.run, update.now_ms))
                 .transpose()?;
-            Ok((Changed::Run(run), event))
+            Ok((Changed::Run(run.map(Box::new)), event))
         }
         Change::Job(account, id, t) => {
             let job = job_transition(tx, *account, *id, t).await?;
             let event = job.as_ref().map(|j| NewEventRow::job(EventType::JobStatusChanged, j, t.now_ms)).transpose()?;
-            Ok((Changed::Job(job), event))
+            Ok((Changed::Job(job.map(Box::new)), event))
         }
     }
 }
