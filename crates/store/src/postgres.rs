@@ -8,7 +8,9 @@
 //! event log's lock through COMMIT (`crate::events`), so their flushes queue one after
 //! another. Job creation, the write clients make at volume, is therefore
 //! group-committed by this crate (`job_batch.rs`): concurrent creations share one
-//! transaction, like the SQLite writer thread's batches. Durability is pinned per
+//! transaction, like the SQLite writer thread's batches; so are the status writes
+//! nodes' reports cause (`status_batch.rs`: run updates, and job transitions that move
+//! no usage counter, when not fenced). Durability is pinned per
 //! connection (`synchronous_commit=on`) so a server-side default of `off` cannot
 //! silently weaken it. [`WriteStats`] counts commits and writes apart (a batch is one
 //! commit of many writes).
@@ -28,6 +30,7 @@ mod job_batch;
 mod jobs;
 mod notify;
 mod recipes;
+mod status_batch;
 mod webhooks;
 
 use std::str::FromStr;
@@ -53,6 +56,8 @@ pub struct PgStore {
     events: Arc<tokio::sync::watch::Sender<i64>>,
     /// The group commit of job creations.
     creates: job_batch::JobCreates,
+    /// The group commit of unfenced status writes (run reports, job transitions).
+    status: status_batch::StatusWrites,
 }
 
 /// Counters behind [`WriteStats`].
@@ -107,8 +112,9 @@ impl PgStore {
         let events = Arc::new(tokio::sync::watch::Sender::new(newest));
         let shared =
             job_batch::Shared { pool: pool.clone(), counters: Arc::clone(&counters), events: Arc::clone(&events) };
-        let creates = job_batch::JobCreates::spawn(shared, max_connections);
-        Ok(Self { pool, counters, events, creates })
+        let creates = job_batch::JobCreates::spawn(shared.clone(), max_connections);
+        let status = status_batch::StatusWrites::spawn(shared);
+        Ok(Self { pool, counters, events, creates, status })
     }
 
     /// Closes the pool's connections (waiting for them to be returned).

@@ -148,6 +148,7 @@ macro_rules! store_test_suite {
             job_create_within_quota_concurrent,
             data_survives_reopen,
             run_place_batch_of_1000,
+            status_writes_at_once_answer_each_their_own,
             placements_racing_creations_keep_counters_exact,
             counters_exact_across_mixed_group_commits,
             cluster_survives_reopen,

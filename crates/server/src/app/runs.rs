@@ -84,6 +84,26 @@ pub async fn observe(state: &AppState, node: NodeId, report: &ObservedRun) -> Re
         return Ok(());
     }
     if current.run.status == report.status {
+        if report.status == JobRunStatus::Running {
+            // The run's update and its job's ASSIGNED -> RUNNING are two writes: a sync
+            // cut between them (the agent gave up on a slow answer, dropping the
+            // request) left the job ASSIGNED for ever, since the agent's resent report
+            // found the run RUNNING already (seen in `gantry bench schedule` on a loaded
+            // PostgreSQL: runs RUNNING, their jobs ASSIGNED). The transition is a
+            // compare-and-set, so repeating it finishes what the cut sync began. Read
+            // first: a RUNNING report also repeats to carry output, and a write per
+            // such report would load SQLite's one writer for nothing.
+            let job = state.store.job_fetch(None, current.run.job_uuid).await?;
+            if job.is_some_and(|j| j.status == JobStatus::Assigned) {
+                let t = JobTransition {
+                    from: vec![JobStatus::Assigned],
+                    to: JobStatus::Running,
+                    reason: None,
+                    now_ms: now_ms(),
+                };
+                state.store.job_transition(None, current.run.job_uuid, &t).await?;
+            }
+        }
         return observe_details(state, &current, report).await;
     }
     let now = now_ms();

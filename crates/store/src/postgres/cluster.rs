@@ -13,13 +13,12 @@ use gantry_types::{
     AccountId, JobId, JobRunId, NodeId,
     event::EventType,
     job::{Job, JobStatus},
-    job_run::JobRunStatus,
     list::Paging,
     node::{HardwareSample, NodeStatus},
 };
 use sqlx::AssertSqlSafe;
 
-use super::{PgStore, db, events, insert_static, record, write_error};
+use super::{PgStore, db, events, insert_static, record, status_batch, write_error};
 use crate::cluster::{ClusterStore, Heartbeat, JobPlacement, LogTail, NodeRecord, RunFilter, RunRecord, RunUpdate};
 use crate::events::NewEventRow;
 use crate::jobs::JobRow;
@@ -337,46 +336,11 @@ impl ClusterStore for PgStore {
     }
 
     async fn run_update(&self, id: JobRunId, update: &RunUpdate) -> StoreResult<Option<RunRecord>> {
-        let node_urls = update.node_urls.as_deref().map(sql::node_urls_json).transpose()?;
-        let from: Vec<String> = update.from.iter().map(|s| s.as_str().to_owned()).collect();
-        // Compare-and-set in one statement; every SET expression sees the old row (so
-        // duration uses the started_at from before this update). The job's image size
-        // changes in the same statement, only when the run's update applied.
-        let sql = format!(
-            "WITH r AS (UPDATE job_runs SET status = $1, status_reason = $2, updated_at_ms = $3, \
-             started_at_ms = CASE WHEN $4 AND started_at_ms IS NULL THEN $3 ELSE started_at_ms END, \
-             ended_at_ms = CASE WHEN $5 THEN $3 ELSE ended_at_ms END, \
-             duration_ms = CASE WHEN $5 AND started_at_ms IS NOT NULL THEN $3 - started_at_ms ELSE duration_ms END, \
-             exit_code = COALESCE($6, exit_code), node_urls = COALESCE($7, node_urls) \
-             WHERE uuid = $8 AND status = ANY($9) RETURNING {RUN_COLUMNS}), \
-             j AS (UPDATE jobs SET image_size_bytes = $10 FROM r WHERE $10::bigint IS NOT NULL AND jobs.uuid = r.job_uuid) \
-             SELECT {RUN_COLUMNS} FROM r"
-        );
-        let mut tx = self.begin_write("job run update").await?;
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(update.to.as_str())
-            .bind(&update.reason)
-            .bind(update.now_ms)
-            .bind(update.to == JobRunStatus::Running)
-            .bind(update.to.is_terminal())
-            .bind(update.exit_code.map(i64::from))
-            .bind(node_urls)
-            .bind(id.to_string())
-            .bind(from)
-            .bind(update.image_size_bytes)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db("job run update"))?;
-        let run = row.as_ref().map(record::<RunRow>).transpose()?;
-        let mut id = 0;
-        if let Some(run) = &run {
-            let event = NewEventRow::run(EventType::JobRunStatusChanged, &run.run, update.now_ms)?;
-            id = events::append(&mut tx, &[event]).await?;
+        // Agents' reports at volume: group-committed with other status writes.
+        match self.status_write(status_batch::Change::Run(id, update.clone())).await? {
+            status_batch::Changed::Run(run) => Ok(run.map(|r| *r)),
+            status_batch::Changed::Job(_) => unreachable!("a run change answers a run"),
         }
-        tx.commit().await.map_err(db("job run update"))?;
-        self.wrote();
-        self.published(id);
-        Ok(run)
     }
 
     async fn run_logs_append(&self, id: JobRunId, chunk: &str, max_bytes: usize) -> StoreResult<u64> {

@@ -72,7 +72,9 @@ fn insert_json_sql<R: Columns>(suffix: &str) -> String {
 static INSERT_JOBS: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| insert_json_sql::<NewJobRow>(" ON CONFLICT (uuid) DO NOTHING RETURNING uuid"));
 
-static INSERT_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// The insert of many events from one JSON array, answering the newest id (also
+/// used by `status_batch.rs`).
+pub(super) static INSERT_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH ins AS ({}) SELECT COALESCE(MAX(id), 0)::bigint FROM ins",
         insert_json_sql::<NewEventRow>(" RETURNING id")

@@ -1,13 +1,12 @@
 //! Jobs on PostgreSQL: creation is the submit path, group-committed (`job_batch.rs`).
 
 use async_trait::async_trait;
-use gantry_types::event::EventType;
 use gantry_types::job::{Job, JobStatus};
 use gantry_types::list::{JobFilter, Paging};
 use gantry_types::{AccountId, JobId};
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{PgStore, db, events, job_batch, record};
+use super::{PgStore, db, job_batch, record, status_batch};
 use crate::events::NewEventRow;
 use crate::jobs::{AccountUsage, JobQuota, JobRow, JobStore, JobTransition, NewJobRow};
 use crate::sql::{self, JOB_COLUMNS, Placeholders};
@@ -94,39 +93,12 @@ impl JobStore for PgStore {
         id: JobId,
         transition: &JobTransition,
     ) -> StoreResult<Option<Job>> {
-        let from: Vec<String> = transition.from.iter().map(|s| s.as_str().to_owned()).collect();
-        // Compare-and-set in one statement: the WHERE is the "compare"; the row lock
-        // UPDATE takes makes a concurrent transition re-check it after we commit.
-        let sql = format!(
-            "UPDATE jobs SET status = $1, status_reason = $2, updated_at_ms = $3, \
-             started_at_ms = CASE WHEN $4 AND started_at_ms IS NULL THEN $3 ELSE started_at_ms END, \
-             completed_at_ms = CASE WHEN $5 THEN $3 ELSE completed_at_ms END \
-             WHERE uuid = $6 AND status = ANY($7) AND ($8::text IS NULL OR account_uuid = $8) \
-             RETURNING {JOB_COLUMNS}"
-        );
-        let mut tx = self.begin_write("job transition").await?;
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(transition.to.as_str())
-            .bind(&transition.reason)
-            .bind(transition.now_ms)
-            .bind(transition.to == JobStatus::Running)
-            .bind(transition.to.is_terminal())
-            .bind(id.to_string())
-            .bind(from)
-            .bind(account.map(|a| a.to_string()))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db("job transition"))?;
-        let job = row.as_ref().map(record::<JobRow>).transpose()?;
-        let mut id = 0;
-        if let Some(job) = &job {
-            let event = NewEventRow::job(EventType::JobStatusChanged, job, transition.now_ms)?;
-            id = events::append(&mut tx, &[event]).await?;
+        // The RUNNING that follows a node's report, and settlements, are group-committed
+        // with other status writes; those that move a usage counter go alone.
+        match self.status_write(status_batch::Change::Job(account, id, transition.clone())).await? {
+            status_batch::Changed::Job(job) => Ok(job.map(|j| *j)),
+            status_batch::Changed::Run(_) => unreachable!("a job change answers a job"),
         }
-        tx.commit().await.map_err(db("job transition"))?;
-        self.wrote();
-        self.published(id);
-        Ok(job)
     }
 
     async fn job_list_pending(&self, limit: u32) -> StoreResult<Vec<Job>> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use gantry_types::{
     AccountId, GpuModelId, JobId, JobRunId, NodeId, Timestamp,
+    event::EventType,
     job::{ContainerAccessToken, Job, JobStatus},
     job_run::{JobRun, JobRunStatus, NodeUrl},
     list::Paging,
@@ -966,6 +967,82 @@ pub async fn job_transition_retry_and_end(store: &dyn Store) {
         let done = done.expect("to a terminal status");
         assert_eq!((done.status, done.completed_at), (to, Some(Timestamp(T0 + 130))));
     }
+}
+
+/// Many nodes report at once (PostgreSQL group-commits such status writes): each run
+/// update and job transition answers its own compare-and-set, a stale one changes
+/// nothing, a change the database refuses fails alone (never its batch-mates), and
+/// every applied change has its one event, in id order.
+pub async fn status_writes_at_once_answer_each_their_own(fixture: &mut dyn StoreFixture) {
+    use JobRunStatus::*;
+    const N: usize = 48;
+    let store = fixture.store();
+    let account = new_account(&*store, "Reports").await;
+    let node = new_node(&*store, account, T0, 3).await;
+    let mut placed = Vec::new();
+    for i in 0..N {
+        let job = new_job(&*store, account, T0 + 1 + i as i64, i).await;
+        let run = run_record(&job, &node, 0, 0, T0 + 100);
+        assert!(place(&*store, job.uuid, std::slice::from_ref(&run), T0 + 100).await);
+        placed.push((job, run));
+    }
+    let start = store.event_horizon().await.unwrap().last_id;
+    let tasks: Vec<_> = placed
+        .iter()
+        .enumerate()
+        .map(|(i, (job, run))| {
+            let (store, job, run) = (Arc::clone(&store), job.uuid, run.run.uuid);
+            tokio::spawn(async move {
+                let now = T0 + 200 + i as i64;
+                match i % 4 {
+                    // Stale: the run is not RUNNING yet.
+                    0 => {
+                        let stale = store.run_update(run, &status_change(&[Running], Completed, now)).await;
+                        (stale.map(|r| r.is_none()), Ok(true))
+                    }
+                    // Refused by PostgreSQL (a NUL in text); SQLite may store it.
+                    1 => {
+                        let bad = RunUpdate {
+                            reason: Some("bad\0reason".into()),
+                            ..status_change(&[Assigned], Preparing, now)
+                        };
+                        let _ = store.run_update(run, &bad).await;
+                        (Ok(true), Ok(true))
+                    }
+                    _ => {
+                        let r = store.run_update(run, &status_change(&[Assigned], Running, now)).await;
+                        let ran = r.map(|r| r.is_some_and(|r| r.run.status == Running && r.run.uuid == run));
+                        let t = store
+                            .job_transition(None, job, &job_change(&[JobStatus::Assigned], JobStatus::Running, now))
+                            .await;
+                        (ran, t.map(|j| j.is_some_and(|j| j.status == JobStatus::Running && j.uuid == job)))
+                    }
+                }
+            })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let (run, job) = task.await.expect("task");
+        assert!(run.expect("run update") && job.expect("job transition"), "change {i} answered another's outcome");
+    }
+    for (i, (job, run)) in placed.iter().enumerate() {
+        let r = store.run_fetch(None, run.run.uuid).await.unwrap().expect("run");
+        let j = store.job_fetch(None, job.uuid).await.unwrap().expect("job");
+        match i % 4 {
+            0 => assert_eq!((r.run.status, j.status), (Assigned, JobStatus::Assigned), "stale: unchanged"),
+            1 => assert!(matches!(r.run.status, Assigned | Preparing)),
+            _ => assert_eq!((r.run.status, j.status), (Running, JobStatus::Running)),
+        }
+    }
+    let events = store.event_list(Some(account), start, &[], 1000).await.unwrap();
+    let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in id order: {ids:?}");
+    let running = N / 2;
+    let count = |t: EventType| events.iter().filter(|e| e.event_type == t).count();
+    assert_eq!(count(EventType::JobStatusChanged), running, "one event per applied job transition");
+    let bad_applied = placed.iter().enumerate().filter(|(i, _)| i % 4 == 1).count();
+    let run_events = count(EventType::JobRunStatusChanged);
+    assert!((running..=running + bad_applied).contains(&run_events), "one event per applied run update: {run_events}");
 }
 
 // ---------------------------------------------------------------------------------
