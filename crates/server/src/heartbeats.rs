@@ -84,6 +84,15 @@ pub async fn run_flusher(state: Arc<AppState>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // A sync still under way here is contact now, however long its writes take:
+        // the leader on another instance sees only what is written, and a sync to a
+        // follower whose run reports wait seconds behind a placement batch would
+        // otherwise look like silence there (seen in `gantry bench failover`: an agent
+        // that failed over to a busy follower right after the kill was declared lost).
+        let now = crate::state::now_ms();
+        for (node, epoch) in state.signals.syncs_in_progress() {
+            state.heartbeats.note(node, epoch, now, None);
+        }
         state.heartbeats.flush(state.store.as_ref()).await;
     }
 }

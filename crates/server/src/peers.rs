@@ -36,34 +36,8 @@ pub async fn run(state: Arc<AppState>) {
     let (tx, outgoing) = mpsc::unbounded_channel();
     state.signals.connect_peers(tx);
     let sender = tokio::spawn(send(state.clone(), outgoing));
-    let keeper = tokio::spawn(keep_heard(state.clone()));
     receive(&state, incoming).await;
     sender.abort();
-    keeper.abort();
-}
-
-/// How often a sync still under way here is written as a heartbeat.
-const KEEP_HEARD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Writes a heartbeat, every [`KEEP_HEARD_EVERY`], for each node whose sync is under
-/// way on this instance. The leader judges silence by the heartbeats in the store
-/// plus what reached *its own* process; a sync to a follower whose run reports wait
-/// seconds behind a placement batch is contact the leader cannot see. Without this,
-/// an agent that failed over to a busy follower right after a leader was killed
-/// could be declared lost while its sync was being written (seen in `gantry bench
-/// failover`). The write is the sync's own heartbeat (same epoch, ONLINE only), so
-/// a node declared lost meanwhile stays lost.
-async fn keep_heard(state: Arc<AppState>) {
-    let mut tick = tokio::time::interval(KEEP_HEARD_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        for (node, epoch) in state.signals.syncs_in_progress() {
-            if let Err(e) = state.store.node_heartbeat(node, epoch, crate::state::now_ms(), None).await {
-                tracing::warn!(error = %crate::chain(&e), %node, "cannot note a sync under way as a heartbeat");
-            }
-        }
-    }
 }
 
 async fn receive(state: &AppState, mut incoming: mpsc::Receiver<Notice>) {
