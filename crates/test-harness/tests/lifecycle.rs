@@ -401,3 +401,62 @@ async fn a_server_restart_neither_loses_nor_duplicates_runs() {
     assert_eq!(node.status, gantry_types::node::NodeStatus::Online, "not declared lost by the restart");
     nodes.stop().await;
 }
+
+/// A node's RUNNING and terminal reports are each two writes (the run, then its job).
+/// A sync cut between the two (the agent gave up on a slow answer) leaves only the
+/// run's write; the report the agent then resends must finish the job's, or the job
+/// stays ASSIGNED, then RUNNING, for ever. The cut is made here by writing the run
+/// alone through the store, as the cut sync did.
+#[tokio::test]
+async fn a_resent_report_finishes_what_a_cut_sync_began() {
+    use gantry_store::RunUpdate;
+    use gantry_types::protocol::{ObservedRun, SyncRequest};
+    let ctx = TestContext::start_fast().await;
+    let node_client = ctx.new_account(Preset::Node).await;
+    let desc = gantry_agent::inventory::parse_fake_spec("1xNVIDIA RTX 4090:24").unwrap();
+    let reg = node_client
+        .register_node(&gantry_types::node::RegisterNodeRequest {
+            name: Some("cut".into()),
+            inventory: Some(desc.inventory),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let user = ctx.new_account(Preset::Consumer).await;
+    let created = user.create_job(&job("cut", json!({}))).await.unwrap();
+    let sync = |runs: Vec<ObservedRun>| SyncRequest { lease_epoch: reg.lease_epoch, runs, ..Default::default() };
+    let desired = wait_for("the run to be desired", WAIT, || async {
+        let d = node_client.sync_node(reg.node.uuid, &sync(vec![])).await.unwrap();
+        (!d.runs.is_empty()).then_some(d)
+    })
+    .await;
+    let run = desired.runs[0].run_uuid;
+    let report = |status| ObservedRun {
+        run_uuid: run,
+        status,
+        exit_code: (status == JobRunStatus::Completed).then_some(0),
+        reason: None,
+        node_urls: None,
+        logs: None,
+        image_size_bytes: None,
+    };
+    let cut = |from, to| RunUpdate {
+        from: vec![from],
+        to,
+        reason: None,
+        now_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64,
+        exit_code: (to == JobRunStatus::Completed).then_some(0),
+        node_urls: None,
+        image_size_bytes: None,
+    };
+
+    ctx.store().run_update(run, &cut(JobRunStatus::Assigned, JobRunStatus::Running)).await.unwrap().unwrap();
+    assert_eq!(user.get_job(created.uuid).await.unwrap().status, JobStatus::Assigned, "only the run was written");
+    node_client.sync_node(reg.node.uuid, &sync(vec![report(JobRunStatus::Running)])).await.unwrap();
+    assert_eq!(user.get_job(created.uuid).await.unwrap().status, JobStatus::Running, "the resent report");
+
+    ctx.store().run_update(run, &cut(JobRunStatus::Running, JobRunStatus::Completed)).await.unwrap().unwrap();
+    assert_eq!(user.get_job(created.uuid).await.unwrap().status, JobStatus::Running, "only the run was written");
+    node_client.sync_node(reg.node.uuid, &sync(vec![report(JobRunStatus::Completed)])).await.unwrap();
+    assert_eq!(user.get_job(created.uuid).await.unwrap().status, JobStatus::Completed, "the resent end settles it");
+}

@@ -81,6 +81,15 @@ pub async fn observe(state: &AppState, node: NodeId, report: &ObservedRun) -> Re
         state.signals.publish_logs(report.run_uuid, logs, end);
     }
     if current.run.status.is_terminal() {
+        // The run's end and its job's settlement are two writes: a sync cut between
+        // them (as for RUNNING below) left the job RUNNING with every run ended, and
+        // only CANCELLING jobs are swept. The agent resends the report it got no answer
+        // to; settling again finishes the job (`settle_job` decides from the runs and
+        // leaves a settled job alone). Only the resent end itself, so a stale report
+        // after the node moved on costs nothing.
+        if report.status == current.run.status {
+            settle_job(state, current.run.job_uuid).await?;
+        }
         return Ok(());
     }
     if current.run.status == report.status {
