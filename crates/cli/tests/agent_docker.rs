@@ -64,6 +64,15 @@ async fn a_killed_agent_adopts_its_running_container_on_restart() {
     })
     .await;
     let port = before.node_urls[0].port;
+    // Killed once the agent has recorded the output as acknowledged. Killed between the
+    // server's append and that record, the restarted agent sends the chunk again: at
+    // least once, not exactly once (README, "Resilience"); CI caught that instant once.
+    let run_key = before.uuid.to_string();
+    wait_for("the agent to record the acknowledged output", Duration::from_secs(10), || async {
+        let state: Value = serde_json::from_slice(&std::fs::read(state_dir.join("agent.json")).ok()?).ok()?;
+        state["log_cursors"].get(&run_key).map(|_| ())
+    })
+    .await;
 
     agent.start_kill().unwrap();
     agent.wait().await.unwrap();
