@@ -633,18 +633,7 @@ pub async fn run_list_active_and_for_job(store: &dyn Store) {
     store.run_update(second[1].run.uuid, &status_change(&[Assigned], Preparing, T0 + 31)).await.unwrap().unwrap();
 
     // Other jobs' runs in every status.
-    let mut others = Vec::new();
-    for (i, to) in [Assigned, Preparing, Running, Completed, Failed, Cancelled].into_iter().enumerate() {
-        let at = T0 + 40 + i as i64;
-        let job = new_job(store, account, at, i).await;
-        let run = run_record(&job, &node, 0, 0, at);
-        assert!(place(store, job.uuid, std::slice::from_ref(&run), at).await);
-        if to != Assigned {
-            let from = [Assigned, Preparing, Running];
-            store.run_update(run.run.uuid, &status_change(&from, to, at)).await.unwrap().expect("applies");
-        }
-        others.push(run);
-    }
+    let others = runs_in_every_status(store, account, &node, T0 + 40).await;
 
     let for_job = store.run_list_for_job(gang.uuid).await.unwrap();
     let order: Vec<(u32, u32)> = for_job.iter().map(|r| (r.run.attempt, r.run.rank)).collect();
@@ -660,18 +649,15 @@ pub async fn run_list_active_and_for_job(store: &dyn Store) {
     assert_eq!(active[0], second[0], "every field comes back");
 }
 
-/// Of the ids asked about, only active runs of jobs still ASSIGNED or RUNNING are
-/// still wanted: a run whose job is cancelling (its node may be down and never say
-/// the run stopped), an ended run and an unknown id are not.
-pub async fn run_still_wanted_follows_run_and_job(store: &dyn Store) {
+/// One job per run status on `node`, each with one run placed at `t0 + i` and moved
+/// to ASSIGNED, PREPARING, RUNNING, COMPLETED, FAILED and CANCELLED in that order.
+async fn runs_in_every_status(store: &dyn Store, account: AccountId, node: &NodeRecord, t0: i64) -> Vec<RunRecord> {
     use JobRunStatus::*;
-    let account = new_account(store, "Wanted").await;
-    let node = new_node(store, account, T0, 5).await;
     let mut runs = Vec::new();
     for (i, to) in [Assigned, Preparing, Running, Completed, Failed, Cancelled].into_iter().enumerate() {
-        let at = T0 + 10 + i as i64;
+        let at = t0 + i as i64;
         let job = new_job(store, account, at, i).await;
-        let run = run_record(&job, &node, 0, 0, at);
+        let run = run_record(&job, node, 0, 0, at);
         assert!(place(store, job.uuid, std::slice::from_ref(&run), at).await);
         if to != Assigned {
             let from = [Assigned, Preparing, Running];
@@ -679,6 +665,16 @@ pub async fn run_still_wanted_follows_run_and_job(store: &dyn Store) {
         }
         runs.push(run);
     }
+    runs
+}
+
+/// Of the ids asked about, only active runs of jobs still ASSIGNED or RUNNING are
+/// still wanted: a run whose job is cancelling (its node may be down and never say
+/// the run stopped), an ended run and an unknown id are not.
+pub async fn run_still_wanted_follows_run_and_job(store: &dyn Store) {
+    let account = new_account(store, "Wanted").await;
+    let node = new_node(store, account, T0, 5).await;
+    let runs = runs_in_every_status(store, account, &node, T0 + 10).await;
     let mut asked: Vec<JobRunId> = runs.iter().map(|r| r.run.uuid).collect();
     asked.push(JobRunId::new());
     let mut wanted = store.run_still_wanted(&asked).await.unwrap();
