@@ -118,6 +118,17 @@ pub(super) struct Shared {
     pub events: Arc<watch::Sender<i64>>,
 }
 
+impl Shared {
+    /// Notes a commit that wrote `written` changes since `started` and appended events
+    /// up to `last_event`: the write counters, the commit clock, the event watch.
+    pub(super) fn committed(&self, written: u64, started: Instant, last_event: i64) {
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        self.counters.writes.fetch_add(written, Ordering::Relaxed);
+        self.counters.durations.record(started.elapsed());
+        publish(&self.events, last_event);
+    }
+}
+
 impl JobCreates {
     /// Starts the task (on the current runtime); `max_connections` bounds how many
     /// batches it lets run at once, leaving the pool to everything else.
@@ -160,10 +171,7 @@ async fn run(shared: &Shared, batch: Vec<Create>) {
     match commit(&shared.pool, &batch).await {
         Ok((outcomes, last_event)) => {
             let written = outcomes.iter().filter(|o| o.is_ok()).count() as u64;
-            shared.counters.commits.fetch_add(1, Ordering::Relaxed);
-            shared.counters.writes.fetch_add(written, Ordering::Relaxed);
-            shared.counters.durations.record(started.elapsed());
-            publish(&shared.events, last_event);
+            shared.committed(written, started, last_event);
             for (create, outcome) in batch.into_iter().zip(outcomes) {
                 let _ = create.reply.send(outcome);
             }
@@ -330,10 +338,7 @@ async fn create_one(shared: &Shared, c: &Create) -> StoreResult<()> {
     insert_static(INSERT_ONE.as_str(), c.row.clone()).execute(&mut *tx).await.map_err(conflict)?;
     let id = events::append(&mut tx, std::slice::from_ref(&c.event)).await?;
     tx.commit().await.map_err(db("job create"))?;
-    shared.counters.commits.fetch_add(1, Ordering::Relaxed);
-    shared.counters.writes.fetch_add(1, Ordering::Relaxed);
-    shared.counters.durations.record(started.elapsed());
-    publish(&shared.events, id);
+    shared.committed(1, started, id);
     Ok(())
 }
 

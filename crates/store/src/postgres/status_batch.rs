@@ -35,7 +35,6 @@
 //! bad one fails alone; a failed COMMIT fails every change that was in it.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use gantry_types::event::EventType;
@@ -45,7 +44,7 @@ use gantry_types::{AccountId, JobId, JobRunId};
 use sqlx::{AssertSqlSafe, PgConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::job_batch::{INSERT_EVENTS, Shared, publish};
+use super::job_batch::{INSERT_EVENTS, Shared};
 use super::{PgStore, db, events, record};
 use crate::cluster::{RunRecord, RunUpdate};
 use crate::events::NewEventRow;
@@ -230,10 +229,7 @@ async fn run(shared: &Shared, batch: Vec<Queued>) {
     match commit(shared, &batch).await {
         Ok((outcomes, last_event)) => {
             let written = outcomes.iter().filter(|o| o.applied()).count() as u64;
-            shared.counters.commits.fetch_add(1, Ordering::Relaxed);
-            shared.counters.writes.fetch_add(written, Ordering::Relaxed);
-            shared.counters.durations.record(started.elapsed());
-            publish(&shared.events, last_event);
+            shared.committed(written, started, last_event);
             for (q, outcome) in batch.into_iter().zip(outcomes) {
                 let _ = q.reply.send(Ok(outcome));
             }
@@ -295,10 +291,7 @@ async fn alone(shared: &Shared, change: &Change) -> StoreResult<Changed> {
     let (changed, event) = apply(&mut tx, change).await?;
     let id = events::append(&mut tx, event.as_slice()).await?;
     tx.commit().await.map_err(db(during))?;
-    shared.counters.commits.fetch_add(1, Ordering::Relaxed);
-    shared.counters.writes.fetch_add(1, Ordering::Relaxed);
-    shared.counters.durations.record(started.elapsed());
-    publish(&shared.events, id);
+    shared.committed(1, started, id);
     Ok(changed)
 }
 
