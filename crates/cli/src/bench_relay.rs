@@ -14,6 +14,18 @@
 //!   checked with a round trip while all are open, and the process's resident memory
 //!   growth per connection (relay, node side and echo server together: an upper bound
 //!   for the relay's own share).
+//!
+//! The throughput figure is taken in interleaved rounds (`--rounds`, default 5): each
+//! round moves `--mib` through one direct stream and one relayed stream back to back,
+//! relayed first in every other round, and the reported ratio is the median of the
+//! rounds' own ratios (each round's ratio, the lowest and the highest are printed too).
+//! Why: on a shared machine the load swings within seconds, and with one direct stream
+//! followed by one relayed stream, a burst of other work during either one alone moved
+//! the ratio by a third (0.40 to 0.68 on the same build). Pairing adjacent streams puts
+//! both sides of each ratio under nearly the same load, alternating the order stops a
+//! trend in the load from always favouring the side measured first, and the median
+//! drops a round hit by a burst. What is measured (one stream of `--mib` each way,
+//! relay versus direct) is unchanged; only how often and in what order.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,9 +39,14 @@ use tokio::net::{TcpListener, TcpStream};
 /// `gantry bench relay`.
 #[derive(Args)]
 pub struct RelayBenchArgs {
-    /// MiB sent (and echoed back) through one stream for the throughput figure.
-    #[arg(long, default_value_t = 256)]
+    /// MiB sent (and echoed back) through one stream for the throughput figure, per
+    /// stream: each round measures one direct and one relayed stream.
+    #[arg(long, default_value_t = 128)]
     mib: usize,
+    /// Rounds of the throughput figure (direct and relayed, alternating which goes
+    /// first); the ratio reported is the median of the rounds' ratios.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
     /// Round trips for the latency figure.
     #[arg(long, default_value_t = 5000)]
     round_trips: usize,
@@ -83,8 +100,17 @@ pub async fn relay(args: RelayBenchArgs) -> anyhow::Result<()> {
     let public: SocketAddr = ([127, 0, 0, 1], carried.port).into();
 
     let bytes = args.mib.max(1) * 1024 * 1024;
-    let direct_bps = throughput(echo, bytes).await?;
-    let relay_bps = throughput(public, bytes).await?;
+    let mut rounds = Vec::with_capacity(args.rounds.max(1));
+    for round in 0..args.rounds.max(1) {
+        let (direct_bps, relay_bps) = if round % 2 == 0 {
+            let direct = throughput(echo, bytes).await?;
+            (direct, throughput(public, bytes).await?)
+        } else {
+            let relay = throughput(public, bytes).await?;
+            (throughput(echo, bytes).await?, relay)
+        };
+        rounds.push(Round { direct_bps, relay_bps });
+    }
     let direct_p50 = round_trip_p50(echo, args.round_trips.max(1)).await?;
     let relay_p50 = round_trip_p50(public, args.round_trips.max(1)).await?;
     let (held, per_conn_kib) = concurrent(public, args.connections).await?;
@@ -93,7 +119,11 @@ pub async fn relay(args: RelayBenchArgs) -> anyhow::Result<()> {
     let _ = node_task.await;
     relay_task.abort();
 
-    let ratio = relay_bps / direct_bps;
+    let ratio = median(rounds.iter().map(Round::ratio).collect());
+    let (ratio_min, ratio_max) =
+        rounds.iter().map(Round::ratio).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| (lo.min(r), hi.max(r)));
+    let relay_bps = median(rounds.iter().map(|r| r.relay_bps).collect());
+    let direct_bps = median(rounds.iter().map(|r| r.direct_bps).collect());
     // Can be slightly negative on a noisy machine: not a Duration.
     let added_ms = (relay_p50.as_secs_f64() - direct_p50.as_secs_f64()) * 1000.0;
     if args.json {
@@ -101,6 +131,13 @@ pub async fn relay(args: RelayBenchArgs) -> anyhow::Result<()> {
             "throughput_relay_mib_s": relay_bps / 1048576.0,
             "throughput_direct_mib_s": direct_bps / 1048576.0,
             "ratio_relay_to_direct": ratio,
+            "ratio_min": ratio_min,
+            "ratio_max": ratio_max,
+            "throughput_rounds": rounds.iter().map(|r| serde_json::json!({
+                "relay_mib_s": r.relay_bps / 1048576.0,
+                "direct_mib_s": r.direct_bps / 1048576.0,
+                "ratio": r.ratio(),
+            })).collect::<Vec<_>>(),
             "round_trip_p50_relay_ms": relay_p50.as_secs_f64() * 1000.0,
             "round_trip_p50_direct_ms": direct_p50.as_secs_f64() * 1000.0,
             "added_latency_p50_ms": added_ms,
@@ -110,10 +147,11 @@ pub async fn relay(args: RelayBenchArgs) -> anyhow::Result<()> {
         outln!("{figures}")?;
         return Ok(());
     }
-    outln!("one TCP stream, {} MiB each way:", args.mib.max(1))?;
+    outln!("one TCP stream, {} MiB each way, {} rounds (medians):", args.mib.max(1), rounds.len())?;
     outln!("  through the relay  {:8.1} MiB/s", relay_bps / 1048576.0)?;
     outln!("  direct loopback    {:8.1} MiB/s   (reference)", direct_bps / 1048576.0)?;
-    outln!("  ratio {ratio:.2} (target at least 0.5)")?;
+    let each: Vec<String> = rounds.iter().map(|r| format!("{:.2}", r.ratio())).collect();
+    outln!("  ratio {ratio:.2} (target at least 0.5); rounds {}, lowest {ratio_min:.2}", each.join(" "))?;
     outln!("round trip, 1 byte each way, {} times:", args.round_trips.max(1))?;
     outln!("  through the relay  p50 {:.3} ms", relay_p50.as_secs_f64() * 1000.0)?;
     outln!("  direct loopback    p50 {:.3} ms   (reference)", direct_p50.as_secs_f64() * 1000.0)?;
@@ -124,6 +162,29 @@ pub async fn relay(args: RelayBenchArgs) -> anyhow::Result<()> {
         args.connections
     )?;
     Ok(())
+}
+
+/// One round of the throughput figure: a direct and a relayed stream, back to back.
+struct Round {
+    direct_bps: f64,
+    relay_bps: f64,
+}
+
+impl Round {
+    fn ratio(&self) -> f64 {
+        self.relay_bps / self.direct_bps
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }
 
 fn free_port() -> anyhow::Result<u16> {

@@ -308,7 +308,7 @@ async fn an_agent_relay_must_be_host_and_port_or_auto() {
 #[tokio::test]
 async fn bench_relay_prints_its_figures() {
     let out = Command::new(GANTRY)
-        .args(["bench", "relay", "--mib", "1", "--round-trips", "20", "--connections", "20", "--json"])
+        .args(["bench", "relay", "--mib", "1", "--rounds", "3", "--round-trips", "20", "--connections", "20", "--json"])
         .env("RUST_LOG", "warn")
         .output()
         .await
@@ -319,6 +319,14 @@ async fn bench_relay_prints_its_figures() {
     for key in ["ratio_relay_to_direct", "added_latency_p50_ms", "throughput_direct_mib_s"] {
         assert!(figures[key].as_f64().is_some_and(f64::is_finite), "{key}: {figures}");
     }
+    // The ratio is the median of the rounds' own ratios.
+    let rounds = figures["throughput_rounds"].as_array().expect("throughput_rounds");
+    let mut ratios: Vec<f64> = rounds.iter().map(|r| r["ratio"].as_f64().unwrap()).collect();
+    ratios.sort_by(f64::total_cmp);
+    assert_eq!(ratios.len(), 3, "{figures}");
+    assert_eq!(figures["ratio_relay_to_direct"].as_f64(), Some(ratios[1]), "{figures}");
+    assert_eq!(figures["ratio_min"].as_f64(), Some(ratios[0]), "{figures}");
+    assert_eq!(figures["ratio_max"].as_f64(), Some(ratios[2]), "{figures}");
 }
 
 /// `gantry server --relay`: the control plane runs a relay in its own process over its

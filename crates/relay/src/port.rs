@@ -177,9 +177,10 @@ where
 /// connections are interactive or idle: 1,000 held connections cost little) ...
 const FIRST_BUFFER: usize = 8 * 1024;
 /// ... and doubles each time a read fills it, up to this (a bulk transfer then moves
-/// a yamux frame's worth per read: fewer, fuller frames through the tunnel; 16 KiB
-/// reads halved the throughput of one stream).
-const MOST_BUFFER: usize = 64 * 1024;
+/// a full yamux frame per read: fewer, fuller frames through the tunnel; 16 KiB reads
+/// halved the throughput of one stream). One frame's body exactly: a 64 KiB read made
+/// a full frame and a 12-byte one.
+const MOST_BUFFER: usize = crate::session::FRAME_BODY;
 
 /// Copies both ways until both directions end (the agent's side of a stream).
 pub(crate) async fn copy_both<A, B>(a: A, b: B)
@@ -212,7 +213,7 @@ where
             activity.touch();
         }
         if n == buf.len() && buf.len() < MOST_BUFFER {
-            buf.resize(buf.len() * 2, 0);
+            buf.resize((buf.len() * 2).min(MOST_BUFFER), 0);
         }
     }
     let _ = to.shutdown().await;
