@@ -156,7 +156,9 @@ pub async fn pass(
     let retried: Vec<(JobId, i64)> =
         model.pending_unordered().filter(|j| j.updated_at != j.created_at).map(|j| (j.uuid, j.updated_at.0)).collect();
     retry_history(state, &mut model.history, &retried).await?;
-    let mut pending = model.pending();
+    // With nothing to place, only the jobs to explain are planned: each account's
+    // oldest are the only candidates (see `Model::heads`).
+    let mut pending = if nothing_fits { model.heads(EXPLAIN_LIMIT) } else { model.pending() };
     if nothing_fits {
         let ids: Vec<JobId> = pending.iter().map(|j| j.uuid).collect();
         let explain: HashSet<JobId> = heads_first(&pending, &ids).into_iter().take(EXPLAIN_LIMIT).collect();
