@@ -261,3 +261,102 @@ async fn a_multi_job_status_change_takes_counter_shards_in_order() {
     }
     drop_database(&admin_url, &database).await;
 }
+
+/// Job creations go in two lanes by counter shard (`job_batch.rs`): a batch of the
+/// even shards and one of the odd shards never wait for each other's counter rows, so
+/// one commits while the other is held up. With a quota the account's check stays one
+/// at a time: the held-up batch keeps the account's lock, and the other waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn creation_lanes_commit_apart_unless_a_quota_is_checked() {
+    use gantry_store::testsuite::{T0, job, new_account};
+    use gantry_store::{JobQuota, JobStore};
+    use std::time::Duration;
+
+    let Some(admin_url) = admin_url() else { return };
+    let (database, url) = create_database(&admin_url).await;
+    let store = Arc::new(PgStore::connect_with_max_connections(&url, 8).await.unwrap());
+    let account = new_account(&*store, "Lanes").await;
+    // A job's counter shard, as `gantry_usage_shard` computes it: the uuid's last hex digit.
+    let shard = |j: &gantry_types::job::Job| {
+        i16::try_from(j.uuid.to_string().chars().last().unwrap().to_digit(16).unwrap()).unwrap()
+    };
+    // Jobs whose shard is even / odd, in creation order.
+    let mut next = 0usize;
+    let mut with_parity = |odd: bool| loop {
+        next += 1;
+        let j = job(account, T0 + next as i64, next);
+        if (shard(&j) % 2 == 1) == odd {
+            return j;
+        }
+    };
+    let first_even = with_parity(false);
+    store.job_create(&first_even).await.unwrap(); // its counter row exists from now on
+    let held_shard = shard(&first_even);
+
+    for quota in [JobQuota::UNLIMITED, JobQuota { max_pending_jobs: Some(1_000), max_job_bytes: None }] {
+        // Hold the even job's counter row: the even lane's next batch waits for it.
+        let mut holder = PgConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+        sqlx::query("SELECT 1 FROM account_usage WHERE account_uuid = $1 AND shard = $2 FOR UPDATE")
+            .bind(account.to_string())
+            .bind(held_shard)
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let mut even = with_parity(false);
+        while shard(&even) != held_shard {
+            even = with_parity(false);
+        }
+        let held = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move { store.job_create_within(&even, &quota).await }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut probe = PgConnection::connect(&url).await.unwrap();
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO jobs%'",
+            )
+            .fetch_one(&mut probe)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the even batch never waited for its counter row");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let odd = with_parity(true);
+        let other = tokio::time::timeout(Duration::from_secs(2), store.job_create_within(&odd, &quota)).await;
+        if quota.is_limited() {
+            assert!(other.is_err(), "with a quota the odd job's check waits for the even batch's");
+        } else {
+            other.expect("the odd lane commits while the even one is held up").unwrap();
+        }
+        sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+        held.await.unwrap().expect("the held-up batch commits once the row is free");
+        for c in [holder, probe] {
+            c.close().await.unwrap();
+        }
+    }
+    // The first job and two per round, the odd one whose wait timed out included (it
+    // was queued, so it commits after the batch it waited for): counters exact.
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = 'PENDING'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if pending == 5 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{pending} jobs, not 5");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.job_usage(account).await.unwrap().pending_jobs, 5, "counters exact");
+    conn.close().await.unwrap();
+    Arc::try_unwrap(store).ok().expect("the test holds the only handle").close().await;
+    drop_database(&admin_url, &database).await;
+}

@@ -29,6 +29,11 @@ use crate::sql::{
 use crate::{Page, StoreResult};
 
 /// The node upsert (see [`sql::node_upsert_sql`]).
+/// The job columns qualified by the table: an UPDATE ... FROM UNNEST(...) AS p(uuid,
+/// now_ms) that returns them would otherwise name `uuid` ambiguously.
+static RETURNING_JOB: LazyLock<String> =
+    LazyLock::new(|| JOB_COLUMNS.split(", ").map(|c| format!("jobs.{c}")).collect::<Vec<_>>().join(", "));
+
 static UPSERT_NODE: LazyLock<String> =
     LazyLock::new(|| format!("{} RETURNING {NODE_COLUMNS}", sql::node_upsert_sql(Placeholders::Dollar)));
 
@@ -197,31 +202,20 @@ impl ClusterStore for PgStore {
         }
         let during = "run place";
         let jobs: Vec<String> = placements.iter().map(|p| p.job_uuid.clone()).collect();
-        let times: Vec<i64> = placements.iter().map(|p| p.now_ms).collect();
         let mut tx = self.begin_write(during).await?;
         // Lock the PENDING ones in uuid order first, so two concurrent batches cannot
-        // deadlock; a job that changed meanwhile is re-checked and left out.
-        sqlx::query("SELECT uuid FROM jobs WHERE uuid = ANY($1) AND status = $2 ORDER BY uuid FOR UPDATE")
-            .bind(&jobs)
-            .bind(JobStatus::Pending.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db(during))?;
-        let placed: HashSet<String> = sqlx::query_scalar(
-            "UPDATE jobs SET status = $3, status_reason = NULL, updated_at_ms = p.now_ms \
-             FROM UNNEST($1::text[], $2::bigint[]) AS p(uuid, now_ms) \
-             WHERE jobs.uuid = p.uuid AND jobs.status = $4 RETURNING jobs.uuid",
-        )
-        .bind(&jobs)
-        .bind(&times)
-        .bind(JobStatus::Assigned.as_str())
-        .bind(JobStatus::Pending.as_str())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db(during))?
-        .into_iter()
-        .collect();
-        let placed: Vec<_> = placements.iter().filter(|p| placed.contains(&p.job_uuid)).collect();
+        // deadlock; a job that changed meanwhile is left out. The locked ones stay
+        // PENDING until the UPDATE below, so exactly these are placed.
+        let locked: HashSet<String> =
+            sqlx::query_scalar("SELECT uuid FROM jobs WHERE uuid = ANY($1) AND status = $2 ORDER BY uuid FOR UPDATE")
+                .bind(&jobs)
+                .bind(JobStatus::Pending.as_str())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db(during))?
+                .into_iter()
+                .collect();
+        let placed: Vec<_> = placements.iter().filter(|p| locked.contains(&p.job_uuid)).collect();
         let runs: Vec<&RunRow> = placed.iter().flat_map(|p| &p.runs).collect();
         if !runs.is_empty() {
             let text = |f: fn(&RunRow) -> &str| runs.iter().map(|r| f(r).to_owned()).collect::<Vec<String>>();
@@ -266,11 +260,27 @@ impl ClusterStore for PgStore {
                 .await
                 .map_err(write_error(during, Subject::placed_runs))?;
         }
+        // The status change last before the events: its trigger takes the account's
+        // usage-counter rows, which a concurrent batch of creations (job_batch.rs)
+        // then waits for until this COMMIT, so they are held for as few round trips
+        // as possible. It answers the jobs as changed, for their events.
         let mut events = Vec::new();
         if !placed.is_empty() {
-            let uuids: Vec<&str> = placed.iter().map(|p| p.job_uuid.as_str()).collect();
-            let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE uuid = ANY($1)");
-            let rows = sqlx::query(AssertSqlSafe(sql)).bind(&uuids).fetch_all(&mut *tx).await.map_err(db(during))?;
+            let (uuids, times): (Vec<&str>, Vec<i64>) = placed.iter().map(|p| (p.job_uuid.as_str(), p.now_ms)).unzip();
+            let sql = format!(
+                "UPDATE jobs SET status = $3, status_reason = NULL, updated_at_ms = p.now_ms \
+                 FROM UNNEST($1::text[], $2::bigint[]) AS p(uuid, now_ms) \
+                 WHERE jobs.uuid = p.uuid AND jobs.status = $4 RETURNING {}",
+                *RETURNING_JOB
+            );
+            let rows = sqlx::query(AssertSqlSafe(sql))
+                .bind(&uuids)
+                .bind(&times)
+                .bind(JobStatus::Assigned.as_str())
+                .bind(JobStatus::Pending.as_str())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db(during))?;
             let jobs: HashMap<JobId, Job> =
                 rows.iter().map(|r| record::<JobRow>(r).map(|j| (j.uuid, j))).collect::<StoreResult<_>>()?;
             for p in &placed {

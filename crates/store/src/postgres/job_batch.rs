@@ -18,12 +18,20 @@
 //!
 //! and only then answers each caller, so `Ok` still means durable
 //! (`synchronous_commit=on` is pinned per connection). While a batch commits, new
-//! requests queue: the busier the store, the larger the next batch. One batch runs at
-//! a time ([`IN_FLIGHT`]): a second one would not overlap the first anyway, because
-//! each job's insert takes its account's usage-counter row (one of 16 shards) until
-//! COMMIT, and a batch of one account's jobs holds most of them; measured with 64
-//! clients of one account, four batches in flight gave ~10 jobs per commit, each
-//! batch waiting for the previous one's row locks.
+//! requests queue: the busier the store, the larger the next batch.
+//!
+//! **Two lanes** ([`LANES`]), one batch in flight each. Each job's insert takes its
+//! account's usage-counter row of the job's shard (one of 16, the uuid's last hex
+//! digit) until COMMIT, and a batch of one account's jobs holds most of the 16: two
+//! batches drawn from one queue waited for each other's row locks (measured with 64
+//! clients of one account, four batches in flight gave ~10 jobs per commit). So a job
+//! goes to the lane of its shard (even shards, odd shards): two lanes' batches never
+//! touch the same counter row, and one lane's batch runs its statements while the
+//! other's holds the event lock and waits for its WAL flush (the event lock still
+//! orders their COMMITs, one flush after another, so each commit carries a whole
+//! batch). An account with a quota keeps one check at a time: the check takes that
+//! account's advisory lock until COMMIT, so the other lane's batch waits for it and
+//! reads the counters the first one committed.
 //!
 //! **Errors stay per request.** A duplicate uuid is not an error of the batch: the
 //! insert skips it (`ON CONFLICT DO NOTHING`) and that request alone gets `Conflict`;
@@ -44,7 +52,7 @@ use std::time::Instant;
 
 use gantry_types::{AccountId, JobId};
 use sqlx::{PgPool, Row};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Counters, db, events, insert_static, write_error};
 use crate::events::NewEventRow;
@@ -56,8 +64,9 @@ use crate::{StoreError, StoreResult};
 /// Most creations per transaction: bounds the latency a batch adds to its last request.
 const MAX_BATCH: usize = 1024;
 
-/// Most batches committing at once (each holds a pool connection meanwhile).
-const IN_FLIGHT: usize = 1;
+/// Batching lanes, each with one batch in flight (and a pool connection meanwhile); a
+/// job's lane is its counter shard modulo this (see the module doc).
+const LANES: usize = 2;
 
 /// The one-job insert of the fallback path.
 static INSERT_ONE: std::sync::LazyLock<String> =
@@ -107,7 +116,7 @@ impl std::ops::Deref for Create {
 
 /// Handle to the batching task; dropping it lets the task finish what is queued.
 pub(super) struct JobCreates {
-    queue: mpsc::Sender<Create>,
+    lanes: Vec<mpsc::Sender<Create>>,
 }
 
 /// What a batch needs besides its requests.
@@ -130,38 +139,43 @@ impl Shared {
 }
 
 impl JobCreates {
-    /// Starts the task (on the current runtime); `max_connections` bounds how many
-    /// batches it lets run at once, leaving the pool to everything else.
+    /// Starts the lanes' tasks (on the current runtime); `max_connections` bounds how
+    /// many lanes there are, leaving the pool to everything else.
     pub fn spawn(shared: Shared, max_connections: u32) -> Self {
-        let (tx, rx) = mpsc::channel(2 * MAX_BATCH);
-        let in_flight = (max_connections as usize / 4).clamp(1, IN_FLIGHT);
-        tokio::spawn(dispatch(rx, shared, in_flight));
-        Self { queue: tx }
+        // Each lane's batch holds a connection; leave at least half the pool to the rest.
+        let lanes = (max_connections as usize / 2).clamp(1, LANES);
+        let lanes = (0..lanes)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(2 * MAX_BATCH);
+                tokio::spawn(dispatch(rx, shared.clone()));
+                tx
+            })
+            .collect();
+        Self { lanes }
     }
 
-    /// Queues `create`; resolves once its batch committed (or it failed alone).
+    /// Queues `create` in its lane; resolves once its batch committed (or it failed
+    /// alone).
     pub async fn create(&self, job: NewJob) -> StoreResult<()> {
+        let lane = &self.lanes[usize::from(shard(&job.row.uuid)) % self.lanes.len()];
         let (reply, answer) = oneshot::channel();
-        self.queue.send(Create { job, reply }).await.map_err(|_| StoreError::Unavailable)?;
+        lane.send(Create { job, reply }).await.map_err(|_| StoreError::Unavailable)?;
         answer.await.map_err(|_| StoreError::Unavailable)?
     }
 }
 
-/// Takes a batch whenever a slot is free: while every slot is busy, requests queue
-/// and the next batch grows.
-async fn dispatch(mut queue: mpsc::Receiver<Create>, shared: Shared, in_flight: usize) {
-    let slots = Arc::new(Semaphore::new(in_flight));
+/// One lane: takes a batch whenever the previous one is done; meanwhile requests
+/// queue and the next batch grows.
+async fn dispatch(mut queue: mpsc::Receiver<Create>, shared: Shared) {
     loop {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
         let mut batch = Vec::with_capacity(64);
         if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
             return; // the store is gone and the queue is drained
         }
+        // In a task of its own, so a panic fails its batch's requests only (their
+        // answers are dropped: `Unavailable`), not the lane.
         let shared = shared.clone();
-        tokio::spawn(async move {
-            run(&shared, batch).await;
-            drop(slot);
-        });
+        let _ = tokio::spawn(async move { run(&shared, batch).await }).await;
     }
 }
 
