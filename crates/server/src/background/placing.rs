@@ -205,11 +205,26 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        let chunk: Vec<JobPlacement> = pending.drain(..pending.len().min(CHUNK)).collect();
+        let mut chunk: Vec<JobPlacement> = pending.drain(..pending.len().min(CHUNK)).collect();
+        stamp(&mut chunk, now_ms());
         let planned = chunk.len();
         let outcome = write(Arc::clone(&state), chunk).await;
         if done.send((planned, outcome)).is_err() {
             return;
+        }
+    }
+}
+
+/// Dates a chunk's placements (the jobs' `updated_at`, the runs' `created_at`) when
+/// their write begins, not when they were planned: a placement may wait here behind
+/// the write in flight, and a run's `created_at` minus its job's is what `gantry
+/// bench schedule` reports as submit → assigned, so the wait must count.
+fn stamp(chunk: &mut [JobPlacement], now: i64) {
+    for p in chunk {
+        p.now_ms = now;
+        for r in &mut p.runs {
+            r.run.created_at = gantry_types::Timestamp(now);
+            r.run.updated_at = gantry_types::Timestamp(now);
         }
     }
 }
