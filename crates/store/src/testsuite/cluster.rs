@@ -397,7 +397,7 @@ pub async fn node_mark_lost_many_marks_each_like_one(store: &dyn Store) {
         .collect();
     assert_eq!(changed, BTreeSet::from([a.uuid.to_string(), b.uuid.to_string()]), "one event per node marked");
     assert_eq!(events.len(), 2);
-    assert_eq!(store.node_mark_lost_many(&ids, T0 + 1000, T0 + 300).await.unwrap(), vec![], "not twice");
+    assert_eq!(store.node_mark_lost_many(&ids, T0 + 100, T0 + 300).await.unwrap(), vec![], "not twice");
 }
 
 /// mark_lost is a compare-and-set: not while recently seen, not twice, and a
