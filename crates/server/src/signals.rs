@@ -33,6 +33,46 @@ impl DesiredCache {
     }
 }
 
+/// What a sync is fenced by (the node's owner, status and lease epoch), remembered per
+/// node for one version, so that an idle node's sync need not read its row: at 10,000
+/// nodes that read was the sync's largest cost. Every change of a node's status or
+/// epoch (registration, loss) bumps its version after it commits, here or, through
+/// [`crate::peers`], on the other instances, which makes the entry stale. An entry is
+/// put with the version read *before* the store read, so a change committed during
+/// that read leaves it stale too. A stale or missing entry only costs the read:
+/// `app::nodes::sync` trusts an entry only to accept an idle sync under the epoch it
+/// names (anything else reads the store), and such a sync writes nothing but the
+/// heartbeat, which the store itself applies only while the node is ONLINE with that
+/// epoch.
+#[derive(Default)]
+pub struct NodeStateCache {
+    entries: Mutex<HashMap<NodeId, (u64, NodeState)>>,
+}
+
+/// A node's fencing facts, as last read (see [`NodeStateCache`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeState {
+    /// Owner.
+    pub account: gantry_types::AccountId,
+    /// ONLINE or LOST.
+    pub status: gantry_types::node::NodeStatus,
+    /// Epoch of the current registration.
+    pub lease_epoch: i64,
+}
+
+impl NodeStateCache {
+    /// The node's state if it was read at `version`.
+    pub fn get(&self, node: NodeId, version: u64) -> Option<NodeState> {
+        let entries = self.entries.lock().expect("node state cache poisoned");
+        entries.get(&node).filter(|(v, _)| *v == version).map(|(_, s)| *s)
+    }
+
+    /// Stores what a read begun at `version` found.
+    pub fn put(&self, node: NodeId, version: u64, state: NodeState) {
+        self.entries.lock().expect("node state cache poisoned").insert(node, (version, state));
+    }
+}
+
 /// Wake-ups shared by the API handlers and the background reconcilers.
 pub struct Signals {
     nodes: Mutex<HashMap<NodeId, watch::Sender<u64>>>,
@@ -375,5 +415,35 @@ mod tests {
         // Another node is not affected.
         assert!(signals.syncs_in_progress().is_empty(), "every guard dropped");
         assert_eq!(signals.last_contact(NodeId::new(), 50), None);
+    }
+
+    #[test]
+    fn a_node_state_is_remembered_only_until_the_node_changes() {
+        let (signals, cache) = (Signals::new(1), NodeStateCache::default());
+        let node = NodeId::new();
+        let online = NodeState {
+            account: gantry_types::AccountId::new(),
+            status: gantry_types::node::NodeStatus::Online,
+            lease_epoch: 3,
+        };
+        let read_at = signals.version(node);
+        assert_eq!(cache.get(node, read_at), None, "never read");
+        cache.put(node, read_at, online);
+        assert_eq!(cache.get(node, signals.version(node)), Some(online));
+        // A loss or registration here, or one another instance tells of, bumps it.
+        signals.bump(node);
+        assert_eq!(cache.get(node, signals.version(node)), None, "changed here");
+        cache.put(node, signals.version(node), online);
+        signals.bump_local(node);
+        assert_eq!(cache.get(node, signals.version(node)), None, "changed elsewhere");
+        // A read begun before a change that landed during it is stale at once.
+        let before = signals.version(node);
+        signals.bump(node);
+        cache.put(node, before, online);
+        assert_eq!(cache.get(node, signals.version(node)), None, "changed during the read");
+        cache.put(node, signals.version(node), online);
+        signals.bump_all_local();
+        assert_eq!(cache.get(node, signals.version(node)), None, "notifications reconnected");
+        assert_eq!(cache.get(NodeId::new(), signals.version(node)), None, "another node");
     }
 }

@@ -20,7 +20,7 @@ use crate::background::Timing;
 use crate::background::scheduler::RecentPlacements;
 use crate::config::{BillingConfig, ServerConfig};
 use crate::key_cache::KeyCache;
-use crate::signals::{DesiredCache, Signals};
+use crate::signals::{DesiredCache, NodeStateCache, Signals};
 use crate::usage::UsageTracker;
 
 /// Everything a handler or a background loop may use.
@@ -137,6 +137,8 @@ pub struct Caches {
     pub profiles: ProfileCache,
     /// Desired runs per node, valid for one version.
     pub desired: DesiredCache,
+    /// Each node's owner, status and epoch, valid for one version (what fences a sync).
+    pub node_states: NodeStateCache,
 }
 
 /// What the reconcilers remember between passes (all derived; a restart starts afresh).

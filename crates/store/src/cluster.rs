@@ -162,6 +162,13 @@ pub trait ClusterStore {
     /// Marks an ONLINE node LOST if its last_seen_at_ms < `seen_before_ms`
     /// (compare-and-set, so a heartbeat racing in wins); returns whether it did.
     async fn node_mark_lost(&self, id: NodeId, seen_before_ms: i64, now_ms: i64) -> StoreResult<bool>;
+    /// [`ClusterStore::node_mark_lost`] for many nodes in ONE transaction (fenced like
+    /// it, with one event per node marked): each of `ids` that is ONLINE with
+    /// last_seen_at_ms < `seen_before_ms` becomes LOST; the others (heard since,
+    /// already LOST, unknown) are skipped. Returns the nodes marked, in no particular
+    /// order. A mass loss (a rack, a partition: hundreds of nodes) is then a few
+    /// commits instead of one per node.
+    async fn node_mark_lost_many(&self, ids: &[NodeId], seen_before_ms: i64, now_ms: i64) -> StoreResult<Vec<NodeId>>;
 
     /// Places jobs, in ONE transaction per call (group-committed on SQLite): for each
     /// placement whose job is still PENDING, sets the job ASSIGNED (status_reason

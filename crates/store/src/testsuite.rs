@@ -99,6 +99,7 @@ macro_rules! store_test_suite {
             node_heartbeat_needs_epoch_and_online,
             node_heartbeats_apply_each_like_one,
             node_mark_lost_compare_and_set,
+            node_mark_lost_many_marks_each_like_one,
             node_set_draining_is_scoped,
             run_place_assigns_pending_jobs_only,
             run_place_error_places_nothing,

@@ -19,6 +19,7 @@ use gantry_types::{AccountId, FieldError, NodeId, Timestamp};
 
 use crate::app::error::AppError;
 use crate::app::runs::{self, ACTIVE};
+use crate::signals::NodeState;
 use crate::state::{AppState, now_ms};
 
 /// How often an idle agent syncs (its heartbeat), ms; the loss detector allows
@@ -181,22 +182,38 @@ pub async fn sync(
             return Err(AppError::Validation(errors));
         }
     }
-    let node = state.store.node_fetch(account, id).await?.ok_or_else(|| AppError::not_found("node", id))?;
-    // Heard from now, and for as long as its writes take (see `Signals::syncing`).
-    let busy = (node.status == NodeStatus::Online && node.lease_epoch == req.lease_epoch)
-        .then(|| state.signals.syncing(id, node.lease_epoch, now_ms()));
-    let fenced = |node: &NodeRecord| DesiredState {
-        node_uuid: node.uuid,
-        lease_epoch: node.lease_epoch,
-        fenced: true,
-        version: state.signals.version(node.uuid),
-        runs: vec![],
-        sync_interval_ms: SYNC_INTERVAL_MS,
-        relay_token: None,
-        relay: None,
+    // What fences the sync: the node's owner, status and epoch. An idle sync under the
+    // epoch the cache names takes them from the cache (`NodeStateCache`: why that is
+    // safe); a sync with reports, or any doubt, reads the node.
+    let read_at = state.signals.version(id);
+    let in_scope = |s: &NodeState| account.is_none_or(|a| a == s.account);
+    let cached = state.caches.node_states.get(id, read_at).filter(|s| {
+        req.runs.is_empty() && in_scope(s) && s.status == NodeStatus::Online && s.lease_epoch == req.lease_epoch
+    });
+    let (node_state, mut record) = match cached {
+        Some(s) => (s, None),
+        None => {
+            let node = state.store.node_fetch(account, id).await?.ok_or_else(|| AppError::not_found("node", id))?;
+            let s = NodeState { account: node.account_uuid, status: node.status, lease_epoch: node.lease_epoch };
+            state.caches.node_states.put(id, read_at, s);
+            (s, Some(node))
+        }
     };
-    if node.status != NodeStatus::Online || node.lease_epoch != req.lease_epoch {
-        return Ok(fenced(&node));
+    let epoch = node_state.lease_epoch;
+    // Heard from now, and for as long as its writes take (see `Signals::syncing`).
+    let busy = (node_state.status == NodeStatus::Online && epoch == req.lease_epoch)
+        .then(|| state.signals.syncing(id, epoch, now_ms()));
+    if node_state.status != NodeStatus::Online || epoch != req.lease_epoch {
+        return Ok(DesiredState {
+            node_uuid: id,
+            lease_epoch: epoch,
+            fenced: true,
+            version: state.signals.version(id),
+            runs: vec![],
+            sync_interval_ms: SYNC_INTERVAL_MS,
+            relay_token: None,
+            relay: None,
+        });
     }
     // Written with the others' in about a second (`crate::heartbeats`: why that is
     // enough); the status and epoch just read are what fences this sync.
@@ -217,10 +234,14 @@ pub async fn sync(
     // rebuild that reads each of its runs' jobs.
     let version = state.signals.version(id);
     // Building the answer reads each run's job: heard meanwhile, as for the writes.
-    let _answering = state.signals.answering(id, node.lease_epoch);
+    let _answering = state.signals.answering(id, epoch);
     let runs = match state.caches.desired.get(id, version) {
         Some(runs) => runs,
         None => {
+            let node = match record.take() {
+                Some(node) => node,
+                None => state.store.node_fetch(account, id).await?.ok_or_else(|| AppError::not_found("node", id))?,
+            };
             let runs = desired_runs(state, &node).await?;
             state.caches.desired.put(id, version, runs.clone());
             runs
@@ -228,7 +249,7 @@ pub async fn sync(
     };
     Ok(DesiredState {
         node_uuid: id,
-        lease_epoch: node.lease_epoch,
+        lease_epoch: epoch,
         fenced: false,
         version,
         runs,

@@ -22,10 +22,13 @@ use crate::app::error::AppError;
 use crate::app::runs::{fail_run, settle_job};
 use crate::state::{AppState, now_ms};
 
-/// Lost nodes marked, and jobs of their runs failed, at once: enough to share commits
-/// (a thousand nodes lost together are declared within the pass, not over seconds),
-/// few enough to leave the store's connections to the syncs.
+/// Jobs of lost nodes' runs failed at once: enough to share commits, few enough to
+/// leave the store's connections to the syncs.
 const WRITES_AT_ONCE: usize = 32;
+
+/// Lost nodes marked per transaction: a rack's worth in one commit, small enough that
+/// the write does not hold SQLite's writer (or the event lock) long.
+const MARK_CHUNK: usize = 256;
 
 /// Runs activations until aborted.
 pub async fn run(state: Arc<AppState>) {
@@ -59,28 +62,34 @@ pub async fn activate(state: &AppState) -> Result<(), AppError> {
         |n: &gantry_store::NodeRecord| nodes::last_heard(n.last_seen_at_ms, state.signals.last_contact(n.uuid, now));
     // Judged after the reads, so a sync that arrived meanwhile (its heartbeat not yet
     // in the store, so the store's compare-and-set below would not see it) counts.
-    // Owned (id, name, silence): the concurrent writes below take items that borrow
-    // nothing (borrowed ones made the loop's future fail the `Send` check).
     let silent: Vec<(gantry_types::NodeId, String, i64)> = all_nodes
         .iter()
         .filter(|n| nodes::is_lost(n.status, last_heard(n), lost_before, grace_over))
         .map(|n| (n.uuid, n.name.clone(), now - last_heard(n)))
         .collect();
-    // Marked all at once, not one after another: each mark is a write that waits for
-    // its commit, and a thousand nodes lost together (a rack, a partition) took 14 s one
-    // by one at 10,000 nodes (`gantry bench node-loss`), the last ones declared long
-    // after the loss window; concurrent writes share commits (SQLite's group commit,
-    // PostgreSQL's connections).
-    let marked: Vec<Option<(gantry_types::NodeId, String, i64)>> = stream::iter(silent)
-        .map(|(node, name, silence)| async move {
-            let done = state.store.node_mark_lost(node, lost_before, now).await?;
-            Ok::<_, AppError>(done.then_some((node, name, silence)))
-        })
-        .buffer_unordered(WRITES_AT_ONCE)
-        .try_collect()
-        .await?;
+    // Marked in batches, one transaction per chunk: each mark was a write waiting for
+    // its commit, and a thousand nodes lost together (a rack, a partition) took 14 s
+    // one by one at 10,000 nodes (`gantry bench node-loss`), the last ones declared
+    // long after the loss window; 32 at once still cost a commit (and an event-lock
+    // turn on PostgreSQL) per node.
+    let names: std::collections::HashMap<gantry_types::NodeId, (String, i64)> =
+        silent.into_iter().map(|(node, name, silence)| (node, (name, silence))).collect();
+    let ids: Vec<gantry_types::NodeId> = names.keys().copied().collect();
+    let mut marked = Vec::with_capacity(ids.len());
+    // A chunk that fails ends the marking, but the nodes already marked still get
+    // their runs failed below: the next pass sees them LOST and would not.
+    let mut failure = None;
+    for chunk in ids.chunks(MARK_CHUNK) {
+        match state.store.node_mark_lost_many(chunk, lost_before, now).await {
+            Ok(done) => marked.extend(done.into_iter().map(|node| (node, names[&node].clone()))),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
     let mut reasons = std::collections::HashMap::new();
-    for (node, name, silence) in marked.into_iter().flatten() {
+    for (node, (name, silence)) in marked {
         tracing::warn!(%node, "node lost: no heartbeat for {}", human(silence));
         state.signals.bump(node);
         state.signals.capacity_changed(node);
@@ -106,6 +115,9 @@ pub async fn activate(state: &AppState) -> Result<(), AppError> {
         .buffer_unordered(WRITES_AT_ONCE)
         .try_collect::<Vec<()>>()
         .await?;
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
 
     // Start and run timeouts. The runs of lost nodes have just failed; runs placed
     // since the read above are too new to have timed out, so no second read is needed.

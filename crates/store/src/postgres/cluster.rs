@@ -195,6 +195,49 @@ impl ClusterStore for PgStore {
         Ok(true)
     }
 
+    async fn node_mark_lost_many(&self, ids: &[NodeId], seen_before_ms: i64, now_ms: i64) -> StoreResult<Vec<NodeId>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let during = "node mark lost";
+        let ids: Vec<String> = ids.iter().map(NodeId::to_string).collect();
+        let mut tx = self.begin_write(during).await?;
+        // The rows locked in uuid order first, so two multi-row writes of nodes taking
+        // them in this order cannot wait on each other in a cycle.
+        sqlx::query("SELECT uuid FROM nodes WHERE uuid = ANY($1) AND status = $2 ORDER BY uuid FOR UPDATE")
+            .bind(&ids)
+            .bind(NodeStatus::Online.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db(during))?;
+        let sql = format!(
+            "UPDATE nodes SET status = $4, updated_at_ms = $3 \
+             WHERE uuid = ANY($1) AND status = $5 AND last_seen_at_ms < $2 RETURNING {NODE_COLUMNS}"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(&ids)
+            .bind(seen_before_ms)
+            .bind(now_ms)
+            .bind(NodeStatus::Lost.as_str())
+            .bind(NodeStatus::Online.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db(during))?;
+        let marked: Vec<NodeRecord> = rows.iter().map(record::<NodeRow>).collect::<StoreResult<_>>()?;
+        if marked.is_empty() {
+            return Ok(Vec::new());
+        }
+        let events = marked
+            .iter()
+            .map(|n| NewEventRow::node(EventType::NodeStatusChanged, n, now_ms))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let id = events::append(&mut tx, &events).await?;
+        tx.commit().await.map_err(db(during))?;
+        self.wrote();
+        self.published(id);
+        Ok(marked.into_iter().map(|n| n.uuid).collect())
+    }
+
     async fn run_place(&self, placements: &[JobPlacement]) -> StoreResult<Vec<JobId>> {
         let placements = sql::placement_rows(placements)?;
         if placements.is_empty() {

@@ -183,6 +183,34 @@ impl ClusterStore for SqliteStore {
             .await
     }
 
+    async fn node_mark_lost_many(&self, ids: &[NodeId], seen_before_ms: i64, now_ms: i64) -> StoreResult<Vec<NodeId>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = ids.iter().map(NodeId::to_string).collect();
+        self.writer
+            .write(move |conn| {
+                // One op of the group commit (one savepoint), the same compare-and-set
+                // per node as `node_mark_lost`.
+                let sql = format!(
+                    "UPDATE nodes SET status = ?4, updated_at_ms = ?3 \
+                     WHERE uuid = ?1 AND status = ?5 AND last_seen_at_ms < ?2 RETURNING {NODE_COLUMNS}"
+                );
+                let (lost, online) = (NodeStatus::Lost.as_str(), NodeStatus::Online.as_str());
+                let mut marked = Vec::new();
+                for id in &ids {
+                    let params = params![id, seen_before_ms, now_ms, lost, online];
+                    let Some(after) = rows::one::<NodeRow>(conn, &sql, params, "node mark lost")? else {
+                        continue;
+                    };
+                    events::append(conn, &NewEventRow::node(EventType::NodeStatusChanged, &after, now_ms)?)?;
+                    marked.push(after.uuid);
+                }
+                Ok(marked)
+            })
+            .await
+    }
+
     async fn run_place(&self, placements: &[JobPlacement]) -> StoreResult<Vec<JobId>> {
         let placements = sql::placement_rows(placements)?;
         if placements.is_empty() {

@@ -359,6 +359,47 @@ pub async fn node_heartbeats_apply_each_like_one(store: &dyn Store) {
     assert!(!store.node_mark_lost(b.uuid, T0 + 60, T0 + 70).await.unwrap(), "heard at the cutoff");
 }
 
+/// mark_lost_many marks, in one call, each node mark_lost would mark alone (ONLINE,
+/// silent before the cutoff) and skips the others (heard at the cutoff, already
+/// LOST, unknown), with one status event per node marked and none for the rest.
+pub async fn node_mark_lost_many_marks_each_like_one(store: &dyn Store) {
+    let account = new_account(store, "Lost together").await;
+    let mut nodes = Vec::new();
+    for variant in 1..=4 {
+        nodes.push(new_node(store, account, T0, variant).await);
+    }
+    let [a, b, heard, gone] = [&nodes[0], &nodes[1], &nodes[2], &nodes[3]];
+    assert!(store.node_heartbeat(heard.uuid, heard.lease_epoch, T0 + 100, None).await.unwrap());
+    assert!(store.node_mark_lost(gone.uuid, T0 + 1, T0 + 1).await.unwrap());
+    assert_eq!(store.node_mark_lost_many(&[], T0 + 100, T0 + 200).await.unwrap(), vec![]);
+    let start = store.event_horizon().await.unwrap().last_id;
+
+    let ids = [a.uuid, heard.uuid, gone.uuid, NodeId::new(), b.uuid];
+    let marked: BTreeSet<NodeId> =
+        store.node_mark_lost_many(&ids, T0 + 100, T0 + 200).await.unwrap().into_iter().collect();
+    assert_eq!(marked, BTreeSet::from([a.uuid, b.uuid]), "only the silent ONLINE nodes");
+    let fetch = |id: NodeId| async move { store.node_fetch(None, id).await.unwrap().expect("exists") };
+    for n in [a, b] {
+        let expected = NodeRecord { status: NodeStatus::Lost, updated_at_ms: T0 + 200, ..n.clone() };
+        assert_eq!(fetch(n.uuid).await, expected);
+    }
+    assert_eq!(fetch(heard.uuid).await.status, NodeStatus::Online, "heard at the cutoff");
+    assert_eq!(fetch(gone.uuid).await.updated_at_ms, T0 + 1, "already LOST: untouched");
+
+    let events = store.event_list(Some(account), start, &[], 100).await.unwrap();
+    let changed: BTreeSet<String> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(e.event_type, EventType::NodeStatusChanged);
+            assert_eq!(e.data["status"], "LOST");
+            e.data["uuid"].as_str().expect("uuid").to_string()
+        })
+        .collect();
+    assert_eq!(changed, BTreeSet::from([a.uuid.to_string(), b.uuid.to_string()]), "one event per node marked");
+    assert_eq!(events.len(), 2);
+    assert_eq!(store.node_mark_lost_many(&ids, T0 + 100, T0 + 300).await.unwrap(), vec![], "not twice");
+}
+
 /// mark_lost is a compare-and-set: not while recently seen, not twice, and a
 /// re-registration (new epoch) brings the node back.
 pub async fn node_mark_lost_compare_and_set(store: &dyn Store) {

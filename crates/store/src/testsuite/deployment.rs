@@ -88,6 +88,8 @@ pub async fn leader_writes_are_fenced(store: &dyn Store) {
     let new = take_within(store, "new", ttl, Duration::from_secs(10)).await;
     let refused = scope(old_fence, store.node_mark_lost(node.uuid, i64::MAX, 1)).await;
     assert!(matches!(refused, Err(StoreError::Fenced { .. })), "{refused:?}");
+    let refused = scope(old_fence, store.node_mark_lost_many(&[node.uuid], i64::MAX, 1)).await;
+    assert!(matches!(refused, Err(StoreError::Fenced { .. })), "many: {refused:?}");
     let status = store.node_fetch(None, node.uuid).await.unwrap().unwrap().status;
     assert_eq!(status, NodeStatus::Online, "a fenced write wrote nothing");
     assert!(scope(new.fence(), store.node_mark_lost(node.uuid, i64::MAX, 1)).await.unwrap());
