@@ -28,12 +28,12 @@ use crate::sql::{
 };
 use crate::{Page, StoreResult};
 
-/// The node upsert (see [`sql::node_upsert_sql`]).
 /// The job columns qualified by the table: an UPDATE ... FROM UNNEST(...) AS p(uuid,
 /// now_ms) that returns them would otherwise name `uuid` ambiguously.
 static RETURNING_JOB: LazyLock<String> =
     LazyLock::new(|| JOB_COLUMNS.split(", ").map(|c| format!("jobs.{c}")).collect::<Vec<_>>().join(", "));
 
+/// The node upsert (see [`sql::node_upsert_sql`]).
 static UPSERT_NODE: LazyLock<String> =
     LazyLock::new(|| format!("{} RETURNING {NODE_COLUMNS}", sql::node_upsert_sql(Placeholders::Dollar)));
 
