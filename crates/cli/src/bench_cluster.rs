@@ -12,7 +12,8 @@
 //!   placement rate to the submit rate of the same run.
 //! - `gantry bench node-loss`: K nodes each holding a run, a share of them killed at
 //!   once; time to detection (node marked LOST) and to re-placement (the retry's run
-//!   created), p50/p99.
+//!   created), p50/p99, both from the kill, and re-placement from the detection of the
+//!   node each job was lost with.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -397,20 +398,31 @@ pub async fn node_loss(args: NodeLossArgs) -> anyhow::Result<()> {
         anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "not all losses handled after 120 s");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (detect, replace) = loop {
+    let (detect, replace, after_detection) = loop {
         let lost: Vec<Node> = all(&c.node_client, "/v1/nodes", &[("filter[status]", "LOST")]).await?;
         let runs: Vec<JobRun> = all(&c.consumer, "/v1/job-runs", &[]).await?;
         let retries: Vec<&JobRun> = runs.iter().filter(|r| r.attempt > 0).collect();
         if lost.len() >= victims.len() && retries.len() >= victims.len() {
-            let mut d: Vec<i64> = lost
+            let detected_at: HashMap<gantry_types::NodeId, i64> = lost
                 .iter()
                 .filter(|n| victim_ids.contains(&n.uuid) && n.status == NodeStatus::Lost)
-                .map(|n| n.updated_at.0 - killed_at)
+                .map(|n| (n.uuid, n.updated_at.0))
                 .collect();
+            let mut d: Vec<i64> = detected_at.values().map(|at| at - killed_at).collect();
             let mut r: Vec<i64> = retries.iter().map(|r| r.created_at.0 - killed_at).collect();
+            // Each retry against the detection of the node its job was lost with (the
+            // issue's "re-placement within 1 s of detection"), not against the kill.
+            let lost_with: HashMap<gantry_types::JobId, i64> = runs
+                .iter()
+                .filter(|r| r.attempt == 0)
+                .filter_map(|r| detected_at.get(&r.node_uuid).map(|at| (r.job_uuid, *at)))
+                .collect();
+            let mut a: Vec<i64> =
+                retries.iter().filter_map(|r| lost_with.get(&r.job_uuid).map(|at| r.created_at.0 - at)).collect();
             d.sort_unstable();
             r.sort_unstable();
-            break (d, r);
+            a.sort_unstable();
+            break (d, r, a);
         }
         anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "not all losses handled after 120 s");
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -432,6 +444,12 @@ pub async fn node_loss(args: NodeLossArgs) -> anyhow::Result<()> {
         percentile(&replace, 0.5),
         percentile(&replace, 0.99),
         percentile(&replace, 0.99) as f64 / percentile(&detect, 0.99).max(1) as f64
+    )?;
+    outln!(
+        "re-placement after its node's detection: p50 {} ms  p99 {} ms  ({} retries)",
+        percentile(&after_detection, 0.5),
+        percentile(&after_detection, 0.99),
+        after_detection.len()
     )?;
     c.shutdown().await;
     Ok(())
