@@ -79,6 +79,7 @@ pub async fn activate(state: &AppState) -> Result<(), AppError> {
     // A chunk that fails ends the marking, but the nodes already marked still get
     // their runs failed below: the next pass sees them LOST and would not.
     let mut failure = None;
+    let marking = std::time::Instant::now();
     for chunk in ids.chunks(MARK_CHUNK) {
         match state.store.node_mark_lost_many(chunk, lost_before, now).await {
             Ok(done) => marked.extend(done.into_iter().map(|node| (node, names[&node].clone()))),
@@ -105,6 +106,7 @@ pub async fn activate(state: &AppState) -> Result<(), AppError> {
         let reason = reasons[&run.run.node_uuid].clone();
         by_job.entry(run.run.job_uuid).or_default().push((run.clone(), reason));
     }
+    let (jobs, marked_ms, failing) = (by_job.len(), marking.elapsed().as_millis() as u64, std::time::Instant::now());
     stream::iter(by_job.into_values())
         .map(|runs| async move {
             for (run, reason) in runs {
@@ -115,6 +117,17 @@ pub async fn activate(state: &AppState) -> Result<(), AppError> {
         .buffer_unordered(WRITES_AT_ONCE)
         .try_collect::<Vec<()>>()
         .await?;
+    if !lost.is_empty() {
+        // One line per mass loss with what it cost: how long the marking and the
+        // failing of their runs took is what delays the retries' placement.
+        tracing::warn!(
+            nodes = lost.len(),
+            jobs,
+            marked_ms,
+            failed_ms = failing.elapsed().as_millis() as u64,
+            "lost nodes marked and their runs failed"
+        );
+    }
     if let Some(e) = failure {
         return Err(e.into());
     }
