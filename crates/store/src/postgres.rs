@@ -77,6 +77,13 @@ impl PgStore {
     /// Like [`Self::connect`] with another pool size (tests running many stores at
     /// once use small pools to stay under the server's connection limit).
     pub async fn connect_with_max_connections(url: &str, max_connections: u32) -> StoreResult<Self> {
+        Self::connect_with_lanes(url, max_connections, job_batch::DEFAULT_LANES).await
+    }
+
+    /// Like [`Self::connect_with_max_connections`] with `lanes` creation lanes (see
+    /// `job_batch`: more than the default one only pays where the database has cores
+    /// to spare; tests use two to hold the lanes' independence).
+    pub async fn connect_with_lanes(url: &str, max_connections: u32, lanes: usize) -> StoreResult<Self> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Database { during: "parsing the database URL", source: Box::new(e) })?
             // Notices (`relation ... already exists, skipping` from the idempotent
@@ -112,7 +119,7 @@ impl PgStore {
         let events = Arc::new(tokio::sync::watch::Sender::new(newest));
         let shared =
             job_batch::Shared { pool: pool.clone(), counters: Arc::clone(&counters), events: Arc::clone(&events) };
-        let creates = job_batch::JobCreates::spawn(shared.clone(), max_connections);
+        let creates = job_batch::JobCreates::spawn(shared.clone(), max_connections, lanes);
         let status = status_batch::StatusWrites::spawn(shared);
         Ok(Self { pool, counters, events, creates, status })
     }

@@ -274,7 +274,7 @@ async fn creation_lanes_commit_apart_unless_a_quota_is_checked() {
 
     let Some(admin_url) = admin_url() else { return };
     let (database, url) = create_database(&admin_url).await;
-    let store = Arc::new(PgStore::connect_with_max_connections(&url, 8).await.unwrap());
+    let store = Arc::new(PgStore::connect_with_lanes(&url, 8, 2).await.unwrap());
     let account = new_account(&*store, "Lanes").await;
     // A job's counter shard, as `gantry_usage_shard` computes it: the uuid's last hex digit.
     let shard = |j: &gantry_types::job::Job| {

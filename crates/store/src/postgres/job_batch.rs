@@ -20,7 +20,8 @@
 //! (`synchronous_commit=on` is pinned per connection). While a batch commits, new
 //! requests queue: the busier the store, the larger the next batch.
 //!
-//! **Two lanes** ([`LANES`]), one batch in flight each. Each job's insert takes its
+//! **Lanes**: one by default ([`DEFAULT_LANES`]: why), two at most
+//! (`PgStore::connect_with_lanes`), one batch in flight each. Each job's insert takes its
 //! account's usage-counter row of the job's shard (one of 16, the uuid's last hex
 //! digit) until COMMIT, and a batch of one account's jobs holds most of the 16: two
 //! batches drawn from one queue waited for each other's row locks (measured with 64
@@ -64,9 +65,18 @@ use crate::{StoreError, StoreResult};
 /// Most creations per transaction: bounds the latency a batch adds to its last request.
 const MAX_BATCH: usize = 1024;
 
-/// Batching lanes, each with one batch in flight (and a pool connection meanwhile); a
-/// job's lane is its counter shard modulo this (see the module doc).
-const LANES: usize = 2;
+/// Batching lanes by default, each with one batch in flight (and a pool connection
+/// meanwhile); a job's lane is its counter shard modulo the lane count (see the module
+/// doc). One: on the 2-core machine where the database, the server and the bench's
+/// clients share the cores, two lanes gave smaller commits (17 jobs per commit against
+/// 31) for more server CPU per job (118-141 µs against 103-105) and fewer jobs/s
+/// (4,866-5,824 against 5,862-6,306, `gantry bench submit --database-url`, A/B
+/// alternated, quiet); they had won (×1.27) only with the machine loaded by other work.
+pub const DEFAULT_LANES: usize = 1;
+
+/// The most lanes a store may ask for: one per counter-shard parity is what keeps two
+/// lanes' batches off each other's counter rows (see the module doc).
+const MAX_LANES: usize = 2;
 
 /// The one-job insert of the fallback path.
 static INSERT_ONE: std::sync::LazyLock<String> =
@@ -139,11 +149,11 @@ impl Shared {
 }
 
 impl JobCreates {
-    /// Starts the lanes' tasks (on the current runtime); `max_connections` bounds how
-    /// many lanes there are, leaving the pool to everything else.
-    pub fn spawn(shared: Shared, max_connections: u32) -> Self {
+    /// Starts `lanes` lanes' tasks (on the current runtime; at most [`MAX_LANES`]);
+    /// `max_connections` may bound them further, leaving the pool to everything else.
+    pub fn spawn(shared: Shared, max_connections: u32, lanes: usize) -> Self {
         // Each lane's batch holds a connection; leave at least half the pool to the rest.
-        let lanes = (max_connections as usize / 2).clamp(1, LANES);
+        let lanes = lanes.min(MAX_LANES).min(max_connections as usize / 2).max(1);
         let lanes = (0..lanes)
             .map(|_| {
                 let (tx, rx) = mpsc::channel(2 * MAX_BATCH);
