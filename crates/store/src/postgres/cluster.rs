@@ -171,28 +171,8 @@ impl ClusterStore for PgStore {
     }
 
     async fn node_mark_lost(&self, id: NodeId, seen_before_ms: i64, now_ms: i64) -> StoreResult<bool> {
-        let mut tx = self.begin_write("node mark lost").await?;
-        let sql = format!(
-            "UPDATE nodes SET status = $4, updated_at_ms = $3 \
-             WHERE uuid = $1 AND status = $5 AND last_seen_at_ms < $2 RETURNING {NODE_COLUMNS}"
-        );
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .bind(seen_before_ms)
-            .bind(now_ms)
-            .bind(NodeStatus::Lost.as_str())
-            .bind(NodeStatus::Online.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db("node mark lost"))?;
-        let Some(after) = row.as_ref().map(record::<NodeRow>).transpose()? else {
-            return Ok(false);
-        };
-        let id = events::append(&mut tx, &[NewEventRow::node(EventType::NodeStatusChanged, &after, now_ms)?]).await?;
-        tx.commit().await.map_err(db("node mark lost"))?;
-        self.wrote();
-        self.published(id);
-        Ok(true)
+        // One node is a chunk of one: the same compare-and-set, event and fence.
+        Ok(!self.node_mark_lost_many(&[id], seen_before_ms, now_ms).await?.is_empty())
     }
 
     async fn node_mark_lost_many(&self, ids: &[NodeId], seen_before_ms: i64, now_ms: i64) -> StoreResult<Vec<NodeId>> {

@@ -165,22 +165,8 @@ impl ClusterStore for SqliteStore {
     }
 
     async fn node_mark_lost(&self, id: NodeId, seen_before_ms: i64, now_ms: i64) -> StoreResult<bool> {
-        let id = id.to_string();
-        self.writer
-            .write(move |conn| {
-                let sql = format!(
-                    "UPDATE nodes SET status = ?4, updated_at_ms = ?3 \
-                     WHERE uuid = ?1 AND status = ?5 AND last_seen_at_ms < ?2 RETURNING {NODE_COLUMNS}"
-                );
-                let (lost, online) = (NodeStatus::Lost.as_str(), NodeStatus::Online.as_str());
-                let params = params![id, seen_before_ms, now_ms, lost, online];
-                let Some(after) = rows::one::<NodeRow>(conn, &sql, params, "node mark lost")? else {
-                    return Ok(false);
-                };
-                events::append(conn, &NewEventRow::node(EventType::NodeStatusChanged, &after, now_ms)?)?;
-                Ok(true)
-            })
-            .await
+        // One node is a chunk of one: the same compare-and-set, event and fence.
+        Ok(!self.node_mark_lost_many(&[id], seen_before_ms, now_ms).await?.is_empty())
     }
 
     async fn node_mark_lost_many(&self, ids: &[NodeId], seen_before_ms: i64, now_ms: i64) -> StoreResult<Vec<NodeId>> {
