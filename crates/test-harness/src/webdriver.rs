@@ -118,15 +118,48 @@ impl Browser {
     }
 
     async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_cmd(method, path, body)
+            .await
+            .unwrap_or_else(|(err, message)| panic!("webdriver {path}: {err}: {message}"))
+    }
+
+    /// The command's value, or the WebDriver error code and message it answered.
+    async fn try_cmd(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, (String, Value)> {
         let mut req = self.http.request(method, format!("{}{path}", self.session));
         if let Some(b) = body {
             req = req.json(&b);
         }
         let resp: Value = req.send().await.expect("webdriver request").json().await.expect("webdriver json");
-        if let Some(err) = resp["value"].get("error") {
-            panic!("webdriver {path}: {err}: {}", resp["value"]["message"]);
+        match resp["value"].get("error") {
+            Some(err) => Err((err.as_str().unwrap_or_default().to_owned(), resp["value"]["message"].clone())),
+            None => Ok(resp["value"].clone()),
         }
-        resp["value"].clone()
+    }
+
+    /// Sends `steps` (path after `/element/{id}`, body) to the element matching `css`,
+    /// finding it again if the page redrew it in between: a page that re-renders on
+    /// events (the job page does when its run changes) can replace the element after
+    /// it was found, which WebDriver answers with "stale element reference".
+    async fn on_element(&self, css: &str, steps: &[(&str, Value)]) {
+        let what = format!("the element matching {css} to take {} command(s)", steps.len());
+        crate::wait_for(&what, Duration::from_secs(20), || async {
+            let el = self.try_find(css).await?;
+            for (step, body) in steps {
+                let path = format!("/element/{}/{step}", el.0);
+                match self.try_cmd(reqwest::Method::POST, &path, Some(body.clone())).await {
+                    Ok(_) => {}
+                    Err((err, _)) if err == "stale element reference" => return None,
+                    Err((err, message)) => panic!("webdriver {path}: {err}: {message}"),
+                }
+            }
+            Some(())
+        })
+        .await
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
@@ -166,22 +199,18 @@ impl Browser {
 
     /// Clicks the element matching `css`.
     pub async fn click(&self, css: &str) {
-        let el = self.find(css).await;
-        self.post(&format!("/element/{}/click", el.0), json!({})).await;
+        self.on_element(css, &[("click", json!({}))]).await;
     }
 
     /// Replaces the value of the input matching `css` by typing `text`.
     pub async fn fill(&self, css: &str, text: &str) {
-        let el = self.find(css).await;
-        self.post(&format!("/element/{}/clear", el.0), json!({})).await;
-        self.post(&format!("/element/{}/value", el.0), json!({ "text": text })).await;
+        self.on_element(css, &[("clear", json!({})), ("value", json!({ "text": text }))]).await;
     }
 
     /// Types `text` into the element matching `css` (WebDriver key codes allowed: `\u{E004}` Tab,
     /// `\u{E007}` Enter).
     pub async fn keys(&self, css: &str, text: &str) {
-        let el = self.find(css).await;
-        self.post(&format!("/element/{}/value", el.0), json!({ "text": text })).await;
+        self.on_element(css, &[("value", json!({ "text": text }))]).await;
     }
 
     /// Sets a `<select>`'s value and fires `change`, as choosing an option does.
