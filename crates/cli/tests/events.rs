@@ -20,8 +20,10 @@ async fn wait_follow_list_and_webhooks_from_the_cli() {
     let key = create_key(dir.path(), "consumer").await;
     let cli = cli_as(&url, &key, "GANTRY");
 
-    // `gantry events --follow --json` prints events as they come.
-    let mut follow = cli(&["events", "--follow", "--json", "--type", "job.status_changed"])
+    // `gantry events --follow --json` prints events as they come. From the start of the
+    // log (`--after 0`), not from "now": on a loaded machine the process may connect
+    // only after the cancel below, and would then wait for an event already past.
+    let mut follow = cli(&["events", "--follow", "--json", "--after", "0", "--type", "job.status_changed"])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
