@@ -62,19 +62,18 @@ pub async fn activate(state: &AppState) -> Result<(), AppError> {
         |n: &gantry_store::NodeRecord| nodes::last_heard(n.last_seen_at_ms, state.signals.last_contact(n.uuid, now));
     // Judged after the reads, so a sync that arrived meanwhile (its heartbeat not yet
     // in the store, so the store's compare-and-set below would not see it) counts.
-    let silent: Vec<(gantry_types::NodeId, String, i64)> = all_nodes
+    // Each silent node's name and silence, for the log and its runs' reason.
+    let silent: std::collections::HashMap<gantry_types::NodeId, (String, i64)> = all_nodes
         .iter()
         .filter(|n| nodes::is_lost(n.status, last_heard(n), lost_before, grace_over))
-        .map(|n| (n.uuid, n.name.clone(), now - last_heard(n)))
+        .map(|n| (n.uuid, (n.name.clone(), now - last_heard(n))))
         .collect();
     // Marked in batches, one transaction per chunk: each mark was a write waiting for
     // its commit, and a thousand nodes lost together (a rack, a partition) took 14 s
     // one by one at 10,000 nodes (`gantry bench node-loss`), the last ones declared
     // long after the loss window; 32 at once still cost a commit (and an event-lock
     // turn on PostgreSQL) per node.
-    let names: std::collections::HashMap<gantry_types::NodeId, (String, i64)> =
-        silent.into_iter().map(|(node, name, silence)| (node, (name, silence))).collect();
-    let ids: Vec<gantry_types::NodeId> = names.keys().copied().collect();
+    let ids: Vec<gantry_types::NodeId> = silent.keys().copied().collect();
     let mut marked = Vec::with_capacity(ids.len());
     // A chunk that fails ends the marking, but the nodes already marked still get
     // their runs failed below: the next pass sees them LOST and would not.
@@ -82,13 +81,14 @@ pub async fn activate(state: &AppState) -> Result<(), AppError> {
     let marking = std::time::Instant::now();
     for chunk in ids.chunks(MARK_CHUNK) {
         match state.store.node_mark_lost_many(chunk, lost_before, now).await {
-            Ok(done) => marked.extend(done.into_iter().map(|node| (node, names[&node].clone()))),
+            Ok(done) => marked.extend(done.into_iter().map(|node| (node, silent[&node].clone()))),
             Err(e) => {
                 failure = Some(e);
                 break;
             }
         }
     }
+    let marked_ms = marking.elapsed().as_millis() as u64;
     let mut reasons = std::collections::HashMap::new();
     for (node, (name, silence)) in marked {
         tracing::warn!(%node, "node lost: no heartbeat for {}", human(silence));
@@ -106,7 +106,7 @@ pub async fn activate(state: &AppState) -> Result<(), AppError> {
         let reason = reasons[&run.run.node_uuid].clone();
         by_job.entry(run.run.job_uuid).or_default().push((run.clone(), reason));
     }
-    let (jobs, marked_ms, failing) = (by_job.len(), marking.elapsed().as_millis() as u64, std::time::Instant::now());
+    let (jobs, failing) = (by_job.len(), std::time::Instant::now());
     stream::iter(by_job.into_values())
         .map(|runs| async move {
             for (run, reason) in runs {
