@@ -103,6 +103,21 @@ async fn servers_starting_together_migrate_once() {
     drop_database(&admin_url, &database).await;
 }
 
+/// Polls `count_sql` (a `SELECT COUNT(*)`) on `conn` until `done` holds for its count
+/// (up to 10 s; then fails naming `what` and the last count): how these tests wait for
+/// another connection to reach a lock, or for writes to land.
+async fn until_count(conn: &mut PgConnection, count_sql: &str, done: impl Fn(i64) -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql)).fetch_one(&mut *conn).await.unwrap();
+        if done(count) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what} (count {count} after 10 s)");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Polls `f` once; whether it finished.
 async fn poll_once<F: Future>(mut f: std::pin::Pin<&mut F>) -> bool {
     std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx).is_ready())).await
@@ -189,7 +204,6 @@ async fn a_multi_job_status_change_takes_counter_shards_in_order() {
     use gantry_store::JobStore;
     use gantry_store::testsuite::{T0, job, new_account};
     use std::collections::BTreeMap;
-    use std::time::Duration;
 
     let Some(admin_url) = admin_url() else { return };
     let (database, url) = create_database(&admin_url).await;
@@ -234,22 +248,10 @@ async fn a_multi_job_status_change_takes_counter_shards_in_order() {
     });
     // Let the placement reach its wait for shard A (it cannot finish before `first`
     // commits), then take shard B.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let mut probe = PgConnection::connect(&url).await.unwrap();
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND wait_event_type = 'Lock' AND query LIKE 'UPDATE jobs SET status = ''ASSIGNED''%'",
-        )
-        .fetch_one(&mut probe)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the placement never waited for shard A");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let waiting = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                   AND wait_event_type = 'Lock' AND query LIKE 'UPDATE jobs SET status = ''ASSIGNED''%'";
+    until_count(&mut probe, waiting, |n| n > 0, "the placement never waited for shard A").await;
     sqlx::query(cancel).bind(&other_b).execute(&mut first).await.expect("shard B is free: no deadlock");
     sqlx::query("COMMIT").execute(&mut first).await.unwrap();
     let placed = placement.await.unwrap().expect("the placement completes once shard A is free");
@@ -262,8 +264,9 @@ async fn a_multi_job_status_change_takes_counter_shards_in_order() {
     drop_database(&admin_url, &database).await;
 }
 
-/// Job creations go in two lanes by counter shard (`job_batch.rs`): a batch of the
-/// even shards and one of the odd shards never wait for each other's counter rows, so
+/// With two lanes (`PgStore::connect_with_lanes`; the default is one), job creations
+/// go in lanes by counter shard (`job_batch.rs`): a batch of the even shards and one
+/// of the odd shards never wait for each other's counter rows, so
 /// one commits while the other is held up. With a quota the account's check stays one
 /// at a time: the held-up batch keeps the account's lock, and the other waits for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -311,22 +314,10 @@ async fn creation_lanes_commit_apart_unless_a_quota_is_checked() {
             let store = Arc::clone(&store);
             async move { store.job_create_within(&even, &quota).await }
         });
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let mut probe = PgConnection::connect(&url).await.unwrap();
-        loop {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
-                 AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO jobs%'",
-            )
-            .fetch_one(&mut probe)
-            .await
-            .unwrap();
-            if waiting > 0 {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "the even batch never waited for its counter row");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let waiting = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                       AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO jobs%'";
+        until_count(&mut probe, waiting, |n| n > 0, "the even batch never waited for its counter row").await;
         let odd = with_parity(true);
         let other = tokio::time::timeout(Duration::from_secs(2), store.job_create_within(&odd, &quota)).await;
         if quota.is_limited() {
@@ -343,18 +334,8 @@ async fn creation_lanes_commit_apart_unless_a_quota_is_checked() {
     // The first job and two per round, the odd one whose wait timed out included (it
     // was queued, so it commits after the batch it waited for): counters exact.
     let mut conn = PgConnection::connect(&url).await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = 'PENDING'")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        if pending == 5 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{pending} jobs, not 5");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let pending = "SELECT COUNT(*) FROM jobs WHERE status = 'PENDING'";
+    until_count(&mut conn, pending, |n| n == 5, "not 5 PENDING jobs").await;
     assert_eq!(store.job_usage(account).await.unwrap().pending_jobs, 5, "counters exact");
     conn.close().await.unwrap();
     Arc::try_unwrap(store).ok().expect("the test holds the only handle").close().await;
