@@ -84,6 +84,9 @@ pub struct Signals {
     /// What changed since the scheduler last looked, for its in-memory model
     /// (`background::model`): the wake-up says what to reread instead of everything.
     inbox: Mutex<SchedulerInbox>,
+    /// The accounts whose submitted jobs the model would not take now (it is full and
+    /// they hold their share): their jobs are not cloned into the inbox.
+    saturated: Mutex<std::collections::HashSet<gantry_types::AccountId>>,
     /// When each node last reached this server (epoch ms), noted as a sync arrives,
     /// before its heartbeat write commits: under write load a committed heartbeat can
     /// trail the real one, and silence must be judged by the real one.
@@ -120,6 +123,10 @@ pub struct SchedulerInbox {
     pub queue: bool,
     /// Wake-ups may have been missed (notifications reconnected): rebuild everything.
     pub rebuild: bool,
+    /// Jobs were submitted by accounts the model takes no more jobs from
+    /// ([`Signals::set_saturated`]): they were not handed over, and the model counts
+    /// its queue as truncated.
+    pub untaken: bool,
 }
 
 impl SchedulerInbox {
@@ -189,6 +196,7 @@ impl Signals {
             base,
             schedule: Notify::new(),
             inbox: Mutex::new(SchedulerInbox::default()),
+            saturated: Mutex::new(std::collections::HashSet::new()),
             contact: Mutex::new(HashMap::new()),
             syncing: Mutex::new(HashMap::new()),
             logs: Mutex::new(HashMap::new()),
@@ -346,9 +354,12 @@ impl Signals {
     /// A job was created PENDING here (committed): the scheduler adds it to its model
     /// without rereading the queue. Other instances reread theirs.
     pub fn job_submitted(&self, job: &gantry_types::job::Job) {
+        let saturated = self.saturated.lock().expect("signals poisoned").contains(&job.account_uuid);
         {
             let mut inbox = self.inbox.lock().expect("signals poisoned");
-            if inbox.jobs.len() < SchedulerInbox::MAX_JOBS {
+            if saturated {
+                inbox.untaken = true;
+            } else if inbox.jobs.len() < SchedulerInbox::MAX_JOBS {
                 inbox.jobs.push(job.clone());
             } else {
                 inbox.queue = true;
@@ -375,6 +386,15 @@ impl Signals {
     pub fn rebuild_scheduler_local(&self) {
         self.inbox.lock().expect("signals poisoned").rebuild = true;
         self.schedule.notify_one();
+    }
+
+    /// The accounts whose jobs the scheduler's model would not take now (set by the
+    /// leader after each refresh and placement; see `Model::take_submitted`).
+    pub fn set_saturated(&self, accounts: std::collections::HashSet<gantry_types::AccountId>) {
+        let mut saturated = self.saturated.lock().expect("signals poisoned");
+        if *saturated != accounts {
+            *saturated = accounts;
+        }
     }
 
     /// Takes what changed since the last call (for the scheduler's pass).

@@ -69,7 +69,10 @@ pub struct Model {
     pub active_per_account: HashMap<AccountId, u32>,
     /// The pending jobs the model holds: at most the pass limit, split fairly.
     pending: HashMap<JobId, Job>,
-    /// The store holds pending jobs the model does not (a read or a trim was capped):
+    /// How many of `pending` each account has.
+    held: HashMap<AccountId, u32>,
+    /// The store holds pending jobs the model does not (a read or a trim was capped,
+    /// or submitted jobs were not taken):
     /// after placing some, the queue is reread to bring the next ones in.
     truncated: bool,
     /// Reread the queue on the next refresh (see `truncated`).
@@ -122,21 +125,66 @@ impl Model {
                 self.reread_queue(state).await?;
             }
         }
-        for job in inbox.jobs {
-            if job.status == JobStatus::Pending && !self.recently_placed.0.contains(&job.uuid) {
-                self.pending.insert(job.uuid, job);
-            }
-        }
-        // Trimmed with slack: a trim sorts every held job by account, and with a full
-        // queue and submissions streaming in (`gantry bench submit`), trimming back to
-        // the limit on every pass was most of the scheduler's cost per created job. The
-        // model may hold up to an eighth more than the limit between trims; the jobs
-        // over it are the newest, planned after the others.
         let limit = state.scheduling.pass_limit;
+        self.take_submitted(inbox.jobs, inbox.untaken, limit);
+        // Slack before trimming back to the limit: a trim sorts every held job by
+        // account, and only accounts under their share still add jobs to a full model.
         if self.pending.len() > (limit + limit / 8) as usize {
             self.trim(limit);
         }
+        state.signals.set_saturated(self.saturated(limit));
         Ok(())
+    }
+
+    /// Takes jobs submitted on this instance into the queue. Once the model holds the
+    /// pass limit (a backlog, or no node to run anything: `gantry bench submit`), a
+    /// job is taken only while its account holds less than an equal share of the
+    /// limit; else it stays in the store only and the model counts as truncated (the
+    /// queue is reread, split fairly, once placements make room). Cloning every
+    /// submitted job into the inbox and the model only to trim the newest back out was
+    /// the scheduler's main cost per created job under such a burst; the accounts at
+    /// their share ([`Model::saturated`]) are told to the signals, which then hand
+    /// over none of their jobs (`untaken`). An account arriving with a first job still
+    /// gets it in at once (a backlog never hides another account's job).
+    fn take_submitted(&mut self, jobs: Vec<Job>, untaken: bool, limit: u32) {
+        if untaken {
+            self.truncated = true;
+        }
+        for job in jobs {
+            if job.status != JobStatus::Pending || self.recently_placed.0.contains(&job.uuid) {
+                continue;
+            }
+            if self.at_share(job.account_uuid, limit) {
+                self.truncated = true;
+            } else {
+                *self.held.entry(job.account_uuid).or_default() += 1;
+                self.pending.insert(job.uuid, job);
+            }
+        }
+    }
+
+    /// Whether the model is full and `account` holds at least an equal share of it
+    /// (counting `account` among the accounts if it holds nothing yet).
+    fn at_share(&self, account: AccountId, limit: u32) -> bool {
+        if self.pending.len() < limit as usize {
+            return false;
+        }
+        let held = self.held.get(&account).copied().unwrap_or(0);
+        let accounts = self.held.len() + usize::from(held == 0);
+        held as usize >= limit as usize / accounts.max(1)
+    }
+
+    /// The accounts whose submitted jobs a full model would not take now.
+    pub fn saturated(&self, limit: u32) -> HashSet<AccountId> {
+        self.held.keys().copied().filter(|a| self.at_share(*a, limit)).collect()
+    }
+
+    /// Recounts [`Model::held`] from the queue (after it was replaced or trimmed).
+    fn count_held(&mut self) {
+        self.held.clear();
+        for j in self.pending.values() {
+            *self.held.entry(j.account_uuid).or_default() += 1;
+        }
     }
 
     /// Everything from the store.
@@ -208,6 +256,7 @@ impl Model {
         self.truncated = queued > pending.len() as u64;
         self.queue_stale = false;
         self.pending = pending.into_iter().map(|j| (j.uuid, j)).collect();
+        self.count_held();
         self.history.retain(|(id, _), _| self.pending.contains_key(id));
         self.allowlists = state
             .store
@@ -239,6 +288,7 @@ impl Model {
             }
         }
         self.truncated = true;
+        self.count_held();
     }
 
     fn recompute(&mut self, id: NodeId) {
@@ -313,6 +363,12 @@ impl Model {
         for p in placements {
             if let Some(job) = self.pending.remove(&p.job) {
                 self.history.remove(&(job.uuid, job.updated_at.0));
+                if let Some(n) = self.held.get_mut(&job.account_uuid) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.held.remove(&job.account_uuid);
+                    }
+                }
             }
             self.remember_placed(p.job);
             for r in &p.runs {
@@ -365,6 +421,7 @@ mod tests {
         m.nodes.insert(node.uuid, node.clone());
         m.recompute(node.uuid);
         m.pending = jobs.iter().map(|j| (j.uuid, j.clone())).collect();
+        m.count_held();
         m.built_at = Some(Instant::now());
         (m, node, jobs)
     }
@@ -402,15 +459,37 @@ mod tests {
     }
 
     #[test]
-    fn a_plan_from_a_truncated_queue_brings_the_next_jobs_in() {
-        let (mut m, node, jobs) = model(4);
-        m.trim(2);
-        assert_eq!(m.pending().len(), 2);
+    fn a_full_model_takes_only_accounts_under_their_share_and_rereads_once_room_is_made() {
+        let (mut m, node, jobs) = model(2);
+        let mine = jobs[0].account_uuid;
+        let later: Vec<Job> = (0..2).map(|i| job(mine, 10_000 + i, 1)).collect();
+        m.take_submitted(later, false, 3);
+        assert_eq!(m.pending().len(), 3, "taken up to the limit");
+        assert!(m.truncated, "the one past it stays in the store only");
+        assert_eq!(m.saturated(3), HashSet::from([mine]), "the signals stop handing this account's jobs over");
+        m.truncated = false;
+        m.take_submitted(vec![], true, 3);
+        assert!(m.truncated, "jobs the signals did not hand over (untaken) count too");
+
+        let theirs = job(AccountId::new(), 20_000, 1);
+        m.take_submitted(vec![theirs.clone()], false, 3);
+        assert!(m.pending().iter().any(|j| j.uuid == theirs.uuid), "another account's first job is taken at once");
+        assert_eq!(m.saturated(3), HashSet::from([mine, theirs.account_uuid]), "each holds its share (3 / 2)");
+
         let oldest = m.pending()[0].clone();
-        assert_eq!(oldest.uuid, jobs[0].uuid, "each account's oldest are kept");
+        assert_eq!(oldest.uuid, jobs[0].uuid);
         m.placed(&[placement(&oldest, &node)]);
+        assert_eq!(m.held[&mine], 2, "placed jobs leave the count");
         assert!(m.queue_stale);
         assert!(m.must_read(&SchedulerInbox::default()), "the queue is reread, after the writes settle");
+    }
+
+    #[test]
+    fn a_trim_keeps_each_accounts_oldest() {
+        let (mut m, _, jobs) = model(4);
+        m.trim(2);
+        assert_eq!(m.pending().iter().map(|j| j.uuid).collect::<Vec<_>>(), [jobs[0].uuid, jobs[1].uuid]);
+        assert_eq!(m.held[&jobs[0].account_uuid], 2);
     }
 
     #[test]

@@ -187,6 +187,7 @@ pub async fn pass(
     drop(snapshot);
     let count = placements.len();
     model.placed(&placements);
+    state.signals.set_saturated(model.saturated(state.scheduling.pass_limit));
     writes.start(placements).await;
     Ok(count)
 }
