@@ -29,7 +29,7 @@ const WRITES_AT_ONCE_POOLED: usize = 32;
 
 /// The same on SQLite, where a write in flight holds no connection (it waits in the
 /// writer's queue and shares its group commit) and reads queue for the reader pool.
-/// In `gantry bench node-loss --nodes 10000` (1,000 nodes lost, in two passes each),
+/// In `gantry bench node-loss --nodes 10000` (1,000 nodes lost, mostly in two passes),
 /// lost jobs were failed at 190–310 per second with 32 at once (five passes; median
 /// about 250/s), and at 200–1,310 per second with 256 at once (six passes; median
 /// about 370/s).
