@@ -164,14 +164,15 @@ impl Model {
     }
 
     /// Whether the model is full and `account` holds at least an equal share of it
-    /// (counting `account` among the accounts if it holds nothing yet).
+    /// (counting `account` among the accounts if it holds nothing yet; a share is at
+    /// least one job, so an account's first job is always taken).
     fn at_share(&self, account: AccountId, limit: u32) -> bool {
         if self.pending.len() < limit as usize {
             return false;
         }
         let held = self.held.get(&account).copied().unwrap_or(0);
         let accounts = self.held.len() + usize::from(held == 0);
-        held as usize >= limit as usize / accounts.max(1)
+        held as usize >= (limit as usize / accounts).max(1)
     }
 
     /// The accounts whose submitted jobs a full model would not take now.
@@ -475,6 +476,9 @@ mod tests {
         m.take_submitted(vec![theirs.clone()], false, 3);
         assert!(m.pending().iter().any(|j| j.uuid == theirs.uuid), "another account's first job is taken at once");
         assert_eq!(m.saturated(3), HashSet::from([mine, theirs.account_uuid]), "each holds its share (3 / 2)");
+        let crowd: Vec<Job> = (0..4).map(|i| job(AccountId::new(), 30_000 + i, 1)).collect();
+        m.take_submitted(crowd, false, 3);
+        assert_eq!(m.pending().len(), 8, "more accounts than the limit: each first job still comes in");
 
         let oldest = m.pending()[0].clone();
         assert_eq!(oldest.uuid, jobs[0].uuid);
