@@ -391,10 +391,7 @@ impl Signals {
     /// The accounts whose jobs the scheduler's model would not take now (set by the
     /// leader after each refresh and placement; see `Model::take_submitted`).
     pub fn set_saturated(&self, accounts: std::collections::HashSet<gantry_types::AccountId>) {
-        let mut saturated = self.saturated.lock().expect("signals poisoned");
-        if *saturated != accounts {
-            *saturated = accounts;
-        }
+        *self.saturated.lock().expect("signals poisoned") = accounts;
     }
 
     /// Takes what changed since the last call (for the scheduler's pass).
