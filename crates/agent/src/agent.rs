@@ -29,6 +29,14 @@ use crate::state::{AgentState, StateFile};
 /// Shortest time between two syncs that carry nothing but container output.
 const LOG_BATCH: Duration = Duration::from_millis(200);
 
+/// Longest wait before retrying a failed sync or registration: no longer than an
+/// idle node's sync period, so a node whose control plane was away for a moment is
+/// heard again well inside the 4 s loss window. With the 5 s cap it had, the waits
+/// grew 0.1, 0.2, ... 3.2, 5 s: a node that failed a few syncs in a row (its
+/// control plane restarting) could next try only after the window had passed, and
+/// be declared lost although the control plane was back.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
 /// How an agent runs.
 #[derive(Clone)]
 pub struct AgentConfig {
@@ -176,7 +184,7 @@ impl<R: ContainerRuntime> Agent<R> {
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot register; retrying");
                         tokio::select! { _ = tokio::time::sleep(backoff) => {}, _ = stop.changed() => {} }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
                         continue;
                     }
                 },
@@ -261,7 +269,7 @@ impl<R: ContainerRuntime> Agent<R> {
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "sync failed; containers keep running, retrying");
                     tokio::select! { _ = tokio::time::sleep(backoff) => {}, _ = stop.changed() => {} }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
             };

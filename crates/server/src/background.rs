@@ -12,6 +12,7 @@ pub mod billing;
 pub mod events;
 pub mod leader;
 pub mod lifecycle;
+pub mod lost_runs;
 pub mod model;
 pub mod placing;
 pub mod scheduler;
@@ -44,7 +45,7 @@ impl Default for Timing {
         Self {
             schedule_every: Duration::from_millis(500),
             lifecycle_every: Duration::from_millis(500),
-            node_lost_after: Duration::from_secs(5),
+            node_lost_after: Duration::from_secs(4),
             assign_sweep_min_age: Duration::from_millis(gantry_types::validate::MIN_TIMEOUT_ASSIGN_MS as u64),
             billing_every: Duration::from_secs(1),
         }

@@ -10,7 +10,7 @@
 //! stored time and the syncs that reached the leader itself (`Signals::contact`), so on
 //! one instance the batch changes nothing; with several instances on PostgreSQL a node
 //! syncing with a follower reaches the leader's view at most one flush (plus its write)
-//! late, well inside the 5 s loss window (a node syncing every second looks at most
+//! late, well inside the 4 s loss window (a node syncing every second looks at most
 //! ~2 s silent). A crash loses at most one flush of heartbeats, which a new leader's
 //! grace period (one loss window before any loss is declared) already covers. The
 //! node's fencing does not depend on this write: the sync reads the node (status and

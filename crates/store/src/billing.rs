@@ -435,6 +435,10 @@ pub trait BillingStore {
     /// idempotency key was already posted (nothing changes: the charge happened once).
     /// `MissingReference` when an entry names an unknown account (nothing is posted).
     async fn ledger_post(&self, posting: &LedgerPosting) -> StoreResult<bool>;
+    /// [`BillingStore::ledger_post`] for many transactions in ONE database
+    /// transaction: per posting, in the order given, whether it was posted (`false`:
+    /// its idempotency key was posted already). An error posts nothing.
+    async fn ledger_post_many(&self, postings: &[LedgerPosting]) -> StoreResult<Vec<bool>>;
     /// The sum of an account's entries, micro-USD (0 for an account without any).
     async fn ledger_balance(&self, account: AccountId) -> StoreResult<i64>;
     /// Every account's balance that has entries (the platform's included).

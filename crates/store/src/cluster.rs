@@ -31,6 +31,17 @@ pub struct Heartbeat {
     pub sample: Option<HardwareSample>,
 }
 
+/// What loss detection needs of an ONLINE node ([`ClusterStore::node_list_online`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeLiveness {
+    /// ID.
+    pub uuid: NodeId,
+    /// Display name (for the reason its runs end with).
+    pub name: String,
+    /// Its stored heartbeat, epoch ms.
+    pub last_seen_at_ms: i64,
+}
+
 /// A node as stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeRecord {
@@ -136,6 +147,14 @@ pub trait ClusterStore {
     ) -> StoreResult<Page<NodeRecord>>;
     /// Every node, unpaged, oldest first (the scheduler's snapshot).
     async fn node_list_all(&self) -> StoreResult<Vec<NodeRecord>>;
+    /// Every ONLINE node's liveness, in no particular order: loss detection's read,
+    /// twice a second, which decodes none of a node's inventory or sample (reading
+    /// every full node row for it was a cost of its own at 10,000 nodes).
+    async fn node_list_online(&self) -> StoreResult<Vec<NodeLiveness>>;
+    /// The nodes of `ids` (no scope) in one read, in no particular order; unknown
+    /// ids are left out. The scheduler rereads the nodes a mass loss or a burst of
+    /// reports changed with it, rather than one read per node.
+    async fn node_fetch_many(&self, ids: &[NodeId]) -> StoreResult<Vec<NodeRecord>>;
     /// A heartbeat: moves last_seen_at_ms forward to `now_ms` (and replaces
     /// latest_sample when `Some`) only if the node is ONLINE with `lease_epoch`;
     /// returns whether it applied. Does not move updated_at. Group-committed on SQLite.
@@ -203,6 +222,11 @@ pub trait ClusterStore {
     /// `Some`, and the job's image_size_bytes when `Some`. The run after, or `None`
     /// when it is absent or in another status.
     async fn run_update(&self, id: JobRunId, update: &RunUpdate) -> StoreResult<Option<RunRecord>>;
+    /// [`ClusterStore::run_update`] for many runs in ONE transaction (fenced like it,
+    /// with one event per run changed): each update applies or not as it would alone.
+    /// The runs after, in the order given (`None` where the compare-and-set did not
+    /// apply). An error writes nothing. The runs of a mass loss end in a few commits.
+    async fn run_update_many(&self, updates: &[(JobRunId, RunUpdate)]) -> StoreResult<Vec<Option<RunRecord>>>;
     /// Appends container output, keeping only the newest `max_bytes` bytes (cut at a
     /// UTF-8 boundary). Returns the bytes ever appended to the run, this chunk
     /// included (see [`LogTail`]). `MissingReference` for an unknown run.

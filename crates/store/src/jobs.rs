@@ -223,8 +223,27 @@ pub trait JobStore {
         id: JobId,
         transition: &JobTransition,
     ) -> StoreResult<Option<Job>>;
+    /// [`JobStore::job_transition`] (no scope) for many jobs, each at most once, in ONE
+    /// transaction (fenced like it, with one event per job changed) and one statement,
+    /// so the usage counters it moves are locked in key order as a placement's are.
+    /// The jobs after, in the order given (`None` where the compare-and-set did not
+    /// apply, or the job is absent). An error writes nothing; a job named twice is
+    /// `Conflict` (checked before anything is written).
+    async fn job_transition_many(&self, transitions: &[(JobId, JobTransition)]) -> StoreResult<Vec<Option<Job>>>;
 
     /// PENDING jobs, oldest first (created_at, uuid), at most `limit`: the
     /// scheduler's input.
     async fn job_list_pending(&self, limit: u32) -> StoreResult<Vec<Job>>;
+}
+
+/// `Conflict` when a batch of transitions names a job twice: its answers, and on
+/// PostgreSQL which of the two applies, would be ambiguous.
+pub(crate) fn distinct_jobs(transitions: &[(JobId, JobTransition)]) -> StoreResult<()> {
+    let mut seen = std::collections::HashSet::with_capacity(transitions.len());
+    match transitions.iter().find(|(id, _)| !seen.insert(*id)) {
+        Some((id, _)) => {
+            Err(crate::StoreError::Conflict { what: format!("a second transition of job {id} in one batch") })
+        }
+        None => Ok(()),
+    }
 }

@@ -64,7 +64,9 @@ pub mod webhooks;
 pub use accounts::{AccountRecord, AccountStore};
 pub use api_keys::{ApiKeyRecord, ApiKeyStore};
 pub use billing::{BillingStore, CreditPurchaseRecord, LedgerPosting, LedgerSide, PLATFORM_ACCOUNT, PurchaseKey};
-pub use cluster::{ClusterStore, Heartbeat, JobPlacement, LogTail, NodeRecord, RunFilter, RunRecord, RunUpdate};
+pub use cluster::{
+    ClusterStore, Heartbeat, JobPlacement, LogTail, NodeLiveness, NodeRecord, RunFilter, RunRecord, RunUpdate,
+};
 pub use deployment::DeploymentStore;
 pub use events::{EventHorizon, EventStore};
 pub use gpu_models::GpuModelStore;

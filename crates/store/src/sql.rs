@@ -238,6 +238,13 @@ pub(crate) fn parse_account(text: &str) -> Result<AccountId, StoreError> {
         .map_err(|_| StoreError::Corrupt { table: "account_usage", detail: format!("bad account uuid {text:?}") })
 }
 
+/// A `nodes` row's liveness columns as read by either backend.
+pub(crate) fn node_liveness(uuid: &str, name: String, last_seen_at_ms: i64) -> Result<crate::NodeLiveness, StoreError> {
+    let uuid =
+        uuid.parse().map_err(|_| StoreError::Corrupt { table: "nodes", detail: format!("bad uuid {uuid:?}") })?;
+    Ok(crate::NodeLiveness { uuid, name, last_seen_at_ms })
+}
+
 /// A constraint the database refused a write for, as each backend detects it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Violation {

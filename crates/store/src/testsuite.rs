@@ -32,6 +32,7 @@ use crate::{AccountRecord, ApiKeyRecord, Store, StoreError};
 
 mod accounts;
 mod api_keys;
+mod batches;
 mod billing;
 mod cluster;
 mod deployment;
@@ -46,6 +47,7 @@ mod webhooks;
 
 pub use self::accounts::*;
 pub use self::api_keys::*;
+pub use self::batches::*;
 pub use self::billing::*;
 pub use self::cluster::*;
 pub use self::deployment::*;
@@ -100,6 +102,11 @@ macro_rules! store_test_suite {
             node_heartbeats_apply_each_like_one,
             node_mark_lost_compare_and_set,
             node_mark_lost_many_marks_each_like_one,
+            node_fetch_many_returns_the_known_ones,
+            node_list_online_is_the_online_ones,
+            run_update_many_applies_each_like_one,
+            job_transition_many_applies_each_like_one,
+            ledger_post_many_posts_each_once,
             node_set_draining_is_scoped,
             run_place_assigns_pending_jobs_only,
             run_place_error_places_nothing,

@@ -27,22 +27,13 @@ pub fn run_rate(run: &RunRecord) -> i64 {
 /// Posts the charge of an ended run (idempotent). Returns whether this call posted it.
 pub async fn charge_run(state: &AppState, run: &RunRecord) -> Result<bool, AppError> {
     // A run placed before billing existed has no quoted rate: nothing to charge.
-    let (Some(started), Some(ended), Some(_)) = (run.run.started_at_ms, run.run.ended_at_ms, run.run.hourly_rate_usd)
-    else {
+    let Some(span) = billed_span(run) else {
         return Ok(false);
     };
     let Some(node) = state.store.node_fetch(None, run.run.node_uuid).await? else {
         return Err(AppError::internal(format!("run {} is on unknown node {}", run.run.uuid, run.run.node_uuid)));
     };
-    let charge = charge_for(run_rate(run), ended - started);
-    let earned = share_of(charge, state.billing.config.operator_share_ppm);
-    let posting = LedgerPosting::new(
-        LedgerKind::RunCharge,
-        &[(run.run.account_uuid, -charge), (node.account_uuid, earned)],
-        now_ms(),
-    )
-    .for_run(run.run.uuid, node.uuid)
-    .with_memo(Some(format!("{} ms at {} USD/h", ended - started, micros_to_usd(run_rate(run)))));
+    let (posting, charge) = run_charge(state, run, span, node.account_uuid);
     let posted = state.store.ledger_post(&posting).await?;
     if posted {
         state.metrics.charged(charge);
@@ -58,6 +49,66 @@ pub async fn charge_ended(state: &AppState, run: &RunRecord) {
     {
         tracing::warn!(run = %run.run.uuid, error = %crate::app::error::chain(&e), "charging an ended run failed; the billing sweep retries");
     }
+}
+
+/// [`charge_ended`] for many runs that ended together (a mass node loss): one read
+/// of their nodes and one write for all their charges. Logs rather than fails, as
+/// [`charge_ended`] does.
+pub async fn charge_ended_many(state: &AppState, runs: &[RunRecord]) {
+    let runs: Vec<(&RunRecord, (i64, i64))> = runs
+        .iter()
+        .filter(|r| r.run.status.is_terminal())
+        .filter_map(|r| billed_span(r).map(|span| (r, span)))
+        .collect();
+    if runs.is_empty() {
+        return;
+    }
+    let outcome = async {
+        let mut nodes: Vec<NodeId> = runs.iter().map(|(r, _)| r.run.node_uuid).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let owners: std::collections::HashMap<NodeId, AccountId> =
+            state.store.node_fetch_many(&nodes).await?.into_iter().map(|n| (n.uuid, n.account_uuid)).collect();
+        // A run on an unknown node is left to the sweep, which reports it.
+        let (postings, charges): (Vec<LedgerPosting>, Vec<i64>) = runs
+            .iter()
+            .filter_map(|(r, span)| owners.get(&r.run.node_uuid).map(|owner| run_charge(state, r, *span, *owner)))
+            .unzip();
+        let posted = state.store.ledger_post_many(&postings).await?;
+        for (charge, _) in charges.into_iter().zip(posted).filter(|(_, posted)| *posted) {
+            state.metrics.charged(charge);
+        }
+        Ok::<_, AppError>(())
+    };
+    if let Err(e) = outcome.await {
+        tracing::warn!(runs = runs.len(), error = %crate::app::error::chain(&e), "charging ended runs failed; the billing sweep retries");
+    }
+}
+
+/// The (start, end) a run is billed for, when it has a charge to post: it ran,
+/// ended, and was quoted a rate (a run placed before billing existed was not).
+fn billed_span(run: &RunRecord) -> Option<(i64, i64)> {
+    match (run.run.started_at_ms, run.run.ended_at_ms, run.run.hourly_rate_usd) {
+        (Some(started), Some(ended), Some(_)) => Some((started, ended)),
+        _ => None,
+    }
+}
+
+/// The posting of a run billed for `(started, ended)` on a node of `owner`, and
+/// what it charges.
+fn run_charge(
+    state: &AppState,
+    run: &RunRecord,
+    (started, ended): (i64, i64),
+    owner: AccountId,
+) -> (LedgerPosting, i64) {
+    let charge = charge_for(run_rate(run), ended - started);
+    let earned = share_of(charge, state.billing.config.operator_share_ppm);
+    let posting =
+        LedgerPosting::new(LedgerKind::RunCharge, &[(run.run.account_uuid, -charge), (owner, earned)], now_ms())
+            .for_run(run.run.uuid, run.run.node_uuid)
+            .with_memo(Some(format!("{} ms at {} USD/h", ended - started, micros_to_usd(run_rate(run)))));
+    (posting, charge)
 }
 
 /// What running runs of `account` have used so far and not yet been charged.

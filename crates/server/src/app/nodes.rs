@@ -176,6 +176,10 @@ pub async fn sync(
     id: NodeId,
     req: SyncRequest,
 ) -> Result<DesiredState, AppError> {
+    // Heard when it arrived, not once the read below is done: that read can wait
+    // behind hundreds of others (every node's desired state changed at once, as when
+    // a burst of jobs is placed), and the node was alive all along.
+    let arrived = now_ms();
     if let Some(sample) = &req.sample {
         let errors = gantry_types::limits::check_sample(sample);
         if !errors.is_empty() {
@@ -202,7 +206,7 @@ pub async fn sync(
     let epoch = node_state.lease_epoch;
     // Heard from now, and for as long as its writes take (see `Signals::syncing`).
     let busy = (node_state.status == NodeStatus::Online && epoch == req.lease_epoch)
-        .then(|| state.signals.syncing(id, epoch, now_ms()));
+        .then(|| state.signals.syncing(id, epoch, arrived));
     if node_state.status != NodeStatus::Online || epoch != req.lease_epoch {
         return Ok(DesiredState {
             node_uuid: id,

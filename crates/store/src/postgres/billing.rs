@@ -194,6 +194,30 @@ impl BillingStore for PgStore {
         Ok(posted)
     }
 
+    async fn ledger_post_many(&self, postings: &[LedgerPosting]) -> StoreResult<Vec<bool>> {
+        if postings.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin_write("ledger post many").await?;
+        let mut posted = Vec::with_capacity(postings.len());
+        let mut new_events = Vec::new();
+        for posting in postings {
+            let done = post(&mut tx, posting).await?;
+            if done {
+                new_events.push(NewEventRow::balance(posting)?);
+            }
+            posted.push(done);
+        }
+        // The events last, in one statement: the event lock is held only from here
+        // to COMMIT, as in `post_with_events`.
+        let new_events: Vec<NewEventRow> = new_events.into_iter().flatten().collect();
+        let id = super::events::append(&mut tx, &new_events).await?;
+        tx.commit().await.map_err(db("ledger post many"))?;
+        self.wrote();
+        self.published(id);
+        Ok(posted)
+    }
+
     async fn ledger_balance(&self, account: AccountId) -> StoreResult<i64> {
         sqlx::query_scalar("SELECT COALESCE(SUM(amount_micros), 0)::bigint FROM ledger_entries WHERE account_uuid = $1")
             .bind(account.to_string())

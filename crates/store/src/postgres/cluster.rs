@@ -19,7 +19,9 @@ use gantry_types::{
 use sqlx::AssertSqlSafe;
 
 use super::{PgStore, db, events, insert_static, record, status_batch, write_error};
-use crate::cluster::{ClusterStore, Heartbeat, JobPlacement, LogTail, NodeRecord, RunFilter, RunRecord, RunUpdate};
+use crate::cluster::{
+    ClusterStore, Heartbeat, JobPlacement, LogTail, NodeLiveness, NodeRecord, RunFilter, RunRecord, RunUpdate,
+};
 use crate::events::NewEventRow;
 use crate::jobs::JobRow;
 use crate::sql::{
@@ -30,7 +32,7 @@ use crate::{Page, StoreResult};
 
 /// The job columns qualified by the table: an UPDATE ... FROM UNNEST(...) AS p(uuid,
 /// now_ms) that returns them would otherwise name `uuid` ambiguously.
-static RETURNING_JOB: LazyLock<String> =
+pub(super) static RETURNING_JOB: LazyLock<String> =
     LazyLock::new(|| JOB_COLUMNS.split(", ").map(|c| format!("jobs.{c}")).collect::<Vec<_>>().join(", "));
 
 /// The node upsert (see [`sql::node_upsert_sql`]).
@@ -69,6 +71,29 @@ impl ClusterStore for PgStore {
             .await
             .map_err(db("node fetch"))?;
         row.as_ref().map(record::<NodeRow>).transpose()
+    }
+
+    async fn node_list_online(&self) -> StoreResult<Vec<NodeLiveness>> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT uuid, name, last_seen_at_ms FROM nodes WHERE status = $1")
+                .bind(NodeStatus::Online.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("node list online"))?;
+        rows.into_iter().map(|(uuid, name, seen)| sql::node_liveness(&uuid, name, seen)).collect()
+    }
+
+    async fn node_fetch_many(&self, ids: &[NodeId]) -> StoreResult<Vec<NodeRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = ids.iter().map(NodeId::to_string).collect();
+        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {NODE_COLUMNS} FROM nodes WHERE uuid = ANY($1)")))
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("node fetch many"))?;
+        rows.iter().map(record::<NodeRow>).collect()
     }
 
     async fn node_list(
@@ -374,6 +399,38 @@ impl ClusterStore for PgStore {
             status_batch::Changed::Run(run) => Ok(run.map(|r| *r)),
             status_batch::Changed::Job(_) => unreachable!("a run change answers a run"),
         }
+    }
+
+    async fn run_update_many(&self, updates: &[(JobRunId, RunUpdate)]) -> StoreResult<Vec<Option<RunRecord>>> {
+        if updates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let during = "job run update many";
+        let mut tx = self.begin_write(during).await?;
+        // The rows locked in uuid order first, as `node_mark_lost_many` does, so two
+        // such writes cannot wait on each other in a cycle.
+        let ids: Vec<String> = updates.iter().map(|(id, _)| id.to_string()).collect();
+        sqlx::query("SELECT uuid FROM job_runs WHERE uuid = ANY($1) ORDER BY uuid FOR UPDATE")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(during))?;
+        let mut after = Vec::with_capacity(updates.len());
+        let mut new_events = Vec::new();
+        for (id, update) in updates {
+            let (changed, event) =
+                status_batch::apply(&mut tx, &status_batch::Change::Run(*id, update.clone())).await?;
+            match changed {
+                status_batch::Changed::Run(run) => after.push(run.map(|r| *r)),
+                status_batch::Changed::Job(_) => unreachable!("a run change answers a run"),
+            }
+            new_events.extend(event);
+        }
+        let id = events::append(&mut tx, &new_events).await?;
+        tx.commit().await.map_err(db(during))?;
+        self.wrote();
+        self.published(id);
+        Ok(after)
     }
 
     async fn run_logs_append(&self, id: JobRunId, chunk: &str, max_bytes: usize) -> StoreResult<u64> {

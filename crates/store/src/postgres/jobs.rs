@@ -1,6 +1,7 @@
 //! Jobs on PostgreSQL: creation is the submit path, group-committed (`job_batch.rs`).
 
 use async_trait::async_trait;
+use gantry_types::event::EventType;
 use gantry_types::job::{Job, JobStatus};
 use gantry_types::list::{JobFilter, Paging};
 use gantry_types::{AccountId, JobId};
@@ -99,6 +100,64 @@ impl JobStore for PgStore {
             status_batch::Changed::Job(job) => Ok(job.map(|j| *j)),
             status_batch::Changed::Run(_) => unreachable!("a job change answers a job"),
         }
+    }
+
+    async fn job_transition_many(&self, transitions: &[(JobId, JobTransition)]) -> StoreResult<Vec<Option<Job>>> {
+        crate::jobs::distinct_jobs(transitions)?;
+        if transitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let during = "job transition many";
+        // One statement, so the usage counters its jobs move are locked in key order
+        // by the statement trigger (migration 16), as a placement's are: one statement
+        // per job would lock them in the batch's order and could deadlock with one.
+        let column = |f: &dyn Fn(&JobTransition) -> String| transitions.iter().map(|(_, t)| f(t)).collect::<Vec<_>>();
+        let ids: Vec<String> = transitions.iter().map(|(id, _)| id.to_string()).collect();
+        let to = column(&|t| t.to.as_str().to_owned());
+        let from = column(&|t| t.from.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","));
+        let reasons: Vec<Option<String>> = transitions.iter().map(|(_, t)| t.reason.clone()).collect();
+        let now: Vec<i64> = transitions.iter().map(|(_, t)| t.now_ms).collect();
+        let terminal: Vec<bool> = transitions.iter().map(|(_, t)| t.to.is_terminal()).collect();
+        let sql = format!(
+            "UPDATE jobs SET status = t.t_to, status_reason = t.t_reason, updated_at_ms = t.t_now, \
+             started_at_ms = CASE WHEN t.t_to = 'RUNNING' AND jobs.started_at_ms IS NULL THEN t.t_now \
+             ELSE jobs.started_at_ms END, \
+             completed_at_ms = CASE WHEN t.t_terminal THEN t.t_now ELSE jobs.completed_at_ms END \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bool[]) \
+             AS t(t_uuid, t_to, t_from, t_reason, t_now, t_terminal) \
+             WHERE jobs.uuid = t.t_uuid AND jobs.status = ANY(string_to_array(t.t_from, ',')) \
+             RETURNING {}",
+            super::cluster::RETURNING_JOB.as_str()
+        );
+        let mut tx = self.begin_write(during).await?;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(&ids)
+            .bind(to)
+            .bind(from)
+            .bind(reasons)
+            .bind(&now)
+            .bind(terminal)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db(during))?;
+        let mut changed: std::collections::HashMap<JobId, Job> =
+            rows.iter().map(record::<JobRow>).map(|j| j.map(|j| (j.uuid, j))).collect::<StoreResult<_>>()?;
+        let mut new_events = Vec::with_capacity(changed.len());
+        let after: Vec<Option<Job>> = transitions
+            .iter()
+            .map(|(id, t)| {
+                let job = changed.remove(id);
+                if let Some(j) = &job {
+                    new_events.push(NewEventRow::job(EventType::JobStatusChanged, j, t.now_ms)?);
+                }
+                Ok(job)
+            })
+            .collect::<StoreResult<_>>()?;
+        let last = super::events::append(&mut tx, &new_events).await?;
+        tx.commit().await.map_err(db(during))?;
+        self.wrote();
+        self.published(last);
+        Ok(after)
     }
 
     async fn job_list_pending(&self, limit: u32) -> StoreResult<Vec<Job>> {

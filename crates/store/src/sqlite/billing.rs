@@ -184,6 +184,15 @@ impl BillingStore for SqliteStore {
         self.writer.write(move |conn| post(conn, &posting)).await
     }
 
+    async fn ledger_post_many(&self, postings: &[LedgerPosting]) -> StoreResult<Vec<bool>> {
+        if postings.is_empty() {
+            return Ok(Vec::new());
+        }
+        let postings = postings.to_vec();
+        // One op of the group commit (one savepoint): all of them or none.
+        self.writer.write(move |conn| postings.iter().map(|p| post(conn, p)).collect()).await
+    }
+
     async fn ledger_balance(&self, account: AccountId) -> StoreResult<i64> {
         self.read(move |conn| {
             conn.prepare_cached("SELECT COALESCE(SUM(amount_micros), 0) FROM ledger_entries WHERE account_uuid = ?1")

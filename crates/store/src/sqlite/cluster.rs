@@ -17,7 +17,9 @@ use rusqlite::{OptionalExtension, params};
 
 use super::rows::{self, db, write_error};
 use super::{SqliteStore, events};
-use crate::cluster::{ClusterStore, Heartbeat, JobPlacement, LogTail, NodeRecord, RunFilter, RunRecord, RunUpdate};
+use crate::cluster::{
+    ClusterStore, Heartbeat, JobPlacement, LogTail, NodeLiveness, NodeRecord, RunFilter, RunRecord, RunUpdate,
+};
 use crate::events::NewEventRow;
 use crate::jobs::JobRow;
 use crate::sql::row::{FromRow, IntoRecord, ToRow, insert_sql};
@@ -30,6 +32,19 @@ use crate::{Page, StoreResult};
 /// The node upsert (see [`sql::node_upsert_sql`]).
 static UPSERT_NODE: LazyLock<String> =
     LazyLock::new(|| format!("{} RETURNING {NODE_COLUMNS}", sql::node_upsert_sql(Placeholders::Question)));
+
+/// A run's compare-and-set (see [`update_run`]).
+static UPDATE_RUN: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE job_runs SET status = ?1, status_reason = ?2, updated_at_ms = ?3, \
+         started_at_ms = CASE WHEN ?4 AND started_at_ms IS NULL THEN ?3 ELSE started_at_ms END, \
+         ended_at_ms = CASE WHEN ?5 THEN ?3 ELSE ended_at_ms END, \
+         duration_ms = CASE WHEN ?5 AND started_at_ms IS NOT NULL THEN ?3 - started_at_ms ELSE duration_ms END, \
+         exit_code = COALESCE(?6, exit_code), node_urls = COALESCE(?7, node_urls) \
+         WHERE uuid = ?8 AND status IN (SELECT value FROM json_each(?9)) \
+         RETURNING {RUN_COLUMNS}"
+    )
+});
 
 /// The insert of a placed run.
 static INSERT_RUN: LazyLock<String> = LazyLock::new(|| insert_sql::<RunRow>(Placeholders::Question, ""));
@@ -79,6 +94,35 @@ impl ClusterStore for SqliteStore {
         self.read(|conn| {
             let sql = format!("SELECT {NODE_COLUMNS} FROM nodes ORDER BY created_at_ms, uuid");
             rows::all::<NodeRow>(conn, &sql, [], "node list all")
+        })
+        .await
+    }
+
+    async fn node_list_online(&self) -> StoreResult<Vec<NodeLiveness>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT uuid, name, last_seen_at_ms FROM nodes WHERE status = ?1")
+                .map_err(db("node list online"))?;
+            let rows = stmt
+                .query_map([NodeStatus::Online.as_str()], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(db("node list online"))?;
+            rows.into_iter().map(|(uuid, name, seen)| sql::node_liveness(&uuid, name, seen)).collect()
+        })
+        .await
+    }
+
+    async fn node_fetch_many(&self, ids: &[NodeId]) -> StoreResult<Vec<NodeRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = ids.iter().map(NodeId::to_string).collect();
+        let ids = sql::json_list(&ids);
+        self.read(move |conn| {
+            let sql = format!("SELECT {NODE_COLUMNS} FROM nodes WHERE uuid IN (SELECT value FROM json_each(?1))");
+            rows::all::<NodeRow>(conn, &sql, [ids], "node fetch many")
         })
         .await
     }
@@ -283,41 +327,17 @@ impl ClusterStore for SqliteStore {
     }
 
     async fn run_update(&self, id: JobRunId, update: &RunUpdate) -> StoreResult<Option<RunRecord>> {
-        let id = id.to_string();
-        let u = update.clone();
-        let node_urls = u.node_urls.as_deref().map(sql::node_urls_json).transpose()?;
-        // SQLite cannot bind a list; the allowed statuses travel as one JSON array.
-        let from: Vec<String> = u.from.iter().map(|s| s.as_str().to_owned()).collect();
-        let from = sql::json_list(&from);
-        self.writer
-            .write(move |conn| {
-                // Compare-and-set in one statement; every SET expression sees the old row
-                // (so duration uses the started_at from before this update).
-                let sql = format!(
-                    "UPDATE job_runs SET status = ?1, status_reason = ?2, updated_at_ms = ?3, \
-                     started_at_ms = CASE WHEN ?4 AND started_at_ms IS NULL THEN ?3 ELSE started_at_ms END, \
-                     ended_at_ms = CASE WHEN ?5 THEN ?3 ELSE ended_at_ms END, \
-                     duration_ms = CASE WHEN ?5 AND started_at_ms IS NOT NULL THEN ?3 - started_at_ms \
-                     ELSE duration_ms END, \
-                     exit_code = COALESCE(?6, exit_code), node_urls = COALESCE(?7, node_urls) \
-                     WHERE uuid = ?8 AND status IN (SELECT value FROM json_each(?9)) \
-                     RETURNING {RUN_COLUMNS}"
-                );
-                let (running, terminal) = (u.to == JobRunStatus::Running, u.to.is_terminal());
-                let params =
-                    params![u.to.as_str(), u.reason, u.now_ms, running, terminal, u.exit_code, node_urls, id, from];
-                let Some(run) = rows::one::<RunRow>(conn, &sql, params, "job run update")? else {
-                    return Ok(None);
-                };
-                events::append(conn, &NewEventRow::run(EventType::JobRunStatusChanged, &run.run, u.now_ms)?)?;
-                if let Some(size) = u.image_size_bytes {
-                    conn.prepare_cached("UPDATE jobs SET image_size_bytes = ?2 WHERE uuid = ?1")
-                        .and_then(|mut s| s.execute(params![run.run.job_uuid.to_string(), size]))
-                        .map_err(db("job run update (image size)"))?;
-                }
-                Ok(Some(run))
-            })
-            .await
+        let update = update.clone();
+        self.writer.write(move |conn| update_run(conn, id, &update)).await
+    }
+
+    async fn run_update_many(&self, updates: &[(JobRunId, RunUpdate)]) -> StoreResult<Vec<Option<RunRecord>>> {
+        if updates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let updates = updates.to_vec();
+        // One op of the group commit (one savepoint): all of them or none.
+        self.writer.write(move |conn| updates.iter().map(|(id, u)| update_run(conn, *id, u)).collect()).await
     }
 
     async fn run_logs_append(&self, id: JobRunId, chunk: &str, max_bytes: usize) -> StoreResult<u64> {
@@ -388,4 +408,27 @@ impl ClusterStore for SqliteStore {
         })
         .await
     }
+}
+
+/// A run's compare-and-set in one statement, its event, and the job's image size,
+/// on the writer's connection. Every SET expression sees the old row (so duration
+/// uses the started_at from before this update).
+fn update_run(conn: &rusqlite::Connection, id: JobRunId, u: &RunUpdate) -> StoreResult<Option<RunRecord>> {
+    let node_urls = u.node_urls.as_deref().map(sql::node_urls_json).transpose()?;
+    // SQLite cannot bind a list; the allowed statuses travel as one JSON array.
+    let from: Vec<String> = u.from.iter().map(|s| s.as_str().to_owned()).collect();
+    let from = sql::json_list(&from);
+    let (running, terminal) = (u.to == JobRunStatus::Running, u.to.is_terminal());
+    let params =
+        params![u.to.as_str(), u.reason, u.now_ms, running, terminal, u.exit_code, node_urls, id.to_string(), from];
+    let Some(run) = rows::one::<RunRow>(conn, &UPDATE_RUN, params, "job run update")? else {
+        return Ok(None);
+    };
+    events::append(conn, &NewEventRow::run(EventType::JobRunStatusChanged, &run.run, u.now_ms)?)?;
+    if let Some(size) = u.image_size_bytes {
+        conn.prepare_cached("UPDATE jobs SET image_size_bytes = ?2 WHERE uuid = ?1")
+            .and_then(|mut s| s.execute(params![run.run.job_uuid.to_string(), size]))
+            .map_err(db("job run update (image size)"))?;
+    }
+    Ok(Some(run))
 }

@@ -115,38 +115,20 @@ impl JobStore for SqliteStore {
         id: JobId,
         transition: &JobTransition,
     ) -> StoreResult<Option<Job>> {
-        let (id, scope) = (id.to_string(), account.map(|a| a.to_string()));
         let t = transition.clone();
-        // SQLite cannot bind a list; the allowed statuses travel as one JSON array.
-        let from: Vec<String> = t.from.iter().map(|s| s.as_str().to_owned()).collect();
-        let from = sql::json_list(&from);
+        self.writer.write(move |conn| transition_job(conn, account, id, &t)).await
+    }
+
+    async fn job_transition_many(&self, transitions: &[(JobId, JobTransition)]) -> StoreResult<Vec<Option<Job>>> {
+        crate::jobs::distinct_jobs(transitions)?;
+        if transitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let transitions = transitions.to_vec();
+        // One op of the group commit (one savepoint): all of them or none. SQLite
+        // takes no row locks, so the order of the counters' triggers does not matter.
         self.writer
-            .write(move |conn| {
-                // Compare-and-set in one statement: the WHERE is the "compare".
-                let sql = format!(
-                    "UPDATE jobs SET status = ?1, status_reason = ?2, updated_at_ms = ?3, \
-                     started_at_ms = CASE WHEN ?4 AND started_at_ms IS NULL THEN ?3 ELSE started_at_ms END, \
-                     completed_at_ms = CASE WHEN ?5 THEN ?3 ELSE completed_at_ms END \
-                     WHERE uuid = ?6 AND status IN (SELECT value FROM json_each(?7)) \
-                     AND (?8 IS NULL OR account_uuid = ?8) \
-                     RETURNING {JOB_COLUMNS}"
-                );
-                let params = params![
-                    t.to.as_str(),
-                    t.reason,
-                    t.now_ms,
-                    t.to == JobStatus::Running,
-                    t.to.is_terminal(),
-                    id,
-                    from,
-                    scope,
-                ];
-                let job = rows::one::<JobRow>(conn, &sql, params, "job transition")?;
-                if let Some(job) = &job {
-                    events::append(conn, &NewEventRow::job(EventType::JobStatusChanged, job, t.now_ms)?)?;
-                }
-                Ok(job)
-            })
+            .write(move |conn| transitions.iter().map(|(id, t)| transition_job(conn, None, *id, t)).collect())
             .await
     }
 
@@ -158,6 +140,46 @@ impl JobStore for SqliteStore {
         .await
     }
 }
+
+/// A job's compare-and-set in one statement (the WHERE is the "compare") and its
+/// event, on the writer's connection.
+fn transition_job(
+    conn: &rusqlite::Connection,
+    account: Option<AccountId>,
+    id: JobId,
+    t: &JobTransition,
+) -> StoreResult<Option<Job>> {
+    // SQLite cannot bind a list; the allowed statuses travel as one JSON array.
+    let from: Vec<String> = t.from.iter().map(|s| s.as_str().to_owned()).collect();
+    let from = sql::json_list(&from);
+    let params = params![
+        t.to.as_str(),
+        t.reason,
+        t.now_ms,
+        t.to == JobStatus::Running,
+        t.to.is_terminal(),
+        id.to_string(),
+        from,
+        account.map(|a| a.to_string()),
+    ];
+    let job = rows::one::<JobRow>(conn, &TRANSITION_JOB, params, "job transition")?;
+    if let Some(job) = &job {
+        events::append(conn, &NewEventRow::job(EventType::JobStatusChanged, job, t.now_ms)?)?;
+    }
+    Ok(job)
+}
+
+/// The job's compare-and-set (see [`transition_job`]).
+static TRANSITION_JOB: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE jobs SET status = ?1, status_reason = ?2, updated_at_ms = ?3, \
+         started_at_ms = CASE WHEN ?4 AND started_at_ms IS NULL THEN ?3 ELSE started_at_ms END, \
+         completed_at_ms = CASE WHEN ?5 THEN ?3 ELSE completed_at_ms END \
+         WHERE uuid = ?6 AND status IN (SELECT value FROM json_each(?7)) \
+         AND (?8 IS NULL OR account_uuid = ?8) \
+         RETURNING {JOB_COLUMNS}"
+    )
+});
 
 /// The account's counters (one row on SQLite; none yet is zero).
 fn usage(conn: &rusqlite::Connection, account: &str) -> StoreResult<AccountUsage> {

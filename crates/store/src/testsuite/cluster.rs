@@ -153,7 +153,7 @@ pub(super) fn status_change(from: &[JobRunStatus], to: JobRunStatus, now_ms: i64
     }
 }
 
-fn job_change(from: &[JobStatus], to: JobStatus, now_ms: i64) -> JobTransition {
+pub(super) fn job_change(from: &[JobStatus], to: JobStatus, now_ms: i64) -> JobTransition {
     JobTransition { from: from.to_vec(), to, reason: None, now_ms }
 }
 

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use gantry_types::job::JobStatus;
+use gantry_types::job_run::JobRunStatus;
 use gantry_types::node::NodeStatus;
 
 use super::StoreFixture;
@@ -90,6 +92,22 @@ pub async fn leader_writes_are_fenced(store: &dyn Store) {
     assert!(matches!(refused, Err(StoreError::Fenced { .. })), "{refused:?}");
     let refused = scope(old_fence, store.node_mark_lost_many(&[node.uuid], i64::MAX, 1)).await;
     assert!(matches!(refused, Err(StoreError::Fenced { .. })), "many: {refused:?}");
+    // The batched writes of a mass loss: its runs ended, their jobs settled, charged.
+    let job = super::cluster::new_job(store, account, super::T0 + 1, 1).await;
+    let run = super::cluster::run_record(&job, &node, 0, 0, super::T0 + 2);
+    assert!(super::cluster::place(store, job.uuid, std::slice::from_ref(&run), super::T0 + 2).await);
+    let end = super::cluster::status_change(&[JobRunStatus::Assigned], JobRunStatus::Failed, super::T0 + 3);
+    let refused = scope(old_fence, store.run_update_many(&[(run.run.uuid, end)])).await;
+    assert!(matches!(refused, Err(StoreError::Fenced { .. })), "runs: {refused:?}");
+    let settle = super::cluster::job_change(&[JobStatus::Assigned], JobStatus::Failed, super::T0 + 3);
+    let refused = scope(old_fence, store.job_transition_many(&[(job.uuid, settle)])).await;
+    assert!(matches!(refused, Err(StoreError::Fenced { .. })), "jobs: {refused:?}");
+    let charge = crate::LedgerPosting::new(gantry_types::billing::LedgerKind::Credit, &[(account, 5)], super::T0 + 3);
+    let refused = scope(old_fence, store.ledger_post_many(&[charge])).await;
+    assert!(matches!(refused, Err(StoreError::Fenced { .. })), "charges: {refused:?}");
+    assert_eq!(store.run_fetch(None, run.run.uuid).await.unwrap().unwrap().run.status, JobRunStatus::Assigned);
+    assert_eq!(store.job_fetch(None, job.uuid).await.unwrap().unwrap().status, JobStatus::Assigned);
+    assert_eq!(store.ledger_balance(account).await.unwrap(), 0, "nothing posted");
     let status = store.node_fetch(None, node.uuid).await.unwrap().unwrap().status;
     assert_eq!(status, NodeStatus::Online, "a fenced write wrote nothing");
     assert!(scope(new.fence(), store.node_mark_lost(node.uuid, i64::MAX, 1)).await.unwrap());
