@@ -135,22 +135,18 @@ pub async fn activate(state: &AppState, ender: &super::lost_runs::Ender) -> Resu
     let now = now_ms();
     // Runs before nodes: a run active on a node that is LOST afterwards was on it
     // when it was lost (a node coming back is ONLINE again before it gets new runs).
-    let mut active = state.store.run_list_active().await?;
+    let active = state.store.run_list_active().await?;
     let all_nodes = state.store.node_list_all().await?;
     // The run and node gauges come from this read (see `metrics::gauges`).
     crate::metrics::gauges::record_cluster(&state.metrics, &all_nodes, &active);
-    let reasons: HashMap<NodeId, String> = all_nodes
-        .iter()
-        .filter(|n| n.status == NodeStatus::Lost)
-        .map(|n| {
-            let heard = nodes::last_heard(n.last_seen_at_ms, state.signals.last_contact(n.uuid, now));
-            (n.uuid, nodes::lost_run_reason(&n.name, (n.updated_at_ms - heard).max(0)))
-        })
-        .collect();
-    let (doomed, rest): (Vec<_>, Vec<_>) = active.drain(..).partition(|r| reasons.contains_key(&r.run.node_uuid));
-    active = rest;
+    let lost: HashMap<NodeId, &gantry_store::NodeRecord> =
+        all_nodes.iter().filter(|n| n.status == NodeStatus::Lost).map(|n| (n.uuid, n)).collect();
+    let (doomed, active): (Vec<_>, Vec<_>) = active.into_iter().partition(|r| lost.contains_key(&r.run.node_uuid));
     ender.end(doomed.into_iter().map(|r| {
-        let reason = reasons[&r.run.node_uuid].clone();
+        let n = lost[&r.run.node_uuid];
+        let heard = nodes::last_heard(n.last_seen_at_ms, state.signals.last_contact(n.uuid, now));
+        // The silence it was declared lost after (`updated_at` is when it was marked).
+        let reason = nodes::lost_run_reason(&n.name, (n.updated_at_ms - heard).max(0));
         (r, reason)
     }));
 
