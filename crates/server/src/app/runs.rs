@@ -172,16 +172,7 @@ async fn observe_details(state: &AppState, current: &RunRecord, report: &Observe
 /// Ends an active run from the control plane's side (timeout, lost node) and settles
 /// its job. A run that already ended is left alone.
 pub async fn fail_run(state: &AppState, run: &RunRecord, reason: String) -> Result<(), AppError> {
-    let update = RunUpdate {
-        from: ACTIVE.to_vec(),
-        to: JobRunStatus::Failed,
-        reason: Some(reason),
-        now_ms: now_ms(),
-        exit_code: None,
-        node_urls: None,
-        image_size_bytes: None,
-    };
-    if let Some(after) = state.store.run_update(run.run.uuid, &update).await? {
+    if let Some(after) = state.store.run_update(run.run.uuid, &ended_here(reason, now_ms())).await? {
         state.metrics.run_finished(&after);
         crate::app::ledger::charge_ended(state, &after).await;
         state.signals.bump(run.run.node_uuid);
@@ -189,6 +180,19 @@ pub async fn fail_run(state: &AppState, run: &RunRecord, reason: String) -> Resu
         settle_job(state, run.run.job_uuid).await?;
     }
     Ok(())
+}
+
+/// The update that fails an active run from the control plane's side.
+fn ended_here(reason: String, now_ms: i64) -> RunUpdate {
+    RunUpdate {
+        from: ACTIVE.to_vec(),
+        to: JobRunStatus::Failed,
+        reason: Some(reason),
+        now_ms,
+        exit_code: None,
+        node_urls: None,
+        image_size_bytes: None,
+    }
 }
 
 /// Makes the job's status agree with its runs: reads the job and its runs, asks
@@ -224,21 +228,8 @@ pub async fn settle_job(state: &AppState, job_id: JobId) -> Result<(), AppError>
 /// of a job's runs, as read after this call's failures.
 pub async fn fail_runs(state: &AppState, runs: &[(RunRecord, String)]) -> Result<(), AppError> {
     let now = now_ms();
-    let updates: Vec<(JobRunId, RunUpdate)> = runs
-        .iter()
-        .map(|(run, reason)| {
-            let update = RunUpdate {
-                from: ACTIVE.to_vec(),
-                to: JobRunStatus::Failed,
-                reason: Some(reason.clone()),
-                now_ms: now,
-                exit_code: None,
-                node_urls: None,
-                image_size_bytes: None,
-            };
-            (run.run.uuid, update)
-        })
-        .collect();
+    let updates: Vec<(JobRunId, RunUpdate)> =
+        runs.iter().map(|(run, reason)| (run.run.uuid, ended_here(reason.clone(), now))).collect();
     let ended: Vec<RunRecord> = state.store.run_update_many(&updates).await?.into_iter().flatten().collect();
     for run in &ended {
         state.metrics.run_finished(run);

@@ -43,9 +43,10 @@ use crate::state::AppState;
 pub const REBUILD_EVERY: Duration = Duration::from_secs(30);
 /// More changed nodes than this in one wake-up, and more than a quarter of the
 /// model's nodes, are read as a rebuild (one query for all nodes and active runs
-/// beats one keyed read of the changed ones only when most of them changed). A fixed 64 turned a mass loss at 10,000 nodes
-/// (hundreds of nodes, their runs failing over seconds) into a rebuild of every node
-/// and active run on each pass until the losses were settled.
+/// beats one keyed read of the changed ones only when most of them changed). A fixed
+/// 64 turned a mass loss at 10,000 nodes (hundreds of nodes, their runs failing over
+/// seconds) into a rebuild of every node and active run on each pass until the
+/// losses were settled.
 const REREAD_NODES_MAX: usize = 64;
 /// How many placed job ids are remembered (see [`Model::recently_placed`]).
 const RECENT_PLACED: usize = 10_000;

@@ -415,17 +415,16 @@ impl ClusterStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(db(during))?;
-        let mut after = Vec::with_capacity(updates.len());
-        let mut new_events = Vec::new();
-        for (id, update) in updates {
-            let (changed, event) =
-                status_batch::apply(&mut tx, &status_batch::Change::Run(*id, update.clone())).await?;
-            match changed {
-                status_batch::Changed::Run(run) => after.push(run.map(|r| *r)),
+        let changes: Vec<status_batch::Change> =
+            updates.iter().map(|(id, update)| status_batch::Change::Run(*id, update.clone())).collect();
+        let (outcomes, new_events) = status_batch::apply_all(&mut tx, &changes.iter().collect::<Vec<_>>()).await?;
+        let after = outcomes
+            .into_iter()
+            .map(|changed| match changed {
+                status_batch::Changed::Run(run) => run.map(|r| *r),
                 status_batch::Changed::Job(_) => unreachable!("a run change answers a run"),
-            }
-            new_events.extend(event);
-        }
+            })
+            .collect();
         let id = events::append(&mut tx, &new_events).await?;
         tx.commit().await.map_err(db(during))?;
         self.wrote();

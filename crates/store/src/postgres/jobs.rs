@@ -111,10 +111,10 @@ impl JobStore for PgStore {
         // One statement, so the usage counters its jobs move are locked in key order
         // by the statement trigger (migration 16), as a placement's are: one statement
         // per job would lock them in the batch's order and could deadlock with one.
-        let column = |f: &dyn Fn(&JobTransition) -> String| transitions.iter().map(|(_, t)| f(t)).collect::<Vec<_>>();
         let ids: Vec<String> = transitions.iter().map(|(id, _)| id.to_string()).collect();
-        let to = column(&|t| t.to.as_str().to_owned());
-        let from = column(&|t| t.from.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","));
+        let to: Vec<&str> = transitions.iter().map(|(_, t)| t.to.as_str()).collect();
+        let from: Vec<String> =
+            transitions.iter().map(|(_, t)| t.from.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")).collect();
         let reasons: Vec<Option<String>> = transitions.iter().map(|(_, t)| t.reason.clone()).collect();
         let now: Vec<i64> = transitions.iter().map(|(_, t)| t.now_ms).collect();
         let terminal: Vec<bool> = transitions.iter().map(|(_, t)| t.to.is_terminal()).collect();

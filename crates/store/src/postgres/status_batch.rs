@@ -120,6 +120,21 @@ pub(super) async fn apply(tx: &mut PgConnection, change: &Change) -> StoreResult
     }
 }
 
+/// Applies `changes` in order inside the caller's transaction: what each changed,
+/// and the events of those that applied (not appended here).
+pub(super) async fn apply_all(
+    tx: &mut PgConnection,
+    changes: &[&Change],
+) -> StoreResult<(Vec<Changed>, Vec<NewEventRow>)> {
+    let (mut outcomes, mut new_events) = (Vec::with_capacity(changes.len()), Vec::with_capacity(changes.len()));
+    for change in changes {
+        let (changed, event) = apply(tx, change).await?;
+        outcomes.push(changed);
+        new_events.extend(event);
+    }
+    Ok((outcomes, new_events))
+}
+
 /// The run's compare-and-set, in one statement; every SET expression sees the old
 /// row (so duration uses the started_at from before this update). The job's image
 /// size changes in the same statement, only when the run's update applied.
@@ -268,13 +283,8 @@ enum Failure {
 /// event id.
 async fn commit(shared: &Shared, batch: &[Queued]) -> Result<(Vec<Changed>, i64), Failure> {
     let mut tx = shared.pool.begin().await.map_err(|e| Failure::Statement(db("status write")(e)))?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    let mut new_events = Vec::with_capacity(batch.len());
-    for q in batch {
-        let (changed, event) = apply(&mut tx, &q.change).await.map_err(Failure::Statement)?;
-        outcomes.push(changed);
-        new_events.extend(event);
-    }
+    let changes: Vec<&Change> = batch.iter().map(|q| &q.change).collect();
+    let (outcomes, new_events) = apply_all(&mut tx, &changes).await.map_err(Failure::Statement)?;
     let refs: Vec<&NewEventRow> = new_events.iter().collect();
     let last_event = events::append_json(&mut tx, INSERT_EVENTS.as_str(), &refs)
         .await

@@ -5,13 +5,13 @@
 
 use gantry_types::billing::LedgerKind;
 use gantry_types::event::EventType;
-use gantry_types::job::JobStatus;
+use gantry_types::job::{Job, JobStatus};
 use gantry_types::job_run::JobRunStatus;
 use gantry_types::{AccountId, JobId, JobRunId, NodeId};
 
 use super::cluster::{job_change, new_job, new_node, place, run_record, status_change};
 use super::{T0, new_account};
-use crate::{JobTransition, LedgerPosting, NodeLiveness, RunUpdate, Store, StoreError};
+use crate::{JobTransition, LedgerPosting, NodeLiveness, NodeRecord, RunRecord, RunUpdate, Store, StoreError};
 
 /// The uuids `account`'s events after `start` are about, in order, asserting each
 /// is of type `expected`.
@@ -24,6 +24,18 @@ async fn events_since(store: &dyn Store, account: AccountId, start: i64, expecte
             e.data["uuid"].as_str().expect("uuid").to_string()
         })
         .collect()
+}
+
+/// Four jobs of `account`, each placed on `node` with one ASSIGNED run.
+async fn four_placed(store: &dyn Store, account: AccountId, node: &NodeRecord) -> Vec<(Job, RunRecord)> {
+    let mut placed = Vec::new();
+    for i in 0..4 {
+        let job = new_job(store, account, T0 + 1 + i as i64, i).await;
+        let run = run_record(&job, node, 0, 0, T0 + 10);
+        assert!(place(store, job.uuid, std::slice::from_ref(&run), T0 + 10).await);
+        placed.push((job, run));
+    }
+    placed
 }
 
 /// Reading many nodes at once returns each known one as a fetch would, and leaves
@@ -67,13 +79,7 @@ pub async fn run_update_many_applies_each_like_one(store: &dyn Store) {
     use JobRunStatus::*;
     let account = new_account(store, "Ended together").await;
     let node = new_node(store, account, T0, 1).await;
-    let mut runs = Vec::new();
-    for i in 0..4 {
-        let job = new_job(store, account, T0 + 1 + i as i64, i).await;
-        let run = run_record(&job, &node, 0, 0, T0 + 10);
-        assert!(place(store, job.uuid, std::slice::from_ref(&run), T0 + 10).await);
-        runs.push(run);
-    }
+    let runs: Vec<RunRecord> = four_placed(store, account, &node).await.into_iter().map(|(_, run)| run).collect();
     let running = store.run_update(runs[1].run.uuid, &status_change(&[Assigned], Running, T0 + 20)).await.unwrap();
     assert!(running.is_some());
     let ended = store.run_update(runs[2].run.uuid, &status_change(&[Assigned], Completed, T0 + 20)).await.unwrap();
@@ -114,12 +120,7 @@ pub async fn job_transition_many_applies_each_like_one(store: &dyn Store) {
     use JobStatus::*;
     let account = new_account(store, "Settled together").await;
     let node = new_node(store, account, T0, 1).await;
-    let mut jobs = Vec::new();
-    for i in 0..4 {
-        let job = new_job(store, account, T0 + 1 + i as i64, i).await;
-        assert!(place(store, job.uuid, &[run_record(&job, &node, 0, 0, T0 + 10)], T0 + 10).await);
-        jobs.push(job);
-    }
+    let jobs: Vec<Job> = four_placed(store, account, &node).await.into_iter().map(|(job, _)| job).collect();
     store.job_transition(None, jobs[0].uuid, &job_change(&[Assigned], Running, T0 + 20)).await.unwrap().unwrap();
     assert_eq!(store.job_usage(account).await.unwrap().pending_jobs, 0);
     assert_eq!(store.job_transition_many(&[]).await.unwrap(), vec![]);
