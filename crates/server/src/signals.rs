@@ -121,6 +121,16 @@ pub struct SchedulerInbox {
     /// back to PENDING for a retry, a submit on another instance, a profile's regions
     /// changed): reread it.
     pub queue: bool,
+    /// Jobs back in PENDING for a retry, by a settlement on this instance (committed),
+    /// each with its retry history: the model takes them without rereading the queue
+    /// or their runs.
+    pub retried: Vec<(gantry_types::job::Job, RetryHistory)>,
+    /// Nodes this instance declared LOST, with the time of the marking (committed):
+    /// the model stops placing on them without rereading them.
+    pub lost: Vec<(NodeId, i64)>,
+    /// Runs this instance ended (committed), with their nodes: the model frees their
+    /// capacity without rereading the nodes.
+    pub ended: Vec<(NodeId, JobRunId)>,
     /// Wake-ups may have been missed (notifications reconnected): rebuild everything.
     pub rebuild: bool,
     /// Jobs were submitted by accounts the model takes no more jobs from
@@ -130,8 +140,29 @@ pub struct SchedulerInbox {
 }
 
 impl SchedulerInbox {
-    /// Past this many queued jobs the inbox keeps only "reread the queue".
+    /// Past this many queued jobs (submitted and retried) the inbox keeps only "reread
+    /// the queue".
     pub const MAX_JOBS: usize = 10_000;
+
+    /// Whether another job fits in the inbox.
+    fn has_room(&self) -> bool {
+        self.jobs.len() + self.retried.len() < Self::MAX_JOBS
+    }
+}
+
+/// A retried job's next attempt number and the nodes its failed runs were on (which
+/// its next placement avoids when it can).
+pub type RetryHistory = (u32, Vec<NodeId>);
+
+/// The retry history of a job whose runs (all of them) are `runs`.
+pub fn retry_history(runs: &[gantry_store::RunRecord]) -> RetryHistory {
+    let next = runs.iter().map(|r| r.run.attempt + 1).max().unwrap_or(0);
+    let avoid = runs
+        .iter()
+        .filter(|r| r.run.status == gantry_types::job_run::JobRunStatus::Failed)
+        .map(|r| r.run.node_uuid)
+        .collect();
+    (next, avoid)
 }
 
 /// A sync's writes under way (see [`Signals::syncing`]).
@@ -359,7 +390,7 @@ impl Signals {
             let mut inbox = self.inbox.lock().expect("signals poisoned");
             if saturated {
                 inbox.untaken = true;
-            } else if inbox.jobs.len() < SchedulerInbox::MAX_JOBS {
+            } else if inbox.has_room() {
                 inbox.jobs.push(job.clone());
             } else {
                 inbox.queue = true;
@@ -367,6 +398,43 @@ impl Signals {
         }
         self.schedule.notify_one();
         self.tell_peers(PeerWakeup::Schedule);
+    }
+
+    /// A settlement here put `job` back in PENDING for a retry (committed), after its
+    /// runs, `history`: the scheduler adds it to its model with its history, without
+    /// rereading the queue or the job's runs (after a mass loss those reads, queued
+    /// behind 9,000 nodes' syncs, took most of a second per pass: `gantry bench
+    /// node-loss --nodes 10000`). Other instances reread their queue. An account the
+    /// model takes no more jobs from gets the reread here too: a retried job is its
+    /// account's oldest, which a reread brings in.
+    pub fn job_requeued(&self, job: &gantry_types::job::Job, history: RetryHistory) {
+        let saturated = self.saturated.lock().expect("signals poisoned").contains(&job.account_uuid);
+        {
+            let mut inbox = self.inbox.lock().expect("signals poisoned");
+            if !saturated && inbox.has_room() {
+                inbox.retried.push((job.clone(), history));
+            } else {
+                inbox.queue = true;
+            }
+        }
+        self.schedule.notify_one();
+        self.tell_peers(PeerWakeup::Schedule);
+    }
+
+    /// This instance declared `node` LOST at `marked_at_ms` (committed): the scheduler
+    /// stops placing on it without rereading it. Only the leader declares losses, and
+    /// only the leader schedules, so no other instance is told.
+    pub fn node_lost_here(&self, node: NodeId, marked_at_ms: i64) {
+        self.inbox.lock().expect("signals poisoned").lost.push((node, marked_at_ms));
+        self.schedule.notify_one();
+    }
+
+    /// This instance ended `run` on `node` from the control plane's side (a lost node,
+    /// a timeout; committed): the scheduler frees its capacity without rereading the
+    /// node. Only the leader's loops end runs so, and only the leader schedules.
+    pub fn run_ended_here(&self, node: NodeId, run: JobRunId) {
+        self.inbox.lock().expect("signals poisoned").ended.push((node, run));
+        self.schedule.notify_one();
     }
 
     /// The capacity of `node` may have changed (a run on it ended; it registered,

@@ -176,7 +176,7 @@ pub async fn fail_run(state: &AppState, run: &RunRecord, reason: String) -> Resu
         state.metrics.run_finished(&after);
         crate::app::ledger::charge_ended(state, &after).await;
         state.signals.bump(run.run.node_uuid);
-        state.signals.capacity_changed(run.run.node_uuid);
+        state.signals.run_ended_here(run.run.node_uuid, run.run.uuid);
         settle_job(state, run.run.job_uuid).await?;
     }
     Ok(())
@@ -205,9 +205,9 @@ pub async fn settle_job(state: &AppState, job_id: JobId) -> Result<(), AppError>
     }
     let runs = state.store.run_list_for_job(job_id).await?;
     if let Some(t) = settlement(&job, &runs)
-        && state.store.job_transition(None, job_id, &t).await?.is_some()
+        && let Some(after) = state.store.job_transition(None, job_id, &t).await?
     {
-        state.signals.wake_scheduler();
+        requeued(state, &after, &runs);
     }
     // A run of this job ended: the desired state of every node holding one of its runs
     // may have changed (a gang sibling must stop; a settled job's runs are no longer
@@ -220,59 +220,105 @@ pub async fn settle_job(state: &AppState, job_id: JobId) -> Result<(), AppError>
 
 /// Ends many active runs from the control plane's side at once (the runs of nodes
 /// lost together) and settles their jobs, in a fixed number of store calls however
-/// many there are: the runs ended in one write, charged in one, their jobs and
-/// runs read in two reads, their jobs settled in one write. [`fail_run`] one run at
-/// a time cost three commits and three reads per run, and a thousand nodes lost at
-/// once waited seconds for their retries (`gantry bench node-loss --nodes 10000`).
+/// many there are: the runs ended in one write, their jobs and runs read in two
+/// reads *beside* that write, their jobs settled in one write, and the runs charged
+/// in one read and one write beside the settlement. [`fail_run`] one run at a time
+/// cost three commits and three reads per run, and a thousand nodes lost at once
+/// waited seconds for their retries (`gantry bench node-loss --nodes 10000`); one
+/// step after the other, a batch of 256 still took 0.15-0.7 s there, each read and
+/// commit queued behind 9,000 nodes' syncs, where the retries wait only for the
+/// runs' write, the reads beside it, and the jobs' write.
 /// Every run of a job should be in the same call: the settlement decides from all
-/// of a job's runs, as read after this call's failures.
+/// of a job's runs, as read beside this call's write with the runs it ended as they
+/// ended (as exact as reading after it: another writer may change a sibling run
+/// either way, and then settles the job itself, each settlement a compare-and-set
+/// on the job's status).
 pub async fn fail_runs(state: &AppState, runs: &[(RunRecord, String)]) -> Result<(), AppError> {
     let now = now_ms();
     let updates: Vec<(JobRunId, RunUpdate)> =
         runs.iter().map(|(run, reason)| (run.run.uuid, ended_here(reason.clone(), now))).collect();
-    let ended: Vec<RunRecord> = state.store.run_update_many(&updates).await?.into_iter().flatten().collect();
+    let mut ids: Vec<JobId> = runs.iter().map(|(r, _)| r.run.job_uuid).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let (ended, read) = tokio::join!(state.store.run_update_many(&updates), read_for_settling(state, ids));
+    let ended: Vec<RunRecord> = ended?.into_iter().flatten().collect();
     for run in &ended {
         state.metrics.run_finished(run);
         state.signals.bump(run.run.node_uuid);
-        state.signals.capacity_changed(run.run.node_uuid);
+        state.signals.run_ended_here(run.run.node_uuid, run.run.uuid);
     }
-    crate::app::ledger::charge_ended_many(state, &ended).await;
-    let mut jobs: Vec<JobId> = ended.iter().map(|r| r.run.job_uuid).collect();
-    jobs.sort_unstable();
-    jobs.dedup();
-    settle_jobs(state, jobs).await
-}
-
-/// [`settle_job`] for many jobs: two reads and one write, whatever their number.
-async fn settle_jobs(state: &AppState, ids: Vec<JobId>) -> Result<(), AppError> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let all = Paging { page: 1, limit: u32::MAX, newest_first: false };
-    let filter = gantry_types::list::JobFilter { uuids: ids.clone(), ..Default::default() };
-    let jobs = state.store.job_list(None, &filter, all).await?.items;
-    let runs = state.store.run_list(None, &RunFilter { job_uuids: ids, ..Default::default() }, all).await?.items;
-    let mut runs_of: std::collections::HashMap<JobId, Vec<RunRecord>> = std::collections::HashMap::new();
-    for run in runs {
-        runs_of.entry(run.run.job_uuid).or_default().push(run);
+    let (mut jobs, mut runs_of) = read?;
+    // Only the jobs whose runs this call ended: one whose run ended otherwise
+    // meanwhile is settled by whoever ended it.
+    let ended_jobs: std::collections::HashSet<JobId> = ended.iter().map(|r| r.run.job_uuid).collect();
+    jobs.retain(|j| ended_jobs.contains(&j.uuid));
+    for run in &ended {
+        let list = runs_of.entry(run.run.job_uuid).or_default();
+        match list.iter_mut().find(|r| r.run.uuid == run.run.uuid) {
+            Some(read) => *read = run.clone(),
+            None => list.push(run.clone()),
+        }
     }
     // In `run_list_for_job`'s order, so a gang's settlement names the same failed run.
     for runs in runs_of.values_mut() {
         runs.sort_by_key(|r| (r.run.created_at.0, r.run.attempt, r.run.rank, r.run.uuid));
+    }
+    let (_, settled) =
+        tokio::join!(crate::app::ledger::charge_ended_many(state, &ended), settle_jobs(state, &jobs, &runs_of));
+    settled
+}
+
+/// The jobs `ids` and all their runs, by job.
+async fn read_for_settling(
+    state: &AppState,
+    ids: Vec<JobId>,
+) -> Result<(Vec<Job>, std::collections::HashMap<JobId, Vec<RunRecord>>), AppError> {
+    let all = Paging { page: 1, limit: u32::MAX, newest_first: false };
+    let filter = gantry_types::list::JobFilter { uuids: ids.clone(), ..Default::default() };
+    let run_filter = RunFilter { job_uuids: ids, ..Default::default() };
+    let (jobs, runs) =
+        tokio::try_join!(state.store.job_list(None, &filter, all), state.store.run_list(None, &run_filter, all))?;
+    let mut runs_of: std::collections::HashMap<JobId, Vec<RunRecord>> = std::collections::HashMap::new();
+    for run in runs.items {
+        runs_of.entry(run.run.job_uuid).or_default().push(run);
+    }
+    Ok((jobs.items, runs_of))
+}
+
+/// [`settle_job`] for many jobs, from their runs as read (`runs_of`, each job's in
+/// the store's order): one write, whatever their number.
+async fn settle_jobs(
+    state: &AppState,
+    jobs: &[Job],
+    runs_of: &std::collections::HashMap<JobId, Vec<RunRecord>>,
+) -> Result<(), AppError> {
+    if jobs.is_empty() {
+        return Ok(());
     }
     let transitions: Vec<(JobId, JobTransition)> = jobs
         .iter()
         .filter(|job| !job.status.is_terminal() && job.status != JobStatus::Pending)
         .filter_map(|job| settlement(job, runs_of.get(&job.uuid).map_or(&[], Vec::as_slice)).map(|t| (job.uuid, t)))
         .collect();
-    if state.store.job_transition_many(&transitions).await?.iter().any(Option::is_some) {
-        state.signals.wake_scheduler();
+    for after in state.store.job_transition_many(&transitions).await?.into_iter().flatten() {
+        requeued(state, &after, runs_of.get(&after.uuid).map_or(&[], Vec::as_slice));
     }
     // As in `settle_job`: after the writes, every node holding one of their runs.
-    for node in runs_of.values().flatten().map(|r| r.run.node_uuid).collect::<std::collections::HashSet<_>>() {
+    let runs = jobs.iter().filter_map(|j| runs_of.get(&j.uuid)).flatten();
+    for node in runs.map(|r| r.run.node_uuid).collect::<std::collections::HashSet<_>>() {
         state.signals.bump(node);
     }
     Ok(())
+}
+
+/// Tells the scheduler about a job a settlement moved (`after`, with all its `runs`,
+/// read before the move): one back in PENDING is handed over with its retry history.
+/// A job leaving its runs' statuses otherwise (FAILED, COMPLETED, CANCELLED) does not
+/// change the queue; its runs' ends already told the scheduler about their nodes.
+fn requeued(state: &AppState, after: &Job, runs: &[RunRecord]) {
+    if after.status == JobStatus::Pending {
+        state.signals.job_requeued(after, crate::signals::retry_history(runs));
+    }
 }
 
 /// The transition `job`'s runs call for, if any (`runs`: all of its runs, in the

@@ -37,22 +37,41 @@ pub async fn run(state: Arc<AppState>) {
     let (ender, _ending) = super::lost_runs::start(state.clone());
     // One task, so both run in the leader's fence scope.
     tokio::join!(
-        every_period(&state, "loss detection", || detect(&state, &ender)),
-        every_period(&state, "lifecycle pass", || activate(&state, &ender))
+        every_period(&state, "loss detection", 0, || detect(&state, &ender)),
+        every_period(&state, "lifecycle pass", PASS_REST, || activate(&state, &ender))
     );
 }
 
-/// Runs `pass` every lifecycle period (a slow one delays the next) until aborted.
-async fn every_period<F: Future<Output = Result<(), AppError>>>(state: &AppState, what: &str, pass: impl Fn() -> F) {
+/// After a lifecycle pass, the loop rests this many times the pass's duration (at
+/// least; the period still applies). The pass reads every node and active run: at
+/// 10,000 nodes with 9,000 runs that took 0.15-0.36 s, and up to 1.1 s during a mass
+/// loss, so passes every 0.5 s ran nearly back to back, a core's worth of reads on a
+/// machine whose CPU the lost runs' own reads and writes were waiting for (`gantry
+/// bench node-loss --nodes 10000`). Resting three times as long keeps the pass to a
+/// quarter of a core; its timeouts are then judged up to a few seconds late at that
+/// scale, and at once in a small deployment, where a pass takes milliseconds. Loss
+/// detection does not rest: its read is light.
+const PASS_REST: u32 = 3;
+
+/// Runs `pass` every lifecycle period, and after each at least `rest` times its
+/// duration, until aborted.
+async fn every_period<F: Future<Output = Result<(), AppError>>>(
+    state: &AppState,
+    what: &str,
+    rest: u32,
+    pass: impl Fn() -> F,
+) {
     let mut tick = tokio::time::interval(state.scheduling.timing.lifecycle_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        let started = std::time::Instant::now();
         if let Err(e) = pass().await
             && !super::leader::fenced(state, &e)
         {
             tracing::warn!(error = %crate::app::error::chain(&e), "{what} failed");
         }
+        tokio::time::sleep(started.elapsed().saturating_mul(rest)).await;
     }
 }
 
@@ -87,44 +106,67 @@ async fn detect(state: &AppState, ender: &super::lost_runs::Ender) -> Result<(),
     // its commit, and a thousand nodes lost together (a rack, a partition) took 14 s
     // one by one at 10,000 nodes (`gantry bench node-loss`), the last ones declared
     // long after the loss window; 32 at once still cost a commit (and an event-lock
-    // turn on PostgreSQL) per node.
+    // turn on PostgreSQL) per node. Each chunk's runs go to the ender as soon as the
+    // chunk commits, while the next chunk is marked.
     let ids: Vec<NodeId> = silent.keys().copied().collect();
-    let marking = std::time::Instant::now();
-    let mut reasons: HashMap<NodeId, String> = HashMap::new();
-    // A chunk that fails ends the marking, but the runs of the nodes already marked
-    // still go to the ender.
-    let mut failure = None;
-    for chunk in ids.chunks(MARK_CHUNK) {
-        match state.store.node_mark_lost_many(chunk, lost_before, now).await {
-            Ok(done) => {
-                for node in done {
-                    let (name, silence) = &silent[&node];
-                    tracing::warn!(%node, "node lost: no heartbeat for {}", human(*silence));
-                    state.signals.bump(node);
-                    state.signals.capacity_changed(node);
-                    reasons.insert(node, nodes::lost_run_reason(name, *silence));
+    let silent = &silent;
+    let (marked_tx, mut marked_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<NodeId>>();
+    let mark = async move {
+        let marking = std::time::Instant::now();
+        let mut count = 0;
+        let mut failure = None;
+        for chunk in ids.chunks(MARK_CHUNK) {
+            match state.store.node_mark_lost_many(chunk, lost_before, now).await {
+                Ok(done) => {
+                    for node in &done {
+                        tracing::warn!(%node, "node lost: no heartbeat for {}", human(silent[node].1));
+                        state.signals.bump(*node);
+                        state.signals.node_lost_here(*node, now);
+                    }
+                    count += done.len();
+                    let _ = marked_tx.send(done);
+                }
+                // A chunk that fails ends the marking; the runs of the nodes already
+                // marked still go to the ender.
+                Err(e) => {
+                    failure = Some(e);
+                    break;
                 }
             }
-            Err(e) => {
-                failure = Some(e);
-                break;
+        }
+        if count > 0 {
+            tracing::warn!(nodes = count, marked_ms = marking.elapsed().as_millis() as u64, "nodes declared lost");
+        }
+        failure
+    };
+    // The silent nodes' active runs are read beside the marking (a read after it
+    // waited for the marking's commits, then for the read itself, queued behind
+    // 9,000 nodes' syncs), and only runs placed before the marking are handed over:
+    // one placed later is on the node as it registered again, not on the node that
+    // was lost. A run placed on a silent node between this read and its marking is
+    // handed over by the next pass, which hands over every run still active on a
+    // LOST node.
+    let hand_over = async {
+        let silent_ids: Vec<NodeId> = silent.keys().copied().collect();
+        let mut runs: HashMap<NodeId, Vec<gantry_store::RunRecord>> = HashMap::new();
+        for r in crate::app::nodes::active_runs_on(state, silent_ids).await? {
+            if r.run.created_at.0 <= now {
+                runs.entry(r.run.node_uuid).or_default().push(r);
             }
         }
-    }
-    if !reasons.is_empty() {
-        let marked_ms = marking.elapsed().as_millis() as u64;
-        tracing::warn!(nodes = reasons.len(), marked_ms, "nodes declared lost");
-        // Only runs placed before the marking: one placed later is on the node as it
-        // registered again, not on the node that was lost.
-        let runs = crate::app::nodes::active_runs_on(state, reasons.keys().copied().collect()).await?;
-        ender.end(runs.into_iter().filter(|r| r.run.created_at.0 <= now).map(|r| {
-            let reason = reasons[&r.run.node_uuid].clone();
-            (r, reason)
-        }));
-    }
+        while let Some(done) = marked_rx.recv().await {
+            ender.end(done.iter().flat_map(|node| {
+                let (name, silence) = &silent[node];
+                let reason = nodes::lost_run_reason(name, *silence);
+                runs.remove(node).unwrap_or_default().into_iter().map(move |r| (r, reason.clone()))
+            }));
+        }
+        Ok::<_, AppError>(())
+    };
+    let (failure, handed) = tokio::join!(mark, hand_over);
     match failure {
         Some(e) => Err(e.into()),
-        None => Ok(()),
+        None => handed,
     }
 }
 

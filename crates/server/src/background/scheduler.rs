@@ -203,11 +203,13 @@ struct Snapshot<'a> {
 }
 
 /// A job back in PENDING after a failed attempt (its updated_at moved) gets its next
-/// attempt number and prefers other nodes than the ones it failed on. Read once per
-/// time the job re-entered PENDING (`history` is the model's cache), the runs of up to
-/// [`HISTORY_READ`] such jobs in one query: read job by job, after a mass loss (1,000
-/// nodes of 10,000, `gantry bench node-loss`) a pass's planning, these reads included,
-/// took up to 1.25 s (`slow scheduler pass`); at most 0.42 s with one query.
+/// attempt number and prefers other nodes than the ones it failed on. A job requeued
+/// by this instance arrives with its history (`Signals::job_requeued`); for the others
+/// it is read once per time the job re-entered PENDING (`history` is the model's
+/// cache), the runs of up to [`HISTORY_READ`] such jobs in one query: read job by job,
+/// after a mass loss (1,000 nodes of 10,000, `gantry bench node-loss`) a pass's
+/// planning, these reads included, took up to 1.25 s (`slow scheduler pass`); at most
+/// 0.42 s with one query.
 async fn retry_history(state: &AppState, history: &mut History, retried: &[(JobId, i64)]) -> Result<(), AppError> {
     let new: Vec<&(JobId, i64)> = retried.iter().filter(|key| !history.contains_key(key)).collect();
     for keys in new.chunks(HISTORY_READ) {
@@ -219,9 +221,7 @@ async fn retry_history(state: &AppState, history: &mut History, retried: &[(JobI
         }
         for key in keys {
             let runs = runs.get(&key.0).map(Vec::as_slice).unwrap_or_default();
-            let next = runs.iter().map(|r| r.run.attempt + 1).max().unwrap_or(0);
-            let avoid = runs.iter().filter(|r| r.run.status == JobRunStatus::Failed).map(|r| r.run.node_uuid).collect();
-            history.insert(**key, (next, avoid));
+            history.insert(**key, crate::signals::retry_history(runs));
         }
     }
     Ok(())
