@@ -226,8 +226,8 @@ async fn many_nodes_lost_at_once_all_fail_their_runs_which_retry_elsewhere() {
         assert_eq!(retried[0].status, JobRunStatus::Failed);
         assert!(retried[0].status_reason.as_deref().unwrap().starts_with("node lost"), "{:?}", retried[0]);
         assert!(!busy.contains(&retried[1].node_uuid), "retried on a surviving node: {retried:?}");
-        // The retries' histories (attempt number, nodes to avoid) are read together in
-        // one query per pass: each job still gets its own.
+        // The retries' histories (attempt number, nodes to avoid) come from the batch
+        // that settled them all together: each job still gets its own.
         assert_eq!((retried[0].attempt, retried[1].attempt), (0, 1), "{retried:?}");
     }
     let lost: gantry_types::list::ListResponse<gantry_types::node::Node> = nodes
