@@ -153,6 +153,7 @@ macro_rules! store_test_suite {
         $crate::store_test_suite!(@fixture $fixture;
             job_create_concurrent,
             job_create_batch_isolates_failures,
+            job_create_batch_of_plain_jobs,
             job_create_within_quota_concurrent,
             data_survives_reopen,
             run_place_batch_of_1000,

@@ -398,6 +398,68 @@ pub async fn job_create_batch_isolates_failures(fixture: &mut dyn StoreFixture) 
     assert_eq!(announced, created);
 }
 
+/// Concurrent creations with no quota to check (PostgreSQL commits such a batch in one
+/// round trip, its rows as JSON literals): a stored uuid conflicts alone and a job of
+/// an unknown account fails alone, their batch-mates commit, and text holding quotes,
+/// backslashes, dollar quotes, non-ASCII, or that path's literal delimiter itself
+/// comes back unchanged.
+pub async fn job_create_batch_of_plain_jobs(fixture: &mut dyn StoreFixture) {
+    let store = fixture.store();
+    let a = new_account(&*store, "Plain batch").await;
+    let existing = job(a, T0, 0);
+    store.job_create(&existing).await.unwrap();
+    let events_before = store.event_horizon().await.unwrap().last_id;
+    let awkward = ["it's \"quoted\" \\ $$ $tag$", "Zürich 東京 \u{1F680}"];
+    let cases: Vec<(gantry_types::job::Job, Expect)> = (0..96_i64)
+        .map(|i| {
+            let mut j = job(a, T0 + 1 + i, i as usize);
+            match i % 12 {
+                // Once only: two in one batch are caught before the database is asked.
+                5 if i == 5 => {
+                    j.uuid = existing.uuid;
+                    (j, Expect::Conflict)
+                }
+                7 => (job(AccountId::new(), T0 + 1 + i, 0), Expect::Missing),
+                n => {
+                    j.title = format!("{} {i}", awkward[n as usize % awkward.len()]);
+                    (j, Expect::Created)
+                }
+            }
+        })
+        .collect();
+    let tasks: Vec<_> = cases
+        .iter()
+        .map(|(j, _)| {
+            let (store, j) = (Arc::clone(&store), j.clone());
+            tokio::spawn(async move { store.job_create(&j).await })
+        })
+        .collect();
+    let mut created = BTreeSet::new();
+    for ((j, expect), task) in cases.iter().zip(tasks) {
+        let result = task.await.expect("task");
+        match expect {
+            Expect::Created => {
+                assert!(result.is_ok(), "job {} failed: {result:?}", j.uuid);
+                created.insert(j.uuid);
+                assert_eq!(store.job_fetch(None, j.uuid).await.unwrap().as_ref(), Some(j), "every byte kept");
+            }
+            Expect::Conflict => assert_conflict(result),
+            _ => assert_missing(result),
+        }
+    }
+    assert_eq!(store.job_fetch(None, existing.uuid).await.unwrap(), Some(existing), "the stored job is untouched");
+    // A job holding the delimiter itself (its batch takes the parameterized path).
+    let mut tagged = job(a, T0 + 500, 1);
+    tagged.title = "$gantry_batch_json$ $gantry_batch_json$".into();
+    store.job_create(&tagged).await.unwrap();
+    assert_eq!(store.job_fetch(None, tagged.uuid).await.unwrap().as_ref(), Some(&tagged));
+    created.insert(tagged.uuid);
+    let events = store.event_list(None, events_before, &[EventType::JobCreated], 1000).await.unwrap();
+    let announced: BTreeSet<JobId> = events.iter().map(|e| e.data["uuid"].as_str().unwrap().parse().unwrap()).collect();
+    assert_eq!(announced, created, "one job.created per created job");
+    assert_eq!(events.len(), created.len());
+}
+
 /// Everything written is there after the store is dropped and reopened.
 pub async fn data_survives_reopen(fixture: &mut dyn StoreFixture) {
     let store = fixture.store();
