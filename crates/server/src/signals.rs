@@ -3,6 +3,11 @@
 //!
 //! These carry no data that matters for correctness: every reconciler rereads the
 //! store when woken, and also runs on a timer, so a lost wake-up only costs latency.
+//! The scheduler's inbox is the one place that carries data (a submitted or requeued
+//! job, a node this instance declared lost, a run it ended), and only facts already
+//! committed, which its model applies instead of a read; the model is still rebuilt
+//! from the store periodically, and a placement is still a compare-and-set on the
+//! job, so a fact missed or applied late costs latency, never a double placement.
 //!
 //! With several instances on one database, each wake-up is also handed to
 //! [`crate::peers`], which tells the other instances (the `*_local` methods are how
@@ -117,9 +122,8 @@ pub struct SchedulerInbox {
     /// Nodes whose capacity may have changed (a run ended, the node registered,
     /// drained or was lost): reread the node and its active runs.
     pub nodes: std::collections::HashSet<NodeId>,
-    /// The pending queue may have changed in a way the jobs above do not say (a job
-    /// back to PENDING for a retry, a submit on another instance, a profile's regions
-    /// changed): reread it.
+    /// The pending queue may have changed in a way the jobs here do not say (a submit
+    /// or a retry on another instance, a profile's regions changed): reread it.
     pub queue: bool,
     /// Jobs back in PENDING for a retry, by a settlement on this instance (committed),
     /// each with its retry history: the model takes them without rereading the queue
