@@ -1,8 +1,7 @@
 //! The event log on PostgreSQL: appends run inside the transactions that cause them,
-//! after taking [`PG_EVENTS_LOCK`] (held through COMMIT, so ids become visible in
-//! order; see `crate::events`); reads are plain queries.
-
-use std::sync::LazyLock;
+//! taking [`crate::events::PG_EVENTS_LOCK`] in the insert itself (held through
+//! COMMIT, so ids become visible in order; see `crate::events`); reads are plain
+//! queries.
 
 use async_trait::async_trait;
 use gantry_types::AccountId;
@@ -11,61 +10,27 @@ use sqlx::{AssertSqlSafe, PgConnection};
 
 use super::{PgStore, db, record};
 use crate::StoreResult;
-use crate::events::{
-    EVENT_SELECT, EventHorizon, EventRow, EventStore, NewEventRow, PG_EVENTS_LOCK, id_and_type, type_names,
-};
-use crate::sql::Placeholders;
-use crate::sql::row::{ToRow, insert_sql};
-
-/// The insert of an event, returning its id.
-static INSERT: LazyLock<String> = LazyLock::new(|| insert_sql::<NewEventRow>(Placeholders::Dollar, " RETURNING id"));
+use crate::events::{EVENT_SELECT, EventHorizon, EventRow, EventStore, NewEventRow, id_and_type, type_names};
 
 /// Appends `events` inside the caller's transaction, after taking the event lock
 /// (call it last, just before COMMIT, to hold the lock briefly); the newest id
 /// (0 when `events` is empty). Publish it with [`PgStore::published`] after COMMIT.
-/// More than one go in one statement: the lock is held for every round trip made
-/// under it, and a placement write appended two events per job one by one (a chunk
-/// of 256 jobs: 512 round trips that every other event writer waited for).
+/// One statement for all of them, lock included: the lock is held for every round
+/// trip made under it, and a placement write appended two events per job one by one
+/// (a chunk of 256 jobs: 512 round trips that every other event writer waited for).
 pub(super) async fn append(tx: &mut PgConnection, events: &[NewEventRow]) -> StoreResult<i64> {
-    if events.is_empty() {
-        return Ok(0);
-    }
-    if events.len() > 1 {
-        let all: Vec<&NewEventRow> = events.iter().collect();
-        return append_json(tx, super::job_batch::INSERT_EVENTS.as_str(), &all).await.map_err(db("event append"));
-    }
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(PG_EVENTS_LOCK)
-        .execute(&mut *tx)
-        .await
-        .map_err(db("event append (lock)"))?;
-    let mut last = 0;
-    for event in events {
-        let id: i64 = event
-            .clone()
-            .bind_pg(sqlx::query(AssertSqlSafe(INSERT.as_str())))
-            .fetch_one(&mut *tx)
-            .await
-            .and_then(|r| sqlx::Row::try_get(&r, 0))
-            .map_err(db("event append"))?;
-        last = last.max(id);
-    }
-    Ok(last)
+    let all: Vec<&NewEventRow> = events.iter().collect();
+    append_json(tx, &all).await.map_err(db("event append"))
 }
 
-/// Like [`append`] for many events in one statement: `insert` is an INSERT of them
-/// from one JSON array that answers the newest id (`job_batch.rs`).
-pub(super) async fn append_json(
-    tx: &mut PgConnection,
-    insert: &'static str,
-    events: &[&NewEventRow],
-) -> Result<i64, sqlx::Error> {
+/// [`append`] for borrowed rows: one statement (`job_batch::INSERT_EVENTS`) that
+/// takes the lock and inserts them from one JSON array, answering the newest id.
+pub(super) async fn append_json(tx: &mut PgConnection, events: &[&NewEventRow]) -> Result<i64, sqlx::Error> {
     if events.is_empty() {
         return Ok(0);
     }
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(PG_EVENTS_LOCK).execute(&mut *tx).await?;
     let json = serde_json::to_string(events).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query_scalar(insert).bind(json).fetch_one(&mut *tx).await
+    sqlx::query_scalar(super::job_batch::INSERT_EVENTS.as_str()).bind(json).fetch_one(&mut *tx).await
 }
 
 impl PgStore {

@@ -111,12 +111,16 @@ const JSON_TAG: &str = "$gantry_batch_json$";
 static INSERT_JOBS: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| insert_json_sql::<NewJobRow>(" ON CONFLICT (uuid) DO NOTHING RETURNING uuid"));
 
-/// The insert of many events from one JSON array, answering the newest id (also
-/// used by `status_batch.rs`).
+/// The insert of many events from one JSON array, taking the event lock itself and
+/// answering the newest id (`events::append_json`). The lock is a materialized CTE
+/// the rows are joined with, so it is taken before the insert receives its first
+/// row, i.e. before any event id is drawn; taking it in a statement of its own held
+/// it for one more round trip, which every other event writer waited out.
 pub(super) static INSERT_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "WITH ins AS ({}) SELECT COALESCE(MAX(id), 0)::bigint FROM ins",
-        insert_json_sql::<NewEventRow>(" RETURNING id")
+        "WITH lock AS MATERIALIZED (SELECT pg_advisory_xact_lock({PG_EVENTS_LOCK})), ins AS ({}) \
+         SELECT COALESCE(MAX(id), 0)::bigint FROM ins",
+        insert_json_sql::<NewEventRow>(" CROSS JOIN lock RETURNING id")
     )
 });
 
@@ -299,7 +303,7 @@ async fn commit(pool: &PgPool, batch: &[Create]) -> Result<(Vec<StoreResult<()>>
             *outcome = Some(Err(Subject::job(c.id, c.account).error(Violation::PrimaryKey)));
         }
     }
-    let last_event = events::append_json(&mut tx, INSERT_EVENTS.as_str(), &events).await?;
+    let last_event = events::append_json(&mut tx, &events).await?;
     tx.commit().await.map_err(Failure::Commit)?;
     Ok((outcomes.into_iter().map(|o| o.unwrap_or(Ok(()))).collect(), last_event))
 }
@@ -459,6 +463,13 @@ mod tests {
         assert!(INSERT_JOBS.starts_with("INSERT INTO jobs (uuid, account_uuid, status,"), "{}", *INSERT_JOBS);
         assert!(INSERT_JOBS.contains("json_populate_recordset(NULL::jobs, $1::json)"), "{}", *INSERT_JOBS);
         assert!(INSERT_EVENTS.contains("INSERT INTO events (event_type, account_uuid, created_at_ms, data, job_uuid)"));
+        assert!(
+            INSERT_EVENTS
+                .starts_with(&format!("WITH lock AS MATERIALIZED (SELECT pg_advisory_xact_lock({PG_EVENTS_LOCK}))")),
+            "{}",
+            *INSERT_EVENTS
+        );
+        assert!(INSERT_EVENTS.contains("$1::json) CROSS JOIN lock RETURNING id"), "{}", *INSERT_EVENTS);
     }
 
     #[test]

@@ -44,7 +44,7 @@ use gantry_types::{AccountId, JobId, JobRunId};
 use sqlx::{AssertSqlSafe, PgConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::job_batch::{INSERT_EVENTS, Shared};
+use super::job_batch::Shared;
 use super::{PgStore, db, events, record};
 use crate::cluster::{RunRecord, RunUpdate};
 use crate::events::NewEventRow;
@@ -286,9 +286,8 @@ async fn commit(shared: &Shared, batch: &[Queued]) -> Result<(Vec<Changed>, i64)
     let changes: Vec<&Change> = batch.iter().map(|q| &q.change).collect();
     let (outcomes, new_events) = apply_all(&mut tx, &changes).await.map_err(Failure::Statement)?;
     let refs: Vec<&NewEventRow> = new_events.iter().collect();
-    let last_event = events::append_json(&mut tx, INSERT_EVENTS.as_str(), &refs)
-        .await
-        .map_err(|e| Failure::Statement(db("status write (events)")(e)))?;
+    let last_event =
+        events::append_json(&mut tx, &refs).await.map_err(|e| Failure::Statement(db("status write (events)")(e)))?;
     tx.commit().await.map_err(Failure::Commit)?;
     Ok((outcomes, last_event))
 }
