@@ -23,8 +23,9 @@
 //! **One round trip** for the common batch (no quota to check, no uuid twice): the
 //! insert, the event lock and the events' insert go to the server as one message of
 //! three statements, which PostgreSQL runs as one implicit transaction and commits
-//! before answering (`one_trip`). The transaction above is five round trips, two of
-//! them holding the event lock that every event-writing transaction waits for. A
+//! before answering (`one_trip`). The transaction above is four round trips (BEGIN,
+//! the insert, the events with their lock, COMMIT), the last one holding the event
+//! lock that every event-writing transaction waits for. A
 //! batch the database refuses that way (a uuid that exists already, a bad row) is
 //! rolled back whole and goes through the transaction above, which answers each
 //! request on its own.
@@ -325,10 +326,11 @@ fn sorted_rows<'a>(rows: impl Iterator<Item = &'a NewJobRow>) -> Vec<&'a NewJobR
 /// three statements of [`commit`] sent as one message, which PostgreSQL runs as one
 /// transaction and commits (durably: `synchronous_commit=on`) before answering, or
 /// rolls back whole at the first error. The path with a transaction of its own took
-/// five round trips (BEGIN, the insert, the event lock, the events, COMMIT), two of
-/// them while holding the event lock that every event-writing transaction (placements,
-/// node reports) takes in turn; under `gantry bench schedule` on PostgreSQL the
-/// submit's commit was most of submit → assigned (p50 11 ms, p99 36 ms of 17 and 47).
+/// five round trips then (BEGIN, the insert, the event lock, the events, COMMIT; four
+/// since the events' insert takes the lock itself), two of them while holding the
+/// event lock that every event-writing transaction (placements, node reports) takes
+/// in turn; under `gantry bench schedule` on PostgreSQL the submit's commit was most
+/// of submit → assigned (p50 11 ms, p99 36 ms of 17 and 47).
 /// A message of several statements takes no parameters, so the rows travel as
 /// dollar-quoted JSON literals; `None` when the JSON contains the delimiter (then the
 /// parameterized path runs). Answers the newest event id.
