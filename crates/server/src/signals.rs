@@ -76,6 +76,12 @@ impl NodeStateCache {
     pub fn put(&self, node: NodeId, version: u64, state: NodeState) {
         self.entries.lock().expect("node state cache poisoned").insert(node, (version, state));
     }
+
+    /// The node's state as last read, whatever has changed since: its owner is still
+    /// its owner (a node never changes hands); its status and epoch may be stale.
+    pub fn last_read(&self, node: NodeId) -> Option<NodeState> {
+        self.entries.lock().expect("node state cache poisoned").get(&node).map(|(_, s)| *s)
+    }
 }
 
 /// Wake-ups shared by the API handlers and the background reconcilers.
