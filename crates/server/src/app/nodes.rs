@@ -192,9 +192,10 @@ pub async fn sync(
     // And heard for as long as it waits, when its node is one this caller owns, last
     // read ONLINE under the epoch the sync claims: the node read below can queue
     // behind thousands (right after a burst of placements, every placed node's next
-    // sync carries reports, which always read), and a node whose sync waited past the
-    // loss window was declared lost while its sync sat in this server (2,790 nodes
-    // once, `gantry bench node-loss --nodes 10000`). Only a known owner and epoch
+    // sync carries reports, which always read), and a node whose sync waits past the
+    // loss window would be declared lost while its sync sits in this server (the
+    // likely cause of 2,790 nodes lost at once in a burst, `gantry bench node-loss
+    // --nodes 10000`). Only a known owner and epoch
     // count, so no key can keep another account's node, or an old registration,
     // alive; the read below still decides what the sync may do.
     let waiting = heard_on_arrival(state.caches.node_states.last_read(id), account, req.lease_epoch)
