@@ -169,7 +169,6 @@ pub async fn set_draining(
     Ok(view(node, &active))
 }
 
-/// One sync: heartbeat, apply reports, wait for a change if asked, return desired state.
 /// Whether a sync counts as the node's contact from its arrival, before its node is
 /// read: only for a node `account` owns (a key scoped to no account: any) that was
 /// last read ONLINE under the epoch the sync claims (see [`sync`]).
@@ -179,6 +178,7 @@ fn heard_on_arrival(last_read: Option<NodeState>, account: Option<AccountId>, cl
     })
 }
 
+/// One sync: heartbeat, apply reports, wait for a change if asked, return desired state.
 pub async fn sync(
     state: &AppState,
     account: Option<AccountId>,
@@ -195,9 +195,9 @@ pub async fn sync(
     // sync carries reports, which always read), and a node whose sync waits past the
     // loss window would be declared lost while its sync sits in this server (the
     // likely cause of 2,790 nodes lost at once in a burst, `gantry bench node-loss
-    // --nodes 10000`). Only a known owner and epoch
-    // count, so no key can keep another account's node, or an old registration,
-    // alive; the read below still decides what the sync may do.
+    // --nodes 10000`). Only a known owner and epoch count, so no key can keep another
+    // account's node, or an old registration, alive; the read below still decides
+    // what the sync may do.
     let waiting = heard_on_arrival(state.caches.node_states.last_read(id), account, req.lease_epoch)
         .then(|| state.signals.syncing(id, req.lease_epoch, arrived));
     if let Some(sample) = &req.sample {
