@@ -161,19 +161,8 @@ impl SchedulerInbox {
 }
 
 /// A retried job's next attempt number and the nodes its failed runs were on (which
-/// its next placement avoids when it can).
+/// its next placement avoids when it can): `app::runs::retry_history`.
 pub type RetryHistory = (u32, Vec<NodeId>);
-
-/// The retry history of a job whose runs (all of them) are `runs`.
-pub fn retry_history(runs: &[gantry_store::RunRecord]) -> RetryHistory {
-    let next = runs.iter().map(|r| r.run.attempt + 1).max().unwrap_or(0);
-    let avoid = runs
-        .iter()
-        .filter(|r| r.run.status == gantry_types::job_run::JobRunStatus::Failed)
-        .map(|r| r.run.node_uuid)
-        .collect();
-    (next, avoid)
-}
 
 /// A sync's writes under way (see [`Signals::syncing`]).
 pub struct SyncInProgress<'a> {

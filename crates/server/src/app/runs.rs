@@ -317,8 +317,16 @@ async fn settle_jobs(
 /// change the queue; its runs' ends already told the scheduler about their nodes.
 fn requeued(state: &AppState, after: &Job, runs: &[RunRecord]) {
     if after.status == JobStatus::Pending {
-        state.signals.job_requeued(after, crate::signals::retry_history(runs));
+        state.signals.job_requeued(after, retry_history(runs));
     }
+}
+
+/// The retry history of a job whose runs (all of them) are `runs`: its next attempt
+/// number, and the nodes its failed runs were on.
+pub fn retry_history(runs: &[RunRecord]) -> crate::signals::RetryHistory {
+    let next = runs.iter().map(|r| r.run.attempt + 1).max().unwrap_or(0);
+    let avoid = runs.iter().filter(|r| r.run.status == JobRunStatus::Failed).map(|r| r.run.node_uuid).collect();
+    (next, avoid)
 }
 
 /// The transition `job`'s runs call for, if any (`runs`: all of its runs, in the

@@ -109,6 +109,7 @@ async fn detect(state: &AppState, ender: &super::lost_runs::Ender) -> Result<(),
     // turn on PostgreSQL) per node. Each chunk's runs go to the ender as soon as the
     // chunk commits, while the next chunk is marked.
     let ids: Vec<NodeId> = silent.keys().copied().collect();
+    let silent_ids = ids.clone();
     let silent = &silent;
     let (marked_tx, mut marked_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<NodeId>>();
     let mark = async move {
@@ -147,7 +148,6 @@ async fn detect(state: &AppState, ender: &super::lost_runs::Ender) -> Result<(),
     // handed over by the next pass, which hands over every run still active on a
     // LOST node.
     let hand_over = async {
-        let silent_ids: Vec<NodeId> = silent.keys().copied().collect();
         let mut runs: HashMap<NodeId, Vec<gantry_store::RunRecord>> = HashMap::new();
         for r in crate::app::nodes::active_runs_on(state, silent_ids).await? {
             if r.run.created_at.0 <= now {

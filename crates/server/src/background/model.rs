@@ -41,7 +41,7 @@ use gantry_types::{AccountId, JobId, NodeId};
 
 use crate::app::capacity;
 use crate::app::error::AppError;
-use crate::signals::SchedulerInbox;
+use crate::signals::{RetryHistory, SchedulerInbox};
 use crate::state::AppState;
 
 /// The safety net: the model is rebuilt from the store at least this often.
@@ -56,12 +56,12 @@ const REREAD_NODES_MAX: usize = 64;
 /// How many placed job ids are remembered (see [`Model::recently_placed`]).
 const RECENT_PLACED: usize = 10_000;
 
+/// A job as of one of its PENDING spells: its id and `updated_at` then.
+pub type JobVersion = (JobId, i64);
+
 /// Per retried job (keyed with the time it re-entered PENDING): its next attempt
 /// number and the nodes it failed on.
-pub type History = HashMap<(JobId, i64), (u32, Vec<NodeId>)>;
-
-/// A job as of one of its PENDING spells: its id and `updated_at` then.
-type JobVersion = (JobId, i64);
+pub type History = HashMap<JobVersion, RetryHistory>;
 
 /// The model; owned by the scheduler loop of the leader.
 #[derive(Default)]
@@ -157,13 +157,7 @@ impl Model {
     /// over none of their jobs (`untaken`). An account arriving with a first job still
     /// gets it in at once (a backlog never hides another account's job). Jobs requeued
     /// for a retry (`retried`) are taken the same way, and their histories kept.
-    fn take_submitted(
-        &mut self,
-        jobs: Vec<Job>,
-        retried: Vec<(Job, crate::signals::RetryHistory)>,
-        untaken: bool,
-        limit: u32,
-    ) {
+    fn take_submitted(&mut self, jobs: Vec<Job>, retried: Vec<(Job, RetryHistory)>, untaken: bool, limit: u32) {
         if untaken {
             self.truncated = true;
         }

@@ -221,7 +221,7 @@ async fn retry_history(state: &AppState, history: &mut History, retried: &[(JobI
         }
         for key in keys {
             let runs = runs.get(&key.0).map(Vec::as_slice).unwrap_or_default();
-            history.insert(**key, crate::signals::retry_history(runs));
+            history.insert(**key, crate::app::runs::retry_history(runs));
         }
     }
     Ok(())
