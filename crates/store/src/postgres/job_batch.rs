@@ -21,14 +21,14 @@
 //! requests queue: the busier the store, the larger the next batch.
 //!
 //! **One round trip** for the common batch (no quota to check, no uuid twice): the
-//! insert, the event lock and the events' insert go to the server as one message of
-//! three statements, which PostgreSQL runs as one implicit transaction and commits
-//! before answering (`one_trip`). The transaction above is four round trips (BEGIN,
-//! the insert, the events with their lock, COMMIT), the last one holding the event
-//! lock that every event-writing transaction waits for. A
-//! batch the database refuses that way (a uuid that exists already, a bad row) is
-//! rolled back whole and goes through the transaction above, which answers each
-//! request on its own.
+//! jobs' insert and the events' insert (which takes the event lock) go to the server
+//! as one message of two statements, which PostgreSQL runs as one implicit
+//! transaction and commits before answering (`one_trip`). The transaction above is
+//! four round trips (BEGIN, the insert, the events with their lock, COMMIT), the last
+//! one holding the event lock that every event-writing transaction waits for. A batch
+//! the database refuses that way (a uuid that exists already, a bad row) is rolled
+//! back whole and goes through the transaction above, which answers each request on
+//! its own.
 //!
 //! **Lanes**: one by default ([`DEFAULT_LANES`]: why), two at most
 //! (`PgStore::connect_with_lanes`), one batch in flight each. Each job's insert takes its
@@ -117,13 +117,16 @@ static INSERT_JOBS: std::sync::LazyLock<String> =
 /// the rows are joined with, so it is taken before the insert receives its first
 /// row, i.e. before any event id is drawn; taking it in a statement of its own held
 /// it for one more round trip, which every other event writer waited out.
-pub(super) static INSERT_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+pub(super) static INSERT_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_events_from("$1"));
+
+/// [`INSERT_EVENTS`] from `source`, a parameter or a literal.
+fn insert_events_from(source: &str) -> String {
     format!(
         "WITH lock AS MATERIALIZED (SELECT pg_advisory_xact_lock({PG_EVENTS_LOCK})), ins AS ({}) \
          SELECT COALESCE(MAX(id), 0)::bigint FROM ins",
-        insert_json_sql::<NewEventRow>(" CROSS JOIN lock RETURNING id")
+        insert_json_from::<NewEventRow>(source, " CROSS JOIN lock RETURNING id")
     )
-});
+}
 
 /// A creation to make: the row and event encoded on the caller's task.
 pub(super) struct NewJob {
@@ -323,7 +326,7 @@ fn sorted_rows<'a>(rows: impl Iterator<Item = &'a NewJobRow>) -> Vec<&'a NewJobR
 }
 
 /// The common batch (no quota to check, no uuid twice) in **one round trip**: the
-/// three statements of [`commit`] sent as one message, which PostgreSQL runs as one
+/// statements of [`commit`] sent as one message, which PostgreSQL runs as one
 /// transaction and commits (durably: `synchronous_commit=on`) before answering, or
 /// rolls back whole at the first error. The path with a transaction of its own took
 /// five round trips then (BEGIN, the insert, the event lock, the events, COMMIT; four
@@ -351,13 +354,10 @@ async fn one_trip(pool: &PgPool, rows: &[&NewJobRow], events: &[&NewEventRow]) -
 
 /// The statements of [`one_trip`], from the jobs' and events' JSON literals: the
 /// jobs' insert (its trigger takes the usage counters, before the event lock as
-/// everywhere), the event lock, the events' insert answering the newest id.
+/// everywhere), then the events' insert, which takes the event lock and answers the
+/// newest id ([`INSERT_EVENTS`]'s statement).
 fn one_trip_sql(jobs: &str, events: &str) -> String {
-    format!(
-        "{};\nSELECT pg_advisory_xact_lock({PG_EVENTS_LOCK});\nWITH ins AS ({}) SELECT COALESCE(MAX(id), 0)::bigint FROM ins",
-        insert_json_from::<NewJobRow>(jobs, ""),
-        insert_json_from::<NewEventRow>(events, " RETURNING id"),
-    )
+    format!("{};\n{}", insert_json_from::<NewJobRow>(jobs, ""), insert_events_from(events))
 }
 
 /// A job's usage-counter shard, as the database's `gantry_usage_shard` computes it
@@ -479,11 +479,14 @@ mod tests {
         let sql = one_trip_sql("$t$[1]$t$", "$t$[2]$t$");
         let at = |needle: &str| sql.find(needle).unwrap_or_else(|| panic!("{needle} missing from {sql}"));
         let jobs = at("INSERT INTO jobs (uuid, account_uuid, status,");
-        let lock = at(&format!("SELECT pg_advisory_xact_lock({PG_EVENTS_LOCK});"));
+        let lock = at(&format!("SELECT pg_advisory_xact_lock({PG_EVENTS_LOCK})"));
         let events = at("INSERT INTO events (event_type,");
         assert!(jobs < lock && lock < events, "{sql}");
         assert!(sql.contains("json_populate_recordset(NULL::jobs, $t$[1]$t$::json);"), "{sql}");
-        assert!(sql.contains("json_populate_recordset(NULL::events, $t$[2]$t$::json) RETURNING id"), "{sql}");
+        assert!(
+            sql.contains("json_populate_recordset(NULL::events, $t$[2]$t$::json) CROSS JOIN lock RETURNING id"),
+            "{sql}"
+        );
         assert!(!sql.contains("ON CONFLICT"), "a duplicate must fail the message, not be skipped: {sql}");
     }
 }
