@@ -17,8 +17,13 @@
 //!
 //! So, like job creations (`job_batch.rs`), concurrent status writes are queued and
 //! one batch of them commits in **one** transaction, each change still its own
-//! compare-and-set statement, in queue order, and all their events appended with one
-//! statement after the event lock is taken (last, as everywhere). A caller is answered
+//! compare-and-set, and all their events appended with one statement after the event
+//! lock is taken (last, as everywhere). The compare-and-sets are set-based: one
+//! statement for all the batch's run changes and one for its job changes
+//! ([`apply_all`]), not a statement (and a round trip) per change: under `gantry bench
+//! schedule` on PostgreSQL that took the run's status statements from 20,000 to about
+//! 2,000 and their database time from 2.6-2.9 s to 1.9-2.2 s (all statements of the
+//! run: ~143k to ~106k). A caller is answered
 //! only after the COMMIT, so `Ok` still means durable. One batch at a time: a second
 //! would wait for the first's event lock anyway.
 //!
@@ -34,6 +39,7 @@
 //! the batch back and every change of it is retried in a transaction of its own, so a
 //! bad one fails alone; a failed COMMIT fails every change that was in it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -120,19 +126,181 @@ pub(super) async fn apply(tx: &mut PgConnection, change: &Change) -> StoreResult
     }
 }
 
-/// Applies `changes` in order inside the caller's transaction: what each changed,
-/// and the events of those that applied (not appended here).
+/// Applies `changes` inside the caller's transaction, as if one after another in
+/// queue order: what each changed, and the events of those that applied, in queue
+/// order (not appended here).
+///
+/// Set-based: one statement for the run changes and one for the job changes of each
+/// *round*, not one statement per change. A batch of agents' reports is hundreds of
+/// changes; one statement each was one round trip each, inside the transaction, and
+/// most of the database's CPU under `gantry bench schedule` (a bind and an execute per
+/// change). Changes to different rows commute (their callers raced, so no order among
+/// them was promised), so only changes to the *same* row keep their queue order: a
+/// change goes to the round after the last one that touched its row ([`rounds`]).
 pub(super) async fn apply_all(
     tx: &mut PgConnection,
     changes: &[&Change],
 ) -> StoreResult<(Vec<Changed>, Vec<NewEventRow>)> {
-    let (mut outcomes, mut new_events) = (Vec::with_capacity(changes.len()), Vec::with_capacity(changes.len()));
-    for change in changes {
-        let (changed, event) = apply(tx, change).await?;
-        outcomes.push(changed);
-        new_events.extend(event);
+    let mut outcomes: Vec<Option<Changed>> = changes.iter().map(|_| None).collect();
+    let mut new_events: Vec<(usize, NewEventRow)> = Vec::with_capacity(changes.len());
+    let round_of = rounds(changes);
+    for round in 0..=round_of.iter().copied().max().unwrap_or(0) {
+        let in_round = |want_run: bool| -> Vec<usize> {
+            (0..changes.len())
+                .filter(|&i| round_of[i] == round && matches!(changes[i], Change::Run(..)) == want_run)
+                .collect()
+        };
+        let runs = in_round(true);
+        if !runs.is_empty() {
+            let updates: Vec<(JobRunId, &RunUpdate)> = runs
+                .iter()
+                .map(|&i| match changes[i] {
+                    Change::Run(id, update) => (*id, update),
+                    Change::Job(..) => unreachable!("filtered to run changes"),
+                })
+                .collect();
+            let mut after = run_update_set(tx, &updates).await?;
+            for (&i, (id, update)) in runs.iter().zip(&updates) {
+                let run = after.remove(id);
+                if let Some(r) = &run {
+                    new_events.push((i, NewEventRow::run(EventType::JobRunStatusChanged, &r.run, update.now_ms)?));
+                }
+                outcomes[i] = Some(Changed::Run(run.map(Box::new)));
+            }
+        }
+        let jobs = in_round(false);
+        if !jobs.is_empty() {
+            let transitions: Vec<(Option<AccountId>, JobId, &JobTransition)> = jobs
+                .iter()
+                .map(|&i| match changes[i] {
+                    Change::Job(account, id, t) => (*account, *id, t),
+                    Change::Run(..) => unreachable!("filtered to job changes"),
+                })
+                .collect();
+            let mut after = job_transition_set(tx, &transitions).await?;
+            for (&i, (_, id, t)) in jobs.iter().zip(&transitions) {
+                let job = after.remove(id);
+                if let Some(j) = &job {
+                    new_events.push((i, NewEventRow::job(EventType::JobStatusChanged, j, t.now_ms)?));
+                }
+                outcomes[i] = Some(Changed::Job(job.map(Box::new)));
+            }
+        }
     }
-    Ok((outcomes, new_events))
+    new_events.sort_by_key(|(i, _)| *i);
+    let outcomes = outcomes.into_iter().map(|o| o.expect("every change is in a round")).collect();
+    Ok((outcomes, new_events.into_iter().map(|(_, e)| e).collect()))
+}
+
+/// Each change's round: one more than the last earlier change to the same row (a run
+/// by its id, a job by its id), so a round never changes a row twice and a row's
+/// changes apply in queue order.
+fn rounds(changes: &[&Change]) -> Vec<usize> {
+    let mut next: HashMap<(bool, uuid::Uuid), usize> = HashMap::with_capacity(changes.len());
+    changes
+        .iter()
+        .map(|c| {
+            let key = match c {
+                Change::Run(id, _) => (true, id.0),
+                Change::Job(_, id, _) => (false, id.0),
+            };
+            let slot = next.entry(key).or_insert(0);
+            let round = *slot;
+            *slot += 1;
+            round
+        })
+        .collect()
+}
+
+/// The statuses a compare-and-set accepts, as the comma list its statement splits.
+fn status_list<'a>(statuses: impl Iterator<Item = &'a str>) -> String {
+    statuses.collect::<Vec<_>>().join(",")
+}
+
+/// [`run_update`] for many runs (distinct ids) in one statement; the runs it changed,
+/// by id.
+async fn run_update_set(
+    tx: &mut PgConnection,
+    updates: &[(JobRunId, &RunUpdate)],
+) -> StoreResult<HashMap<JobRunId, RunRecord>> {
+    if let [(id, update)] = updates {
+        let run = run_update(tx, *id, update).await?;
+        return Ok(run.map(|r| (r.run.uuid, r)).into_iter().collect());
+    }
+    let node_urls = updates
+        .iter()
+        .map(|(_, u)| u.node_urls.as_deref().map(sql::node_urls_json).transpose())
+        .collect::<StoreResult<Vec<Option<String>>>>()?;
+    let flag = |f: &dyn Fn(&RunUpdate) -> bool| updates.iter().map(|(_, u)| f(u)).collect::<Vec<bool>>();
+    // The parameters' columns are named p_*, so the RETURNING list's bare names are the
+    // run's own.
+    let sql = format!(
+        "WITH r AS (UPDATE job_runs SET status = p.p_to, status_reason = p.p_reason, updated_at_ms = p.p_now, \
+         started_at_ms = CASE WHEN p.p_running AND started_at_ms IS NULL THEN p.p_now ELSE started_at_ms END, \
+         ended_at_ms = CASE WHEN p.p_terminal THEN p.p_now ELSE ended_at_ms END, \
+         duration_ms = CASE WHEN p.p_terminal AND started_at_ms IS NOT NULL THEN p.p_now - started_at_ms \
+         ELSE duration_ms END, \
+         exit_code = COALESCE(p.p_exit, exit_code), node_urls = COALESCE(p.p_urls, node_urls) \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bool[], $6::bool[], $7::bigint[], \
+         $8::text[], $9::text[], $10::bigint[]) \
+         AS p(p_uuid, p_to, p_reason, p_now, p_running, p_terminal, p_exit, p_urls, p_from, p_image) \
+         WHERE job_runs.uuid = p.p_uuid AND job_runs.status = ANY(string_to_array(p.p_from, ',')) \
+         RETURNING {RUN_COLUMNS}, p.p_image), \
+         j AS (UPDATE jobs SET image_size_bytes = r.p_image FROM r WHERE r.p_image IS NOT NULL AND jobs.uuid = r.job_uuid) \
+         SELECT {RUN_COLUMNS} FROM r"
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(updates.iter().map(|(id, _)| id.to_string()).collect::<Vec<String>>())
+        .bind(updates.iter().map(|(_, u)| u.to.as_str()).collect::<Vec<&str>>())
+        .bind(updates.iter().map(|(_, u)| u.reason.as_deref()).collect::<Vec<Option<&str>>>())
+        .bind(updates.iter().map(|(_, u)| u.now_ms).collect::<Vec<i64>>())
+        .bind(flag(&|u| u.to == JobRunStatus::Running))
+        .bind(flag(&|u| u.to.is_terminal()))
+        .bind(updates.iter().map(|(_, u)| u.exit_code.map(i64::from)).collect::<Vec<Option<i64>>>())
+        .bind(node_urls)
+        .bind(updates.iter().map(|(_, u)| status_list(u.from.iter().map(|s| s.as_str()))).collect::<Vec<String>>())
+        .bind(updates.iter().map(|(_, u)| u.image_size_bytes).collect::<Vec<Option<i64>>>())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db("job run update"))?;
+    rows.iter().map(|row| record::<RunRow>(row).map(|r| (r.run.uuid, r))).collect()
+}
+
+/// [`job_transition`] for many jobs (distinct ids) in one statement; the jobs it
+/// changed, by id.
+async fn job_transition_set(
+    tx: &mut PgConnection,
+    transitions: &[(Option<AccountId>, JobId, &JobTransition)],
+) -> StoreResult<HashMap<JobId, Job>> {
+    if let [(account, id, t)] = transitions {
+        let job = job_transition(tx, *account, *id, t).await?;
+        return Ok(job.map(|j| (j.uuid, j)).into_iter().collect());
+    }
+    let sql = format!(
+        "UPDATE jobs SET status = p.p_to, status_reason = p.p_reason, updated_at_ms = p.p_now, \
+         started_at_ms = CASE WHEN p.p_running AND started_at_ms IS NULL THEN p.p_now ELSE started_at_ms END, \
+         completed_at_ms = CASE WHEN p.p_terminal THEN p.p_now ELSE completed_at_ms END \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bool[], $6::bool[], $7::text[], \
+         $8::text[]) AS p(p_uuid, p_to, p_reason, p_now, p_running, p_terminal, p_from, p_account) \
+         WHERE jobs.uuid = p.p_uuid AND jobs.status = ANY(string_to_array(p.p_from, ',')) \
+         AND (p.p_account IS NULL OR jobs.account_uuid = p.p_account) \
+         RETURNING {JOB_COLUMNS}"
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(transitions.iter().map(|(_, id, _)| id.to_string()).collect::<Vec<String>>())
+        .bind(transitions.iter().map(|(_, _, t)| t.to.as_str()).collect::<Vec<&str>>())
+        .bind(transitions.iter().map(|(_, _, t)| t.reason.as_deref()).collect::<Vec<Option<&str>>>())
+        .bind(transitions.iter().map(|(_, _, t)| t.now_ms).collect::<Vec<i64>>())
+        .bind(transitions.iter().map(|(_, _, t)| t.to == JobStatus::Running).collect::<Vec<bool>>())
+        .bind(transitions.iter().map(|(_, _, t)| t.to.is_terminal()).collect::<Vec<bool>>())
+        .bind(
+            transitions.iter().map(|(_, _, t)| status_list(t.from.iter().map(|s| s.as_str()))).collect::<Vec<String>>(),
+        )
+        .bind(transitions.iter().map(|(a, _, _)| a.map(|a| a.to_string())).collect::<Vec<Option<String>>>())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db("job transition"))?;
+    rows.iter().map(|row| record::<JobRow>(row).map(|j| (j.uuid, j))).collect()
 }
 
 /// The run's compare-and-set, in one statement; every SET expression sees the old

@@ -111,6 +111,24 @@ pub async fn run_update_many_applies_each_like_one(store: &dyn Store) {
     }
     let changed = events_since(store, account, start, EventType::JobRunStatusChanged).await;
     assert_eq!(changed, [runs[1].run.uuid.to_string(), runs[0].run.uuid.to_string()], "one event per run changed");
+
+    // One run twice in one call, beside another run: applied in the order asked (the
+    // second sees the first), each with its own time; an image size reaches the job.
+    let (twice, other) = (runs[3].run.uuid, runs[2].run.uuid);
+    let start = store.event_horizon().await.unwrap().last_id;
+    let updates = [
+        (twice, status_change(&[Assigned], Preparing, T0 + 110)),
+        (other, status_change(&[Running], Failed, T0 + 110)),
+        (twice, RunUpdate { image_size_bytes: Some(4096), ..status_change(&[Preparing], Running, T0 + 111) }),
+    ];
+    let after = store.run_update_many(&updates).await.unwrap();
+    let statuses: Vec<Option<JobRunStatus>> = after.iter().map(|r| r.as_ref().map(|r| r.run.status)).collect();
+    assert_eq!(statuses, [Some(Preparing), None, Some(Running)], "in the order asked");
+    assert_eq!(after[2].as_ref().unwrap().run.started_at_ms, Some(T0 + 111));
+    let job = store.job_fetch(None, runs[3].run.job_uuid).await.unwrap().unwrap();
+    assert_eq!(job.image_size_bytes, Some(4096), "the run's image size is its job's");
+    let changed = events_since(store, account, start, EventType::JobRunStatusChanged).await;
+    assert_eq!(changed, [twice.to_string(), twice.to_string()], "one event per change applied, in order");
 }
 
 /// Settling many jobs at once: each transition is the compare-and-set it would be
