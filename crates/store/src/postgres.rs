@@ -24,6 +24,7 @@ mod api_keys;
 mod billing;
 mod cluster;
 mod deployment;
+mod event_tx;
 mod events;
 mod gpu_models;
 mod job_batch;
@@ -147,19 +148,20 @@ impl PgStore {
     /// 3 s idle in it.
     async fn begin_write(&self, during: &'static str) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
         let mut tx = self.pool.begin().await.map_err(db(during))?;
-        if let Some(fence) = crate::fence::current() {
-            let held: Option<String> = sqlx::query_scalar(
-                "SELECT set_config('idle_in_transaction_session_timeout', '3s', true) FROM leader_lease \
-                 WHERE id = 1 AND epoch = $1 AND expires_at > now() FOR KEY SHARE",
-            )
-            .bind(fence.epoch)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db(during))?;
-            if held.is_none() {
-                let _ = tx.rollback().await;
-                return Err(StoreError::Fenced { during });
-            }
+        if !fence_held(&mut tx, during).await? {
+            let _ = tx.rollback().await;
+            return Err(StoreError::Fenced { during });
+        }
+        Ok(tx)
+    }
+
+    /// [`Self::begin_write`] for a write that ends with its events: the same fence,
+    /// on an [`event_tx::EventTx`], whose events' insert and COMMIT are one message.
+    async fn begin_write_events(&self, during: &'static str) -> StoreResult<event_tx::EventTx> {
+        let mut tx = event_tx::EventTx::begin(&self.pool).await.map_err(db(during))?;
+        if !fence_held(tx.conn(), during).await? {
+            tx.rollback().await;
+            return Err(StoreError::Fenced { during });
         }
         Ok(tx)
     }
@@ -181,6 +183,24 @@ impl PgStore {
         let items = rows.iter().map(map).collect::<StoreResult<Vec<T>>>()?;
         Ok(Page { items, total: u64::try_from(total).unwrap_or(0) })
     }
+}
+
+/// Inside a leader loop (`crate::fence`), whether its lease is still held, checked in
+/// the caller's transaction with the lease row share-locked until COMMIT (see
+/// [`PgStore::begin_write`]); always true outside one.
+async fn fence_held(conn: &mut sqlx::PgConnection, during: &'static str) -> StoreResult<bool> {
+    let Some(fence) = crate::fence::current() else {
+        return Ok(true);
+    };
+    let held: Option<String> = sqlx::query_scalar(
+        "SELECT set_config('idle_in_transaction_session_timeout', '3s', true) FROM leader_lease \
+         WHERE id = 1 AND epoch = $1 AND expires_at > now() FOR KEY SHARE",
+    )
+    .bind(fence.epoch)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db(during))?;
+    Ok(held.is_some())
 }
 
 /// Binds the list builder's parameters ([`crate::sql`] built and audited the text).

@@ -190,6 +190,88 @@ async fn a_list_cancelled_mid_begin_leaves_no_connection_in_a_transaction() {
     drop_database(&admin_url, &database).await;
 }
 
+/// The writes whose events' insert and COMMIT are one message (`postgres/event_tx.rs`:
+/// placements, agents' status batches) open their transaction themselves, outside
+/// sqlx's bookkeeping, so nothing but that type keeps a connection inside one from
+/// going back to the pool. Cancelled at every point of their round trips (as in the
+/// test above), or refused by the database half-way (a NUL in a report), each must
+/// leave no pooled connection in a transaction: the next write commits, and no
+/// session stays idle in a transaction.
+#[tokio::test]
+async fn one_message_commits_cancelled_or_refused_leave_no_connection_in_a_transaction() {
+    use gantry_store::testsuite::{T0, job, new_account, node_record, run_record};
+    use gantry_store::{ClusterStore, JobPlacement, JobStore, RunUpdate};
+    use gantry_types::job_run::JobRunStatus;
+    use std::time::Duration;
+
+    let Some(admin_url) = admin_url() else { return };
+    let (database, url) = create_database(&admin_url).await;
+    // One connection, so every call reuses the one a cancelled call gave back (or the
+    // one the pool opens in place of a closed one).
+    let store = PgStore::connect_with_max_connections(&url, 1).await.unwrap();
+    let account = new_account(&store, "Cancelled writes").await;
+    let node = node_record(account, T0, 0);
+    store.node_upsert(&node).await.unwrap();
+    let mut other = PgConnection::connect(&url).await.unwrap();
+    let (mut cancelled, mut placed) = (0, 0);
+    for step in 0..200u64 {
+        let pending = job(account, T0 + step as i64, step as usize);
+        store.job_create(&pending).await.unwrap();
+        let run = run_record(&pending, &node, 0, 0, T0 + 1000 + step as i64);
+        let placement = JobPlacement { job: pending.uuid, runs: vec![run.clone()], now_ms: T0 + 1000 };
+        let done = if step % 2 == 1 {
+            let mut write = std::pin::pin!(store.run_place(std::slice::from_ref(&placement)));
+            let mut done = poll_once(write.as_mut()).await;
+            for _ in 0..step * 5 {
+                if done {
+                    break;
+                }
+                tokio::task::yield_now().await;
+                done = poll_once(write.as_mut()).await;
+            }
+            done
+        } else {
+            let write = store.run_place(std::slice::from_ref(&placement));
+            tokio::time::timeout(Duration::from_micros(step * 60), write).await.is_ok()
+        };
+        if !done {
+            cancelled += 1;
+        }
+        // A placed run's report, refused by the database every fourth step (a NUL in
+        // the reason), answered either way.
+        if store.run_fetch(None, run.run.uuid).await.unwrap().is_some() {
+            placed += 1;
+            let reason = (step % 4 == 0).then(|| "bad\0reason".to_string());
+            let report = RunUpdate {
+                from: vec![JobRunStatus::Assigned],
+                to: JobRunStatus::Preparing,
+                reason,
+                now_ms: T0 + 2000,
+                exit_code: None,
+                node_urls: None,
+                image_size_bytes: None,
+            };
+            let _ = store.run_update(run.run.uuid, &report).await;
+        }
+        // A write right after must commit, visible to another connection.
+        let created = job(account, T0 + 5000 + step as i64, step as usize);
+        store.job_create(&created).await.unwrap_or_else(|e| panic!("create after {cancelled} cancels: {e:?}"));
+        let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE uuid = $1")
+            .bind(created.uuid.to_string())
+            .fetch_one(&mut other)
+            .await
+            .unwrap();
+        assert_eq!(seen, 1, "job {} of step {step} is not committed: it ran in a stale transaction", created.uuid);
+    }
+    assert!(cancelled > 0 && placed > 0, "cancelled {cancelled}, placed {placed}: the test proves nothing");
+    let in_transaction = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                          AND state LIKE 'idle in transaction%'";
+    until_count(&mut other, in_transaction, |n| n == 0, "a session stayed idle in a transaction").await;
+    other.close().await.unwrap();
+    store.close().await;
+    drop_database(&admin_url, &database).await;
+}
+
 /// Two status changes that need the same two usage-counter shards of an account,
 /// in opposite orders, must not deadlock. A placement changes many jobs in one
 /// UPDATE; the row trigger of migration 6 took their counter rows in the order the

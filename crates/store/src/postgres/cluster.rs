@@ -250,7 +250,7 @@ impl ClusterStore for PgStore {
         }
         let during = "run place";
         let jobs: Vec<String> = placements.iter().map(|p| p.job_uuid.clone()).collect();
-        let mut tx = self.begin_write(during).await?;
+        let mut tx = self.begin_write_events(during).await?;
         // Lock the PENDING ones in uuid order first, so two concurrent batches cannot
         // deadlock; a job that changed meanwhile is left out. The locked ones stay
         // PENDING until the UPDATE below, so exactly these are placed.
@@ -258,7 +258,7 @@ impl ClusterStore for PgStore {
             sqlx::query_scalar("SELECT uuid FROM jobs WHERE uuid = ANY($1) AND status = $2 ORDER BY uuid FOR UPDATE")
                 .bind(&jobs)
                 .bind(JobStatus::Pending.as_str())
-                .fetch_all(&mut *tx)
+                .fetch_all(tx.conn())
                 .await
                 .map_err(db(during))?
                 .into_iter()
@@ -304,7 +304,7 @@ impl ClusterStore for PgStore {
                 .bind(int(|r| r.created_at_ms))
                 .bind(int(|r| r.updated_at_ms))
                 .bind(text(|r| &r.job_snapshot))
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await
                 .map_err(write_error(during, Subject::placed_runs))?;
         }
@@ -326,7 +326,7 @@ impl ClusterStore for PgStore {
                 .bind(&times)
                 .bind(JobStatus::Assigned.as_str())
                 .bind(JobStatus::Pending.as_str())
-                .fetch_all(&mut *tx)
+                .fetch_all(tx.conn())
                 .await
                 .map_err(db(during))?;
             let jobs: HashMap<JobId, Job> =
@@ -338,8 +338,8 @@ impl ClusterStore for PgStore {
                 events.extend(p.run_events.iter().cloned());
             }
         }
-        let id = events::append(&mut tx, &events).await?;
-        tx.commit().await.map_err(db(during))?;
+        let refs: Vec<&NewEventRow> = events.iter().collect();
+        let id = tx.commit_with_events(&refs).await.map_err(db(during))?;
         self.wrote();
         self.published(id);
         Ok(placed.iter().map(|p| p.job).collect())

@@ -107,7 +107,7 @@ fn insert_json_from<R: Columns>(source: &str, suffix: &str) -> String {
 
 /// The dollar-quote delimiter of the JSON literals in [`one_trip_sql`]; a batch whose
 /// JSON contains it takes the parameterized path instead.
-const JSON_TAG: &str = "$gantry_batch_json$";
+pub(super) const JSON_TAG: &str = "$gantry_batch_json$";
 
 static INSERT_JOBS: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| insert_json_sql::<NewJobRow>(" ON CONFLICT (uuid) DO NOTHING RETURNING uuid"));
@@ -120,7 +120,7 @@ static INSERT_JOBS: std::sync::LazyLock<String> =
 pub(super) static INSERT_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_events_from("$1"));
 
 /// [`INSERT_EVENTS`] from `source`, a parameter or a literal.
-fn insert_events_from(source: &str) -> String {
+pub(super) fn insert_events_from(source: &str) -> String {
     format!(
         "WITH lock AS MATERIALIZED (SELECT pg_advisory_xact_lock({PG_EVENTS_LOCK})), ins AS ({}) \
          SELECT COALESCE(MAX(id), 0)::bigint FROM ins",

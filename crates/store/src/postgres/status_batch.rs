@@ -50,6 +50,7 @@ use gantry_types::{AccountId, JobId, JobRunId};
 use sqlx::{AssertSqlSafe, PgConnection};
 use tokio::sync::{mpsc, oneshot};
 
+use super::event_tx::EventTx;
 use super::job_batch::Shared;
 use super::{PgStore, db, events, record};
 use crate::cluster::{RunRecord, RunUpdate};
@@ -450,13 +451,17 @@ enum Failure {
 /// Runs the batch in one transaction; per change what it changed, and the newest
 /// event id.
 async fn commit(shared: &Shared, batch: &[Queued]) -> Result<(Vec<Changed>, i64), Failure> {
-    let mut tx = shared.pool.begin().await.map_err(|e| Failure::Statement(db("status write")(e)))?;
+    let mut tx = EventTx::begin(&shared.pool).await.map_err(|e| Failure::Statement(db("status write")(e)))?;
     let changes: Vec<&Change> = batch.iter().map(|q| &q.change).collect();
-    let (outcomes, new_events) = apply_all(&mut tx, &changes).await.map_err(Failure::Statement)?;
+    let (outcomes, new_events) = apply_all(tx.conn(), &changes).await.map_err(Failure::Statement)?;
     let refs: Vec<&NewEventRow> = new_events.iter().collect();
-    let last_event =
-        events::append_json(&mut tx, &refs).await.map_err(|e| Failure::Statement(db("status write (events)")(e)))?;
-    tx.commit().await.map_err(Failure::Commit)?;
+    // The events and the COMMIT are one message: refused by the database (or not
+    // encodable), nothing committed and each change may be retried alone; any other
+    // failure leaves the outcome unknown.
+    let last_event = tx.commit_with_events(&refs).await.map_err(|e| match e {
+        sqlx::Error::Database(_) | sqlx::Error::Encode(_) => Failure::Statement(db("status write (events)")(e)),
+        e => Failure::Commit(e),
+    })?;
     Ok((outcomes, last_event))
 }
 
