@@ -208,6 +208,14 @@ pub trait ClusterStore {
     ) -> StoreResult<Page<RunRecord>>;
     /// Every non-terminal run (ASSIGNED, PREPARING, RUNNING), unpaged, oldest first.
     async fn run_list_active(&self) -> StoreResult<Vec<RunRecord>>;
+    /// [`Self::run_list_active`], except that each run's `job_snapshot` holds only the
+    /// job's timeouts (`max_timeout_start_ms`, `max_timeout_run_ms`; null when the job
+    /// has none): for the callers that read every active run again and again (the
+    /// lifecycle pass, about once a second; the model's rebuild; billing; gauges) and
+    /// need nothing else of the job. The snapshots are most of a run's bytes (about a
+    /// kilobyte each), and reading and decoding thousands of them every pass was a
+    /// burst of CPU that the placements and submits of that moment waited out.
+    async fn run_list_active_brief(&self) -> StoreResult<Vec<RunRecord>>;
     /// Of `ids`, the runs still wanted on their nodes: active (ASSIGNED, PREPARING,
     /// RUNNING) and of a job ASSIGNED or RUNNING, so not being cancelled or ended (the
     /// rule of a node's desired state). Unknown ids are left out; order is unspecified.

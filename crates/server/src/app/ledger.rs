@@ -123,7 +123,7 @@ pub fn accrued(active: &[RunRecord], account: AccountId, now: i64) -> i64 {
 /// An account's balance (available = posted minus accrued usage).
 pub async fn balance(state: &AppState, account: AccountId) -> Result<Balance, AppError> {
     let posted = state.store.ledger_balance(account).await?;
-    let active = state.store.run_list_active().await?;
+    let active = state.store.run_list_active_brief().await?;
     let used = accrued(&active, account, now_ms());
     let available = posted.checked_sub(used).ok_or_else(|| {
         AppError::internal(format!("balance of {account} out of range: posted {posted}, accrued {used}"))

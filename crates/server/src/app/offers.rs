@@ -67,7 +67,7 @@ pub async fn list(
     };
     let regions = effective_regions(&filter.allowed_region_codes, profile_regions);
     let nodes = state.store.node_list_all().await?;
-    let active = state.store.run_list_active().await?;
+    let active = state.store.run_list_active_brief().await?;
     let mut shapes: BTreeMap<Shape, u32> = BTreeMap::new();
     for view in node_views(&nodes, &active).iter().filter(|v| v.schedulable) {
         if let Some(allowed) = &regions

@@ -60,7 +60,7 @@ pub async fn activate(state: &AppState, since_ms: i64) -> Result<i64, AppError> 
 }
 
 async fn stop_accounts_at_zero(state: &AppState, now: i64) -> Result<(), AppError> {
-    let active = state.store.run_list_active().await?;
+    let active = state.store.run_list_active_brief().await?;
     if active.is_empty() {
         return Ok(());
     }

@@ -177,7 +177,8 @@ pub async fn activate(state: &AppState, ender: &super::lost_runs::Ender) -> Resu
     let now = now_ms();
     // Runs before nodes: a run active on a node that is LOST afterwards was on it
     // when it was lost (a node coming back is ONLINE again before it gets new runs).
-    let active = state.store.run_list_active().await?;
+    // Brief: of each run's job, only the timeouts checked below come back.
+    let active = state.store.run_list_active_brief().await?;
     let all_nodes = state.store.node_list_all().await?;
     // The run and node gauges come from this read (see `metrics::gauges`).
     crate::metrics::gauges::record_cluster(&state.metrics, &all_nodes, &active);

@@ -208,7 +208,7 @@ impl Model {
     async fn rebuild(&mut self, state: &AppState) -> Result<(), AppError> {
         self.built_at = None;
         let nodes = state.store.node_list_all().await?;
-        let active = state.store.run_list_active().await?;
+        let active = state.store.run_list_active_brief().await?;
         self.nodes = nodes.into_iter().map(|n| (n.uuid, n)).collect();
         self.runs.clear();
         self.active_per_account.clear();

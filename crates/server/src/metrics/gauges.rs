@@ -45,7 +45,7 @@ pub async fn run(state: Arc<AppState>) {
 
 /// Recomputes every gauge from the store (`terminal`: the terminal job statuses too).
 pub async fn refresh(state: &AppState, terminal: bool) -> Result<(), AppError> {
-    let active = state.store.run_list_active().await?;
+    let active = state.store.run_list_active_brief().await?;
     let nodes = state.store.node_list_all().await?;
     record_cluster(&state.metrics, &nodes, &active);
     refresh_jobs(state, terminal).await

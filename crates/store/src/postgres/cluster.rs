@@ -373,6 +373,21 @@ impl ClusterStore for PgStore {
         rows.iter().map(record::<RunRow>).collect()
     }
 
+    async fn run_list_active_brief(&self) -> StoreResult<Vec<RunRecord>> {
+        // The snapshot is parsed once per row (the lateral), its two keys picked.
+        let [start, run] = sql::BRIEF_SNAPSHOT_KEYS;
+        let columns = sql::brief_run_columns(&format!(
+            "json_build_object('{start}', s.snapshot->'{start}', '{run}', s.snapshot->'{run}')::text"
+        ));
+        let sql = format!(
+            "SELECT {columns} FROM job_runs, LATERAL (SELECT job_runs.job_snapshot::json AS snapshot) s \
+             WHERE {ACTIVE_RUNS} ORDER BY created_at_ms, uuid"
+        );
+        let rows =
+            sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await.map_err(db("job run list active brief"))?;
+        rows.iter().map(record::<RunRow>).collect()
+    }
+
     async fn run_still_wanted(&self, ids: &[JobRunId]) -> StoreResult<Vec<JobRunId>> {
         let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
         let uuids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql::still_wanted_sql("uuid = ANY($1)")))

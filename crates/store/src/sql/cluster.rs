@@ -26,6 +26,20 @@ pub(crate) const NODE_COLUMNS: &str = NodeRow::LIST;
 /// Columns of a run (see [`RunRow`]).
 pub(crate) const RUN_COLUMNS: &str = RunRow::LIST;
 
+/// The job timeouts a brief run's `job_snapshot` keeps
+/// (`ClusterStore::run_list_active_brief`).
+pub(crate) const BRIEF_SNAPSHOT_KEYS: [&str; 2] = ["max_timeout_start_ms", "max_timeout_run_ms"];
+
+/// [`RUN_COLUMNS`] with `job_snapshot` replaced by `snapshot`, an expression of the
+/// backend's that keeps only [`BRIEF_SNAPSHOT_KEYS`].
+pub(crate) fn brief_run_columns(snapshot: &str) -> String {
+    RUN_COLUMNS
+        .split(", ")
+        .map(|c| if c == "job_snapshot" { format!("{snapshot} AS job_snapshot") } else { c.to_string() })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The runs that still hold node capacity, as a literal condition: SQLite uses the
 /// partial index `job_runs_active` only for a query repeating its condition verbatim.
 pub(crate) const ACTIVE_RUNS: &str = "status IN ('ASSIGNED', 'PREPARING', 'RUNNING')";

@@ -304,6 +304,19 @@ impl ClusterStore for SqliteStore {
         .await
     }
 
+    async fn run_list_active_brief(&self) -> StoreResult<Vec<RunRecord>> {
+        let [start, run] = crate::sql::BRIEF_SNAPSHOT_KEYS;
+        let columns = crate::sql::brief_run_columns(&format!(
+            "json_object('{start}', json_extract(job_snapshot, '$.{start}'), \
+             '{run}', json_extract(job_snapshot, '$.{run}'))"
+        ));
+        self.read(move |conn| {
+            let sql = format!("SELECT {columns} FROM job_runs WHERE {ACTIVE_RUNS} ORDER BY created_at_ms, uuid");
+            rows::all::<RunRow>(conn, &sql, [], "job run list active brief")
+        })
+        .await
+    }
+
     async fn run_still_wanted(&self, ids: &[JobRunId]) -> StoreResult<Vec<JobRunId>> {
         // SQLite cannot bind a list; the ids travel as one JSON array.
         let ids = sql::json_list(&ids.iter().map(ToString::to_string).collect::<Vec<_>>());

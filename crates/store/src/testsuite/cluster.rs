@@ -688,6 +688,24 @@ pub async fn run_list_active_and_for_job(store: &dyn Store) {
     assert!(active.iter().all(|r| !r.run.status.is_terminal()));
     assert_eq!(active[1].run.status, Preparing);
     assert_eq!(active[0], second[0], "every field comes back");
+
+    // The brief list: the same runs with every field but the snapshot, which keeps
+    // only the job's timeouts (null where the job has none).
+    let brief = store.run_list_active_brief().await.unwrap();
+    assert_eq!(ids(&brief.iter().collect::<Vec<_>>()), expected);
+    for (short, full) in brief.iter().zip(&active) {
+        let timeouts: serde_json::Map<String, serde_json::Value> = ["max_timeout_start_ms", "max_timeout_run_ms"]
+            .into_iter()
+            .map(|k| (k.to_string(), full.run.job_snapshot[k].clone()))
+            .collect();
+        assert!(timeouts["max_timeout_start_ms"].is_i64(), "a job always has a start timeout");
+        assert_eq!(short.run.job_snapshot, serde_json::Value::Object(timeouts), "only the job's timeouts");
+        let mut expected = full.clone();
+        expected.run.job_snapshot = short.run.job_snapshot.clone();
+        assert_eq!(*short, expected, "every other field as run_list_active has it");
+    }
+    let timeouts_of = |r: &RunRecord| r.run.job_snapshot["max_timeout_run_ms"].as_i64();
+    assert!(brief.iter().any(|r| timeouts_of(r).is_some()) && brief.iter().any(|r| timeouts_of(r).is_none()));
 }
 
 /// One job per run status on `node`, each with one run placed at `t0 + i` and moved
