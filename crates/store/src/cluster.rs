@@ -214,7 +214,8 @@ pub trait ClusterStore {
     /// lifecycle pass, about once a second; the model's rebuild; billing; gauges) and
     /// need nothing else of the job. The snapshots are most of a run's bytes (about a
     /// kilobyte each), and reading and decoding thousands of them every pass was a
-    /// burst of CPU that the placements and submits of that moment waited out.
+    /// burst of CPU that the placements and submits of that moment waited out; the
+    /// timeouts have columns of their own (migration 17), read instead.
     async fn run_list_active_brief(&self) -> StoreResult<Vec<RunRecord>>;
     /// Of `ids`, the runs still wanted on their nodes: active (ASSIGNED, PREPARING,
     /// RUNNING) and of a job ASSIGNED or RUNNING, so not being cancelled or ended (the

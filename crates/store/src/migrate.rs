@@ -59,6 +59,7 @@ pub const SQLITE: &[Migration] = &[
         name: "usage_update_order",
         sql: include_str!("../migrations/sqlite/0016_usage_update_order.sql"),
     },
+    Migration { version: 17, name: "run_timeouts", sql: include_str!("../migrations/sqlite/0017_run_timeouts.sql") },
 ];
 
 /// PostgreSQL migrations, oldest first (same versions as [`SQLITE`]).
@@ -83,6 +84,7 @@ pub const POSTGRES: &[Migration] = &[
         name: "usage_update_order",
         sql: include_str!("../migrations/postgres/0016_usage_update_order.sql"),
     },
+    Migration { version: 17, name: "run_timeouts", sql: include_str!("../migrations/postgres/0017_run_timeouts.sql") },
 ];
 
 /// The newest schema version this binary knows (both backends share versions).

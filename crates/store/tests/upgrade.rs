@@ -1,8 +1,10 @@
 //! Upgrades: a database as the first release left it (schema version 1, with jobs in
 //! it, from `fixtures/schema_v1_jobs.sql`) is opened by the current store, which
 //! applies every later migration and serves every job unchanged; `migrate::pending`
-//! (what `gantry admin migrate --dry-run` prints) lists exactly what a start applies.
+//! (what `gantry admin migrate --dry-run` prints) lists exactly what a start applies;
+//! migration 17's backfill gives the runs active at upgrade their timeout columns.
 
+use gantry_store::ClusterStore;
 use gantry_store::jobs::JobStore;
 use gantry_store::migrate;
 use gantry_store::sqlite::SqliteStore;
@@ -104,6 +106,73 @@ async fn postgres_dry_run_lists_what_a_start_applies() {
     let err = migrate::pending(none, Some(&url)).await.unwrap_err();
     let text = format!("{err} {:?}", std::error::Error::source(&err).map(|s| s.to_string()));
     assert!(text.contains("newer") && text.contains("9999"), "{text}");
+    store.close().await;
+    drop_database(&admin, &database).await;
+}
+
+/// Places one job on a new node of a new account in `store` and blanks the run's
+/// timeout columns, as they are in a database older than version 17; the run.
+async fn active_run_without_timeout_columns(store: &dyn gantry_store::Store) -> gantry_store::RunRecord {
+    use gantry_store::JobPlacement;
+    use gantry_store::testsuite::{T0, job, new_account, node_record, run_record};
+    let account = new_account(store, "Upgraded runs").await;
+    let node = node_record(account, T0, 0);
+    store.node_upsert(&node).await.unwrap();
+    let pending = job(account, T0 + 1, 1);
+    store.job_create(&pending).await.unwrap();
+    let run = run_record(&pending, &node, 0, 0, T0 + 2);
+    let placement = JobPlacement { job: pending.uuid, runs: vec![run.clone()], now_ms: T0 + 2 };
+    assert_eq!(store.run_place(&[placement]).await.unwrap(), [pending.uuid]);
+    assert!(run.run.job_snapshot["max_timeout_start_ms"].is_i64(), "the fixture job has a start timeout");
+    run
+}
+
+/// Migration 17's backfill (its UPDATE) as `migration` holds it.
+fn backfill_of(migration: &[migrate::Migration]) -> &'static str {
+    let sql = migration.iter().find(|m| m.version == 17).expect("migration 17").sql;
+    &sql[sql.find("UPDATE job_runs").expect("the backfill")..]
+}
+
+/// The brief read's timeouts of `run` equal its snapshot's.
+async fn assert_brief_timeouts(store: &dyn gantry_store::Store, run: &gantry_store::RunRecord) {
+    let brief = store.run_list_active_brief().await.unwrap();
+    let [found] = brief.as_slice() else { panic!("one active run, got {}", brief.len()) };
+    for key in ["max_timeout_start_ms", "max_timeout_run_ms"] {
+        assert_eq!(found.run.job_snapshot[key], run.run.job_snapshot[key], "{key} backfilled");
+    }
+}
+
+/// Migration 17 fills the timeout columns of the runs active when it is applied, from
+/// their snapshots (the brief read has nothing else), on SQLite...
+#[tokio::test]
+async fn the_runs_active_at_migration_17_get_their_timeouts_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gantry.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let run = active_run_without_timeout_columns(&store).await;
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("UPDATE job_runs SET start_limit_ms = NULL, run_limit_ms = NULL").unwrap();
+    let blank = store.run_list_active_brief().await.unwrap();
+    assert!(blank[0].run.job_snapshot["max_timeout_start_ms"].is_null(), "the columns were blanked");
+    conn.execute_batch(backfill_of(migrate::SQLITE)).unwrap();
+    assert_brief_timeouts(&store, &run).await;
+}
+
+/// ... and on PostgreSQL.
+#[tokio::test]
+async fn the_runs_active_at_migration_17_get_their_timeouts_on_postgres() {
+    use gantry_store::testsuite::scratch_pg::{admin_url, create_database, drop_database};
+    let Some(admin) = admin_url() else { return };
+    let (database, url) = create_database(&admin).await;
+    let store = gantry_store::postgres::PgStore::connect_with_max_connections(&url, 2).await.unwrap();
+    let run = active_run_without_timeout_columns(&store).await;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    sqlx::raw_sql("UPDATE job_runs SET start_limit_ms = NULL, run_limit_ms = NULL").execute(&mut conn).await.unwrap();
+    let blank = store.run_list_active_brief().await.unwrap();
+    assert!(blank[0].run.job_snapshot["max_timeout_start_ms"].is_null(), "the columns were blanked");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(backfill_of(migrate::POSTGRES))).execute(&mut conn).await.unwrap();
+    assert_brief_timeouts(&store, &run).await;
+    drop(conn);
     store.close().await;
     drop_database(&admin, &database).await;
 }

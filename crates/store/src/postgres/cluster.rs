@@ -277,7 +277,8 @@ impl ClusterStore for PgStore {
                 "INSERT INTO job_runs ({RUN_COLUMNS}) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], \
                  $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], \
                  $11::bigint[], $12::float8[], $13::float8[], $14::text[], $15::text[], $16::text[], $17::bigint[], \
-                 $18::bigint[], $19::bigint[], $20::bigint[], $21::float8[], $22::bigint[], $23::bigint[], $24::text[])"
+                 $18::bigint[], $19::bigint[], $20::bigint[], $21::float8[], $22::bigint[], $23::bigint[], $24::text[], \
+                 $25::bigint[], $26::bigint[])"
             );
             sqlx::query(AssertSqlSafe(sql))
                 .bind(text(|r| &r.uuid))
@@ -304,6 +305,8 @@ impl ClusterStore for PgStore {
                 .bind(int(|r| r.created_at_ms))
                 .bind(int(|r| r.updated_at_ms))
                 .bind(text(|r| &r.job_snapshot))
+                .bind(opt_int(|r| r.start_limit_ms))
+                .bind(opt_int(|r| r.run_limit_ms))
                 .execute(tx.conn())
                 .await
                 .map_err(write_error(during, Subject::placed_runs))?;
@@ -374,15 +377,8 @@ impl ClusterStore for PgStore {
     }
 
     async fn run_list_active_brief(&self) -> StoreResult<Vec<RunRecord>> {
-        // The snapshot is parsed once per row (the lateral), its two keys picked.
-        let [start, run] = sql::BRIEF_SNAPSHOT_KEYS;
-        let columns = sql::brief_run_columns(&format!(
-            "json_build_object('{start}', s.snapshot->'{start}', '{run}', s.snapshot->'{run}')::text"
-        ));
-        let sql = format!(
-            "SELECT {columns} FROM job_runs, LATERAL (SELECT job_runs.job_snapshot::json AS snapshot) s \
-             WHERE {ACTIVE_RUNS} ORDER BY created_at_ms, uuid"
-        );
+        let columns = sql::brief_run_columns("json_build_object", "::text");
+        let sql = format!("SELECT {columns} FROM job_runs WHERE {ACTIVE_RUNS} ORDER BY created_at_ms, uuid");
         let rows =
             sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await.map_err(db("job run list active brief"))?;
         rows.iter().map(record::<RunRow>).collect()

@@ -27,15 +27,19 @@ pub(crate) const NODE_COLUMNS: &str = NodeRow::LIST;
 pub(crate) const RUN_COLUMNS: &str = RunRow::LIST;
 
 /// The job timeouts a brief run's `job_snapshot` keeps
-/// (`ClusterStore::run_list_active_brief`).
+/// (`ClusterStore::run_list_active_brief`), stored as `start_limit_ms` and
+/// `run_limit_ms`.
 pub(crate) const BRIEF_SNAPSHOT_KEYS: [&str; 2] = ["max_timeout_start_ms", "max_timeout_run_ms"];
 
-/// [`RUN_COLUMNS`] with `job_snapshot` replaced by `snapshot`, an expression of the
-/// backend's that keeps only [`BRIEF_SNAPSHOT_KEYS`].
-pub(crate) fn brief_run_columns(snapshot: &str) -> String {
+/// [`RUN_COLUMNS`] with `job_snapshot` built from the timeout columns by `object`,
+/// the backend's JSON object function (`json_object`, `json_build_object`), cast by
+/// `cast` to the column's text type.
+pub(crate) fn brief_run_columns(object: &str, cast: &str) -> String {
+    let [start, run] = BRIEF_SNAPSHOT_KEYS;
+    let snapshot = format!("{object}('{start}', start_limit_ms, '{run}', run_limit_ms){cast} AS job_snapshot");
     RUN_COLUMNS
         .split(", ")
-        .map(|c| if c == "job_snapshot" { format!("{snapshot} AS job_snapshot") } else { c.to_string() })
+        .map(|c| if c == "job_snapshot" { snapshot.as_str() } else { c })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -205,6 +209,10 @@ row! {
         created_at_ms: i64,
         updated_at_ms: i64,
         job_snapshot: String,
+        // The job's timeouts, from the snapshot (migration 17: what the lifecycle
+        // pass reads instead of the snapshot); not part of the record.
+        start_limit_ms: Option<i64>,
+        run_limit_ms: Option<i64>,
     }
 }
 
@@ -238,6 +246,8 @@ impl RunRow {
             created_at_ms: r.created_at.0,
             updated_at_ms: r.updated_at.0,
             job_snapshot: encoded(during, serde_json::to_string(&r.job_snapshot))?,
+            start_limit_ms: r.job_snapshot[BRIEF_SNAPSHOT_KEYS[0]].as_i64(),
+            run_limit_ms: r.job_snapshot[BRIEF_SNAPSHOT_KEYS[1]].as_i64(),
         })
     }
 }

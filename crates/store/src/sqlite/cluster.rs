@@ -305,11 +305,7 @@ impl ClusterStore for SqliteStore {
     }
 
     async fn run_list_active_brief(&self) -> StoreResult<Vec<RunRecord>> {
-        let [start, run] = crate::sql::BRIEF_SNAPSHOT_KEYS;
-        let columns = crate::sql::brief_run_columns(&format!(
-            "json_object('{start}', json_extract(job_snapshot, '$.{start}'), \
-             '{run}', json_extract(job_snapshot, '$.{run}'))"
-        ));
+        let columns = crate::sql::brief_run_columns("json_object", "");
         self.read(move |conn| {
             let sql = format!("SELECT {columns} FROM job_runs WHERE {ACTIVE_RUNS} ORDER BY created_at_ms, uuid");
             rows::all::<RunRow>(conn, &sql, [], "job run list active brief")
