@@ -215,8 +215,19 @@ pub trait ClusterStore {
     /// need nothing else of the job. The snapshots are most of a run's bytes (about a
     /// kilobyte each), and reading and decoding thousands of them every pass was a
     /// burst of CPU that the placements and submits of that moment waited out; the
-    /// timeouts have columns of their own (migration 17), read instead.
+    /// timeouts have columns of their own (migration 17), read instead. (A run placed
+    /// by a binary older than that keeps its whole snapshot.)
     async fn run_list_active_brief(&self) -> StoreResult<Vec<RunRecord>>;
+    /// The active runs a lifecycle pass at `now_ms` acts on, brief as in
+    /// [`Self::run_list_active_brief`]: those on a LOST node, and those past their
+    /// job's start limit (ASSIGNED, PREPARING: since created) or run limit (RUNNING:
+    /// since started). The caller decides with the limits the snapshots hold
+    /// (`gantry_lifecycle::timeouts`) and with the nodes it reads after: more is
+    /// harmless, a run left out would never time out. Filtered by the database, so a
+    /// pass no longer reads every active run (at 10,000 of them, 60-100 ms of
+    /// PostgreSQL's CPU per pass, which the submits and placements of that moment
+    /// waited out).
+    async fn run_list_due(&self, now_ms: i64) -> StoreResult<Vec<RunRecord>>;
     /// Of `ids`, the runs still wanted on their nodes: active (ASSIGNED, PREPARING,
     /// RUNNING) and of a job ASSIGNED or RUNNING, so not being cancelled or ended (the
     /// rule of a node's desired state). Unknown ids are left out; order is unspecified.

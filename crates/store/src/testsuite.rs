@@ -112,6 +112,7 @@ macro_rules! store_test_suite {
             run_place_error_places_nothing,
             run_fetch_list_filters_and_scoping,
             run_list_active_and_for_job,
+            run_list_due_has_the_runs_a_pass_acts_on,
             run_still_wanted_follows_run_and_job,
             run_update_compare_and_set,
             run_update_records_image_size,

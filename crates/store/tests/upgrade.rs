@@ -4,7 +4,6 @@
 //! (what `gantry admin migrate --dry-run` prints) lists exactly what a start applies;
 //! migration 17's backfill gives the runs active at upgrade their timeout columns.
 
-use gantry_store::ClusterStore;
 use gantry_store::jobs::JobStore;
 use gantry_store::migrate;
 use gantry_store::sqlite::SqliteStore;
@@ -135,11 +134,23 @@ fn backfill_of(migration: &[migrate::Migration]) -> &'static str {
 
 /// The brief read's timeouts of `run` equal its snapshot's.
 async fn assert_brief_timeouts(store: &dyn gantry_store::Store, run: &gantry_store::RunRecord) {
+    assert!(store.run_list_due(gantry_store::testsuite::T0 + 3).await.unwrap().is_empty(), "not due any more");
     let brief = store.run_list_active_brief().await.unwrap();
     let [found] = brief.as_slice() else { panic!("one active run, got {}", brief.len()) };
     for key in ["max_timeout_start_ms", "max_timeout_run_ms"] {
         assert_eq!(found.run.job_snapshot[key], run.run.job_snapshot[key], "{key} backfilled");
     }
+}
+
+/// A run without timeout columns (as an older binary still places them during a
+/// rolling upgrade) keeps its whole snapshot in the brief reads, and the lifecycle
+/// pass is always handed it, so its timeouts are never lost.
+async fn assert_whole_snapshot_until_backfilled(store: &dyn gantry_store::Store, run: &gantry_store::RunRecord) {
+    let brief = store.run_list_active_brief().await.unwrap();
+    assert_eq!(brief[0].run.job_snapshot, run.run.job_snapshot, "the whole snapshot");
+    let due = store.run_list_due(gantry_store::testsuite::T0 + 3).await.unwrap();
+    assert_eq!(due.iter().map(|r| r.run.uuid).collect::<Vec<_>>(), [run.run.uuid], "due: its limits are unknown");
+    assert_eq!(due[0].run.job_snapshot, run.run.job_snapshot);
 }
 
 /// Migration 17 fills the timeout columns of the runs active when it is applied, from
@@ -152,8 +163,7 @@ async fn the_runs_active_at_migration_17_get_their_timeouts_on_sqlite() {
     let run = active_run_without_timeout_columns(&store).await;
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch("UPDATE job_runs SET start_limit_ms = NULL, run_limit_ms = NULL").unwrap();
-    let blank = store.run_list_active_brief().await.unwrap();
-    assert!(blank[0].run.job_snapshot["max_timeout_start_ms"].is_null(), "the columns were blanked");
+    assert_whole_snapshot_until_backfilled(&store, &run).await;
     conn.execute_batch(backfill_of(migrate::SQLITE)).unwrap();
     assert_brief_timeouts(&store, &run).await;
 }
@@ -168,8 +178,7 @@ async fn the_runs_active_at_migration_17_get_their_timeouts_on_postgres() {
     let run = active_run_without_timeout_columns(&store).await;
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
     sqlx::raw_sql("UPDATE job_runs SET start_limit_ms = NULL, run_limit_ms = NULL").execute(&mut conn).await.unwrap();
-    let blank = store.run_list_active_brief().await.unwrap();
-    assert!(blank[0].run.job_snapshot["max_timeout_start_ms"].is_null(), "the columns were blanked");
+    assert_whole_snapshot_until_backfilled(&store, &run).await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(backfill_of(migrate::POSTGRES))).execute(&mut conn).await.unwrap();
     assert_brief_timeouts(&store, &run).await;
     drop(conn);

@@ -177,11 +177,10 @@ pub async fn activate(state: &AppState, ender: &super::lost_runs::Ender) -> Resu
     let now = now_ms();
     // Runs before nodes: a run active on a node that is LOST afterwards was on it
     // when it was lost (a node coming back is ONLINE again before it gets new runs).
-    // Brief: of each run's job, only the timeouts checked below come back.
-    let active = state.store.run_list_active_brief().await?;
+    // Only the runs due (on a LOST node, or past a limit), brief: of each run's job,
+    // only the timeouts checked below come back.
+    let active = state.store.run_list_due(now).await?;
     let all_nodes = state.store.node_list_all().await?;
-    // The run and node gauges come from this read (see `metrics::gauges`).
-    crate::metrics::gauges::record_cluster(&state.metrics, &all_nodes, &active);
     let lost: HashMap<NodeId, &gantry_store::NodeRecord> =
         all_nodes.iter().filter(|n| n.status == NodeStatus::Lost).map(|n| (n.uuid, n)).collect();
     let (doomed, active): (Vec<_>, Vec<_>) = active.into_iter().partition(|r| lost.contains_key(&r.run.node_uuid));

@@ -7,11 +7,12 @@
 //! (`jobs (status, created_at)`). Counts of the terminal statuses grow without bound
 //! and change meaning slowly, so they are recounted only every
 //! [`TERMINAL_EVERY`]-th refresh. The run and node gauges (`gantry_job_runs`,
-//! `gantry_nodes`, `gantry_node_gpus`) come from the nodes and active runs the
-//! lifecycle reconciler reads on each of its activations anyway ([`record_cluster`]):
-//! reading every active run with its job snapshot once more per second cost about a
-//! tenth of the server's CPU under `gantry bench schedule`, taken from placing.
-//! [`refresh`] (tests, `RunningServer::refresh_metrics`) reads them itself. Deriving the gauges from the store, rather than
+//! `gantry_nodes`, `gantry_node_gpus`) read every active run (brief: without its job
+//! snapshot) and every node, so only every [`CLUSTER_EVERY`]-th refresh: that read
+//! once a second, with the snapshots, cost about a tenth of the server's CPU under
+//! `gantry bench schedule`, taken from placing (they used to come from the lifecycle
+//! pass's own read of every active run, which now reads only the runs it acts on).
+//! [`refresh`] (tests, `RunningServer::refresh_metrics`) reads them every time. Deriving the gauges from the store, rather than
 //! from increments scattered over every transition, keeps them right across
 //! restarts and with several servers sharing a database.
 
@@ -31,6 +32,9 @@ use crate::state::{AppState, now_ms};
 /// Terminal job statuses are recounted every this many refreshes.
 pub const TERMINAL_EVERY: u64 = 15;
 
+/// The run and node gauges are recomputed every this many refreshes.
+pub const CLUSTER_EVERY: u64 = 5;
+
 /// Refreshes until aborted.
 pub async fn run(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(state.metrics.refresh_every);
@@ -40,15 +44,26 @@ pub async fn run(state: Arc<AppState>) {
         if let Err(e) = refresh_jobs(&state, round % TERMINAL_EVERY == 0).await {
             tracing::warn!(error = ?e, "refreshing the metrics gauges failed");
         }
+        if round % CLUSTER_EVERY == 0
+            && let Err(e) = refresh_cluster(&state).await
+        {
+            tracing::warn!(error = ?e, "refreshing the run and node gauges failed");
+        }
     }
 }
 
 /// Recomputes every gauge from the store (`terminal`: the terminal job statuses too).
 pub async fn refresh(state: &AppState, terminal: bool) -> Result<(), AppError> {
+    refresh_cluster(state).await?;
+    refresh_jobs(state, terminal).await
+}
+
+/// Recomputes the run and node gauges from the store.
+async fn refresh_cluster(state: &AppState) -> Result<(), AppError> {
     let active = state.store.run_list_active_brief().await?;
     let nodes = state.store.node_list_all().await?;
     record_cluster(&state.metrics, &nodes, &active);
-    refresh_jobs(state, terminal).await
+    Ok(())
 }
 
 /// Recomputes the job gauges from the store.
@@ -69,8 +84,8 @@ async fn refresh_jobs(state: &AppState, terminal: bool) -> Result<(), AppError> 
 }
 
 /// Sets the run and node gauges from `nodes` (all of them) and `active` (every active
-/// run), as read by the lifecycle reconciler or [`refresh`].
-pub fn record_cluster(m: &super::Metrics, nodes: &[NodeRecord], active: &[RunRecord]) {
+/// run).
+fn record_cluster(m: &super::Metrics, nodes: &[NodeRecord], active: &[RunRecord]) {
     let mut runs: HashMap<JobRunStatus, i64> = HashMap::new();
     for r in active {
         *runs.entry(r.run.status).or_default() += 1;

@@ -5,10 +5,12 @@
 -- kilobyte), decoded whole for two numbers. With thousands of active runs that read
 -- was a burst of CPU every pass (on PostgreSQL, 70-300 ms per pass with 5,000-10,000
 -- runs under `gantry bench schedule`) that the submits and placements of the moment
--- waited out. `run_list_active_brief` reads these columns instead.
+-- waited out. The pass now asks the database for the runs past these limits
+-- (`run_list_due`), and `run_list_active_brief` reads them instead of the snapshot.
 --
 -- Written with every run placed from now on (`RunRow`), and filled here for the runs
--- still active, the only ones the brief read returns; older ended runs keep NULL.
+-- still active, the only ones those reads return; older ended runs keep NULL. A run
+-- without them (placed by an older binary during a rolling upgrade) is read whole.
 ALTER TABLE job_runs ADD COLUMN start_limit_ms INTEGER;
 ALTER TABLE job_runs ADD COLUMN run_limit_ms INTEGER;
 UPDATE job_runs

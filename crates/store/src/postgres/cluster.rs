@@ -384,6 +384,14 @@ impl ClusterStore for PgStore {
         rows.iter().map(record::<RunRow>).collect()
     }
 
+    async fn run_list_due(&self, now_ms: i64) -> StoreResult<Vec<RunRecord>> {
+        let columns = sql::brief_run_columns("json_build_object", "::text");
+        let sql = sql::due_runs_sql(&columns, "$1");
+        let rows =
+            sqlx::query(AssertSqlSafe(sql)).bind(now_ms).fetch_all(&self.pool).await.map_err(db("job run list due"))?;
+        rows.iter().map(record::<RunRow>).collect()
+    }
+
     async fn run_still_wanted(&self, ids: &[JobRunId]) -> StoreResult<Vec<JobRunId>> {
         let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
         let uuids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql::still_wanted_sql("uuid = ANY($1)")))

@@ -33,15 +33,34 @@ pub(crate) const BRIEF_SNAPSHOT_KEYS: [&str; 2] = ["max_timeout_start_ms", "max_
 
 /// [`RUN_COLUMNS`] with `job_snapshot` built from the timeout columns by `object`,
 /// the backend's JSON object function (`json_object`, `json_build_object`), cast by
-/// `cast` to the column's text type.
+/// `cast` to the column's text type. A run whose columns are empty (written by a
+/// binary older than migration 17, still placing during a rolling upgrade: every job
+/// has a start timeout) keeps its whole snapshot, so its timeouts are never lost.
 pub(crate) fn brief_run_columns(object: &str, cast: &str) -> String {
     let [start, run] = BRIEF_SNAPSHOT_KEYS;
-    let snapshot = format!("{object}('{start}', start_limit_ms, '{run}', run_limit_ms){cast} AS job_snapshot");
+    let snapshot = format!(
+        "CASE WHEN start_limit_ms IS NULL THEN job_snapshot \
+         ELSE {object}('{start}', start_limit_ms, '{run}', run_limit_ms){cast} END AS job_snapshot"
+    );
     RUN_COLUMNS
         .split(", ")
         .map(|c| if c == "job_snapshot" { snapshot.as_str() } else { c })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `run_list_due`'s query: the active runs on a LOST node, past their start or run
+/// limit at `now` (the backend's parameter), or without limits in columns (see
+/// [`brief_run_columns`]); the same rules as `gantry_lifecycle::timeouts`, which
+/// decides on what this returns.
+pub(crate) fn due_runs_sql(columns: &str, now: &str) -> String {
+    format!(
+        "SELECT {columns} FROM job_runs WHERE {ACTIVE_RUNS} AND (start_limit_ms IS NULL \
+         OR (status IN ('ASSIGNED', 'PREPARING') AND {now} - created_at_ms > start_limit_ms) \
+         OR (status = 'RUNNING' AND {now} - started_at_ms > run_limit_ms) \
+         OR node_uuid IN (SELECT uuid FROM nodes WHERE status = 'LOST')) \
+         ORDER BY created_at_ms, uuid"
+    )
 }
 
 /// The runs that still hold node capacity, as a literal condition: SQLite uses the

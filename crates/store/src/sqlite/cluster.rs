@@ -313,6 +313,14 @@ impl ClusterStore for SqliteStore {
         .await
     }
 
+    async fn run_list_due(&self, now_ms: i64) -> StoreResult<Vec<RunRecord>> {
+        let columns = crate::sql::brief_run_columns("json_object", "");
+        self.read(move |conn| {
+            rows::all::<RunRow>(conn, &sql::due_runs_sql(&columns, "?1"), [now_ms], "job run list due")
+        })
+        .await
+    }
+
     async fn run_still_wanted(&self, ids: &[JobRunId]) -> StoreResult<Vec<JobRunId>> {
         // SQLite cannot bind a list; the ids travel as one JSON array.
         let ids = sql::json_list(&ids.iter().map(ToString::to_string).collect::<Vec<_>>());

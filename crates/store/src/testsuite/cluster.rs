@@ -708,6 +708,62 @@ pub async fn run_list_active_and_for_job(store: &dyn Store) {
     assert!(brief.iter().any(|r| timeouts_of(r).is_some()) && brief.iter().any(|r| timeouts_of(r).is_none()));
 }
 
+/// Places `job(account, t, variant)` on `node` with one run created at `t`.
+async fn placed_run(store: &dyn Store, account: AccountId, node: &NodeRecord, t: i64, variant: usize) -> RunRecord {
+    let job = new_job(store, account, t, variant).await;
+    let run = run_record(&job, node, 0, 0, t);
+    assert!(place(store, job.uuid, std::slice::from_ref(&run), t).await);
+    run
+}
+
+/// run_list_due has the active runs a lifecycle pass acts on (on a LOST node, past the
+/// start limit while ASSIGNED or PREPARING, past the run limit while RUNNING), brief,
+/// and none of the others.
+pub async fn run_list_due_has_the_runs_a_pass_acts_on(store: &dyn Store) {
+    use JobRunStatus::*;
+    const START: i64 = 300_000; // every `job` fixture's start limit
+    const RUN: i64 = 3_600_000; // the batch ones' run limit (even variants)
+    let account = new_account(store, "Due").await;
+    let (node, doomed_node) = (new_node(store, account, T0, 1).await, new_node(store, account, T0, 2).await);
+    let assigned = placed_run(store, account, &node, T0 + 10, 0).await;
+    let running = placed_run(store, account, &node, T0 + 10, 2).await;
+    store.run_update(running.run.uuid, &status_change(&[Assigned], Running, T0 + 20)).await.unwrap().unwrap();
+    let unlimited = placed_run(store, account, &node, T0 + 10, 1).await; // PERSISTENT: no run limit
+    store.run_update(unlimited.run.uuid, &status_change(&[Assigned], Running, T0 + 20)).await.unwrap().unwrap();
+    let ended = placed_run(store, account, &node, T0 + 10, 4).await;
+    store.run_update(ended.run.uuid, &status_change(&[Assigned], Completed, T0 + 20)).await.unwrap().unwrap();
+    let on_lost = placed_run(store, account, &doomed_node, T0 + 10, 0).await;
+    for run in [&assigned, &running, &unlimited, &ended, &on_lost] {
+        assert_eq!(run.run.job_snapshot["max_timeout_start_ms"], START, "the fixture's start limit");
+    }
+    assert_eq!(
+        (
+            running.run.job_snapshot["max_timeout_run_ms"].as_i64(),
+            unlimited.run.job_snapshot["max_timeout_run_ms"].as_i64()
+        ),
+        (Some(RUN), None)
+    );
+
+    let due = |now: i64| async move {
+        let runs = store.run_list_due(now).await.unwrap();
+        for r in &runs {
+            let keys: Vec<&String> = r.run.job_snapshot.as_object().expect("an object").keys().collect();
+            assert_eq!(keys.len(), 2, "brief: {keys:?}");
+        }
+        ids(&runs.iter().collect::<Vec<_>>())
+    };
+    assert!(due(T0 + 11).await.is_empty(), "nothing lost, nothing overstayed");
+    assert!(store.node_mark_lost(doomed_node.uuid, T0 + 1000, T0 + 1000).await.unwrap());
+    assert_eq!(due(T0 + 1000).await, ids(&[&on_lost]), "the run of the LOST node");
+    assert_eq!(due(T0 + 10 + START).await, ids(&[&on_lost]), "at its start limit, not past it");
+    assert_eq!(due(T0 + 11 + START).await, ids(&[&assigned, &on_lost]), "past its start limit");
+    assert_eq!(
+        due(T0 + 21 + RUN).await,
+        ids(&[&assigned, &running, &on_lost]),
+        "past its run limit since it started; no limit, never; ended, never"
+    );
+}
+
 /// One job per run status on `node`, each with one run placed at `t0 + i` and moved
 /// to ASSIGNED, PREPARING, RUNNING, COMPLETED, FAILED and CANCELLED in that order.
 async fn runs_in_every_status(store: &dyn Store, account: AccountId, node: &NodeRecord, t0: i64) -> Vec<RunRecord> {
