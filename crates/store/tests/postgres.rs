@@ -123,6 +123,43 @@ async fn poll_once<F: Future>(mut f: std::pin::Pin<&mut F>) -> bool {
     std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx).is_ready())).await
 }
 
+/// Runs `call` until it finishes or is cancelled at another point of its round trips
+/// for each `step`: odd steps poll it once (it sends what it sends first), let the
+/// runtime run up to `step * yields` times (answers may arrive) and drop it unless it
+/// finished; even steps drop it after `step * micros` µs. The yields reach the points
+/// between a request being sent and its answer (the timer alone rounds up to whole
+/// milliseconds, in which an idle database answers everything). Whether it finished.
+async fn finished_or_cancelled<F: Future>(call: F, step: u64, yields: u64, micros: u64) -> bool {
+    if step % 2 == 1 {
+        let mut call = std::pin::pin!(call);
+        let mut done = poll_once(call.as_mut()).await;
+        for _ in 0..step * yields {
+            if done {
+                break;
+            }
+            tokio::task::yield_now().await;
+            done = poll_once(call.as_mut()).await;
+        }
+        done
+    } else {
+        tokio::time::timeout(std::time::Duration::from_micros(step * micros), call).await.is_ok()
+    }
+}
+
+/// Creates `created` through `store`, as the write right after a cancelled or refused
+/// one: it must commit, visible to `other` (another connection), not run inside a
+/// transaction that a pooled connection was left in.
+async fn next_write_commits(store: &PgStore, other: &mut PgConnection, created: gantry_types::job::Job, step: u64) {
+    use gantry_store::JobStore;
+    store.job_create(&created).await.unwrap_or_else(|e| panic!("create of step {step}: {e:?}"));
+    let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE uuid = $1")
+        .bind(created.uuid.to_string())
+        .fetch_one(other)
+        .await
+        .unwrap();
+    assert_eq!(seen, 1, "job {} of step {step} is not committed: it ran in a stale transaction", created.uuid);
+}
+
 /// A request cancelled while its transaction's `BEGIN` is in flight (a client that
 /// disconnects, a timeout) must not hand the next caller a connection still inside
 /// that transaction. sqlx 0.9.0 did (transact-rs/sqlx#4393): the next caller's writes
@@ -135,7 +172,6 @@ async fn a_list_cancelled_mid_begin_leaves_no_connection_in_a_transaction() {
     use gantry_store::JobStore;
     use gantry_store::testsuite::{T0, job, new_account};
     use gantry_types::list::{JobFilter, Paging};
-    use std::time::Duration;
 
     let Some(admin_url) = admin_url() else { return };
     let (database, url) = create_database(&admin_url).await;
@@ -145,44 +181,14 @@ async fn a_list_cancelled_mid_begin_leaves_no_connection_in_a_transaction() {
     let all = JobFilter::default();
     let mut other = PgConnection::connect(&url).await.unwrap();
     let mut cancelled = 0;
-    // Each step cancels a list at another point of its round trips: odd steps poll it
-    // once (it sends what it sends first), let the runtime run `step` times (answers
-    // may arrive) and drop it unless it finished; even steps drop it after 0, 20,
-    // 40, ... µs. Some land between BEGIN being sent and its answer, the window the bug
-    // lived in (the timer alone rounds up to whole milliseconds, in which an idle
-    // database answers everything, so it cannot be the only way).
+    // Each step cancels a list at another point of its round trips; some land between
+    // BEGIN being sent and its answer, the window the bug lived in.
     for step in 0..300u64 {
-        let done = if step % 2 == 1 {
-            let mut list = std::pin::pin!(store.job_list(Some(account), &all, Paging::default()));
-            let mut done = poll_once(list.as_mut()).await;
-            for _ in 0..step {
-                if done {
-                    break;
-                }
-                tokio::task::yield_now().await;
-                done = poll_once(list.as_mut()).await;
-            }
-            done
-        } else {
-            let list = store.job_list(Some(account), &all, Paging::default());
-            tokio::time::timeout(Duration::from_micros(step * 10), list).await.is_ok()
-        };
-        if !done {
+        let list = store.job_list(Some(account), &all, Paging::default());
+        if !finished_or_cancelled(list, step, 1, 10).await {
             cancelled += 1;
         }
-        // A write right after must commit, visible to another connection.
-        let created = job(account, T0 + step as i64, step as usize);
-        store.job_create(&created).await.unwrap_or_else(|e| panic!("create after {cancelled} cancels: {e:?}"));
-        let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE uuid = $1")
-            .bind(created.uuid.to_string())
-            .fetch_one(&mut other)
-            .await
-            .unwrap();
-        assert_eq!(
-            seen, 1,
-            "job {} of step {step} is not committed: the write ran in a stale transaction",
-            created.uuid
-        );
+        next_write_commits(&store, &mut other, job(account, T0 + step as i64, step as usize), step).await;
     }
     assert!(cancelled > 0, "no call was cancelled: the test proves nothing");
     other.close().await.unwrap();
@@ -202,7 +208,6 @@ async fn one_message_commits_cancelled_or_refused_leave_no_connection_in_a_trans
     use gantry_store::testsuite::{T0, job, new_account, node_record, run_record};
     use gantry_store::{ClusterStore, JobPlacement, JobStore, RunUpdate};
     use gantry_types::job_run::JobRunStatus;
-    use std::time::Duration;
 
     let Some(admin_url) = admin_url() else { return };
     let (database, url) = create_database(&admin_url).await;
@@ -219,21 +224,8 @@ async fn one_message_commits_cancelled_or_refused_leave_no_connection_in_a_trans
         store.job_create(&pending).await.unwrap();
         let run = run_record(&pending, &node, 0, 0, T0 + 1000 + step as i64);
         let placement = JobPlacement { job: pending.uuid, runs: vec![run.clone()], now_ms: T0 + 1000 };
-        let done = if step % 2 == 1 {
-            let mut write = std::pin::pin!(store.run_place(std::slice::from_ref(&placement)));
-            let mut done = poll_once(write.as_mut()).await;
-            for _ in 0..step * 5 {
-                if done {
-                    break;
-                }
-                tokio::task::yield_now().await;
-                done = poll_once(write.as_mut()).await;
-            }
-            done
-        } else {
-            let write = store.run_place(std::slice::from_ref(&placement));
-            tokio::time::timeout(Duration::from_micros(step * 60), write).await.is_ok()
-        };
+        let write = store.run_place(std::slice::from_ref(&placement));
+        let done = finished_or_cancelled(write, step, 5, 60).await;
         if !done {
             cancelled += 1;
         }
@@ -253,15 +245,7 @@ async fn one_message_commits_cancelled_or_refused_leave_no_connection_in_a_trans
             };
             let _ = store.run_update(run.run.uuid, &report).await;
         }
-        // A write right after must commit, visible to another connection.
-        let created = job(account, T0 + 5000 + step as i64, step as usize);
-        store.job_create(&created).await.unwrap_or_else(|e| panic!("create after {cancelled} cancels: {e:?}"));
-        let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE uuid = $1")
-            .bind(created.uuid.to_string())
-            .fetch_one(&mut other)
-            .await
-            .unwrap();
-        assert_eq!(seen, 1, "job {} of step {step} is not committed: it ran in a stale transaction", created.uuid);
+        next_write_commits(&store, &mut other, job(account, T0 + 5000 + step as i64, step as usize), step).await;
     }
     assert!(cancelled > 0 && placed > 0, "cancelled {cancelled}, placed {placed}: the test proves nothing");
     let in_transaction = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
