@@ -23,7 +23,8 @@
 //! ([`apply_all`]), not a statement (and a round trip) per change: under `gantry bench
 //! schedule` on PostgreSQL that took the run's status statements from 20,000 to about
 //! 2,000 and their database time from 2.6-2.9 s to 1.9-2.2 s (all statements of the
-//! run: ~143k to ~106k). A caller is answered
+//! run: ~143k to ~106k). The events' insert and the COMMIT go as one message
+//! (`event_tx.rs`), so the event lock is held for no round trip. A caller is answered
 //! only after the COMMIT, so `Ok` still means durable. One batch at a time: a second
 //! would wait for the first's event lock anyway.
 //!
@@ -134,8 +135,8 @@ pub(super) async fn apply(tx: &mut PgConnection, change: &Change) -> StoreResult
 /// Set-based: one statement for the run changes and one for the job changes of each
 /// *round*, not one statement per change. A batch of agents' reports is hundreds of
 /// changes; one statement each was one round trip each, inside the transaction, and
-/// most of the database's CPU under `gantry bench schedule` (a bind and an execute per
-/// change). Changes to different rows commute (their callers raced, so no order among
+/// a seventh of the statements of a `gantry bench schedule` run (a bind and an execute
+/// per change). Changes to different rows commute (their callers raced, so no order among
 /// them was promised), so only changes to the *same* row keep their queue order: a
 /// change goes to the round after the last one that touched its row ([`rounds`]).
 pub(super) async fn apply_all(
