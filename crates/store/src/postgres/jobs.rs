@@ -111,37 +111,10 @@ impl JobStore for PgStore {
         // One statement, so the usage counters its jobs move are locked in key order
         // by the statement trigger (migration 16), as a placement's are: one statement
         // per job would lock them in the batch's order and could deadlock with one.
-        let ids: Vec<String> = transitions.iter().map(|(id, _)| id.to_string()).collect();
-        let to: Vec<&str> = transitions.iter().map(|(_, t)| t.to.as_str()).collect();
-        let from: Vec<String> =
-            transitions.iter().map(|(_, t)| t.from.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")).collect();
-        let reasons: Vec<Option<String>> = transitions.iter().map(|(_, t)| t.reason.clone()).collect();
-        let now: Vec<i64> = transitions.iter().map(|(_, t)| t.now_ms).collect();
-        let terminal: Vec<bool> = transitions.iter().map(|(_, t)| t.to.is_terminal()).collect();
-        let sql = format!(
-            "UPDATE jobs SET status = t.t_to, status_reason = t.t_reason, updated_at_ms = t.t_now, \
-             started_at_ms = CASE WHEN t.t_to = 'RUNNING' AND jobs.started_at_ms IS NULL THEN t.t_now \
-             ELSE jobs.started_at_ms END, \
-             completed_at_ms = CASE WHEN t.t_terminal THEN t.t_now ELSE jobs.completed_at_ms END \
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bool[]) \
-             AS t(t_uuid, t_to, t_from, t_reason, t_now, t_terminal) \
-             WHERE jobs.uuid = t.t_uuid AND jobs.status = ANY(string_to_array(t.t_from, ',')) \
-             RETURNING {}",
-            super::cluster::RETURNING_JOB.as_str()
-        );
+        let scoped: Vec<(Option<AccountId>, JobId, &JobTransition)> =
+            transitions.iter().map(|(id, t)| (None, *id, t)).collect();
         let mut tx = self.begin_write(during).await?;
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(&ids)
-            .bind(to)
-            .bind(from)
-            .bind(reasons)
-            .bind(&now)
-            .bind(terminal)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db(during))?;
-        let mut changed: std::collections::HashMap<JobId, Job> =
-            rows.iter().map(record::<JobRow>).map(|j| j.map(|j| (j.uuid, j))).collect::<StoreResult<_>>()?;
+        let mut changed = status_batch::job_transition_set(&mut tx, &scoped, during).await?;
         let mut new_events = Vec::with_capacity(changed.len());
         let after: Vec<Option<Job>> = transitions
             .iter()

@@ -111,21 +111,9 @@ impl Changed {
 /// Applies `change` inside the caller's transaction; what it changed and its event
 /// (none when the compare-and-set did not apply). The event is not appended here.
 pub(super) async fn apply(tx: &mut PgConnection, change: &Change) -> StoreResult<(Changed, Option<NewEventRow>)> {
-    match change {
-        Change::Run(id, update) => {
-            let run = run_update(tx, *id, update).await?;
-            let event = run
-                .as_ref()
-                .map(|r| NewEventRow::run(EventType::JobRunStatusChanged, &r.run, update.now_ms))
-                .transpose()?;
-            Ok((Changed::Run(run.map(Box::new)), event))
-        }
-        Change::Job(account, id, t) => {
-            let job = job_transition(tx, *account, *id, t).await?;
-            let event = job.as_ref().map(|j| NewEventRow::job(EventType::JobStatusChanged, j, t.now_ms)).transpose()?;
-            Ok((Changed::Job(job.map(Box::new)), event))
-        }
-    }
+    let (mut outcomes, mut new_events) = apply_all(tx, &[change]).await?;
+    let changed = outcomes.pop().expect("one outcome per change");
+    Ok((changed, new_events.pop()))
 }
 
 /// Applies `changes` inside the caller's transaction, as if one after another in
@@ -179,7 +167,7 @@ pub(super) async fn apply_all(
                     Change::Run(..) => unreachable!("filtered to job changes"),
                 })
                 .collect();
-            let mut after = job_transition_set(tx, &transitions).await?;
+            let mut after = job_transition_set(tx, &transitions, "job transition").await?;
             for (&i, (_, id, t)) in jobs.iter().zip(&transitions) {
                 let job = after.remove(id);
                 if let Some(j) = &job {
@@ -219,16 +207,14 @@ fn status_list<'a>(statuses: impl Iterator<Item = &'a str>) -> String {
     statuses.collect::<Vec<_>>().join(",")
 }
 
-/// [`run_update`] for many runs (distinct ids) in one statement; the runs it changed,
-/// by id.
+/// The runs' compare-and-sets (distinct ids) in one statement; the runs it changed,
+/// by id. Every SET expression sees the old row (so duration uses the started_at from
+/// before this update). A run's job's image size changes in the same statement, only
+/// when the run's update applied.
 async fn run_update_set(
     tx: &mut PgConnection,
     updates: &[(JobRunId, &RunUpdate)],
 ) -> StoreResult<HashMap<JobRunId, RunRecord>> {
-    if let [(id, update)] = updates {
-        let run = run_update(tx, *id, update).await?;
-        return Ok(run.map(|r| (r.run.uuid, r)).into_iter().collect());
-    }
     let node_urls = updates
         .iter()
         .map(|(_, u)| u.node_urls.as_deref().map(sql::node_urls_json).transpose())
@@ -268,16 +254,15 @@ async fn run_update_set(
     rows.iter().map(|row| record::<RunRow>(row).map(|r| (r.run.uuid, r))).collect()
 }
 
-/// [`job_transition`] for many jobs (distinct ids) in one statement; the jobs it
-/// changed, by id.
-async fn job_transition_set(
+/// The jobs' compare-and-sets (distinct ids) in one statement, each within its
+/// account when one is given; the jobs it changed, by id. The WHERE is the "compare";
+/// the row lock UPDATE takes makes a concurrent transition re-check it after we
+/// commit. Also `job_transition_many`'s statement.
+pub(super) async fn job_transition_set(
     tx: &mut PgConnection,
     transitions: &[(Option<AccountId>, JobId, &JobTransition)],
+    during: &'static str,
 ) -> StoreResult<HashMap<JobId, Job>> {
-    if let [(account, id, t)] = transitions {
-        let job = job_transition(tx, *account, *id, t).await?;
-        return Ok(job.map(|j| (j.uuid, j)).into_iter().collect());
-    }
     let sql = format!(
         "UPDATE jobs SET status = p.p_to, status_reason = p.p_reason, updated_at_ms = p.p_now, \
          started_at_ms = CASE WHEN p.p_running AND started_at_ms IS NULL THEN p.p_now ELSE started_at_ms END, \
@@ -301,72 +286,8 @@ async fn job_transition_set(
         .bind(transitions.iter().map(|(a, _, _)| a.map(|a| a.to_string())).collect::<Vec<Option<String>>>())
         .fetch_all(&mut *tx)
         .await
-        .map_err(db("job transition"))?;
+        .map_err(db(during))?;
     rows.iter().map(|row| record::<JobRow>(row).map(|j| (j.uuid, j))).collect()
-}
-
-/// The run's compare-and-set, in one statement; every SET expression sees the old
-/// row (so duration uses the started_at from before this update). The job's image
-/// size changes in the same statement, only when the run's update applied.
-async fn run_update(tx: &mut PgConnection, id: JobRunId, update: &RunUpdate) -> StoreResult<Option<RunRecord>> {
-    let node_urls = update.node_urls.as_deref().map(sql::node_urls_json).transpose()?;
-    let from: Vec<String> = update.from.iter().map(|s| s.as_str().to_owned()).collect();
-    let sql = format!(
-        "WITH r AS (UPDATE job_runs SET status = $1, status_reason = $2, updated_at_ms = $3, \
-         started_at_ms = CASE WHEN $4 AND started_at_ms IS NULL THEN $3 ELSE started_at_ms END, \
-         ended_at_ms = CASE WHEN $5 THEN $3 ELSE ended_at_ms END, \
-         duration_ms = CASE WHEN $5 AND started_at_ms IS NOT NULL THEN $3 - started_at_ms ELSE duration_ms END, \
-         exit_code = COALESCE($6, exit_code), node_urls = COALESCE($7, node_urls) \
-         WHERE uuid = $8 AND status = ANY($9) RETURNING {RUN_COLUMNS}), \
-         j AS (UPDATE jobs SET image_size_bytes = $10 FROM r WHERE $10::bigint IS NOT NULL AND jobs.uuid = r.job_uuid) \
-         SELECT {RUN_COLUMNS} FROM r"
-    );
-    let row = sqlx::query(AssertSqlSafe(sql))
-        .bind(update.to.as_str())
-        .bind(&update.reason)
-        .bind(update.now_ms)
-        .bind(update.to == JobRunStatus::Running)
-        .bind(update.to.is_terminal())
-        .bind(update.exit_code.map(i64::from))
-        .bind(node_urls)
-        .bind(id.to_string())
-        .bind(from)
-        .bind(update.image_size_bytes)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db("job run update"))?;
-    row.as_ref().map(record::<RunRow>).transpose()
-}
-
-/// The job's compare-and-set in one statement: the WHERE is the "compare"; the row
-/// lock UPDATE takes makes a concurrent transition re-check it after we commit.
-async fn job_transition(
-    tx: &mut PgConnection,
-    account: Option<AccountId>,
-    id: JobId,
-    transition: &JobTransition,
-) -> StoreResult<Option<Job>> {
-    let from: Vec<String> = transition.from.iter().map(|s| s.as_str().to_owned()).collect();
-    let sql = format!(
-        "UPDATE jobs SET status = $1, status_reason = $2, updated_at_ms = $3, \
-         started_at_ms = CASE WHEN $4 AND started_at_ms IS NULL THEN $3 ELSE started_at_ms END, \
-         completed_at_ms = CASE WHEN $5 THEN $3 ELSE completed_at_ms END \
-         WHERE uuid = $6 AND status = ANY($7) AND ($8::text IS NULL OR account_uuid = $8) \
-         RETURNING {JOB_COLUMNS}"
-    );
-    let row = sqlx::query(AssertSqlSafe(sql))
-        .bind(transition.to.as_str())
-        .bind(&transition.reason)
-        .bind(transition.now_ms)
-        .bind(transition.to == JobStatus::Running)
-        .bind(transition.to.is_terminal())
-        .bind(id.to_string())
-        .bind(from)
-        .bind(account.map(|a| a.to_string()))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db("job transition"))?;
-    row.as_ref().map(record::<JobRow>).transpose()
 }
 
 /// A queued change and where its outcome goes.
