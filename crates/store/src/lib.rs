@@ -65,7 +65,8 @@ pub use accounts::{AccountRecord, AccountStore};
 pub use api_keys::{ApiKeyRecord, ApiKeyStore};
 pub use billing::{BillingStore, CreditPurchaseRecord, LedgerPosting, LedgerSide, PLATFORM_ACCOUNT, PurchaseKey};
 pub use cluster::{
-    ClusterStore, Heartbeat, JobPlacement, LogTail, NodeLiveness, NodeRecord, RunFilter, RunRecord, RunUpdate,
+    ActiveRunCounts, ClusterStore, Heartbeat, JobPlacement, LogTail, NodeLiveness, NodeRecord, RunFilter, RunRecord,
+    RunUpdate,
 };
 pub use deployment::DeploymentStore;
 pub use events::{EventHorizon, EventStore};

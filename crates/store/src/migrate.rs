@@ -60,6 +60,7 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0016_usage_update_order.sql"),
     },
     Migration { version: 17, name: "run_timeouts", sql: include_str!("../migrations/sqlite/0017_run_timeouts.sql") },
+    Migration { version: 18, name: "due_runs", sql: include_str!("../migrations/sqlite/0018_due_runs.sql") },
 ];
 
 /// PostgreSQL migrations, oldest first (same versions as [`SQLITE`]).
@@ -85,6 +86,7 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0016_usage_update_order.sql"),
     },
     Migration { version: 17, name: "run_timeouts", sql: include_str!("../migrations/postgres/0017_run_timeouts.sql") },
+    Migration { version: 18, name: "due_runs", sql: include_str!("../migrations/postgres/0018_due_runs.sql") },
 ];
 
 /// The newest schema version this binary knows (both backends share versions).

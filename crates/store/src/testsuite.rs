@@ -114,6 +114,7 @@ macro_rules! store_test_suite {
             run_list_active_and_for_job,
             run_list_due_has_the_runs_a_pass_acts_on,
             run_still_wanted_follows_run_and_job,
+            run_count_active_counts_active_runs_and_their_gpus,
             run_update_compare_and_set,
             run_update_records_image_size,
             run_logs_keep_the_newest_bytes,

@@ -7,19 +7,19 @@
 //! (`jobs (status, created_at)`). Counts of the terminal statuses grow without bound
 //! and change meaning slowly, so they are recounted only every
 //! [`TERMINAL_EVERY`]-th refresh. The run and node gauges (`gantry_job_runs`,
-//! `gantry_nodes`, `gantry_node_gpus`) read every active run (brief: without its job
-//! snapshot) and every node, so only every [`CLUSTER_EVERY`]-th refresh: that read
-//! once a second, with the snapshots, cost about a tenth of the server's CPU under
-//! `gantry bench schedule`, taken from placing (they used to come from the lifecycle
-//! pass's own read of every active run, which now reads only the runs it acts on).
+//! `gantry_nodes`, `gantry_node_gpus`) read every node and the active runs' counts
+//! (`run_count_active`: counted by the database, one row per status and per
+//! GPU-holding run), only every [`CLUSTER_EVERY`]-th refresh. They used to read every
+//! active run: once a second, with the job snapshots, about a tenth of the server's
+//! CPU under `gantry bench schedule`; every 5 s and brief, still 30-80 ms of
+//! PostgreSQL's time at 10,000 runs, a stall the placements of that moment waited out.
 //! [`refresh`] (tests, `RunningServer::refresh_metrics`) reads them every time. Deriving the gauges from the store, rather than
 //! from increments scattered over every transition, keeps them right across
 //! restarts and with several servers sharing a database.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use gantry_store::{NodeRecord, RunRecord};
+use gantry_store::{ActiveRunCounts, NodeRecord};
 use gantry_types::job::JobStatus;
 use gantry_types::job_run::JobRunStatus;
 use gantry_types::list::{JobFilter, Paging};
@@ -60,7 +60,7 @@ pub async fn refresh(state: &AppState, terminal: bool) -> Result<(), AppError> {
 
 /// Recomputes the run and node gauges from the store.
 async fn refresh_cluster(state: &AppState) -> Result<(), AppError> {
-    let active = state.store.run_list_active_brief().await?;
+    let active = state.store.run_count_active().await?;
     let nodes = state.store.node_list_all().await?;
     record_cluster(&state.metrics, &nodes, &active);
     Ok(())
@@ -83,18 +83,13 @@ async fn refresh_jobs(state: &AppState, terminal: bool) -> Result<(), AppError> 
     Ok(())
 }
 
-/// Sets the run and node gauges from `nodes` (all of them) and `active` (every active
-/// run).
-fn record_cluster(m: &super::Metrics, nodes: &[NodeRecord], active: &[RunRecord]) {
-    let mut runs: HashMap<JobRunStatus, i64> = HashMap::new();
-    for r in active {
-        *runs.entry(r.run.status).or_default() += 1;
-    }
+/// Sets the run and node gauges from `nodes` (all of them) and `active` (the active
+/// runs' counts).
+fn record_cluster(m: &super::Metrics, nodes: &[NodeRecord], active: &ActiveRunCounts) {
     for status in JobRunStatus::ALL.into_iter().filter(|s| !s.is_terminal()) {
-        m.job_runs.get_or_create(&StatusLabel { status: status.as_str() }).set(runs.get(&status).copied().unwrap_or(0));
+        let count = active.by_status.get(&status).copied().unwrap_or(0);
+        m.job_runs.get_or_create(&StatusLabel { status: status.as_str() }).set(count as i64);
     }
-    let taken: std::collections::HashSet<(gantry_types::NodeId, u32)> =
-        active.iter().flat_map(|r| r.run.gpu_indices.iter().map(|i| (r.run.node_uuid, *i))).collect();
     let (mut free, mut used) = (0i64, 0i64);
     for status in [NodeStatus::Online, NodeStatus::Lost] {
         let count = nodes.iter().filter(|n| n.status == status).count();
@@ -102,7 +97,7 @@ fn record_cluster(m: &super::Metrics, nodes: &[NodeRecord], active: &[RunRecord]
     }
     for node in nodes.iter().filter(|n| n.status == NodeStatus::Online) {
         for gpu in &node.inventory.gpus {
-            if taken.contains(&(node.uuid, gpu.index)) { used += 1 } else { free += 1 }
+            if active.gpus_held.contains(&(node.uuid, gpu.index)) { used += 1 } else { free += 1 }
         }
     }
     m.node_gpus.get_or_create(&StateLabel { state: "free" }).set(free);

@@ -384,12 +384,20 @@ impl ClusterStore for PgStore {
         rows.iter().map(record::<RunRow>).collect()
     }
 
+    async fn run_count_active(&self) -> StoreResult<crate::ActiveRunCounts> {
+        let rows = sqlx::query_as(AssertSqlSafe(sql::count_active_sql()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("job runs counted"))?;
+        sql::active_counts(rows)
+    }
+
     async fn run_list_due(&self, now_ms: i64) -> StoreResult<Vec<RunRecord>> {
         let columns = sql::brief_run_columns("json_build_object", "::text");
         let sql = sql::due_runs_sql(&columns, "$1");
         let rows =
             sqlx::query(AssertSqlSafe(sql)).bind(now_ms).fetch_all(&self.pool).await.map_err(db("job run list due"))?;
-        rows.iter().map(record::<RunRow>).collect()
+        rows.iter().map(record::<RunRow>).collect::<StoreResult<_>>().map(sql::oldest_first)
     }
 
     async fn run_still_wanted(&self, ids: &[JobRunId]) -> StoreResult<Vec<JobRunId>> {

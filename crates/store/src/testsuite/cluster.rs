@@ -730,6 +730,17 @@ pub async fn run_list_due_has_the_runs_a_pass_acts_on(store: &dyn Store) {
     store.run_update(running.run.uuid, &status_change(&[Assigned], Running, T0 + 20)).await.unwrap().unwrap();
     let unlimited = placed_run(store, account, &node, T0 + 10, 1).await; // PERSISTENT: no run limit
     store.run_update(unlimited.run.uuid, &status_change(&[Assigned], Running, T0 + 20)).await.unwrap().unwrap();
+    // A run limit no clock reaches (the API sets no upper bound): never due, and the
+    // database must not overflow adding it to the start.
+    let endless = {
+        let mut job = job(account, T0 + 10, 2);
+        job.max_timeout_run_ms = Some(i64::MAX);
+        store.job_create(&job).await.expect("job create");
+        let run = run_record(&job, &node, 0, 0, T0 + 10);
+        assert!(place(store, job.uuid, std::slice::from_ref(&run), T0 + 10).await);
+        run
+    };
+    store.run_update(endless.run.uuid, &status_change(&[Assigned], Running, T0 + 20)).await.unwrap().unwrap();
     let ended = placed_run(store, account, &node, T0 + 10, 4).await;
     store.run_update(ended.run.uuid, &status_change(&[Assigned], Completed, T0 + 20)).await.unwrap().unwrap();
     let on_lost = placed_run(store, account, &doomed_node, T0 + 10, 0).await;
@@ -760,8 +771,9 @@ pub async fn run_list_due_has_the_runs_a_pass_acts_on(store: &dyn Store) {
     assert_eq!(
         due(T0 + 21 + RUN).await,
         ids(&[&assigned, &running, &on_lost]),
-        "past its run limit since it started; no limit, never; ended, never"
+        "past its run limit since it started; no limit (or one past any clock), never; ended, never"
     );
+    assert_eq!(due(i64::MAX / 2).await, ids(&[&assigned, &running, &on_lost]), "far in the future too");
 }
 
 /// One job per run status on `node`, each with one run placed at `t0 + i` and moved
@@ -781,6 +793,30 @@ async fn runs_in_every_status(store: &dyn Store, account: AccountId, node: &Node
         runs.push(run);
     }
     runs
+}
+
+/// The gauges' counts: one per active status, and each GPU an active run holds once
+/// (the fixture's PREPARING run holds GPU 0, its RUNNING run GPUs 0 and 1, as a
+/// hand-over leaves them); ended runs hold nothing, whatever their `gpu_indices`.
+pub async fn run_count_active_counts_active_runs_and_their_gpus(store: &dyn Store) {
+    use JobRunStatus::*;
+    assert_eq!(store.run_count_active().await.unwrap(), crate::ActiveRunCounts::default(), "no runs");
+    let account = new_account(store, "Counted").await;
+    let node = new_node(store, account, T0, 5).await;
+    let runs = runs_in_every_status(store, account, &node, T0 + 10).await;
+    assert_eq!(
+        runs.iter().map(|r| r.run.gpu_indices.len()).collect::<Vec<_>>(),
+        [0, 1, 2, 4, 8, 1],
+        "the fixture's GPUs per run"
+    );
+    let counts = store.run_count_active().await.unwrap();
+    assert_eq!(counts.by_status, [(Assigned, 1), (Preparing, 1), (Running, 1)].into_iter().collect());
+    assert_eq!(counts.gpus_held, [(node.uuid, 0), (node.uuid, 1)].into_iter().collect());
+
+    store.run_update(runs[2].run.uuid, &status_change(&[Running], Completed, T0 + 20)).await.unwrap().unwrap();
+    let counts = store.run_count_active().await.unwrap();
+    assert_eq!(counts.by_status, [(Assigned, 1), (Preparing, 1)].into_iter().collect());
+    assert_eq!(counts.gpus_held, [(node.uuid, 0)].into_iter().collect());
 }
 
 /// Of the ids asked about, only active runs of jobs still ASSIGNED or RUNNING are
