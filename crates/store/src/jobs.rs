@@ -11,6 +11,8 @@
 //! [`USAGE_SHARDS`] rows (chosen by the job's uuid), so concurrent submissions of one
 //! account do not all queue on one row lock; SQLite has one writer and uses one row.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use gantry_types::job::{Job, JobStatus};
 use gantry_types::list::{JobFilter, Paging};
@@ -207,6 +209,12 @@ pub trait JobStore {
     async fn job_usage(&self, account: AccountId) -> StoreResult<AccountUsage>;
     /// Accounts with PENDING jobs and how many each has, by account uuid.
     async fn job_pending_accounts(&self) -> StoreResult<Vec<(AccountId, u64)>>;
+    /// How many jobs are in each of `statuses` (every one present, 0 without jobs),
+    /// across accounts: the job gauges, every second. One grouped count on the
+    /// `(status, created_at)` index, where a page per status (`job_list`: a count and
+    /// a row each) cost eight statements and about 20 ms of PostgreSQL's time a
+    /// second at 10,000 active jobs.
+    async fn job_count_by_status(&self, statuses: &[JobStatus]) -> StoreResult<HashMap<JobStatus, u64>>;
     /// Per `(account, n)`: the account's `n` oldest PENDING jobs (created_at, uuid).
     /// The scheduler's fair read: every account's head of line, whatever the others hold.
     async fn job_list_pending_by_account(&self, shares: &[(AccountId, u32)]) -> StoreResult<Vec<Job>>;

@@ -188,6 +188,27 @@ pub(crate) fn job_list(
     c.finish("jobs", JOB_COLUMNS, paging)
 }
 
+/// `job_count_by_status`'s query: one grouped count over `jobs (status, created_at)`
+/// (`statuses` are the enum's own names, never input).
+pub(crate) fn job_count_sql(statuses: &[gantry_types::job::JobStatus]) -> String {
+    let listed: Vec<String> = statuses.iter().map(|s| format!("'{}'", s.as_str())).collect();
+    format!("SELECT status, COUNT(*) FROM jobs WHERE status IN ({}) GROUP BY status", listed.join(", "))
+}
+
+/// [`job_count_sql`]'s rows as counts, every status asked for present (0 without jobs).
+pub(crate) fn job_counts(
+    statuses: &[gantry_types::job::JobStatus],
+    rows: Vec<(String, i64)>,
+) -> Result<std::collections::HashMap<gantry_types::job::JobStatus, u64>, StoreError> {
+    let mut counts: std::collections::HashMap<_, u64> = statuses.iter().map(|s| (*s, 0)).collect();
+    for (status, n) in rows {
+        let parsed = gantry_types::job::JobStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt { table: "jobs", detail: format!("unknown status {status:?}") })?;
+        counts.insert(parsed, u64::try_from(n).unwrap_or(0));
+    }
+    Ok(counts)
+}
+
 /// The `api_key_list` query. Both the caller's scope and `filter.account_uuid` apply
 /// (an operator may filter by account; anyone else is scoped to their own, and a
 /// filter naming another account then matches nothing).

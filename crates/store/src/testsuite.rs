@@ -121,6 +121,7 @@ macro_rules! store_test_suite {
             job_list_pending_order_and_limit,
             job_transition_retry_and_end,
             job_usage_follows_status_changes,
+            job_count_by_status_counts_across_accounts,
             job_create_within_quota,
             job_list_pending_by_account_takes_each_head,
             gpu_model_seed_is_idempotent,

@@ -1,5 +1,7 @@
 //! Jobs on PostgreSQL: creation is the submit path, group-committed (`job_batch.rs`).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use gantry_types::event::EventType;
 use gantry_types::job::{Job, JobStatus};
@@ -32,6 +34,14 @@ impl JobStore for PgStore {
 
     async fn job_usage(&self, account: AccountId) -> StoreResult<AccountUsage> {
         usage(&self.pool, &account.to_string()).await
+    }
+
+    async fn job_count_by_status(&self, statuses: &[JobStatus]) -> StoreResult<HashMap<JobStatus, u64>> {
+        let rows = sqlx::query_as(AssertSqlSafe(sql::job_count_sql(statuses)))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("job count by status"))?;
+        sql::job_counts(statuses, rows)
     }
 
     async fn job_pending_accounts(&self) -> StoreResult<Vec<(AccountId, u64)>> {

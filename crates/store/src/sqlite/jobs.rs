@@ -2,6 +2,7 @@
 //! and the row is encoded on the caller's thread, leaving the writer thread only the
 //! insert.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
@@ -56,6 +57,21 @@ impl JobStore for SqliteStore {
     async fn job_usage(&self, account: AccountId) -> StoreResult<AccountUsage> {
         let account = account.to_string();
         self.read(move |conn| usage(conn, &account)).await
+    }
+
+    async fn job_count_by_status(&self, statuses: &[JobStatus]) -> StoreResult<HashMap<JobStatus, u64>> {
+        let statuses = statuses.to_vec();
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached(&sql::job_count_sql(&statuses))
+                .and_then(|mut s| {
+                    s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(db("job count by status"))?;
+            sql::job_counts(&statuses, rows)
+        })
+        .await
     }
 
     async fn job_pending_accounts(&self) -> StoreResult<Vec<(AccountId, u64)>> {

@@ -63,6 +63,30 @@ pub async fn job_usage_follows_status_changes(store: &dyn Store) {
     assert_eq!(store.job_pending_accounts().await.unwrap(), vec![(a, 2)]);
 }
 
+/// The gauges' count: every account's jobs per status asked for, each status asked
+/// for present (0 without jobs), none other.
+pub async fn job_count_by_status_counts_across_accounts(store: &dyn Store) {
+    use JobStatus::*;
+    let counted = |statuses: &'static [JobStatus]| async move {
+        let mut counts: Vec<(&str, u64)> =
+            store.job_count_by_status(statuses).await.unwrap().into_iter().map(|(s, n)| (s.as_str(), n)).collect();
+        counts.sort();
+        counts
+    };
+    assert_eq!(counted(&[Pending, Running]).await, [("PENDING", 0), ("RUNNING", 0)], "no jobs");
+    let (a, b) = (new_account(store, "Counted A").await, new_account(store, "Counted B").await);
+    for (i, (account, status)) in
+        [(a, Pending), (a, Pending), (b, Pending), (a, Running), (b, Completed)].into_iter().enumerate()
+    {
+        let mut j = job(account, T0 + i as i64, i);
+        j.status = status;
+        store.job_create(&j).await.unwrap();
+    }
+    assert_eq!(counted(&[Pending, Running, Cancelling]).await, [("CANCELLING", 0), ("PENDING", 3), ("RUNNING", 1)]);
+    assert_eq!(counted(&JobStatus::ALL).await.into_iter().map(|(_, n)| n).sum::<u64>(), 5, "every job once");
+    assert_eq!(counted(&[Completed]).await, [("COMPLETED", 1)], "only the statuses asked for");
+}
+
 /// Over a quota nothing is written and the error names the quota, its limit and the
 /// usage; under it the job is created; other accounts are unaffected.
 pub async fn job_create_within_quota(store: &dyn Store) {
