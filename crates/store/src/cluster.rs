@@ -229,9 +229,10 @@ pub trait ClusterStore {
     /// by a binary older than that keeps its whole snapshot.)
     async fn run_list_active_brief(&self) -> StoreResult<Vec<RunRecord>>;
     /// The active runs counted per status, and the GPUs they hold: for the gauges,
-    /// every few seconds. Counted by the database, which sends a row per status and
-    /// one per GPU-holding run: reading every active run (even brief) for this was
-    /// 30-80 ms of PostgreSQL's time at 10,000 runs, a stall placements waited out.
+    /// every few seconds. Counted by the database, which sends a row per status, and
+    /// per status, node and GPU list held: reading every active run (even brief) for
+    /// this was 30-80 ms of PostgreSQL's time at 10,000 runs, a stall placements
+    /// waited out.
     async fn run_count_active(&self) -> StoreResult<ActiveRunCounts>;
     /// The active runs a lifecycle pass at `now_ms` acts on, brief as in
     /// [`Self::run_list_active_brief`]: those on a LOST node, and those past their

@@ -52,9 +52,10 @@ pub(crate) fn brief_run_columns(object: &str, cast: &str) -> String {
 /// The moment an active run becomes due for the lifecycle pass (epoch ms): its start
 /// limit after its creation while ASSIGNED or PREPARING, its run limit after its start
 /// while RUNNING, at once (0) without limits in columns (see [`brief_run_columns`]),
-/// and 9e18 (later than any clock) without a limit. Indexed over the active runs (`job_runs_due`,
-/// migration 18: the index's expression is this text, which a test keeps in step), so
-/// a pass finds the few due runs instead of visiting every active one.
+/// and 9e18 (later than any clock) without a limit. Indexed over the active runs
+/// (`job_runs_due`, migration 18: the index's expression is this text, which a test
+/// keeps in step), so a pass finds the few due runs instead of visiting every active
+/// one.
 ///
 /// Never NULL (but for a RUNNING run without a start, which no write makes): with
 /// every value NULL (no run has limits, as under `gantry bench schedule`), PostgreSQL
@@ -67,7 +68,7 @@ pub(crate) const RUN_DUE_AT: &str = "(CASE WHEN start_limit_ms IS NULL THEN 0 \
      WHEN start_limit_ms < 4000000000000000 THEN created_at_ms + start_limit_ms ELSE 9000000000000000000 END)";
 
 /// `run_list_due`'s query: the active runs past their start or run limit at `now`
-/// (the backend's parameter), or without limits in columns ([`RUN_DUE_AT`]), then
+/// (SQLite's parameter; PostgreSQL's literal, see its `run_list_due`), or without limits in columns ([`RUN_DUE_AT`]), then
 /// those on a LOST node (`nodes_lost`, migration 18) not already listed; the same
 /// rules as `gantry_lifecycle::timeouts`, which decides on what this returns. Two
 /// indexed halves rather than one OR: an OR with the LOST nodes' subquery made both
