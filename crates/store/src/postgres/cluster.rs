@@ -394,7 +394,7 @@ impl ClusterStore for PgStore {
 
     async fn run_list_due(&self, now_ms: i64) -> StoreResult<Vec<RunRecord>> {
         // `now` as a literal, in a simple query: a prepared statement's generic plan
-        // (PostgreSQL's choice after five runs) cannot see the bound time, guesses that
+        // (which PostgreSQL may switch to after five runs) cannot see the bound time, guesses that
         // a third of the active runs are due and scans them all (10-18 ms a pass at
         // 10,000 runs); planned with the time itself, the histogram of `job_runs_due`
         // says how few are, and the index is used.
