@@ -10,8 +10,8 @@
 //! and change meaning slowly, so they are recounted only every
 //! [`TERMINAL_EVERY`]-th refresh. The run and node gauges (`gantry_job_runs`,
 //! `gantry_nodes`, `gantry_node_gpus`) read every node and the active runs' counts
-//! (`run_count_active`: counted by the database, one row per status and per
-//! GPU-holding run), only every [`CLUSTER_EVERY`]-th refresh. They used to read every
+//! (`run_count_active`: counted by the database, a row per status, and per node and
+//! GPU list held), only every [`CLUSTER_EVERY`]-th refresh. They used to read every
 //! active run: once a second, with the job snapshots, about a tenth of the server's
 //! CPU under `gantry bench schedule`; every 5 s and brief, still 30-80 ms of
 //! PostgreSQL's time at 10,000 runs, a stall the placements of that moment waited out.

@@ -394,10 +394,10 @@ impl ClusterStore for PgStore {
 
     async fn run_list_due(&self, now_ms: i64) -> StoreResult<Vec<RunRecord>> {
         // `now` as a literal, in a simple query: a prepared statement's generic plan
-        // (which PostgreSQL may switch to after five runs) cannot see the bound time, guesses that
-        // a third of the active runs are due and scans them all (10-18 ms a pass at
-        // 10,000 runs); planned with the time itself, the histogram of `job_runs_due`
-        // says how few are, and the index is used.
+        // (which PostgreSQL may switch to after five runs) cannot see the bound time,
+        // guesses that a third of the active runs are due and scans them all (10-18 ms
+        // a pass at 10,000 runs); planned with the time itself, the histogram of
+        // `job_runs_due` says how few are, and the index is used.
         let columns = sql::brief_run_columns("json_build_object", "::text");
         let sql = sql::due_runs_sql(&columns, &now_ms.to_string());
         let rows = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_all(&self.pool).await.map_err(db("job run list due"))?;
