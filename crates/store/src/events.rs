@@ -102,10 +102,11 @@ row! {
 
 row! {
     /// A new event: everything but the id, which the database assigns. Encoded on the
-    /// caller's thread where the data is known before the write. (Serialize: a batch
-    /// of them travels to PostgreSQL as one JSON array.)
+    /// caller's thread where the data is known before the write. (A batch of them
+    /// travels to PostgreSQL as one JSON array, Serialize, or, with a batch of job
+    /// creations, as one array per column.)
     #[derive(Clone, Debug, serde::Serialize)]
-    pub(crate) struct NewEventRow in "events" (write) {
+    pub(crate) struct NewEventRow in "events" (write, batch) {
         event_type: &'static str,
         account_uuid: String,
         created_at_ms: i64,

@@ -39,9 +39,10 @@ pub struct JobTransition {
 row! {
     /// The columns of a new job row, computed before the write so that serialization
     /// happens on the caller's thread, not on the (single) SQLite writer thread.
-    /// (Serialize: a batch of them travels to PostgreSQL as one JSON array.)
+    /// (A batch of them travels to PostgreSQL as one array per column, or, in the
+    /// batch's fallback transaction, as one JSON array: Serialize.)
     #[derive(Clone, Debug, serde::Serialize)]
-    pub(crate) struct NewJobRow in "jobs" (write) {
+    pub(crate) struct NewJobRow in "jobs" (write, batch) {
         uuid: String,
         account_uuid: String,
         status: &'static str,

@@ -61,6 +61,11 @@ pub const SQLITE: &[Migration] = &[
     },
     Migration { version: 17, name: "run_timeouts", sql: include_str!("../migrations/sqlite/0017_run_timeouts.sql") },
     Migration { version: 18, name: "due_runs", sql: include_str!("../migrations/sqlite/0018_due_runs.sql") },
+    Migration {
+        version: 19,
+        name: "job_batch_function",
+        sql: include_str!("../migrations/sqlite/0019_job_batch_function.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, oldest first (same versions as [`SQLITE`]).
@@ -87,6 +92,11 @@ pub const POSTGRES: &[Migration] = &[
     },
     Migration { version: 17, name: "run_timeouts", sql: include_str!("../migrations/postgres/0017_run_timeouts.sql") },
     Migration { version: 18, name: "due_runs", sql: include_str!("../migrations/postgres/0018_due_runs.sql") },
+    Migration {
+        version: 19,
+        name: "job_batch_function",
+        sql: include_str!("../migrations/postgres/0019_job_batch_function.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows (both backends share versions).

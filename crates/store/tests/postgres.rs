@@ -382,7 +382,8 @@ async fn creation_lanes_commit_apart_unless_a_quota_is_checked() {
         });
         let mut probe = PgConnection::connect(&url).await.unwrap();
         let waiting = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
-                       AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO jobs%'";
+                       AND wait_event_type = 'Lock' \
+                       AND (query LIKE 'INSERT INTO jobs%' OR query LIKE 'SELECT gantry_create_jobs(%')";
         until_count(&mut probe, waiting, |n| n > 0, "the even batch never waited for its counter row").await;
         let odd = with_parity(true);
         let other = tokio::time::timeout(Duration::from_secs(2), store.job_create_within(&odd, &quota)).await;

@@ -20,15 +20,16 @@
 //! (`synchronous_commit=on` is pinned per connection). While a batch commits, new
 //! requests queue: the busier the store, the larger the next batch.
 //!
-//! **One round trip** for the common batch (no quota to check, no uuid twice): the
-//! jobs' insert and the events' insert (which takes the event lock) go to the server
-//! as one message of two statements, which PostgreSQL runs as one implicit
-//! transaction and commits before answering (`one_trip`). The transaction above is
-//! four round trips (BEGIN, the insert, the events with their lock, COMMIT), the last
-//! one holding the event lock that every event-writing transaction waits for. A batch
-//! the database refuses that way (a uuid that exists already, a bad row) is rolled
-//! back whole and goes through the transaction above, which answers each request on
-//! its own.
+//! **One round trip** for the common batch (no quota to check, no uuid twice): one
+//! call of the function `gantry_create_jobs` (migration 19), which inserts the jobs,
+//! takes the event lock and inserts the events; PostgreSQL runs the call as one
+//! implicit transaction and commits before answering (`one_trip`). Its arguments are
+//! the rows column by column, each column one array in the binary format. The
+//! transaction above is four round trips (BEGIN, the insert, the events with their
+//! lock, COMMIT), the last one holding the event lock that every event-writing
+//! transaction waits for. A batch the database refuses that way (a uuid that exists
+//! already, a bad row) is rolled back whole and goes through the transaction above,
+//! which answers each request on its own.
 //!
 //! **Lanes**: one by default ([`DEFAULT_LANES`]: why), two at most
 //! (`PgStore::connect_with_lanes`), one batch in flight each. Each job's insert takes its
@@ -52,9 +53,10 @@
 //! own, so a bad request fails alone and its batch-mates commit. A failed COMMIT fails
 //! every request that was in it, as a failed COMMIT of one request would.
 //!
-//! Rows travel as one JSON array per table, decoded by `json_populate_recordset` with
-//! the table's own row type: one statement text whatever the batch size (prepared
-//! once per connection), and the column list still comes from the `row!` declaration.
+//! Either way one statement text serves every batch size (prepared once per
+//! connection) and the column lists come from the `row!` declarations: the call binds
+//! a column array per field (`ToColumns`), the transaction's inserts take one JSON
+//! array per table, decoded by `json_populate_recordset` with the table's row type.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -68,7 +70,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{Counters, db, events, insert_static, write_error};
 use crate::events::{NewEventRow, PG_EVENTS_LOCK};
 use crate::jobs::{AccountUsage, JobQuota, NewJobRow};
-use crate::sql::row::{Columns, insert_sql};
+use crate::sql::row::{Columns, ToColumns, insert_sql};
 use crate::sql::{Placeholders, Subject, Violation};
 use crate::{StoreError, StoreResult};
 
@@ -104,10 +106,6 @@ fn insert_json_from<R: Columns>(source: &str, suffix: &str) -> String {
         "INSERT INTO {table} ({cols}) SELECT {cols} FROM json_populate_recordset(NULL::{table}, {source}::json){suffix}"
     )
 }
-
-/// The dollar-quote delimiter of the JSON literals in [`one_trip_sql`]; a batch whose
-/// JSON contains it takes the parameterized path instead.
-pub(super) const JSON_TAG: &str = "$gantry_batch_json$";
 
 static INSERT_JOBS: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| insert_json_sql::<NewJobRow>(" ON CONFLICT (uuid) DO NOTHING RETURNING uuid"));
@@ -275,8 +273,7 @@ async fn commit(pool: &PgPool, batch: &[Create]) -> Result<(Vec<StoreResult<()>>
     if outcomes.iter().all(Option::is_none) && batch.iter().all(|c| !c.quota.is_limited()) {
         let events: Vec<&NewEventRow> = batch.iter().map(|c| &c.event).collect();
         match one_trip(pool, &sorted_rows(batch.iter().map(|c| &c.row)), &events).await {
-            Ok(Some(last_event)) => return Ok((batch.iter().map(|_| Ok(())).collect(), last_event)),
-            Ok(None) => {}
+            Ok(last_event) => return Ok((batch.iter().map(|_| Ok(())).collect(), last_event)),
             // Refused by the database, so rolled back: a uuid that exists already, or
             // a bad row. The path below answers each request on its own.
             Err(sqlx::Error::Database(_)) => {}
@@ -325,40 +322,35 @@ fn sorted_rows<'a>(rows: impl Iterator<Item = &'a NewJobRow>) -> Vec<&'a NewJobR
     rows
 }
 
-/// The common batch (no quota to check, no uuid twice) in **one round trip**: the
-/// statements of [`commit`] sent as one message, which PostgreSQL runs as one
-/// transaction and commits (durably: `synchronous_commit=on`) before answering, or
-/// rolls back whole at the first error. The path with a transaction of its own took
-/// five round trips then (BEGIN, the insert, the event lock, the events, COMMIT; four
-/// since the events' insert takes the lock itself), two of them while holding the
-/// event lock that every event-writing transaction (placements, node reports) takes
-/// in turn; under `gantry bench schedule` on PostgreSQL the submit's commit was most
-/// of submit → assigned (p50 11 ms, p99 36 ms of 17 and 47).
-/// A message of several statements takes no parameters, so the rows travel as
-/// dollar-quoted JSON literals; `None` when the JSON contains the delimiter (then the
-/// parameterized path runs). Answers the newest event id.
-async fn one_trip(pool: &PgPool, rows: &[&NewJobRow], events: &[&NewEventRow]) -> Result<Option<i64>, sqlx::Error> {
-    let encode = |e: serde_json::Error| sqlx::Error::Encode(Box::new(e));
-    let jobs = serde_json::to_string(rows).map_err(encode)?;
-    let events = serde_json::to_string(events).map_err(encode)?;
-    if jobs.contains(JSON_TAG) || events.contains(JSON_TAG) {
-        return Ok(None);
-    }
-    let sql = one_trip_sql(&format!("{JSON_TAG}{jobs}{JSON_TAG}"), &format!("{JSON_TAG}{events}{JSON_TAG}"));
-    let mut conn = pool.acquire().await?;
-    let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *conn).await?;
-    // The last statement's one row: the newest event id.
-    let last = rows.last().ok_or_else(|| sqlx::Error::Protocol("no answer to a job-create batch".into()))?;
-    Ok(Some(last.try_get::<i64, _>(0)?))
+/// The common batch (no quota to check, no uuid twice) in **one round trip**: one
+/// call of `gantry_create_jobs` (migration 19), which inserts the jobs (their trigger
+/// takes the usage counters), then takes the event lock and inserts the events, and
+/// answers the newest event id. A call outside a transaction commits (durably:
+/// `synchronous_commit=on`) before it answers, or rolls back whole at the first
+/// error.
+///
+/// Why one trip: the path with a transaction of its own took five round trips then
+/// (BEGIN, the insert, the event lock, the events, COMMIT; four since the events'
+/// insert takes the lock itself), two of them while holding the event lock that every
+/// event-writing transaction (placements, node reports) takes in turn; under `gantry
+/// bench schedule` on PostgreSQL the submit's commit was most of submit → assigned
+/// (p50 11 ms, p99 36 ms of 17 and 47). Why a function: the same statements sent as
+/// one message of two (which takes no parameters, so the rows were dollar-quoted JSON
+/// literals) made PostgreSQL lex, parse and plan ~30 KB of SQL per batch, a sixth of
+/// its CPU, while every other batch waited. The call is a prepared statement with the
+/// columns as array parameters (binary: nothing to escape, nothing to parse), and the
+/// function's plans are cached per connection.
+async fn one_trip(pool: &PgPool, rows: &[&NewJobRow], events: &[&NewEventRow]) -> Result<i64, sqlx::Error> {
+    let call = NewJobRow::bind_pg_columns(rows, sqlx::query(CREATE_JOBS.as_str()));
+    NewEventRow::bind_pg_columns(events, call).fetch_one(pool).await?.try_get(0)
 }
 
-/// The statements of [`one_trip`], from the jobs' and events' JSON literals: the
-/// jobs' insert (its trigger takes the usage counters, before the event lock as
-/// everywhere), then the events' insert, which takes the event lock and answers the
-/// newest id ([`INSERT_EVENTS`]'s statement).
-fn one_trip_sql(jobs: &str, events: &str) -> String {
-    format!("{};\n{}", insert_json_from::<NewJobRow>(jobs, ""), insert_events_from(events))
-}
+/// [`one_trip`]'s statement: a parameter per column of each table.
+static CREATE_JOBS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let count = <NewJobRow as Columns>::NAMES.len() + <NewEventRow as Columns>::NAMES.len();
+    let params: Vec<String> = (1..=count).map(|n| Placeholders::Dollar.nth(n)).collect();
+    format!("SELECT gantry_create_jobs({})", params.join(", "))
+});
 
 /// A job's usage-counter shard, as the database's `gantry_usage_shard` computes it
 /// (migration 0006): the uuid's last hex digit.
@@ -475,18 +467,27 @@ mod tests {
     }
 
     #[test]
-    fn one_trip_inserts_the_jobs_then_takes_the_event_lock_then_inserts_the_events() {
-        let sql = one_trip_sql("$t$[1]$t$", "$t$[2]$t$");
-        let at = |needle: &str| sql.find(needle).unwrap_or_else(|| panic!("{needle} missing from {sql}"));
-        let jobs = at("INSERT INTO jobs (uuid, account_uuid, status,");
-        let lock = at(&format!("SELECT pg_advisory_xact_lock({PG_EVENTS_LOCK})"));
-        let events = at("INSERT INTO events (event_type,");
-        assert!(jobs < lock && lock < events, "{sql}");
-        assert!(sql.contains("json_populate_recordset(NULL::jobs, $t$[1]$t$::json);"), "{sql}");
-        assert!(
-            sql.contains("json_populate_recordset(NULL::events, $t$[2]$t$::json) CROSS JOIN lock RETURNING id"),
-            "{sql}"
-        );
-        assert!(!sql.contains("ON CONFLICT"), "a duplicate must fail the message, not be skipped: {sql}");
+    fn the_batch_function_takes_the_declared_columns_in_order_then_the_event_lock() {
+        let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        let sql = words(include_str!("../../migrations/postgres/0019_job_batch_function.sql"));
+        let at = |needle: &str| sql.find(needle).unwrap_or_else(|| panic!("{needle} missing from migration 19"));
+        let params = |from: usize, count: usize| {
+            (from..from + count).map(|n| Placeholders::Dollar.nth(n)).collect::<Vec<_>>().join(", ")
+        };
+        let (jobs, events) = (<NewJobRow as Columns>::NAMES.len(), <NewEventRow as Columns>::NAMES.len());
+        let insert_jobs = at(&format!(
+            "INSERT INTO jobs ({}) SELECT * FROM unnest({});",
+            <NewJobRow as Columns>::LIST,
+            params(1, jobs)
+        ));
+        let lock = at(&format!("PERFORM pg_advisory_xact_lock({PG_EVENTS_LOCK});"));
+        let insert_events = at(&format!(
+            "INSERT INTO events ({}) SELECT * FROM unnest({}) RETURNING id",
+            <NewEventRow as Columns>::LIST,
+            params(jobs + 1, events)
+        ));
+        assert!(insert_jobs < lock && lock < insert_events, "{sql}");
+        assert_eq!(*CREATE_JOBS, format!("SELECT gantry_create_jobs({})", params(1, jobs + events)));
+        assert!(!sql.contains("ON CONFLICT"), "a duplicate must fail the call, not be skipped: {sql}");
     }
 }

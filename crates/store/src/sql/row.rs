@@ -81,6 +81,14 @@ pub(crate) trait ToRow: Columns {
     fn bind_pg(self, query: PgQuery<'_>) -> PgQuery<'_>;
 }
 
+/// Many row structs written at once, a column at a time (`batch` in [`row!`]).
+pub(crate) trait ToColumns: Columns + Sized {
+    /// Binds, in column order, each column of `rows` as one PostgreSQL array: the
+    /// arguments of an `unnest($1, $2, ...)` that yields the rows back. Arrays travel
+    /// in the binary format, element by element: nothing to escape, nothing to parse.
+    fn bind_pg_columns<'q>(rows: &[&Self], query: PgQuery<'q>) -> PgQuery<'q>;
+}
+
 /// Where `name` stands in `names`; compile-time, so a misspelt column fails the build.
 pub(crate) const fn position(names: &[&str], name: &str) -> usize {
     let mut i = 0;
@@ -114,7 +122,8 @@ pub(crate) fn insert_sql<R: Columns>(style: super::Placeholders, suffix: &str) -
 }
 
 /// Declares a row struct (fields = columns of `table`, in order) and derives its
-/// column list and, as asked, its reader (`read`) and writers (`write`).
+/// column list and, as asked, its reader (`read`), its writers (`write`) and its
+/// column-wise writer for many rows at once (`batch`).
 ///
 /// ```text
 /// row! {
@@ -168,6 +177,16 @@ macro_rules! row {
                         stringify!($field),
                     )?,)+
                 })
+            }
+        }
+    };
+    (@batch $name:ident; $($field:ident),+) => {
+        impl $crate::sql::row::ToColumns for $name {
+            fn bind_pg_columns<'q>(
+                rows: &[&Self],
+                query: $crate::sql::row::PgQuery<'q>,
+            ) -> $crate::sql::row::PgQuery<'q> {
+                query $(.bind(rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()))+
             }
         }
     };

@@ -399,10 +399,10 @@ pub async fn job_create_batch_isolates_failures(fixture: &mut dyn StoreFixture) 
 }
 
 /// Concurrent creations with no quota to check (PostgreSQL commits such a batch in one
-/// round trip, its rows as JSON literals): a stored uuid conflicts alone and a job of
-/// an unknown account fails alone, their batch-mates commit, and text holding quotes,
-/// backslashes, dollar quotes, non-ASCII, or that path's literal delimiter itself
-/// comes back unchanged.
+/// round trip, a function call with the rows as column arrays): a stored uuid
+/// conflicts alone and a job of an unknown account fails alone, their batch-mates
+/// commit, and text holding quotes, backslashes, dollar quotes, non-ASCII, or the
+/// delimiter the rows' JSON literals once travelled in comes back unchanged.
 pub async fn job_create_batch_of_plain_jobs(fixture: &mut dyn StoreFixture) {
     let store = fixture.store();
     let a = new_account(&*store, "Plain batch").await;

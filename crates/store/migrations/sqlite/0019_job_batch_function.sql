@@ -1,0 +1,5 @@
+-- Gantry schema, version 19 (SQLite): nothing to change.
+--
+-- PostgreSQL's version 19 adds the function its submit path calls for a batch of
+-- job creations; SQLite's writer thread inserts them itself. Both backends keep
+-- one list of versions.
